@@ -1,0 +1,14 @@
+.PHONY: demo test bench
+
+# First command of the README: set up a fresh clone and run the main job.
+demo:
+	scripts/bootstrap
+	.venv/bin/jtca qr demo
+
+# Second command: the whole test suite (ruff, mypy, import-linter, pytest).
+test:
+	scripts/test
+
+bench:
+	scripts/bootstrap
+	.venv/bin/python bench/qr_verify.py

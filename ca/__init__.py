@@ -1,0 +1,1 @@
+"""The authority: domain model, codecs, services, storage and the command line."""
