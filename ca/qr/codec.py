@@ -66,7 +66,9 @@ class FieldSpec:
         return f"{self.domain}.{self.name}"
 
 
-def _f(domain: str, name: str, annex: str, offset: int, length: int, after: bool = False) -> FieldSpec:
+def _f(
+    domain: str, name: str, annex: str, offset: int, length: int, after: bool = False
+) -> FieldSpec:
     return FieldSpec(domain, name, annex, offset, length, after)
 
 
@@ -396,10 +398,7 @@ class QrPayload:
         """Bytes [0, 267+L): what the user signs (guide through generation time)."""
         total = BASE_PAYLOAD_SIZE + len(user.extension)
         return (
-            guide.encode(total)
-            + interop.encode()
-            + user.encode()
-            + generated_at.to_bytes(4, "big")
+            guide.encode(total) + interop.encode() + user.encode() + generated_at.to_bytes(4, "big")
         )
 
 
@@ -474,7 +473,9 @@ def decode_interop_certificate(domain: bytes, at: int = GUIDE_SIZE) -> InteropCe
     d = domain
     fixed("interop_cert.record_header", RECORD_HEADER, "record header")
     if d[1:5] != SERVICE_ID:
-        raise err("interop_cert.service_id", f"must be 01010000 (交通电子现金应用), got {d[1:5].hex()}")
+        raise err(
+            "interop_cert.service_id", f"must be 01010000 (交通电子现金应用), got {d[1:5].hex()}"
+        )
     fixed("interop_cert.cert_format", CERT_FORMAT, "certificate format")
     try:
         issuer_id = decode_cn(d[7:11])

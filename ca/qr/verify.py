@@ -199,7 +199,8 @@ class PayloadVerifier:
             except InvalidSignature:
                 raise Rejected(
                     Reason.BAD_ISSUER_SIGNATURE,
-                    f"the user certificate is not signed by issuer {payload.interop_cert.issuer_id}",
+                    "the user certificate is not signed by issuer "
+                    f"{payload.interop_cert.issuer_id}",
                 ) from None
             verifications += 1
             entry = _UserEntry(interop=interop_entry, cert=payload.user_cert)
@@ -258,9 +259,7 @@ class PayloadVerifier:
         except CodecError as exc:
             raise Rejected(Reason.MALFORMED, str(exc), codec_error=exc) from None
 
-    def _check_interop(
-        self, data: bytes, cert: InteropCertificate
-    ) -> tuple[_InteropEntry, int]:
+    def _check_interop(self, data: bytes, cert: InteropCertificate) -> tuple[_InteropEntry, int]:
         # 2. CA index known, CA signature over [9, 56)
         ca_key = self.ca_keys.get(cert.ca_index)
         if ca_key is None:

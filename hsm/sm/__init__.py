@@ -19,10 +19,10 @@ from hsm.sm.sm4 import SM4_BLOCK, sm4_decrypt_block, sm4_encrypt_block, sm4_key_
 
 __all__ = [
     "DEFAULT_ID",
-    "SM2PrivateKey",
-    "SM2PublicKey",
     "SM2_CURVE_OID",
     "SM4_BLOCK",
+    "SM2PrivateKey",
+    "SM2PublicKey",
     "der_to_raw",
     "raw_to_der",
     "sm2_z",

@@ -238,16 +238,12 @@ class SM2PublicKey:
 
     def spki_der(self) -> bytes:
         return bytes(
-            self._key.public_bytes(
-                _t_ser.Encoding.DER, _t_ser.PublicFormat.SubjectPublicKeyInfo
-            )
+            self._key.public_bytes(_t_ser.Encoding.DER, _t_ser.PublicFormat.SubjectPublicKeyInfo)
         )
 
     def pem(self) -> bytes:
         return bytes(
-            self._key.public_bytes(
-                _t_ser.Encoding.PEM, _t_ser.PublicFormat.SubjectPublicKeyInfo
-            )
+            self._key.public_bytes(_t_ser.Encoding.PEM, _t_ser.PublicFormat.SubjectPublicKeyInfo)
         )
 
     # -- verification ---------------------------------------------------------------------

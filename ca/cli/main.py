@@ -1,0 +1,77 @@
+"""The ``jtca`` command line. Every command is non-interactive; errors are one line.
+
+Exit status (docs/cli.md): 0 success; 1 internal or other error; 2 usage error; 3 bad input
+(malformed payload, key, image or option value); 4 verification failed or payload rejected;
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from ca.errors import JtcaError
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    pass
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line naming the problem, not a usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message} (see '{self.prog} --help')")
+
+
+def build_parser() -> Parser:
+    from ca.cli import qr
+
+    parser = Parser(
+        prog="jtca",
+        description="Key management and certificate authority for the national transport card "
+        "and QR code scheme (交通一卡（码）通).",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    sub.required = True
+    qr.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        status: int = args.handler(args)
+        return status
+    except UsageError as exc:
+        print(f"jtca: usage error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except JtcaError as exc:
+        print(f"jtca: {exc.title}: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("jtca: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # The reader went away (jtca ... | head): not an error of ours.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    except Exception as exc:  # the last line of defence: never a traceback for a user
+        if os.environ.get("JTCA_DEBUG"):
+            raise
+        print(
+            f"jtca: internal error: {type(exc).__name__}: {exc} (set JTCA_DEBUG=1 for details)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
