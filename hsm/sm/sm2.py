@@ -260,6 +260,11 @@ class SM2PublicKey:
         except (_TInvalidSignature, _TInternalError):
             raise InvalidSignature("SM2 signature does not verify") from None
 
+    def encrypt(self, plaintext: bytes) -> bytes:
+        """SM2 public-key encryption (GB/T 32918.4) in Tongsuo: DER ``SM2Cipher``
+        (GM/T 0009 §7.2: x, y, SM3 hash, ciphertext). Used to seal key packages."""
+        return _pkey_crypt(self._key, plaintext, encrypt=True)
+
     # -- value semantics ------------------------------------------------------------------
     def __eq__(self, other: object) -> bool:
         return isinstance(other, SM2PublicKey) and other._compressed == self._compressed
@@ -317,6 +322,21 @@ class SM2PrivateKey:
     def sign_der(self, message: bytes) -> bytes:
         return bytes(self._key.sign(message, _ALGORITHM))
 
+    def decrypt(self, ciphertext: bytes) -> bytes:
+        """Open a DER ``SM2Cipher``; raises InvalidKey if it was not sealed to this key or was
+        altered (the SM3 hash inside does not match)."""
+        return _pkey_crypt(self._key, ciphertext, encrypt=False)
+
+    def pkcs8_der(self) -> bytes:
+        """Unencrypted PKCS#8 DER: what a token unwraps into an EC private key object."""
+        return bytes(
+            self._key.private_bytes(
+                _t_ser.Encoding.DER,
+                _t_ser.PrivateFormat.PKCS8,
+                _t_ser.NoEncryption(),
+            )
+        )
+
     def pkcs8_pem(self) -> bytes:
         """Unencrypted PKCS#8 PEM, for handing to the OpenSSL CLI in tests."""
         return bytes(
@@ -329,6 +349,36 @@ class SM2PrivateKey:
 
     def __repr__(self) -> str:
         return f"SM2PrivateKey(public={self._public.compressed.hex()})"
+
+
+def _pkey_crypt(key: object, data: bytes, *, encrypt: bool) -> bytes:
+    """EVP_PKEY_encrypt/decrypt on an SM2 key through tongsuopy's binding (tongsuopy has no
+    public API for SM2 encryption; the primitive runs in Tongsuo)."""
+    from tongsuopy.backends.tongsuo import backend as be
+
+    lib, ffi = be._lib, be._ffi
+    evp_pkey = key._evp_pkey  # type: ignore[attr-defined]
+    ctx = ffi.gc(lib.EVP_PKEY_CTX_new(evp_pkey, ffi.NULL), lib.EVP_PKEY_CTX_free)
+    init, run = (
+        (lib.EVP_PKEY_encrypt_init, lib.EVP_PKEY_encrypt)
+        if encrypt
+        else (lib.EVP_PKEY_decrypt_init, lib.EVP_PKEY_decrypt)
+    )
+    what = "encrypt" if encrypt else "decrypt"
+    if ctx == ffi.NULL or init(ctx) != 1:
+        be._consume_errors()
+        raise InvalidKey(f"cannot {what} with this SM2 key")
+    out_len = ffi.new("size_t *")
+    if run(ctx, ffi.NULL, out_len, data, len(data)) != 1:
+        be._consume_errors()
+        raise InvalidKey(f"SM2 {what}ion refused the input ({len(data)} bytes)")
+    buf = ffi.new("unsigned char[]", out_len[0])
+    if run(ctx, buf, out_len, data, len(data)) != 1:
+        be._consume_errors()
+        raise InvalidKey(f"SM2 {what}ion failed: wrong key or altered ciphertext")
+    result = bytes(ffi.buffer(buf)[: out_len[0]])
+    ffi.memmove(buf, b"\x00" * out_len[0], out_len[0])
+    return result
 
 
 def sm2_z(public_key: SM2PublicKey, user_id: bytes = DEFAULT_ID) -> bytes:

@@ -1,0 +1,371 @@
+"""Opening a PKCS#11 token and keeping logged-in sessions to it.
+
+A ``Token`` is found by label in a PKCS#11 module (SoftHSM2's is found automatically on Debian
+and Ubuntu; ``JTCA_PKCS11_MODULE`` or an explicit path overrides). The PIN comes from a
+``PinSource``: an environment variable, a file, a prompt, or an M-of-N share quorum.
+
+Sessions come from a small pool. One session holds the login (PKCS#11 login state belongs to
+the application, not the session); the others are opened without a PIN and share it. When a
+session is dropped underneath us (closed, logged out, device reset), ``Token.run`` throws the
+pool away, logs in again and runs the operation once more. Operations find their objects by URI
+inside the operation, never through handles kept from an earlier session.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import hashlib
+import os
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Final, Protocol, TypeVar
+
+import pkcs11
+import pkcs11.exceptions as p11e
+from pkcs11._pkcs11 import lib as Pkcs11Lib
+
+from hsm.errors import JtcaError
+
+MODULE_ENV: Final = "JTCA_PKCS11_MODULE"
+SOFTHSM_PATHS: Final = (
+    "/usr/lib/softhsm/libsofthsm2.so",
+    "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+    "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so",
+    "/usr/local/lib/softhsm/libsofthsm2.so",
+    "/opt/homebrew/lib/softhsm/libsofthsm2.so",
+)
+# Errors that mean "this session is gone", after which a fresh login makes the call good again.
+DROPPED: Final = (
+    p11e.SessionHandleInvalid,
+    p11e.SessionClosed,
+    p11e.UserNotLoggedIn,
+    p11e.DeviceRemoved,
+    p11e.TokenNotPresent,
+)
+
+
+class TokenError(JtcaError):
+    title = "Token error"
+    exit_code = 5
+
+
+def find_module(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """The PKCS#11 module to load: ``explicit``, else $JTCA_PKCS11_MODULE, else SoftHSM2."""
+    chosen = explicit or os.environ.get(MODULE_ENV)
+    if chosen:
+        path = Path(chosen)
+        if not path.is_file():
+            raise TokenError(
+                f"PKCS#11 module {path} does not exist", title="PKCS#11 module missing"
+            )
+        return path
+    for candidate in SOFTHSM_PATHS:
+        if Path(candidate).is_file():
+            return Path(candidate)
+    raise TokenError(
+        "no PKCS#11 module found: install SoftHSM2 (Debian: apt-get install softhsm2) or set "
+        f"{MODULE_ENV} to your token's module",
+        title="PKCS#11 module missing",
+    )
+
+
+_libs: dict[str, Pkcs11Lib] = {}
+_libs_lock = threading.Lock()
+
+
+def load_module(path: Path) -> Pkcs11Lib:
+    """Load (once per process) and initialise a PKCS#11 module."""
+    key = str(path.resolve())
+    with _libs_lock:
+        lib = _libs.get(key)
+        if lib is None:
+            try:
+                lib = pkcs11.lib(key)
+            except (RuntimeError, OSError) as exc:
+                raise TokenError(
+                    f"cannot load PKCS#11 module {path}: {exc}", title="PKCS#11 module unusable"
+                ) from None
+            _libs[key] = lib
+        return lib
+
+
+def rescan(path: Path) -> None:
+    """Re-initialise a module so that it sees tokens created since it was loaded (SoftHSM2
+    reads its token directory at C_Initialize)."""
+    load_module(path).reinitialize()
+
+
+# -- PIN sources ---------------------------------------------------------------------------
+class PinSource(Protocol):
+    def pin(self) -> str: ...
+
+    def describe(self) -> str: ...
+
+
+class EnvPin:
+    def __init__(self, variable: str) -> None:
+        self.variable = variable
+
+    def pin(self) -> str:
+        value = os.environ.get(self.variable)
+        if not value:
+            raise TokenError(f"environment variable {self.variable} holds no PIN", title="No PIN")
+        return value
+
+    def describe(self) -> str:
+        return f"env:{self.variable}"
+
+
+class FilePin:
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    def pin(self) -> str:
+        try:
+            value = self.path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise TokenError(
+                f"cannot read PIN file {self.path}: {exc.strerror}", title="No PIN"
+            ) from None
+        if not value:
+            raise TokenError(f"PIN file {self.path} is empty", title="No PIN")
+        return value
+
+    def describe(self) -> str:
+        return f"file:{self.path}"
+
+
+class PromptPin:
+    def __init__(self, prompt: str = "Token PIN: ", ask: Callable[[str], str] = getpass.getpass):
+        self.prompt = prompt
+        self.ask = ask
+
+    def pin(self) -> str:
+        value = self.ask(self.prompt)
+        if not value:
+            raise TokenError("no PIN entered", title="No PIN")
+        return value
+
+    def describe(self) -> str:
+        return "prompt"
+
+
+class QuorumPin:
+    """A PIN rebuilt from M of N custodians' shares (hsm.custody)."""
+
+    def __init__(self, shares: list[str]) -> None:
+        self.shares = shares
+
+    def pin(self) -> str:
+        from hsm.custody import combine_secret
+
+        secret = combine_secret(self.shares)
+        try:
+            return secret.decode("utf-8")
+        except UnicodeDecodeError:
+            raise TokenError("the shares do not combine to a PIN", title="Bad shares") from None
+
+    def describe(self) -> str:
+        return f"quorum:{len(self.shares)} shares"
+
+
+def pin_source_from_spec(spec: str) -> PinSource:
+    """``env:VAR``, ``file:PATH`` or ``prompt``: how the command line names a PIN source."""
+    kind, _, rest = spec.partition(":")
+    if kind == "env" and rest:
+        return EnvPin(rest)
+    if kind == "file" and rest:
+        return FilePin(rest)
+    if spec == "prompt":
+        return PromptPin()
+    raise TokenError(
+        f"PIN source {spec!r}: use env:VARIABLE, file:PATH or prompt", title="Bad PIN source"
+    )
+
+
+# -- tokens and the session pool -----------------------------------------------------------
+T = TypeVar("T")
+
+
+class Token:
+    """A token found by label, with a pool of logged-in sessions."""
+
+    def __init__(
+        self,
+        label: str,
+        pin_source: PinSource,
+        module: str | os.PathLike[str] | None = None,
+        pool_size: int = 4,
+    ) -> None:
+        self.label = label
+        self.module_path = find_module(module)
+        self._pin_source = pin_source
+        self._pool_size = max(1, pool_size)
+        self._lock = threading.Lock()
+        self._idle: list[pkcs11.Session] = []
+        self._login: pkcs11.Session | None = None
+        self._token = self._find_token()
+        self.reconnects = 0
+
+    def _find_token(self) -> pkcs11.Token:
+        lib = load_module(self.module_path)
+        try:
+            token: pkcs11.Token = lib.get_token(token_label=self.label)
+            return token
+        except p11e.NoSuchToken:
+            labels = sorted({s.get_token().label for s in lib.get_slots(token_present=True)} - {""})
+            known = ", ".join(labels) if labels else "none"
+            raise TokenError(
+                f"no token labelled {self.label!r} in {self.module_path} (tokens: {known})",
+                title="Token missing",
+            ) from None
+        except p11e.MultipleTokensReturned:
+            raise TokenError(
+                f"more than one token is labelled {self.label!r}", title="Token ambiguous"
+            ) from None
+
+    @property
+    def _login_key(self) -> tuple[str, str, str]:
+        return (str(self.module_path), self.label, str(self._token.serial))
+
+    @property
+    def mechanisms(self) -> frozenset[int]:
+        return frozenset(int(m) for m in self._token.slot.get_mechanisms())
+
+    def _log_in(self) -> pkcs11.Session:
+        pin = self._pin_source.pin()
+        try:
+            session = self._token.open(rw=True, user_pin=pin)
+            _login_digests[self._login_key] = _digest(pin)
+            return session
+        except p11e.PinIncorrect:
+            raise TokenError(
+                f"wrong PIN for token {self.label!r} (from {self._pin_source.describe()})",
+                title="Wrong PIN",
+            ) from None
+        except p11e.PinLocked:
+            raise TokenError(
+                f"the user PIN of token {self.label!r} is locked; the security officer must "
+                "reset it",
+                title="PIN locked",
+            ) from None
+        except (p11e.PinLenRange, p11e.PinInvalid):
+            raise TokenError(
+                f"the PIN for token {self.label!r} has an invalid length or characters",
+                title="Wrong PIN",
+            ) from None
+        except p11e.UserAlreadyLoggedIn:
+            # Another Token object of this process holds the login (PKCS#11 login state belongs
+            # to the application). Share it only if this PIN is the one that logged in.
+            if _login_digests.get(self._login_key) != _digest(pin):
+                raise TokenError(
+                    f"wrong PIN for token {self.label!r} (from {self._pin_source.describe()})",
+                    title="Wrong PIN",
+                ) from None
+            return self._token.open(rw=True)
+        except p11e.UserPinNotInitialized:
+            raise TokenError(
+                f"token {self.label!r} has no user PIN yet (initialise it first)",
+                title="Token not initialised",
+            ) from None
+
+    def _acquire(self) -> pkcs11.Session:
+        with self._lock:
+            if self._login is None:
+                self._login = self._log_in()
+                return self._login
+            if self._idle:
+                return self._idle.pop()
+        return self._token.open(rw=True)
+
+    def _release(self, session: pkcs11.Session) -> None:
+        with self._lock:
+            if session is self._login:
+                self._idle.append(session)
+                return
+            if len(self._idle) < self._pool_size:
+                self._idle.append(session)
+                return
+        _quiet_close(session)
+
+    def _reset(self) -> None:
+        with self._lock:
+            sessions, self._idle = self._idle, []
+            login, self._login = self._login, None
+        for session in sessions:
+            if session is not login:
+                _quiet_close(session)
+        if login is not None:
+            _quiet_close(login)
+        self._token = self._find_token()
+        self.reconnects += 1
+
+    @contextmanager
+    def session(self) -> Iterator[pkcs11.Session]:
+        """A logged-in session for one operation (no retry: prefer ``run``)."""
+        session = self._acquire()
+        try:
+            yield session
+        except DROPPED:
+            self._reset()
+            raise
+        else:
+            self._release(session)
+
+    def run(self, operation: Callable[[pkcs11.Session], T]) -> T:
+        """Run ``operation`` in a logged-in session; if the session was dropped underneath us,
+        log in again and run it once more. The operation must find its objects itself."""
+        for attempt in (1, 2):
+            try:
+                with self.session() as session:
+                    return operation(session)
+            except DROPPED:
+                if attempt == 2:
+                    raise TokenError(
+                        f"lost the session to token {self.label!r} twice in a row",
+                        title="Token unavailable",
+                    ) from None
+            except p11e.PKCS11Error as exc:
+                raise TokenError(
+                    f"token {self.label!r}: {type(exc).__name__} {exc}".strip()
+                ) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def pooled_sessions(self) -> list[pkcs11.Session]:
+        """The sessions the pool holds now (tests close them underneath the pool)."""
+        with self._lock:
+            found = list(self._idle)
+            if self._login is not None and self._login not in found:
+                found.append(self._login)
+            return found
+
+    def close(self) -> None:
+        with self._lock:
+            sessions, self._idle = self._idle, []
+            login, self._login = self._login, None
+        for session in sessions:
+            if session is not login:
+                _quiet_close(session)
+        if login is not None:
+            _quiet_close(login)
+
+    def __enter__(self) -> Token:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+_login_digests: dict[tuple[str, str, str], bytes] = {}
+
+
+def _digest(pin: str) -> bytes:
+    return hashlib.sha256(b"jtca-pin-check:" + pin.encode("utf-8")).digest()
+
+
+def _quiet_close(session: pkcs11.Session) -> None:
+    with contextlib.suppress(p11e.PKCS11Error):  # already gone: that is what we wanted
+        session.close()
