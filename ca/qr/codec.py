@@ -122,7 +122,7 @@ def decode_cn(raw: bytes) -> str:
     """The digits of a cn field; raises ValueError for a non-digit nibble or a digit after F."""
     text = raw.hex().upper()
     digits = text.rstrip("F")
-    if not digits.isdigit() or not digits.isascii():
+    if digits and (not digits.isdigit() or not digits.isascii()):
         bad = next((c for c in digits if c not in "0123456789"), "F")
         raise ValueError(f"nibble {bad} is not a digit (cn: digits, then F padding)")
     return digits
@@ -171,10 +171,10 @@ def _need_int(qualified: str, value: object, low: int, high: int) -> None:
         raise _err(qualified, f"must be an integer in [{low}, {high}], got {value!r}")
 
 
-def _need_bytes(qualified: str, value: object, size: int) -> None:
+def _need_bytes(qualified: str, value: object, size: int, extension_length: int = 0) -> None:
     if not isinstance(value, bytes) or len(value) != size:
         got = f"{len(value)} bytes" if isinstance(value, bytes) else type(value).__name__
-        raise _err(qualified, f"must be {size} bytes, got {got}")
+        raise _err(qualified, f"must be {size} bytes, got {got}", extension_length)
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +184,8 @@ class Guide:
     structure_version: int = 0
 
     def __post_init__(self) -> None:
-        if self.structure_version not in STRUCTURE_VERSIONS:
+        version = self.structure_version
+        if type(version) is not int or version not in STRUCTURE_VERSIONS:
             raise _err(
                 "guide.type_version",
                 f"structure version {self.structure_version!r} is not one of 0, 1",
@@ -298,7 +299,9 @@ class UserCertificate:
         if not isinstance(self.extension, bytes) or len(self.extension) not in EXTENSION_LENGTHS:
             got = len(self.extension) if isinstance(self.extension, bytes) else self.extension
             raise _err("user_cert.extension", f"must be 0 or 32 bytes, got {got!r}")
-        _need_bytes("user_cert.issuer_signature", self.issuer_signature, 64)
+        _need_bytes(
+            "user_cert.issuer_signature", self.issuer_signature, 64, len(self.extension)
+        )
 
     @staticmethod
     def fields_part(
@@ -482,7 +485,7 @@ def decode_interop_certificate(domain: bytes, at: int = GUIDE_SIZE) -> InteropCe
     except ValueError as exc:
         raise err("interop_cert.issuer_id", f"{exc}; value {d[7:11].hex()}") from None
     if not issuer_id:
-        raise err("interop_cert.issuer_id", "is empty (all F padding)")
+        raise err("interop_cert.issuer_id", f"is empty (all F padding): {d[7:11].hex()}")
     try:
         expiry = decode_n(d[11:13])
     except ValueError as exc:
