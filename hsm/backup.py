@@ -127,11 +127,15 @@ def restore_token(store: KeyStore, archive: bytes, shares: list[str]) -> list[To
     """Restore every key of ``archive`` into ``store``'s token. All or nothing."""
     try:
         doc = json.loads(archive)
+        if not isinstance(doc, dict):
+            raise TypeError("the archive is not a JSON object")
         body = {k: v for k, v in doc.items() if k != "mac"}
         mac = doc["mac"]
         if doc["format"] != FORMAT:
             raise BackupError(f"archive format {doc['format']!r} is not {FORMAT}")
         entries = list(doc["keys"])
+        if not all(isinstance(e, dict) for e in entries):
+            raise TypeError("an archive entry is not a JSON object")
     except (ValueError, KeyError, TypeError) as exc:
         raise BackupError(f"not a jtca token backup: {exc}") from None
     secret = bytearray(combine_secret(shares))

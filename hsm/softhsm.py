@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 from typing import Final
 
-from hsm.pkcs11.token import TokenError, find_module, load_module
+from hsm.pkcs11.token import TokenError, find_module, load_module, rescan
 
 CONF_ENV: Final = "SOFTHSM2_CONF"
 
@@ -45,7 +45,7 @@ def use_softhsm(folder: Path) -> Path:
         conf.write_text(text)
     if os.environ.get(CONF_ENV) != str(conf.resolve()):
         os.environ[CONF_ENV] = str(conf.resolve())
-        load_module(find_module()).reinitialize()
+        rescan(find_module())
     return conf
 
 
@@ -71,7 +71,7 @@ def init_token(label: str, pin: str, so_pin: str) -> None:
     )
     if result.returncode != 0:
         raise TokenError(f"softhsm2-util could not create token {label!r}: {result.stderr.strip()}")
-    load_module(find_module()).reinitialize()
+    rescan(find_module())
 
 
 def token_labels() -> list[str]:

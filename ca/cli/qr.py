@@ -6,7 +6,6 @@ import argparse
 import base64
 import binascii
 import json
-import os
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 from ca.clock import SystemClock, to_unix
 from ca.errors import BadInput
 from ca.qr.verify import DEFAULT_SKEW
+from ca.tokens import state_dir
 from hsm.errors import InvalidKey
 from hsm.sm.sm2 import SM2PublicKey
 
@@ -81,10 +81,6 @@ def register(sub: Any) -> None:
 
 
 # -- input ---------------------------------------------------------------------------------
-def state_dir() -> Path:
-    return Path(os.environ.get("JTCA_STATE", "state"))
-
-
 def read_payload(args: argparse.Namespace, allow_image: bool = True) -> bytes:
     if args.b64 is not None:
         try:

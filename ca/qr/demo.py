@@ -1,6 +1,8 @@
 """``jtca qr demo``: CA → issuer → user → ride → image → decode → verify, step by step.
 
-Software keys only: this shows the chain and the formats, it is not a ceremony. Each step is
+The central CA key and the issuer key live in SoftHSM2 tokens under the state folder (the
+embedded default, ``ca.tokens``); the rider's wallet key is a software key, as in a phone. This
+shows the chain and the formats; it is not a ceremony. Each step is
 reported as it finishes; any failure stops the demo with the error that caused it.
 """
 
@@ -17,10 +19,16 @@ from ca.qr.codec import decode_payload
 from ca.qr.image import ErrorLevel, RenderOptions, decode_image, render_png, render_svg, symbol_info
 from ca.qr.issue import issue_interop_certificate, issue_user_certificate, sign_ride
 from ca.qr.verify import PayloadVerifier, Rejected
+from ca.tokens import embedded_token, sm2_key
+from hsm.pkcs11.signer import TokenSigner
 from hsm.signer import SoftwareSigner
 
 DEMO_CA_INDEX = 1
 DEMO_ISSUER_ID = "02113450"
+DEMO_CA_TOKEN = "JTCA-DEMO-MOT"  # noqa: S105 - a token label, not a password
+DEMO_CA_KEY = "qr-ca-1"
+DEMO_ISSUER_TOKEN = "JTCA-DEMO-ISSUER"  # noqa: S105 - a token label
+DEMO_ISSUER_KEY = "qr-issuer-02113450"
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,17 +50,19 @@ def _mmyy_in(now: int, months: int) -> str:
 
 def run_demo(
     out_dir: Path,
+    state: Path,
     clock: Clock,
     *,
     level: ErrorLevel = ErrorLevel.L,
     with_extension: bool = False,
     on_step: Callable[[Step], None] | None = None,
 ) -> list[Step]:
-    return list(_steps(out_dir, clock, level, with_extension, on_step))
+    return list(_steps(out_dir, state, clock, level, with_extension, on_step))
 
 
 def _steps(
     out_dir: Path,
+    state: Path,
     clock: Clock,
     level: ErrorLevel,
     with_extension: bool,
@@ -69,14 +79,25 @@ def _steps(
         return s
 
     now = clock.now()
-    ca = SoftwareSigner.generate()
+    ministry = embedded_token(DEMO_CA_TOKEN, state)
+    ca = TokenSigner(ministry.store, sm2_key(ministry.store, DEMO_CA_KEY).uri)
     yield step(
-        "Central CA key (software, demo only)",
+        "Central CA key in the ministry token",
+        ("key", ca.key_uri),
         ("CA public key index", str(DEMO_CA_INDEX)),
         ("CA public key", ca.public_key.compressed.hex()),
+        ("signing path", ca.path.value),
     )
 
-    issuer = SoftwareSigner.generate()
+    issuer_token = embedded_token(DEMO_ISSUER_TOKEN, state)
+    issuer = TokenSigner(issuer_token.store, sm2_key(issuer_token.store, DEMO_ISSUER_KEY).uri)
+    yield step(
+        "QR issuer's key in the issuer's token",
+        ("key", issuer.key_uri),
+        ("issuer public key", issuer.public_key.compressed.hex()),
+        ("signing path", issuer.path.value),
+    )
+
     expiry = _mmyy_in(now, 24)
     interop = issue_interop_certificate(
         ca,
@@ -94,7 +115,7 @@ def _steps(
         ("117-byte domain", interop.encode().hex()),
     )
 
-    user = SoftwareSigner.generate()
+    user = SoftwareSigner.generate()  # the rider's wallet key lives in the phone, not a token
     user_cert = issue_user_certificate(
         issuer,
         interop,

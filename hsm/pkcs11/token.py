@@ -92,10 +92,27 @@ def load_module(path: Path) -> Pkcs11Lib:
         return lib
 
 
+_generations: dict[str, int] = {}
+
+
+def module_generation(path: Path) -> int:
+    return _generations.get(str(path.resolve()), 0)
+
+
 def rescan(path: Path) -> None:
     """Re-initialise a module so that it sees tokens created since it was loaded (SoftHSM2
-    reads its token directory at C_Initialize)."""
-    load_module(path).reinitialize()
+    reads its token directory at C_Initialize).
+
+    Re-initialising invalidates every session of every token of the module, and the module may
+    hand the same session handle numbers out again for other tokens. Each ``Token`` therefore
+    notes the module generation its sessions belong to and drops (never closes: the numbers may
+    now belong to someone else) sessions of an older generation before any use.
+    """
+    lib = load_module(path)
+    with _libs_lock:
+        lib.reinitialize()
+        key = str(path.resolve())
+        _generations[key] = _generations.get(key, 0) + 1
 
 
 # -- PIN sources ---------------------------------------------------------------------------
@@ -207,6 +224,7 @@ class Token:
         self._lock = threading.Lock()
         self._idle: list[pkcs11.Session] = []
         self._login: pkcs11.Session | None = None
+        self._generation = module_generation(self.module_path)
         self._token = self._find_token()
         self.reconnects = 0
 
@@ -273,6 +291,8 @@ class Token:
             ) from None
 
     def _acquire(self) -> pkcs11.Session:
+        if self._generation != module_generation(self.module_path):
+            self._forget_stale_sessions()
         with self._lock:
             if self._login is None:
                 self._login = self._log_in()
@@ -282,6 +302,8 @@ class Token:
         return self._token.open(rw=True)
 
     def _release(self, session: pkcs11.Session) -> None:
+        if self._generation != module_generation(self.module_path):
+            return  # a session of a re-initialised module: void, never to be reused or closed
         with self._lock:
             if session is self._login:
                 self._idle.append(session)
@@ -291,7 +313,20 @@ class Token:
                 return
         _quiet_close(session)
 
+    def _forget_stale_sessions(self) -> None:
+        """The module was re-initialised: our session handles are void and may have been
+        reissued to other tokens' sessions. Forget them without closing them."""
+        with self._lock:
+            self._idle = []
+            self._login = None
+            self._generation = module_generation(self.module_path)
+            self._token = self._find_token()
+            self.reconnects += 1
+
     def _reset(self) -> None:
+        if self._generation != module_generation(self.module_path):
+            self._forget_stale_sessions()
+            return
         with self._lock:
             sessions, self._idle = self._idle, []
             login, self._login = self._login, None
@@ -343,6 +378,9 @@ class Token:
             return found
 
     def close(self) -> None:
+        if self._generation != module_generation(self.module_path):
+            self._forget_stale_sessions()
+            return
         with self._lock:
             sessions, self._idle = self._idle, []
             login, self._login = self._login, None

@@ -1,0 +1,56 @@
+"""The embedded default: SoftHSM2 tokens under the state folder.
+
+``state/softhsm2/`` holds the SoftHSM2 config and token directory. Each token made here gets a
+random PIN stored beside it (``<label>.pin``, mode 0600) so the demo and a single-machine
+installation run unattended. That is the embedded default only: a real deployment names its
+module and tokens and takes PINs from the environment, a file, a prompt or a custodian quorum.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from hsm.pkcs11.keys import KeyStore, TokenKey
+from hsm.pkcs11.token import FilePin, Token
+from hsm.softhsm import init_token, token_labels, use_softhsm
+
+STATE_ENV: Final = "JTCA_STATE"
+
+
+def state_dir() -> Path:
+    return Path(os.environ.get(STATE_ENV, "state"))
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddedToken:
+    token: Token
+    store: KeyStore
+    pin_file: Path
+
+
+def embedded_token(label: str, state: Path | None = None) -> EmbeddedToken:
+    """Open (creating on first use) the SoftHSM2 token ``label`` under the state folder."""
+    folder = (state or state_dir()) / "softhsm2"
+    use_softhsm(folder)
+    pin_file = folder / f"{label}.pin"
+    if label not in token_labels():
+        pin = secrets.token_hex(8)
+        so_pin = secrets.token_hex(8)
+        init_token(label, pin, so_pin)
+        fd = os.open(pin_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(pin + "\n")
+    token = Token(label, FilePin(pin_file))
+    return EmbeddedToken(token, KeyStore(token), pin_file)
+
+
+def sm2_key(store: KeyStore, label: str) -> TokenKey:
+    """The SM2 key labelled ``label`` in the store, generated in the token on first use."""
+    for key in store.list_keys():
+        if key.label == label:
+            return key
+    return store.generate_sm2(label)
