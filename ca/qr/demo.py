@@ -19,8 +19,8 @@ from ca.qr.codec import decode_payload
 from ca.qr.image import ErrorLevel, RenderOptions, decode_image, render_png, render_svg, symbol_info
 from ca.qr.issue import issue_interop_certificate, issue_user_certificate, sign_ride
 from ca.qr.verify import PayloadVerifier, Rejected
+from ca.signing import token_signer
 from ca.tokens import embedded_token, sm2_key
-from hsm.pkcs11.signer import TokenSigner
 from hsm.signer import SoftwareSigner
 
 DEMO_CA_INDEX = 1
@@ -80,7 +80,7 @@ def _steps(
 
     now = clock.now()
     ministry = embedded_token(DEMO_CA_TOKEN, state)
-    ca = TokenSigner(ministry.store, sm2_key(ministry.store, DEMO_CA_KEY).uri)
+    ca = token_signer(ministry.store, sm2_key(ministry.store, DEMO_CA_KEY).uri, "central-qr-ca")
     yield step(
         "Central CA key in the ministry token",
         ("key", ca.key_uri),
@@ -90,7 +90,9 @@ def _steps(
     )
 
     issuer_token = embedded_token(DEMO_ISSUER_TOKEN, state)
-    issuer = TokenSigner(issuer_token.store, sm2_key(issuer_token.store, DEMO_ISSUER_KEY).uri)
+    issuer = token_signer(
+        issuer_token.store, sm2_key(issuer_token.store, DEMO_ISSUER_KEY).uri, "qr-issuer"
+    )
     yield step(
         "QR issuer's key in the issuer's token",
         ("key", issuer.key_uri),
