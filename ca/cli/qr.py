@@ -237,9 +237,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 value = value[:94] + "…"
             print(f"      {label:<20} {value}")
 
-    print("jtca qr demo: the transport QR chain end to end (software keys, demo only)")
+    print("jtca qr demo: the transport QR chain end to end, CA and issuer keys in SoftHSM2 tokens")
     run_demo(
         out,
+        state_dir(),
         SystemClock(),
         level=ErrorLevel(args.level),
         with_extension=args.extension,
