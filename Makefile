@@ -12,3 +12,4 @@ test:
 bench:
 	scripts/bootstrap
 	.venv/bin/python bench/qr_verify.py
+	.venv/bin/python bench/token_sign.py

@@ -299,9 +299,7 @@ class UserCertificate:
         if not isinstance(self.extension, bytes) or len(self.extension) not in EXTENSION_LENGTHS:
             got = len(self.extension) if isinstance(self.extension, bytes) else self.extension
             raise _err("user_cert.extension", f"must be 0 or 32 bytes, got {got!r}")
-        _need_bytes(
-            "user_cert.issuer_signature", self.issuer_signature, 64, len(self.extension)
-        )
+        _need_bytes("user_cert.issuer_signature", self.issuer_signature, 64, len(self.extension))
 
     @staticmethod
     def fields_part(
