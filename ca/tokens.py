@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Final
 
 from hsm.pkcs11.keys import KeyStore, TokenKey
-from hsm.pkcs11.token import FilePin, Token
+from hsm.pkcs11.token import FilePin, Token, TokenError
 from hsm.softhsm import init_token, token_labels, use_softhsm
 
 STATE_ENV: Final = "JTCA_STATE"
@@ -32,12 +32,19 @@ class EmbeddedToken:
     pin_file: Path
 
 
-def embedded_token(label: str, state: Path | None = None) -> EmbeddedToken:
-    """Open (creating on first use) the SoftHSM2 token ``label`` under the state folder."""
+def embedded_token(label: str, state: Path | None = None, *, create: bool = True) -> EmbeddedToken:
+    """Open the SoftHSM2 token ``label`` under the state folder; create it on first use only
+    when ``create`` is true."""
     folder = (state or state_dir()) / "softhsm2"
     use_softhsm(folder)
     pin_file = folder / f"{label}.pin"
     if label not in token_labels():
+        if not create:
+            raise TokenError(
+                f"no token labelled {label!r} in the embedded SoftHSM2 under {folder} "
+                f"(create it with: jtca token init --token {label})",
+                title="Token missing",
+            )
         pin = secrets.token_hex(8)
         so_pin = secrets.token_hex(8)
         init_token(label, pin, so_pin)

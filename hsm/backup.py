@@ -87,6 +87,8 @@ def backup_token(store: KeyStore, *, threshold: int, custodians: int) -> Backup:
         wipe(wrap_key)
     body = {
         "format": FORMAT,
+        # package ids already imported: a restored token must still refuse them (replays)
+        "imported_packages": store.token.run(_imported_packages),
         "token": store.token.label,
         "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "threshold": threshold,
@@ -95,6 +97,23 @@ def backup_token(store: KeyStore, *, threshold: int, custodians: int) -> Backup:
     }
     archive = dict(body, mac=_mac(mac_key, body))
     return Backup(json.dumps(archive, indent=2).encode(), shares)
+
+
+def _imported_packages(session: pkcs11.Session) -> list[str]:
+    from hsm.envelope import REPLAY_MARKER_APP
+
+    return sorted(
+        bytes(obj[Attribute.VALUE]).hex()
+        for obj in list(session.get_objects({Attribute.CLASS: ObjectClass.DATA}))
+        if obj[Attribute.APPLICATION] == REPLAY_MARKER_APP
+    )
+
+
+def _restore_markers(session: pkcs11.Session, package_ids: list[str]) -> None:
+    from hsm.envelope import replay_marker
+
+    for package_id in package_ids:
+        session.create_object(replay_marker(bytes.fromhex(package_id)))
 
 
 def _wrap_under(
@@ -151,6 +170,8 @@ def restore_token(store: KeyStore, archive: bytes, shares: list[str]) -> list[To
         try:
             for entry in entries:
                 restored.append(_restore_one(store, entry, wrap_key))
+            markers = [str(p) for p in doc.get("imported_packages", [])]
+            store.token.run(partial(_restore_markers, package_ids=markers))
         except BaseException:
             for key in restored:
                 store.destroy(key.uri)

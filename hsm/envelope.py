@@ -274,7 +274,7 @@ def import_key(
 
     material = store.with_key_material(transport_key.uri, open_envelope)
     try:
-        return _install(store, info, material, label or info.key_label, marker)
+        return _install(store, info, material, label or info.key_label)
     finally:
         wipe(material)
 
@@ -295,9 +295,19 @@ def _has_marker(store: KeyStore, marker: str) -> bool:
     return store.token.run(look)
 
 
-def _install(
-    store: KeyStore, info: PackageInfo, material: bytearray, label: str, marker: str
-) -> TokenKey:
+def replay_marker(package_id: bytes) -> dict[Attribute, Any]:
+    """The data object that records, in the recipient token, that a package was imported."""
+    return {
+        Attribute.CLASS: ObjectClass.DATA,
+        Attribute.TOKEN: True,
+        Attribute.PRIVATE: True,
+        Attribute.LABEL: "jtca-pkg:" + package_id.hex(),
+        Attribute.APPLICATION: REPLAY_MARKER_APP,
+        Attribute.VALUE: package_id,
+    }
+
+
+def _install(store: KeyStore, info: PackageInfo, material: bytearray, label: str) -> TokenKey:
     public_key: SM2PublicKey | None = None
     if info.kind == KeyKind.SM2:
         try:
@@ -309,19 +319,11 @@ def _install(
         public_key = private.public_key
     elif sm4_key_check_value(bytes(material)) != info.check_value:
         raise PackageRefused("check-value-mismatch", "the SM4 key does not match its check value")
-    marker_object: dict[Attribute, Any] = {
-        Attribute.CLASS: ObjectClass.DATA,
-        Attribute.TOKEN: True,
-        Attribute.PRIVATE: True,
-        Attribute.LABEL: marker,
-        Attribute.APPLICATION: REPLAY_MARKER_APP,
-        Attribute.VALUE: info.package_id,
-    }
     return store.install_key(
         info.kind,
         label,
         material,
         public_key=public_key,
         check_value=info.check_value if info.kind == KeyKind.SM4 else None,
-        companions=[marker_object],
+        companions=[replay_marker(info.package_id)],
     )

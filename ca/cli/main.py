@@ -30,7 +30,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> Parser:
-    from ca.cli import qr
+    from ca.cli import qr, token
 
     parser = Parser(
         prog="jtca",
@@ -40,6 +40,7 @@ def build_parser() -> Parser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
     qr.register(sub)
+    token.register(sub)
     return parser
 
 

@@ -1,0 +1,304 @@
+"""``jtca token``: keys in PKCS#11 tokens, key packages, custody shares, backup and restore.
+
+Without ``--module`` the embedded default is used: SoftHSM2 under ``STATE/softhsm2`` with the
+PIN file jtca keeps there. With ``--module`` the token is a real one and the PIN comes from
+``--pin-source env:VAR | file:PATH | prompt`` (default ``prompt``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from ca.errors import BadInput
+from ca.tokens import embedded_token, state_dir
+from hsm.backup import backup_token, restore_token
+from hsm.custody import combine_secret, split_secret
+from hsm.envelope import export_key, import_key
+from hsm.errors import InvalidKey
+from hsm.pkcs11.keys import KeyKind, KeyStore, TokenKey
+from hsm.pkcs11.token import PinSource, PromptPin, Token, pin_source_from_spec
+from hsm.pkcs11.uri import Pkcs11Uri, UriError
+from hsm.signer import Signer
+from hsm.sm.sm2 import SM2PublicKey
+from hsm.softhsm import token_labels, use_softhsm
+
+
+def register(sub: Any) -> None:
+    token = sub.add_parser("token", help="keys in PKCS#11 tokens, packages, shares, backups")
+    tsub = token.add_subparsers(dest="token_command", metavar="COMMAND", parser_class=type(token))
+    tsub.required = True
+
+    def common(p: argparse.ArgumentParser, token_required: bool = True) -> None:
+        p.add_argument("--token", required=token_required, metavar="LABEL", help="token label")
+        p.add_argument("--module", metavar="PATH", help="PKCS#11 module (default: embedded)")
+        p.add_argument("--pin-source", metavar="SPEC", help="env:VAR, file:PATH or prompt")
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = tsub.add_parser("init", help="create a token in the embedded SoftHSM2 (state folder)")
+    p.add_argument("--token", required=True, metavar="LABEL")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_init)
+
+    p = tsub.add_parser("list", help="token labels, or the keys of one token")
+    common(p, token_required=False)
+    p.set_defaults(handler=cmd_list)
+
+    p = tsub.add_parser("keygen", help="generate an SM2 key pair or an SM4 key in the token")
+    common(p)
+    p.add_argument("--label", required=True)
+    p.add_argument("--kind", choices=["sm2", "sm4"], required=True)
+    p.add_argument("--transport", action="store_true", help="an SM2 key that opens packages")
+    p.set_defaults(handler=cmd_keygen)
+
+    p = tsub.add_parser("destroy", help="destroy a key's material (the record stays elsewhere)")
+    common(p)
+    p.add_argument("--key", required=True, metavar="URI")
+    p.add_argument("--yes", action="store_true", help="confirm: this cannot be undone")
+    p.set_defaults(handler=cmd_destroy)
+
+    p = tsub.add_parser("export", help="seal a key to another token as a signed key package")
+    common(p)
+    p.add_argument("--key", required=True, metavar="URI", help="the key to move")
+    p.add_argument("--sender-key", required=True, metavar="URI", help="the SM2 key that signs")
+    p.add_argument("--to", required=True, metavar="HEXPOINT", help="recipient transport key")
+    p.add_argument("--recipient", required=True, metavar="NAME")
+    p.add_argument("--out", required=True, type=Path)
+    p.set_defaults(handler=cmd_export)
+
+    p = tsub.add_parser("import", help="open a key package into the token")
+    common(p)
+    p.add_argument("--package", required=True, type=Path)
+    p.add_argument("--transport-key", required=True, metavar="URI")
+    p.add_argument("--trusted-sender", action="append", required=True, metavar="HEXPOINT")
+    p.add_argument("--label", help="label in this token (default: the package's)")
+    p.set_defaults(handler=cmd_import)
+
+    p = tsub.add_parser("split", help="split a secret (PIN, key) into M-of-N custodian shares")
+    p.add_argument("--threshold", type=int, required=True, metavar="M")
+    p.add_argument("--shares", type=int, required=True, metavar="N")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--secret-env", metavar="VAR")
+    src.add_argument("--secret-file", type=Path)
+    p.set_defaults(handler=cmd_split)
+
+    p = tsub.add_parser("check-shares", help="check that shares combine (prints no secret)")
+    p.add_argument("share", nargs="+")
+    p.set_defaults(handler=cmd_check_shares)
+
+    p = tsub.add_parser("backup", help="wrapped archive of every key + M-of-N shares")
+    common(p)
+    p.add_argument("--threshold", type=int, required=True, metavar="M")
+    p.add_argument("--custodians", type=int, required=True, metavar="N")
+    p.add_argument("--out", required=True, type=Path)
+    p.set_defaults(handler=cmd_backup)
+
+    p = tsub.add_parser("restore", help="restore an archive into a (fresh) token")
+    common(p)
+    p.add_argument("--archive", required=True, type=Path)
+    p.add_argument("--share", action="append", required=True)
+    p.set_defaults(handler=cmd_restore)
+
+
+# -- helpers -------------------------------------------------------------------------------
+def open_store(args: argparse.Namespace) -> KeyStore:
+    if args.module is None:
+        if args.pin_source is None:
+            return embedded_token(args.token, create=False).store
+        use_softhsm(state_dir() / "softhsm2")
+    pin: PinSource = (
+        pin_source_from_spec(args.pin_source) if args.pin_source is not None else PromptPin()
+    )
+    return KeyStore(Token(args.token, pin, module=args.module))
+
+
+def parse_uri(text: str, option: str) -> Pkcs11Uri:
+    try:
+        return Pkcs11Uri.parse(text)
+    except UriError as exc:
+        raise BadInput(f"{option}: {exc.message}") from None
+
+
+def parse_point(text: str, option: str) -> SM2PublicKey:
+    try:
+        return SM2PublicKey.from_bytes(bytes.fromhex(text))
+    except (ValueError, InvalidKey) as exc:
+        raise BadInput(f"{option} {text[:16]}…: not an SM2 point ({exc})") from None
+
+
+def find_key(store: KeyStore, uri: Pkcs11Uri) -> TokenKey:
+    for key in store.list_keys():
+        if (uri.object is None or key.label == uri.object) and (
+            uri.id is None or key.key_id == uri.id
+        ):
+            if key.kind == KeyKind.SM4 and key.check_value is None:
+                kcv = store.with_key_material(key.uri, _kcv)
+                return TokenKey(key.uri, key.kind, key.label, key.key_id, None, kcv)
+            return key
+    raise BadInput(f"no key matches {uri} in token {store.token.label!r}")
+
+
+def _kcv(value: bytearray) -> bytes:
+    from hsm.sm.sm4 import sm4_key_check_value
+
+    return sm4_key_check_value(bytes(value))
+
+
+def key_json(key: TokenKey) -> dict[str, Any]:
+    return {
+        "uri": str(key.uri),
+        "kind": key.kind.value,
+        "label": key.label,
+        "id": key.key_id.hex(),
+        "public_key": key.public_key.compressed.hex() if key.public_key else None,
+        "check_value": key.check_value.hex() if key.check_value else None,
+    }
+
+
+def emit(args: argparse.Namespace, data: Any, text: str) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps(data, ensure_ascii=False, indent=2))
+    else:
+        print(text)
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        tmp.replace(path)
+    except OSError as exc:
+        raise BadInput(f"cannot write {path}: {exc.strerror}") from None
+
+
+# -- commands ------------------------------------------------------------------------------
+def cmd_init(args: argparse.Namespace) -> int:
+    use_softhsm(state_dir() / "softhsm2")
+    existed = args.token in token_labels()
+    made = embedded_token(args.token)
+    data = {"token": args.token, "pin_file": str(made.pin_file), "created": not existed}
+    emit(
+        args,
+        data,
+        f"token {args.token}: {'exists' if existed else 'created'}; PIN in {made.pin_file}",
+    )
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    if args.token is None:
+        if args.module is None:
+            use_softhsm(state_dir() / "softhsm2")
+        labels = token_labels()
+        emit(args, {"tokens": labels}, "\n".join(labels) if labels else "(no tokens)")
+        return 0
+    keys = open_store(args).list_keys()
+    rows = [key_json(k) for k in keys]
+    text = "\n".join(
+        f"{k['kind']}  {k['label']:<28} {k['public_key'] or k['check_value'] or ''}  {k['uri']}"
+        for k in rows
+    )
+    emit(args, {"token": args.token, "keys": rows}, text or "(no keys)")
+    return 0
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    store = open_store(args)
+    if args.kind == "sm2":
+        key = store.generate_sm2(args.label, decrypt=args.transport)
+    else:
+        if args.transport:
+            raise BadInput("--transport applies to SM2 keys only")
+        key = store.generate_sm4(args.label)
+    data = key_json(key)
+    emit(args, data, f"generated {data['kind']} key {data['uri']}")
+    return 0
+
+
+def cmd_destroy(args: argparse.Namespace) -> int:
+    if not args.yes:
+        raise BadInput("destroying key material cannot be undone: add --yes")
+    uri = parse_uri(args.key, "--key")
+    count = open_store(args).destroy(uri)
+    emit(args, {"destroyed": str(uri), "objects": count}, f"destroyed {uri} ({count} objects)")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from ca.signing import token_signer
+
+    store = open_store(args)
+    key = find_key(store, parse_uri(args.key, "--key"))
+    sender: Signer = token_signer(store, parse_uri(args.sender_key, "--sender-key"), "transport")
+    recipient = parse_point(args.to, "--to")
+    package = export_key(
+        store, key, sender=sender, recipient_transport_key=recipient, recipient_name=args.recipient
+    )
+    write_atomically(args.out, package)
+    data = {"package": str(args.out), "bytes": len(package), "key": str(key.uri)}
+    emit(args, data, f"wrote {args.out}: {key.label} sealed to {args.recipient}")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    store = open_store(args)
+    try:
+        package = args.package.read_bytes()
+    except OSError as exc:
+        raise BadInput(f"cannot read {args.package}: {exc.strerror}") from None
+    transport = find_key(store, parse_uri(args.transport_key, "--transport-key"))
+    senders = [parse_point(s, "--trusted-sender") for s in args.trusted_sender]
+    key = import_key(
+        store, package, transport_key=transport, trusted_senders=senders, label=args.label
+    )
+    data = key_json(key)
+    emit(args, data, f"imported {data['kind']} key {data['uri']}")
+    return 0
+
+
+def cmd_split(args: argparse.Namespace) -> int:
+    if args.secret_env:
+        value = os.environ.get(args.secret_env)
+        if not value:
+            raise BadInput(f"--secret-env {args.secret_env}: the variable is empty or unset")
+        secret = value.encode("utf-8")
+    else:
+        try:
+            secret = args.secret_file.read_bytes().rstrip(b"\n")
+        except OSError as exc:
+            raise BadInput(f"cannot read {args.secret_file}: {exc.strerror}") from None
+    for share in split_secret(secret, args.threshold, args.shares):
+        print(share)
+    return 0
+
+
+def cmd_check_shares(args: argparse.Namespace) -> int:
+    secret = combine_secret(args.share)
+    print(f"the {len(args.share)} shares combine to the {len(secret)}-byte secret they came from")
+    return 0
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    backup = backup_token(open_store(args), threshold=args.threshold, custodians=args.custodians)
+    write_atomically(args.out, backup.archive)
+    data = {"archive": str(args.out), "shares": backup.shares}
+    text = f"wrote {args.out}; give one share to each custodian:\n" + "\n".join(backup.shares)
+    emit(args, data, text)
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    try:
+        archive = args.archive.read_bytes()
+    except OSError as exc:
+        raise BadInput(f"cannot read {args.archive}: {exc.strerror}") from None
+    keys = restore_token(open_store(args), archive, args.share)
+    rows = [key_json(k) for k in keys]
+    emit(args, {"restored": rows}, "\n".join(f"restored {k['uri']}" for k in rows))
+    return 0
