@@ -78,6 +78,7 @@ def backup_token(store: KeyStore, *, threshold: int, custodians: int) -> Backup:
                 if key.public_key is None:
                     raise BackupError(f"{key.uri} has no public key object to back up with it")
                 entry["public_key"] = key.public_key.compressed.hex()
+                entry["transport"] = store.token.run(partial(_opens_packages, store=store, key=key))
             else:
                 entry["check_value"] = store.with_key_material(
                     key.uri, lambda v: sm4_key_check_value(bytes(v))
@@ -97,6 +98,10 @@ def backup_token(store: KeyStore, *, threshold: int, custodians: int) -> Backup:
     }
     archive = dict(body, mac=_mac(mac_key, body))
     return Backup(json.dumps(archive, indent=2).encode(), shares)
+
+
+def _opens_packages(session: pkcs11.Session, *, store: KeyStore, key: TokenKey) -> bool:
+    return bool(store.find(session, key.uri)[Attribute.DECRYPT])
 
 
 def _imported_packages(session: pkcs11.Session) -> list[str]:
@@ -197,7 +202,9 @@ def _restore_one(store: KeyStore, entry: dict[str, Any], wrap_key: bytearray) ->
     try:
         if kind == KeyKind.SM2:
             public = SM2PublicKey.from_bytes(bytes.fromhex(entry["public_key"]))
-            key = store.install_key(kind, label, material, public_key=public)
+            key = store.install_key(
+                kind, label, material, public_key=public, decrypt=bool(entry.get("transport"))
+            )
             challenge = secrets.token_bytes(32)
             try:
                 public.verify(store.sign_host_assisted(key.uri, challenge), challenge)

@@ -198,6 +198,8 @@ def read_package(data: bytes) -> tuple[PackageInfo, SignedKeyPackage]:
         if tbs["envelope"]["sym_alg_id"]["algorithm"].dotted != OID_SM4_ECB:
             raise ValueError("envelope algorithm is not SM4-ECB")
         _ = signed["signature"].native
+        if signed["signature"].contents[:1] != b"\x00":
+            raise ValueError("the signature BIT STRING has unused bits")
     except (ValueError, TypeError, KeyError) as exc:
         raise PackageRefused("malformed", f"not a jtca key package ({exc})") from None
     if native["version"] != VERSION:

@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 from typing import Final
 
-from hsm.pkcs11.token import TokenError, find_module, load_module, rescan
+from hsm.pkcs11.token import MODULE_LOCK, TokenError, find_module, load_module, rescan
 
 CONF_ENV: Final = "SOFTHSM2_CONF"
 
@@ -76,4 +76,5 @@ def init_token(label: str, pin: str, so_pin: str) -> None:
 
 def token_labels() -> list[str]:
     lib = load_module(find_module())
-    return sorted({s.get_token().label for s in lib.get_slots(token_present=True)} - {""})
+    with MODULE_LOCK:
+        return sorted({s.get_token().label for s in lib.get_slots(token_present=True)} - {""})

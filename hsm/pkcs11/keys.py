@@ -32,8 +32,7 @@ from pkcs11.attributes import ALL_CAPABILITIES
 from pkcs11.constants import DEFAULT
 from pkcs11.types import Key, UnwrapMixin, WrapMixin
 
-from hsm.errors import JtcaError
-from hsm.pkcs11.token import Token, TokenError
+from hsm.pkcs11.token import ObjectMissing, Token, TokenError
 from hsm.pkcs11.uri import Pkcs11Uri
 from hsm.sm.sm2 import SM2_CURVE_OID_DER, SM2PrivateKey, SM2PublicKey
 from hsm.sm.sm4 import SM4_KEY_SIZE, sm4_key_check_value
@@ -47,7 +46,7 @@ class KeyKind(StrEnum):
     SM4 = "sm4"
 
 
-class KeyNotFound(JtcaError):
+class KeyNotFound(ObjectMissing):
     title = "Key not found"
     exit_code = 3
 
@@ -303,6 +302,7 @@ class KeyStore:
         public_key: SM2PublicKey | None = None,
         check_value: bytes | None = None,
         companions: list[dict[Attribute, Any]] | None = None,
+        decrypt: bool = False,
     ) -> TokenKey:
         """Put a key value (a 32-byte SM2 scalar or a 16-byte SM4 key) into the token as a
         sensitive object, with its companion objects (a public key, a replay marker), all or
@@ -326,12 +326,12 @@ class KeyStore:
             plain = bytearray(material)
         extra = list(companions or [])
         if public_key is not None:
-            extra.insert(0, _public_template(label, key_id, public_key))
+            extra.insert(0, _public_template(label, key_id, public_key, encrypt=decrypt))
 
         def install(session: pkcs11.Session) -> None:
             created: list[pkcs11.Object] = []
             try:
-                created.append(_unwrap_into(session, kind, label, key_id, plain))
+                created.append(_unwrap_into(session, kind, label, key_id, plain, decrypt))
                 for template in extra:
                     created.append(session.create_object(template))
             except BaseException:
@@ -362,13 +362,16 @@ class KeyStore:
         return key
 
 
-def _public_template(label: str, key_id: bytes, public_key: SM2PublicKey) -> dict[Attribute, Any]:
+def _public_template(
+    label: str, key_id: bytes, public_key: SM2PublicKey, *, encrypt: bool = False
+) -> dict[Attribute, Any]:
     return {
         Attribute.CLASS: ObjectClass.PUBLIC_KEY,
         Attribute.KEY_TYPE: KeyType.EC,
         Attribute.TOKEN: True,
         Attribute.PRIVATE: False,
         Attribute.VERIFY: True,
+        Attribute.ENCRYPT: encrypt,
         Attribute.EC_PARAMS: SM2_CURVE_OID_DER,
         Attribute.EC_POINT: OctetString(public_key.uncompressed).dump(),
         Attribute.LABEL: label,
@@ -377,14 +380,19 @@ def _public_template(label: str, key_id: bytes, public_key: SM2PublicKey) -> dic
 
 
 def _unwrap_into(
-    session: pkcs11.Session, kind: KeyKind, label: str, key_id: bytes, plain: bytearray
+    session: pkcs11.Session,
+    kind: KeyKind,
+    label: str,
+    key_id: bytes,
+    plain: bytearray,
+    decrypt: bool = False,
 ) -> pkcs11.Object:
     template: dict[Attribute, Any] = _base_secret_template(label, key_id)
     if kind == KeyKind.SM2:
         # Capabilities a private key cannot carry: drop python-pkcs11's defaults for them.
         template |= {
             Attribute.SIGN: True,
-            Attribute.DECRYPT: False,
+            Attribute.DECRYPT: decrypt,
             Attribute.UNWRAP: False,
             Attribute.DERIVE: False,
             Attribute.ENCRYPT: DEFAULT,

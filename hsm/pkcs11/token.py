@@ -52,6 +52,17 @@ class TokenError(JtcaError):
     exit_code = 5
 
 
+class ObjectMissing(TokenError):
+    """An object an operation looked for is not in the token (or not visible: logged out)."""
+
+    title = "Key not found"
+    exit_code = 3
+
+
+# One lock for every call into PKCS#11 modules (see Token.session).
+MODULE_LOCK: Final = threading.RLock()
+
+
 def find_module(explicit: str | os.PathLike[str] | None = None) -> Path:
     """The PKCS#11 module to load: ``explicit``, else $JTCA_PKCS11_MODULE, else SoftHSM2."""
     chosen = explicit or os.environ.get(MODULE_ENV)
@@ -109,7 +120,7 @@ def rescan(path: Path) -> None:
     now belong to someone else) sessions of an older generation before any use.
     """
     lib = load_module(path)
-    with _libs_lock:
+    with MODULE_LOCK, _libs_lock:
         lib.reinitialize()
         key = str(path.resolve())
         _generations[key] = _generations.get(key, 0) + 1
@@ -229,6 +240,10 @@ class Token:
         self.reconnects = 0
 
     def _find_token(self) -> pkcs11.Token:
+        with MODULE_LOCK:
+            return self._find_token_locked()
+
+    def _find_token_locked(self) -> pkcs11.Token:
         lib = load_module(self.module_path)
         try:
             token: pkcs11.Token = lib.get_token(token_label=self.label)
@@ -247,11 +262,12 @@ class Token:
 
     @property
     def _login_key(self) -> tuple[str, str, str]:
-        return (str(self.module_path), self.label, str(self._token.serial))
+        return (str(self.module_path.resolve()), self.label, str(self._token.serial))
 
     @property
     def mechanisms(self) -> frozenset[int]:
-        return frozenset(int(m) for m in self._token.slot.get_mechanisms())
+        with MODULE_LOCK:
+            return frozenset(int(m) for m in self._token.slot.get_mechanisms())
 
     def _log_in(self) -> pkcs11.Session:
         pin = self._pin_source.pin()
@@ -340,19 +356,33 @@ class Token:
 
     @contextmanager
     def session(self) -> Iterator[pkcs11.Session]:
-        """A logged-in session for one operation (no retry: prefer ``run``)."""
-        session = self._acquire()
-        try:
-            yield session
-        except DROPPED:
-            self._reset()
-            raise
-        else:
-            self._release(session)
+        """A logged-in session for one operation (no retry: prefer ``run``).
+
+        Calls into the module are serialised: python-pkcs11 initialises modules without
+        locking arguments (``C_Initialize(NULL)``), which tells SoftHSM2 the application will
+        not call it from several threads at once, and it releases the GIL around every call.
+        """
+        with MODULE_LOCK:
+            session = self._acquire()
+            try:
+                yield session
+            except DROPPED:
+                self._reset()
+                raise
+            except BaseException:
+                self._release(session)  # a failed operation must not leak its session
+                raise
+            else:
+                self._release(session)
 
     def run(self, operation: Callable[[pkcs11.Session], T]) -> T:
         """Run ``operation`` in a logged-in session; if the session was dropped underneath us,
-        log in again and run it once more. The operation must find its objects itself."""
+        log in again and run it once more. The operation must find its objects itself.
+
+        A session closed underneath us that held the login leaves the others open but logged
+        out (python-pkcs11 logs out on close): private objects then look absent. So when an
+        operation finds its object missing, the login is checked, and restored, once.
+        """
         for attempt in (1, 2):
             try:
                 with self.session() as session:
@@ -363,11 +393,29 @@ class Token:
                         f"lost the session to token {self.label!r} twice in a row",
                         title="Token unavailable",
                     ) from None
+            except ObjectMissing:
+                if attempt == 2 or not self._logged_in_again():
+                    raise
             except p11e.PKCS11Error as exc:
                 raise TokenError(
                     f"token {self.label!r}: {type(exc).__name__} {exc}".strip()
                 ) from None
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _logged_in_again(self) -> bool:
+        """Log in if the application was logged out underneath us. True if it was."""
+        with MODULE_LOCK:
+            try:
+                fresh = self._token.open(rw=True, user_pin=self._pin_source.pin())
+            except p11e.UserAlreadyLoggedIn:
+                return False
+            except p11e.PKCS11Error:
+                return False
+            self._reset()
+            with self._lock:
+                self._login = fresh
+                self._idle.append(fresh)
+            return True
 
     def pooled_sessions(self) -> list[pkcs11.Session]:
         """The sessions the pool holds now (tests close them underneath the pool)."""
