@@ -308,7 +308,7 @@ class Token:
 
     def _acquire(self) -> pkcs11.Session:
         if self._generation != module_generation(self.module_path):
-            self._forget_stale_sessions()
+            self._reset()
         with self._lock:
             if self._login is None:
                 self._login = self._log_in()
@@ -329,28 +329,21 @@ class Token:
                 return
         _quiet_close(session)
 
-    def _forget_stale_sessions(self) -> None:
-        """The module was re-initialised: our session handles are void and may have been
-        reissued to other tokens' sessions. Forget them without closing them."""
+    def _discard_pool(self) -> None:
+        """Close every pooled session; after a module re-initialise, only forget them: their
+        handles are void and may have been reissued to other tokens' sessions."""
+        stale = self._generation != module_generation(self.module_path)
         with self._lock:
-            self._idle = []
-            self._login = None
+            sessions = [*self._idle, *([self._login] if self._login is not None else [])]
+            self._idle, self._login = [], None
             self._generation = module_generation(self.module_path)
-            self._token = self._find_token()
-            self.reconnects += 1
+        if not stale:
+            for session in {id(s): s for s in sessions}.values():
+                _quiet_close(session)
 
     def _reset(self) -> None:
-        if self._generation != module_generation(self.module_path):
-            self._forget_stale_sessions()
-            return
-        with self._lock:
-            sessions, self._idle = self._idle, []
-            login, self._login = self._login, None
-        for session in sessions:
-            if session is not login:
-                _quiet_close(session)
-        if login is not None:
-            _quiet_close(login)
+        """Start again: a new pool, a fresh look-up of the token, a new login on next use."""
+        self._discard_pool()
         self._token = self._find_token()
         self.reconnects += 1
 
@@ -426,17 +419,8 @@ class Token:
             return found
 
     def close(self) -> None:
-        if self._generation != module_generation(self.module_path):
-            self._forget_stale_sessions()
-            return
-        with self._lock:
-            sessions, self._idle = self._idle, []
-            login, self._login = self._login, None
-        for session in sessions:
-            if session is not login:
-                _quiet_close(session)
-        if login is not None:
-            _quiet_close(login)
+        with MODULE_LOCK:
+            self._discard_pool()
 
     def __enter__(self) -> Token:
         return self

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -58,6 +59,30 @@ def test_demo_signs_with_token_keys(tmp_path: Path) -> None:
     )
     assert verifier.verify(payload).signatures_verified == 3
     ministry.token.close()
+
+    # jtca qr inspect reads the image back and judges every signature with the token's key.
+    inspected = subprocess.run(
+        [
+            JTCA,
+            "qr",
+            "inspect",
+            str(demo / "ride.png"),
+            "--json",
+            "--ca-key",
+            f"1={ca_public.compressed.hex()}",
+            "--accept-issuer",
+            "02113450",
+            "--skew",
+            "600",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert inspected.returncode == 0, inspected.stderr
+    report = json.loads(inspected.stdout)
+    assert report["signatures"] == {"ca": "valid", "issuer": "valid", "user": "valid"}
+    assert report["checks"]["acceptor"]["accepted"] is True
 
     # A second run reuses the tokens and their keys.
     second = run_demo(state)
