@@ -6,7 +6,7 @@ transport public key, the whole signed by the sender. Only the recipient token c
 It names the intended recipient, carries a package id (replay protection) and a check value:
 the SM4 key check value, or for an SM2 key its public point (d·G must equal it on import).
 
-ASN.1 (DER; docs/key-packages.md)::
+ASN.1 (DER; also in docs/tokens.md)::
 
     SignedKeyPackage ::= SEQUENCE {
         tbsPackage          KeyPackage,
