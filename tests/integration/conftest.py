@@ -96,3 +96,13 @@ def snapshot() -> Callable[[KeyStore], Snapshot]:
         return store.token.run(collect)
 
     return take
+
+
+# -- databases: every store test runs on SQLite and on PostgreSQL -------------------------------
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """``(url, engine)`` of a fresh, migrated database of each kind."""
+    from db_fixtures import fresh_database
+
+    with fresh_database(request.param, tmp_path) as pair:
+        yield pair

@@ -1,0 +1,79 @@
+"""The authority's tables. Every change to them is audited in the same transaction.
+
+The schema is created and changed only by the Alembic migrations in ``ca/store/migrations``;
+``tests/integration/test_store.py`` proves the migrations and these models agree.
+No table holds a private key: keys are named by their PKCS#11 URI.
+"""
+
+from __future__ import annotations
+
+from sqlmodel import Field, SQLModel, UniqueConstraint
+
+
+class AuditEvent(SQLModel, table=True):
+    """One link of the hash chain (第二十九条: kept at least 10 years)."""
+
+    __tablename__ = "audit_event"
+
+    seq: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})  # 1, 2, 3…
+    at: int  # Unix seconds, UTC
+    actor: str = Field(max_length=200)
+    action: str = Field(max_length=100, index=True)
+    subject: str = Field(max_length=500)
+    details: str  # canonical JSON
+    prev_hash: str = Field(max_length=64)  # hex SM3 of the previous event (64 zeros for seq 1)
+    hash: str = Field(max_length=64)  # hex SM3(prev_hash || canonical content)
+
+
+class AuditHead(SQLModel, table=True):
+    """The chain's head, one row: appenders lock it, so the chain has one writer at a time."""
+
+    __tablename__ = "audit_head"
+
+    id: int = Field(default=1, primary_key=True, sa_column_kwargs={"autoincrement": False})
+    seq: int = 0
+    hash: str = Field(default="0" * 64, max_length=64)
+
+
+class AuditCheckpoint(SQLModel, table=True):
+    """The chain head at ``seq``, signed by the audit key in the token."""
+
+    __tablename__ = "audit_checkpoint"
+
+    id: int | None = Field(default=None, primary_key=True)
+    seq: int = Field(index=True)
+    hash: str = Field(max_length=64)
+    at: int
+    key_uri: str = Field(max_length=500)
+    public_key: str = Field(max_length=66)  # compressed SM2 point, hex
+    signing_path: str = Field(max_length=20)
+    signature: str = Field(max_length=128)  # raw r || s, hex
+
+
+class SerialCounter(SQLModel, table=True):
+    """The next interop certificate serial for one central CA key. Locked while allocating."""
+
+    __tablename__ = "serial_counter"
+
+    ca_key: str = Field(primary_key=True, max_length=66)  # compressed SM2 point, hex
+    ca_index: int
+    next_serial: int = 1
+
+
+class InteropCertificateRecord(SQLModel, table=True):
+    __tablename__ = "interop_certificate"
+    __table_args__ = (UniqueConstraint("ca_key", "serial", name="uq_interop_serial_per_ca_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    ca_index: int
+    ca_key: str = Field(max_length=66, index=True)
+    serial: int
+    issuer_id: str = Field(max_length=8, index=True)
+    expiry: str = Field(max_length=4)  # MMYY
+    issuer_public_key: str = Field(max_length=66)
+    encoded: str  # the 117-byte 互通证书域, hex
+    issued_at: int
+    issued_by: str = Field(max_length=200)
+    status: str = Field(default="valid", max_length=20)  # valid | revoked
+    revoked_at: int | None = None
+    revocation_reason: str | None = None

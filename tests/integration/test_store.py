@@ -1,0 +1,38 @@
+"""The migrations build exactly the tables the models describe, on both databases."""
+
+from __future__ import annotations
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlmodel import Session, SQLModel, select
+
+import ca.store.models  # noqa: F401 - registers the tables
+from ca.store.db import database_url, migrate
+from ca.store.models import AuditHead
+
+
+def test_migrations_match_models(database) -> None:  # type: ignore[no-untyped-def]
+    _, engine = database
+    with engine.connect() as conn:
+        differences = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
+    assert differences == []
+    with Session(engine) as session:
+        head = session.exec(select(AuditHead)).one()
+    assert (head.id, head.seq, head.hash) == (1, 0, "0" * 64)
+
+
+def test_migrating_twice_changes_nothing(database) -> None:  # type: ignore[no-untyped-def]
+    _, engine = database
+    migrate(engine)
+    with Session(engine) as session:
+        assert len(session.exec(select(AuditHead)).all()) == 1
+
+
+def test_default_database_is_sqlite_under_the_state_folder(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.delenv("JTCA_DATABASE_URL", raising=False)
+    assert (
+        database_url(tmp_path / "state")
+        == f"sqlite:///{(tmp_path / 'state' / 'jtca.db').resolve()}"
+    )
+    monkeypatch.setenv("JTCA_DATABASE_URL", "postgresql+psycopg://u@h/db")
+    assert database_url(tmp_path) == "postgresql+psycopg://u@h/db"
