@@ -30,7 +30,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> Parser:
-    from ca.cli import qr, token
+    from ca.cli import audit, qr, token
 
     parser = Parser(
         prog="jtca",
@@ -41,6 +41,7 @@ def build_parser() -> Parser:
     sub.required = True
     qr.register(sub)
     token.register(sub)
+    audit.register(sub)
     return parser
 
 
