@@ -77,3 +77,64 @@ class InteropCertificateRecord(SQLModel, table=True):
     status: str = Field(default="valid", max_length=20)  # valid | revoked
     revoked_at: int | None = None
     revocation_reason: str | None = None
+
+
+class KeyRecord(SQLModel, table=True):
+    """A key in a token, as the database knows it: never the private part (key model)."""
+
+    __tablename__ = "key_record"
+
+    id: int | None = Field(default=None, primary_key=True)
+    uri: str = Field(max_length=500, unique=True)
+    token: str = Field(max_length=100, index=True)
+    label: str = Field(max_length=200)
+    kind: str = Field(max_length=8)  # sm2 | sm4
+    key_class: str = Field(max_length=50, index=True)
+    public_key: str | None = Field(default=None, max_length=66)
+    check_value: str | None = Field(default=None, max_length=32)
+    state: str = Field(default="active", max_length=20)
+    created_at: int
+    not_after: int
+    origin: str = Field(max_length=200)  # the ceremony or workflow that made it
+
+
+class CaKey(SQLModel, table=True):
+    """A central QR CA key and its public key index (annex 中心CA公钥索引)."""
+
+    __tablename__ = "ca_key"
+
+    public_key: str = Field(primary_key=True, max_length=66)
+    ca_index: int = Field(index=True)
+    key_uri: str = Field(max_length=500)
+    status: str = Field(default="active", max_length=20)  # active | verify-only | retired
+    created_at: int
+    verify_until: int  # acceptors keep the key until this time (its certificates' expiry)
+
+
+class CertificateRecord(SQLModel, table=True):
+    """An X.509 certificate the ceremony made (root, list signing)."""
+
+    __tablename__ = "certificate"
+
+    id: int | None = Field(default=None, primary_key=True)
+    role: str = Field(max_length=30, index=True)  # root | list-signing
+    subject: str = Field(max_length=500)
+    serial: int
+    der: str
+    sha256: str = Field(max_length=64)
+    sm3: str = Field(max_length=64)
+    not_before: int
+    not_after: int
+    key_uri: str = Field(max_length=500)
+
+
+class CeremonyRun(SQLModel, table=True):
+    __tablename__ = "ceremony_run"
+
+    name: str = Field(primary_key=True, max_length=200)
+    kind: str = Field(max_length=30)
+    file_sha256: str = Field(max_length=64)
+    at: int
+    transcript: str  # canonical JSON
+    signature: str = Field(max_length=128)  # raw r || s by the root key, hex
+    signer_public_key: str = Field(max_length=66)
