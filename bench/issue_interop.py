@@ -32,8 +32,8 @@ from hsm.pkcs11.keys import KeyStore
 from hsm.pkcs11.signer import TokenSigner
 from hsm.pkcs11.token import EnvPin, Token
 from hsm.signer import SoftwareSigner
-from hsm.softhsm import init_token, use_softhsm
 from hsm.sm.sm3 import sm3
+from hsm.softhsm import init_token, use_softhsm
 
 
 def rate(fn: Callable[[], object], seconds: float) -> tuple[float, int]:
@@ -83,7 +83,7 @@ def main() -> None:
                 migrate(engine)
                 counter = iter(range(10**9))
 
-                def one() -> None:
+                def one(engine=engine, counter=counter) -> None:  # type: ignore[no-untyped-def]
                     der = requests[next(counter) % len(requests)]
                     ctx = IssueContext(
                         actor="bench",

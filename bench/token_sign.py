@@ -67,8 +67,10 @@ def main() -> None:
             gen_sm4 = rate(lambda: store.generate_sm4(f"g4-{next(counter)}"), args.seconds)
 
     print(f"{'bare tongsuopy SM2 sign':<30} {bare:9.0f} /s   ratio 1.000   baseline")
-    print(f"{'token SM2 sign (' + signer.path.value + ')':<30} {token_rate:9.0f} /s   "
-          f"ratio {token_rate / bare:.3f}")
+    print(
+        f"{'token SM2 sign (' + signer.path.value + ')':<30} {token_rate:9.0f} /s   "
+        f"ratio {token_rate / bare:.3f}"
+    )
     print(f"{'token SM2 key generation':<30} {gen_sm2:9.1f} /s   ratio {gen_sm2 / bare:.4f}")
     print(f"{'token SM4 key generation':<30} {gen_sm4:9.1f} /s   ratio {gen_sm4 / bare:.4f}")
 
