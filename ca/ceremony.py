@@ -346,7 +346,7 @@ def run(
 def _generate(
     ceremony: Ceremony, store: KeyStore, made: _Made, now: datetime, existing: dict[str, KeyRecord]
 ) -> None:
-    from ca.x509 import LIST_SIGNING_EKU, issue_certificate, self_signed_root
+    from ca.certificates import LIST_SIGNING_EKU, issue_certificate, self_signed_root
     from hsm.pkcs11.uri import Pkcs11Uri
 
     def years(n: int) -> datetime:
@@ -411,7 +411,7 @@ def _serial() -> int:
 def _transcript(
     ceremony: Ceremony, made: _Made, present: list[int], witnesses: list[str], now: datetime
 ) -> dict[str, Any]:
-    from ca.x509 import certificate_info
+    from ca.certificates import certificate_info
 
     certificates = []
     for role, der, _ in made.certificates:
@@ -459,7 +459,7 @@ def _transcript(
 def _record(
     ceremony: Ceremony, engine: Engine, made: _Made, transcript: Transcript, at: int
 ) -> None:
-    from ca.x509 import certificate_info
+    from ca.certificates import certificate_info
 
     actor = f"ceremony:{ceremony.name}"
     with transaction(engine) as session:
