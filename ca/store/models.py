@@ -7,6 +7,7 @@ No table holds a private key: keys are named by their PKCS#11 URI.
 
 from __future__ import annotations
 
+from sqlalchemy import BigInteger
 from sqlmodel import Field, SQLModel, UniqueConstraint
 
 
@@ -16,7 +17,7 @@ class AuditEvent(SQLModel, table=True):
     __tablename__ = "audit_event"
 
     seq: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})  # 1, 2, 3…
-    at: int  # Unix seconds, UTC
+    at: int = Field(sa_type=BigInteger)  # Unix seconds, UTC (BIGINT: past 2038)
     actor: str = Field(max_length=200)
     action: str = Field(max_length=100, index=True)
     subject: str = Field(max_length=500)
@@ -43,7 +44,7 @@ class AuditCheckpoint(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     seq: int = Field(index=True)
     hash: str = Field(max_length=64)
-    at: int
+    at: int = Field(sa_type=BigInteger)
     key_uri: str = Field(max_length=500)
     public_key: str = Field(max_length=66)  # compressed SM2 point, hex
     signing_path: str = Field(max_length=20)
@@ -72,10 +73,10 @@ class InteropCertificateRecord(SQLModel, table=True):
     expiry: str = Field(max_length=4)  # MMYY
     issuer_public_key: str = Field(max_length=66)
     encoded: str  # the 117-byte 互通证书域, hex
-    issued_at: int
+    issued_at: int = Field(sa_type=BigInteger)
     issued_by: str = Field(max_length=200)
     status: str = Field(default="valid", max_length=20)  # valid | revoked
-    revoked_at: int | None = None
+    revoked_at: int | None = Field(default=None, sa_type=BigInteger)
     revocation_reason: str | None = None
 
 
@@ -93,8 +94,8 @@ class KeyRecord(SQLModel, table=True):
     public_key: str | None = Field(default=None, max_length=66)
     check_value: str | None = Field(default=None, max_length=32)
     state: str = Field(default="active", max_length=20)
-    created_at: int
-    not_after: int
+    created_at: int = Field(sa_type=BigInteger)
+    not_after: int = Field(sa_type=BigInteger)
     origin: str = Field(max_length=200)  # the ceremony or workflow that made it
 
 
@@ -107,8 +108,8 @@ class CaKey(SQLModel, table=True):
     ca_index: int = Field(index=True)
     key_uri: str = Field(max_length=500)
     status: str = Field(default="active", max_length=20)  # active | verify-only | retired
-    created_at: int
-    verify_until: int  # acceptors keep the key until this time (its certificates' expiry)
+    created_at: int = Field(sa_type=BigInteger)
+    verify_until: int = Field(sa_type=BigInteger)  # acceptors keep the key until then
 
 
 class CertificateRecord(SQLModel, table=True):
@@ -119,12 +120,12 @@ class CertificateRecord(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     role: str = Field(max_length=30, index=True)  # root | list-signing
     subject: str = Field(max_length=500)
-    serial: int
+    serial: int = Field(sa_type=BigInteger)
     der: str
     sha256: str = Field(max_length=64)
     sm3: str = Field(max_length=64)
-    not_before: int
-    not_after: int
+    not_before: int = Field(sa_type=BigInteger)
+    not_after: int = Field(sa_type=BigInteger)
     key_uri: str = Field(max_length=500)
 
 
@@ -134,7 +135,7 @@ class CeremonyRun(SQLModel, table=True):
     name: str = Field(primary_key=True, max_length=200)
     kind: str = Field(max_length=30)
     file_sha256: str = Field(max_length=64)
-    at: int
+    at: int = Field(sa_type=BigInteger)
     transcript: str  # canonical JSON
     signature: str = Field(max_length=128)  # raw r || s by the root key, hex
     signer_public_key: str = Field(max_length=66)

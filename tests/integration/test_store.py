@@ -36,3 +36,17 @@ def test_default_database_is_sqlite_under_the_state_folder(tmp_path, monkeypatch
     )
     monkeypatch.setenv("JTCA_DATABASE_URL", "postgresql+psycopg://u@h/db")
     assert database_url(tmp_path) == "postgresql+psycopg://u@h/db"
+
+
+def test_times_after_2038_fit(database) -> None:  # type: ignore[no-untyped-def]
+    """A 20-year root made in 2026 expires in 2046: Unix times need 64 bits (BIGINT)."""
+    from ca import audit
+    from ca.store.db import transaction
+
+    _, engine = database
+    year_2100 = 4_102_444_800
+    with transaction(engine) as session:
+        event = audit.append(session, actor="t", action="t", subject="t", at=year_2100)
+    with Session(engine) as session:
+        assert audit.verify(session).ok
+    assert event.at == year_2100
