@@ -30,7 +30,7 @@ from ca.qr.issue import issue_user_certificate, sign_ride
 from ca.qr.verify import PayloadVerifier
 from ca.requests import make_request, read_request
 from ca.signing import token_signer
-from ca.store.models import CaKey, CertificateRecord, CeremonyRun, KeyRecord
+from ca.store.models import CaKey, CeremonyRun, CertificateRecord, KeyRecord
 from hsm.pkcs11.keys import KeyStore
 from hsm.pkcs11.token import QuorumPin, Token
 from hsm.pkcs11.uri import Pkcs11Uri
