@@ -95,7 +95,7 @@ def _need(table: dict[str, Any], key: str, kind: type, where: str) -> Any:
     value = table[key]
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise CeremonyError(f"{where}.{key}: must be {kind.__name__}, got {value!r}")
-    if kind is str and not value.strip():
+    if isinstance(value, str) and not value.strip():
         raise CeremonyError(f"{where}.{key}: must not be empty")
     return value
 

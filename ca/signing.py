@@ -1,17 +1,15 @@
-"""Token signers built under the signing policy (``policies/signing.toml``)."""
+"""Token signers built under the policy (``policies/authority.toml``): vendor mechanisms and,
+per key class, whether host-assisted signing is allowed."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import policies
 from ca.errors import JtcaError
 from hsm.pkcs11.keys import KeyStore
 from hsm.pkcs11.signer import MechanismInput, SignatureEncoding, TokenSigner, VendorMechanism
 from hsm.pkcs11.uri import Pkcs11Uri
-from policies.signing import PolicyFileError, SigningPolicy, parse_signing_policy
-
-DEFAULT_SIGNING_POLICY = Path(policies.__file__).parent / "signing.toml"
+from policies.rules import DEFAULT_POLICY_PATH, Policy, PolicyFileError, parse_policy
 
 
 class PolicyError(JtcaError):
@@ -19,19 +17,25 @@ class PolicyError(JtcaError):
     exit_code = 3
 
 
-def load_signing_policy(path: Path | None = None) -> SigningPolicy:
-    source = path or DEFAULT_SIGNING_POLICY
-    try:
-        text = source.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise PolicyError(f"cannot read {source}: {exc.strerror}") from None
-    try:
-        return parse_signing_policy(text)
-    except PolicyFileError as exc:
-        raise PolicyError(f"{source}: {exc.message}") from None
+_loaded: dict[Path, Policy] = {}
 
 
-def vendor_mechanisms(policy: SigningPolicy) -> tuple[VendorMechanism, ...]:
+def load_policy(path: Path | None = None) -> Policy:
+    """The policy file (the shipped default unless ``path``), validated; read once per path."""
+    source = path or DEFAULT_POLICY_PATH
+    if source not in _loaded:
+        try:
+            text = source.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise PolicyError(f"cannot read {source}: {exc.strerror}") from None
+        try:
+            _loaded[source] = parse_policy(text)
+        except PolicyFileError as exc:
+            raise PolicyError(f"{source}: {exc.message}") from None
+    return _loaded[source]
+
+
+def vendor_mechanisms(policy: Policy) -> tuple[VendorMechanism, ...]:
     return tuple(
         VendorMechanism(e.vendor, e.mechanism, MechanismInput(e.input), SignatureEncoding(e.output))
         for e in policy.vendor_mechanisms
@@ -39,11 +43,11 @@ def vendor_mechanisms(policy: SigningPolicy) -> tuple[VendorMechanism, ...]:
 
 
 def token_signer(
-    store: KeyStore, uri: Pkcs11Uri, key_class: str, policy: SigningPolicy | None = None
+    store: KeyStore, uri: Pkcs11Uri, key_class: str, policy: Policy | None = None
 ) -> TokenSigner:
     """The signer for a key of ``key_class``: native where the token can, host-assisted only
     where the policy allows it for that class."""
-    chosen = policy or load_signing_policy()
+    chosen = policy or load_policy()
     return TokenSigner(
         store,
         uri,

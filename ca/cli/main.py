@@ -30,7 +30,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> Parser:
-    from ca.cli import audit, qr, token
+    from ca.cli import audit, ca, ceremony, qr, token
 
     parser = Parser(
         prog="jtca",
@@ -42,6 +42,8 @@ def build_parser() -> Parser:
     qr.register(sub)
     token.register(sub)
     audit.register(sub)
+    ceremony.register(sub)
+    ca.register(sub)
     return parser
 
 

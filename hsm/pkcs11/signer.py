@@ -2,7 +2,7 @@
 host-assisted where it does not and policy allows it.
 
 PKCS#11 defines no SM2 mechanism, so vendors use their own numbers. The mechanism map is data
-(``policies/vendor_mechanisms.toml`` by default; ``ca`` reads it and hands it in) and each entry
+(``policies/authority.toml``; ``ca`` reads it and hands it in) and each entry
 says whether the mechanism signs the message (computing Z itself) or a pre-hashed
 ``e = SM3(Z ‖ M)`` computed here, and whether it returns raw ``r ‖ s`` or DER.
 

@@ -1,0 +1,341 @@
+"""The authority policy (``policies/authority.toml``): schema, validation, pure evaluation.
+
+``parse_policy(text)`` validates the whole file and names the key of any error
+(``key_classes.city-card.validity_days: …``); ``decide(policy, actor, action, subject, now)``
+returns a ``Decision`` with a reason code. No I/O and nothing of jtca is imported here: the
+caller reads the file.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final
+
+DEFAULT_POLICY_PATH: Final = Path(__file__).parent / "authority.toml"
+
+ALGORITHMS: Final = frozenset({"sm2", "sm4"})  # 第八条: national commercial algorithms only
+SCOPE_LEVELS: Final = frozenset({"national", "province", "city"})
+ROLE_SCOPES: Final = frozenset({"national", "province"})
+ACTIONS: Final = frozenset(
+    {
+        "ceremony.run",
+        "qr-ca.issue-interop-cert",
+        "qr-ca.revoke-interop-cert",
+        "qr-ca.rollover",
+        "issuer.register",
+        "city-key.apply",
+        "city-key.approve",
+        "city-key.generate",
+        "city-key.deliver",
+        "city-key.import",
+        "city-key.renew",
+        "city-key.suspend",
+        "city-key.resume",
+        "city-key.revoke",
+        "city-key.destroy-material",
+        "city-key.cleanup-dormant",
+        "list.publish",
+        "list.emergency-publish",
+        "audit.verify",
+        "audit.export",
+        "audit.checkpoint",
+    }
+)
+REASONS: Final = frozenset(
+    {
+        "allow",
+        "deny/unknown-action",
+        "deny/no-role",
+        "deny/province-unbound",
+        "deny/other-province",
+        "deny/unknown-key-class",
+        "deny/national-scope",
+        "deny/lifetime-too-long",
+        "deny/unknown-ca-index",
+        "deny/missing-subject",
+    }
+)
+
+
+class PolicyFileError(Exception):
+    """A policy file that does not validate; ``key`` is the dotted path of the culprit."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        self.key = key
+        self.problem = problem
+        self.message = f"{key}: {problem}"
+        super().__init__(self.message)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyClass:
+    name: str
+    algorithm: str
+    purpose: str
+    scope_level: str
+    validity_days: int
+    renewal_window_days: int
+    overlap_days: int
+    dormancy_days: int | None
+    host_assisted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Role:
+    name: str
+    scope: str
+    actions: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class MechanismEntry:
+    vendor: str
+    mechanism: int
+    input: str
+    output: str
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    key_classes: dict[str, KeyClass]
+    roles: dict[str, Role]
+    dual_control: dict[str, int]
+    max_interop_lifetime_months: int
+    ca_indexes: frozenset[int]
+    vendor_mechanisms: tuple[MechanismEntry, ...] = ()
+
+    def approvals_required(self, action: str) -> int:
+        return self.dual_control.get(action, 0)
+
+    def host_assisted_allowed(self, key_class: str) -> bool:
+        """An unknown class is refused: a class must be named to be allowed."""
+        cls = self.key_classes.get(key_class)
+        return cls is not None and cls.host_assisted
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    id: str
+    roles: frozenset[str]
+    province: str | None = None  # GB/T 2260 province code (…0000) for provincial officers
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    province: str | None = None
+    city: str | None = None
+    key_class: str | None = None
+    ca_index: int | None = None
+    interop_lifetime_months: int | None = None
+    issuer_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    allowed: bool
+    reason: str
+    approvals_required: int = 0
+
+
+# -- parsing -------------------------------------------------------------------------------
+def _table(doc: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    value = doc.get(key, {})
+    if not isinstance(value, dict):
+        raise PolicyFileError(f"{where}{key}", "must be a table")
+    return value
+
+
+def _only(table: dict[str, Any], allowed: set[str], where: str) -> None:
+    extra = sorted(set(table) - allowed)
+    if extra:
+        raise PolicyFileError(f"{where}.{extra[0]}", "unknown key (typos must not pass)")
+
+
+def _int(table: dict[str, Any], key: str, where: str, low: int, high: int) -> int:
+    if key not in table:
+        raise PolicyFileError(f"{where}.{key}", "missing")
+    value = table[key]
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise PolicyFileError(
+            f"{where}.{key}", f"must be a whole number {low}-{high}, got {value!r}"
+        )
+    return value
+
+
+def _str(table: dict[str, Any], key: str, where: str, choices: frozenset[str] | None = None) -> str:
+    value = table.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise PolicyFileError(f"{where}.{key}", f"must be a non-empty string, got {value!r}")
+    if choices is not None and value not in choices:
+        raise PolicyFileError(f"{where}.{key}", f"must be one of {sorted(choices)}, got {value!r}")
+    return value
+
+
+def _key_class(name: str, table: Any) -> KeyClass:
+    where = f"key_classes.{name}"
+    if not isinstance(table, dict):
+        raise PolicyFileError(where, "must be a table")
+    _only(
+        table,
+        {
+            "algorithm",
+            "purpose",
+            "scope_level",
+            "validity_days",
+            "renewal_window_days",
+            "overlap_days",
+            "dormancy_days",
+            "host_assisted",
+        },
+        where,
+    )
+    validity = _int(table, "validity_days", where, 1, 36500)
+    window = _int(table, "renewal_window_days", where, 0, 36500)
+    overlap = _int(table, "overlap_days", where, 0, 36500)
+    if window >= validity:
+        raise PolicyFileError(
+            f"{where}.renewal_window_days", f"must be shorter than the validity ({validity})"
+        )
+    if overlap > window:
+        raise PolicyFileError(
+            f"{where}.overlap_days", f"must not exceed the renewal window ({window})"
+        )
+    dormancy = _int(table, "dormancy_days", where, 1, 36500) if "dormancy_days" in table else None
+    host = table.get("host_assisted")
+    if not isinstance(host, bool):
+        raise PolicyFileError(f"{where}.host_assisted", f"must be true or false, got {host!r}")
+    return KeyClass(
+        name,
+        _str(table, "algorithm", where, ALGORITHMS),
+        _str(table, "purpose", where),
+        _str(table, "scope_level", where, SCOPE_LEVELS),
+        validity,
+        window,
+        overlap,
+        dormancy,
+        host,
+    )
+
+
+def _role(name: str, table: Any) -> Role:
+    where = f"roles.{name}"
+    if not isinstance(table, dict):
+        raise PolicyFileError(where, "must be a table")
+    _only(table, {"scope", "actions"}, where)
+    actions = table.get("actions")
+    if not isinstance(actions, list) or not actions:
+        raise PolicyFileError(f"{where}.actions", "must be a non-empty list of actions")
+    for i, action in enumerate(actions):
+        if action not in ACTIONS:
+            raise PolicyFileError(f"{where}.actions[{i}]", f"unknown action {action!r}")
+    return Role(name, _str(table, "scope", where, ROLE_SCOPES), frozenset(actions))
+
+
+def _mechanism(i: int, raw: Any, seen: set[int]) -> MechanismEntry:
+    where = f"vendor_mechanism[{i}]"
+    if not isinstance(raw, dict):
+        raise PolicyFileError(where, "must be a table")
+    _only(raw, {"vendor", "mechanism", "input", "output"}, where)
+    number = _int(raw, "mechanism", where, 0x80000000, 0xFFFFFFFF)
+    if number in seen:
+        raise PolicyFileError(f"{where}.mechanism", f"0x{number:08x} is listed twice")
+    seen.add(number)
+    output = raw.get("output", "raw")
+    if output not in ("raw", "der"):
+        raise PolicyFileError(f"{where}.output", f"must be 'raw' or 'der', got {output!r}")
+    return MechanismEntry(
+        _str(raw, "vendor", where),
+        number,
+        _str(raw, "input", where, frozenset({"message", "digest"})),
+        output,
+    )
+
+
+def parse_policy(text: str) -> Policy:
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise PolicyFileError("(file)", f"not valid TOML: {exc}") from None
+    _only(
+        doc, {"key_classes", "roles", "dual_control", "qr_issuance", "vendor_mechanism"}, "(file)"
+    )
+    classes = {n: _key_class(n, t) for n, t in _table(doc, "key_classes", "").items()}
+    if not classes:
+        raise PolicyFileError("key_classes", "at least one key class")
+    roles = {n: _role(n, t) for n, t in _table(doc, "roles", "").items()}
+    if not roles:
+        raise PolicyFileError("roles", "at least one role")
+    dual: dict[str, int] = {}
+    for action, count in _table(doc, "dual_control", "").items():
+        if action not in ACTIONS:
+            raise PolicyFileError(f"dual_control.{action}", "unknown action")
+        dual[action] = _int({"n": count}, "n", f"dual_control.{action}", 1, 10)
+    qr = _table(doc, "qr_issuance", "")
+    _only(qr, {"max_interop_lifetime_months", "ca_indexes"}, "qr_issuance")
+    lifetime = _int(qr, "max_interop_lifetime_months", "qr_issuance", 1, 1200)
+    indexes = qr.get("ca_indexes")
+    if not isinstance(indexes, list) or not indexes:
+        raise PolicyFileError("qr_issuance.ca_indexes", "must be a non-empty list")
+    for i, index in enumerate(indexes):
+        _int({"n": index}, "n", f"qr_issuance.ca_indexes[{i}]", 0, 255)
+    if len(set(indexes)) != len(indexes):
+        raise PolicyFileError("qr_issuance.ca_indexes", "an index is listed twice")
+    raw_mechanisms = doc.get("vendor_mechanism", [])
+    if not isinstance(raw_mechanisms, list):
+        raise PolicyFileError("vendor_mechanism", "must be an array of tables")
+    seen: set[int] = set()
+    mechanisms = tuple(_mechanism(i, m, seen) for i, m in enumerate(raw_mechanisms))
+    return Policy(classes, roles, dual, lifetime, frozenset(indexes), mechanisms)
+
+
+# -- evaluation ----------------------------------------------------------------------------
+def province_of(code: str) -> str:
+    """GB/T 2260: a division's province is its first two digits followed by 0000."""
+    return code[:2] + "0000"
+
+
+def decide(policy: Policy, actor: Actor, action: str, subject: Subject, now: datetime) -> Decision:
+    """May ``actor`` do ``action`` to ``subject`` at ``now``? Pure; never raises."""
+    del now  # no rule depends on the time yet; kept so rules that do need no new signature
+    if action not in ACTIONS:
+        return Decision(False, "deny/unknown-action")
+    granting = [
+        policy.roles[r]
+        for r in sorted(actor.roles)
+        if r in policy.roles and action in policy.roles[r].actions
+    ]
+    if not granting:
+        return Decision(False, "deny/no-role")
+    approvals = policy.approvals_required(action)
+    if subject.key_class is not None:
+        cls = policy.key_classes.get(subject.key_class)
+        if cls is None:
+            return Decision(False, "deny/unknown-key-class")
+    else:
+        cls = None
+    national = [r for r in granting if r.scope == "national"]
+    if not national:  # only province-scoped roles grant this: the subject must be in province
+        if (
+            actor.province is None
+            or len(actor.province) != 6
+            or not actor.province.endswith("0000")
+        ):
+            return Decision(False, "deny/province-unbound")
+        if cls is not None and cls.scope_level == "national":
+            return Decision(False, "deny/national-scope")
+        place = subject.city or subject.province
+        if place is None:
+            return Decision(False, "deny/missing-subject")
+        if province_of(place) != actor.province:
+            return Decision(False, "deny/other-province")
+    if action == "qr-ca.issue-interop-cert":
+        if subject.ca_index is None or subject.interop_lifetime_months is None:
+            return Decision(False, "deny/missing-subject")
+        if subject.ca_index not in policy.ca_indexes:
+            return Decision(False, "deny/unknown-ca-index")
+        if subject.interop_lifetime_months > policy.max_interop_lifetime_months:
+            return Decision(False, "deny/lifetime-too-long")
+    return Decision(True, "allow", approvals)
