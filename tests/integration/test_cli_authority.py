@@ -1,0 +1,224 @@
+"""Issue #4's whole path through the real console script, on SQLite and on PostgreSQL: the root
+ceremony from the shipped example file, an issuer's request, an interop certificate, a QR made
+with it accepted, a revocation, and a verified audit log."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+JTCA = str(Path(sys.executable).with_name("jtca"))
+EXAMPLE = str(Path(__file__).resolve().parents[2] / "policies" / "ceremonies" / "root-example.toml")
+
+
+def test_ceremony_issue_verify_audit(database, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    url, _ = database
+    env = dict(os.environ, JTCA_STATE=str(tmp_path / "state"), JTCA_DATABASE_URL=url)
+    env.pop("SOFTHSM2_CONF", None)
+
+    def jtca(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [JTCA, *args], capture_output=True, text=True, env=env, check=False, timeout=120
+        )
+        if ok:
+            assert result.returncode == 0, (args, result.stderr)
+        assert "Traceback" not in result.stderr
+        return result
+
+    steps = json.loads(jtca("ceremony", "plan", EXAMPLE, "--json").stdout)["steps"]
+    assert any("index 1" in s for s in steps)
+    shares = json.loads(jtca("ceremony", "init-token", EXAMPLE, "--json").stdout)["pin_shares"]
+    assert shares[0]["custodian"].startswith("张三")
+    one, three = shares[0]["share"], shares[2]["share"]
+
+    too_few = jtca(
+        "ceremony", "run", EXAMPLE, "--share", one, "--witness", "赵六 (公证员)", ok=False
+    )
+    assert too_few.returncode == 3
+    assert "needs 2 of 3" in too_few.stderr
+
+    run = json.loads(
+        jtca(
+            "ceremony",
+            "run",
+            EXAMPLE,
+            "--share",
+            one,
+            "--share",
+            three,
+            "--witness",
+            "赵六 (公证员)",
+            "--json",
+        ).stdout
+    )
+    assert run["custodians_present"] == ["张三 (部密码管理处)", "王五 (部审计室)"]
+    assert Path(run["transcript"]).is_file()
+    audit_key = next(k["public_key"] for k in run["keys"] if k["class"] == "audit")
+    ca_key = json.loads(jtca("ca", "keys", "--json").stdout)[0]
+    assert (ca_key["ca_index"], ca_key["status"]) == (1, "active")
+
+    jtca("token", "init", "--token", "ISSUER-1")
+    issuer_key = json.loads(
+        jtca(
+            "token", "keygen", "--token", "ISSUER-1", "--label", "k", "--kind", "sm2", "--json"
+        ).stdout
+    )["uri"]
+    request = tmp_path / "req.der"
+    jtca(
+        "issuer",
+        "request",
+        "--token",
+        "ISSUER-1",
+        "--key",
+        issuer_key,
+        "--issuer-id",
+        "02113450",
+        "--name",
+        "示例发行机构",
+        "--expiry",
+        "1230",
+        "--out",
+        str(request),
+    )
+
+    too_long = tmp_path / "too-long.der"
+    jtca(
+        "issuer",
+        "request",
+        "--token",
+        "ISSUER-1",
+        "--key",
+        issuer_key,
+        "--issuer-id",
+        "02113450",
+        "--name",
+        "示例发行机构",
+        "--expiry",
+        "1240",
+        "--out",
+        str(too_long),
+    )
+    denied = jtca(
+        "ca",
+        "issue",
+        "--request",
+        str(too_long),
+        "--ca-index",
+        "1",
+        "--actor",
+        "op",
+        "--share",
+        one,
+        "--share",
+        three,
+        ok=False,
+    )
+    assert denied.returncode == 6
+    assert "deny/lifetime-too-long" in denied.stderr
+    no_role = jtca(
+        "ca",
+        "issue",
+        "--request",
+        str(request),
+        "--ca-index",
+        "1",
+        "--actor",
+        "x",
+        "--role",
+        "auditor",
+        "--share",
+        one,
+        "--share",
+        three,
+        ok=False,
+    )
+    assert "deny/no-role" in no_role.stderr
+
+    interop = tmp_path / "interop.bin"
+    issued = json.loads(
+        jtca(
+            "ca",
+            "issue",
+            "--request",
+            str(request),
+            "--ca-index",
+            "1",
+            "--actor",
+            "ca-op-1",
+            "--share",
+            one,
+            "--share",
+            three,
+            "--out",
+            str(interop),
+            "--json",
+        ).stdout
+    )
+    assert issued["serial"] == 1
+    assert interop.read_bytes().hex() == issued["certificate"]
+
+    ride = tmp_path / "ride.bin"
+    jtca(
+        "issuer",
+        "make-qr",
+        "--token",
+        "ISSUER-1",
+        "--key",
+        issuer_key,
+        "--interop-cert",
+        str(interop),
+        "--out",
+        str(ride),
+    )
+    report = json.loads(
+        jtca(
+            "qr",
+            "inspect",
+            str(tmp_path / "ride.png"),
+            "--json",
+            "--ca-key",
+            f"1={ca_key['public_key']}",
+            "--accept-issuer",
+            "02113450",
+            "--require-accepted",
+        ).stdout
+    )
+    assert report["signatures"] == {"ca": "valid", "issuer": "valid", "user": "valid"}
+    assert report["interop_cert"]["serial"] == 1
+
+    jtca(
+        "ca",
+        "revoke",
+        "--ca-index",
+        "1",
+        "--serial",
+        "1",
+        "--reason",
+        "issuer key exposed",
+        "--actor",
+        "ca-op-2",
+    )
+    listed = json.loads(jtca("ca", "certificates", "--json").stdout)
+    assert listed[0]["status"] == "revoked"
+
+    verified = json.loads(jtca("audit", "verify", "--audit-key", audit_key, "--json").stdout)
+    assert verified["ok"] is True
+    assert verified["checkpoints"] == 1
+    bundle = tmp_path / "audit.json"
+    jtca("audit", "export", "--out", str(bundle))
+    actions = [e["action"] for e in json.loads(bundle.read_text())["events"]]
+    for action in (
+        "ceremony.run",
+        "key.generate",
+        "certificate.issue",
+        "ca-key.activate",
+        "audit.checkpoint",
+        "qr-ca.allocate-serial",
+        "qr-ca.issue-interop-cert",
+        "qr-ca.revoke-interop-cert",
+    ):
+        assert action in actions, action
+    assert json.loads(jtca("audit", "verify", "--bundle", str(bundle), "--json").stdout)["ok"]
