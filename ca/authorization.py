@@ -1,4 +1,4 @@
-"""Policy decisions for the authority's services (policies/default.toml, pure ``decide``)."""
+"""Policy decisions for the authority's services (policies/authority.toml, pure ``decide``)."""
 
 from __future__ import annotations
 
@@ -43,3 +43,10 @@ def interop_authorizer(
             )
 
     return authorize
+
+
+def require(actor: Actor, action: str, subject: Subject, now: int) -> None:
+    """Raise PolicyDenied unless the policy allows ``actor`` to do ``action`` now."""
+    decision = decide(load_policy(), actor, action, subject, datetime.fromtimestamp(now, UTC))
+    if not decision.allowed:
+        raise PolicyDenied(f"{decision.reason}: {actor.id} may not {action}")

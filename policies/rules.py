@@ -19,31 +19,35 @@ DEFAULT_POLICY_PATH: Final = Path(__file__).parent / "authority.toml"
 ALGORITHMS: Final = frozenset({"sm2", "sm4"})  # 第八条: national commercial algorithms only
 SCOPE_LEVELS: Final = frozenset({"national", "province", "city"})
 ROLE_SCOPES: Final = frozenset({"national", "province"})
-ACTIONS: Final = frozenset(
-    {
-        "ceremony.run",
-        "qr-ca.issue-interop-cert",
-        "qr-ca.revoke-interop-cert",
-        "qr-ca.rollover",
-        "issuer.register",
-        "city-key.apply",
-        "city-key.approve",
-        "city-key.generate",
-        "city-key.deliver",
-        "city-key.import",
-        "city-key.renew",
-        "city-key.suspend",
-        "city-key.resume",
-        "city-key.revoke",
-        "city-key.destroy-material",
-        "city-key.cleanup-dormant",
-        "list.publish",
-        "list.emergency-publish",
-        "audit.verify",
-        "audit.export",
-        "audit.checkpoint",
-    }
-)
+
+
+class Action:
+    """The actions the policy knows; roles and dual control may name only these."""
+
+    CEREMONY_RUN: Final = "ceremony.run"
+    QR_CA_ISSUE_INTEROP_CERT: Final = "qr-ca.issue-interop-cert"
+    QR_CA_REVOKE_INTEROP_CERT: Final = "qr-ca.revoke-interop-cert"
+    QR_CA_ROLLOVER: Final = "qr-ca.rollover"
+    ISSUER_REGISTER: Final = "issuer.register"
+    CITY_KEY_APPLY: Final = "city-key.apply"  # 第九条: the province applies to the ministry
+    CITY_KEY_APPROVE: Final = "city-key.approve"
+    CITY_KEY_GENERATE: Final = "city-key.generate"
+    CITY_KEY_DELIVER: Final = "city-key.deliver"  # 第九条: 一城一密, handed on to the city
+    CITY_KEY_IMPORT: Final = "city-key.import"
+    CITY_KEY_RENEW: Final = "city-key.renew"  # 第十条: renewed before the validity ends
+    CITY_KEY_SUSPEND: Final = "city-key.suspend"  # 第十一条: misuse suspends the right
+    CITY_KEY_RESUME: Final = "city-key.resume"
+    CITY_KEY_REVOKE: Final = "city-key.revoke"  # 第十一条: or cancels it
+    CITY_KEY_DESTROY_MATERIAL: Final = "city-key.destroy-material"
+    CITY_KEY_CLEANUP_DORMANT: Final = "city-key.cleanup-dormant"  # 第十条: 长期未使用…清理撤销
+    LIST_PUBLISH: Final = "list.publish"  # 第十二条: the city list
+    LIST_EMERGENCY_PUBLISH: Final = "list.emergency-publish"  # 第三十四条
+    AUDIT_VERIFY: Final = "audit.verify"
+    AUDIT_EXPORT: Final = "audit.export"
+    AUDIT_CHECKPOINT: Final = "audit.checkpoint"
+
+
+ACTIONS: Final = frozenset(v for k, v in vars(Action).items() if k.isupper() and isinstance(v, str))
 REASONS: Final = frozenset(
     {
         "allow",
@@ -56,6 +60,8 @@ REASONS: Final = frozenset(
         "deny/lifetime-too-long",
         "deny/unknown-ca-index",
         "deny/missing-subject",
+        "deny/bad-division-code",
+        "deny/lifetime-not-positive",
     }
 )
 
@@ -154,15 +160,16 @@ def _only(table: dict[str, Any], allowed: set[str], where: str) -> None:
         raise PolicyFileError(f"{where}.{extra[0]}", "unknown key (typos must not pass)")
 
 
+def _whole(value: Any, key: str, low: int, high: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise PolicyFileError(key, f"must be a whole number {low}-{high}, got {value!r}")
+    return value
+
+
 def _int(table: dict[str, Any], key: str, where: str, low: int, high: int) -> int:
     if key not in table:
         raise PolicyFileError(f"{where}.{key}", "missing")
-    value = table[key]
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise PolicyFileError(
-            f"{where}.{key}", f"must be a whole number {low}-{high}, got {value!r}"
-        )
-    return value
+    return _whole(table[key], f"{where}.{key}", low, high)
 
 
 def _str(table: dict[str, Any], key: str, where: str, choices: frozenset[str] | None = None) -> str:
@@ -272,7 +279,7 @@ def parse_policy(text: str) -> Policy:
     for action, count in _table(doc, "dual_control", "").items():
         if action not in ACTIONS:
             raise PolicyFileError(f"dual_control.{action}", "unknown action")
-        dual[action] = _int({"n": count}, "n", f"dual_control.{action}", 1, 10)
+        dual[action] = _whole(count, f"dual_control.{action}", 1, 10)
     qr = _table(doc, "qr_issuance", "")
     _only(qr, {"max_interop_lifetime_months", "ca_indexes"}, "qr_issuance")
     lifetime = _int(qr, "max_interop_lifetime_months", "qr_issuance", 1, 1200)
@@ -280,7 +287,7 @@ def parse_policy(text: str) -> Policy:
     if not isinstance(indexes, list) or not indexes:
         raise PolicyFileError("qr_issuance.ca_indexes", "must be a non-empty list")
     for i, index in enumerate(indexes):
-        _int({"n": index}, "n", f"qr_issuance.ca_indexes[{i}]", 0, 255)
+        _whole(index, f"qr_issuance.ca_indexes[{i}]", 0, 255)
     if len(set(indexes)) != len(indexes):
         raise PolicyFileError("qr_issuance.ca_indexes", "an index is listed twice")
     raw_mechanisms = doc.get("vendor_mechanism", [])
@@ -292,6 +299,15 @@ def parse_policy(text: str) -> Policy:
 
 
 # -- evaluation ----------------------------------------------------------------------------
+def is_division_code(code: str) -> bool:
+    """GB/T 2260: six ASCII digits, not all zero."""
+    return len(code) == 6 and code.isascii() and code.isdigit() and code != "000000"
+
+
+def is_province_code(code: str) -> bool:
+    return is_division_code(code) and code.endswith("0000")
+
+
 def province_of(code: str) -> str:
     """GB/T 2260: a division's province is its first two digits followed by 0000."""
     return code[:2] + "0000"
@@ -318,24 +334,25 @@ def decide(policy: Policy, actor: Actor, action: str, subject: Subject, now: dat
         cls = None
     national = [r for r in granting if r.scope == "national"]
     if not national:  # only province-scoped roles grant this: the subject must be in province
-        if (
-            actor.province is None
-            or len(actor.province) != 6
-            or not actor.province.endswith("0000")
-        ):
+        if actor.province is None or not is_province_code(actor.province):
             return Decision(False, "deny/province-unbound")
         if cls is not None and cls.scope_level == "national":
             return Decision(False, "deny/national-scope")
-        place = subject.city or subject.province
-        if place is None:
+        places = [p for p in (subject.city, subject.province) if p is not None]
+        if not places:
             return Decision(False, "deny/missing-subject")
-        if province_of(place) != actor.province:
+        if not all(is_division_code(p) for p in places):
+            return Decision(False, "deny/bad-division-code")
+        # 第十条: 不得跨地区使用密码 — every place named must lie in the officer's province
+        if any(province_of(p) != actor.province for p in places):
             return Decision(False, "deny/other-province")
     if action == "qr-ca.issue-interop-cert":
         if subject.ca_index is None or subject.interop_lifetime_months is None:
             return Decision(False, "deny/missing-subject")
-        if subject.ca_index not in policy.ca_indexes:
+        if type(subject.ca_index) is not int or subject.ca_index not in policy.ca_indexes:
             return Decision(False, "deny/unknown-ca-index")
+        if subject.interop_lifetime_months <= 0:
+            return Decision(False, "deny/lifetime-not-positive")
         if subject.interop_lifetime_months > policy.max_interop_lifetime_months:
             return Decision(False, "deny/lifetime-too-long")
     return Decision(True, "allow", approvals)

@@ -34,6 +34,12 @@ def register(sub: Any) -> None:
     v.add_argument("--json", action="store_true")
     v.set_defaults(handler=cmd_verify)
 
+    c = asub.add_parser("checkpoint", help="sign the chain's head with the audit key (periodic)")
+    c.add_argument("--share", action="append", required=True, help="root token PIN share")
+    c.add_argument("--module", metavar="PATH", help="PKCS#11 module (default: embedded)")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(handler=cmd_checkpoint)
+
     e = asub.add_parser("export", help="write every event and checkpoint to a verifiable bundle")
     e.add_argument("--out", type=Path, required=True)
     e.add_argument("--json", action="store_true")
@@ -80,4 +86,39 @@ def cmd_export(args: argparse.Namespace) -> int:
     events = len(json.loads(bundle)["events"])
     data = {"bundle": str(args.out), "events": events}
     print(json.dumps(data) if args.json else f"wrote {args.out}: {events} events")
+    return 0
+
+
+def cmd_checkpoint(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from sqlmodel import select
+
+    from ca.signing import token_signer
+    from ca.store.db import transaction
+    from ca.store.models import KeyRecord
+    from ca.tokens import state_dir
+    from hsm.pkcs11.keys import KeyStore
+    from hsm.pkcs11.token import QuorumPin, Token
+    from hsm.pkcs11.uri import Pkcs11Uri
+    from hsm.softhsm import use_softhsm
+
+    authority = open_authority()
+    with Session(authority.engine) as session:
+        record = session.exec(
+            select(KeyRecord)
+            .where(KeyRecord.key_class == "audit")
+            .where(KeyRecord.state == "active")
+        ).first()
+    if record is None:
+        raise BadInput("no audit key: run the root ceremony first")
+    uri = Pkcs11Uri.parse(record.uri)
+    if args.module is None:
+        use_softhsm(state_dir() / "softhsm2")
+    with Token(uri.token, QuorumPin(args.share), module=args.module) as token:
+        signer = token_signer(KeyStore(token), uri, "audit")
+        with transaction(authority.engine) as session:
+            cp = audit.checkpoint(session, signer, at=int(datetime.now(UTC).timestamp()))
+            data = {"seq": cp.seq, "hash": cp.hash, "key": cp.key_uri}
+    print(json.dumps(data) if args.json else f"checkpoint at row {data['seq']}: {data['hash']}")
     return 0

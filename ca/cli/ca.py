@@ -54,6 +54,7 @@ def register(sub: Any) -> None:
     q.add_argument("--serial", type=int, required=True)
     q.add_argument("--reason", required=True)
     q.add_argument("--actor", required=True)
+    q.add_argument("--role", action="append", default=[], help="default: ministry-ca-operator")
     q.add_argument("--json", action="store_true")
     q.set_defaults(handler=cmd_revoke)
 
@@ -195,6 +196,11 @@ def cmd_issue(args: argparse.Namespace) -> int:
 
 
 def cmd_revoke(args: argparse.Namespace) -> int:
+    from ca.authorization import require
+    from policies.rules import Actor, Subject
+
+    actor = Actor(args.actor, frozenset(args.role or ["ministry-ca-operator"]), None)
+    require(actor, issuance.ACTION_REVOKE, Subject(ca_index=args.ca_index), _now())
     authority = open_authority()
     with Session(authority.engine) as session:
         keys = session.exec(select(CaKey).where(CaKey.ca_index == args.ca_index)).all()

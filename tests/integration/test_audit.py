@@ -51,6 +51,7 @@ def test_chain_verifies_and_links(database) -> None:  # type: ignore[no-untyped-
 
 def test_change_and_event_commit_together(database) -> None:  # type: ignore[no-untyped-def]
     _, engine = database
+
     def change_that_fails() -> None:
         with transaction(engine) as session:
             session.add(SerialCounter(ca_key="02" + "00" * 32, ca_index=1, next_serial=7))

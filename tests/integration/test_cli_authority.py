@@ -189,6 +189,23 @@ def test_ceremony_issue_verify_audit(database, tmp_path: Path) -> None:  # type:
     assert report["signatures"] == {"ca": "valid", "issuer": "valid", "user": "valid"}
     assert report["interop_cert"]["serial"] == 1
 
+    refused = jtca(
+        "ca",
+        "revoke",
+        "--ca-index",
+        "1",
+        "--serial",
+        "1",
+        "--reason",
+        "r",
+        "--actor",
+        "aud",
+        "--role",
+        "auditor",
+        ok=False,
+    )
+    assert refused.returncode == 6
+    assert "deny/no-role" in refused.stderr
     jtca(
         "ca",
         "revoke",
@@ -201,12 +218,13 @@ def test_ceremony_issue_verify_audit(database, tmp_path: Path) -> None:  # type:
         "--actor",
         "ca-op-2",
     )
+    jtca("audit", "checkpoint", "--share", one, "--share", three)
     listed = json.loads(jtca("ca", "certificates", "--json").stdout)
     assert listed[0]["status"] == "revoked"
 
     verified = json.loads(jtca("audit", "verify", "--audit-key", audit_key, "--json").stdout)
     assert verified["ok"] is True
-    assert verified["checkpoints"] == 1
+    assert verified["checkpoints"] == 2
     bundle = tmp_path / "audit.json"
     jtca("audit", "export", "--out", str(bundle))
     actions = [e["action"] for e in json.loads(bundle.read_text())["events"]]
