@@ -206,3 +206,110 @@ def test_ceremony_file_errors_name_the_key(edit: tuple[str, str], needle: str) -
     assert edit[0] in text
     with pytest.raises(CeremonyError, match=needle.replace("[", r"\[").replace("]", r"\]")):
         load_ceremony(text.replace(edit[0], edit[1]))
+
+
+ROLLOVER = """
+[ceremony]
+name = "MOT QR CA rollover to index 2"
+kind = "ca-rollover"
+
+[token]
+label = "{token}"
+custodians = ["张三 (部密码管理处)", "李四 (部科技司)", "王五 (部审计室)"]
+threshold = 2
+
+[witnesses]
+names = ["赵六 (公证员)"]
+
+[[qr_ca]]
+index = 2
+label = "mot-qr-ca-2"
+validity_years = 10
+"""
+
+
+def test_ca_rollover_keeps_the_old_key_for_verification(database, softhsm) -> None:  # type: ignore[no-untyped-def]
+    from ca.qr.codec import expiry_end
+
+    _, engine = database
+    ceremony, shares = prepare(secrets.token_hex(3))
+    run(
+        ceremony,
+        engine,
+        module=None,
+        shares=shares[:2],
+        witnesses_present=["赵六 (公证员)"],
+        now=NOW,
+    )  # type: ignore[arg-type]
+    with Session(engine) as session:
+        old = session.exec(select(CaKey)).one()
+    uri = Pkcs11Uri.parse(old.key_uri)
+    with Token(uri.token, QuorumPin(shares[:2])) as token:
+        signer = token_signer(KeyStore(token), uri, "central-qr-ca")
+        request = read_request(
+            make_request(
+                SoftwareSigner.generate(), issuer_id="7", issuer_name="x", requested_expiry="0629"
+            )
+        )
+        issue(
+            engine,
+            request,
+            IssueContext(
+                actor="op",
+                ca_signer=signer,
+                ca_index=1,
+                now=int(NOW.timestamp()),
+                authorize=lambda a, r: None,
+            ),
+        )
+
+    rollover = load_ceremony(ROLLOVER.format(token=ceremony.token))  # type: ignore[attr-defined]
+    assert plan(rollover)[-1].startswith("record keys")
+    later = NOW.replace(year=2027)
+    transcript = run(
+        rollover,
+        engine,
+        module=None,
+        shares=shares[1:],
+        witnesses_present=["赵六 (公证员)"],
+        now=later,
+    )
+    assert [k["class"] for k in transcript.data["keys"]] == ["central-qr-ca"]
+    with Session(engine) as session:
+        keys = {k.ca_index: k for k in session.exec(select(CaKey))}
+        assert keys[1].status == "verify-only"
+        assert keys[1].verify_until == expiry_end("0629")  # its last certificate's expiry
+        assert keys[2].status == "active"
+        audit_key = session.exec(select(KeyRecord).where(KeyRecord.key_class == "audit")).one()
+        report = audit.verify(
+            session, [SM2PublicKey.from_bytes(bytes.fromhex(audit_key.public_key or ""))]
+        )
+        assert report.ok, report.findings
+        assert report.checkpoints == 2
+    again = load_ceremony(
+        ROLLOVER.format(token=ceremony.token).replace("rollover to", "again to")  # type: ignore[attr-defined]
+    )
+    with pytest.raises(CeremonyError, match="index 2 is already in use"):
+        run(
+            again,
+            engine,
+            module=None,
+            shares=shares[1:],
+            witnesses_present=["赵六 (公证员)"],
+            now=later,
+        )
+
+
+def test_rollover_needs_a_root(database, softhsm) -> None:  # type: ignore[no-untyped-def]
+    _, engine = database
+    ceremony, shares = prepare(secrets.token_hex(3))
+    rollover = load_ceremony(ROLLOVER.format(token=ceremony.token))  # type: ignore[attr-defined]
+    with pytest.raises(CeremonyError, match="root ceremony to have run first"):
+        run(
+            rollover,
+            engine,
+            module=None,
+            shares=shares[:2],
+            witnesses_present=["赵六 (公证员)"],
+            now=NOW,
+        )
