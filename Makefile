@@ -13,3 +13,5 @@ bench:
 	scripts/bootstrap
 	.venv/bin/python bench/qr_verify.py
 	.venv/bin/python bench/token_sign.py
+	.venv/bin/python bench/issue_interop.py --postgres "$$(scripts/pg-test-server start)"; \
+	  status=$$?; scripts/pg-test-server stop; exit $$status
