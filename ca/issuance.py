@@ -22,6 +22,7 @@ from ca import audit
 from ca.errors import JtcaError
 from ca.qr.codec import MAX_UINT24, InteropCertificate
 from ca.qr.issue import issue_interop_certificate
+from ca.registry.issuers import active_issuer
 from ca.requests import InteropCertRequest
 from ca.store.db import transaction
 from ca.store.models import InteropCertificateRecord, SerialCounter
@@ -87,6 +88,8 @@ def issue(
 ) -> InteropCertificateRecord:
     """Policy, serial, token signature, storage and audit: the whole issuance."""
     ctx.authorize(ACTION_ISSUE, request)
+    with Session(engine) as session:
+        active_issuer(session, request.issuer_id)  # registered and active, or refused
     ca_key_hex = ctx.ca_signer.public_key.compressed.hex()
     serial = allocate_serial(engine, ca_key_hex, ctx.ca_index, actor=ctx.actor, now=ctx.now)
     certificate: InteropCertificate = issue_interop_certificate(

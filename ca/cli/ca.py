@@ -66,6 +66,18 @@ def register(sub: Any) -> None:
     p = sub.add_parser("issuer", help="a QR issuer's side: certificate requests")
     isub = p.add_subparsers(dest="issuer_command", metavar="COMMAND", parser_class=type(p))
     isub.required = True
+    q = isub.add_parser("register", help="register a QR issuer (发行机构) by its cn8 id")
+    q.add_argument("--issuer-id", required=True)
+    q.add_argument("--name", required=True)
+    q.add_argument("--actor", required=True)
+    q.add_argument("--role", action="append", default=[], help="default: ministry-ca-operator")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(handler=cmd_register)
+
+    q = isub.add_parser("list", help="registered QR issuers")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(handler=cmd_list_issuers)
+
     q = isub.add_parser("request", help="a request for an interop certificate, signed by the key")
     q.add_argument("--token", required=True, metavar="LABEL")
     q.add_argument("--key", required=True, metavar="URI", help="the issuer's SM2 key")
@@ -292,4 +304,49 @@ def cmd_make_qr(args: argparse.Namespace) -> int:
     write_atomically(png, render_png(payload))
     data = {"payload": str(args.out), "image": str(png), "bytes": len(payload)}
     print(json.dumps(data) if args.json else f"wrote {args.out} and {png}")
+    return 0
+
+
+def cmd_register(args: argparse.Namespace) -> int:
+    from ca.authorization import require
+    from ca.registry.issuers import register_issuer
+    from policies.rules import Actor, Subject
+
+    now = _now()
+    actor = Actor(args.actor, frozenset(args.role or ["ministry-ca-operator"]), None)
+    require(actor, "issuer.register", Subject(issuer_id=args.issuer_id), now)
+    issuer = register_issuer(
+        open_authority().engine,
+        issuer_id=args.issuer_id,
+        name=args.name,
+        actor=args.actor,
+        now=now,
+    )
+    data = {"issuer_id": issuer.issuer_id, "name": issuer.name, "status": issuer.status}
+    print(
+        json.dumps(data, ensure_ascii=False)
+        if args.json
+        else f"registered issuer {issuer.issuer_id} ({issuer.name})"
+    )
+    return 0
+
+
+def cmd_list_issuers(args: argparse.Namespace) -> int:
+    from ca.registry.issuers import issuers
+
+    with Session(open_authority().engine) as session:
+        rows = [
+            {
+                "issuer_id": i.issuer_id,
+                "name": i.name,
+                "status": i.status,
+                "registered_at": i.registered_at,
+            }
+            for i in issuers(session)
+        ]
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+    else:
+        for r in rows:
+            print(f"{r['issuer_id']:<8} {r['status']:<10} {r['name']}")
     return 0

@@ -139,3 +139,15 @@ class CeremonyRun(SQLModel, table=True):
     transcript: str  # canonical JSON
     signature: str = Field(max_length=128)  # raw r || s by the root key, hex
     signer_public_key: str = Field(max_length=66)
+
+
+class Issuer(SQLModel, table=True):
+    """A QR issuer (发行机构) known to the authority, by its cn8 issuer id."""
+
+    __tablename__ = "issuer"
+
+    issuer_id: str = Field(primary_key=True, max_length=8)
+    name: str = Field(max_length=200)
+    status: str = Field(default="active", max_length=20)  # active | suspended
+    registered_at: int = Field(sa_type=BigInteger)
+    registered_by: str = Field(max_length=200)

@@ -125,6 +125,11 @@ def test_root_ceremony_end_to_end(database, softhsm) -> None:  # type: ignore[no
             issuer, issuer_id="02113450", issuer_name="示例发行机构", requested_expiry="1230"
         )
     )
+    from ca.registry.issuers import register_issuer
+
+    register_issuer(
+        engine, issuer_id="02113450", name="示例发行机构", actor="op", now=int(NOW.timestamp())
+    )
     uri = Pkcs11Uri.parse(ca_key.key_uri)
     with Token(uri.token, QuorumPin(shares[1:])) as token:
         signer = token_signer(KeyStore(token), uri, "central-qr-ca")
@@ -243,6 +248,9 @@ def test_ca_rollover_keeps_the_old_key_for_verification(database, softhsm) -> No
     )  # type: ignore[arg-type]
     with Session(engine) as session:
         old = session.exec(select(CaKey)).one()
+    from ca.registry.issuers import register_issuer
+
+    register_issuer(engine, issuer_id="7", name="x", actor="op", now=int(NOW.timestamp()))
     uri = Pkcs11Uri.parse(old.key_uri)
     with Token(uri.token, QuorumPin(shares[:2])) as token:
         signer = token_signer(KeyStore(token), uri, "central-qr-ca")

@@ -137,6 +137,8 @@ def test_ceremony_issue_verify_audit(database, tmp_path: Path) -> None:  # type:
     )
     assert "deny/no-role" in no_role.stderr
 
+    jtca("issuer", "register", "--issuer-id", "02113450", "--name", "示例发行机构", "--actor", "op")
+    assert json.loads(jtca("issuer", "list", "--json").stdout)[0]["issuer_id"] == "02113450"
     interop = tmp_path / "interop.bin"
     issued = json.loads(
         jtca(

@@ -30,6 +30,15 @@ def context(ca: SoftwareSigner, actor: str = "ca-operator-1") -> IssueContext:
     return IssueContext(actor=actor, ca_signer=ca, ca_index=1, now=NOW, authorize=allow)
 
 
+def register(engine, *ids: str) -> None:  # type: ignore[no-untyped-def]
+    from ca.registry.issuers import register_issuer
+
+    for issuer_id in ids:
+        register_issuer(
+            engine, issuer_id=issuer_id, name=f"发行机构 {issuer_id}", actor="op", now=NOW
+        )
+
+
 def request_for(issuer: SoftwareSigner, issuer_id: str = "02113450") -> InteropCertRequest:
     der = make_request(
         issuer, issuer_id=issuer_id, issuer_name="某某交通卡公司", requested_expiry="1230"
@@ -39,6 +48,7 @@ def request_for(issuer: SoftwareSigner, issuer_id: str = "02113450") -> InteropC
 
 def test_issued_certificate_is_accepted_by_the_qr_verifier(database) -> None:  # type: ignore[no-untyped-def]
     _, engine = database
+    register(engine, "02113450")
     ca, issuer, user = (SoftwareSigner.generate() for _ in range(3))
     record = issue(engine, request_for(issuer), context(ca))
     assert record.serial == 1
@@ -64,12 +74,13 @@ def test_issued_certificate_is_accepted_by_the_qr_verifier(database) -> None:  #
     assert verifier.verify(payload).signatures_verified == 3
     with Session(engine) as session:
         actions = [e.action for e in session.exec(select(AuditEvent).order_by(AuditEvent.seq))]
-        assert actions == ["qr-ca.allocate-serial", "qr-ca.issue-interop-cert"]
+        assert actions == ["issuer.register", "qr-ca.allocate-serial", "qr-ca.issue-interop-cert"]
         assert audit.verify(session).ok
 
 
 def test_serials_increase_per_ca_key(database) -> None:  # type: ignore[no-untyped-def]
     _, engine = database
+    register(engine, "02113450")
     ca, other_ca = SoftwareSigner.generate(), SoftwareSigner.generate()
     serials = [
         issue(engine, request_for(SoftwareSigner.generate()), context(ca)).serial for _ in range(3)
@@ -94,6 +105,7 @@ class CrashingSigner:
 
 def test_no_serial_is_reused_after_a_crash(database) -> None:  # type: ignore[no-untyped-def]
     _, engine = database
+    register(engine, "02113450")
     ca = SoftwareSigner.generate()
     assert issue(engine, request_for(SoftwareSigner.generate()), context(ca)).serial == 1
     crashing = IssueContext(
@@ -121,6 +133,7 @@ def test_no_serial_is_reused_after_a_crash(database) -> None:  # type: ignore[no
 def test_concurrent_issuers_get_unique_serials(database) -> None:  # type: ignore[no-untyped-def]
     _, engine = database
     ca = SoftwareSigner.generate()
+    register(engine, *(f"{1000 + i}" for i in range(24)))
     requests = [request_for(SoftwareSigner.generate(), f"{1000 + i}") for i in range(24)]
     with ThreadPoolExecutor(max_workers=6) as pool:
         records = list(pool.map(lambda r: issue(engine, r, context(ca)), requests))
@@ -128,11 +141,12 @@ def test_concurrent_issuers_get_unique_serials(database) -> None:  # type: ignor
     with Session(engine) as session:
         result = audit.verify(session)
     assert result.ok, result.findings
-    assert result.events == 48
+    assert result.events == 24 + 48
 
 
 def test_revocation(database) -> None:  # type: ignore[no-untyped-def]
     _, engine = database
+    register(engine, "02113450")
     ca = SoftwareSigner.generate()
     record = issue(engine, request_for(SoftwareSigner.generate()), context(ca))
     key = ca.public_key.compressed.hex()
@@ -191,3 +205,28 @@ def test_requests_need_proof_of_possession() -> None:
         make_request(issuer, issuer_id="12a", issuer_name="X", requested_expiry="1230")
     with pytest.raises(RequestRefused, match="expiry"):
         make_request(issuer, issuer_id="1", issuer_name="X", requested_expiry="1330")
+
+
+def test_unregistered_issuer_is_refused(database) -> None:  # type: ignore[no-untyped-def]
+    from ca.registry.issuers import IssuerError, register_issuer
+
+    _, engine = database
+    with pytest.raises(IssuerError, match="not registered"):
+        issue(
+            engine,
+            request_for(SoftwareSigner.generate(), "555"),
+            context(SoftwareSigner.generate()),
+        )
+    register(engine, "555")
+    with pytest.raises(IssuerError, match="already registered"):
+        register_issuer(engine, issuer_id="555", name="again", actor="op", now=NOW)
+    with pytest.raises(Exception, match="cn8"):
+        register_issuer(engine, issuer_id="12a", name="x", actor="op", now=NOW)
+    assert (
+        issue(
+            engine,
+            request_for(SoftwareSigner.generate(), "555"),
+            context(SoftwareSigner.generate()),
+        ).serial
+        == 1
+    )
