@@ -165,6 +165,26 @@ def emit(args: argparse.Namespace, data: Any, text: str) -> None:
         print(text)
 
 
+def record(args: argparse.Namespace, action: str, subject: str, details: dict[str, Any]) -> None:
+    """Audit a token state change (the audit log records what was done, by whom)."""
+    from datetime import UTC, datetime
+
+    from ca import audit
+    from ca.authority import open_authority
+    from ca.store.db import transaction
+
+    actor = getattr(args, "actor", None) or os.environ.get("USER") or "operator"
+    with transaction(open_authority().engine) as session:
+        audit.append(
+            session,
+            actor=actor,
+            action=action,
+            subject=subject,
+            details=details,
+            at=int(datetime.now(UTC).timestamp()),
+        )
+
+
 def write_atomically(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
     try:
@@ -183,6 +203,8 @@ def cmd_init(args: argparse.Namespace) -> int:
     existed = args.token in token_labels()
     made = embedded_token(args.token)
     data = {"token": args.token, "pin_file": str(made.pin_file), "created": not existed}
+    if not existed:
+        record(args, "token.init", args.token, {"embedded": True})
     emit(
         args,
         data,
@@ -217,6 +239,7 @@ def cmd_keygen(args: argparse.Namespace) -> int:
             raise BadInput("--transport applies to SM2 keys only")
         key = store.generate_sm4(args.label)
     data = key_json(key)
+    record(args, "token.keygen", data["uri"], data)
     emit(args, data, f"generated {data['kind']} key {data['uri']}")
     return 0
 
@@ -226,6 +249,7 @@ def cmd_destroy(args: argparse.Namespace) -> int:
         raise BadInput("destroying key material cannot be undone: add --yes")
     uri = parse_uri(args.key, "--key")
     count = open_store(args).destroy(uri)
+    record(args, "token.destroy", str(uri), {"objects": count})
     emit(args, {"destroyed": str(uri), "objects": count}, f"destroyed {uri} ({count} objects)")
     return 0
 
@@ -242,6 +266,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     )
     write_atomically(args.out, package)
     data = {"package": str(args.out), "bytes": len(package), "key": str(key.uri)}
+    record(args, "token.export", str(key.uri), {"recipient": args.recipient, "to": args.to})
     emit(args, data, f"wrote {args.out}: {key.label} sealed to {args.recipient}")
     return 0
 
@@ -258,6 +283,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         store, package, transport_key=transport, trusted_senders=senders, label=args.label
     )
     data = key_json(key)
+    record(args, "token.import", data["uri"], data)
     emit(args, data, f"imported {data['kind']} key {data['uri']}")
     return 0
 
@@ -287,6 +313,12 @@ def cmd_check_shares(args: argparse.Namespace) -> int:
 def cmd_backup(args: argparse.Namespace) -> int:
     backup = backup_token(open_store(args), threshold=args.threshold, custodians=args.custodians)
     write_atomically(args.out, backup.archive)
+    record(
+        args,
+        "token.backup",
+        args.token,
+        {"archive": str(args.out), "threshold": args.threshold, "custodians": args.custodians},
+    )
     data = {"archive": str(args.out), "shares": backup.shares}
     text = f"wrote {args.out}; give one share to each custodian:\n" + "\n".join(backup.shares)
     emit(args, data, text)
@@ -300,5 +332,6 @@ def cmd_restore(args: argparse.Namespace) -> int:
         raise BadInput(f"cannot read {args.archive}: {exc.strerror}") from None
     keys = restore_token(open_store(args), archive, args.share)
     rows = [key_json(k) for k in keys]
+    record(args, "token.restore", args.token, {"keys": [r["uri"] for r in rows]})
     emit(args, {"restored": rows}, "\n".join(f"restored {k['uri']}" for k in rows))
     return 0
