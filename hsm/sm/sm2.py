@@ -16,6 +16,7 @@ from tongsuopy.crypto import serialization as _t_ser
 from tongsuopy.crypto.asymciphers import ec as _t_ec
 from tongsuopy.crypto.exceptions import InternalError as _TInternalError
 from tongsuopy.crypto.exceptions import InvalidSignature as _TInvalidSignature
+from tongsuopy.crypto.exceptions import UnsupportedAlgorithm as _TUnsupported
 
 from hsm.errors import InvalidKey, InvalidSignature
 from hsm.sm.sm3 import sm3
@@ -69,6 +70,9 @@ def _make_fast_loader() -> Callable[[bytes], _t_ec.EllipticCurvePublicKey]:
         return _public_api_load
 
     def load(data: bytes, _keep_group_alive: object = template) -> _t_ec.EllipticCurvePublicKey:
+        # The same first-byte check from_encoded_point makes (no infinity, no hybrid forms).
+        if not data or data[0] not in (2, 3, 4):
+            raise ValueError("Unsupported elliptic curve point type")
         ec_key = lib.EC_KEY_new()
         be.openssl_assert(ec_key != ffi.NULL)
         ec_key = ffi.gc(ec_key, lib.EC_KEY_free)
@@ -195,7 +199,7 @@ class SM2PublicKey:
     def from_pem(cls, pem: bytes) -> SM2PublicKey:
         try:
             key = _t_ser.load_pem_public_key(pem)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, _TUnsupported) as exc:
             raise InvalidKey(f"not a PEM SM2 public key: {exc}") from None
         if not isinstance(key, _t_ec.EllipticCurvePublicKey):
             raise InvalidKey("not an elliptic-curve public key")
@@ -205,7 +209,7 @@ class SM2PublicKey:
     def from_spki_der(cls, der: bytes) -> SM2PublicKey:
         try:
             key = _t_ser.load_der_public_key(der)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, _TUnsupported) as exc:
             raise InvalidKey(f"not a DER SM2 SubjectPublicKeyInfo: {exc}") from None
         if not isinstance(key, _t_ec.EllipticCurvePublicKey):
             raise InvalidKey("not an elliptic-curve public key")
@@ -305,7 +309,7 @@ class SM2PrivateKey:
     def from_pem(cls, pem: bytes, password: bytes | None = None) -> SM2PrivateKey:
         try:
             key = _t_ser.load_pem_private_key(pem, password)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, _TUnsupported) as exc:
             raise InvalidKey(f"not a PEM SM2 private key: {exc}") from None
         if not isinstance(key, _t_ec.EllipticCurvePrivateKey):
             raise InvalidKey("not an elliptic-curve private key")

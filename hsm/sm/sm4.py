@@ -34,4 +34,6 @@ def sm4_decrypt_block(key: bytes, block: bytes) -> bytes:
 
 def sm4_key_check_value(key: bytes, size: int = KCV_SIZE) -> bytes:
     """Key check value: the first ``size`` bytes of SM4 over a zero block (the usual KCV)."""
+    if not 1 <= size <= SM4_BLOCK:
+        raise ValueError(f"a key check value is 1-{SM4_BLOCK} bytes, got {size}")
     return sm4_encrypt_block(key, bytes(SM4_BLOCK))[:size]

@@ -301,3 +301,63 @@ def test_key_loaded_by_fast_loader_verifies() -> None:
     private = SM2PrivateKey.generate()
     loaded = SM2PublicKey.from_bytes(private.public_key.compressed)
     loaded.verify(private.sign(b"m"), b"m")
+
+
+def test_keys_of_other_algorithms_are_invalid_keys() -> None:
+    """A P-256 key is well-formed but not SM2: a clean InvalidKey, never a library exception."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from ca.certificates import CertificateError, certificate_info
+
+    p256 = ec.generate_private_key(ec.SECP256R1())
+    pem_private = p256.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    spki = p256.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    with pytest.raises(InvalidKey):
+        SM2PrivateKey.from_pem(pem_private)
+    with pytest.raises(InvalidKey):
+        SM2PublicKey.from_spki_der(spki)
+    with pytest.raises(InvalidKey):
+        SM2PublicKey.from_pem(
+            p256.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
+    # a P-256 certificate given to the SM2 certificate reader
+    import datetime as dt
+
+    from cryptography import x509 as cx509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
+    name = cx509.Name([cx509.NameAttribute(NameOID.COMMON_NAME, "p256")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        cx509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(p256.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=1))
+        .sign(p256, hashes.SHA256())
+    )
+    with pytest.raises(CertificateError, match="not an SM2"):
+        certificate_info(cert.public_bytes(serialization.Encoding.DER))
+
+
+@pytest.mark.parametrize("data", [b"\x00", b"\x06" + bytes(64), b"\x07" + bytes(64), b""])
+def test_fast_loader_refuses_infinity_and_hybrid(data: bytes) -> None:
+    with pytest.raises(ValueError, match="point type"):
+        _load_point(data)
+
+
+def test_kcv_size_is_checked() -> None:
+    with pytest.raises(ValueError, match="1-16 bytes"):
+        sm4_key_check_value(bytes(16), -1)
