@@ -74,6 +74,14 @@ class QrCaSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class OfficerSpec:
+    officer_id: str
+    name: str
+    roles: tuple[str, ...]
+    province: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Ceremony:
     name: str
     kind: str
@@ -86,6 +94,7 @@ class Ceremony:
     list_signing: KeySpec | None
     audit_key: KeySpec | None
     file_sha256: str
+    officers: tuple[OfficerSpec, ...] = ()
 
 
 # -- the file ----------------------------------------------------------------------------------
@@ -134,7 +143,11 @@ def load_ceremony(text: str) -> Ceremony:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise CeremonyError(f"(file): not valid TOML: {exc}") from None
-    _only(doc, {"ceremony", "token", "witnesses", "root", "qr_ca", "list_signing", "audit_key"}, "")
+    _only(
+        doc,
+        {"ceremony", "token", "witnesses", "root", "qr_ca", "list_signing", "audit_key", "officer"},
+        "",
+    )
     head = _need(doc, "ceremony", dict, "(file)")
     _only(head, {"name", "kind"}, "ceremony")
     kind = _need(head, "kind", str, "ceremony")
@@ -190,6 +203,30 @@ def load_ceremony(text: str) -> Ceremony:
             raise CeremonyError("qr_ca: a root ceremony makes at least one central QR CA key")
     elif not qr_cas or root or list_signing or audit_key:
         raise CeremonyError("a ca-rollover ceremony defines [[qr_ca]] and nothing else")
+    officers = []
+    raw_officers = doc.get("officer", [])
+    if not isinstance(raw_officers, list):
+        raise CeremonyError("officer: must be an array of tables ([[officer]])")
+    for i, table in enumerate(raw_officers):
+        where = f"officer[{i}]"
+        if not isinstance(table, dict):
+            raise CeremonyError(f"{where}: must be a table")
+        _only(table, {"id", "name", "roles", "province"}, where)
+        roles = _need(table, "roles", list, where)
+        if not roles or not all(isinstance(r, str) for r in roles):
+            raise CeremonyError(f"{where}.roles: a non-empty list of role names")
+        province = table.get("province")
+        if province is not None and not isinstance(province, str):
+            raise CeremonyError(f"{where}.province: must be a string")
+        officers.append(
+            OfficerSpec(
+                _need(table, "id", str, where), str(table.get("name", "")), tuple(roles), province
+            )
+        )
+    if kind == "root" and not any("ministry-root-officer" in o.roles for o in officers):
+        raise CeremonyError("officer: a root ceremony names at least one ministry-root-officer")
+    if kind == "ca-rollover" and officers:
+        raise CeremonyError("officer: a ca-rollover adds no officers (jtca officer add does)")
     labels = [s.label for s in (root, list_signing, audit_key) if s] + [c.label for c in qr_cas]
     if len(set(labels)) != len(labels):
         raise CeremonyError("labels: two keys share a label")
@@ -205,6 +242,7 @@ def load_ceremony(text: str) -> Ceremony:
         list_signing=list_signing,
         audit_key=audit_key,
         file_sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        officers=tuple(officers),
     )
 
 
@@ -245,6 +283,11 @@ def plan(ceremony: Ceremony) -> list[str]:
         )
     if ceremony.audit_key:
         steps.append(f"generate the audit key {ceremony.audit_key.label!r}")
+    for officer in ceremony.officers:
+        where = f" of {officer.province}" if officer.province else ""
+        steps.append(
+            f"register officer {officer.officer_id!r} as {', '.join(officer.roles)}{where}"
+        )
     steps.append(
         "record keys, CA keys and certificates; sign the transcript with the root key; "
         "chain it into the audit log; checkpoint the log with the audit key"
@@ -302,6 +345,10 @@ def run(
     now: datetime,
 ) -> Transcript:
     """Run the ceremony exactly as planned; returns the signed transcript."""
+    from ca.officers import check_officer
+
+    for officer in ceremony.officers:
+        check_officer(officer.officer_id, list(officer.roles), officer.province)
     missing = sorted(set(witnesses_present) - set(ceremony.witnesses))
     if missing:
         raise CeremonyError(f"witness {missing[0]!r} is not named in the ceremony file")
@@ -453,6 +500,10 @@ def _transcript(
             for spec, key in made.ca_keys
         ],
         "certificates": certificates,
+        "officers": [
+            {"id": o.officer_id, "roles": list(o.roles), "province": o.province}
+            for o in ceremony.officers
+        ],
     }
 
 
@@ -550,6 +601,18 @@ def _record(
                 subject=role,
                 details={"subject": info.subject, "sha256": hashlib.sha256(der).hexdigest()},
                 at=at,
+            )
+        from ca.officers import add_officer_in
+
+        for officer in ceremony.officers:
+            add_officer_in(
+                session,
+                officer_id=officer.officer_id,
+                name=officer.name,
+                roles=list(officer.roles),
+                province=officer.province,
+                actor=actor,
+                now=at,
             )
         session.add(
             CeremonyRun(

@@ -36,13 +36,7 @@ def register(sub: Any) -> None:
     q = csub.add_parser("issue", help="issue an interop certificate from an issuer's request")
     q.add_argument("--request", type=Path, required=True)
     q.add_argument("--ca-index", type=int, required=True)
-    q.add_argument("--actor", required=True, help="the operator's identity (audited)")
-    q.add_argument(
-        "--role",
-        action="append",
-        default=[],
-        help="the operator's role(s) under the policy (default: ministry-ca-operator)",
-    )
+    q.add_argument("--actor", required=True, help="a registered officer (jtca officer list)")
     q.add_argument("--share", action="append", required=True, help="root token PIN share")
     q.add_argument("--module", metavar="PATH", help="PKCS#11 module (default: embedded)")
     q.add_argument("--out", type=Path, help="write the 117-byte certificate here")
@@ -54,7 +48,6 @@ def register(sub: Any) -> None:
     q.add_argument("--serial", type=int, required=True)
     q.add_argument("--reason", required=True)
     q.add_argument("--actor", required=True)
-    q.add_argument("--role", action="append", default=[], help="default: ministry-ca-operator")
     q.add_argument("--json", action="store_true")
     q.set_defaults(handler=cmd_revoke)
 
@@ -70,7 +63,6 @@ def register(sub: Any) -> None:
     q.add_argument("--issuer-id", required=True)
     q.add_argument("--name", required=True)
     q.add_argument("--actor", required=True)
-    q.add_argument("--role", action="append", default=[], help="default: ministry-ca-operator")
     q.add_argument("--json", action="store_true")
     q.set_defaults(handler=cmd_register)
 
@@ -168,7 +160,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 def cmd_issue(args: argparse.Namespace) -> int:
     from ca.authorization import interop_authorizer
-    from policies.rules import Actor
+    from ca.officers import actor_of
 
     try:
         request = read_request(args.request.read_bytes())
@@ -189,9 +181,7 @@ def cmd_issue(args: argparse.Namespace) -> int:
             ca_index=args.ca_index,
             now=now,
             authorize=interop_authorizer(
-                Actor(args.actor, frozenset(args.role or ["ministry-ca-operator"]), None),
-                args.ca_index,
-                now,
+                actor_of(authority.engine, args.actor), args.ca_index, now
             ),
         )
         record = issuance.issue(authority.engine, request, ctx)
@@ -209,11 +199,12 @@ def cmd_issue(args: argparse.Namespace) -> int:
 
 def cmd_revoke(args: argparse.Namespace) -> int:
     from ca.authorization import require
-    from policies.rules import Actor, Subject
+    from ca.officers import actor_of
+    from policies.rules import Subject
 
-    actor = Actor(args.actor, frozenset(args.role or ["ministry-ca-operator"]), None)
-    require(actor, issuance.ACTION_REVOKE, Subject(ca_index=args.ca_index), _now())
     authority = open_authority()
+    actor = actor_of(authority.engine, args.actor)
+    require(actor, issuance.ACTION_REVOKE, Subject(ca_index=args.ca_index), _now())
     with Session(authority.engine) as session:
         keys = session.exec(select(CaKey).where(CaKey.ca_index == args.ca_index)).all()
     if not keys:
@@ -309,14 +300,15 @@ def cmd_make_qr(args: argparse.Namespace) -> int:
 
 def cmd_register(args: argparse.Namespace) -> int:
     from ca.authorization import require
+    from ca.officers import actor_of
     from ca.registry.issuers import register_issuer
-    from policies.rules import Actor, Subject
+    from policies.rules import Subject
 
     now = _now()
-    actor = Actor(args.actor, frozenset(args.role or ["ministry-ca-operator"]), None)
-    require(actor, "issuer.register", Subject(issuer_id=args.issuer_id), now)
+    engine = open_authority().engine
+    require(actor_of(engine, args.actor), "issuer.register", Subject(issuer_id=args.issuer_id), now)
     issuer = register_issuer(
-        open_authority().engine,
+        engine,
         issuer_id=args.issuer_id,
         name=args.name,
         actor=args.actor,

@@ -30,7 +30,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> Parser:
-    from ca.cli import audit, ca, ceremony, qr, token
+    from ca.cli import audit, ca, ceremony, officer, qr, token
 
     parser = Parser(
         prog="jtca",
@@ -44,6 +44,7 @@ def build_parser() -> Parser:
     audit.register(sub)
     ceremony.register(sub)
     ca.register(sub)
+    officer.register(sub)
     return parser
 
 

@@ -151,3 +151,17 @@ class Issuer(SQLModel, table=True):
     status: str = Field(default="active", max_length=20)  # active | suspended
     registered_at: int = Field(sa_type=BigInteger)
     registered_by: str = Field(max_length=200)
+
+
+class Officer(SQLModel, table=True):
+    """An officer and the policy roles they hold (a provincial officer is bound to a province)."""
+
+    __tablename__ = "officer"
+
+    officer_id: str = Field(primary_key=True, max_length=100)
+    name: str = Field(max_length=200)
+    roles: str = Field(max_length=500)  # comma-separated role names of the policy
+    province: str | None = Field(default=None, max_length=6)
+    status: str = Field(default="active", max_length=20)
+    added_at: int = Field(sa_type=BigInteger)
+    added_by: str = Field(max_length=200)

@@ -321,3 +321,29 @@ def test_rollover_needs_a_root(database, softhsm) -> None:  # type: ignore[no-un
             witnesses_present=["赵六 (公证员)"],
             now=NOW,
         )
+
+
+def test_officers_are_checked_before_any_key_is_made(database, softhsm) -> None:  # type: ignore[no-untyped-def]
+    from ca.officers import OfficerError
+
+    _, engine = database
+    text = EXAMPLE.read_text(encoding="utf-8")
+    with pytest.raises(CeremonyError, match="at least one ministry-root-officer"):
+        load_ceremony(text.replace('roles = ["ministry-root-officer"]', 'roles = ["auditor"]'))
+    ceremony, shares = prepare(secrets.token_hex(3))
+    bad = load_ceremony(
+        text.replace('"MOT-ROOT"', f'"{ceremony.token}"').replace(
+            'roles = ["auditor"]', 'roles = ["wizard"]'
+        )  # type: ignore[attr-defined]
+    )
+    with pytest.raises(OfficerError, match="wizard"):
+        run(
+            bad,
+            engine,
+            module=None,
+            shares=shares[:2],
+            witnesses_present=["赵六 (公证员)"],
+            now=NOW,
+        )
+    with Token(bad.token, QuorumPin(shares[:2])) as token:
+        assert KeyStore(token).list_keys() == []

@@ -109,7 +109,7 @@ def test_ceremony_issue_verify_audit(database, tmp_path: Path) -> None:  # type:
         "--ca-index",
         "1",
         "--actor",
-        "op",
+        "ca-op-1",
         "--share",
         one,
         "--share",
@@ -126,9 +126,7 @@ def test_ceremony_issue_verify_audit(database, tmp_path: Path) -> None:  # type:
         "--ca-index",
         "1",
         "--actor",
-        "x",
-        "--role",
-        "auditor",
+        "auditor-1",
         "--share",
         one,
         "--share",
@@ -137,7 +135,69 @@ def test_ceremony_issue_verify_audit(database, tmp_path: Path) -> None:  # type:
     )
     assert "deny/no-role" in no_role.stderr
 
-    jtca("issuer", "register", "--issuer-id", "02113450", "--name", "示例发行机构", "--actor", "op")
+    stranger = jtca(
+        "issuer",
+        "register",
+        "--issuer-id",
+        "02113450",
+        "--name",
+        "x",
+        "--actor",
+        "nobody",
+        ok=False,
+    )
+    assert stranger.returncode == 6
+    assert "not a registered, active officer" in stranger.stderr
+    jtca(
+        "issuer",
+        "register",
+        "--issuer-id",
+        "02113450",
+        "--name",
+        "示例发行机构",
+        "--actor",
+        "ca-op-1",
+    )
+    officers = {o["id"]: o for o in json.loads(jtca("officer", "list", "--json").stdout)}
+    assert officers["ca-op-1"]["roles"] == ["ministry-ca-operator"]
+    denied_add = jtca(
+        "officer",
+        "add",
+        "--id",
+        "gd-1",
+        "--role",
+        "provincial-officer",
+        "--province",
+        "440000",
+        "--actor",
+        "ca-op-1",
+        ok=False,
+    )
+    assert "only a ministry root officer" in denied_add.stderr
+    jtca(
+        "officer",
+        "add",
+        "--id",
+        "gd-1",
+        "--role",
+        "provincial-officer",
+        "--province",
+        "440000",
+        "--actor",
+        "mot-root-1",
+    )
+    no_province = jtca(
+        "officer",
+        "add",
+        "--id",
+        "gd-2",
+        "--role",
+        "provincial-officer",
+        "--actor",
+        "mot-root-1",
+        ok=False,
+    )
+    assert "needs a province code" in no_province.stderr
     assert json.loads(jtca("issuer", "list", "--json").stdout)[0]["issuer_id"] == "02113450"
     interop = tmp_path / "interop.bin"
     issued = json.loads(
@@ -201,9 +261,7 @@ def test_ceremony_issue_verify_audit(database, tmp_path: Path) -> None:  # type:
         "--reason",
         "r",
         "--actor",
-        "aud",
-        "--role",
-        "auditor",
+        "auditor-1",
         ok=False,
     )
     assert refused.returncode == 6
@@ -218,7 +276,7 @@ def test_ceremony_issue_verify_audit(database, tmp_path: Path) -> None:  # type:
         "--reason",
         "issuer key exposed",
         "--actor",
-        "ca-op-2",
+        "ca-op-1",
     )
     jtca("audit", "checkpoint", "--share", one, "--share", three)
     listed = json.loads(jtca("ca", "certificates", "--json").stdout)
@@ -231,6 +289,7 @@ def test_ceremony_issue_verify_audit(database, tmp_path: Path) -> None:  # type:
     jtca("audit", "export", "--out", str(bundle))
     actions = [e["action"] for e in json.loads(bundle.read_text())["events"]]
     for action in (
+        "officer.add",
         "ceremony.run",
         "key.generate",
         "certificate.issue",
