@@ -25,6 +25,7 @@ from sqlmodel import Session, select
 
 from ca import audit
 from ca.issuance import IssueContext, issue
+from ca.registry.issuers import register_issuer
 from ca.requests import InteropCertRequest, make_request, read_request
 from ca.store.db import make_engine, migrate
 from ca.store.models import AuditEvent
@@ -44,6 +45,20 @@ def rate(fn: Callable[[], object], seconds: float) -> tuple[float, int]:
         elapsed = time.perf_counter() - start
         if elapsed >= seconds:
             return n / elapsed, n
+
+
+def fresh_postgres_database(server_url: str) -> str:
+    """A new, empty database on the server (the bench never writes into an existing one)."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    name = f"jtca_bench_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return server_url.rsplit("/", 1)[0] + "/" + name
 
 
 def main() -> None:
@@ -77,10 +92,18 @@ def main() -> None:
 
             targets = [("sqlite", f"sqlite:///{tmp}/bench.db")]
             if args.postgres:
-                targets.append(("postgresql", args.postgres))
+                targets.append(("postgresql", fresh_postgres_database(args.postgres)))
             for name, url in targets:
                 engine = make_engine(url)
                 migrate(engine)
+                for i in range(len(requests)):
+                    register_issuer(
+                        engine,
+                        issuer_id=f"{i:08d}",
+                        name="bench",
+                        actor="bench",
+                        now=int(time.time()),
+                    )
                 counter = iter(range(10**9))
 
                 def one(engine=engine, counter=counter) -> None:  # type: ignore[no-untyped-def]
