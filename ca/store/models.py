@@ -165,3 +165,31 @@ class Officer(SQLModel, table=True):
     status: str = Field(default="active", max_length=20)
     added_at: int = Field(sa_type=BigInteger)
     added_by: str = Field(max_length=200)
+
+
+class KeyApplication(SQLModel, table=True):
+    """A province's application for the key sets of some of its cities (第九条)."""
+
+    __tablename__ = "key_application"
+
+    id: int | None = Field(default=None, primary_key=True)
+    province: str = Field(max_length=6, index=True)
+    cities: str  # comma-separated 6-digit city codes
+    applicant: str = Field(max_length=100)
+    state: str = Field(default="pending", max_length=20)  # pending | approved | rejected
+    created_at: int = Field(sa_type=BigInteger)
+    decided_at: int | None = Field(default=None, sa_type=BigInteger)
+
+
+class Approval(SQLModel, table=True):
+    """One officer's decision on a pending action (dual control)."""
+
+    __tablename__ = "approval"
+    __table_args__ = (UniqueConstraint("subject", "approver", name="uq_one_decision_per_officer"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    subject: str = Field(max_length=100, index=True)  # e.g. "application 7"
+    approver: str = Field(max_length=100)
+    decision: str = Field(max_length=10)  # approve | reject
+    reason: str = Field(default="", max_length=500)
+    at: int = Field(sa_type=BigInteger)

@@ -1,0 +1,145 @@
+"""A province applies for its cities' key sets; the ministry approves under dual control.
+
+第九条: provinces apply to the ministry for their prefecture-level cities' card and QR keys.
+A provincial officer may apply only for cities of their own province (``deny/other-province``);
+every city must be a city of the registry (地级市 or 直辖市). Approval needs the policy's number of
+distinct approvers besides the applicant (``[dual_control] "city-key.approve"``); one rejection
+rejects. Every step is audited in the transaction that makes it. Generating and delivering the
+keys (the rest of #5) builds on an approved application.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Final
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from ca import audit
+from ca.authorization import PolicyDenied
+from ca.errors import JtcaError
+from ca.registry.divisions import default_divisions
+from ca.signing import load_policy
+from ca.store.db import transaction
+from ca.store.models import Approval, KeyApplication
+from policies.rules import Actor, Subject, decide
+
+APPLY: Final = "city-key.apply"
+APPROVE: Final = "city-key.approve"
+
+
+class ApplicationError(JtcaError):
+    title = "Key application"
+    exit_code = 6
+
+
+def _decide(actor: Actor, action: str, subject: Subject, now: int) -> int:
+    decision = decide(load_policy(), actor, action, subject, datetime.fromtimestamp(now, UTC))
+    if not decision.allowed:
+        place = subject.city or subject.province or ""
+        raise PolicyDenied(f"{decision.reason}: {actor.id} may not {action} {place}".rstrip())
+    return decision.approvals_required
+
+
+def apply(engine: Engine, actor: Actor, cities: list[str], now: int) -> KeyApplication:
+    if not cities:
+        raise ApplicationError("name at least one city")
+    if len(set(cities)) != len(cities):
+        raise ApplicationError("a city is named twice")
+    registry = default_divisions()
+    for city in cities:
+        if registry.city(city) is None:
+            raise ApplicationError(f"{city} is not a city of the registry (地级市 or 直辖市)")
+        _decide(actor, APPLY, Subject(city=city), now)
+    province = cities[0][:2] + "0000"
+    with transaction(engine) as session:
+        application = KeyApplication(
+            province=province, cities=",".join(cities), applicant=actor.id, created_at=now
+        )
+        session.add(application)
+        session.flush()
+        audit.append(
+            session,
+            actor=actor.id,
+            action=APPLY,
+            subject=f"application {application.id}",
+            details={"province": province, "cities": cities},
+            at=now,
+        )
+        session.refresh(application)
+        session.expunge(application)
+        return application
+
+
+def decide_application(
+    engine: Engine, actor: Actor, application_id: int, *, approve: bool, now: int, reason: str = ""
+) -> KeyApplication:
+    """Record one officer's approval or rejection; the application is approved when the
+    policy's number of distinct approvers (not the applicant) have approved."""
+    subject_name = f"application {application_id}"
+    with transaction(engine) as session:
+        application = session.exec(
+            select(KeyApplication).where(KeyApplication.id == application_id).with_for_update()
+        ).one_or_none()
+        if application is None:
+            raise ApplicationError(f"no application {application_id}")
+        if application.state != "pending":
+            raise ApplicationError(f"application {application_id} is already {application.state}")
+        if actor.id == application.applicant:
+            raise ApplicationError(
+                "dual control: the applicant cannot approve their own application"
+            )
+        required = max(
+            _decide(actor, APPROVE, Subject(city=c), now) for c in application.cities.split(",")
+        )
+        if not approve and not reason.strip():
+            raise ApplicationError("a rejection needs a reason")
+        session.add(
+            Approval(
+                subject=subject_name,
+                approver=actor.id,
+                decision="approve" if approve else "reject",
+                reason=reason,
+                at=now,
+            )
+        )
+        try:
+            session.flush()
+        except IntegrityError:
+            raise ApplicationError(f"{actor.id} has already decided on {subject_name}") from None
+        approvals = session.exec(
+            select(Approval)
+            .where(Approval.subject == subject_name)
+            .where(col(Approval.decision) == "approve")
+        ).all()
+        if not approve:
+            application.state, application.decided_at = "rejected", now
+        elif len(approvals) >= max(required, 1):
+            application.state, application.decided_at = "approved", now
+        session.add(application)
+        audit.append(
+            session,
+            actor=actor.id,
+            action=APPROVE if approve else "city-key.reject",
+            subject=subject_name,
+            details={
+                "approvals": len(approvals),
+                "required": max(required, 1),
+                "state": application.state,
+                "reason": reason,
+            },
+            at=now,
+        )
+        session.flush()
+        session.refresh(application)
+        session.expunge(application)
+        return application
+
+
+def pending(session: Session, province: str | None = None) -> list[KeyApplication]:
+    query = select(KeyApplication).where(KeyApplication.state == "pending")
+    if province is not None:
+        query = query.where(KeyApplication.province == province)
+    return list(session.exec(query.order_by(col(KeyApplication.id))))
