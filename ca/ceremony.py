@@ -393,7 +393,7 @@ def run(
 def _generate(
     ceremony: Ceremony, store: KeyStore, made: _Made, now: datetime, existing: dict[str, KeyRecord]
 ) -> None:
-    from ca.certificates import LIST_SIGNING_EKU, issue_certificate, self_signed_root
+    from ca.x509 import LIST_SIGNING_EKU, issue_certificate, key_identifier, self_signed_root
     from hsm.pkcs11.uri import Pkcs11Uri
 
     def years(n: int) -> datetime:
@@ -413,6 +413,9 @@ def _generate(
             serial=_serial(),
             not_before=now,
             not_after=years(ceremony.root.validity_years),
+            path_length=1,
+            # the root also signs the ceremony transcript
+            key_usage=frozenset({"key_cert_sign", "crl_sign", "digital_signature"}),
         )
         made.certificates.append(("root", root_der, root_key))
     else:
@@ -439,7 +442,7 @@ def _generate(
             path_length=None,
             key_usage={"digital_signature"},
             extended_key_usage=[LIST_SIGNING_EKU],
-            issuer_public_key=made.root_signer.public_key,
+            issuer_key_id=key_identifier(made.root_signer.public_key),
         )
         made.certificates.append(("list-signing", list_der, list_key))
     if ceremony.audit_key is not None:
@@ -458,7 +461,7 @@ def _serial() -> int:
 def _transcript(
     ceremony: Ceremony, made: _Made, present: list[int], witnesses: list[str], now: datetime
 ) -> dict[str, Any]:
-    from ca.certificates import certificate_info
+    from ca.x509 import certificate_info
 
     certificates = []
     for role, der, _ in made.certificates:
@@ -510,7 +513,7 @@ def _transcript(
 def _record(
     ceremony: Ceremony, engine: Engine, made: _Made, transcript: Transcript, at: int
 ) -> None:
-    from ca.certificates import certificate_info
+    from ca.x509 import certificate_info
 
     actor = f"ceremony:{ceremony.name}"
     with transaction(engine) as session:

@@ -22,7 +22,6 @@ from ca.ceremony import (
     run,
     transcript_message,
 )
-from ca.certificates import verify_certificate
 from ca.clock import FixedClock
 from ca.issuance import IssueContext, issue
 from ca.qr.codec import decode_interop_certificate
@@ -31,6 +30,7 @@ from ca.qr.verify import PayloadVerifier
 from ca.requests import make_request, read_request
 from ca.signing import token_signer
 from ca.store.models import CaKey, CeremonyRun, CertificateRecord, KeyRecord
+from ca.x509 import verify_certificate
 from hsm.pkcs11.keys import KeyStore
 from hsm.pkcs11.token import QuorumPin, Token
 from hsm.pkcs11.uri import Pkcs11Uri

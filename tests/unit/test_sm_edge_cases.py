@@ -46,7 +46,7 @@ def test_keys_of_other_algorithms_are_invalid_keys() -> None:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    from ca.certificates import CertificateError, certificate_info
+    from ca.x509 import CertificateError, certificate_info
 
     p256 = ec.generate_private_key(ec.SECP256R1())
     pem_private = p256.private_bytes(
@@ -86,7 +86,7 @@ def test_keys_of_other_algorithms_are_invalid_keys() -> None:
         .not_valid_after(now + dt.timedelta(days=1))
         .sign(p256, hashes.SHA256())
     )
-    with pytest.raises(CertificateError, match="not an SM2"):
+    with pytest.raises(CertificateError, match="not SM2-with-SM3"):
         certificate_info(cert.public_bytes(serialization.Encoding.DER))
 
 
