@@ -46,6 +46,13 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "images.md"
 CJK_FONT = Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc")  # scripts/bootstrap
 
 
+@pytest.fixture
+def cjk_font() -> Path:
+    """The caption font scripts/bootstrap installs: missing it is a failure, never a skip."""
+    assert CJK_FONT.is_file(), "install Debian's fonts-wqy-microhei (scripts/bootstrap does)"
+    return CJK_FONT
+
+
 def make_payload(extension: bytes = b"") -> bytes:
     ca, issuer, user = (SoftwareSigner.generate() for _ in range(3))
     interop = issue_interop_certificate(
@@ -253,7 +260,7 @@ def test_svg_modules_are_the_segno_matrix(payloads: dict[int, bytes], level: Err
     assert drawn == expected
 
 
-@pytest.mark.skipif(not CJK_FONT.is_file(), reason="fonts-wqy-microhei (scripts/bootstrap)")
+@pytest.mark.usefixtures("cjk_font")
 def test_svg_caption_lies_inside_its_band(payloads: dict[int, bytes]) -> None:
     """Measured with a real CJK font's glyph boxes: the caption is neither cut off at the top
     of the viewBox nor drawn into the quiet zone (a regression: it once overflowed the top)."""
@@ -432,7 +439,7 @@ def test_a_file_that_is_no_font_is_refused(
         render_png(payloads[0])
 
 
-@pytest.mark.skipif(not CJK_FONT.is_file(), reason="fonts-wqy-microhei (scripts/bootstrap)")
+@pytest.mark.usefixtures("cjk_font")
 def test_the_font_named_in_the_environment_is_used(
     payloads: dict[int, bytes], monkeypatch: pytest.MonkeyPatch
 ) -> None:
