@@ -1,4 +1,5 @@
 """Policy schema, the default policy files and pure evaluation (no I/O).
 
-Filled in by the authority issue (#4); nothing here yet is imported by the product.
+``rules.py`` parses and evaluates ``authority.toml`` (the shipped default); ``ceremonies/``
+holds the example root ceremony file. Nothing here imports the rest of jtca.
 """

@@ -12,6 +12,7 @@ from sqlmodel import Session
 from ca import audit
 from ca.authority import open_authority
 from ca.cli.token import parse_point, write_atomically
+from ca.clock import SystemClock
 from ca.errors import BadInput
 
 EXIT_TAMPERED = 8
@@ -90,7 +91,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_checkpoint(args: argparse.Namespace) -> int:
-    from datetime import UTC, datetime
 
     from sqlmodel import select
 
@@ -118,7 +118,7 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
     with Token(uri.token, QuorumPin(args.share), module=args.module) as token:
         signer = token_signer(KeyStore(token), uri, "audit")
         with transaction(authority.engine) as session:
-            cp = audit.checkpoint(session, signer, at=int(datetime.now(UTC).timestamp()))
+            cp = audit.checkpoint(session, signer, at=SystemClock().now())
             data = {"seq": cp.seq, "hash": cp.hash, "key": cp.key_uri}
     print(json.dumps(data) if args.json else f"checkpoint at row {data['seq']}: {data['hash']}")
     return 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ from sqlmodel import Session, select
 from ca import issuance
 from ca.authority import open_authority
 from ca.cli.token import open_store, parse_uri, write_atomically
+from ca.clock import SystemClock
 from ca.errors import BadInput
 from ca.requests import make_request, read_request
 from ca.signing import token_signer
@@ -100,7 +100,7 @@ def register(sub: Any) -> None:
 
 
 def _now() -> int:
-    return int(datetime.now(UTC).timestamp())
+    return SystemClock().now()
 
 
 def _active_ca_key(session: Session, index: int) -> CaKey:

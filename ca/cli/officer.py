@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import UTC, datetime
 from typing import Any
 
 from ca.authority import open_authority
+from ca.clock import SystemClock
 from ca.officers import actor_of, add_officer, officers
 
 
@@ -37,7 +37,7 @@ def cmd_add(args: argparse.Namespace) -> int:
         name=args.name,
         roles=args.role,
         province=args.province,
-        now=int(datetime.now(UTC).timestamp()),
+        now=SystemClock().now(),
     )
     data = {"officer": args.officer_id, "roles": sorted(args.role), "province": args.province}
     print(json.dumps(data) if args.json else f"added officer {args.officer_id}")

@@ -153,9 +153,13 @@ def parse_now(text: str | None) -> int:
 
 
 def check_issuer_ids(values: list[str]) -> list[str]:
+    from ca.registry.divisions import InvalidIssuerId, validate_issuer_id
+
     for value in values:
-        if not (1 <= len(value) <= 8 and value.isdigit() and value.isascii()):
-            raise BadInput(f"--accept-issuer {value!r}: an issuer id is 1-8 digits (cn8)")
+        try:
+            validate_issuer_id(value)
+        except InvalidIssuerId:
+            raise BadInput(f"--accept-issuer {value!r}: an issuer id is 1-8 digits (cn8)") from None
     return values
 
 
@@ -291,12 +295,9 @@ def cmd_render(args: argparse.Namespace) -> int:
     if suffix not in (".png", ".svg"):
         raise BadInput(f"--output {args.output}: the name must end in .png or .svg")
     image = render_png(data, options) if suffix == ".png" else render_svg(data, options)
-    tmp = args.output.with_name(args.output.name + ".tmp")
-    try:
-        tmp.write_bytes(image)
-        tmp.replace(args.output)
-    except OSError as exc:
-        raise BadInput(f"--output {args.output}: cannot write: {exc.strerror}") from None
+    from ca.cli.token import write_atomically
+
+    write_atomically(args.output, image)
     info = symbol_info(data, options)
     print(
         f"wrote {args.output}: {info.symbology} version {info.version}, level {info.level}, "

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ca.clock import SystemClock
 from ca.errors import BadInput
 from ca.tokens import embedded_token, state_dir
 from hsm.backup import backup_token, restore_token
@@ -167,7 +168,6 @@ def emit(args: argparse.Namespace, data: Any, text: str) -> None:
 
 def record(args: argparse.Namespace, action: str, subject: str, details: dict[str, Any]) -> None:
     """Audit a token state change (the audit log records what was done, by whom)."""
-    from datetime import UTC, datetime
 
     from ca import audit
     from ca.authority import open_authority
@@ -181,7 +181,7 @@ def record(args: argparse.Namespace, action: str, subject: str, details: dict[st
             action=action,
             subject=subject,
             details=details,
-            at=int(datetime.now(UTC).timestamp()),
+            at=SystemClock().now(),
         )
 
 

@@ -78,9 +78,7 @@ class Divisions:
 
     def cities_of(self, province_code: str) -> tuple[Division, ...]:
         """The cities of a province, by code; a municipality's one city is itself."""
-        return tuple(
-            d for d in self.by_code.values() if d.is_city and d.province == province_code
-        )
+        return tuple(d for d in self.by_code.values() if d.is_city and d.province == province_code)
 
     def province_of(self, code: str) -> Division | None:
         """The province of a city or prefecture (a province's is itself), or None if unknown."""
