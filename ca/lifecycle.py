@@ -5,9 +5,9 @@
     pre-active ──activate──▶ active ◀──resume── suspended
         │                     │  ╰──suspend──▶──╯ │
         │                     ├──expire/supersede──▶ deactivated
-        │                     ╰──revoke──▶ compromised
-        ╰──revoke (dormant: 第十条) ──▶ compromised
-    deactivated | compromised ──destroy──▶ destroyed
+        │                     ╰──revoke──▶ revoked
+        ╰──revoke (dormant: 第十条) ──▶ revoked
+    deactivated | revoked ──destroy──▶ destroyed
 
 Destroying key material never deletes the record: the regulation keeps records 10 years
 (第二十九条). Every refused transition raises ``TransitionRefused`` saying why. Pure: no I/O.
@@ -26,7 +26,7 @@ class KeyState(StrEnum):
     ACTIVE = "active"
     SUSPENDED = "suspended"  # 第十一条: rights suspended for misuse; reversible
     DEACTIVATED = "deactivated"  # expired or superseded: verification only
-    COMPROMISED = "compromised"  # revoked: final
+    REVOKED = "revoked"  # misuse or dormant cleanup: final
     DESTROYED = "destroyed"  # material destroyed in the token; the record stays
 
 
@@ -42,18 +42,18 @@ class KeyEvent(StrEnum):
 
 TRANSITIONS: Final[dict[tuple[KeyState, KeyEvent], KeyState]] = {
     (KeyState.PRE_ACTIVE, KeyEvent.ACTIVATE): KeyState.ACTIVE,
-    (KeyState.PRE_ACTIVE, KeyEvent.REVOKE): KeyState.COMPROMISED,
+    (KeyState.PRE_ACTIVE, KeyEvent.REVOKE): KeyState.REVOKED,
     (KeyState.PRE_ACTIVE, KeyEvent.EXPIRE): KeyState.DEACTIVATED,
     (KeyState.ACTIVE, KeyEvent.SUSPEND): KeyState.SUSPENDED,
     (KeyState.ACTIVE, KeyEvent.EXPIRE): KeyState.DEACTIVATED,
     (KeyState.ACTIVE, KeyEvent.SUPERSEDE): KeyState.DEACTIVATED,
-    (KeyState.ACTIVE, KeyEvent.REVOKE): KeyState.COMPROMISED,
+    (KeyState.ACTIVE, KeyEvent.REVOKE): KeyState.REVOKED,
     (KeyState.SUSPENDED, KeyEvent.RESUME): KeyState.ACTIVE,
-    (KeyState.SUSPENDED, KeyEvent.REVOKE): KeyState.COMPROMISED,
+    (KeyState.SUSPENDED, KeyEvent.REVOKE): KeyState.REVOKED,
     (KeyState.SUSPENDED, KeyEvent.EXPIRE): KeyState.DEACTIVATED,
-    (KeyState.DEACTIVATED, KeyEvent.REVOKE): KeyState.COMPROMISED,
+    (KeyState.DEACTIVATED, KeyEvent.REVOKE): KeyState.REVOKED,
     (KeyState.DEACTIVATED, KeyEvent.DESTROY): KeyState.DESTROYED,
-    (KeyState.COMPROMISED, KeyEvent.DESTROY): KeyState.DESTROYED,
+    (KeyState.REVOKED, KeyEvent.DESTROY): KeyState.DESTROYED,
 }
 
 # Why each refused pair is refused, by the state the key is in (and a few specific pairs).
@@ -62,7 +62,7 @@ _WHY_STATE: Final[dict[KeyState, str]] = {
     KeyState.ACTIVE: "the key is in use",
     KeyState.SUSPENDED: "the key is suspended: resume it or revoke it first",
     KeyState.DEACTIVATED: "the key is deactivated: it only verifies what it made before",
-    KeyState.COMPROMISED: "the key is revoked; revocation is final",
+    KeyState.REVOKED: "the key is revoked; revocation is final",
     KeyState.DESTROYED: "the key material is destroyed; only its record remains",
 }
 _WHY_PAIR: Final[dict[tuple[KeyState, KeyEvent], str]] = {
@@ -78,7 +78,7 @@ _WHY_PAIR: Final[dict[tuple[KeyState, KeyEvent], str]] = {
     (KeyState.PRE_ACTIVE, KeyEvent.SUSPEND): "a key not yet in use has no rights to suspend",
     (KeyState.PRE_ACTIVE, KeyEvent.SUPERSEDE): "a key not yet in use cannot be superseded",
     (KeyState.DEACTIVATED, KeyEvent.ACTIVATE): "a deactivated key is never used again",
-    (KeyState.COMPROMISED, KeyEvent.REVOKE): "the key is already revoked",
+    (KeyState.REVOKED, KeyEvent.REVOKE): "the key is already revoked",
     (KeyState.DESTROYED, KeyEvent.DESTROY): "the key material is already destroyed",
 }
 

@@ -40,6 +40,9 @@ class Action:
     CITY_KEY_REVOKE: Final = "city-key.revoke"  # 第十一条: or cancels it
     CITY_KEY_DESTROY_MATERIAL: Final = "city-key.destroy-material"
     CITY_KEY_CLEANUP_DORMANT: Final = "city-key.cleanup-dormant"  # 第十条: 长期未使用…清理撤销
+    CITY_KEY_USAGE_IMPORT: Final = "city-key.usage-import"  # activation and usage reports
+    CITY_KEY_PURGE_RECORDS: Final = "city-key.purge-records"  # only past retention (第二十九条)
+    TRANSPORT_KEY_REGISTER: Final = "transport-key.register"  # the keys packages are sealed to
     LIST_PUBLISH: Final = "list.publish"  # 第十二条: the city list
     LIST_EMERGENCY_PUBLISH: Final = "list.emergency-publish"  # 第三十四条
     AUDIT_VERIFY: Final = "audit.verify"
@@ -105,6 +108,21 @@ class MechanismEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class Retention:
+    """第二十九条: transaction data kept at least 5 years, statements and reports at least 10.
+    A key's material is destroyed ``destroy_grace_days`` after it is revoked or deactivated;
+    its record is kept ``record_years`` after that."""
+
+    destroy_grace_days: int = 30
+    record_years: int = 10
+    transaction_years: int = 5
+
+
+MIN_RECORD_YEARS: Final = 10  # 第二十九条: 报表等 ≥ 10 年
+MIN_TRANSACTION_YEARS: Final = 5  # 第二十九条: 交易数据 ≥ 5 年
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     key_classes: dict[str, KeyClass]
     roles: dict[str, Role]
@@ -112,6 +130,12 @@ class Policy:
     max_interop_lifetime_months: int
     ca_indexes: frozenset[int]
     vendor_mechanisms: tuple[MechanismEntry, ...] = ()
+    retention: Retention = Retention()
+
+    @property
+    def city_key_classes(self) -> list[KeyClass]:
+        """The key set each city gets (一城一密): the classes of scope ``city``, in file order."""
+        return [c for c in self.key_classes.values() if c.scope_level == "city"]
 
     def approvals_required(self, action: str) -> int:
         return self.dual_control.get(action, 0)
@@ -267,7 +291,9 @@ def parse_policy(text: str) -> Policy:
     except tomllib.TOMLDecodeError as exc:
         raise PolicyFileError("(file)", f"not valid TOML: {exc}") from None
     _only(
-        doc, {"key_classes", "roles", "dual_control", "qr_issuance", "vendor_mechanism"}, "(file)"
+        doc,
+        {"key_classes", "roles", "dual_control", "qr_issuance", "vendor_mechanism", "retention"},
+        "(file)",
     )
     classes = {n: _key_class(n, t) for n, t in _table(doc, "key_classes", "").items()}
     if not classes:
@@ -295,7 +321,24 @@ def parse_policy(text: str) -> Policy:
         raise PolicyFileError("vendor_mechanism", "must be an array of tables")
     seen: set[int] = set()
     mechanisms = tuple(_mechanism(i, m, seen) for i, m in enumerate(raw_mechanisms))
-    return Policy(classes, roles, dual, lifetime, frozenset(indexes), mechanisms)
+    return Policy(
+        classes, roles, dual, lifetime, frozenset(indexes), mechanisms, _retention(doc)
+    )
+
+
+def _retention(doc: dict[str, Any]) -> Retention:
+    table = _table(doc, "retention", "")
+    _only(table, {"destroy_grace_days", "record_years", "transaction_years"}, "retention")
+    default = Retention()
+    grace = table.get("destroy_grace_days", default.destroy_grace_days)
+    records = table.get("record_years", default.record_years)
+    transactions = table.get("transaction_years", default.transaction_years)
+    return Retention(
+        _whole(grace, "retention.destroy_grace_days", 0, 3650),
+        # 第二十九条 sets the floor: a policy may keep longer, never shorter
+        _whole(records, "retention.record_years", MIN_RECORD_YEARS, 100),
+        _whole(transactions, "retention.transaction_years", MIN_TRANSACTION_YEARS, 100),
+    )
 
 
 # -- evaluation ----------------------------------------------------------------------------

@@ -31,7 +31,7 @@ def times(state: KeyState, delivered: int | None = T0) -> KeyTimes:
         (KeyState.PRE_ACTIVE, T0, T0 + 180 * DAY, {Flag.DORMANT}),
         (KeyState.PRE_ACTIVE, None, T0 + 400 * DAY, set()),  # never delivered: not dormant
         (KeyState.ACTIVE, T0, T0 + 400 * DAY, set()),  # in use: never dormant
-        (KeyState.COMPROMISED, T0, END + 1, set()),
+        (KeyState.REVOKED, T0, END + 1, set()),
     ],
     ids=[
         "fresh",

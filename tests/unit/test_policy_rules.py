@@ -174,6 +174,11 @@ def test_shipped_policy() -> None:
     assert POLICY.key_classes["city-card"].dormancy_days == 180
     assert POLICY.ca_indexes == {1, 2}
     assert POLICY.approvals_required("city-key.revoke") == 2
+    assert [c.name for c in POLICY.city_key_classes] == ["city-card", "city-qr"]
+    assert (POLICY.retention.record_years, POLICY.retention.transaction_years) == (10, 5)
+    assert POLICY.retention.destroy_grace_days == 30
+    raised = parse_policy(edit("record_years = 10", "record_years = 15"))
+    assert raised.retention.record_years == 15
 
 
 def edit(old: str, new: str) -> str:
@@ -230,6 +235,14 @@ def edit(old: str, new: str) -> str:
             "key_classes.ministry-root.colour",
         ),
         ("not toml [", "(file)"),
+        # 第二十九条 sets floors a policy may raise but never lower
+        (edit("record_years = 10", "record_years = 9"), "retention.record_years"),
+        (edit("transaction_years = 5", "transaction_years = 4"), "retention.transaction_years"),
+        (
+            edit("destroy_grace_days = 30", "destroy_grace_days = -1"),
+            "retention.destroy_grace_days",
+        ),
+        (edit("[retention]\n", "[retention]\npurge_now = true\n"), "retention.purge_now"),
     ],
     ids=[
         "fail/algorithm",
@@ -249,6 +262,10 @@ def edit(old: str, new: str) -> str:
         "fail/host-assisted",
         "fail/unknown-key",
         "fail/toml",
+        "fail/record-years-below-10",
+        "fail/transaction-years-below-5",
+        "fail/grace-negative",
+        "fail/retention-unknown-key",
     ],
 )
 def test_errors_name_the_key(text: str, key: str) -> None:
