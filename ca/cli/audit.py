@@ -11,9 +11,10 @@ from sqlmodel import Session
 
 from ca import audit
 from ca.authority import open_authority
-from ca.cli.token import parse_point, write_atomically
+from ca.cli.token import parse_point
 from ca.clock import SystemClock
 from ca.errors import BadInput
+from ca.files import write_atomically
 
 EXIT_TAMPERED = 8
 

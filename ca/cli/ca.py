@@ -11,9 +11,10 @@ from sqlmodel import Session, select
 
 from ca import issuance
 from ca.authority import open_authority
-from ca.cli.token import open_store, parse_uri, write_atomically
+from ca.cli.token import open_store, parse_uri
 from ca.clock import SystemClock
 from ca.errors import BadInput
+from ca.files import write_atomically
 from ca.requests import make_request, read_request
 from ca.signing import token_signer
 from ca.store.models import CaKey, InteropCertificateRecord

@@ -11,8 +11,8 @@ from typing import Any
 
 from ca.authority import open_authority
 from ca.ceremony import init_token_shares, plan, read_ceremony, run
-from ca.cli.token import write_atomically
 from ca.errors import BadInput
+from ca.files import write_atomically
 from ca.tokens import state_dir
 from hsm.softhsm import init_token, token_labels, use_softhsm
 

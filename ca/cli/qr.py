@@ -295,7 +295,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     if suffix not in (".png", ".svg"):
         raise BadInput(f"--output {args.output}: the name must end in .png or .svg")
     image = render_png(data, options) if suffix == ".png" else render_svg(data, options)
-    from ca.cli.token import write_atomically
+    from ca.files import write_atomically
 
     write_atomically(args.output, image)
     info = symbol_info(data, options)

@@ -15,6 +15,7 @@ from typing import Any
 
 from ca.clock import SystemClock
 from ca.errors import BadInput
+from ca.files import write_atomically
 from ca.tokens import embedded_token, state_dir
 from hsm.backup import backup_token, restore_token
 from hsm.custody import combine_secret, split_secret
@@ -183,18 +184,6 @@ def record(args: argparse.Namespace, action: str, subject: str, details: dict[st
             details=details,
             at=SystemClock().now(),
         )
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        tmp.replace(path)
-    except OSError as exc:
-        raise BadInput(f"cannot write {path}: {exc.strerror}") from None
 
 
 # -- commands ------------------------------------------------------------------------------
