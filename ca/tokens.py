@@ -61,3 +61,23 @@ def sm2_key(store: KeyStore, label: str) -> TokenKey:
         if key.label == label:
             return key
     return store.generate_sm2(label)
+
+
+class EmbeddedVault:
+    """The tokens of the embedded SoftHSM2, opened once each (``ca.citykeys.common.Vault``).
+    ``create`` makes a missing token (the first transport key of a new holder)."""
+
+    def __init__(self, state: Path | None = None, *, create: bool = False) -> None:
+        self._state = state
+        self._create = create
+        self._open: dict[str, EmbeddedToken] = {}
+
+    def store(self, token_label: str) -> KeyStore:
+        if token_label not in self._open:
+            self._open[token_label] = embedded_token(token_label, self._state, create=self._create)
+        return self._open[token_label].store
+
+    def close(self) -> None:
+        for opened in self._open.values():
+            opened.token.close()
+        self._open.clear()

@@ -30,7 +30,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> Parser:
-    from ca.cli import audit, ca, ceremony, officer, qr, token
+    from ca.cli import audit, ca, ceremony, city, officer, qr, token
 
     parser = Parser(
         prog="jtca",
@@ -45,6 +45,7 @@ def build_parser() -> Parser:
     ceremony.register(sub)
     ca.register(sub)
     officer.register(sub)
+    city.register(sub)
     return parser
 
 

@@ -193,3 +193,144 @@ class Approval(SQLModel, table=True):
     decision: str = Field(max_length=10)  # approve | reject
     reason: str = Field(default="", max_length=500)
     at: int = Field(sa_type=BigInteger)
+
+
+class TransportKey(SQLModel, table=True):
+    """A holder's transport key: key packages are sealed to it and signed by it (第九条: the
+    ministry hands city keys to the province, the province on to the city)."""
+
+    __tablename__ = "transport_key"
+
+    id: int | None = Field(default=None, primary_key=True)
+    holder: str = Field(max_length=10, index=True)  # "ministry", a province or a city code
+    token: str = Field(max_length=100)
+    uri: str = Field(max_length=500, unique=True)
+    public_key: str = Field(max_length=66, unique=True)  # compressed SM2 point, hex
+    status: str = Field(default="active", max_length=20)  # active | retired
+    created_at: int = Field(sa_type=BigInteger)
+    created_by: str = Field(max_length=100)
+
+
+class CityKey(SQLModel, table=True):
+    """One key of one city (一城一密): a generation of one key class, generated in the ministry
+    token. ``state`` is the lifecycle (ca.lifecycle); ``stage`` is where it has got to on its
+    way to the city. Never the private part."""
+
+    __tablename__ = "city_key"
+    __table_args__ = (
+        UniqueConstraint("city", "key_class", "generation", name="uq_city_key_generation"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    label: str = Field(max_length=100, unique=True)  # e.g. city-qr-440100-g1
+    city: str = Field(max_length=6, index=True)
+    province: str = Field(max_length=6, index=True)
+    key_class: str = Field(max_length=50)
+    kind: str = Field(max_length=8)  # sm2 | sm4
+    generation: int
+    application_id: int | None = None
+    ministry_uri: str = Field(max_length=500)
+    public_key: str | None = Field(default=None, max_length=66)
+    check_value: str | None = Field(default=None, max_length=32)
+    state: str = Field(default="pre-active", max_length=20, index=True)
+    stage: str = Field(default="generated", max_length=30)
+    created_at: int = Field(sa_type=BigInteger)
+    created_by: str = Field(max_length=100)
+    not_before: int = Field(sa_type=BigInteger)
+    not_after: int = Field(sa_type=BigInteger, index=True)
+    delivered_at: int | None = Field(default=None, sa_type=BigInteger, index=True)
+    imported_at: int | None = Field(default=None, sa_type=BigInteger)
+    handed_on_at: int | None = Field(default=None, sa_type=BigInteger)
+    installed_at: int | None = Field(default=None, sa_type=BigInteger)
+    activated_at: int | None = Field(default=None, sa_type=BigInteger)
+    first_use: int | None = Field(default=None, sa_type=BigInteger)
+    last_use: int | None = Field(default=None, sa_type=BigInteger)
+    predecessor_id: int | None = None
+    successor_id: int | None = None
+    supersede_at: int | None = Field(default=None, sa_type=BigInteger)
+    state_changed_at: int = Field(sa_type=BigInteger)
+    reason: str = Field(default="", max_length=500)  # of the last suspension or revocation
+    destroy_after: int | None = Field(default=None, sa_type=BigInteger)
+    destroyed_at: int | None = Field(default=None, sa_type=BigInteger)
+    open_violations: int = Field(default=0, index=True)
+
+
+class KeyCopy(SQLModel, table=True):
+    """A city key held in a token: the ministry's original, the province's, the city's."""
+
+    __tablename__ = "key_copy"
+    __table_args__ = (UniqueConstraint("city_key_id", "holder", name="uq_one_copy_per_holder"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    city_key_id: int = Field(index=True)
+    holder: str = Field(max_length=10)
+    token: str = Field(max_length=100)
+    uri: str = Field(max_length=500)
+    package_id: str | None = Field(default=None, max_length=32)  # hex; None for the original
+    installed_at: int = Field(sa_type=BigInteger)
+    destroyed_at: int | None = Field(default=None, sa_type=BigInteger)
+
+
+class KeyPackageRecord(SQLModel, table=True):
+    """A key package made for a holder; imported once."""
+
+    __tablename__ = "key_package"
+
+    package_id: str = Field(primary_key=True, max_length=32)  # hex
+    city_key_id: int = Field(index=True)
+    sender: str = Field(max_length=10)
+    recipient: str = Field(max_length=10)
+    sha256: str = Field(max_length=64)
+    created_at: int = Field(sa_type=BigInteger)
+    created_by: str = Field(max_length=100)
+    imported_at: int | None = Field(default=None, sa_type=BigInteger)
+    imported_by: str | None = Field(default=None, max_length=100)
+
+
+class UsageReport(SQLModel, table=True):
+    """An activation and usage report from the data exchange (transaction data: ≥ 5 years)."""
+
+    __tablename__ = "usage_report"
+
+    sha256: str = Field(primary_key=True, max_length=64)
+    source: str = Field(max_length=500)
+    imported_at: int = Field(sa_type=BigInteger)
+    imported_by: str = Field(max_length=100)
+    rows: int
+    refused: int
+    violations: int
+
+
+class UsageViolation(SQLModel, table=True):
+    """A row of a usage report showing a key used outside its grant (第十条)."""
+
+    __tablename__ = "usage_violation"
+
+    id: int | None = Field(default=None, primary_key=True)
+    city_key_id: int | None = Field(default=None, index=True)
+    report: str = Field(max_length=64)
+    line: int
+    key_ref: str = Field(max_length=500)
+    city: str = Field(max_length=6)
+    used_in: str = Field(max_length=6)
+    first_use: int = Field(sa_type=BigInteger)
+    last_use: int = Field(sa_type=BigInteger)
+    reason: str = Field(max_length=50)
+    status: str = Field(default="open", max_length=20)  # open | acted-on
+    found_at: int = Field(sa_type=BigInteger)
+
+
+class PendingAction(SQLModel, table=True):
+    """An action on city keys waiting for its approvers (dual control, 第十一条)."""
+
+    __tablename__ = "pending_action"
+
+    id: int | None = Field(default=None, primary_key=True)
+    action: str = Field(max_length=50)
+    key_ids: str  # comma-separated city_key ids
+    reason: str = Field(max_length=500)
+    requested_by: str = Field(max_length=100)
+    requested_at: int = Field(sa_type=BigInteger)
+    required: int
+    state: str = Field(default="pending", max_length=20, index=True)  # pending|done|rejected
+    decided_at: int | None = Field(default=None, sa_type=BigInteger)

@@ -1,0 +1,150 @@
+"""Validity and renewal (第十条: keys have a validity period and are renewed before it ends).
+
+``renew`` makes the successor of an active key inside its renewal window: a fresh key of the
+same class for the same city, generation + 1, generated in the ministry token and delivered
+like the first. Both are valid during the class's overlap; the old key is superseded when the
+overlap ends (or at its own end, whichever comes first). ``sweep`` applies what time has
+decided: superseded keys and keys past their end become deactivated. The publisher's timer
+runs it; running it twice changes nothing the second time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Final
+
+from sqlalchemy.engine import Engine
+from sqlmodel import col, or_, select
+
+from ca import audit
+from ca.citykeys.common import (
+    MINISTRY,
+    CityKeyError,
+    Vault,
+    allowed,
+    apply_event,
+    detached,
+    get_key,
+    transport_key,
+)
+from ca.clock import iso_utc
+from ca.expiry import DAY
+from ca.lifecycle import KeyEvent, KeyState, transition
+from ca.signing import load_policy
+from ca.store.db import transaction
+from ca.store.models import CityKey, KeyCopy
+from hsm.pkcs11.keys import KeyNotFound
+from policies.rules import Actor
+
+RENEW: Final = "city-key.renew"
+SWEEPER: Final = "jtca-sweep"  # the actor of time-driven transitions
+
+
+def renew(engine: Engine, vault: Vault, actor: Actor, key_id: int, *, now: int) -> CityKey:
+    """The successor of key ``key_id`` (see the module docstring); returns the new key."""
+    policy = load_policy()
+    with transaction(engine) as session:
+        old = get_key(session, key_id, lock=False)
+        allowed(actor, RENEW, old.city, old.key_class, now)
+        transition(KeyState(old.state), KeyEvent.SUPERSEDE)  # only an active key is renewed
+        if old.successor_id is not None:
+            raise CityKeyError(f"{old.label} is already renewed (successor {old.successor_id})")
+        cls = policy.key_classes[old.key_class]
+        window_opens = old.not_after - cls.renewal_window_days * DAY
+        if now < window_opens:
+            raise CityKeyError(
+                f"{old.label} enters its renewal window on {iso_utc(window_opens)} "
+                f"({cls.renewal_window_days} days before its end, {iso_utc(old.not_after)})",
+                title="Too early to renew",
+            )
+        ministry = transport_key(session, MINISTRY)
+        generation = old.generation + 1
+        session.expunge(old)
+    store = vault.store(ministry.token)
+    label = f"{old.key_class}-{old.city}-g{generation}"
+    made = store.generate_sm2(label) if cls.algorithm == "sm2" else store.generate_sm4(label)
+    try:
+        with transaction(engine) as session:
+            old = get_key(session, key_id)
+            if old.successor_id is not None or old.state != KeyState.ACTIVE.value:
+                raise CityKeyError(f"{old.label} changed meanwhile ({old.state})")
+            new = CityKey(
+                label=label,
+                city=old.city,
+                province=old.province,
+                key_class=old.key_class,
+                kind=made.kind.value,
+                generation=generation,
+                application_id=old.application_id,
+                ministry_uri=str(made.uri),
+                public_key=made.public_key.compressed.hex() if made.public_key else None,
+                check_value=made.check_value.hex() if made.check_value else None,
+                created_at=now,
+                created_by=actor.id,
+                not_before=now,
+                not_after=now + cls.validity_days * DAY,
+                predecessor_id=old.id,
+                state_changed_at=now,
+            )
+            session.add(new)
+            session.flush()
+            session.add(
+                KeyCopy(
+                    city_key_id=new.id or 0,
+                    holder=MINISTRY,
+                    token=ministry.token,
+                    uri=new.ministry_uri,
+                    installed_at=now,
+                )
+            )
+            old.successor_id = new.id
+            old.supersede_at = min(old.not_after, now + cls.overlap_days * DAY)
+            session.add(old)
+            audit.append(
+                session,
+                actor=actor.id,
+                action=RENEW,
+                subject=old.label,
+                details={
+                    "successor": new.label,
+                    "public_key": new.public_key,
+                    "check_value": new.check_value,
+                    "successor_not_after": new.not_after,
+                    "supersede_at": old.supersede_at,
+                },
+                at=now,
+            )
+            return detached(session, new)
+    except BaseException:
+        with contextlib.suppress(KeyNotFound):  # no key without its record
+            store.destroy(made.uri)
+        raise
+
+
+def sweep(engine: Engine, *, now: int, actor: str = SWEEPER) -> list[tuple[str, str]]:
+    """Supersede renewed keys whose overlap has ended and deactivate keys past their end.
+    Returns (label, new state) for each key changed; each change audited."""
+    policy = load_policy()
+    live = [KeyState.PRE_ACTIVE.value, KeyState.ACTIVE.value, KeyState.SUSPENDED.value]
+    changed: list[tuple[str, str]] = []
+    with transaction(engine) as session:
+        due = session.exec(
+            select(CityKey)
+            .where(col(CityKey.state).in_(live))
+            .where(
+                or_(
+                    col(CityKey.not_after) < now,
+                    (col(CityKey.supersede_at) <= now) & (CityKey.state == KeyState.ACTIVE.value),
+                )
+            )
+            .order_by(col(CityKey.id))
+            .with_for_update()
+        ).all()
+        for key in due:
+            if key.not_after < now:
+                event, why = KeyEvent.EXPIRE, f"validity ended {iso_utc(key.not_after)}"
+            else:
+                event, why = KeyEvent.SUPERSEDE, f"successor {key.successor_id} took over"
+            apply_event(session, key, event, actor=actor, now=now, reason=why, policy=policy)
+            changed.append((key.label, key.state))
+    return changed

@@ -1,0 +1,176 @@
+"""Issue #5 through the real console script on SQLite and PostgreSQL: officers registered by
+the root ceremony and `jtca officer add`; a province applies, the ministry approves and
+generates; packages go ministry → province → city into three SoftHSM2 tokens; a usage report
+with a bad row and a scope violation; suspension under dual control; the report files; a
+verified audit log. Errors are one line with a title, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+JTCA = str(Path(sys.executable).with_name("jtca"))
+EXAMPLE = str(Path(__file__).resolve().parents[2] / "policies" / "ceremonies" / "root-example.toml")
+
+
+def test_city_key_path_through_the_cli(database, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    url, _ = database
+    env = dict(os.environ, JTCA_STATE=str(tmp_path / "state"), JTCA_DATABASE_URL=url)
+    env.pop("SOFTHSM2_CONF", None)
+
+    def jtca(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [JTCA, *args], capture_output=True, text=True, env=env, check=False, timeout=120
+        )
+        if ok:
+            assert result.returncode == 0, (args, result.stderr)
+        assert "Traceback" not in result.stderr
+        return result
+
+    def data(*args: str) -> Any:
+        return json.loads(jtca(*args, "--json").stdout)
+
+    shares = data("ceremony", "init-token", EXAMPLE)["pin_shares"]
+    jtca(
+        "ceremony",
+        "run",
+        EXAMPLE,
+        "--share",
+        shares[0]["share"],
+        "--share",
+        shares[1]["share"],
+        "--witness",
+        "赵六 (公证员)",
+    )
+    for officer, role, province in (
+        ("gd-1", "provincial-officer", "440000"),
+        ("gd-2", "provincial-officer", "440000"),
+        ("fj-1", "provincial-officer", "350000"),
+    ):
+        jtca(
+            "officer",
+            "add",
+            "--id",
+            officer,
+            "--role",
+            role,
+            "--province",
+            province,
+            "--actor",
+            "mot-root-1",
+        )
+
+    jtca(
+        "city",
+        "transport-key",
+        "--holder",
+        "ministry",
+        "--token",
+        "MOT-KEYS",
+        "--actor",
+        "mot-root-1",
+    )
+    jtca("city", "transport-key", "--holder", "440000", "--token", "GD-KEYS", "--actor", "gd-1")
+    jtca("city", "transport-key", "--holder", "440100", "--token", "GZ-KEYS", "--actor", "gd-1")
+    other = jtca("city", "apply", "--city", "350100", "--actor", "gd-1", ok=False)
+    assert other.returncode == 6
+    assert other.stderr.startswith("jtca: Not allowed by policy: deny/other-province")
+
+    application = data("city", "apply", "--city", "440100", "--actor", "gd-1")["application"]
+    own = jtca("city", "approve", "--application", str(application), "--actor", "gd-1", ok=False)
+    assert own.returncode == 6
+    assert "dual control" in own.stderr
+    assert (
+        data("city", "approve", "--application", str(application), "--actor", "ca-op-1")["state"]
+        == "approved"
+    )
+    keys = data("city", "generate", str(application), "--actor", "mot-root-1")
+    assert sorted(k["class"] for k in keys) == ["city-card", "city-qr"]
+
+    sent = data(
+        "city",
+        "deliver",
+        "--application",
+        str(application),
+        "--out",
+        str(tmp_path / "to-gd"),
+        "--actor",
+        "mot-root-1",
+    )
+    assert {d["to"] for d in sent} == {"440000"}
+    for d in sent:
+        assert Path(d["file"]).is_file()
+    imported = data("city", "import", *[d["file"] for d in sent], "--actor", "gd-1")
+    assert {i["stage"] for i in imported} == {"held-by-province"}
+    replay = jtca("city", "import", sent[0]["file"], "--actor", "gd-1", ok=False)
+    assert replay.returncode == 4
+    assert "Key package refused" in replay.stderr
+    onward = data(
+        "city",
+        "deliver",
+        "--application",
+        str(application),
+        "--out",
+        str(tmp_path / "to-gz"),
+        "--actor",
+        "gd-1",
+    )
+    installed = data("city", "import", *[d["file"] for d in onward], "--actor", "gd-2")
+    assert {i["stage"] for i in installed} == {"installed"}
+    assert {i["token"] for i in installed} == {"GZ-KEYS"}
+
+    listing = data("city", "keys", "--city", "440100")
+    assert {(k["state"], k["stage"]) for k in listing} == {("pre-active", "installed")}
+    assert {k["city_name"] for k in listing} == {"广州市"}
+    qr = next(k for k in listing if k["class"] == "city-qr")
+    card = next(k for k in listing if k["class"] == "city-card")
+
+    report = tmp_path / "usage.csv"
+    report.write_text(
+        "key,city,first_use,last_use,used_in\n"
+        f"{qr['label']},440100,2026-11-01T08:00:00Z,2026-11-20T08:00:00Z,440106\n"
+        f"{card['label']},440100,2026-11-01T08:00:00Z,yesterday,440106\n"
+        f"{card['label']},440100,2026-11-01T08:00:00Z,2026-11-02T08:00:00Z,350102\n",
+        encoding="utf-8",
+    )
+    imported_usage = jtca("city", "usage", str(report), "--actor", "gd-1", "--json", ok=False)
+    assert imported_usage.returncode == 3  # a refused row is reported; the good rows are kept
+    result = json.loads(imported_usage.stdout)
+    assert [(r["line"], r["field"]) for r in result["refused"]] == [(3, "last_use")]
+    assert [(v["line"], v["reason"]) for v in result["violations"]] == [(4, "scope-violation")]
+    assert result["activated"] == [qr["label"]]
+    flagged = data("city", "keys", "--violations")
+    assert [k["label"] for k in flagged] == [card["label"]]
+    assert "violation" in flagged[0]["flags"]
+
+    pending = data(
+        "city", "suspend", "--key", str(qr["id"]), "--reason", "used in Fujian", "--actor", "gd-1"
+    )
+    assert pending["state"] == "pending"
+    assert data("city", "actions")[0]["id"] == pending["action_id"]
+    done = data("city", "approve", "--action", str(pending["action_id"]), "--actor", "gd-2")
+    assert done["state"] == "done"
+    assert [k["label"] for k in data("city", "keys", "--suspended")] == [qr["label"]]
+    assert data("city", "summary")["suspended"] == 1
+
+    written = data("city", "report", "--out", str(tmp_path / "report"))
+    assert set(written) == {"csv", "markdown", "chart"}
+    with Image.open(written["chart"]) as chart:
+        assert chart.format == "PNG"
+    assert qr["label"] in Path(written["markdown"]).read_text(encoding="utf-8")
+
+    expiring = data("city", "keys", "--expiring", "1900")
+    assert len(expiring) == 2
+    assert data("city", "keys", "--expiring", "30") == []
+    bad = jtca("city", "keys", "--expiring", "-1", ok=False)
+    assert bad.returncode == 3
+    assert bad.stderr.startswith("jtca: Bad input: --expiring -1")
+
+    verified = json.loads(jtca("audit", "verify", "--json").stdout)
+    assert verified["ok"] is True
