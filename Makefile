@@ -13,5 +13,6 @@ bench:
 	scripts/bootstrap
 	.venv/bin/python bench/qr_verify.py
 	.venv/bin/python bench/token_sign.py
-	.venv/bin/python bench/issue_interop.py --postgres "$$(scripts/pg-test-server start)"; \
+	pg="$$(scripts/pg-test-server start)" && .venv/bin/python bench/issue_interop.py --postgres "$$pg" && \
+	  .venv/bin/python bench/city_scan.py --postgres "$$pg"; \
 	  status=$$?; scripts/pg-test-server stop; exit $$status

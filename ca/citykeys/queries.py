@@ -12,7 +12,6 @@ from typing import Any, Final
 from sqlalchemy import ColumnElement, and_, false, func, or_
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
-from sqlmodel.sql.expression import SelectOfScalar
 
 from ca import audit
 from ca.citykeys.common import allowed, key_flags
@@ -48,12 +47,16 @@ def _dormant(policy: Policy, now: int) -> ColumnElement[bool]:
             col(CityKey.key_class) == c.name,
             col(CityKey.delivered_at) <= now - c.dormancy_days * DAY,
         )
-        for c in policy.key_classes.values()
+        for c in policy.city_key_classes
         if c.dormancy_days is not None
     ]
+    thresholds = [c.dormancy_days for c in policy.key_classes.values() if c.dormancy_days]
+    loosest = (
+        now - min(thresholds, default=0) * DAY
+    )  # a range the (state, delivered_at) index serves
     return and_(
         col(CityKey.state) == KeyState.PRE_ACTIVE.value,
-        col(CityKey.delivered_at).is_not(None),
+        col(CityKey.delivered_at) <= loosest,
         or_(false(), *per_class),
     )
 
@@ -64,52 +67,60 @@ def _renewal_due(policy: Policy, now: int) -> ColumnElement[bool]:
             col(CityKey.key_class) == c.name,
             col(CityKey.not_after) <= now + c.renewal_window_days * DAY,
         )
-        for c in policy.key_classes.values()
+        for c in policy.city_key_classes
     ]
+    widest = max((c.renewal_window_days for c in policy.city_key_classes), default=0)
     return and_(
         col(CityKey.state).in_(LIVE),
-        col(CityKey.not_after) >= now,
+        col(CityKey.not_after).between(now, now + widest * DAY),  # one index range
         col(CityKey.successor_id).is_(None),
         or_(false(), *per_class),
     )
 
 
-def where(query: SelectOfScalar[Any], chosen: KeyFilter, now: int) -> SelectOfScalar[Any]:
+def conditions(chosen: KeyFilter, now: int) -> list[ColumnElement[bool]]:
+    """The SQL conditions of ``chosen`` (all must hold)."""
     policy = load_policy()
+    found: list[ColumnElement[bool]] = []
     if chosen.province is not None:
-        query = query.where(CityKey.province == chosen.province)
+        found.append(col(CityKey.province) == chosen.province)
     if chosen.city is not None:
-        query = query.where(CityKey.city == chosen.city)
+        found.append(col(CityKey.city) == chosen.city)
     if chosen.key_class is not None:
-        query = query.where(CityKey.key_class == chosen.key_class)
+        found.append(col(CityKey.key_class) == chosen.key_class)
     if chosen.state is not None:
-        query = query.where(CityKey.state == chosen.state)
+        found.append(col(CityKey.state) == chosen.state)
     if chosen.expiring_days is not None:
-        query = query.where(col(CityKey.state).in_(LIVE)).where(
-            col(CityKey.not_after).between(now, now + chosen.expiring_days * DAY)
-        )
+        found.append(col(CityKey.state).in_(LIVE))
+        found.append(col(CityKey.not_after).between(now, now + chosen.expiring_days * DAY))
     if chosen.renewal_due:
-        query = query.where(_renewal_due(policy, now))
+        found.append(_renewal_due(policy, now))
     if chosen.dormant:
-        query = query.where(_dormant(policy, now))
+        found.append(_dormant(policy, now))
     if chosen.suspended:
-        query = query.where(CityKey.state == KeyState.SUSPENDED.value)
+        found.append(col(CityKey.state) == KeyState.SUSPENDED.value)
     if chosen.violations:
-        query = query.where(col(CityKey.open_violations) > 0)
-    return query
+        found.append(col(CityKey.open_violations) > 0)
+    return found
 
 
 def find_keys(
     session: Session, chosen: KeyFilter, *, now: int, limit: int | None = None
 ) -> list[CityKey]:
-    query = where(select(CityKey), chosen, now).order_by(col(CityKey.not_after), col(CityKey.id))
+    """The keys matching ``chosen``, soonest end first. Without a limit the rows are sorted
+    here, not in SQL: a planner without statistics would otherwise walk the whole not_after
+    index to avoid a sort and ignore the selective filter."""
+    query = select(CityKey).where(*conditions(chosen, now))
     if limit is not None:
-        query = query.limit(limit)
-    return list(session.exec(query))
+        return list(
+            session.exec(query.order_by(col(CityKey.not_after), col(CityKey.id)).limit(limit))
+        )
+    return sorted(session.exec(query), key=lambda k: (k.not_after, k.id or 0))
 
 
 def count_keys(session: Session, chosen: KeyFilter, *, now: int) -> int:
-    return int(session.exec(where(select(func.count()).select_from(CityKey), chosen, now)).one())
+    query = select(func.count()).select_from(CityKey).where(*conditions(chosen, now))
+    return int(session.exec(query).one())
 
 
 def summary(session: Session, *, now: int, province: str | None = None) -> dict[str, int]:
@@ -124,10 +135,15 @@ def summary(session: Session, *, now: int, province: str | None = None) -> dict[
         "suspended": count_keys(session, KeyFilter(province=province, suspended=True), now=now),
         "violations": count_keys(session, KeyFilter(province=province, violations=True), now=now),
     }
+    by_state = dict(
+        session.exec(
+            select(CityKey.state, func.count())
+            .where(*conditions(base, now))
+            .group_by(col(CityKey.state))
+        ).all()
+    )
     for state in KeyState:
-        counts[f"state_{state.value}"] = count_keys(
-            session, KeyFilter(province=province, state=state.value), now=now
-        )
+        counts[f"state_{state.value}"] = int(by_state.get(state.value, 0))
     return counts
 
 

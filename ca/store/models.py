@@ -7,7 +7,7 @@ No table holds a private key: keys are named by their PKCS#11 URI.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger
+from sqlalchemy import BigInteger, Index
 from sqlmodel import Field, SQLModel, UniqueConstraint
 
 
@@ -219,6 +219,10 @@ class CityKey(SQLModel, table=True):
     __tablename__ = "city_key"
     __table_args__ = (
         UniqueConstraint("city", "key_class", "generation", name="uq_city_key_generation"),
+        # the officers' scans (ca.citykeys.queries): each a range on one index
+        Index("ix_city_key_state_not_after", "state", "not_after"),
+        Index("ix_city_key_state_delivered_at", "state", "delivered_at"),
+        Index("ix_city_key_open_violations_not_after", "open_violations", "not_after"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -232,13 +236,13 @@ class CityKey(SQLModel, table=True):
     ministry_uri: str = Field(max_length=500)
     public_key: str | None = Field(default=None, max_length=66)
     check_value: str | None = Field(default=None, max_length=32)
-    state: str = Field(default="pre-active", max_length=20, index=True)
+    state: str = Field(default="pre-active", max_length=20)
     stage: str = Field(default="generated", max_length=30)
     created_at: int = Field(sa_type=BigInteger)
     created_by: str = Field(max_length=100)
     not_before: int = Field(sa_type=BigInteger)
     not_after: int = Field(sa_type=BigInteger, index=True)
-    delivered_at: int | None = Field(default=None, sa_type=BigInteger, index=True)
+    delivered_at: int | None = Field(default=None, sa_type=BigInteger)
     imported_at: int | None = Field(default=None, sa_type=BigInteger)
     handed_on_at: int | None = Field(default=None, sa_type=BigInteger)
     installed_at: int | None = Field(default=None, sa_type=BigInteger)
@@ -252,7 +256,7 @@ class CityKey(SQLModel, table=True):
     reason: str = Field(default="", max_length=500)  # of the last suspension or revocation
     destroy_after: int | None = Field(default=None, sa_type=BigInteger)
     destroyed_at: int | None = Field(default=None, sa_type=BigInteger)
-    open_violations: int = Field(default=0, index=True)
+    open_violations: int = Field(default=0)
 
 
 class KeyCopy(SQLModel, table=True):

@@ -15,6 +15,13 @@ down_revision = "0005"
 branch_labels = None
 depends_on = None
 
+# the officers' scans (ca.citykeys.queries): each a range on one index
+_SCAN_INDEXES = (
+    ("ix_city_key_state_not_after", ["state", "not_after"]),
+    ("ix_city_key_state_delivered_at", ["state", "delivered_at"]),
+    ("ix_city_key_open_violations_not_after", ["open_violations", "not_after"]),
+)
+
 
 def upgrade() -> None:
     op.create_table(
@@ -70,8 +77,10 @@ def upgrade() -> None:
         sa.UniqueConstraint("label"),
         sa.UniqueConstraint("city", "key_class", "generation", name="uq_city_key_generation"),
     )
-    for column in ("city", "province", "state", "not_after", "delivered_at", "open_violations"):
+    for column in ("city", "province", "not_after"):
         op.create_index(f"ix_city_key_{column}", "city_key", [column])
+    for name, columns in _SCAN_INDEXES:
+        op.create_index(name, "city_key", columns)
     op.create_table(
         "key_copy",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -154,7 +163,9 @@ def downgrade() -> None:
     op.drop_table("key_package")
     op.drop_index("ix_key_copy_city_key_id", table_name="key_copy")
     op.drop_table("key_copy")
-    for column in ("city", "province", "state", "not_after", "delivered_at", "open_violations"):
+    for name, _ in _SCAN_INDEXES:
+        op.drop_index(name, table_name="city_key")
+    for column in ("city", "province", "not_after"):
         op.drop_index(f"ix_city_key_{column}", table_name="city_key")
     op.drop_table("city_key")
     op.drop_index("ix_transport_key_holder", table_name="transport_key")
