@@ -45,6 +45,8 @@ class Action:
     TRANSPORT_KEY_REGISTER: Final = "transport-key.register"  # the keys packages are sealed to
     LIST_PUBLISH: Final = "list.publish"  # 第十二条: the city list
     LIST_EMERGENCY_PUBLISH: Final = "list.emergency-publish"  # 第三十四条
+    LIST_OPERATOR_REGISTER: Final = "list.register-operator"  # operators that load the lists
+    LIST_IMPORT_ACK: Final = "list.import-ack"  # 第十二条: operators report loading
     AUDIT_VERIFY: Final = "audit.verify"
     AUDIT_EXPORT: Final = "audit.export"
     AUDIT_CHECKPOINT: Final = "audit.checkpoint"

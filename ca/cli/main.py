@@ -30,7 +30,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> Parser:
-    from ca.cli import audit, ca, ceremony, city, officer, qr, token
+    from ca.cli import audit, ca, ceremony, city, officer, publish, qr, token
 
     parser = Parser(
         prog="jtca",
@@ -46,6 +46,7 @@ def build_parser() -> Parser:
     ca.register(sub)
     officer.register(sub)
     city.register(sub)
+    publish.register(sub)
     return parser
 
 

@@ -46,6 +46,17 @@ def register(sub: Any) -> None:
         metavar="ISSUER_ID",
         help="an issuer id on the acceptor's whitelist; repeatable",
     )
+    p.add_argument(
+        "--lists",
+        type=Path,
+        metavar="DIR",
+        help="take the CA keys and accepted issuers from the signed lists in DIR "
+        "(issuer-whitelist.der, ca-key-list.der), checked as a terminal does; needs --root",
+    )
+    p.add_argument("--root", type=Path, metavar="CERT", help="the root the lists chain to")
+    p.add_argument(
+        "--grace-hours", type=float, default=24.0, help="accept lists this long past nextUpdate"
+    )
     p.add_argument("--now", metavar="ISO8601", help="check the clock as of this time (UTC)")
     p.add_argument("--skew", type=int, default=DEFAULT_SKEW, help="clock skew tolerated, seconds")
     p.add_argument("--fare", type=int, metavar="FEN", help="check the fare against the limit")
@@ -174,6 +185,12 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     ca_keys = parse_ca_keys(args.ca_key)
     issuers = check_issuer_ids(args.accept_issuer)
     now = parse_now(args.now)
+    if args.lists is not None:
+        listed_keys, listed_issuers = trust_from_list_files(args, now)
+        ca_keys = {**listed_keys, **ca_keys}
+        issuers = sorted(set(issuers) | listed_issuers)
+    elif args.root is not None:
+        raise BadInput("--root is used with --lists DIR")
     data = read_payload(args)
     report = inspect_payload(
         data, ca_keys=ca_keys, accepted_issuers=issuers, now=now, skew=args.skew, fare=args.fare
@@ -185,6 +202,47 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     if args.require_accepted and not report["checks"]["acceptor"]["accepted"]:
         return 4
     return 0
+
+
+def trust_from_list_files(
+    args: argparse.Namespace, now: int
+) -> tuple[dict[int, SM2PublicKey], frozenset[str]]:
+    """The terminal side of issue #6: load and verify the published lists, then trust what
+    they say (only active issuers; CA keys not past verifyUntil)."""
+    from ca.lists.asn1 import ListType
+    from ca.lists.trust import accepted_issuers, trusted_ca_keys
+    from ca.lists.verify import load_list
+    from ca.x509 import pem_to_der
+
+    if args.root is None:
+        raise BadInput("--lists needs --root CERT (the root certificate the terminal trusts)")
+    if args.grace_hours != args.grace_hours or args.grace_hours < 0:
+        raise BadInput(f"--grace-hours {args.grace_hours}: 0 or more")
+    try:
+        root = args.root.read_bytes()
+    except OSError as exc:
+        raise BadInput(f"cannot read --root {args.root}: {exc.strerror}") from None
+    if root.lstrip().startswith(b"-----BEGIN"):
+        root = pem_to_der(root)
+    at = now
+    loaded = {}
+    for list_type in (ListType.ISSUERS, ListType.CA_KEYS):
+        path = args.lists / f"{list_type.value}.der"
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise BadInput(f"cannot read {path}: {exc.strerror}") from None
+        loaded[list_type] = load_list(
+            data,
+            trusted_root_der=root,
+            expected_type=list_type,
+            now=at,
+            grace_seconds=int(args.grace_hours * 3600),
+        )
+    return (
+        trusted_ca_keys(loaded[ListType.CA_KEYS], now=at),
+        accepted_issuers(loaded[ListType.ISSUERS]),
+    )
 
 
 def print_inspect_table(report: dict[str, Any], data: bytes) -> None:

@@ -338,3 +338,55 @@ class PendingAction(SQLModel, table=True):
     required: int
     state: str = Field(default="pending", max_length=20, index=True)  # pending|done|rejected
     decided_at: int | None = Field(default=None, sa_type=BigInteger)
+
+
+class ListVersion(SQLModel, table=True):
+    """A published signed list (第十二条: no one may alter it). Every version is kept."""
+
+    __tablename__ = "list_version"
+    __table_args__ = (UniqueConstraint("list_type", "sequence", name="uq_list_sequence"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    list_type: str = Field(max_length=30, index=True)
+    sequence: int = Field(sa_type=BigInteger)
+    this_update: int = Field(sa_type=BigInteger)
+    next_update: int = Field(sa_type=BigInteger)
+    entries: int
+    content_digest: str = Field(max_length=64)  # SM3 of the entries' canonical JSON, hex
+    sha256: str = Field(max_length=64)  # of the signed DER file
+    sm3: str = Field(max_length=64)
+    file: str = Field(max_length=300)  # relative to the publication folder
+    published_at: int = Field(sa_type=BigInteger)
+    published_by: str = Field(max_length=100)
+    emergency: bool = False
+    diff: str  # canonical JSON: added, removed, changed keys against the previous version
+
+
+class ListOperator(SQLModel, table=True):
+    """An operator that loads the lists into its terminals and reports back (第十二条)."""
+
+    __tablename__ = "list_operator"
+
+    operator_id: str = Field(primary_key=True, max_length=100)
+    name: str = Field(max_length=200)
+    province: str | None = Field(default=None, max_length=6)
+    registered_at: int = Field(sa_type=BigInteger)
+    registered_by: str = Field(max_length=100)
+
+
+class ListAcknowledgment(SQLModel, table=True):
+    """An operator's report that it loaded version ``sequence`` of a list into its terminals."""
+
+    __tablename__ = "list_ack"
+    __table_args__ = (
+        UniqueConstraint("operator_id", "list_type", "sequence", name="uq_one_ack_per_version"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    operator_id: str = Field(max_length=100, index=True)
+    list_type: str = Field(max_length=30)
+    sequence: int = Field(sa_type=BigInteger)
+    loaded_at: int = Field(sa_type=BigInteger)
+    terminals: int | None = None
+    reported_at: int = Field(sa_type=BigInteger)
+    report: str = Field(max_length=64)  # SHA-256 of the report file

@@ -1,0 +1,265 @@
+"""Issue #6 through the real console script on SQLite and PostgreSQL: the root ceremony, an
+issuer and its interop certificate, the publisher run as the timer runs it, OpenSSL verifying
+the published list with the commands of docs/lists.md, the QR verifier taking its trust from the
+lists, a revoked issuer's QR code refused after the next publish, idempotent and concurrent
+runs, an emergency publication under dual control, operators' acknowledgments."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from test_lists_openssl import VERIFIED, run_documented
+
+from hsm.custody import combine_secret
+
+JTCA = str(Path(sys.executable).with_name("jtca"))
+EXAMPLE = str(Path(__file__).resolve().parents[2] / "policies" / "ceremonies" / "root-example.toml")
+
+
+def test_publisher_end_to_end(database, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    url, _ = database
+    state = tmp_path / "state"
+    env = dict(os.environ, JTCA_STATE=str(state), JTCA_DATABASE_URL=url)
+    env.pop("SOFTHSM2_CONF", None)
+
+    def jtca(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [JTCA, *args], capture_output=True, text=True, env=env, check=False, timeout=120
+        )
+        if ok:
+            assert result.returncode == 0, (args, result.stderr)
+        assert "Traceback" not in result.stderr
+        return result
+
+    def data(*args: str) -> Any:
+        return json.loads(jtca(*args, "--json").stdout)
+
+    shares = [s["share"] for s in data("ceremony", "init-token", EXAMPLE)["pin_shares"]]
+    key = ["--share", shares[0], "--share", shares[2]]
+    jtca("ceremony", "run", EXAMPLE, *key, "--witness", "赵六 (公证员)")
+    for officer, role in (
+        ("publisher-1", "publisher"),
+        ("em-1", "emergency-publisher"),
+        ("em-2", "emergency-publisher"),
+    ):
+        jtca("officer", "add", "--id", officer, "--role", role, "--actor", "mot-root-1")
+
+    # an issuer, its interop certificate, a ride QR code
+    jtca("token", "init", "--token", "ISSUER-1")
+    issuer_key = data("token", "keygen", "--token", "ISSUER-1", "--label", "k", "--kind", "sm2")[
+        "uri"
+    ]
+    request = tmp_path / "req.der"
+    jtca(
+        "issuer",
+        "request",
+        "--token",
+        "ISSUER-1",
+        "--key",
+        issuer_key,
+        "--issuer-id",
+        "02113450",
+        "--name",
+        "示例发行机构",
+        "--expiry",
+        "1230",
+        "--out",
+        str(request),
+    )
+    jtca(
+        "issuer",
+        "register",
+        "--issuer-id",
+        "02113450",
+        "--name",
+        "示例发行机构",
+        "--actor",
+        "ca-op-1",
+    )
+    interop = tmp_path / "interop.bin"
+    jtca(
+        "ca",
+        "issue",
+        "--request",
+        str(request),
+        "--ca-index",
+        "1",
+        "--actor",
+        "ca-op-1",
+        *key,
+        "--out",
+        str(interop),
+    )
+    ride = tmp_path / "ride.bin"
+    jtca(
+        "issuer",
+        "make-qr",
+        "--token",
+        "ISSUER-1",
+        "--key",
+        issuer_key,
+        "--interop-cert",
+        str(interop),
+        "--out",
+        str(ride),
+    )
+
+    # nothing signs without the key; a dry run signs and writes nothing
+    no_key = jtca("publish", "--actor", "publisher-1", ok=False)
+    assert no_key.returncode == 3
+    assert "--share" in no_key.stderr
+    denied = jtca("publish", "--actor", "ca-op-1", *key, ok=False)
+    assert denied.returncode == 6
+    assert "deny/no-role" in denied.stderr
+    dry = data("publish", "--actor", "publisher-1", "--dry-run")
+    assert {d["action"] for d in dry} == {"would-publish"}
+    lists = state / "lists"
+    assert not (lists / "issuer-whitelist.der").exists()
+
+    first = {d["list"]: d for d in data("publish", "--actor", "publisher-1", *key)}
+    assert {d["action"] for d in first.values()} == {"published"}
+    assert first["issuer-whitelist"]["diff"]["added"] == ["02113450"]
+    assert first["ca-key-list"]["entries"] == 1
+    assert first["city-list"]["entries"] == 0
+    # the timer's run: the PIN from a credential file (docs/deploy), nothing to do the second time
+    pin_file = tmp_path / "publisher.pin"
+    pin_file.write_bytes(combine_secret([shares[0], shares[2]]))
+    again = data("publish", "--actor", "publisher-1", "--pin-source", f"file:{pin_file}")
+    assert {d["action"] for d in again} == {"unchanged"}  # idempotent
+
+    # anyone can check a published list: OpenSSL with the documented commands, and jtca
+    root = tmp_path / "root.der"
+    jtca("lists", "root", "--out", str(root))
+    (tmp_path / "openssl").mkdir()
+    judged = run_documented(
+        tmp_path / "openssl", (lists / "issuer-whitelist.der").read_bytes(), root.read_bytes()
+    )
+    assert judged.returncode == 0, judged.stderr
+    assert VERIFIED in judged.stdout
+    shown = json.loads(
+        jtca("lists", "verify", str(lists / "issuer-whitelist.der"), "--root", str(root)).stdout
+    )
+    assert shown["entries"][0]["status"] == "active"
+    assert (lists / "archive" / "issuer-whitelist" / "issuer-whitelist-0000000001.der").is_file()
+
+    # the acceptor takes its CA keys and issuers from the verified lists
+    inspect = [
+        "qr",
+        "inspect",
+        str(ride),
+        "--lists",
+        str(lists),
+        "--root",
+        str(root),
+        "--require-accepted",
+        "--json",
+    ]
+    accepted = json.loads(jtca(*inspect).stdout)
+    assert accepted["checks"]["acceptor"]["accepted"] is True
+
+    # revoke the issuer's certificate: the next publish shows it, the acceptor refuses the QR
+    jtca(
+        "ca",
+        "revoke",
+        "--ca-index",
+        "1",
+        "--serial",
+        "1",
+        "--reason",
+        "key compromise",
+        "--actor",
+        "ca-op-1",
+    )
+    second = {d["list"]: d for d in data("publish", "--actor", "publisher-1", *key)}
+    assert second["issuer-whitelist"]["action"] == "published"
+    assert second["issuer-whitelist"]["sequence"] == 2
+    assert second["issuer-whitelist"]["diff"]["changed"] == {
+        "02113450": {"status": ["active", "revoked"]}
+    }
+    assert second["ca-key-list"]["action"] == "unchanged"
+    refused = jtca(*inspect, ok=False)
+    assert refused.returncode == 4
+    assert json.loads(refused.stdout)["checks"]["acceptor"]["accepted"] is False
+    old = jtca(
+        "lists",
+        "verify",
+        str(lists / "archive" / "issuer-whitelist" / "issuer-whitelist-0000000001.der"),
+        "--root",
+        str(root),
+        "--previous-sequence",
+        "2",
+        ok=False,
+    )
+    assert old.returncode == 4
+    assert "rollback" in old.stderr
+
+    # two publishers at once after a change: one new version, both succeed
+    jtca(
+        "issuer",
+        "register",
+        "--issuer-id",
+        "02113451",
+        "--name",
+        "另一发行机构",
+        "--actor",
+        "ca-op-1",
+    )  # not on the list until certified: content unchanged
+    procs = [
+        subprocess.Popen(
+            [JTCA, "publish", "--actor", "publisher-1", *key, "--json"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    history = data("lists", "history", "--list", "issuer-whitelist")
+    assert [h["sequence"] for h in history] == [1, 2]
+
+    # emergency publication (第三十四条): dual control, then every list at once
+    asked = data("lists", "emergency", "--reason", "issuer key leaked", "--actor", "em-1")
+    assert asked["state"] == "pending"
+    own = jtca("lists", "approve", str(asked["request"]), "--actor", "em-1", *key, ok=False)
+    assert own.returncode == 6
+    urgent = {
+        d["list"]: d
+        for d in data("lists", "approve", str(asked["request"]), "--actor", "em-2", *key)
+    }
+    assert {d["why"] for d in urgent.values()} == {"emergency"}
+    assert urgent["issuer-whitelist"]["sequence"] == 3
+    assert data("lists", "history", "--list", "city-list")[-1]["emergency"] is True
+
+    # operators report loading; a bad row is refused with its line, the good one kept
+    jtca(
+        "lists",
+        "operator-add",
+        "--id",
+        "gz-metro",
+        "--name",
+        "广州地铁",
+        "--province",
+        "440000",
+        "--actor",
+        "ca-op-1",
+    )
+    report = tmp_path / "acks.csv"
+    report.write_text(
+        "operator,list,sequence,loaded_at,terminals\n"
+        "gz-metro,issuer-whitelist,3,2099-01-01T00:00:00Z,10\n"
+        "gz-metro,city-list,9,2026-11-25T00:00:00Z,10\n",
+        encoding="utf-8",
+    )
+    loaded = jtca("lists", "ack", str(report), "--actor", "publisher-1", "--json", ok=False)
+    assert loaded.returncode == 3
+    refused_rows = json.loads(loaded.stdout)["refused"]
+    assert [(r["line"], r["field"]) for r in refused_rows] == [(2, "loaded_at"), (3, "sequence")]
+    assert data("lists", "overdue") == []  # nothing is 15 days old yet
+    assert json.loads(jtca("audit", "verify", "--json").stdout)["ok"] is True
