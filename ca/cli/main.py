@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from ca.errors import JtcaError
@@ -45,17 +45,35 @@ def build_parser() -> Parser:
     ceremony.register(sub)
     ca.register(sub)
     officer.register(sub)
+    for name, text in (
+        ("tui", "open the officers' console (sign in as an officer)"),
+        ("demo", "seed a demo state folder on first use, then open the console on it"),
+    ):
+        q = sub.add_parser(name, help=text)
+        q.set_defaults(handler=_console_only)
     city.register(sub)
     publish.register(sub)
     return parser
 
 
+def _console_only(args: argparse.Namespace) -> int:
+    raise UsageError(f"jtca {args.command}: run it through the jtca command (tui.main)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
+    def run() -> int:
         parser = build_parser()
         args = parser.parse_args(argv)
         status: int = args.handler(args)
         return status
+
+    return run_guarded(run)
+
+
+def run_guarded(run: Callable[[], int]) -> int:
+    """Run a command; errors become one line with a title, never a traceback."""
+    try:
+        return run()
     except UsageError as exc:
         print(f"jtca: usage error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -34,6 +34,9 @@ def database_url(state: Path) -> str:
     return f"sqlite:///{(state / 'jtca.db').resolve()}"
 
 
+_WRITE = "jtca_write"
+
+
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30})
@@ -49,9 +52,14 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
-            # Writers take the lock when the transaction begins, not at their first write:
-            # two operators never both read the chain head and then collide.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Writers (``transaction``) take the lock when the transaction begins, not at their
+            # first write: two operators never both read the chain head and then collide.
+            # Readers begin a deferred transaction: under WAL they never block a writer, so a
+            # console reading the keys never holds up the publisher or another officer.
+            if conn.get_execution_options().get(_WRITE):
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            else:
+                conn.exec_driver_sql("BEGIN")
 
         return engine
     if url.startswith("postgresql"):
@@ -76,6 +84,7 @@ def transaction(engine: Engine) -> Iterator[Session]:
     """One unit of work: committed whole, or rolled back whole."""
     with Session(engine) as session:
         try:
+            session.connection(execution_options={_WRITE: True})  # SQLite: BEGIN IMMEDIATE
             yield session
             session.commit()
         except BaseException:
