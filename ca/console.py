@@ -198,7 +198,7 @@ class Console:
         }
 
     # -- keys -----------------------------------------------------------------------------------
-    def keys(
+    def find_keys(
         self, chosen: queries.KeyFilter | None = None, *, limit: int | None = None
     ) -> list[dict[str, Any]]:
         base = chosen or queries.KeyFilter()

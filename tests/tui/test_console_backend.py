@@ -15,7 +15,7 @@ def test_sign_in_and_scope(demo: Demo) -> None:
     pins = demo.credentials.pins
     gd = sign_in(engine, "gd-1", clock=demo.clock, pin=pins["gd-1"], state=demo.state)
     assert gd.province == "440000"
-    assert {k["city"] for k in gd.keys()} == {"440100", "440300", "440600"}
+    assert {k["city"] for k in gd.find_keys()} == {"440100", "440300", "440600"}
     assert gd.can("city-key.apply")
     assert not gd.can("city-key.revoke")
     with pytest.raises(SignInRefused, match="unknown officer or wrong PIN"):
