@@ -46,8 +46,9 @@ def _decide(actor: Actor, action: str, subject: Subject, now: int) -> int:
 def apply(engine: Engine, actor: Actor, cities: list[str], now: int) -> KeyApplication:
     if not cities:
         raise ApplicationError("name at least one city")
-    if len(set(cities)) != len(cities):
-        raise ApplicationError("a city is named twice")
+    twice = sorted({c for c in cities if cities.count(c) > 1})
+    if twice:
+        raise ApplicationError(f"city {twice[0]} is named twice")
     registry = default_divisions()
     for city in cities:
         if registry.city(city) is None:
@@ -94,6 +95,8 @@ def decide_application(
         required = max(
             _decide(actor, APPROVE, Subject(city=c), now) for c in application.cities.split(",")
         )
+        if len(reason.strip()) > 400:
+            raise ApplicationError(f"reason: at most 400 characters, got {len(reason.strip())}")
         if not approve and not reason.strip():
             raise ApplicationError("a rejection needs a reason")
         session.add(

@@ -89,7 +89,8 @@ class TransitionRefused(JtcaError):
 
     def __init__(self, state: KeyState, event: KeyEvent, why: str) -> None:
         self.state, self.event, self.why = state, event, why
-        super().__init__(f"cannot {event.value} a {state.value} key: {why}")
+        article = "an" if state.value[0] in "aeiou" else "a"
+        super().__init__(f"cannot {event.value} {article} {state.value} key: {why}")
 
 
 def transition(state: KeyState, event: KeyEvent) -> KeyState:

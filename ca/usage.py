@@ -46,7 +46,7 @@ class RowError:
 class Violation:
     row: UsageRow
     granted_city: str
-    reason: str  # scope-violation | unknown-key | city-mismatch
+    reason: str  # scope-violation | unknown-key | city-mismatch | used-before-… | used-after-…
 
 
 def _time(text: str) -> int:
@@ -60,25 +60,55 @@ def _code(text: str) -> bool:
     return len(text) == 6 and text.isdigit() and text.isascii()
 
 
-def _row(line: int, raw: Mapping[str, Any]) -> UsageRow | RowError:
-    missing = [c for c in COLUMNS if not str(raw.get(c) or "").strip()]
-    if missing:
-        return RowError(line, missing[0], "missing")
-    values = {c: str(raw[c]).strip() for c in COLUMNS}
+MAX_KEY_REF: Final = 200  # a label (≤ 100) or a PKCS#11 URI naming one
+SKEW: Final = 300  # seconds a reporter's clock may run ahead of ours
+
+
+def _text(raw: Mapping[str, Any], field: str) -> str | RowError | None:
+    value = raw.get(field)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return RowError(0, field, f"must be text, got {type(value).__name__}")
+    return str(value).strip()
+
+
+def _row(line: int, raw: Mapping[str, Any], now: int | None = None) -> UsageRow | RowError:
+    values: dict[str, str] = {}
+    for column in COLUMNS:
+        value = _text(raw, column)
+        if isinstance(value, RowError):
+            return RowError(line, value.field, value.problem)
+        if not value:
+            return RowError(line, column, "missing")
+        values[column] = value
+    key = values["key"]
+    if len(key) > MAX_KEY_REF:
+        return RowError(
+            line, "key", f"{len(key)} characters: a key label or URI is at most {MAX_KEY_REF}"
+        )
+    if not key.isprintable():
+        return RowError(line, "key", f"{key[:40]!r}: control characters are not allowed")
     for field in ("city", "used_in"):
         if not _code(values[field]):
-            return RowError(line, field, f"{values[field]!r} is not a 6-digit GB/T 2260 code")
+            return RowError(line, field, f"{values[field][:40]!r} is not a 6-digit GB/T 2260 code")
     times = {}
     for field in ("first_use", "last_use"):
         try:
             times[field] = _time(values[field])
-        except ValueError as exc:
-            return RowError(line, field, f"{values[field]!r}: not an ISO-8601 time ({exc})")
+        except (ValueError, OverflowError) as exc:
+            return RowError(line, field, f"{values[field][:40]!r}: not an ISO-8601 time ({exc})")
     if times["first_use"] > times["last_use"]:
         return RowError(line, "last_use", "earlier than first_use")
+    if now is not None and times["last_use"] > now + SKEW:
+        return RowError(
+            line,
+            "last_use",
+            f"{values['last_use']} is after the import: a use cannot be reported before it happens",
+        )
     return UsageRow(
         line,
-        values["key"],
+        key,
         values["city"],
         times["first_use"],
         times["last_use"],
@@ -86,32 +116,64 @@ def _row(line: int, raw: Mapping[str, Any]) -> UsageRow | RowError:
     )
 
 
-def parse_usage_report(text: str, kind: str) -> tuple[list[UsageRow], list[RowError]]:
-    """``kind`` is ``csv`` (header row with COLUMNS) or ``json`` (an array of objects)."""
+def parse_usage_report(
+    text: str, kind: str, *, now: int | None = None
+) -> tuple[list[UsageRow], list[RowError]]:
+    """``kind`` is ``csv`` (header row with COLUMNS) or ``json`` (an array of objects). With
+    ``now``, a use reported after it is refused (``last_use``)."""
     rows: list[UsageRow] = []
     errors: list[RowError] = []
+
+    def keep(result: UsageRow | RowError) -> None:
+        if isinstance(result, UsageRow):
+            rows.append(result)
+        else:
+            errors.append(result)
+
     if kind == "csv":
+        if not text.strip():
+            return [], [
+                RowError(1, COLUMNS[0], "column missing from the header (the file is empty)")
+            ]
         reader = csv.DictReader(io.StringIO(text))
-        header = tuple(reader.fieldnames or ())
+        try:
+            header = tuple(reader.fieldnames or ())
+        except csv.Error as exc:
+            return [], [RowError(1, "(header)", f"not CSV: {exc}")]
         absent = [c for c in COLUMNS if c not in header]
         if absent:
             return [], [RowError(1, absent[0], "column missing from the header")]
-        for record in reader:
-            result = _row(reader.line_num, record)
-            (rows if isinstance(result, UsageRow) else errors).append(result)  # type: ignore[arg-type]
+        last = reader.line_num
+        while True:
+            try:
+                record = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:  # e.g. a field over the csv module's size limit
+                last = max(reader.line_num, last + 1)
+                errors.append(RowError(last, "(row)", f"not CSV: {exc}"))
+                continue
+            last = reader.line_num
+            if None in record:
+                errors.append(
+                    RowError(reader.line_num, "(row)", "more values than the header has columns")
+                )
+                continue
+            keep(_row(reader.line_num, record, now))
     elif kind == "json":
         try:
             items = json.loads(text)
         except json.JSONDecodeError as exc:
             return [], [RowError(exc.lineno, "(file)", f"not JSON: {exc.msg}")]
+        except RecursionError:
+            return [], [RowError(1, "(file)", "nested too deeply to be a report")]
         if not isinstance(items, list):
             return [], [RowError(1, "(file)", "a JSON report is an array of objects")]
         for index, item in enumerate(items, 1):
             if not isinstance(item, dict):
                 errors.append(RowError(index, "(row)", "not an object"))
                 continue
-            result = _row(index, item)
-            (rows if isinstance(result, UsageRow) else errors).append(result)  # type: ignore[arg-type]
+            keep(_row(index, item, now))
     else:
         raise ValueError(f"report kind {kind!r}: csv or json")
     return rows, errors

@@ -47,6 +47,14 @@ EVENTS: Final = {
     DESTROY: KeyEvent.DESTROY,
 }
 _NEEDS_REASON: Final = (SUSPEND, REVOKE, CLEANUP, RESUME)
+MAX_REASON: Final = 400  # characters; stored with a prefix in a 500-character column
+
+
+def check_reason(reason: str) -> str:
+    reason = reason.strip()
+    if len(reason) > MAX_REASON:
+        raise ActionError(f"reason: at most {MAX_REASON} characters, got {len(reason)}")
+    return reason
 
 
 class ActionError(CityKeyError):
@@ -79,8 +87,9 @@ def _precheck(key: CityKey, action: str, now: int) -> None:
 def _keys(session: Session, key_ids: Sequence[int]) -> list[CityKey]:
     if not key_ids:
         raise ActionError("name at least one key")
-    if len(set(key_ids)) != len(key_ids):
-        raise ActionError("a key is named twice")
+    twice = sorted({k for k in key_ids if list(key_ids).count(k) > 1})
+    if twice:
+        raise ActionError(f"key {twice[0]} is named twice")
     return [get_key(session, k) for k in key_ids]
 
 
@@ -139,7 +148,7 @@ def request(
 ) -> ActionOutcome:
     if action not in EVENTS:
         raise ActionError(f"unknown action {action!r}")
-    reason = reason.strip()
+    reason = check_reason(reason)
     if action in _NEEDS_REASON and not reason:
         raise ActionError(f"{action} needs a reason")
     reason = reason or "grace period ended"
@@ -210,7 +219,8 @@ def decide(
         keys = [get_key(session, int(k)) for k in pending.key_ids.split(",")]
         for key in keys:
             allowed(actor, pending.action, key.city, key.key_class, now)
-        if not approve and not reason.strip():
+        reason = check_reason(reason)
+        if not approve and not reason:
             raise ActionError("a rejection needs a reason")
         session.add(
             Approval(

@@ -3,7 +3,9 @@
 ``renew`` makes the successor of an active key inside its renewal window: a fresh key of the
 same class for the same city, generation + 1, generated in the ministry token and delivered
 like the first. Both are valid during the class's overlap; the old key is superseded when the
-overlap ends (or at its own end, whichever comes first). ``sweep`` applies what time has
+overlap ends (or at its own end, whichever comes first) — never before the successor is
+installed at the city: until then the old key stays active, up to its own end, so a city is
+never left without a working key. ``sweep`` applies what time has
 decided: superseded keys and keys past their end become deactivated. The publisher's timer
 runs it; running it twice changes nothing the second time.
 """
@@ -27,6 +29,7 @@ from ca.citykeys.common import (
     get_key,
     transport_key,
 )
+from ca.citykeys.workflow import INSTALLED
 from ca.clock import iso_utc
 from ca.expiry import DAY
 from ca.lifecycle import KeyEvent, KeyState, transition
@@ -134,7 +137,11 @@ def sweep(engine: Engine, *, now: int, actor: str = SWEEPER) -> list[tuple[str, 
             .where(
                 or_(
                     col(CityKey.not_after) < now,
-                    (col(CityKey.supersede_at) <= now) & (CityKey.state == KeyState.ACTIVE.value),
+                    (col(CityKey.supersede_at) <= now)
+                    & (CityKey.state == KeyState.ACTIVE.value)
+                    & col(CityKey.successor_id).in_(
+                        select(CityKey.id).where(CityKey.stage == INSTALLED)
+                    ),
                 )
             )
             .order_by(col(CityKey.id))

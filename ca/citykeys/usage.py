@@ -1,12 +1,16 @@
 """Importing activation and usage reports from the data exchange (第十条, 第十一条).
 
-Rows are parsed by ``ca.usage`` (malformed rows refused one by one with their line numbers).
-Good rows are kept whatever the bad ones do: each known key's first and last use are updated,
-a delivered key's first use activates it, and a row showing a key used outside its granted
-city or region — or used after it was revoked, deactivated or destroyed — is recorded as a
-violation and flags the key for suspension. A provincial officer imports only rows of their own
-province; other rows are refused (``deny/other-province``) like malformed ones. One report is
-imported once (by its SHA-256). All of it is one transaction, audited.
+Rows are parsed by ``ca.usage`` (malformed rows refused one by one with their line numbers; a
+use reported after the import is refused). Good rows are kept whatever the bad ones do: each
+known key's first and last use are updated and an installed key's first use activates it. A
+row is recorded as a violation, flagging the key for suspension, when it shows the key used
+outside its granted city or region (the use still counts: the key is active, and suspendable),
+used after it was revoked, deactivated or destroyed, used before it was generated, or used
+before it reached the city (still in the ministry's or the province's token) — those last two
+are not uses of the key as issued and change nothing on it but the flag. A provincial officer
+imports only rows of their own province; other rows are refused (``deny/other-province``) like
+malformed ones. One report is imported once (by its SHA-256); an empty one records nothing.
+All of it is one transaction, audited.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from sqlmodel import col, select
 from ca import audit
 from ca.authorization import PolicyDenied
 from ca.citykeys.common import CityKeyError, allowed, apply_event
+from ca.citykeys.workflow import INSTALLED
 from ca.clock import iso_utc
 from ca.lifecycle import KeyEvent, KeyState
 from ca.store.db import transaction
@@ -52,11 +57,22 @@ def _label_of(ref: str) -> str:
     return ref
 
 
+def _suspicious(key: CityKey, row: UsageRow) -> str | None:
+    """Why a row of a known key is a violation by time or place in the key's life, if it is."""
+    if row.first_use < key.created_at:
+        return "used-before-generation"
+    if key.stage != INSTALLED:
+        return "used-before-installation"  # still in the ministry's or the province's token
+    if key.state in _ENDED and row.last_use > key.state_changed_at:
+        return f"used-after-{key.state}"
+    return None
+
+
 def import_usage(
     engine: Engine, actor: Actor, text: str, kind: str, *, source: str, now: int
 ) -> UsageImport:
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    rows, errors = parse_usage_report(text, kind)
+    rows, errors = parse_usage_report(text, kind, now=now)
     result = UsageImport(digest, refused=list(errors))
     mine: list[UsageRow] = []
     for row in rows:
@@ -67,6 +83,8 @@ def import_usage(
             continue
         mine.append(row)
     result.accepted = len(mine)
+    if not rows and not errors:
+        return result  # an empty report: nothing to import, nothing to record
     with transaction(engine) as session:
         earlier = session.exec(select(UsageReport).where(UsageReport.sha256 == digest)).first()
         if earlier is not None:
@@ -85,17 +103,21 @@ def import_usage(
         grants = {r.key: keys[_label_of(r.key)].city for r in mine if _label_of(r.key) in keys}
         found = scope_violations(mine, grants)
         flagged = {id(v.row) for v in found}
-        for row in mine:
+        for row in sorted(mine, key=lambda r: r.first_use):
             key = keys.get(_label_of(row.key))
             if key is None:
                 continue
+            suspicious = _suspicious(key, row)
+            if suspicious and id(row) not in flagged:
+                found.append(Violation(row, key.city, suspicious))
+                flagged.add(id(row))
+            if suspicious in ("used-before-generation", "used-before-installation"):
+                continue  # not a use of this key as issued: nothing of it is recorded on it
             key.first_use = min(key.first_use or row.first_use, row.first_use)
             key.last_use = max(key.last_use or row.last_use, row.last_use)
-            ended = key.state in _ENDED and row.last_use > key.state_changed_at
-            if ended and id(row) not in flagged:
-                found.append(Violation(row, key.city, f"used-after-{key.state}"))
-                flagged.add(id(row))
-            if key.state == KeyState.PRE_ACTIVE.value and id(row) not in flagged:
+            if key.state == KeyState.PRE_ACTIVE.value:
+                # a reported use is a use, in scope or not: the key is active (and, when out of
+                # scope, flagged for suspension — which needs an active key)
                 apply_event(
                     session,
                     key,

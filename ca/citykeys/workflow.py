@@ -90,6 +90,10 @@ def register_transport_key(
     """Generate the holder's transport key in its token and record it; a holder's earlier
     transport key is retired (packages already sealed to it still open)."""
     _check_holder(holder)
+    if not token.strip() or len(token) > 32:
+        raise CityKeyError(
+            f"--token {token!r}: a token label of 1-32 characters", title="Bad input"
+        )
     if holder == MINISTRY:
         if not is_ministry(actor):
             raise CityKeyError("only a ministry officer registers the ministry's transport key")
@@ -306,6 +310,17 @@ def deliver(
     holds. All of them or none: a refused key stops the whole delivery."""
     if not key_ids:
         raise CityKeyError("name at least one key to deliver")
+    twice = sorted({k for k in key_ids if list(key_ids).count(k) > 1})
+    if twice:
+        raise CityKeyError(f"key {twice[0]} is named twice")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CityKeyError(
+            f"--out {out_dir}: cannot make the folder ({exc.strerror})", title="Bad input"
+        ) from None
+    if not out_dir.is_dir():
+        raise CityKeyError(f"--out {out_dir}: not a folder", title="Bad input")
     plans: list[tuple[CityKey, str, str, str, TransportKey, TransportKey, KeyCopy]] = []
     with transaction(engine) as session:
         for key_id in key_ids:
@@ -315,6 +330,11 @@ def deliver(
                 raise CityKeyError(f"{key.label} is {key.state}: it is not delivered any more")
             if sender == MINISTRY and not is_ministry(actor):
                 raise CityKeyError(f"{key.label}: the ministry delivers to the province")
+            if sender != MINISTRY and actor.province != sender:
+                raise CityKeyError(
+                    f"{key.label}: province {sender} hands its keys on to the city; "
+                    f"{actor.id} is not an officer of it"
+                )
             allowed(actor, DELIVER, key.city, key.key_class, now)
             source = session.exec(
                 select(KeyCopy).where(KeyCopy.city_key_id == key_id).where(KeyCopy.holder == sender)
@@ -355,7 +375,6 @@ def deliver(
             now=datetime.fromtimestamp(now, UTC),
         )
         packages.append((key, sender, recipient, after, data))
-    out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     results: list[Delivered] = []
     try:

@@ -19,7 +19,7 @@ from ca.applications import apply, decide_application
 from ca.authority import open_authority
 from ca.citykeys import misuse, queries, renewal, usage, workflow
 from ca.clock import SystemClock, iso_utc
-from ca.errors import BadInput
+from ca.errors import BadInput, JtcaError
 from ca.officers import actor_of
 from ca.store.models import CityKey, KeyApplication, PendingAction
 from ca.tokens import EmbeddedVault
@@ -286,14 +286,22 @@ def cmd_deliver(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     engine, actor = _actor(args)
     vault = EmbeddedVault()
-    results = []
+    results: list[workflow.Imported] = []
     try:
         for path in args.package:
             try:
                 data = path.read_bytes()
             except OSError as exc:
                 raise BadInput(f"cannot read {path}: {exc.strerror}") from None
-            results.append(workflow.import_package(engine, vault, actor, data, now=_now()))
+            try:
+                results.append(workflow.import_package(engine, vault, actor, data, now=_now()))
+            except JtcaError as exc:
+                # say what was imported before the refusal, and which file was refused
+                for done in results:
+                    print(f"{done.label}: in {done.token} ({done.stage})")
+                exc.message = f"{path}: {exc.message}"
+                exc.args = (exc.message,)
+                raise
     finally:
         vault.close()
     out = [
@@ -311,7 +319,28 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_city(code: str | None, option: str = "--city") -> None:
+    from ca.registry.divisions import default_divisions
+
+    if code is not None and default_divisions().city(code) is None:
+        raise BadInput(f"{option} {code}: not a city code of the registry (地级市 or 直辖市)")
+
+
 def _filter(args: argparse.Namespace) -> queries.KeyFilter:
+    from ca.lifecycle import KeyState
+    from ca.registry.divisions import default_divisions
+    from ca.signing import load_policy
+
+    if args.state is not None and args.state not in {s.value for s in KeyState}:
+        raise BadInput(f"--state {args.state}: one of {', '.join(s.value for s in KeyState)}")
+    classes = [c.name for c in load_policy().city_key_classes]
+    if args.key_class is not None and args.key_class not in classes:
+        raise BadInput(f"--class {args.key_class}: one of {', '.join(classes)}")
+    if args.limit is not None and args.limit < 1:
+        raise BadInput(f"--limit {args.limit}: 1 or more")
+    _check_city(args.city)
+    if args.province is not None and default_divisions().province(args.province) is None:
+        raise BadInput(f"--province {args.province}: not a province code of the registry")
     province = args.province
     if getattr(args, "actor", None):
         actor = actor_of(open_authority().engine, args.actor)
@@ -435,6 +464,7 @@ def cmd_misuse(args: argparse.Namespace) -> int:
     engine, actor = _actor(args)
     key_ids = args.key
     if args.city is not None:
+        _check_city(args.city)
         with Session(engine) as session:
             key_ids = misuse.keys_of_city(session, args.city, args.action)
     vault = EmbeddedVault()

@@ -171,8 +171,18 @@ def test_renewal_and_sweep(database, new_token, tmp_path: Path) -> None:  # type
     old = _key(engine, qr.id)
     assert old.supersede_at == window + 90 * DAY
     assert old.successor_id == successor.id
-    # nothing happens before the overlap ends; then the old key is superseded
+    # nothing happens before the overlap ends, nor while the successor has not reached the city
     assert renewal.sweep(engine, now=window + 89 * DAY) == []
+    assert renewal.sweep(engine, now=window + 90 * DAY) == []
+    assert successor.id is not None
+    for hop, officer in (("s1", ROOT1), ("s2", GD1)):
+        for sent in workflow.deliver(
+            engine, world.vault, officer, [successor.id], out_dir=tmp_path / hop, now=window + DAY
+        ):
+            workflow.import_package(
+                engine, world.vault, GD2, sent.path.read_bytes(), now=window + DAY
+            )
+    assert _key(engine, successor.id).stage == "installed"
     assert renewal.sweep(engine, now=window + 90 * DAY) == [(qr.label, "deactivated")]
     assert renewal.sweep(engine, now=window + 90 * DAY) == []
     # keys never renewed expire at their end (the card key here: pre-active, never used)
@@ -211,9 +221,9 @@ def test_usage_reports_and_violations(database, new_token, tmp_path: Path) -> No
         (5, "unknown-key"),
     ]
     assert result.accepted == 3
-    assert result.activated == [qr.label]
+    assert result.activated == [qr.label, card.label]  # a use out of scope is still a use
     flagged = _key(engine, card.id)
-    assert (flagged.state, flagged.open_violations) == ("pre-active", 1)  # not activated by misuse
+    assert (flagged.state, flagged.open_violations) == ("active", 1)  # in use, flagged
     with Session(engine) as session:
         found = queries.find_keys(session, queries.KeyFilter(violations=True), now=T0 + 3 * DAY)
         assert [k.label for k in found] == [card.label]

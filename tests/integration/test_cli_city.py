@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -131,12 +132,15 @@ def test_city_key_path_through_the_cli(database, tmp_path: Path) -> None:  # typ
     qr = next(k for k in listing if k["class"] == "city-qr")
     card = next(k for k in listing if k["class"] == "city-card")
 
+    moment = datetime.now(UTC).replace(microsecond=0)  # uses after the keys were installed
+    first = (moment + timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    last = (moment + timedelta(seconds=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
     report = tmp_path / "usage.csv"
     report.write_text(
         "key,city,first_use,last_use,used_in\n"
-        f"{qr['label']},440100,2026-11-01T08:00:00Z,2026-11-20T08:00:00Z,440106\n"
-        f"{card['label']},440100,2026-11-01T08:00:00Z,yesterday,440106\n"
-        f"{card['label']},440100,2026-11-01T08:00:00Z,2026-11-02T08:00:00Z,350102\n",
+        f"{qr['label']},440100,{first},{last},440106\n"
+        f"{card['label']},440100,{first},yesterday,440106\n"
+        f"{card['label']},440100,{first},{last},350102\n",
         encoding="utf-8",
     )
     imported_usage = jtca("city", "usage", str(report), "--actor", "gd-1", "--json", ok=False)
@@ -144,7 +148,7 @@ def test_city_key_path_through_the_cli(database, tmp_path: Path) -> None:  # typ
     result = json.loads(imported_usage.stdout)
     assert [(r["line"], r["field"]) for r in result["refused"]] == [(3, "last_use")]
     assert [(v["line"], v["reason"]) for v in result["violations"]] == [(4, "scope-violation")]
-    assert result["activated"] == [qr["label"]]
+    assert sorted(result["activated"]) == sorted([qr["label"], card["label"]])
     flagged = data("city", "keys", "--violations")
     assert [k["label"] for k in flagged] == [card["label"]]
     assert "violation" in flagged[0]["flags"]

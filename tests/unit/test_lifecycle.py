@@ -73,7 +73,8 @@ def test_every_state_and_event(state: KeyState, event: KeyEvent) -> None:
             transition(state, event)
         assert expected in info.value.why
         assert (info.value.state, info.value.event) == (state, event)
-        assert info.value.message.startswith(f"cannot {event.value} a {state.value} key: ")
+        article = "an" if state.value[0] in "aeiou" else "a"
+        assert info.value.message.startswith(f"cannot {event.value} {article} {state.value} key: ")
 
 
 def test_destroyed_is_terminal_and_allowed_events_match() -> None:
