@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -46,7 +45,7 @@ from ca.store.models import (
 from ca.tokens import EmbeddedVault
 from hsm.pkcs11.token import PinSource, QuorumPin, Token, TokenError
 from hsm.pkcs11.uri import Pkcs11Uri
-from policies.rules import Actor, Subject, decide
+from policies.rules import Actor, Subject
 
 SIGN_IN: Final = "console.sign-in"
 
@@ -156,11 +155,10 @@ class Console:
         return self.clock.now()
 
     def can(self, action: str) -> bool:
-        """Whether any of the officer's roles grants ``action`` (scope checked per subject)."""
-        subject = Subject(province=self.province) if self.province else Subject()
-        return decide(
-            load_policy(), self.actor, action, subject, datetime.fromtimestamp(self.now(), UTC)
-        ).allowed
+        """Whether one of the officer's roles grants ``action`` at all; the scope (province,
+        CA index, lifetime…) is decided for each subject when the action is taken."""
+        policy = load_policy()
+        return any(action in policy.roles[r].actions for r in self.actor.roles if r in policy.roles)
 
     def vault(self) -> EmbeddedVault:
         if self._vault is None:
@@ -349,6 +347,25 @@ class Console:
             self.engine, self.vault(), self.actor, list(key_ids), out_dir=out_dir, now=self.now()
         )
 
+    def awaiting_delivery(self) -> list[dict[str, Any]]:
+        """Keys this officer's side delivers next: generated ones for the ministry, the ones
+        a province holds for that province (a municipality's are installed at the province)."""
+        now = self.now()
+        with Session(self.engine) as session:
+            query = select(CityKey).where(
+                col(CityKey.state).in_(["pre-active", "active", "suspended"])
+            )
+            if self.province is None:
+                query = query.where(CityKey.stage == workflow.GENERATED)
+            else:
+                query = (
+                    query.where(CityKey.stage == workflow.AT_PROVINCE)
+                    .where(CityKey.province == self.province)
+                    .where(CityKey.city != CityKey.province)
+                )
+            rows = session.exec(query.order_by(col(CityKey.id))).all()
+            return [queries.key_view(k, now) for k in rows]
+
     def import_package(self, path: Path) -> workflow.Imported:
         try:
             data = path.read_bytes()
@@ -456,6 +473,15 @@ class Console:
             reason=reason,
             actor=self.actor.id,
             now=self.now(),
+        )
+
+    def register_issuer(self, issuer_id: str, name: str) -> Issuer:
+        from ca.authorization import require
+        from ca.registry.issuers import register_issuer
+
+        require(self.actor, "issuer.register", Subject(), self.now())
+        return register_issuer(
+            self.engine, issuer_id=issuer_id, name=name, actor=self.actor.id, now=self.now()
         )
 
     # -- publication ---------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from ca.applications import apply, decide_application
 from ca.authority import open_authority
 from ca.ceremony import init_token_shares, read_ceremony, run
 from ca.citykeys import misuse, usage, workflow
+from ca.clock import iso_utc
 from ca.officers import actor_of, add_officer
 from ca.tokens import EmbeddedVault, embedded_token
 from hsm.softhsm import init_token, token_labels, use_softhsm
@@ -132,7 +133,7 @@ def seed(state: Path, now: int) -> DemoCredentials:
         ):
             workflow.import_package(engine, vault, gd2, delivery.path.read_bytes(), now=t + 6 * DAY)
         used = "\n".join(
-            f"{k.label},{k.city},2025-11-01T08:00:00Z,2026-11-20T08:00:00Z,{k.city[:4]}03"
+            f"{k.label},{k.city},{iso_utc(t + 20 * DAY)},{iso_utc(now - 4 * DAY)},{k.city[:4]}03"
             for k in keys
             if k.city != "440300"
         )
@@ -150,7 +151,7 @@ def seed(state: Path, now: int) -> DemoCredentials:
             engine,
             gd1,
             "key,city,first_use,last_use,used_in\n"
-            f"{fs_qr.label},440600,2026-11-10T08:00:00Z,2026-11-11T08:00:00Z,350102\n",
+            f"{fs_qr.label},440600,{iso_utc(now - 8 * DAY)},{iso_utc(now - 7 * DAY)},350102\n",
             "csv",
             source="demo-violation.csv",
             now=now - 2 * DAY,

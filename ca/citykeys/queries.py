@@ -163,6 +163,7 @@ def key_view(key: CityKey, now: int) -> dict[str, Any]:
         "class": key.key_class,
         "kind": key.kind,
         "generation": key.generation,
+        "application": key.application_id,
         "state": key.state,
         "stage": key.stage,
         "flags": key_flags(key, now),
