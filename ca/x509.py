@@ -431,7 +431,8 @@ def _load(der: bytes) -> asn1_x509.Certificate:
         cert.native  # noqa: B018 - parse every field now, so errors surface here
     except CertificateError:
         raise
-    except (ValueError, TypeError, KeyError, OverflowError) as exc:
+    except (ValueError, TypeError, KeyError, OverflowError, IndexError) as exc:
+        # IndexError: asn1crypto on an empty BIT STRING (e.g. a KeyUsage of 03 00)
         raise CertificateError(f"not an X.509 certificate: {exc}") from None
     _check_algorithm(cert["signature_algorithm"], "signatureAlgorithm")
     _check_algorithm(cert["tbs_certificate"]["signature"], "TBSCertificate signature")

@@ -343,6 +343,7 @@ def pending_actions(session: Session) -> list[PendingAction]:
         session.exec(
             select(PendingAction)
             .where(PendingAction.state == "pending")
+            .where(col(PendingAction.action).in_(list(EVENTS)))  # city key actions only
             .order_by(col(PendingAction.id))
         )
     )

@@ -1,7 +1,10 @@
 """The DER format of signed lists (issue #6), its values, their checks, and strict decoding.
 
-Pure: asn1crypto and our own value types, no I/O. docs/lists.md has the same module with the
-meaning of every field and the OpenSSL commands that verify a list without jtca::
+Pure: asn1crypto, ca/lists/der.py and our own value types, no I/O. ca/lists/der.py writes and
+reads the entries (asn1crypto's objects cost ~60 µs an entry); asn1crypto reads the envelope,
+and re-reads an entry der.py will not take, to name the field at fault. docs/lists.md has the
+same module with the meaning of every field and the OpenSSL commands that verify a list without
+jtca::
 
     JtcaSignedLists DEFINITIONS IMPLICIT TAGS ::= BEGIN
 
@@ -70,15 +73,16 @@ Choices, each for one reason:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Final, TypeAlias, cast
 
-from asn1crypto import algos, core
+from asn1crypto import algos, core, parser
 
 from ca.errors import CodecError, JtcaError
+from ca.lists import der
 from ca.qr.codec import expiry_end
 from ca.registry.divisions import InvalidIssuerId, validate_issuer_id
 from ca.x509 import OID_SM2_WITH_SM3
@@ -95,6 +99,7 @@ COMPRESSED_KEY_SIZE: Final = 33
 
 _TIME = re.compile(rb"[0-9]{14}Z")
 _DIGITS6 = re.compile(r"[0-9]{6}")
+_ISSUER_ID_DIGITS = re.compile(r"[0-9]{1,8}")
 _MMYY = re.compile(r"(0[1-9]|1[0-2])[0-9]{2}")
 
 
@@ -297,12 +302,13 @@ def _need_enum(attribute: str, value: object, kind: type[StrEnum]) -> None:
 
 
 def _check_issuer(entry: IssuerEntry) -> None:
-    try:
-        validate_issuer_id(entry.issuer_id)
-    except InvalidIssuerId:
-        raise _Problem(
-            "issuer_id", f"{entry.issuer_id!r} is not 1-8 decimal digits (cn8)"
-        ) from None
+    issuer_id = entry.issuer_id
+    # 1-8 ASCII digits are always a valid cn8 issuer id; anything else asks the registry's rule.
+    if not (isinstance(issuer_id, str) and _ISSUER_ID_DIGITS.fullmatch(issuer_id)):
+        try:
+            validate_issuer_id(issuer_id)
+        except InvalidIssuerId:
+            raise _Problem("issuer_id", f"{issuer_id!r} is not 1-8 decimal digits (cn8)") from None
     _need_int("certificate_serial", entry.certificate_serial, 0, MAX_INTEROP_SERIAL)
     _need_int("ca_index", entry.ca_index, 0, MAX_CA_INDEX)
     _need_enum("status", entry.status, IssuerStatus)
@@ -538,23 +544,75 @@ def _entry_value(entry: ListEntry) -> dict[str, Any]:
     }
 
 
+# The entries, and the TBSList around them, are written by ca/lists/der.py: asn1crypto's
+# objects cost ~60 µs an entry. tests/unit/test_lists.py checks that both write the same bytes.
+_STATUS_DER: Final = {s: der.integer(n, der.ENUMERATED) for s, n in ISSUER_STATUS_NUMBERS.items()}
+_INTEROP_DER: Final = {s: der.integer(n, der.ENUMERATED) for s, n in INTEROP_STATUS_NUMBERS.items()}
+_SMALL_INTEGERS: Final = tuple(der.integer(n) for n in range(MAX_CA_INDEX + 1))
+
+
+def _integer_der(value: int) -> bytes:
+    if 0 <= value <= MAX_CA_INDEX:
+        return _SMALL_INTEGERS[value]
+    return der.integer(value)
+
+
+def _issuer_der(entry: IssuerEntry) -> bytes:
+    return der.tlv(
+        der.SEQUENCE,
+        der.tlv(der.PRINTABLE_STRING, entry.issuer_id.encode("latin-1"))
+        + _integer_der(entry.certificate_serial)
+        + _integer_der(entry.ca_index)
+        + _STATUS_DER[entry.status]
+        + der.tlv(der.PRINTABLE_STRING, entry.expiry.encode("latin-1")),
+    )
+
+
+def _city_der(entry: CityEntry) -> bytes:
+    return der.tlv(
+        der.SEQUENCE,
+        der.tlv(der.PRINTABLE_STRING, entry.city_code.encode("latin-1"))
+        + der.tlv(der.UTF8_STRING, entry.name.encode("utf-8"))
+        + der.tlv(der.PRINTABLE_STRING, entry.province_code.encode("latin-1"))
+        + _INTEROP_DER[entry.card_interop]
+        + _INTEROP_DER[entry.qr_interop]
+        + der.generalized_time(entry.effective_from),
+    )
+
+
+def _ca_key_der(entry: CaKeyEntry) -> bytes:
+    return der.tlv(
+        der.SEQUENCE,
+        _integer_der(entry.ca_index)
+        + der.tlv(der.OCTET_STRING, entry.public_key.compressed)
+        + der.generalized_time(entry.verify_until),
+    )
+
+
+_ENTRY_DER: Final[Mapping[ListType, Callable[[Any], bytes]]] = {
+    ListType.ISSUERS: _issuer_der,
+    ListType.CITIES: _city_der,
+    ListType.CA_KEYS: _ca_key_der,
+}
+
+
+def _entries_der(list_type: ListType, entries: Sequence[ListEntry]) -> bytes:
+    """The ``entries`` CHOICE: ``[n] IMPLICIT SEQUENCE OF`` the DER of each entry."""
+    entry_der = _ENTRY_DER[list_type]
+    return der.tlv(0xA0 | list_type.number, b"".join([entry_der(entry) for entry in entries]))
+
+
 def _tbs_der(content: ListContent) -> bytes:
-    spec = _ENTRIES_SPEC[content.list_type]
-    entries = spec(
-        [_entry_value(entry) for entry in content.entries], implicit=content.list_type.number
+    """The DER TBSList of checked content (ca/lists/der.py writes every part)."""
+    return der.tlv(
+        der.SEQUENCE,
+        der.integer(LIST_VERSION)
+        + der.integer(content.list_type.number, der.ENUMERATED)
+        + der.integer(content.sequence)
+        + der.generalized_time(content.this_update)
+        + der.generalized_time(content.next_update)
+        + _entries_der(content.list_type, content.entries),
     )
-    tbs = _TbsList(
-        {
-            "version": LIST_VERSION,
-            "list_type": _Enumerated(content.list_type.number),
-            "sequence_number": content.sequence,
-            "this_update": _gtime(content.this_update),
-            "next_update": _gtime(content.next_update),
-            "entries": core.Any(entries),
-        }
-    )
-    der: bytes = tbs.dump()
-    return der
 
 
 def encode_tbs(content: ListContent) -> bytes:
@@ -575,20 +633,29 @@ def _algorithm() -> _AlgorithmIdentifier:
     return _AlgorithmIdentifier({"algorithm": OID_SM2_WITH_SM3})
 
 
+_ALGORITHM_DER: Final[bytes] = _algorithm().dump()  # SEQUENCE { 1.2.156.10197.1.501 }
+
+
 def encode_signed_list(
     tbs_der: bytes, signature_der: bytes, certificates: Sequence[bytes]
 ) -> bytes:
-    """The DER SignedList around a DER TBSList, a DER signature and DER certificates."""
-    signed = _SignedList(
-        {
-            "tbs_list": _TbsList.load(bytes(tbs_der)),
-            "signature_algorithm": _algorithm(),
-            "signature": bytes(signature_der),
-            "certificates": [core.Any.load(bytes(der)) for der in certificates],
-        }
+    """The DER SignedList around a DER TBSList, a DER signature and DER certificates.
+
+    Written by ca/lists/der.py around the bytes as given. (asn1crypto's ``dump`` of a loaded
+    TBSList takes a definite length whose last octet is 0x80 for an indefinite one and writes
+    a broken TBSList, one list size in 256; tests/unit/test_lists.py keeps such a list.)
+    Raises ValueError if ``tbs_der`` or a certificate is not one DER element.
+    """
+    parts = [bytes(tbs_der), *(bytes(certificate) for certificate in certificates)]
+    for part in parts:
+        parser.parse(part, strict=True)  # one whole element, or ValueError
+    return der.tlv(
+        der.SEQUENCE,
+        parts[0]
+        + _ALGORITHM_DER
+        + der.tlv(der.BIT_STRING, b"\x00" + bytes(signature_der))
+        + der.tlv(0xA0, b"".join(parts[1:])),
     )
-    der: bytes = signed.dump()
-    return der
 
 
 # -- strict decoding ------------------------------------------------------------------------------
@@ -689,6 +756,91 @@ def _list_type(tbs: core.Sequence) -> ListType:
     return _LIST_TYPE_BY_NUMBER[number]
 
 
+def _read_issuer(data: bytes, offset: int, end: int) -> IssuerEntry:
+    issuer_id, offset = der.read_text(data, offset, end, der.PRINTABLE_STRING, "latin-1")
+    serial, offset = der.read_integer(data, offset, end)
+    ca_index, offset = der.read_integer(data, offset, end)
+    status, offset = der.read_integer(data, offset, end, der.ENUMERATED)
+    expiry, offset = der.read_text(data, offset, end, der.PRINTABLE_STRING, "latin-1")
+    if offset != end:
+        raise der.NotDer(offset, "bytes after the last field of an IssuerEntry")
+    if status not in _ISSUER_STATUS_BY_NUMBER:
+        raise der.NotDer(offset, f"{status} is not an IssuerStatus")
+    return IssuerEntry(issuer_id, serial, ca_index, _ISSUER_STATUS_BY_NUMBER[status], expiry)
+
+
+def _read_city(data: bytes, offset: int, end: int) -> CityEntry:
+    city_code, offset = der.read_text(data, offset, end, der.PRINTABLE_STRING, "latin-1")
+    name, offset = der.read_text(data, offset, end, der.UTF8_STRING, "utf-8")
+    province_code, offset = der.read_text(data, offset, end, der.PRINTABLE_STRING, "latin-1")
+    card, offset = der.read_integer(data, offset, end, der.ENUMERATED)
+    qr, offset = der.read_integer(data, offset, end, der.ENUMERATED)
+    effective_from, offset = der.read_time(data, offset, end)
+    if offset != end:
+        raise der.NotDer(offset, "bytes after the last field of a CityEntry")
+    if card not in _INTEROP_BY_NUMBER or qr not in _INTEROP_BY_NUMBER:
+        raise der.NotDer(offset, f"{card} or {qr} is not an InteropStatus")
+    if not 0 <= effective_from <= MAX_TIME:
+        raise der.NotDer(offset, f"effectiveFrom {effective_from} is before 1970")
+    return CityEntry(
+        city_code,
+        name,
+        province_code,
+        _INTEROP_BY_NUMBER[card],
+        _INTEROP_BY_NUMBER[qr],
+        effective_from,
+    )
+
+
+def _read_ca_key(data: bytes, offset: int, end: int) -> CaKeyEntry:
+    ca_index, offset = der.read_integer(data, offset, end)
+    point, offset = der.read_octets(data, offset, end)
+    verify_until, offset = der.read_time(data, offset, end)
+    if offset != end:
+        raise der.NotDer(offset, "bytes after the last field of a CaKeyEntry")
+    if len(point) != COMPRESSED_KEY_SIZE:
+        raise der.NotDer(offset, f"{len(point)} bytes; a compressed SM2 point is 33")
+    if not 0 <= verify_until <= MAX_TIME:
+        raise der.NotDer(offset, f"verifyUntil {verify_until} is before 1970")
+    try:
+        key = SM2PublicKey.from_bytes(point)
+    except (InvalidKey, *_PARSE_ERRORS) as exc:
+        raise der.NotDer(offset, str(exc)) from None
+    return CaKeyEntry(ca_index, key, verify_until)
+
+
+_ISSUER_STATUS_BY_NUMBER: Final = {n: s for s, n in ISSUER_STATUS_NUMBERS.items()}
+_INTEROP_BY_NUMBER: Final = {n: s for s, n in INTEROP_STATUS_NUMBERS.items()}
+_ENTRY_READERS: Final[Mapping[ListType, Callable[[bytes, int, int], ListEntry]]] = {
+    ListType.ISSUERS: _read_issuer,
+    ListType.CITIES: _read_city,
+    ListType.CA_KEYS: _read_ca_key,
+}
+
+
+def _read_entries(list_type: ListType, raw: bytes) -> tuple[list[ListEntry], bool]:
+    """The entries ca/lists/der.py reads from the DER ``entries`` CHOICE, and whether it read
+    all of them.
+
+    It reads an entry only if it is DER and asn1crypto's reading below would take it with the
+    same values; it stops at the first one it cannot read, or reads none if the CHOICE's own
+    header is not DER. Every list a publisher makes is read to the end here.
+    """
+    entries: list[ListEntry] = []
+    read = _ENTRY_READERS[list_type]
+    try:
+        offset, end = der.read_element(raw, 0, len(raw), 0xA0 | list_type.number)
+        if end != len(raw):
+            return entries, False
+        while offset < end:
+            start, stop = der.read_element(raw, offset, end, der.SEQUENCE)
+            entries.append(read(raw, start, stop))
+            offset = stop
+    except der.NotDer:
+        return entries, False
+    return entries, True
+
+
 def _decode_entries(list_type: ListType, raw: bytes) -> tuple[ListEntry, ...]:
     tag = raw[0] if raw else None
     wanted = 0xA0 | list_type.number
@@ -699,12 +851,28 @@ def _decode_entries(list_type: ListType, raw: bytes) -> tuple[ListEntry, ...]:
             f"tag {shown}, but listType {list_type.asn1_name}({list_type.number}) needs "
             f"[{list_type.number}] (0x{wanted:02x})",
         )
+    entries, complete = _read_entries(list_type, raw)
+    if complete:
+        return tuple(entries)
+    # Not all DER, or not valid: asn1crypto reads the rest, and says which field is wrong.
+    return _decode_entries_asn1crypto(list_type, raw, entries)
+
+
+def _decode_entries_asn1crypto(
+    list_type: ListType, raw: bytes, read: Sequence[ListEntry] = ()
+) -> tuple[ListEntry, ...]:
+    """Entries as asn1crypto reads them, with the field of the first problem in its errors.
+
+    ``read`` are the first entries as ``_read_entries`` read them, which asn1crypto would read
+    the same: they are not read again, so a list with one bad entry costs no more than one
+    entry in asn1crypto (and a look at the headers of all).
+    """
     spec = _ENTRIES_SPEC[list_type]
     parsed = _guard(
         "tbsList.entries", lambda: spec.load(raw, strict=True, implicit=list_type.number)
     )
-    entries: list[ListEntry] = []
-    for index in range(_guard("tbsList.entries", lambda: len(parsed))):
+    entries: list[ListEntry] = list(read)
+    for index in range(len(read), _guard("tbsList.entries", lambda: len(parsed))):
         where = f"tbsList.entries[{index}]"
         child = _guard(where, lambda i=index: parsed[i])
         entry = _guard(where, lambda c=child, w=where: _decode_entry(list_type, c, w))
@@ -755,7 +923,7 @@ def decode_signed_list(data: bytes) -> SignedListParts:
             "next_update": "nextUpdate",
         }
         raise ListContentError(f"tbsList.{names[problem.attribute]}", problem.problem) from None
-    raw_entries = _guard("tbsList.entries", lambda: tbs["entries"].dump())
+    raw_entries = _guard("tbsList.entries", lambda: _element(tbs.contents, 5))
     entries = _decode_entries(list_type, raw_entries)
     try:
         _entry_problems(list_type, entries)
@@ -793,9 +961,10 @@ def decode_signed_list(data: bytes) -> SignedListParts:
             "certificates", f"{count} certificates; version 1 carries exactly the signer's"
         )
     certificate_ders = tuple(
-        _guard(f"certificates[{i}]", lambda i=i: certificates[i].dump()) for i in range(count)
+        _guard(f"certificates[{i}]", lambda i=i: _element(certificates.contents, i))
+        for i in range(count)
     )
-    tbs_der = _guard("tbsList", lambda: tbs.dump())
+    tbs_der = _guard("tbsList", lambda: _element(signed.contents, 0))
     if _tbs_der(content) != tbs_der:
         raise ListContentError("tbsList", "not DER: re-encodes differently")
     if encode_signed_list(tbs_der, signature_der, certificate_ders) != data:
@@ -803,13 +972,23 @@ def decode_signed_list(data: bytes) -> SignedListParts:
     return SignedListParts(content, tbs_der, signature_der, certificate_ders)
 
 
-def _check_signature_der(der: bytes) -> None:
+def _element(contents: bytes, index: int) -> bytes:
+    """Element ``index`` in ``contents``, the bytes as they are, as asn1crypto's parser
+    delimits them. (Not asn1crypto's ``dump`` of a loaded value, which takes a definite length
+    whose last octet is 0x80 for an indefinite one and writes other bytes.)"""
+    contents = bytes(contents)
+    for _ in range(index):
+        contents = contents[parser.peek(contents) :]
+    return contents[: parser.peek(contents)]
+
+
+def _check_signature_der(signature_der: bytes) -> None:
     """A DER SEQUENCE { r INTEGER, s INTEGER }; the range of r and s is the verifier's."""
 
     def parse() -> None:
-        parsed = algos.DSASignature.load(der, strict=True)
+        parsed = algos.DSASignature.load(signature_der, strict=True)
         r, s = int(parsed["r"].native), int(parsed["s"].native)
-        if algos.DSASignature({"r": r, "s": s}).dump() != der:
+        if algos.DSASignature({"r": r, "s": s}).dump() != signature_der:
             raise ValueError("the signature re-encodes differently")
 
     _guard("signature", parse)

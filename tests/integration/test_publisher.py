@@ -96,7 +96,7 @@ def test_city_list_follows_the_city_keys(database, new_token, tmp_path: Path) ->
     qr = next(k for k in keys if k.key_class == "city-qr")
     report = (
         "key,city,first_use,last_use,used_in\n"
-        f"{qr.label},440100,2026-09-21T14:00:00Z,2026-09-21T15:00:00Z,440106\n"
+        f"{qr.label},440100,2026-09-21T14:20:00Z,2026-09-21T14:30:00Z,440106\n"
     )
     usage.import_usage(engine, GD1, report, "csv", source="u.csv", now=T0 + HOUR)
     asked = misuse.request(

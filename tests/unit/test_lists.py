@@ -17,14 +17,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, ClassVar
+from unittest import mock
 
 import pytest
+from asn1crypto import core as asn1_core
+from asn1crypto import parser as asn1_parser
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ca.clock import FixedClock
 from ca.errors import JtcaError
+from ca.lists import asn1 as lists_asn1
+from ca.lists import der
 from ca.lists.asn1 import (
+    MAX_CITY_NAME,
     MAX_TIME,
     CaKeyEntry,
     CityEntry,
@@ -35,6 +41,7 @@ from ca.lists.asn1 import (
     ListContentError,
     ListEntry,
     ListType,
+    SignedListParts,
     decode_signed_list,
     encode_tbs,
     make_content,
@@ -949,6 +956,703 @@ def test_any_changed_byte_is_refused(data: st.DataObject) -> None:
 @given(st.binary(max_size=300))
 def test_random_bytes_are_malformed(blob: bytes) -> None:
     refused(blob, ListReason.MALFORMED)
+
+
+# -- the fast codec (ca/lists/der.py) against asn1crypto ------------------------------------------
+# ca/lists/asn1.py writes and reads the entries with ca/lists/der.py; asn1crypto, which defined
+# the format's bytes and errors first, stays the reference here: the same bytes out, the same
+# lists taken, the same field and message for every list refused.
+FIXED_SIGNATURE = raw_to_der(PKI.signer.sign(b"decoding does not check the signature"))
+
+
+def asn1crypto_tbs(content: ListContent) -> bytes:
+    """The TBSList as asn1crypto writes it (the encoder before ca/lists/der.py)."""
+    spec = lists_asn1._ENTRIES_SPEC[content.list_type]
+    entries = spec(
+        [lists_asn1._entry_value(entry) for entry in content.entries],
+        implicit=content.list_type.number,
+    )
+    tbs = lists_asn1._TbsList(
+        {
+            "version": 1,
+            "list_type": lists_asn1._Enumerated(content.list_type.number),
+            "sequence_number": content.sequence,
+            "this_update": lists_asn1._gtime(content.this_update),
+            "next_update": lists_asn1._gtime(content.next_update),
+            "entries": asn1_core.Any(entries),
+        }
+    )
+    der_bytes: bytes = tbs.dump()
+    return der_bytes
+
+
+def decode_with_asn1crypto(data: bytes) -> SignedListParts:
+    """``decode_signed_list`` as it was before ca/lists/der.py: asn1crypto reads every entry
+    and writes the TBSList it compares."""
+    with (
+        mock.patch.object(lists_asn1, "_read_entries", return_value=([], False)),
+        mock.patch.object(lists_asn1, "_tbs_der", asn1crypto_tbs),
+    ):
+        return decode_signed_list(data)
+
+
+def outcome(decode: Any, data: bytes) -> object:
+    try:
+        return decode(data)
+    except ListContentError as exc:
+        return (type(exc).__name__, exc.field, exc.problem)
+
+
+any_content = st.one_of(
+    st.tuples(st.just(ListType.ISSUERS), st.lists(issuer_entries, unique_by=lambda e: e.key)),
+    st.tuples(
+        st.just(ListType.CITIES), st.lists(city_entries, max_size=6, unique_by=lambda e: e.key)
+    ),
+    st.tuples(
+        st.just(ListType.CA_KEYS),
+        st.lists(ca_key_entries, max_size=4, unique_by=lambda e: e.key),
+    ),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(any_content, st.integers(1, 2**63 - 1), st.integers(0, MAX_TIME - 1))
+def test_fast_encoder_writes_what_asn1crypto_writes(
+    typed: tuple[ListType, list[ListEntry]], sequence: int, this_update: int
+) -> None:
+    list_type, entries = typed
+    content = make_content(
+        list_type, entries, sequence=sequence, this_update=this_update, next_update=MAX_TIME
+    )
+    tbs = encode_tbs(content)
+    assert tbs == asn1crypto_tbs(content)
+    spec = lists_asn1._ENTRIES_SPEC[list_type]
+    for entry in content.entries:
+        expected = spec([lists_asn1._entry_value(entry)])[0].dump()
+        assert lists_asn1._ENTRY_DER[list_type](entry) == expected
+    data = Der.signed(tbs, signature=FIXED_SIGNATURE)
+    assert decode_signed_list(data) == decode_with_asn1crypto(data)
+
+
+def test_fast_encoder_at_the_length_boundaries() -> None:
+    # 127/128 and 255/256 content octets of an entry, the entries and the TBSList; and over 64 KiB
+    for name_length in range(1, MAX_CITY_NAME + 1):
+        city = replace(S, name="深" * (name_length - 1) + "a")
+        content = make_content(
+            ListType.CITIES, [city], sequence=1, this_update=0, next_update=MAX_TIME
+        )
+        assert encode_tbs(content) == asn1crypto_tbs(content)
+    for count in (0, 1, 4, 5, 9, 10, 2400, 2500):
+        issuers = [
+            IssuerEntry(f"{i}", i * 4099 % (1 << 24), i % 256, IssuerStatus.REVOKED, "0199")
+            for i in range(count)
+        ]
+        content = make_content(
+            ListType.ISSUERS, issuers, sequence=2**63 - 1, this_update=0, next_update=1
+        )
+        assert encode_tbs(content) == asn1crypto_tbs(content)
+
+
+def test_lists_jtca_makes_are_read_without_asn1crypto() -> None:
+    entries = [IssuerEntry(f"{i:08d}", i, i % 256, IssuerStatus.ACTIVE, "1230") for i in range(300)]
+    built = [build(entries=entries), *(build(t) for t in ListType)]
+    for data in built:
+        with mock.patch.object(
+            lists_asn1, "_decode_entries_asn1crypto", side_effect=AssertionError
+        ):
+            parts = decode_signed_list(data)
+        assert parts == decode_with_asn1crypto(data)
+
+
+def entry_fields(entry_der: bytes) -> list[tuple[int, bytes]]:
+    """The (tag, contents) of each field of a DER entry (as Der writes it)."""
+    fields, offset = [], 0
+    start, end = der.read_element(entry_der, 0, len(entry_der), 0x30)
+    offset = start
+    while offset < end:
+        tag = entry_der[offset]
+        body_start, body_end = der.read_element(entry_der, offset, end, tag)
+        fields.append((tag, entry_der[body_start:body_end]))
+        offset = body_end
+    return fields
+
+
+def long_form(tag: int, body: bytes, extra_zeros: int = 0) -> bytes:
+    """BER, not DER: the length in the long form, with leading zero octets."""
+    size = max(1, (len(body).bit_length() + 7) // 8)
+    length = bytes(extra_zeros) + len(body).to_bytes(size, "big")
+    return bytes([tag, 0x80 | len(length)]) + length + body
+
+
+def indefinite(tag: int, body: bytes) -> bytes:
+    """BER, not DER: constructed with an indefinite length (strings as one primitive chunk)."""
+    if tag != 0x30:
+        body = Der.tlv(tag, body)
+        tag |= 0x20
+    return bytes([tag, 0x80]) + body + b"\x00\x00"
+
+
+FIELD_TAGS = [0x02, 0x04, 0x0A, 0x0C, 0x13, 0x16, 0x17, 0x18, 0x30, 0x33, 0x05, 0x82]
+
+
+@st.composite
+def mutated_entry(draw: st.DrawFn, entry_der: bytes) -> bytes:
+    """One entry changed the way a broken or hostile encoder would change it."""
+    fields = entry_fields(entry_der)
+    kind = draw(
+        st.sampled_from(
+            [
+                "replace byte",
+                "insert byte",
+                "delete byte",
+                "truncate",
+                "append",
+                "long-form field",
+                "long-form entry",
+                "indefinite field",
+                "indefinite entry",
+                "non-minimal integer",
+                "drop field",
+                "extra field",
+                "swap fields",
+                "retag field",
+                "field contents",
+            ]
+        ),
+        label="mutation",
+    )
+    where = draw(st.integers(0, len(fields) - 1), label="field")
+    tag, body = fields[where]
+    if kind in ("replace byte", "insert byte", "delete byte", "truncate", "append"):
+        at = draw(st.integers(0, len(entry_der) - 1), label="offset")
+        byte = bytes([draw(st.integers(0, 255), label="byte")])
+        if kind == "replace byte":
+            return entry_der[:at] + byte + entry_der[at + 1 :]
+        if kind == "insert byte":
+            return entry_der[:at] + byte + entry_der[at:]
+        if kind == "delete byte":
+            return entry_der[:at] + entry_der[at + 1 :]
+        if kind == "truncate":
+            return entry_der[:at]
+        return entry_der + draw(st.binary(min_size=1, max_size=4), label="appended")
+    if kind == "long-form entry":
+        return long_form(0x30, entry_der[2:] if entry_der[1] < 0x80 else entry_der[3:])
+    if kind == "indefinite entry":
+        return indefinite(0x30, b"".join(Der.tlv(t, b) for t, b in fields))
+    parts = [Der.tlv(t, b) for t, b in fields]
+    if kind == "long-form field":
+        parts[where] = long_form(tag, body, draw(st.integers(0, 2), label="zeros"))
+    elif kind == "indefinite field":
+        parts[where] = indefinite(tag, body)
+    elif kind == "non-minimal integer":
+        pad = b"\xff" if body[:1] and body[0] >= 0x80 else b"\x00"
+        parts[where] = Der.tlv(tag, pad + body)
+    elif kind == "drop field":
+        del parts[where]
+    elif kind == "extra field":
+        parts.insert(draw(st.integers(0, len(parts)), label="at"), Der.integer(0))
+    elif kind == "swap fields":
+        other = draw(st.integers(0, len(parts) - 1), label="other")
+        parts[where], parts[other] = parts[other], parts[where]
+    elif kind == "retag field":
+        parts[where] = Der.tlv(draw(st.sampled_from(FIELD_TAGS), label="tag"), body)
+    else:
+        contents = draw(
+            st.one_of(
+                st.binary(max_size=40),
+                st.sampled_from(
+                    [
+                        b"",
+                        b"\x00",
+                        b"\xff",
+                        b"\x80",
+                        b"\x00\x80",
+                        b"\xff\x7f",
+                        b"\x01\x00\x00\x00",
+                        b"19691231235959Z",
+                        b"00000101000000Z",
+                        b"20260230000000Z",
+                        b"20261231246000Z",
+                        b"99991231235959Z",
+                        b"20260315080000.5Z",
+                        b"202603150800Z",
+                        b"2026031508000Z",
+                        b"\x03" + b"\x00" * 32,
+                        "深圳市".encode(),
+                        b"\xc0\xaf",
+                        b"\xed\xa0\x80",
+                    ]
+                ),
+            ),
+            label="contents",
+        )
+        parts[where] = Der.tlv(tag, contents)
+    return Der.seq(*parts)
+
+
+@st.composite
+def mutated_tbs(draw: st.DrawFn) -> tuple[ListType, bytes, bytes]:
+    """A list type, a TBSList with one entry (or the entries' header) changed, and its entries."""
+    list_type, entries = draw(any_content.filter(lambda typed: len(typed[1]) > 0))
+    content = make_content(list_type, entries, sequence=7, this_update=0, next_update=MAX_TIME)
+    ders = [Der.entry(entry) for entry in content.entries]
+    index = draw(st.integers(0, len(ders) - 1), label="entry")
+    ders[index] = draw(mutated_entry(ders[index]))
+    if draw(st.integers(0, 9), label="twice") == 0:  # a second, later, entry changed too
+        later = draw(st.integers(index, len(ders) - 1), label="later")
+        ders[later] = draw(mutated_entry(Der.entry(content.entries[later])))
+    number = list_type.number
+    entries_der = Der.ctx(number, *ders)
+    framing = draw(st.sampled_from(["der", "long-form", "indefinite"]), label="framing")
+    if framing == "long-form":
+        entries_der = long_form(0xA0 | number, b"".join(ders))
+    elif framing == "indefinite":
+        entries_der = bytes([0xA0 | number, 0x80]) + b"".join(ders) + b"\x00\x00"
+    tbs = Der.seq(
+        Der.integer(1),
+        Der.enum(number),
+        Der.integer(7),
+        Der.gtime(0),
+        Der.gtime(MAX_TIME),
+        entries_der,
+    )
+    return list_type, tbs, entries_der
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutated_tbs())
+def test_fast_decoder_takes_and_refuses_what_asn1crypto_did(
+    mutated: tuple[ListType, bytes, bytes],
+) -> None:
+    list_type, tbs, entries_der = mutated
+    data = Der.signed(tbs, signature=FIXED_SIGNATURE)
+    before = outcome(decode_with_asn1crypto, data)
+    # the same list, or the same error: type, field (with the index) and message
+    assert outcome(decode_signed_list, data) == before
+    # and the fast reader on its own: each entry it reads, asn1crypto reads alike; a list that
+    # asn1crypto takes, it reads to the end
+    read, complete = lists_asn1._read_entries(list_type, entries_der)
+    for index, entry in enumerate(read):
+        assert asn1crypto_entry(list_type, entries_der, index) == entry
+    if isinstance(before, SignedListParts):
+        assert complete
+        assert before.content.entries == tuple(read)
+
+
+def asn1crypto_entry(list_type: ListType, entries_der: bytes, index: int) -> ListEntry:
+    """Entry ``index`` as asn1crypto reads it, refused unless it re-encodes the same."""
+    spec = lists_asn1._ENTRIES_SPEC[list_type]
+    start, end = der.read_element(entries_der, 0, len(entries_der), 0xA0 | list_type.number)
+    rest = entries_der[start:end]
+    for _ in range(index):
+        rest = rest[asn1_parser.peek(rest) :]
+    child = spec._child_spec.load(rest[: asn1_parser.peek(rest)], strict=True)
+    entry = lists_asn1._decode_entry(list_type, child, f"entries[{index}]")
+    assert child.dump() == spec([lists_asn1._entry_value(entry)])[0].dump()
+    return entry
+
+
+BUILT = {list_type: build(list_type) for list_type in ListType}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_fast_decoder_on_truncated_and_changed_lists(data: st.DataObject) -> None:
+    built = BUILT[data.draw(st.sampled_from(ListType), label="type")]
+    at = data.draw(st.integers(0, len(built) - 1), label="offset")
+    change = data.draw(st.sampled_from(["truncate", "replace", "insert"]), label="change")
+    if change == "truncate":
+        changed = built[:at]
+    elif change == "replace":
+        changed = built[:at] + bytes([data.draw(st.integers(0, 255))]) + built[at + 1 :]
+    else:
+        changed = built[:at] + bytes([data.draw(st.integers(0, 255))]) + built[at:]
+    assert outcome(decode_signed_list, changed) == outcome(decode_with_asn1crypto, changed)
+
+
+def city_der(time_contents: bytes = b"20260315080000Z", name: bytes = "深圳市".encode()) -> bytes:
+    return Der.seq(
+        Der.printable("440300"),
+        Der.tlv(0x0C, name),
+        Der.printable("440000"),
+        Der.enum(1),
+        Der.enum(1),
+        Der.tlv(0x18, time_contents),
+    )
+
+
+def ca_key_der(
+    index: bytes = b"\x00", point: bytes | None = None, until: bytes | None = None
+) -> bytes:
+    return Der.seq(
+        Der.tlv(0x02, index),
+        Der.tlv(0x04, CA0.public_key.compressed if point is None else point),
+        Der.gtime(NOW) if until is None else Der.tlv(0x18, until),
+    )
+
+
+def issuer_der(*fields: bytes) -> bytes:
+    """An IssuerEntry for 02113450 with the given fields in place of the first ones."""
+    default = [
+        Der.printable("02113450"),
+        Der.integer(1),
+        Der.integer(1),
+        Der.enum(0),
+        Der.printable("1230"),
+    ]
+    return Der.seq(*fields, *default[len(fields) :])
+
+
+BAD_ENTRIES_DECODED: list[tuple[str, ListType, list[bytes], str, str]] = [
+    (
+        "long-form length of a field",
+        ListType.ISSUERS,
+        [Der.entry(B), issuer_der(long_form(0x13, b"02113450"))],
+        "tbsList.entries[1]",
+        "not DER: re-encodes differently",
+    ),
+    (
+        "long-form length with a leading zero",
+        ListType.ISSUERS,
+        [Der.entry(B), issuer_der(long_form(0x13, b"02113450", 1))],
+        "tbsList.entries[1]",
+        "not DER: re-encodes differently",
+    ),
+    (
+        "long-form length of an entry",
+        ListType.ISSUERS,
+        [Der.entry(B), Der.entry(A), long_form(0x30, Der.entry(C)[2:])],
+        "tbsList.entries[2]",
+        "not DER: re-encodes differently",
+    ),
+    (
+        # asn1crypto re-encodes an indefinite-length entry on dump, so the TBSList is blamed
+        "indefinite-length entry",
+        ListType.ISSUERS,
+        [indefinite(0x30, Der.entry(B)[2:])],
+        "tbsList",
+        "not DER: re-encodes differently",
+    ),
+    (
+        "constructed issuerId",
+        ListType.ISSUERS,
+        [Der.entry(B), issuer_der(indefinite(0x13, b"02113450"))],
+        "tbsList.entries[1]",
+        "not DER: re-encodes differently",
+    ),
+    (
+        "a bad status is named before a long-form length",
+        ListType.ISSUERS,
+        [issuer_der(long_form(0x13, b"02113450"), Der.integer(1), Der.integer(1), Der.enum(3))],
+        "tbsList.entries[0].status",
+        "3 is not an IssuerStatus",
+    ),
+    (
+        "non-minimal INTEGER",
+        ListType.ISSUERS,
+        [Der.entry(B), issuer_der(Der.printable("02113450"), Der.tlv(0x02, b"\x00\x01"))],
+        "tbsList.entries[1].certificateSerial",
+        "INTEGER not in its shortest form (not DER)",
+    ),
+    (
+        "non-minimal negative INTEGER",
+        ListType.ISSUERS,
+        [issuer_der(Der.printable("02113450"), Der.tlv(0x02, b"\xff\xff"))],
+        "tbsList.entries[0].certificateSerial",
+        "INTEGER not in its shortest form (not DER)",
+    ),
+    (
+        "a field missing",
+        ListType.ISSUERS,
+        [Der.entry(B), Der.seq(*[Der.printable("02113450"), Der.integer(1)])],
+        "tbsList.entries[1]",
+        "not DER: ",
+    ),
+    (
+        "a field too many, at index 2",
+        ListType.ISSUERS,
+        [Der.entry(B), Der.entry(A), Der.seq(Der.entry(C)[2:], Der.integer(0))],
+        "tbsList.entries[2]",
+        "not DER: re-encodes differently",
+    ),
+    (
+        "a field of another type",
+        ListType.ISSUERS,
+        [issuer_der(Der.utf8("02113450"))],
+        "tbsList.entries[0]",
+        "not DER: ",
+    ),
+    (
+        "an entry that is not a SEQUENCE",
+        ListType.ISSUERS,
+        [Der.entry(B), Der.tlv(0x31, Der.entry(A)[2:])],
+        "tbsList.entries[1]",
+        "not DER: ",
+    ),
+    (
+        "an entry running past the entries",
+        ListType.ISSUERS,
+        [Der.entry(B), Der.entry(A)[:-1]],
+        "tbsList.entries",
+        "not DER: ",
+    ),
+    (
+        "empty INTEGER",
+        ListType.CA_KEYS,
+        [ca_key_der(b"")],
+        "tbsList.entries[0].caIndex",
+        "an INTEGER with no contents octets",
+    ),
+    (
+        "negative caIndex: DER, but out of range",
+        ListType.CA_KEYS,
+        [ca_key_der(b"\xff")],
+        "tbsList.entries[0].caIndex",
+        "-1 is outside 0..255",
+    ),
+    (
+        "a time before 1970",
+        ListType.CITIES,
+        [city_der(b"19691231235959Z")],
+        "tbsList.entries[0].effectiveFrom",
+        "19691231235959Z is before 1970",
+    ),
+    (
+        "year 0",
+        ListType.CITIES,
+        [city_der(b"00000101000000Z")],
+        "tbsList.entries[0].effectiveFrom",
+        "00000101000000Z is before 1970",
+    ),
+    (
+        "a day that does not exist",
+        ListType.CITIES,
+        [city_der(b"20260230000000Z")],
+        "tbsList.entries[0]",
+        "not DER: day is out of range for month",
+    ),
+    (
+        "a fraction of a second",
+        ListType.CA_KEYS,
+        [ca_key_der(until=b"20260315080000.5Z")],
+        "tbsList.entries[0].verifyUntil",
+        "GeneralizedTime b'20260315080000.5Z' is not YYYYMMDDHHMMSSZ",
+    ),
+    (
+        "an overlong UTF-8 name",
+        ListType.CITIES,
+        [city_der(name=b"\xc0\xaf")],
+        "tbsList.entries[0]",
+        "not DER: 'utf-8' codec can't decode",
+    ),
+    (
+        "a public key that is not a point",
+        ListType.CA_KEYS,
+        [ca_key_der(point=b"\x05" + bytes(32))],
+        "tbsList.entries[0].publicKey",
+        "",
+    ),
+    (
+        "a public key of 34 bytes",
+        ListType.CA_KEYS,
+        [ca_key_der(point=CA0.public_key.compressed + b"\x00")],
+        "tbsList.entries[0].publicKey",
+        "34 bytes; a compressed SM2 point is 33",
+    ),
+    (
+        "keys out of order",
+        ListType.CA_KEYS,
+        [Der.entry(CA_KEYS[0]), Der.entry(CA_KEYS[1])],
+        "tbsList.entries[1].caIndex",
+        "0 is not after 1 (entries are in ascending order)",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "list_type", "entries", "field", "problem"),
+    BAD_ENTRIES_DECODED,
+    ids=[case for case, *_ in BAD_ENTRIES_DECODED],
+)
+def test_bad_entries_are_named_as_asn1crypto_named_them(
+    case: str, list_type: ListType, entries: list[bytes], field: str, problem: str
+) -> None:
+    data = Der.signed(Der.tbs(list_type, entries), signature=FIXED_SIGNATURE)
+    error = outcome(decode_signed_list, data)
+    assert error == outcome(decode_with_asn1crypto, data), case
+    assert isinstance(error, tuple), case
+    assert error[1] == field, error
+    assert problem in error[2], error
+    refusal = crafted_tbs_error(Der.tbs(list_type, entries))  # and a terminal says malformed
+    assert refusal.field == field
+
+
+@pytest.mark.parametrize(
+    "entries_der",
+    [
+        long_form(0xA1, Der.entry(B)),
+        long_form(0xA1, Der.entry(B), 1),
+        b"\xa1\x80" + Der.entry(B) + b"\x00\x00",
+    ],
+    ids=["long-form", "leading-zero", "indefinite"],
+)
+def test_entries_header_not_der(entries_der: bytes) -> None:
+    tbs = Der.seq(
+        Der.integer(1),
+        Der.enum(1),
+        Der.integer(7),
+        Der.gtime(NOW - 600),
+        Der.gtime(NOW + DAY),
+        entries_der,
+    )
+    data = Der.signed(tbs, signature=FIXED_SIGNATURE)
+    error = outcome(decode_signed_list, data)
+    assert error == outcome(decode_with_asn1crypto, data)
+    assert error == ("ListContentError", "tbsList", "not DER: re-encodes differently")
+
+
+def test_lengths_ending_in_0x80_are_lists_too() -> None:
+    # asn1crypto's dump() of a loaded value takes a definite length whose last octet is 0x80
+    # (30 81 80, 30 82 01 80, ...) for the indefinite length 80, and writes a broken TBSList:
+    # before ca/lists/der.py wrote the envelope, one list size in 256 came out truncated.
+    found: dict[str, list[IssuerEntry]] = {}
+    for count in range(1, 40):
+        for width in range(1, 9):
+            entries = [
+                IssuerEntry(
+                    f"{i:0{width}d}" if i == 0 else f"{10_000_000 + i}", i, 1, A.status, "1230"
+                )
+                for i in range(count)
+            ]
+            tbs = encode_tbs(
+                make_content(
+                    ListType.ISSUERS,
+                    entries,
+                    sequence=7,
+                    this_update=NOW - 600,
+                    next_update=NOW + DAY,
+                )
+            )
+            start, _ = der.read_element(tbs, 0, len(tbs), der.SEQUENCE)
+            if tbs[start - 1] == 0x80:
+                found.setdefault("tbsList", entries)
+            entries_at = len(tbs) - len(
+                Der.ctx(1, *[Der.entry(e) for e in sorted(entries, key=lambda e: e.key)])
+            )
+            if (
+                tbs[entries_at + 1] > 0x80
+                and tbs[entries_at + 1 + (tbs[entries_at + 1] & 0x7F)] == 0x80
+            ):
+                found.setdefault("entries", entries)
+    assert set(found) == {"tbsList", "entries"}
+    for entries in found.values():
+        data = build(ListType.ISSUERS, entries)
+        assert decode_signed_list(data).tbs_der == Der.tbs(
+            ListType.ISSUERS, [Der.entry(e) for e in sorted(entries, key=lambda e: e.key)]
+        )
+        assert load(data).entries == tuple(sorted(entries, key=lambda e: e.key))
+
+
+def test_signed_list_envelope_is_what_asn1crypto_writes() -> None:
+    for list_type in ListType:
+        parts = decode_signed_list(BUILT[list_type])
+        envelope = lists_asn1._SignedList(
+            {
+                "tbs_list": lists_asn1._TbsList.load(parts.tbs_der),
+                "signature_algorithm": lists_asn1._algorithm(),
+                "signature": parts.signature_der,
+                "certificates": [asn1_core.Any.load(c) for c in parts.certificates],
+            }
+        )
+        assert BUILT[list_type] == envelope.dump()
+        assert (
+            lists_asn1.encode_signed_list(parts.tbs_der, parts.signature_der, parts.certificates)
+            == BUILT[list_type]
+        )
+    with pytest.raises(ValueError, match="trailing data"):
+        lists_asn1.encode_signed_list(Der.tbs() + b"\x00", FIXED_SIGNATURE, [PKI.cert_der])
+    with pytest.raises(ValueError, match="Insufficient data"):
+        lists_asn1.encode_signed_list(Der.tbs(), FIXED_SIGNATURE, [PKI.cert_der[:-1]])
+
+
+# -- ca/lists/der.py on its own, against asn1crypto ------------------------------------------------
+@settings(max_examples=300, deadline=None)
+@given(st.integers(-(2**80), 2**80))
+def test_der_integer(value: int) -> None:
+    encoded = der.integer(value)
+    assert encoded == asn1_core.Integer(value).dump()
+    assert der.read_integer(encoded, 0, len(encoded)) == (value, len(encoded))
+    enumerated = der.integer(value, der.ENUMERATED)
+    assert enumerated == lists_asn1._Enumerated(value).dump()
+    assert der.read_integer(enumerated, 0, len(enumerated), der.ENUMERATED)[0] == value
+
+
+@pytest.mark.parametrize("size", [0, 1, 127, 128, 129, 255, 256, 257, 65535, 65536, 70000])
+def test_der_lengths(size: int) -> None:
+    encoded = der.tlv(der.OCTET_STRING, b"\x5a" * size)
+    assert encoded == asn1_core.OctetString(b"\x5a" * size).dump()
+    assert der.read_octets(encoded, 0, len(encoded)) == (b"\x5a" * size, len(encoded))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, MAX_TIME))
+def test_der_generalized_time(seconds: int) -> None:
+    encoded = der.generalized_time(seconds)
+    assert encoded == asn1_core.GeneralizedTime(moment(seconds)).dump()
+    assert der.read_time(encoded, 0, len(encoded)) == (seconds, len(encoded))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=200))
+def test_der_text(text: str) -> None:
+    try:
+        contents = text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates have no UTF-8
+        return
+    encoded = der.tlv(der.UTF8_STRING, contents)
+    assert encoded == asn1_core.UTF8String(text).dump()
+    assert der.read_text(encoded, 0, len(encoded), der.UTF8_STRING, "utf-8") == (text, len(encoded))
+
+
+@pytest.mark.parametrize(
+    ("encoded", "read", "problem"),
+    [
+        (b"", der.read_integer, "truncated"),
+        (b"\x02", der.read_integer, "truncated"),
+        (b"\x0a\x01\x00", der.read_integer, "tag 0x0a, expected 0x02"),
+        (b"\x02\x00", der.read_integer, "no contents octets"),
+        (b"\x02\x02\x00\x7f", der.read_integer, "shortest form"),
+        (b"\x02\x02\xff\x80", der.read_integer, "shortest form"),
+        (b"\x02\x02\x00", der.read_integer, "2 contents octets, only 1 left"),
+        (b"\x02\x81\x01\x01", der.read_integer, "long form"),
+        (b"\x02\x82\x00\x01\x01", der.read_integer, "leading zero"),
+        (b"\x02\x80\x01\x00\x00", der.read_integer, "indefinite"),
+        (b"\x02\x84\x01", der.read_integer, "truncated length"),
+        (b"\x04\x82\x01", der.read_octets, "truncated length"),
+        (b"\x18\x0d260315080000Z", der.read_time, "not YYYYMMDDHHMMSSZ"),
+        (b"\x18\x0f20260315080000+", der.read_time, "not YYYYMMDDHHMMSSZ"),
+        (b"\x18\x1120260315080000.5Z", der.read_time, "not YYYYMMDDHHMMSSZ"),
+        (b"\x18\x0f20261315080000Z", der.read_time, "no time"),
+        (b"\x18\x0f20260315240000Z", der.read_time, "no time"),
+        (b"\x18\x0f20261231235960Z", der.read_time, "no time"),
+        (b"\x18\x0f00000101000000Z", der.read_time, "no time"),
+        (b"\x0c\x02\xc0\xaf", lambda d, o, e: der.read_text(d, o, e, 0x0C, "utf-8"), "not utf-8"),
+        (b"\x0c\x03\xed\xa0\x80", lambda d, o, e: der.read_text(d, o, e, 0x0C, "utf-8"), "not utf"),
+    ],
+)
+def test_der_reader_refuses(encoded: bytes, read: Any, problem: str) -> None:
+    with pytest.raises(der.NotDer) as caught:
+        read(encoded, 0, len(encoded))
+    assert problem in str(caught.value)
+
+
+def test_der_reader_stays_inside_its_parent() -> None:
+    encoded = Der.seq(Der.integer(5)) + Der.integer(6)
+    with pytest.raises(der.NotDer, match="only 1 left"):
+        der.read_integer(Der.integer(300), 0, 3)
+    start, stop = der.read_element(encoded, 0, len(encoded), der.SEQUENCE)
+    assert der.read_integer(encoded, start, stop) == (5, stop)
+    assert der.read_integer(encoded, stop, len(encoded)) == (6, len(encoded))
 
 
 # -- rendering -------------------------------------------------------------------------------------
