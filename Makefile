@@ -1,9 +1,11 @@
 .PHONY: demo test bench
 
-# First command of the README: set up a fresh clone and run the main job.
+# First command of the README: set up a fresh clone, show the QR chain once, then open the
+# officers' console on demo data (seeded on first use under state/).
 demo:
 	scripts/bootstrap
 	.venv/bin/jtca qr demo
+	.venv/bin/jtca demo
 
 # Second command: the whole test suite (ruff, mypy, import-linter, pytest).
 test:

@@ -43,6 +43,9 @@ def _console(args: list[str]) -> int:
         print(f"jtca demo: sign-in secrets for the demo officers: {state / CREDENTIALS}")
         if getattr(options, "no_console", False):
             return 0
+        if not (sys.stdin.isatty() and sys.stdout.isatty()):
+            print("jtca demo: no terminal here; run `jtca demo` in a terminal to open the console")
+            return 0
         os.environ.setdefault("JTCA_STATE", str(Path(state)))
     from tui.app import JtcaApp
 

@@ -118,6 +118,61 @@ def find_keys(
     return sorted(session.exec(query), key=lambda k: (k.not_after, k.id or 0))
 
 
+SORT_COLUMNS: Final[dict[str, Any]] = {
+    "id": CityKey.id,
+    "label": CityKey.label,
+    "city": CityKey.city,
+    "city_name": CityKey.city,
+    "class": CityKey.key_class,
+    "state": CityKey.state,
+    "stage": CityKey.stage,
+    "not_after": CityKey.not_after,
+    "days_left": CityKey.not_after,
+}
+
+
+def text_condition(text: str) -> ColumnElement[bool] | None:
+    """Free text over the label, the city code and the city's name (names resolved to codes)."""
+    needle = text.strip()
+    if not needle:
+        return None
+    codes = [d.code for d in default_divisions().by_code.values() if d.is_city and needle in d.name]
+    found: list[ColumnElement[bool]] = [
+        col(CityKey.label).contains(needle, autoescape=True),
+        col(CityKey.city).contains(needle, autoescape=True),
+    ]
+    if codes:
+        found.append(col(CityKey.city).in_(codes))
+    return or_(*found)
+
+
+def find_page(
+    session: Session,
+    chosen: KeyFilter,
+    *,
+    now: int,
+    text: str = "",
+    sort: str = "not_after",
+    descending: bool = False,
+    limit: int = 500,
+) -> tuple[list[CityKey], int]:
+    """One page of the keys matching ``chosen`` and ``text``, sorted by ``sort`` (a key of
+    SORT_COLUMNS; ties by id), and how many match in all — both in SQL."""
+    if sort not in SORT_COLUMNS:
+        raise ValueError(f"sort {sort!r}: one of {', '.join(SORT_COLUMNS)}")
+    where = conditions(chosen, now)
+    extra = text_condition(text)
+    if extra is not None:
+        where.append(extra)
+    column = col(SORT_COLUMNS[sort])
+    order = [column.desc() if descending else column]
+    if sort != "id":
+        order.append(col(CityKey.id).desc() if descending else col(CityKey.id))
+    total = int(session.exec(select(func.count()).select_from(CityKey).where(*where)).one())
+    keys = list(session.exec(select(CityKey).where(*where).order_by(*order).limit(limit)))
+    return keys, total
+
+
 def count_keys(session: Session, chosen: KeyFilter, *, now: int) -> int:
     query = select(func.count()).select_from(CityKey).where(*conditions(chosen, now))
     return int(session.exec(query).one())

@@ -5,8 +5,10 @@ traceback. Screens hold no business rule: they call ``ca.console.Console``."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, cast
 
+from textual.message import Message
+from textual.message_pump import MessagePump
 from textual.screen import Screen
 from textual.worker import Worker
 
@@ -24,7 +26,24 @@ def describe_error(exc: BaseException) -> tuple[str, str]:
     return "Internal error", f"{type(exc).__name__}: {exc}"
 
 
-class ConsoleScreen(Screen[None]):
+class Guarded:
+    """Mixin for a message pump (the app, a screen): an exception raised by one of its message
+    handlers becomes a notification (title + message) and the pump keeps running.
+
+    Textual 8 hands such an exception to ``App._handle_exception``, which always exits the app,
+    and the pump that raised stops processing messages (``_process_messages_loop`` breaks), so
+    catching it later would leave a deaf screen; it is caught here, where it is raised."""
+
+    async def _on_message(self, message: Message) -> None:
+        try:
+            await super()._on_message(message)  # type: ignore[misc]
+        except Exception as exc:  # shown to the officer as title + message
+            title, text = describe_error(exc)
+            app = cast(MessagePump, self).app
+            app.notify(text, title=title, severity="error", timeout=10, markup=False)
+
+
+class ConsoleScreen(Guarded, Screen[None]):
     """A screen of the console, given the signed-in officer's ``Console``.
 
     ``KEY`` is its navigation key, ``TITLE`` its name in the navigation bar, ``ACTIONS`` the
@@ -45,7 +64,13 @@ class ConsoleScreen(Screen[None]):
 
     def fail(self, exc: BaseException) -> None:
         title, message = describe_error(exc)
-        self.app.notify(message, title=title, severity="error", timeout=10)
+        self.app.notify(message, title=title, severity="error", timeout=10, markup=False)
+
+    def _finish(self, done: Callable[[T], Any], result: T) -> None:
+        try:
+            done(result)
+        except Exception as exc:  # a failing result handler is shown, not raised in the thread
+            self.fail(exc)
 
     def run_blocking(
         self,
@@ -53,10 +78,13 @@ class ConsoleScreen(Screen[None]):
         *,
         done: Callable[[T], Any] | None = None,
         busy: str = "Working…",
+        quiet: bool = False,
     ) -> Worker[None]:
         """Run ``work`` in a thread worker (tokens and the database block); call ``done`` with
-        its result on the UI thread, or show its error as a notification."""
-        self.app.notify(busy, timeout=2)
+        its result on the UI thread, or show its error as a notification. ``quiet``: no "busy"
+        notification (quick reads, refreshes)."""
+        if not quiet:
+            self.app.notify(busy, timeout=2)
 
         def job() -> None:
             try:
@@ -65,6 +93,6 @@ class ConsoleScreen(Screen[None]):
                 self.app.call_from_thread(self.fail, exc)
                 return
             if done is not None:
-                self.app.call_from_thread(done, result)
+                self.app.call_from_thread(self._finish, done, result)
 
         return self.run_worker(job, thread=True, group="console-work", exit_on_error=False)

@@ -1,0 +1,271 @@
+"""The console end to end with Pilot at 80×24 on the demo state (real SoftHSM tokens, SQLite,
+policy, dual control): sign-in, what each officer sees, help, the command palette, the keys
+table, and key actions from the Keys screen."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import importlib
+import importlib.util
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from conftest import Demo
+from sqlmodel import Session, select
+from textual.pilot import Pilot
+from textual.widgets import DataTable, Input, Static
+
+from ca.authority import open_authority
+from ca.console import sign_in
+from ca.store.models import CityKey
+from tui.app import JtcaApp, NavBar, SignInScreen
+from tui.screens import SCREENS
+from tui.screens.dashboard import DashboardScreen
+from tui.screens.keys import SORTABLE, KeysScreen, ReasonModal
+
+SIZE = (80, 24)
+
+
+def aio(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+    """Run an async test body on a fresh event loop (Pilot is async; no pytest plugin
+    needed)."""
+
+    @functools.wraps(test)
+    def run(*args: Any, **kwargs: Any) -> None:
+        asyncio.run(test(*args, **kwargs))
+
+    return run
+
+
+async def settle(pilot: Pilot[None]) -> None:
+    """Wait until the workers are done and their results are on screen."""
+    for _ in range(4):
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+
+
+async def sign_in_as(pilot: Pilot[None], officer: str, *, pin: str = "", shares=()) -> None:
+    screen = pilot.app.screen
+    assert isinstance(screen, SignInScreen)
+    await pilot.click("#officer")
+    await pilot.press(*officer)
+    if shares:
+        await pilot.press("ctrl+t")
+        screen.query_one("#share-1", Input).value = shares[0]
+        screen.query_one("#share-2", Input).value = shares[1]
+        screen.query_one("#share-2", Input).focus()
+    else:
+        screen.query_one("#pin", Input).value = pin
+        screen.query_one("#pin", Input).focus()
+    await pilot.press("enter")
+    await settle(pilot)
+
+
+def app_for(world: Demo, **kwargs: Any) -> JtcaApp:
+    return JtcaApp(clock=world.clock, state=world.state, **kwargs)
+
+
+def text_of(app: JtcaApp, selector: str) -> str:
+    return str(app.screen.query_one(selector, Static).content)
+
+
+def test_all_nine_screen_modules_exist() -> None:
+    missing = [name for name, _ in SCREENS if importlib.util.find_spec(name) is None]
+    assert missing == []
+
+
+@aio
+async def test_sign_in_shows_the_dashboard(demo: Demo) -> None:
+    app = app_for(demo, demo=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert "demo-credentials.json" in text_of(app, "#demo-hint")
+        await sign_in_as(pilot, "gd-1", pin=demo.credentials.pins["gd-1"])
+        assert isinstance(app.screen, DashboardScreen)
+        counts = text_of(app, "#counts")
+        assert "Dormant             2" in counts
+        assert "Suspended           1" in counts
+        assert text_of(app, "#officer-bar") == "gd-1 · provincial-officer · 广东省 (440000)"
+        assert "sequence" not in counts
+        assert "ca-key-list" in text_of(app, "#lists")
+        assert app.notices == []
+
+
+@aio
+async def test_sign_in_refused_stays_on_the_form(demo: Demo) -> None:
+    app = app_for(demo)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await sign_in_as(pilot, "gd-1", pin="000000")
+        assert isinstance(app.screen, SignInScreen)
+        assert ("Sign-in refused", "unknown officer or wrong PIN") in app.notices
+        assert app.screen.query_one("#pin", Input).value == ""  # the secret is cleared
+        assert app.signed_in is None
+    assert app.return_code in (None, 0)  # no traceback, no crash
+
+
+@aio
+async def test_what_each_officer_sees(demo: Demo) -> None:
+    app = app_for(demo)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await sign_in_as(pilot, "gd-1", pin=demo.credentials.pins["gd-1"])
+        titles = {e.title for e in app.entries}
+        assert {"Dashboard", "Keys"} <= titles
+        assert not titles & {"Issuers", "Ceremony"}
+        await pilot.press("ctrl+o")  # sign out
+        await settle(pilot)
+        assert isinstance(app.screen, SignInScreen)
+        await sign_in_as(pilot, "mot-root-1", shares=demo.credentials.shares)
+        assert isinstance(app.screen, DashboardScreen)
+        root = {e.title for e in app.entries}
+        assert "Issuers" not in root  # the policy gives interop certificates to CA operators
+        if importlib.util.find_spec("tui.screens.ceremony"):  # helper C's screen
+            assert "Ceremony" in root
+        await pilot.press("ctrl+o")
+        await settle(pilot)
+        await sign_in_as(pilot, "ca-op-1", pin=demo.credentials.pins["ca-op-1"])
+        assert "Issuers" in {e.title for e in app.entries}
+        assert app.screen.query_one(NavBar).current == "1"
+
+
+@aio
+async def test_help_and_command_palette(demo: Demo) -> None:
+    app = app_for(demo)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await sign_in_as(pilot, "gd-1", pin=demo.credentials.pins["gd-1"])
+        await pilot.press("question_mark")
+        await pilot.pause()
+        help_text = text_of(app, "#help-text")
+        assert "ctrl+p" in help_text
+        assert "2  Keys" in help_text
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.screen, DashboardScreen)
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        await pilot.press(*"go to keys")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, KeysScreen)
+
+
+@aio
+async def test_keys_filter_sort_and_detail(demo: Demo) -> None:
+    app = app_for(demo)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await sign_in_as(pilot, "gd-1", pin=demo.credentials.pins["gd-1"])
+        await pilot.press("2")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, KeysScreen)
+        assert text_of(app, "#status").startswith("showing 6 of 6")
+        assert "city-card-440100-g1  #1  广州市" in text_of(app, "#detail")
+        await pilot.press("d")  # dormant: Shenzhen's two keys
+        await settle(pilot)
+        assert {r["city"] for r in screen.page.rows} == {"440300"}
+        await pilot.press("a", "slash", *"佛山")  # text matches the city's name
+        await pilot.pause(0.4)
+        await settle(pilot)
+        assert [r["label"] for r in screen.page.rows] == [
+            "city-card-440600-g1",
+            "city-qr-440600-g1",
+        ]
+        assert text_of(app, "#status").startswith("showing 2 of 2")
+        await pilot.press("escape", "down")
+        await settle(pilot)
+        assert "city-qr-440600-g1  #6" in text_of(app, "#detail")
+        await pilot.press("ctrl+a", "backspace")  # clear the filter
+        screen.query_one("#filter", Input).value = ""
+        await pilot.pause(0.4)
+        await settle(pilot)
+        await pilot.press("escape")
+        for _ in range(len(SORTABLE)):  # o cycles the sort column: up to the label
+            if screen.asked.sort == "label":
+                break
+            await pilot.press("o")
+        await settle(pilot)
+        labels = [r["label"] for r in screen.page.rows]
+        assert labels == sorted(labels)
+        assert screen.asked.sort == "label"
+        await pilot.press("O")
+        await settle(pilot)
+        assert [r["label"] for r in screen.page.rows] == sorted(labels, reverse=True)
+        table = screen.query_one("#keys", DataTable)
+        assert table.row_count == 6
+
+
+@aio
+async def test_suspend_from_the_keys_screen_under_dual_control(demo: Demo) -> None:
+    app = app_for(demo)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await sign_in_as(pilot, "gd-1", pin=demo.credentials.pins["gd-1"])
+        await pilot.press("2")
+        await settle(pilot)
+        await pilot.press("slash", *"city-qr-440100")
+        await pilot.pause(0.4)
+        await settle(pilot)
+        await pilot.press("escape")
+        await settle(pilot)
+        await pilot.press("u")
+        await pilot.pause()
+        assert isinstance(app.screen, ReasonModal)
+        await pilot.press(*"misused in Fujian", "enter")
+        await settle(pilot)
+        titles = [title for title, _ in app.notices]
+        assert "Awaiting approval" in titles, app.notices
+    engine = open_authority(demo.state).engine
+    op = sign_in(
+        engine, "ca-op-1", clock=demo.clock, pin=demo.credentials.pins["ca-op-1"], state=demo.state
+    )
+    try:
+        pending = [p for p in op.pending() if p["kind"] == "action"]
+        assert [p["what"] for p in pending] == ["city-key.suspend of city-qr-440100-g1"]
+        assert op.decide("action", pending[0]["id"], approve=True) == "done"
+    finally:
+        op.close()
+    with Session(engine) as session:
+        key = session.exec(select(CityKey).where(CityKey.label == "city-qr-440100-g1")).one()
+        assert key.state == "suspended"
+
+
+@aio
+async def test_renew_refused_is_a_notification(demo: Demo) -> None:
+    app = app_for(demo)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await sign_in_as(pilot, "gd-1", pin=demo.credentials.pins["gd-1"])
+        await pilot.press("2")
+        await settle(pilot)
+        await pilot.press("n")  # Guangzhou's card key: years before its renewal window
+        await settle(pilot)
+        refused = [(t, m) for t, m in app.notices if t == "Too early to renew"]
+        assert refused
+        assert "enters its renewal window on" in refused[0][1]
+        assert isinstance(app.screen, KeysScreen)
+    assert app.return_code in (None, 0)
+
+
+@aio
+async def test_an_error_in_a_handler_is_a_notification(demo: Demo) -> None:
+    app = app_for(demo)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await sign_in_as(pilot, "gd-1", pin=demo.credentials.pins["gd-1"])
+        screen = app.screen
+
+        def broken() -> None:
+            raise RuntimeError("boom")
+
+        screen.action_refresh = broken  # type: ignore[method-assign]
+        await pilot.press("r")
+        await pilot.pause()
+        assert ("Internal error", "RuntimeError: boom") in app.notices
+        await pilot.press("2")  # still alive
+        await settle(pilot)
+        assert isinstance(app.screen, KeysScreen)

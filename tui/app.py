@@ -1,0 +1,492 @@
+"""The officers' console (issue #7): sign in, then the screens of ``tui.screens.SCREENS`` that the
+officer's policy lets them see, keys 1–9 to switch, ``?`` for help, ctrl+p for the command
+palette, ctrl+q to quit.
+
+Blocking work (the token login, the database) runs in thread workers. Errors reach the officer
+as a notification with a title and a message, never a traceback: message handlers and actions
+are guarded where they run (``Guarded``, ``run_action``), and ``_handle_exception`` — which
+Textual 8 calls for anything else and which would print a traceback and exit — is overridden to
+notify instead. The console holds no business rule: it calls ``ca.console``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, ClassVar, Final
+
+from textual import on
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.containers import Vertical, VerticalScroll
+from textual.css.query import NoMatches
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Footer, Input, Static
+from textual.worker import WorkerFailed
+
+from ca.clock import Clock, SystemClock
+from ca.console import Console
+from tui.screens import SCREENS
+from tui.screens.base import ConsoleScreen, Guarded, describe_error
+
+APP_NAME: Final = "jtca — officers' console"
+
+
+@dataclass(frozen=True, slots=True)
+class ScreenEntry:
+    key: str
+    title: str
+    about: str
+    cls: type[ConsoleScreen]
+
+
+def load_screens() -> list[type[ConsoleScreen]]:
+    """The screen classes of ``SCREENS`` whose modules exist, in navigation order (a module not
+    written yet is skipped, so the console runs while the others are built)."""
+    found: list[type[ConsoleScreen]] = []
+    for module_name, class_name in SCREENS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:
+                continue
+            raise
+        found.append(getattr(module, class_name))
+    return found
+
+
+def first_line(doc: str | None) -> str:
+    text = " ".join((doc or "").strip().split("\n\n")[0].split())
+    return text
+
+
+def display_path(path: Path) -> str:
+    """``path`` relative to the working directory when it lies below it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+# -- chrome shown on every console screen -------------------------------------------------------
+class Chrome(Vertical):
+    """The two top lines of every console screen (one docked container: Textual overlaps
+    widgets docked at the same edge)."""
+
+    DEFAULT_CSS = """
+    Chrome { dock: top; height: 2; }
+    """
+
+
+class OfficerBar(Static):
+    """Who is signed in: officer id, roles, province."""
+
+    DEFAULT_CSS = """
+    OfficerBar { height: 1; background: $primary; color: $text; padding: 0 1; }
+    """
+
+
+class NavBar(Static):
+    """The screens this officer may open, the current one highlighted."""
+
+    DEFAULT_CSS = """
+    NavBar { height: 1; background: $boost; padding: 0 1; }
+    """
+
+    def __init__(self, entries: list[ScreenEntry], current: str) -> None:
+        super().__init__(id="nav")
+        self.entries = entries
+        self.current = current
+
+    def render(self) -> str:
+        width = max(self.size.width - 2, 20)
+        for cut in (None, 6, 4, 0):
+            parts = []
+            for entry in self.entries:
+                title = (
+                    entry.title if cut is None or entry.key == self.current else entry.title[:cut]
+                )
+                label = f"{entry.key} {title}".strip()
+                parts.append(
+                    f"[reverse] {label} [/]" if entry.key == self.current else f" {label} "
+                )
+            plain = sum(len(p.replace("[reverse]", "").replace("[/]", "")) for p in parts)
+            if plain <= width:
+                break
+        return "".join(parts)
+
+    def point_at(self, key: str) -> None:
+        self.current = key
+        self.refresh()
+
+
+# -- sign-in ------------------------------------------------------------------------------------
+class SignInScreen(Guarded, Screen[None]):
+    """Sign in with an officer id and the PIN of a token you hold, or the root token's share
+    quorum."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+t", "toggle_mode", "PIN / shares"),
+    ]
+    DEFAULT_CSS = """
+    SignInScreen { align: center middle; }
+    SignInScreen #form { width: 64; height: auto; border: round $primary; padding: 0 1; }
+    SignInScreen #form Input { margin: 0; }
+    SignInScreen .hint { color: $text-muted; }
+    SignInScreen #shares { height: auto; }
+    SignInScreen #shares.hidden, SignInScreen #pin.hidden { display: none; }
+    """
+
+    def __init__(self, officer: str | None, demo_hint: str | None) -> None:
+        super().__init__()
+        self.officer = officer or ""
+        self.demo_hint = demo_hint
+        self.share_mode = False
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="form"):
+            yield Static(f"[b]{APP_NAME}[/b]", id="form-title")
+            yield Static("Sign in with your officer id and your token PIN.", classes="hint")
+            yield Input(self.officer, placeholder="officer id", id="officer")
+            yield Input(placeholder="token PIN", password=True, id="pin")
+            with Vertical(id="shares", classes="hidden"):
+                yield Input(placeholder="root token share 1", password=True, id="share-1")
+                yield Input(placeholder="root token share 2", password=True, id="share-2")
+            yield Static(
+                "enter: sign in · ctrl+t: PIN / share quorum · ctrl+q: quit", classes="hint"
+            )
+            if self.demo_hint:
+                yield Static(f"Demo: credentials in {self.demo_hint}", id="demo-hint", markup=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#pin" if self.officer else "#officer", Input).focus()
+
+    def action_toggle_mode(self) -> None:
+        self.share_mode = not self.share_mode
+        self.query_one("#shares").set_class(not self.share_mode, "hidden")
+        self.query_one("#pin").set_class(self.share_mode, "hidden")
+        self.query_one("#share-1" if self.share_mode else "#pin", Input).focus()
+
+    @on(Input.Submitted)
+    def next_or_submit(self, event: Input.Submitted) -> None:
+        order = ["officer", "share-1", "share-2"] if self.share_mode else ["officer", "pin"]
+        at = order.index(event.input.id or "officer") if event.input.id in order else 0
+        if at + 1 < len(order) and not self.query_one(f"#{order[at + 1]}", Input).value:
+            self.query_one(f"#{order[at + 1]}", Input).focus()
+            return
+        self.submit()
+
+    def submit(self) -> None:
+        officer = self.query_one("#officer", Input).value.strip()
+        if not officer:
+            self.query_one("#officer", Input).focus()
+            self.app.notify("Type your officer id.", title="Sign in", severity="warning")
+            return
+        app = self.app
+        if not isinstance(app, JtcaApp):
+            return
+        if self.share_mode:
+            shares = [self.query_one(f"#share-{i}", Input).value.strip() for i in (1, 2)]
+            app.sign_in(officer, shares=[s for s in shares if s])
+        else:
+            app.sign_in(officer, pin=self.query_one("#pin", Input).value)
+
+    def clear_secrets(self) -> None:
+        for name in ("pin", "share-1", "share-2"):
+            self.query_one(f"#{name}", Input).value = ""
+        self.query_one("#share-1" if self.share_mode else "#pin", Input).focus()
+
+
+# -- help ---------------------------------------------------------------------------------------
+class HelpScreen(Guarded, ModalScreen[None]):
+    """Keys, screens and what each does."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,q,question_mark,f1", "dismiss", "Close"),
+    ]
+    DEFAULT_CSS = """
+    HelpScreen { align: center middle; }
+    HelpScreen #help { width: 76; max-height: 22; border: round $primary; padding: 0 1;
+                       background: $surface; }
+    """
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="help"):
+            yield Static(self.text, id="help-text", markup=False)
+
+    async def action_dismiss(self, result: None = None) -> None:
+        self.dismiss(result)
+
+
+# -- command palette ------------------------------------------------------------------------------
+class ConsoleCommands(Provider):
+    """ "Go to <screen>" for each screen the officer may open, and "Sign out"."""
+
+    def _commands(self) -> Iterable[tuple[str, Callable[[], Any], str]]:
+        app = self.app
+        if not isinstance(app, JtcaApp) or app.signed_in is None:
+            return
+        for entry in app.entries:
+            yield f"Go to {entry.title}", partial(app.go, entry.key), f"{entry.key}: {entry.about}"
+        yield "Sign out", app.action_sign_out, "Close this officer's session"
+
+    async def discover(self) -> Hits:
+        for name, command, about in self._commands():
+            yield DiscoveryHit(name, command, help=about)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for name, command, about in self._commands():
+            score = matcher.match(name)
+            if score > 0:
+                yield Hit(score, matcher.highlight(name), command, text=name, help=about)
+
+
+# -- the app --------------------------------------------------------------------------------------
+class JtcaApp(Guarded, App[None]):
+    """The officers' console."""
+
+    TITLE = APP_NAME
+    COMMANDS = App.COMMANDS | {ConsoleCommands}
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("question_mark,f1", "help", "Help"),
+        Binding("ctrl+o", "sign_out", "Sign out"),
+        *[Binding(str(n), f"go('{n}')", f"Screen {n}", show=False) for n in range(1, 10)],
+    ]
+    DEFAULT_CSS = """
+    Toast { max-width: 60; }
+    """
+
+    def __init__(
+        self,
+        *,
+        officer: str | None = None,
+        demo: bool = False,
+        clock: Clock | None = None,
+        state: Path | None = None,
+    ) -> None:
+        super().__init__()
+        self.officer = officer
+        self.demo = demo
+        self.clock: Clock = clock or SystemClock()
+        self.state = state
+        self.signed_in: Console | None = None  # the officer signed in (App.console is Rich's)
+        self.entries: list[ScreenEntry] = []
+        self.notices: list[tuple[str, str]] = []  # (title, message) of every notification
+        self._screens: dict[str, ConsoleScreen] = {}
+        self._current = ""
+
+    # -- where the state lives --------------------------------------------------------------
+    def state_folder(self) -> Path:
+        if self.state is not None:
+            return self.state
+        from ca.tokens import state_dir
+
+        return state_dir()
+
+    def on_mount(self) -> None:
+        self.push_screen(self._sign_in_screen())
+
+    def _sign_in_screen(self) -> SignInScreen:
+        hint = None
+        if self.demo:
+            from ca.demodata import CREDENTIALS
+
+            hint = display_path(self.state_folder() / CREDENTIALS)
+        return SignInScreen(self.officer, hint)
+
+    # -- notifications, errors -------------------------------------------------------------
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: Any = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        self.notices.append((title, message))
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+
+    def report(self, exc: BaseException) -> None:
+        title, text = describe_error(exc)
+        self.notify(text, title=title, severity="error", timeout=10, markup=False)
+
+    def _handle_exception(self, error: Exception) -> None:
+        """Anything not caught where it was raised (a worker that exits on error, a timer):
+        a notification, not Textual's traceback-and-exit."""
+        cause = error.error if isinstance(error, WorkerFailed) else error
+        try:
+            self.report(cause)
+        except Exception:  # no screen to notify on: let Textual end the app
+            super()._handle_exception(error)
+
+    async def run_action(
+        self,
+        action: Any,
+        default_namespace: Any = None,
+        namespaces: Any = None,
+    ) -> bool:
+        """Actions (key bindings, the palette, links) run here: an error becomes a notification."""
+        try:
+            return await super().run_action(action, default_namespace, namespaces)
+        except Exception as exc:
+            self.report(exc)
+            return True
+
+    # -- sign in / out --------------------------------------------------------------------------
+    def sign_in(
+        self, officer: str, *, pin: str | None = None, shares: list[str] | None = None
+    ) -> None:
+        state = self.state_folder()
+        clock = self.clock
+
+        def work() -> None:
+            from ca.authority import open_authority
+            from ca.console import sign_in
+
+            try:
+                engine = open_authority(state).engine
+                console = sign_in(
+                    engine, officer, clock=clock, pin=pin, shares=shares or (), state=state
+                )
+            except Exception as exc:
+                self.call_from_thread(self._refused, exc)
+                return
+            self.call_from_thread(self.signed_in_as, console)
+
+        self.run_worker(work, thread=True, group="sign-in", exclusive=True, exit_on_error=False)
+
+    def _refused(self, exc: BaseException) -> None:
+        self.report(exc)
+        if isinstance(self.screen, SignInScreen):
+            self.screen.clear_secrets()
+
+    def signed_in_as(self, console: Console) -> None:
+        self.signed_in = console
+        self.entries = [
+            ScreenEntry(cls.KEY, cls.TITLE, first_line(cls.__doc__), cls)
+            for cls in load_screens()
+            if cls.visible_to(console)
+        ]
+        self.sub_title = console.actor.id
+        if self.entries:
+            self.run_worker(self.go(self.entries[0].key), group="navigation")
+
+    def officer_line(self, console: Console) -> str:
+        actor = console.actor
+        where = "ministry"
+        if actor.province:
+            from ca.registry.divisions import default_divisions
+
+            province = default_divisions().province(actor.province)
+            where = f"{province.name if province else ''} ({actor.province})".strip()
+        return f"{actor.id} · {', '.join(sorted(actor.roles))} · {where}"
+
+    async def action_sign_out(self) -> None:
+        if self.signed_in is None:
+            return
+        console, self.signed_in = self.signed_in, None
+        self.entries = []
+        self.sub_title = ""
+        await self.switch_screen(self._sign_in_screen())
+        for key, screen in list(self._screens.items()):
+            self.uninstall_screen(screen)
+            del self._screens[key]
+        self._current = ""
+        console.close()
+        self.notify("Signed out.", title="Sign out", timeout=3)
+
+    def on_unmount(self) -> None:
+        if self.signed_in is not None:
+            self.signed_in.close()
+
+    # -- navigation -------------------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "go":
+            return self.signed_in is not None and any(e.key == parameters[0] for e in self.entries)
+        if action == "sign_out":
+            return self.signed_in is not None
+        return True
+
+    async def action_go(self, key: str) -> None:
+        await self.go(key)
+
+    async def go(self, key: str) -> None:
+        """Show the screen with navigation key ``key`` (if this officer may see it)."""
+        entry = next((e for e in self.entries if e.key == key), None)
+        if entry is None or self.signed_in is None:
+            return
+        screen = self._screens.get(key)
+        if screen is None:
+            screen = entry.cls(self.signed_in)
+            self._screens[key] = screen
+            self.install_screen(screen, name=f"console-{key}")
+        if isinstance(self.screen, HelpScreen):
+            self.screen.dismiss()
+        if self.screen is not screen:
+            await self.switch_screen(screen)
+        await self._dress(screen, key)
+        self._current = key
+
+    async def _dress(self, screen: ConsoleScreen, key: str) -> None:
+        """Put the officer bar, the navigation bar and the footer on ``screen`` once."""
+        try:
+            screen.query_one(NavBar).point_at(key)
+            return
+        except NoMatches:
+            pass
+        chrome = Chrome(
+            OfficerBar(self.officer_line(screen.console), id="officer-bar", markup=False),
+            NavBar(self.entries, key),
+            id="chrome",
+        )
+        await screen.mount(chrome, before=0)
+        if not screen.query(Footer):
+            await screen.mount(Footer())
+
+    @property
+    def current_key(self) -> str:
+        return self._current
+
+    # -- help ---------------------------------------------------------------------------------
+    def action_help(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            return
+        self.push_screen(HelpScreen(self.help_text()))
+
+    def help_text(self) -> str:
+        lines = [
+            APP_NAME,
+            "",
+            "Keys everywhere",
+            "  1-9       switch to a screen (below)",
+            "  ? / F1    this help (escape closes it)",
+            "  ctrl+p    command palette: go to a screen, sign out, theme, quit",
+            "  ctrl+o    sign out",
+            "  ctrl+q    quit",
+            "  tab       next field or table; enter submits a form",
+            "",
+        ]
+        if self.signed_in is None:
+            lines += ["Sign in", "  ctrl+t    switch between token PIN and share quorum", ""]
+        else:
+            lines.append(f"Screens for {self.signed_in.actor.id}")
+            for entry in self.entries:
+                lines.append(f"  {entry.key}  {entry.title:<12} {entry.about}")
+            current = self._screens.get(self._current)
+            if current is not None:
+                lines += ["", f"Keys on {current.TITLE}"]
+                for binding in current.BINDINGS:
+                    if isinstance(binding, Binding) and binding.show:
+                        lines.append(f"  {binding.key:<9} {binding.description}")
+        return "\n".join(lines)

@@ -1,0 +1,150 @@
+"""Approvals (4): dual control in the console. The items awaiting this officer's decision —
+key applications (第九条), key actions (suspend, revoke, dormant cleanup, material destruction;
+第十、十一条) and emergency publications (第三十四条) — never the officer's own requests.
+Approve or reject (with a reason) through ``ca.console.Console.decide``; the backend counts
+the approvers the policy requires and carries the action out on the last one."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.widgets import Footer, Static
+
+from ca.console import Console
+from ca.errors import JtcaError
+from tui.screens.base import ConsoleScreen
+from tui.screens.forms import Field, FormModal, RowTable
+
+
+class ApprovalsScreen(ConsoleScreen):
+    KEY: ClassVar[str] = "4"
+    TITLE: ClassVar[str] = "Approvals"
+    ACTIONS: ClassVar[tuple[str, ...]] = (
+        "city-key.approve",
+        "city-key.suspend",
+        "city-key.revoke",
+        "city-key.cleanup-dormant",
+        "city-key.destroy-material",
+        "list.emergency-publish",
+    )
+
+    DEFAULT_CSS = """
+    ApprovalsScreen #approvals-title { height: 1; background: $boost; text-style: bold; }
+    ApprovalsScreen #pending { height: 1fr; border: round $primary; }
+    ApprovalsScreen #detail { height: 4; border-top: solid $primary; padding: 0 1; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("a", "approve", "Approve"),
+        Binding("r", "reject", "Reject"),
+        Binding("f5", "refresh", "Refresh"),
+    ]
+
+    def __init__(self, console: Console) -> None:
+        super().__init__(console)
+        self.items: dict[str, dict[str, Any]] = {}
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="approvals-title", markup=False)
+        table = RowTable(id="pending")
+        table.border_title = "Awaiting your decision"
+        yield table
+        yield Static(id="detail", markup=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#pending", RowTable)
+        table.add_columns("Kind", "#", "What", "By", "At", "Reason")
+        table.focus()
+
+    def on_screen_resume(self) -> None:
+        self.action_refresh()  # shown again: another officer or screen may have changed things
+
+    def action_refresh(self) -> None:
+        self.run_blocking(self.console.pending, done=self._show, quiet=True)
+
+    def _show(self, rows: list[dict[str, Any]]) -> None:
+        self.items = {f"{row['kind']}:{row['id']}": row for row in rows}
+        self.query_one("#approvals-title", Static).update(
+            f" {len(rows)} awaiting the decision of {self.console.actor.id}"
+        )
+        self.query_one("#pending", RowTable).fill(
+            (
+                key,
+                [row["kind"], str(row["id"]), row["what"], row["by"], row["at"], row["reason"]],
+            )
+            for key, row in self.items.items()
+        )
+        self._describe()
+
+    def on_data_table_row_highlighted(self, event: RowTable.RowHighlighted) -> None:
+        self._describe()
+
+    def _describe(self) -> None:
+        item = self._current()
+        self.query_one("#detail", Static).update(
+            f"{item['kind']} #{item['id']}: {item['what']}\n"
+            f"asked by {item['by']} at {item['at']}"
+            + (f"\nreason: {item['reason']}" if item["reason"] else "")
+            if item
+            else "Nothing awaits your decision."
+        )
+
+    def _current(self) -> dict[str, Any] | None:
+        key = self.query_one("#pending", RowTable).current_key()
+        return self.items.get(key) if key else None
+
+    def action_approve(self) -> None:
+        item = self._current()
+        if item is None:
+            self.fail(JtcaError("nothing to approve", title="Approve"))
+            return
+
+        def confirmed(result: dict[str, str] | None) -> None:
+            if result is not None:
+                self._decide(item, approve=True, reason="")
+
+        self.app.push_screen(
+            FormModal(
+                f"Approve {item['kind']} #{item['id']}",
+                note=f"{item['what']}\nasked by {item['by']}"
+                + (f": {item['reason']}" if item["reason"] else ""),
+            ),
+            confirmed,
+        )
+
+    def action_reject(self) -> None:
+        item = self._current()
+        if item is None:
+            self.fail(JtcaError("nothing to reject", title="Reject"))
+            return
+
+        def given(result: dict[str, str] | None) -> None:
+            if result is not None:
+                self._decide(item, approve=False, reason=result["reason"])
+
+        self.app.push_screen(
+            FormModal(
+                f"Reject {item['kind']} #{item['id']}",
+                [Field("reason", "Why is it rejected?", placeholder="reason (required)")],
+                note=item["what"],
+            ),
+            given,
+        )
+
+    def _decide(self, item: dict[str, Any], *, approve: bool, reason: str) -> None:
+        kind, item_id = str(item["kind"]), int(item["id"])
+
+        def done(state: str) -> None:
+            verdict = "approved" if approve else "rejected"
+            self.app.notify(
+                f"{kind} #{item_id} {verdict}: now {state}", title="Decision recorded", markup=False
+            )
+            self.action_refresh()
+
+        self.run_blocking(
+            lambda: self.console.decide(kind, item_id, approve=approve, reason=reason),
+            done=done,
+            busy="Recording the decision…",
+        )

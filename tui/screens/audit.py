@@ -1,0 +1,226 @@
+"""Audit: the hash-chained audit log (第二十九条), newest first, a page at a time
+(``Console.audit_page``), filtered by action text; the highlighted event's details; and, for
+officers the policy lets (``audit.verify``), verifying the whole chain and its signed
+checkpoints in a worker (``Console.audit_verify``)."""
+
+from __future__ import annotations
+
+import json
+from typing import ClassVar, Final
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.timer import Timer
+from textual.widgets import DataTable, Input, Static
+
+from ca import audit
+from ca.clock import iso_utc
+from ca.console import Console
+from ca.store.models import AuditEvent
+from tui.screens.forms import RowTable
+from tui.screens.panels import ProgressScreen, ReportModal, WorkProgress, short_time
+
+PAGE: Final = 100
+DEBOUNCE: Final = 0.25  # seconds of quiet typing before the filter re-queries
+VERIFY: Final = "audit.verify"
+
+
+def event_detail(event: AuditEvent) -> str:
+    try:
+        details = json.dumps(json.loads(event.details), ensure_ascii=False, indent=2)
+    except ValueError:  # shown as stored: verification names a broken row
+        details = event.details
+    return "\n".join(
+        [
+            f"#{event.seq}  {iso_utc(event.at)}  {event.actor}",
+            f"{event.action}  ·  {event.subject}",
+            f"hash {event.hash}",
+            f"prev {event.prev_hash}",
+            details,
+        ]
+    )
+
+
+def report_text(report: audit.VerifyReport) -> str:
+    head = (
+        f"{report.events} events, {report.checkpoints} signed checkpoint"
+        f"{'s' if report.checkpoints != 1 else ''}: "
+    )
+    if report.ok:
+        return head + "OK — every link and checkpoint verifies."
+    lines = [head + f"{len(report.findings)} finding{'s' if len(report.findings) != 1 else ''}"]
+    lines += [f"  seq {f.seq}  {f.problem}: {f.message}" for f in report.findings]
+    return "\n".join(lines)
+
+
+class AuditScreen(ProgressScreen):
+    """The audit log, newest first: filter by action, page, details; verify the chain."""
+
+    KEY = "8"
+    TITLE = "Audit"
+    ACTIONS = ()
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("slash", "focus_filter", "Filter"),
+        Binding("escape", "focus_table", "Table", show=False),
+        Binding("n", "older", "Older"),
+        Binding("p", "newer", "Newer"),
+        Binding("g", "newest", "Newest"),
+        Binding("r", "reload", "Reload"),
+        Binding("v", "verify", "Verify chain"),
+    ]
+    DEFAULT_CSS = """
+    AuditScreen #filter { height: 1; border: none; padding: 0 1; }
+    AuditScreen #status { height: 1; padding: 0 1; color: $text-muted; }
+    AuditScreen #events { height: 1fr; }
+    AuditScreen #detail-box { height: 8; background: $boost; }
+    AuditScreen #detail { padding: 0 1; }
+    """
+
+    def __init__(self, console: Console) -> None:
+        super().__init__(console)
+        self.may_verify = console.can(VERIFY)
+        self.action_text = ""
+        self.pages: list[int | None] = [None]  # the ``before`` of each page shown so far
+        self.events: list[AuditEvent] = []
+        self.total = 0
+        self.report: audit.VerifyReport | None = None
+        self._debounce: Timer | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Input(placeholder="/ filter by action, e.g. list.publish or sign-in", id="filter")
+        yield Static("loading…", id="status", markup=False)
+        yield RowTable(id="events")
+        with VerticalScroll(id="detail-box"):
+            yield Static("", id="detail", markup=False)
+        yield WorkProgress()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#events", DataTable)
+        table.add_column("Seq", width=5)
+        table.add_column("Time (UTC)", width=16)
+        table.add_column("Actor", width=11)
+        table.add_column("Action", width=24)
+        table.add_column("Subject", width=12)
+        table.focus()
+        self.reload()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "verify":
+            return self.may_verify
+        return True
+
+    # -- the page -------------------------------------------------------------------------------
+    def reload(self) -> None:
+        console, before, text = self.console, self.pages[-1], self.action_text
+
+        def job() -> tuple[list[AuditEvent], int]:
+            return console.audit_page(before=before, size=PAGE, action=text), console.audit_count()
+
+        def done(found: tuple[list[AuditEvent], int]) -> None:
+            if (before, text) != (self.pages[-1], self.action_text):
+                return  # an answer to a question no longer asked
+            self.events, self.total = found
+            self.show_page()
+
+        self.run_blocking(job, done=done, quiet=True)
+
+    def show_page(self) -> None:
+        table = self.query_one("#events", RowTable)
+        table.fill(
+            (
+                str(e.seq),
+                [str(e.seq), short_time(iso_utc(e.at)), e.actor, e.action, e.subject],
+            )
+            for e in self.events
+        )
+        if self.events:
+            span = f"seq {self.events[0].seq}–{self.events[-1].seq}"
+        else:
+            span = "no events" + (" match" if self.action_text else "")
+        text = self.action_text.strip()
+        self.query_one("#status", Static).update(
+            f"{self.total} events · page {len(self.pages)} · {span} · newest first"
+            + (f" · action contains “{text}”" if text else "")
+        )
+        self.show_detail()
+
+    @on(DataTable.RowHighlighted, "#events")
+    def event_highlighted(self) -> None:
+        self.show_detail()
+
+    def highlighted(self) -> AuditEvent | None:
+        key = self.query_one("#events", RowTable).current_key()
+        return next((e for e in self.events if str(e.seq) == key), None)
+
+    def show_detail(self) -> None:
+        event = self.highlighted()
+        self.query_one("#detail", Static).update(event_detail(event) if event else "")
+
+    # -- paging and filtering ------------------------------------------------------------------
+    def action_older(self) -> None:
+        if len(self.events) < PAGE:
+            self.app.notify("This is the oldest page.", title="Audit", timeout=3)
+            return
+        self.pages.append(self.events[-1].seq)
+        self.query_one("#events", DataTable).move_cursor(row=0)
+        self.reload()
+
+    def action_newer(self) -> None:
+        if len(self.pages) == 1:
+            self.app.notify("This is the newest page.", title="Audit", timeout=3)
+            return
+        self.pages.pop()
+        self.query_one("#events", DataTable).move_cursor(row=0)
+        self.reload()
+
+    def action_newest(self) -> None:
+        self.pages = [None]
+        self.query_one("#events", DataTable).move_cursor(row=0)
+        self.reload()
+
+    def action_reload(self) -> None:
+        self.reload()
+
+    def action_focus_filter(self) -> None:
+        self.query_one("#filter", Input).focus()
+
+    def action_focus_table(self) -> None:
+        self.query_one("#events", DataTable).focus()
+
+    @on(Input.Changed, "#filter")
+    def filter_changed(self, event: Input.Changed) -> None:
+        self.action_text = event.value.strip()
+        self.pages = [None]
+        if self._debounce is not None:
+            self._debounce.stop()
+        self._debounce = self.set_timer(DEBOUNCE, self.reload)
+
+    @on(Input.Submitted, "#filter")
+    def filter_submitted(self) -> None:
+        if self._debounce is not None:
+            self._debounce.stop()
+        self.reload()
+        self.action_focus_table()
+
+    # -- verification --------------------------------------------------------------------------
+    def action_verify(self) -> None:
+        def done(report: audit.VerifyReport) -> None:
+            self.report = report
+            text = report_text(report)
+            if report.ok:
+                self.app.notify(text, title="Audit chain verified", markup=False)
+            else:
+                self.app.notify(
+                    text, title="Audit chain broken", severity="error", timeout=15, markup=False
+                )
+            self.app.push_screen(
+                ReportModal(
+                    "Audit chain verified" if report.ok else "Audit chain broken",
+                    text,
+                    failed=not report.ok,
+                )
+            )
+
+        self.work(self.console.audit_verify, done=done, busy="Verifying the audit chain…")

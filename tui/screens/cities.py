@@ -1,0 +1,356 @@
+"""Cities (3): the cities of a province and their keys (一城一密), applications for key sets
+(第九条), and the packages that carry keys ministry → province → city.
+
+A provincial officer sees their own province, applies for keys of marked cities, hands the keys
+the province holds on to the cities and imports the packages sent to the province. A ministry
+officer picks a province, generates the keys of an approved application and delivers them to the
+province. Every action is ``ca.console.Console``'s; the policy decides who may do what.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal
+from textual.widgets import Footer, Static
+
+from ca.citykeys import queries, workflow
+from ca.console import Console
+from ca.errors import JtcaError
+from ca.registry.divisions import default_divisions
+from ca.tokens import state_dir
+from tui.screens.base import ConsoleScreen
+from tui.screens.forms import Field, FormModal, MarkTable, PickModal, RowTable
+
+APPLY = "city-key.apply"
+GENERATE = "city-key.generate"
+DELIVER = "city-key.deliver"
+IMPORT = "city-key.import"
+
+
+def _short(key_class: str) -> str:
+    return key_class.removeprefix("city-")
+
+
+class CitiesScreen(ConsoleScreen):
+    KEY: ClassVar[str] = "3"
+    TITLE: ClassVar[str] = "Cities"
+    ACTIONS: ClassVar[tuple[str, ...]] = (APPLY, GENERATE, DELIVER, IMPORT)
+
+    DEFAULT_CSS = """
+    CitiesScreen #cities-title { height: 1; background: $boost; text-style: bold; }
+    CitiesScreen #cities { height: 1fr; border: round $primary; }
+    CitiesScreen #lower { height: 1fr; }
+    CitiesScreen #applications, CitiesScreen #deliveries {
+        width: 1fr; height: 100%; border: round $primary;
+    }
+    CitiesScreen DataTable:focus { border: round $accent; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("a", "apply", "Apply"),
+        Binding("g", "generate", "Generate"),
+        Binding("d", "deliver", "Deliver"),
+        Binding("i", "import_packages", "Import"),
+        Binding("p", "pick_province", "Province"),
+        Binding("r,f5", "refresh", "Refresh"),
+    ]
+    _NEEDS: ClassVar[dict[str, str]] = {
+        "apply": APPLY,
+        "generate": GENERATE,
+        "deliver": DELIVER,
+        "import_packages": IMPORT,
+    }
+
+    def __init__(self, console: Console) -> None:
+        super().__init__(console)
+        self.allowed = {name: console.can(action) for name, action in self._NEEDS.items()}
+        self.divisions = default_divisions()
+        self.province: str | None = console.province
+
+    # -- layout ---------------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield Static(id="cities-title", markup=False)
+        cities = MarkTable(id="cities")
+        cities.border_title = "Cities (space marks)"
+        yield cities
+        with Horizontal(id="lower"):
+            applications = RowTable(id="applications")
+            applications.border_title = "Applications"
+            yield applications
+            deliveries = MarkTable(id="deliveries")
+            deliveries.border_title = "Awaiting delivery"
+            yield deliveries
+        yield Footer()
+
+    def on_mount(self) -> None:
+        cities = self.query_one("#cities", MarkTable)
+        cities.add_mark_column()
+        cities.add_columns("Code", "City", "Application", "Keys (state, stage)")
+        self.query_one("#applications", RowTable).add_columns("#", "State", "By", "Cities")
+        deliveries = self.query_one("#deliveries", MarkTable)
+        deliveries.add_mark_column()
+        deliveries.add_columns("Key", "Stage")
+        cities.focus()
+
+    def on_screen_resume(self) -> None:
+        self.action_refresh()  # shown again: another officer or screen may have changed things
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in self.allowed:
+            return self.allowed[action]
+        if action == "pick_province":
+            return self.console.province is None
+        return True
+
+    # -- loading ----------------------------------------------------------------------------------
+    def action_refresh(self) -> None:
+        self.run_blocking(self._load, done=self._show, quiet=True)
+
+    def _load(self) -> dict[str, Any]:
+        applications = self.console.applications()
+        province = self.province
+        if province is None:  # a ministry officer: the province of the latest application
+            province = applications[0].province if applications else "110000"
+        keys = self.console.find_keys(queries.KeyFilter(province=province))
+        return {
+            "province": province,
+            "applications": [a for a in applications if a.province == province],
+            "keys": keys,
+        }
+
+    def _show(self, loaded: dict[str, Any]) -> None:
+        self.province = loaded["province"]
+        province = self.divisions.province(self.province or "")
+        who = self.console.actor.id
+        self.query_one("#cities-title", Static).update(
+            f" Cities of {province.name if province else self.province} ({self.province}) · {who}"
+        )
+        latest: dict[str, str] = {}
+        for application in reversed(loaded["applications"]):  # oldest first: newest wins
+            for city in application.cities.split(","):
+                latest[city] = f"#{application.id} {application.state}"
+        keys_of: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for key in loaded["keys"]:
+            keys_of[key["city"]].append(key)
+        rows = []
+        for city in self.divisions.cities_of(self.province or ""):
+            keys = sorted(keys_of.get(city.code, []), key=lambda k: (k["class"], k["generation"]))
+            status = "; ".join(
+                f"{_short(k['class'])}"
+                + (f" g{k['generation']}" if k["generation"] > 1 else "")
+                + f": {k['state']}, {k['stage']}"
+                for k in keys
+            )
+            rows.append(
+                (city.code, [city.code, city.name, latest.get(city.code, ""), status or "no keys"])
+            )
+        self.query_one("#cities", MarkTable).fill(rows)
+        self.query_one("#applications", RowTable).fill(
+            (
+                str(a.id),
+                [str(a.id), a.state, a.applicant, a.cities],
+            )
+            for a in loaded["applications"]
+        )
+        ministry = self.console.province is None
+        awaiting = [
+            k
+            for k in loaded["keys"]
+            if k["state"] in queries.LIVE
+            and (
+                k["stage"] == workflow.GENERATED
+                if ministry
+                else k["stage"] == workflow.AT_PROVINCE and k["city"] != k["province"]
+            )
+        ]
+        self.query_one("#deliveries", MarkTable).fill(
+            (str(k["id"]), [k["label"], k["stage"]]) for k in awaiting
+        )
+
+    # -- province (ministry officers) -------------------------------------------------------------
+    def action_pick_province(self) -> None:
+        if self.console.province is not None:
+            return
+        choices = [(p.code, f"{p.code} {p.name}") for p in self.divisions.provinces]
+
+        def chosen(code: str | None) -> None:
+            if code:
+                self.province = code
+                self.action_refresh()
+
+        self.app.push_screen(PickModal("Province", choices, self.province), chosen)
+
+    # -- apply ------------------------------------------------------------------------------------
+    def action_apply(self) -> None:
+        cities = self.query_one("#cities", MarkTable)
+        codes = cities.chosen()
+        names = ", ".join(f"{self._city_name(c)} ({c})" for c in codes)
+
+        def given(result: dict[str, str] | None) -> None:
+            if result is None:
+                return
+            chosen = [c.strip() for c in result["cities"].replace(" ", ",").split(",") if c.strip()]
+            named = ", ".join(f"{self._city_name(c)} ({c})" for c in chosen)
+
+            def done(application: Any) -> None:
+                cities.marked.clear()
+                self.app.notify(
+                    f"application #{application.id} for {named} awaits approval",
+                    title="Applied",
+                    markup=False,
+                )
+                self.action_refresh()
+
+            self.run_blocking(lambda: self.console.apply(chosen), done=done, busy="Applying…")
+
+        self.app.push_screen(
+            FormModal(
+                "Apply for key sets (第九条)",
+                [Field("cities", "City codes, comma-separated", ",".join(codes))],
+                note=f"Marked: {names}" if codes else "Mark cities with space, or type codes.",
+            ),
+            given,
+        )
+
+    def _city_name(self, code: str) -> str:
+        city = self.divisions.city(code)
+        return city.name if city else code
+
+    # -- generate ---------------------------------------------------------------------------------
+    def action_generate(self) -> None:
+        chosen = self.query_one("#applications", RowTable).current_key()
+        if chosen is None:
+            self.fail(JtcaError("no application to generate keys for", title="Generate"))
+            return
+        application_id = int(chosen)
+
+        def confirmed(result: dict[str, str] | None) -> None:
+            if result is None:
+                return
+
+            def done(keys: list[Any]) -> None:
+                self.app.notify(
+                    f"{len(keys)} keys generated for application #{application_id}: "
+                    + ", ".join(k.label for k in keys),
+                    title="Generated",
+                    markup=False,
+                )
+                self.action_refresh()
+
+            self.run_blocking(
+                lambda: self.console.generate(application_id),
+                done=done,
+                busy="Generating keys in the ministry token…",
+            )
+
+        self.app.push_screen(
+            FormModal(
+                "Generate keys",
+                note=f"Generate the key sets of application #{application_id}?",
+            ),
+            confirmed,
+        )
+
+    # -- deliver ----------------------------------------------------------------------------------
+    def default_folder(self) -> Path:
+        day = datetime.fromtimestamp(self.console.now(), UTC).date().isoformat()
+        return (self.console.state or state_dir()) / "packages" / day
+
+    def action_deliver(self) -> None:
+        deliveries = self.query_one("#deliveries", MarkTable)
+        order = [str(row.key.value) for row in deliveries.ordered_rows]
+        ids = [int(k) for k in order if k in deliveries.marked] or [int(k) for k in order]
+        if not ids:
+            self.fail(JtcaError("no key awaits delivery", title="Deliver"))
+            return
+
+        def chosen(result: dict[str, str] | None) -> None:
+            if result is None:
+                return
+            folder = Path(result["folder"].strip() or str(self.default_folder())).expanduser()
+
+            def done(sent: list[Any]) -> None:
+                deliveries.marked.clear()
+                self.app.notify(
+                    f"{len(sent)} packages written to {folder}",
+                    title="Delivered",
+                    timeout=8,
+                    markup=False,
+                )
+                self.action_refresh()
+
+            self.run_blocking(
+                lambda: self.console.deliver(ids, folder), done=done, busy="Sealing packages…"
+            )
+
+        self.app.push_screen(
+            FormModal(
+                f"Deliver {len(ids)} keys",
+                [Field("folder", "Write the packages to folder", str(self.default_folder()))],
+                note="Marked keys, or all keys awaiting delivery if none is marked.",
+            ),
+            chosen,
+        )
+
+    # -- import -----------------------------------------------------------------------------------
+    def action_import_packages(self) -> None:
+        def chosen(result: dict[str, str] | None) -> None:
+            if result is None:
+                return
+            path = Path(result["path"].strip()).expanduser()
+            self.run_blocking(
+                lambda: self._import(path), done=self._imported, busy="Importing packages…"
+            )
+
+        self.app.push_screen(
+            FormModal(
+                "Import key packages",
+                [
+                    Field(
+                        "path",
+                        "A package (.jkp) or a folder of packages",
+                        str(self.default_folder()),
+                    )
+                ],
+            ),
+            chosen,
+        )
+
+    def _import(self, path: Path) -> tuple[list[Any], list[tuple[str, JtcaError]]]:
+        if path.is_dir():
+            files = sorted(path.glob("*.jkp"))
+            if not files:
+                raise JtcaError(f"no .jkp package in {path}", title="Bad input")
+        else:
+            files = [path]
+        imported: list[Any] = []
+        refused: list[tuple[str, JtcaError]] = []
+        for file in files:
+            try:
+                imported.append(self.console.import_package(file))
+            except JtcaError as exc:
+                refused.append((file.name, exc))
+        return imported, refused
+
+    def _imported(self, outcome: tuple[list[Any], list[tuple[str, JtcaError]]]) -> None:
+        imported, refused = outcome
+        for name, exc in refused:
+            self.app.notify(
+                f"{name}: {exc.message}",
+                title=exc.title,
+                severity="error",
+                timeout=10,
+                markup=False,
+            )
+        if imported:
+            self.app.notify(
+                f"{len(imported)} keys imported: " + ", ".join(i.label for i in imported),
+                title="Imported",
+                markup=False,
+            )
+        self.action_refresh()

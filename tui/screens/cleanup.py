@@ -1,0 +1,181 @@
+"""Cleanup (7): dormant keys — delivered but never activated within their class's dormancy
+threshold — reviewed and revoked (第十条: 长期未使用的密钥…清理撤销), and keys whose grace
+period after revocation or deactivation has ended, whose material is destroyed (the record
+stays, 第二十九条). Both are requested through ``ca.console.Console.request``; the policy's
+dual control decides whether they run at once or await approvers (Approvals, 4)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.widgets import Footer, Static
+
+from ca.citykeys import misuse
+from ca.console import Console
+from ca.errors import JtcaError
+from tui.screens.base import ConsoleScreen
+from tui.screens.forms import Field, FormModal, MarkTable
+
+GRACE_ENDED = "grace period ended"
+
+
+def outcome_text(outcome: misuse.ActionOutcome) -> tuple[str, str]:
+    """(title, message) of a requested action's outcome: done, or awaiting approvers."""
+    keys = ", ".join(outcome.keys)
+    if outcome.state == "done":
+        return "Done", f"{outcome.action} of {keys}: done"
+    if outcome.state == "pending":
+        return (
+            "Awaiting approvers",
+            f"{outcome.action} of {keys} is action #{outcome.action_id}: "
+            f"{outcome.approvals} of {outcome.required} approvals (Approvals, 4)",
+        )
+    return outcome.state.capitalize(), f"{outcome.action} of {keys}: {outcome.state}"
+
+
+class CleanupScreen(ConsoleScreen):
+    KEY: ClassVar[str] = "7"
+    TITLE: ClassVar[str] = "Cleanup"
+    ACTIONS: ClassVar[tuple[str, ...]] = (misuse.CLEANUP, misuse.DESTROY)
+
+    DEFAULT_CSS = """
+    CleanupScreen #cleanup-title { height: 1; background: $boost; text-style: bold; }
+    CleanupScreen #dormant, CleanupScreen #destroy { height: 1fr; border: round $primary; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("c", "cleanup", "Clean up"),
+        Binding("x", "destroy", "Destroy material"),
+        Binding("r,f5", "refresh", "Refresh"),
+    ]
+
+    def __init__(self, console: Console) -> None:
+        super().__init__(console)
+        self.allowed = {
+            "cleanup": console.can(misuse.CLEANUP),
+            "destroy": console.can(misuse.DESTROY),
+        }
+        self.labels: dict[str, str] = {}
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="cleanup-title", markup=False)
+        dormant = MarkTable(id="dormant")
+        dormant.border_title = "Dormant: delivered, never activated (space marks)"
+        yield dormant
+        destroy = MarkTable(id="destroy")
+        destroy.border_title = "Grace period ended: material to destroy"
+        yield destroy
+        yield Footer()
+
+    def on_mount(self) -> None:
+        dormant = self.query_one("#dormant", MarkTable)
+        dormant.add_mark_column()
+        dormant.add_columns("Key", "City", "State", "Stage", "Delivered")
+        destroy = self.query_one("#destroy", MarkTable)
+        destroy.add_mark_column()
+        destroy.add_columns("Key", "City", "State", "Destroy after")
+        dormant.focus()
+
+    def on_screen_resume(self) -> None:
+        self.action_refresh()  # shown again: another officer or screen may have changed things
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return self.allowed.get(action, True)
+
+    def action_refresh(self) -> None:
+        def load() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+            return self.console.dormant(), self.console.destroy_due()
+
+        self.run_blocking(load, done=self._show, quiet=True)
+
+    def _show(self, loaded: tuple[list[dict[str, Any]], list[dict[str, Any]]]) -> None:
+        dormant, due = loaded
+        self.labels = {str(k["id"]): k["label"] for k in [*dormant, *due]}
+        self.query_one("#cleanup-title", Static).update(
+            f" {len(dormant)} dormant · {len(due)} past their grace period"
+            + (f" · province {self.console.province}" if self.console.province else "")
+        )
+        self.query_one("#dormant", MarkTable).fill(
+            (
+                str(k["id"]),
+                [
+                    k["label"],
+                    f"{k['city_name']} {k['city']}",
+                    k["state"],
+                    k["stage"],
+                    (k["delivered_at"] or "")[:10],
+                ],
+            )
+            for k in dormant
+        )
+        self.query_one("#destroy", MarkTable).fill(
+            (
+                str(k["id"]),
+                [
+                    k["label"],
+                    f"{k['city_name']} {k['city']}",
+                    k["state"],
+                    (k["destroy_after"] or "")[:10],
+                ],
+            )
+            for k in due
+        )
+
+    def action_cleanup(self) -> None:
+        ids = self.query_one("#dormant", MarkTable).chosen()
+        if not ids:
+            self.fail(JtcaError("no dormant key to clean up", title="Dormant cleanup"))
+            return
+        labels = ", ".join(self.labels.get(i, i) for i in ids)
+
+        def given(result: dict[str, str] | None) -> None:
+            if result is not None:
+                self._request(misuse.CLEANUP, ids, result["reason"])
+
+        self.app.push_screen(
+            FormModal(
+                f"Revoke {len(ids)} dormant keys",
+                [Field("reason", "Reason", placeholder="e.g. never activated (第十条)")],
+                note=f"{labels}\nRevoked keys' material is destroyed after the grace period.",
+            ),
+            given,
+        )
+
+    def action_destroy(self) -> None:
+        table = self.query_one("#destroy", MarkTable)
+        every = [str(row.key.value) for row in table.ordered_rows]
+        ids = [k for k in every if k in table.marked] or every  # marked, or all that are due
+        if not ids:
+            self.fail(JtcaError("no key past its grace period", title="Destroy material"))
+            return
+        labels = ", ".join(self.labels.get(i, i) for i in ids)
+
+        def confirmed(result: dict[str, str] | None) -> None:
+            if result is not None:
+                self._request(misuse.DESTROY, ids, GRACE_ENDED)
+
+        self.app.push_screen(
+            FormModal(
+                f"Destroy the material of {len(ids)} keys",
+                note=f"{labels}\nThe material is destroyed in every token; the records stay."
+                + ("" if table.marked else "\n(No key marked: all keys listed.)"),
+            ),
+            confirmed,
+        )
+
+    def _request(self, action: str, ids: list[str], reason: str) -> None:
+        key_ids = [int(i) for i in ids]
+
+        def done(outcome: misuse.ActionOutcome) -> None:
+            title, message = outcome_text(outcome)
+            for table in self.query(MarkTable):
+                table.marked.clear()
+            self.app.notify(message, title=title, timeout=8, markup=False)
+            self.action_refresh()
+
+        self.run_blocking(
+            lambda: self.console.request(action, key_ids, reason),
+            done=done,
+            busy="Requesting…",
+        )

@@ -1,0 +1,92 @@
+"""Dashboard: the officer's keys at a glance (counts, expiry, dormant, suspended, violations, by
+state), the freshness of the published lists, overdue acknowledgments and pending approvals.
+Every number comes from ``Console.dashboard()`` (SQL counts in ``ca.citykeys.queries``)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.widgets import Static
+
+from ca.lifecycle import KeyState
+from tui.screens.base import ConsoleScreen
+
+COUNTS: tuple[tuple[str, str], ...] = (
+    ("total", "Keys in scope"),
+    ("expiring_30", "Expiring ≤30 d"),
+    ("expiring_90", "Expiring ≤90 d"),
+    ("renewal_due", "Renewal due"),
+    ("dormant", "Dormant"),
+    ("suspended", "Suspended"),
+    ("violations", "Violations"),
+)
+
+
+def counts_text(keys: dict[str, int]) -> str:
+    """The key counts, three to a line, each as ``label  value``."""
+    cells = [f"{label:<15}{keys.get(name, 0):>6}" for name, label in COUNTS]
+    rows = ["   ".join(cells[i : i + 3]) for i in range(0, len(cells), 3)]
+    states = [f"{s.value} {keys.get(f'state_{s.value}', 0)}" for s in KeyState]
+    return "\n".join(
+        [*rows, f"{'By state':<11}" + " · ".join(states[:3]), " " * 11 + " · ".join(states[3:])]
+    )
+
+
+def lists_text(lists: list[dict[str, Any]]) -> str:
+    lines = [f"{'List':<18}{'Seq':>5}  {'Next update':<22}Status"]
+    for entry in lists:
+        sequence = "—" if entry["sequence"] is None else str(entry["sequence"])
+        status = "STALE" if entry["stale"] else "fresh"
+        lines.append(f"{entry['list']:<18}{sequence:>5}  {entry['next_update'] or '—':<22}{status}")
+    return "\n".join(lines)
+
+
+class DashboardScreen(ConsoleScreen):
+    """Counts of keys (expiring, renewal due, dormant, suspended, violations), list freshness,
+    overdue acknowledgments, pending approvals."""
+
+    KEY = "1"
+    TITLE = "Dashboard"
+    ACTIONS = ()
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("r", "refresh", "Refresh")]
+    DEFAULT_CSS = """
+    DashboardScreen #board { padding: 0 1; }
+    DashboardScreen .section { margin-top: 1; }
+    DashboardScreen .heading { text-style: bold; color: $accent; }
+    """
+
+    def __init__(self, console: Any) -> None:
+        super().__init__(console)
+        self.board: dict[str, Any] | None = None
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="board"):
+            yield Static("Keys", classes="heading")
+            yield Static("loading…", id="counts", markup=False)
+            yield Static("Published lists", classes="heading section")
+            yield Static("", id="lists", markup=False)
+            yield Static("Work waiting", classes="heading section")
+            yield Static("", id="waiting", markup=False)
+
+    def on_mount(self) -> None:
+        self.action_refresh()
+
+    def action_refresh(self) -> None:
+        def done(board: dict[str, Any]) -> None:
+            self.board = board
+            self.show(board)
+
+        self.run_blocking(self.console.dashboard, done=done, busy="Counting…", quiet=True)
+
+    def show(self, board: dict[str, Any]) -> None:
+        self.query_one("#counts", Static).update(counts_text(board["keys"]))
+        self.query_one("#lists", Static).update(lists_text(board["lists"]))
+        stale = sum(1 for entry in board["lists"] if entry["stale"])
+        self.query_one("#waiting", Static).update(
+            f"{'Overdue acknowledgments':<26}{board['overdue_acks']:>4}\n"
+            f"{'Pending approvals for you':<26}{board['pending_approvals']:>4}\n"
+            f"{'Stale lists':<26}{stale:>4}"
+        )

@@ -1,0 +1,378 @@
+"""Keys: every city key in the officer's scope as a table filtered and sorted in SQL (a page of
+at most ``PAGE`` rows and the count of all that match, so 100,000 keys stay one query), a detail
+pane for the highlighted key, and its actions — renew, suspend, revoke, destroy material —
+through ``Console.renew`` and ``Console.request`` (policy, dual control and audit are theirs)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar, Final
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.timer import Timer
+from textual.widgets import DataTable, Input, Static
+
+from ca.citykeys import misuse, queries
+from ca.console import Console
+from ca.store.models import CityKey
+from tui.screens.base import ConsoleScreen, Guarded
+
+PAGE: Final = 500
+DEBOUNCE: Final = 0.2  # seconds of quiet typing before the filter re-queries
+
+QUICK: Final[dict[str, tuple[str, queries.KeyFilter]]] = {
+    "a": ("all", queries.KeyFilter()),
+    "e": ("expiring ≤90 d", queries.KeyFilter(expiring_days=90)),
+    "d": ("dormant", queries.KeyFilter(dormant=True)),
+    "s": ("suspended", queries.KeyFilter(suspended=True)),
+    "v": ("violations", queries.KeyFilter(violations=True)),
+}
+
+# (column key, header, width, the CityKey column it sorts by or None)
+COLUMNS: Final[tuple[tuple[str, str, int, Any], ...]] = (
+    ("id", "Id", 3, CityKey.id),
+    ("label", "Label", 19, CityKey.label),
+    ("city_name", "City", 6, CityKey.city),
+    ("class", "Class", 9, CityKey.key_class),
+    ("state", "State", 10, CityKey.state),
+    ("stage", "Stage", 10, CityKey.stage),
+    ("not_after", "Not after", 10, CityKey.not_after),
+    ("days_left", "Days", 5, CityKey.not_after),
+    ("flags", "Flags", 12, None),
+)
+SORTABLE: Final = tuple(name for name, _, _, column in COLUMNS if column is not None)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyQuery:
+    quick: str = "a"
+    text: str = ""
+    sort: str = "not_after"
+    descending: bool = False
+    limit: int = PAGE
+
+
+@dataclass(frozen=True, slots=True)
+class KeyPage:
+    rows: list[dict[str, Any]]
+    total: int
+
+
+def find_page(console: Console, asked: KeyQuery) -> KeyPage:
+    """One page of the keys matching ``asked`` in the officer's scope, and how many match."""
+    rows, total = console.find_page(
+        QUICK[asked.quick][1],
+        text=asked.text,
+        sort=asked.sort,
+        descending=asked.descending,
+        limit=asked.limit,
+    )
+    return KeyPage(rows, total)
+
+
+def cell(row: dict[str, Any], name: str) -> str:
+    value = row.get(name)
+    if name == "not_after" and isinstance(value, str):
+        return value[:10]
+    if name == "flags":
+        return ",".join(value or ()) or "—"
+    return "—" if value in (None, "") else str(value)
+
+
+def detail_text(key: dict[str, Any]) -> str:
+    def at(name: str) -> str:
+        value = key.get(name)
+        return value[:10] if isinstance(value, str) else "—"
+
+    flags = ", ".join(key.get("flags") or ()) or "none"
+    return "\n".join(
+        [
+            f"{key['label']}  #{key['id']}  {key['city_name']} ({key['city']})  "
+            f"{key['class']} {key['kind']} g{key['generation']}",
+            f"state {key['state']} · stage {key['stage']} · flags {flags} · "
+            f"violations {key['open_violations']}",
+            f"valid {at('not_before')} → {at('not_after')} ({key['days_left']} days left) · "
+            f"first use {at('first_use')}",
+            f"delivered {at('delivered_at')} · installed {at('installed_at')} · "
+            f"last use {at('last_use')}",
+            f"predecessor {key['predecessor'] or '—'} · successor {key['successor'] or '—'} · "
+            f"destroy after {at('destroy_after')} · destroyed {at('destroyed_at')} · "
+            f"reason {key['reason'] or '—'}",
+        ]
+    )
+
+
+class ReasonModal(Guarded, ModalScreen[str | None]):
+    """Asks for the reason of an action (or, with ``needs_reason`` false, a confirmation)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+    DEFAULT_CSS = """
+    ReasonModal { align: center middle; }
+    ReasonModal #ask { width: 70; height: auto; border: round $warning; padding: 0 1;
+                       background: $surface; }
+    ReasonModal .hint { color: $text-muted; }
+    """
+
+    def __init__(self, question: str, *, needs_reason: bool = True) -> None:
+        super().__init__()
+        self.question = question
+        self.needs_reason = needs_reason
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="ask"):
+            yield Static(self.question, id="question", markup=False)
+            if self.needs_reason:
+                yield Input(placeholder="reason (required, goes to the audit log)", id="reason")
+                yield Static("enter: submit · escape: cancel", classes="hint")
+            else:
+                yield Static("enter / y: confirm · escape / n: cancel", classes="hint")
+
+    def on_mount(self) -> None:
+        if self.needs_reason:
+            self.query_one("#reason", Input).focus()
+
+    def on_key(self, event: Any) -> None:
+        if self.needs_reason:
+            return
+        if event.key in ("enter", "y"):
+            event.stop()
+            self.dismiss("")
+        elif event.key == "n":
+            event.stop()
+            self.dismiss(None)
+
+    @on(Input.Submitted, "#reason")
+    def submitted(self, event: Input.Submitted) -> None:
+        reason = event.value.strip()
+        if not reason:
+            self.app.notify("A reason is required.", title="Reason", severity="warning")
+            return
+        self.dismiss(reason)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class KeysScreen(ConsoleScreen):
+    """Every key in your scope: filter, sort, details; renew, suspend, revoke, destroy
+    material."""
+
+    KEY = "2"
+    TITLE = "Keys"
+    ACTIONS = ()
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("slash", "focus_filter", "Filter"),
+        Binding("escape", "focus_table", "Table", show=False),
+        Binding("e", "quick('e')", "Expiring"),
+        Binding("d", "quick('d')", "Dormant"),
+        Binding("s", "quick('s')", "Suspended"),
+        Binding("v", "quick('v')", "Violations"),
+        Binding("a", "quick('a')", "All"),
+        Binding("o", "sort_next", "Sort"),
+        Binding("O", "sort_reverse", "Reverse", show=False),
+        Binding("r", "reload", "Reload", show=False),
+        Binding("n", "renew", "Renew"),
+        Binding("u", "suspend", "Suspend"),
+        Binding("x", "revoke", "Revoke"),
+        Binding("m", "destroy", "Destroy"),
+    ]
+    DEFAULT_CSS = """
+    KeysScreen #filter { height: 1; border: none; padding: 0 1; }
+    KeysScreen #status { height: 1; padding: 0 1; color: $text-muted; }
+    KeysScreen #keys { height: 1fr; }
+    KeysScreen #detail { height: 5; padding: 0 1; background: $boost; text-wrap: nowrap;
+                         text-overflow: ellipsis; }
+    """
+
+    def __init__(self, console: Console) -> None:
+        super().__init__(console)
+        self.asked = KeyQuery()
+        self.page = KeyPage([], 0)
+        self.loads = 0  # pages shown so far (tests and the benchmark wait on it)
+        self._generation = 0
+        self._debounce: Timer | None = None
+        self._highlighted: int | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Input(placeholder="/ filter: label, city code or city name", id="filter")
+        yield Static("loading…", id="status", markup=False)
+        table: DataTable[str] = DataTable(id="keys", cursor_type="row", zebra_stripes=True)
+        for name, header, width, _ in COLUMNS:
+            table.add_column(header, key=name, width=width)
+        yield table
+        yield Static("", id="detail", markup=False)
+
+    def on_mount(self) -> None:
+        self.query_one("#keys", DataTable).focus()
+        self.reload()
+
+    # -- querying ----------------------------------------------------------------------------
+    def reload(self) -> None:
+        """Re-query in a thread worker; only the newest query's answer is shown."""
+        self._generation += 1
+        generation, asked, console = self._generation, self.asked, self.console
+
+        def job() -> None:
+            try:
+                page = find_page(console, asked)
+            except Exception as exc:
+                self.app.call_from_thread(self.fail, exc)
+                return
+            self.app.call_from_thread(self._show_page, generation, page)
+
+        self.run_worker(job, thread=True, group="keys-query", exit_on_error=False)
+
+    def _show_page(self, generation: int, page: KeyPage) -> None:
+        if generation != self._generation:
+            return  # a newer query is under way
+        self.page = page
+        table: DataTable[str] = self.query_one("#keys", DataTable)
+        keep = self._highlighted
+        table.clear()
+        for row in page.rows:
+            table.add_row(*(cell(row, name) for name, *_ in COLUMNS), key=str(row["id"]))
+        if keep is not None:
+            ids = [row["id"] for row in page.rows]
+            if keep in ids:
+                table.move_cursor(row=ids.index(keep))
+        self._update_status()
+        if not page.rows:
+            self._highlighted = None
+            self.query_one("#detail", Static).update("no key matches")
+        self.loads += 1
+
+    def _update_status(self) -> None:
+        arrow = "↓" if self.asked.descending else "↑"
+        shown = len(self.page.rows)
+        text = self.asked.text.strip()
+        self.query_one("#status", Static).update(
+            f"showing {shown} of {self.page.total} · {QUICK[self.asked.quick][0]}"
+            + (f" · text “{text}”" if text else "")
+            + f" · sorted by {self.asked.sort} {arrow}"
+        )
+
+    @on(Input.Changed, "#filter")
+    def filter_changed(self, event: Input.Changed) -> None:
+        self.asked = replace(self.asked, text=event.value)
+        if self._debounce is not None:
+            self._debounce.stop()
+        self._debounce = self.set_timer(DEBOUNCE, self.reload)
+
+    @on(Input.Submitted, "#filter")
+    def filter_submitted(self) -> None:
+        self.action_focus_table()
+
+    def action_focus_filter(self) -> None:
+        self.query_one("#filter", Input).focus()
+
+    def action_focus_table(self) -> None:
+        self.query_one("#keys", DataTable).focus()
+
+    def action_quick(self, which: str) -> None:
+        self.asked = replace(self.asked, quick=which)
+        self.reload()
+
+    def action_sort_next(self) -> None:
+        at = SORTABLE.index(self.asked.sort) if self.asked.sort in SORTABLE else -1
+        self.asked = replace(self.asked, sort=SORTABLE[(at + 1) % len(SORTABLE)], descending=False)
+        self.reload()
+
+    def action_sort_reverse(self) -> None:
+        self.asked = replace(self.asked, descending=not self.asked.descending)
+        self.reload()
+
+    def action_reload(self) -> None:
+        self.reload()
+
+    @on(DataTable.HeaderSelected)
+    def header_selected(self, event: DataTable.HeaderSelected) -> None:
+        name = str(event.column_key.value)
+        if name not in SORTABLE:
+            return
+        if name == self.asked.sort:
+            self.asked = replace(self.asked, descending=not self.asked.descending)
+        else:
+            self.asked = replace(self.asked, sort=name, descending=False)
+        self.reload()
+
+    # -- detail ------------------------------------------------------------------------------
+    @on(DataTable.RowHighlighted)
+    def row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.row_key.value is None:
+            return
+        key_id = int(event.row_key.value)
+        self._highlighted = key_id
+        self.show_detail(key_id)
+
+    def show_detail(self, key_id: int) -> None:
+        def done(key: dict[str, Any]) -> None:
+            if self._highlighted == key_id:
+                self.query_one("#detail", Static).update(detail_text(key))
+
+        self.run_blocking(lambda: self.console.key(key_id), done=done, quiet=True)
+
+    def highlighted_key(self) -> dict[str, Any] | None:
+        return next((r for r in self.page.rows if r["id"] == self._highlighted), None)
+
+    # -- actions -----------------------------------------------------------------------------
+    def action_renew(self) -> None:
+        key = self.highlighted_key()
+        if key is None:
+            return
+        key_id = key["id"]
+
+        def done(new: CityKey) -> None:
+            self.app.notify(
+                f"{key['label']} renewed: its successor is {new.label}.", title="Renewed"
+            )
+            self.reload()
+
+        self.run_blocking(lambda: self.console.renew(key_id), done=done, busy="Renewing…")
+
+    def action_suspend(self) -> None:
+        self._ask(misuse.SUSPEND, "Suspend", needs_reason=True)
+
+    def action_revoke(self) -> None:
+        self._ask(misuse.REVOKE, "Revoke (final)", needs_reason=True)
+
+    def action_destroy(self) -> None:
+        self._ask(misuse.DESTROY, "Destroy the material of", needs_reason=False)
+
+    def _ask(self, action: str, verb: str, *, needs_reason: bool) -> None:
+        key = self.highlighted_key()
+        if key is None:
+            return
+        question = f"{verb} {key['label']} ({key['city_name']}, {key['state']})?"
+
+        def answered(reason: str | None) -> None:
+            if reason is not None:
+                self.request(action, key, reason)
+
+        self.app.push_screen(ReasonModal(question, needs_reason=needs_reason), answered)
+
+    def request(self, action: str, key: dict[str, Any], reason: str) -> None:
+        key_id = key["id"]
+
+        def done(outcome: misuse.ActionOutcome) -> None:
+            name = action.removeprefix("city-key.")
+            if outcome.state == "done":
+                self.app.notify(f"{name} of {key['label']}: done.", title="Done")
+            elif outcome.state == "pending":
+                waiting = outcome.required - outcome.approvals
+                self.app.notify(
+                    f"{name} of {key['label']} (request #{outcome.action_id}) awaits "
+                    f"{waiting} approver{'s' if waiting != 1 else ''}.",
+                    title="Awaiting approval",
+                )
+            else:
+                self.app.notify(f"{name} of {key['label']}: {outcome.state}.", title="Key action")
+            self.reload()
+            self.show_detail(key_id)
+
+        self.run_blocking(
+            lambda: self.console.request(action, [key_id], reason), done=done, busy="Requesting…"
+        )
