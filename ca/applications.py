@@ -14,16 +14,16 @@ from datetime import UTC, datetime
 from typing import Final
 
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from ca import audit
 from ca.authorization import PolicyDenied
+from ca.dualcontrol import record_decision
 from ca.errors import JtcaError
 from ca.registry.divisions import default_divisions
 from ca.signing import load_policy
 from ca.store.db import transaction
-from ca.store.models import Approval, KeyApplication
+from ca.store.models import KeyApplication
 from policies.rules import Actor, Subject, decide
 
 APPLY: Final = "city-key.apply"
@@ -88,39 +88,25 @@ def decide_application(
             raise ApplicationError(f"no application {application_id}")
         if application.state != "pending":
             raise ApplicationError(f"application {application_id} is already {application.state}")
-        if actor.id == application.applicant:
-            raise ApplicationError(
-                "dual control: the applicant cannot approve their own application"
-            )
         required = max(
             _decide(actor, APPROVE, Subject(city=c), now) for c in application.cities.split(",")
         )
-        if len(reason.strip()) > 400:
-            raise ApplicationError(f"reason: at most 400 characters, got {len(reason.strip())}")
-        if not approve and not reason.strip():
-            raise ApplicationError("a rejection needs a reason")
-        session.add(
-            Approval(
-                subject=subject_name,
-                approver=actor.id,
-                decision="approve" if approve else "reject",
-                reason=reason,
-                at=now,
-            )
+        decided = record_decision(
+            session,
+            subject=subject_name,
+            approver=actor.id,
+            requester=application.applicant,
+            approve=approve,
+            reason=reason,
+            required=required,
+            now=now,
+            error=ApplicationError,
+            own_request="dual control: the applicant cannot approve their own application",
         )
-        try:
-            session.flush()
-        except IntegrityError:
-            raise ApplicationError(f"{actor.id} has already decided on {subject_name}") from None
-        approvals = session.exec(
-            select(Approval)
-            .where(Approval.subject == subject_name)
-            .where(col(Approval.decision) == "approve")
-        ).all()
-        if not approve:
-            application.state, application.decided_at = "rejected", now
-        elif len(approvals) >= max(required, 1):
-            application.state, application.decided_at = "approved", now
+        reason = decided.reason
+        approvals = decided.approvers
+        if decided.state != "pending":
+            application.state, application.decided_at = decided.state, now
         session.add(application)
         audit.append(
             session,

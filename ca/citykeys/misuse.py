@@ -20,16 +20,16 @@ from dataclasses import dataclass
 from typing import Final
 
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from ca import audit
+from ca import audit, dualcontrol
 from ca.citykeys.common import CityKeyError, Vault, allowed, apply_event, get_key, key_flags
 from ca.clock import iso_utc
+from ca.dualcontrol import MAX_REASON, record_decision
 from ca.lifecycle import KeyEvent, KeyState, transition
 from ca.signing import load_policy
 from ca.store.db import transaction
-from ca.store.models import Approval, CityKey, KeyCopy, PendingAction, UsageViolation
+from ca.store.models import CityKey, KeyCopy, PendingAction, UsageViolation
 from hsm.pkcs11.keys import KeyNotFound
 from hsm.pkcs11.uri import Pkcs11Uri
 from policies.rules import Actor
@@ -47,14 +47,11 @@ EVENTS: Final = {
     DESTROY: KeyEvent.DESTROY,
 }
 _NEEDS_REASON: Final = (SUSPEND, REVOKE, CLEANUP, RESUME)
-MAX_REASON: Final = 400  # characters; stored with a prefix in a 500-character column
+__all__ = ["MAX_REASON"]  # re-exported: the longest reason a request takes
 
 
 def check_reason(reason: str) -> str:
-    reason = reason.strip()
-    if len(reason) > MAX_REASON:
-        raise ActionError(f"reason: at most {MAX_REASON} characters, got {len(reason)}")
-    return reason
+    return dualcontrol.check_reason(reason, ActionError)
 
 
 class ActionError(CityKeyError):
@@ -214,35 +211,22 @@ def decide(
             raise ActionError(f"no pending action {action_id}")
         if pending.state != "pending":
             raise ActionError(f"action {action_id} is already {pending.state}")
-        if actor.id == pending.requested_by:
-            raise ActionError("dual control: the requester cannot approve their own request")
         keys = [get_key(session, int(k)) for k in pending.key_ids.split(",")]
-        for key in keys:
-            allowed(actor, pending.action, key.city, key.key_class, now)
-        reason = check_reason(reason)
-        if not approve and not reason:
-            raise ActionError("a rejection needs a reason")
-        session.add(
-            Approval(
-                subject=subject,
-                approver=actor.id,
-                decision="approve" if approve else "reject",
-                reason=reason,
-                at=now,
-            )
+        if actor.id != pending.requested_by:
+            for key in keys:
+                allowed(actor, pending.action, key.city, key.key_class, now)
+        decided = record_decision(
+            session,
+            subject=subject,
+            approver=actor.id,
+            requester=pending.requested_by,
+            approve=approve,
+            reason=reason,
+            required=pending.required,
+            now=now,
+            error=ActionError,
         )
-        try:
-            session.flush()
-        except IntegrityError:
-            raise ActionError(f"{actor.id} has already decided on {subject}") from None
-        approvers = list(
-            session.exec(
-                select(Approval.approver)
-                .where(Approval.subject == subject)
-                .where(Approval.decision == "approve")
-                .order_by(col(Approval.id))
-            )
-        )
+        reason, approvers = decided.reason, list(decided.approvers)
         audit.append(
             session,
             actor=actor.id,
@@ -251,9 +235,9 @@ def decide(
             details={"approvals": len(approvers), "required": pending.required, "reason": reason},
             at=now,
         )
-        if not approve:
+        if decided.state == "rejected":
             pending.state, pending.decided_at = "rejected", now
-        elif len(approvers) >= pending.required:
+        elif decided.state == "approved":
             _execute(
                 session,
                 vault,

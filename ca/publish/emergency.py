@@ -12,15 +12,15 @@ from __future__ import annotations
 from typing import Final
 
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select
+from sqlmodel import select
 
 from ca import audit
 from ca.authorization import require
+from ca.dualcontrol import record_decision
 from ca.errors import JtcaError
 from ca.signing import load_policy
 from ca.store.db import transaction
-from ca.store.models import Approval, PendingAction
+from ca.store.models import PendingAction
 from policies.rules import Actor, Subject
 
 EMERGENCY: Final = "list.emergency-publish"
@@ -74,32 +74,20 @@ def decide(
             raise EmergencyError(f"no emergency publication request {action_id}")
         if row.state != "pending":
             raise EmergencyError(f"request {action_id} is already {row.state}")
-        if row.requested_by == actor.id:
-            raise EmergencyError("dual control: the requester cannot approve their own request")
-        if not approve and not reason.strip():
-            raise EmergencyError("a rejection needs a reason")
-        session.add(
-            Approval(
-                subject=subject,
-                approver=actor.id,
-                decision="approve" if approve else "reject",
-                reason=reason,
-                at=now,
-            )
+        decided = record_decision(
+            session,
+            subject=subject,
+            approver=actor.id,
+            requester=row.requested_by,
+            approve=approve,
+            reason=reason,
+            required=row.required,
+            now=now,
+            error=EmergencyError,
         )
-        try:
-            session.flush()
-        except IntegrityError:
-            raise EmergencyError(f"{actor.id} has already decided on {subject}") from None
-        approvals = session.exec(
-            select(Approval.id)
-            .where(Approval.subject == subject)
-            .where(col(Approval.decision) == "approve")
-        ).all()
-        if not approve:
-            row.state = "rejected"
-        elif len(approvals) >= row.required:
-            row.state = "approved"
+        approvals = decided.approvers
+        if decided.state != "pending":
+            row.state = decided.state
         row.decided_at = now
         session.add(row)
         audit.append(
