@@ -21,12 +21,12 @@ import argparse
 import random
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, func, select
+from timing import rate
 
 from ca.citykeys import queries
 from ca.expiry import DAY
@@ -36,16 +36,6 @@ from ca.store.db import make_engine, migrate
 from ca.store.models import CityKey
 
 NOW = 1_795_000_000  # 2026-11-18
-
-
-def rate(fn: Callable[[], object], seconds: float) -> float:
-    n, start = 0, time.perf_counter()
-    while True:
-        fn()
-        n += 1
-        elapsed = time.perf_counter() - start
-        if elapsed >= seconds:
-            return n / elapsed
 
 
 def fill(engine: Engine, count: int) -> None:

@@ -18,10 +18,10 @@ import os
 import secrets
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from sqlmodel import Session, select
+from timing import rate_and_count as rate
 
 from ca import audit
 from ca.issuance import IssueContext, issue
@@ -35,16 +35,6 @@ from hsm.pkcs11.token import EnvPin, Token
 from hsm.signer import SoftwareSigner
 from hsm.sm.sm3 import sm3
 from hsm.softhsm import init_token, use_softhsm
-
-
-def rate(fn: Callable[[], object], seconds: float) -> tuple[float, int]:
-    n, start = 0, time.perf_counter()
-    while True:
-        fn()
-        n += 1
-        elapsed = time.perf_counter() - start
-        if elapsed >= seconds:
-            return n / elapsed, n
 
 
 def fresh_postgres_database(server_url: str) -> str:

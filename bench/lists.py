@@ -20,9 +20,10 @@ import os
 import secrets
 import tempfile
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+
+from timing import rate
 
 from ca.files import write_atomically
 from ca.lists.asn1 import (
@@ -47,16 +48,6 @@ from hsm.softhsm import init_token, use_softhsm
 
 DAY = 86400
 NAME = {"CN": "bench root", "O": "jtca", "C": "CN"}
-
-
-def rate(fn: Callable[[], object], seconds: float) -> float:
-    n, start = 0, time.perf_counter()
-    while True:
-        fn()
-        n += 1
-        elapsed = time.perf_counter() - start
-        if elapsed >= seconds:
-            return n / elapsed
 
 
 def main() -> None:

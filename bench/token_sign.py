@@ -18,10 +18,9 @@ import argparse
 import os
 import secrets
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
+from timing import rate
 from tongsuopy.crypto import hashes
 from tongsuopy.crypto.asymciphers import ec
 
@@ -29,17 +28,6 @@ from hsm.pkcs11.keys import KeyStore
 from hsm.pkcs11.signer import TokenSigner
 from hsm.pkcs11.token import EnvPin, Token
 from hsm.softhsm import init_token, use_softhsm
-
-
-def rate(fn: Callable[[], object], seconds: float) -> float:
-    n = 0
-    start = time.perf_counter()
-    while True:
-        fn()
-        n += 1
-        elapsed = time.perf_counter() - start
-        if elapsed >= seconds:
-            return n / elapsed
 
 
 def main() -> None:

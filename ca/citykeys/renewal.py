@@ -29,13 +29,13 @@ from ca.citykeys.common import (
     get_key,
     transport_key,
 )
-from ca.citykeys.workflow import INSTALLED
+from ca.citykeys.workflow import INSTALLED, record_generated
 from ca.clock import iso_utc
 from ca.expiry import DAY
 from ca.lifecycle import KeyEvent, KeyState, transition
 from ca.signing import load_policy
 from ca.store.db import transaction
-from ca.store.models import CityKey, KeyCopy
+from ca.store.models import CityKey
 from hsm.pkcs11.keys import KeyNotFound
 from policies.rules import Actor
 
@@ -71,34 +71,18 @@ def renew(engine: Engine, vault: Vault, actor: Actor, key_id: int, *, now: int) 
             old = get_key(session, key_id)
             if old.successor_id is not None or old.state != KeyState.ACTIVE.value:
                 raise CityKeyError(f"{old.label} changed meanwhile ({old.state})")
-            new = CityKey(
-                label=label,
+            new = record_generated(
+                session,
+                made,
                 city=old.city,
                 province=old.province,
-                key_class=old.key_class,
-                kind=made.kind.value,
+                key_class=cls,
                 generation=generation,
                 application_id=old.application_id,
-                ministry_uri=str(made.uri),
-                public_key=made.public_key.compressed.hex() if made.public_key else None,
-                check_value=made.check_value.hex() if made.check_value else None,
-                created_at=now,
-                created_by=actor.id,
-                not_before=now,
-                not_after=now + cls.validity_days * DAY,
+                ministry_token=ministry.token,
+                actor=actor.id,
+                now=now,
                 predecessor_id=old.id,
-                state_changed_at=now,
-            )
-            session.add(new)
-            session.flush()
-            session.add(
-                KeyCopy(
-                    city_key_id=new.id or 0,
-                    holder=MINISTRY,
-                    token=ministry.token,
-                    uri=new.ministry_uri,
-                    installed_at=now,
-                )
             )
             old.successor_id = new.id
             old.supersede_at = min(old.not_after, now + cls.overlap_days * DAY)

@@ -32,7 +32,7 @@ from typing import Final
 import pkcs11
 from pkcs11 import Attribute, ObjectClass
 from sqlalchemy.engine import Engine
-from sqlmodel import col, func, select
+from sqlmodel import Session, col, func, select
 
 from ca import audit
 from ca.applications import ApplicationError
@@ -57,7 +57,7 @@ from hsm.envelope import PackageRefused, export_key, import_key, key_id_of, read
 from hsm.pkcs11.keys import KeyKind, KeyNotFound, KeyStore, TokenKey
 from hsm.pkcs11.uri import Pkcs11Uri
 from hsm.sm.sm2 import SM2PublicKey
-from policies.rules import Actor, is_province_code
+from policies.rules import Actor, KeyClass, is_province_code
 
 GENERATE: Final = "city-key.generate"
 DELIVER: Final = "city-key.deliver"
@@ -214,33 +214,17 @@ def generate(
                 for cls in classes:
                     key = made[index]
                     index += 1
-                    row = CityKey(
-                        label=key.label,
+                    row = record_generated(
+                        session,
+                        key,
                         city=city,
                         province=application.province,
-                        key_class=cls.name,
-                        kind=key.kind.value,
+                        key_class=cls,
                         generation=generations[(city, cls.name)],
                         application_id=application_id,
-                        ministry_uri=str(key.uri),
-                        public_key=key.public_key.compressed.hex() if key.public_key else None,
-                        check_value=key.check_value.hex() if key.check_value else None,
-                        created_at=now,
-                        created_by=actor.id,
-                        not_before=now,
-                        not_after=now + cls.validity_days * DAY,
-                        state_changed_at=now,
-                    )
-                    session.add(row)
-                    session.flush()
-                    session.add(
-                        KeyCopy(
-                            city_key_id=row.id or 0,
-                            holder=MINISTRY,
-                            token=ministry.token,
-                            uri=row.ministry_uri,
-                            installed_at=now,
-                        )
+                        ministry_token=ministry.token,
+                        actor=actor.id,
+                        now=now,
                     )
                     audit.append(
                         session,
@@ -269,6 +253,54 @@ def generate(
 
 
 _LIVE: Final = (KeyState.PRE_ACTIVE, KeyState.ACTIVE, KeyState.SUSPENDED)
+
+
+def record_generated(
+    session: Session,
+    key: TokenKey,
+    *,
+    city: str,
+    province: str,
+    key_class: KeyClass,
+    generation: int,
+    application_id: int | None,
+    ministry_token: str,
+    actor: str,
+    now: int,
+    predecessor_id: int | None = None,
+) -> CityKey:
+    """The record of a city key just generated in the ministry token, and of the ministry's
+    copy of it (the caller audits, in the same transaction)."""
+    row = CityKey(
+        label=key.label,
+        city=city,
+        province=province,
+        key_class=key_class.name,
+        kind=key.kind.value,
+        generation=generation,
+        application_id=application_id,
+        ministry_uri=str(key.uri),
+        public_key=key.public_key.compressed.hex() if key.public_key else None,
+        check_value=key.check_value.hex() if key.check_value else None,
+        created_at=now,
+        created_by=actor,
+        not_before=now,
+        not_after=now + key_class.validity_days * DAY,
+        predecessor_id=predecessor_id,
+        state_changed_at=now,
+    )
+    session.add(row)
+    session.flush()
+    session.add(
+        KeyCopy(
+            city_key_id=row.id or 0,
+            holder=MINISTRY,
+            token=ministry_token,
+            uri=row.ministry_uri,
+            installed_at=now,
+        )
+    )
+    return row
 
 
 # -- delivery -------------------------------------------------------------------------------
