@@ -16,5 +16,6 @@ bench:
 	.venv/bin/python bench/qr_verify.py
 	.venv/bin/python bench/token_sign.py
 	pg="$$(scripts/pg-test-server start)" && .venv/bin/python bench/issue_interop.py --postgres "$$pg" && \
-	  .venv/bin/python bench/city_scan.py --postgres "$$pg" && .venv/bin/python bench/lists.py; \
+	  .venv/bin/python bench/city_scan.py --postgres "$$pg" && .venv/bin/python bench/lists.py && \
+	  .venv/bin/python bench/tui_keys.py; \
 	  status=$$?; scripts/pg-test-server stop; exit $$status
