@@ -12,6 +12,7 @@ notify instead. The console holds no business rule: it calls ``ca.console``.
 from __future__ import annotations
 
 import importlib
+import textwrap
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
@@ -32,8 +33,10 @@ from ca.clock import Clock, SystemClock
 from ca.console import Console
 from tui.screens import SCREENS
 from tui.screens.base import ConsoleScreen, Guarded, describe_error
+from tui.screens.panels import WorkProgress
 
 APP_NAME: Final = "jtca — officers' console"
+HELP_WIDTH: Final = 70  # the help box's text width
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +164,7 @@ class SignInScreen(Guarded, Screen[None]):
             )
             if self.demo_hint:
                 yield Static(f"Demo: credentials in {self.demo_hint}", id="demo-hint", markup=False)
+            yield WorkProgress()
         yield Footer()
 
     def on_mount(self) -> None:
@@ -190,6 +194,12 @@ class SignInScreen(Guarded, Screen[None]):
         app = self.app
         if not isinstance(app, JtcaApp):
             return
+        progress = self.query_one(WorkProgress)
+        if progress.has_class("running"):
+            return  # a sign-in is under way
+        progress.show(
+            "Signing in: the token checks the " + ("shares…" if self.share_mode else "PIN…")
+        )
         if self.share_mode:
             shares = [self.query_one(f"#share-{i}", Input).value.strip() for i in (1, 2)]
             app.sign_in(officer, shares=[s for s in shares if s])
@@ -197,6 +207,7 @@ class SignInScreen(Guarded, Screen[None]):
             app.sign_in(officer, pin=self.query_one("#pin", Input).value)
 
     def clear_secrets(self) -> None:
+        self.query_one(WorkProgress).hide()
         for name in ("pin", "share-1", "share-2"):
             self.query_one(f"#{name}", Input).value = ""
         self.query_one("#share-1" if self.share_mode else "#pin", Input).focus()
@@ -229,12 +240,22 @@ class HelpScreen(Guarded, ModalScreen[None]):
 
 # -- command palette ------------------------------------------------------------------------------
 class ConsoleCommands(Provider):
-    """ "Go to <screen>" for each screen the officer may open, and "Sign out"."""
+    """The current screen's actions ("Keys: Suspend"), "Go to <screen>" for each screen the
+    officer may open, and "Sign out"."""
 
     def _commands(self) -> Iterable[tuple[str, Callable[[], Any], str]]:
         app = self.app
         if not isinstance(app, JtcaApp) or app.signed_in is None:
             return
+        current = app.current_screen
+        if current is not None:
+            for keys, binding in app.screen_keys(current):
+                if binding.show:
+                    yield (
+                        f"{current.TITLE}: {binding.description}",
+                        partial(app.run_on, current, binding.action),
+                        f"key {keys}",
+                    )
         for entry in app.entries:
             yield f"Go to {entry.title}", partial(app.go, entry.key), f"{entry.key}: {entry.about}"
         yield "Sign out", app.action_sign_out, "Close this officer's session"
@@ -282,6 +303,7 @@ class JtcaApp(Guarded, App[None]):
         self.signed_in: Console | None = None  # the officer signed in (App.console is Rich's)
         self.entries: list[ScreenEntry] = []
         self.notices: list[tuple[str, str]] = []  # (title, message) of every notification
+        self.errors: list[tuple[str, str]] = []  # (title, message) of the error notifications
         self._screens: dict[str, ConsoleScreen] = {}
         self._current = ""
 
@@ -315,6 +337,8 @@ class JtcaApp(Guarded, App[None]):
         markup: bool = True,
     ) -> None:
         self.notices.append((title, message))
+        if severity == "error":
+            self.errors.append((title, message))
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
     def report(self, exc: BaseException) -> None:
@@ -458,6 +482,11 @@ class JtcaApp(Guarded, App[None]):
     def current_key(self) -> str:
         return self._current
 
+    @property
+    def current_screen(self) -> ConsoleScreen | None:
+        """The console screen shown (under any modal), if an officer is signed in."""
+        return self._screens.get(self._current) if self.signed_in is not None else None
+
     # -- help ---------------------------------------------------------------------------------
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):
@@ -465,28 +494,54 @@ class JtcaApp(Guarded, App[None]):
         self.push_screen(HelpScreen(self.help_text()))
 
     def help_text(self) -> str:
-        lines = [
-            APP_NAME,
-            "",
-            "Keys everywhere",
-            "  1-9       switch to a screen (below)",
-            "  ? / F1    this help (escape closes it)",
-            "  ctrl+p    command palette: go to a screen, sign out, theme, quit",
-            "  ctrl+o    sign out",
-            "  ctrl+q    quit",
-            "  tab       next field or table; enter submits a form",
-            "",
-        ]
+        """The current screen's keys first (what the officer came for), then the screens this
+        officer may open, then the keys that work everywhere."""
+        lines = [APP_NAME, ""]
+        current = self.current_screen
+        if current is not None:
+            lines.append(f"Keys on {current.KEY} {current.TITLE}")
+            lines += [f"  {key:<9} {b.description}" for key, b in self.screen_keys(current)]
+            lines.append("")
         if self.signed_in is None:
             lines += ["Sign in", "  ctrl+t    switch between token PIN and share quorum", ""]
         else:
             lines.append(f"Screens for {self.signed_in.actor.id}")
             for entry in self.entries:
-                lines.append(f"  {entry.key}  {entry.title:<12} {entry.about}")
-            current = self._screens.get(self._current)
-            if current is not None:
-                lines += ["", f"Keys on {current.TITLE}"]
-                for binding in current.BINDINGS:
-                    if isinstance(binding, Binding) and binding.show:
-                        lines.append(f"  {binding.key:<9} {binding.description}")
+                lines += textwrap.wrap(
+                    f"{entry.key}  {entry.title:<12} {entry.about}",
+                    width=HELP_WIDTH,
+                    initial_indent="  ",
+                    subsequent_indent=" " * 18,
+                )
+            lines.append("")
+        lines += [
+            "Keys everywhere",
+            "  1-9       switch to a screen",
+            "  ? / F1    this help (escape closes it)",
+            "  ctrl+p    command palette: this screen's actions, screens, sign out, quit",
+            "  ctrl+o    sign out",
+            "  ctrl+q    quit",
+            "  tab       next field or table; enter submits a form; escape cancels it",
+            "  space     mark a row (tables marked with ✓)",
+        ]
         return "\n".join(lines)
+
+    def screen_keys(self, screen: ConsoleScreen) -> list[tuple[str, Binding]]:
+        """(keys, binding) of ``screen``'s bindings that this officer may use."""
+        found = []
+        for binding in screen.BINDINGS:
+            if not isinstance(binding, Binding) or not binding.description:
+                continue
+            if screen.check_action(binding.action.split("(")[0], ()) is False:
+                continue
+            keys = " / ".join(
+                self.get_key_display(Binding(key.strip(), binding.action))
+                for key in binding.key.split(",")
+            )
+            found.append((keys, binding))
+        return found
+
+    async def run_on(self, screen: ConsoleScreen, action: str) -> None:
+        """Run one of ``screen``'s actions (from the command palette)."""
+        if self.current_screen is screen:  # not signed out meanwhile
+            await self.run_action(action, screen)

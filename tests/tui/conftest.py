@@ -14,8 +14,9 @@ import pytest
 
 from ca.clock import FixedClock
 from ca.demodata import DemoCredentials, load_credentials, seed
+from hsm.pkcs11.token import find_module, rescan
 
-NOW = 1_795_000_000  # 2026-11-18T09:46:40Z: the demo world's "now"
+NOW = 1_795_000_000  # 2026-11-18T11:06:40Z: the demo world's "now"
 
 
 @dataclass
@@ -47,6 +48,10 @@ def demo(seeded: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Itera
     conf.write_text(text)
     monkeypatch.setenv("JTCA_STATE", str(state))
     monkeypatch.setenv("SOFTHSM2_CONF", str(conf))
+    # SoftHSM2 reads its token folder at C_Initialize, and ``use_softhsm`` re-initialises only
+    # when SOFTHSM2_CONF changes — which it no longer does: without this the module would keep
+    # the tokens of the folder it first saw (the seed's), shared by every test.
+    rescan(find_module())
     monkeypatch.delenv("JTCA_DATABASE_URL", raising=False)
     from ca.authority import open_authority
 

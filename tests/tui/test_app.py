@@ -269,3 +269,36 @@ async def test_an_error_in_a_handler_is_a_notification(demo: Demo) -> None:
         await pilot.press("2")  # still alive
         await settle(pilot)
         assert isinstance(app.screen, KeysScreen)
+
+
+@aio
+async def test_palette_runs_screen_actions_and_keys_shows_only_allowed_ones(demo: Demo) -> None:
+    app = app_for(demo)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await sign_in_as(pilot, "publisher-1", pin=demo.credentials.pins["publisher-1"])
+        await pilot.press("2")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, KeysScreen)
+        assert screen.check_action("suspend", ()) is False  # not a city key officer
+        assert "  u         Suspend" not in app.help_text()
+        await pilot.press("ctrl+o")
+        await settle(pilot)
+        await sign_in_as(pilot, "gd-1", pin=demo.credentials.pins["gd-1"])
+        await pilot.press("2")
+        await settle(pilot)
+        help_text = app.help_text()
+        assert help_text.index("Keys on 2 Keys") < help_text.index("Keys everywhere")
+        assert "  u         Suspend" in help_text
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        await pilot.press(*"keys: suspend")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, ReasonModal)
+        await pilot.press("escape")
+        await settle(pilot)
+        assert isinstance(app.screen, KeysScreen)
+        assert app.errors == []

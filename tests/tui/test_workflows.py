@@ -192,6 +192,7 @@ def test_apply_approve_generate_deliver_import(demo: Demo, tmp_path: Path) -> No
         assert sorted(row_keys(pilot, "deliveries")) == sorted(str(k.id) for k in generated)
         pilot.app.screen.query_one("#deliveries", RowTable).focus()
         await pilot.press("d")
+        await settle(pilot)  # the form is pushed once the key is handled
         form = pilot.app.screen
         default = form.query_one("#field-folder", Input).value
         assert default == str(demo.state / "packages" / "2026-11-18")

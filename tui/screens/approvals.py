@@ -14,11 +14,13 @@ from textual.widgets import Footer, Static
 
 from ca.console import Console
 from ca.errors import JtcaError
-from tui.screens.base import ConsoleScreen
 from tui.screens.forms import Field, FormModal, RowTable
+from tui.screens.panels import ProgressScreen, WorkProgress
 
 
-class ApprovalsScreen(ConsoleScreen):
+class ApprovalsScreen(ProgressScreen):
+    """What awaits your decision (dual control): approve, or reject with a reason."""
+
     KEY: ClassVar[str] = "4"
     TITLE: ClassVar[str] = "Approvals"
     ACTIONS: ClassVar[tuple[str, ...]] = (
@@ -51,6 +53,7 @@ class ApprovalsScreen(ConsoleScreen):
         table.border_title = "Awaiting your decision"
         yield table
         yield Static(id="detail", markup=False)
+        yield WorkProgress()
         yield Footer()
 
     def on_mount(self) -> None:
@@ -143,7 +146,7 @@ class ApprovalsScreen(ConsoleScreen):
             )
             self.action_refresh()
 
-        self.run_blocking(
+        self.work(
             lambda: self.console.decide(kind, item_id, approve=approve, reason=reason),
             done=done,
             busy="Recording the decision…",

@@ -24,8 +24,8 @@ from ca.console import Console
 from ca.errors import JtcaError
 from ca.registry.divisions import default_divisions
 from ca.tokens import state_dir
-from tui.screens.base import ConsoleScreen
 from tui.screens.forms import Field, FormModal, MarkTable, PickModal, RowTable
+from tui.screens.panels import ProgressScreen, WorkProgress
 
 APPLY = "city-key.apply"
 GENERATE = "city-key.generate"
@@ -37,7 +37,10 @@ def _short(key_class: str) -> str:
     return key_class.removeprefix("city-")
 
 
-class CitiesScreen(ConsoleScreen):
+class CitiesScreen(ProgressScreen):
+    """Cities and their keys: apply for key sets, generate (ministry), deliver, import
+    packages."""
+
     KEY: ClassVar[str] = "3"
     TITLE: ClassVar[str] = "Cities"
     ACTIONS: ClassVar[tuple[str, ...]] = (APPLY, GENERATE, DELIVER, IMPORT)
@@ -85,6 +88,7 @@ class CitiesScreen(ConsoleScreen):
             deliveries = MarkTable(id="deliveries")
             deliveries.border_title = "Awaiting delivery"
             yield deliveries
+        yield WorkProgress()
         yield Footer()
 
     def on_mount(self) -> None:
@@ -206,13 +210,15 @@ class CitiesScreen(ConsoleScreen):
                 )
                 self.action_refresh()
 
-            self.run_blocking(lambda: self.console.apply(chosen), done=done, busy="Applying…")
+            self.work(lambda: self.console.apply(chosen), done=done, busy="Applying…")
 
         self.app.push_screen(
             FormModal(
                 "Apply for key sets (第九条)",
                 [Field("cities", "City codes, comma-separated", ",".join(codes))],
-                note=f"Marked: {names}" if codes else "Mark cities with space, or type codes.",
+                note=(f"Marked: {names}" if cities.marked else f"Under the cursor: {names}")
+                if codes
+                else "Mark cities with space, or type codes.",
             ),
             given,
         )
@@ -242,7 +248,7 @@ class CitiesScreen(ConsoleScreen):
                 )
                 self.action_refresh()
 
-            self.run_blocking(
+            self.work(
                 lambda: self.console.generate(application_id),
                 done=done,
                 busy="Generating keys in the ministry token…",
@@ -284,13 +290,13 @@ class CitiesScreen(ConsoleScreen):
                 )
                 self.action_refresh()
 
-            self.run_blocking(
+            self.work(
                 lambda: self.console.deliver(ids, folder), done=done, busy="Sealing packages…"
             )
 
         self.app.push_screen(
             FormModal(
-                f"Deliver {len(ids)} keys",
+                f"Deliver {len(ids)} key{'s' if len(ids) != 1 else ''}",
                 [Field("folder", "Write the packages to folder", str(self.default_folder()))],
                 note="Marked keys, or all keys awaiting delivery if none is marked.",
             ),
@@ -303,9 +309,7 @@ class CitiesScreen(ConsoleScreen):
             if result is None:
                 return
             path = Path(result["path"].strip()).expanduser()
-            self.run_blocking(
-                lambda: self._import(path), done=self._imported, busy="Importing packages…"
-            )
+            self.work(lambda: self._import(path), done=self._imported, busy="Importing packages…")
 
         self.app.push_screen(
             FormModal(

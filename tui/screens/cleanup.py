@@ -15,8 +15,8 @@ from textual.widgets import Footer, Static
 from ca.citykeys import misuse
 from ca.console import Console
 from ca.errors import JtcaError
-from tui.screens.base import ConsoleScreen
 from tui.screens.forms import Field, FormModal, MarkTable
+from tui.screens.panels import ProgressScreen, WorkProgress
 
 GRACE_ENDED = "grace period ended"
 
@@ -35,7 +35,10 @@ def outcome_text(outcome: misuse.ActionOutcome) -> tuple[str, str]:
     return outcome.state.capitalize(), f"{outcome.action} of {keys}: {outcome.state}"
 
 
-class CleanupScreen(ConsoleScreen):
+class CleanupScreen(ProgressScreen):
+    """Dormant keys: review and revoke; keys past their grace period: destroy the
+    material."""
+
     KEY: ClassVar[str] = "7"
     TITLE: ClassVar[str] = "Cleanup"
     ACTIONS: ClassVar[tuple[str, ...]] = (misuse.CLEANUP, misuse.DESTROY)
@@ -66,6 +69,7 @@ class CleanupScreen(ConsoleScreen):
         destroy = MarkTable(id="destroy")
         destroy.border_title = "Grace period ended: material to destroy"
         yield destroy
+        yield WorkProgress()
         yield Footer()
 
     def on_mount(self) -> None:
@@ -135,7 +139,7 @@ class CleanupScreen(ConsoleScreen):
 
         self.app.push_screen(
             FormModal(
-                f"Revoke {len(ids)} dormant keys",
+                f"Revoke {len(ids)} dormant key{'s' if len(ids) != 1 else ''}",
                 [Field("reason", "Reason", placeholder="e.g. never activated (第十条)")],
                 note=f"{labels}\nRevoked keys' material is destroyed after the grace period.",
             ),
@@ -157,7 +161,7 @@ class CleanupScreen(ConsoleScreen):
 
         self.app.push_screen(
             FormModal(
-                f"Destroy the material of {len(ids)} keys",
+                f"Destroy the material of {len(ids)} key{'s' if len(ids) != 1 else ''}",
                 note=f"{labels}\nThe material is destroyed in every token; the records stay."
                 + ("" if table.marked else "\n(No key marked: all keys listed.)"),
             ),
@@ -174,7 +178,7 @@ class CleanupScreen(ConsoleScreen):
             self.app.notify(message, title=title, timeout=8, markup=False)
             self.action_refresh()
 
-        self.run_blocking(
+        self.work(
             lambda: self.console.request(action, key_ids, reason),
             done=done,
             busy="Requesting…",

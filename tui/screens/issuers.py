@@ -15,8 +15,8 @@ from textual.widgets import Footer, Static
 from ca.console import Console
 from ca.errors import JtcaError
 from ca.signing import load_policy
-from tui.screens.base import ConsoleScreen
 from tui.screens.forms import Field, FormModal, RowTable
+from tui.screens.panels import ProgressScreen, WorkProgress
 
 ISSUE = "qr-ca.issue-interop-cert"
 REVOKE = "qr-ca.revoke-interop-cert"
@@ -44,7 +44,10 @@ def _number(text: str, what: str) -> int:
         raise BadInput(f"{what} must be a number, not {text.strip()!r}") from None
 
 
-class IssuersScreen(ConsoleScreen):
+class IssuersScreen(ProgressScreen):
+    """QR issuers and their interop certificates: register, issue from a request file,
+    revoke."""
+
     KEY: ClassVar[str] = "5"
     TITLE: ClassVar[str] = "Issuers"
     ACTIONS: ClassVar[tuple[str, ...]] = (ISSUE, REVOKE, REGISTER)
@@ -74,6 +77,7 @@ class IssuersScreen(ConsoleScreen):
         table = RowTable(id="certificates")
         table.border_title = "Issuers and interop certificates"
         yield table
+        yield WorkProgress()
         yield Footer()
 
     def on_mount(self) -> None:
@@ -124,7 +128,7 @@ class IssuersScreen(ConsoleScreen):
         def given(result: dict[str, str] | None) -> None:
             if result is not None:
                 issuer_id, name = result["issuer_id"].strip(), result["name"].strip()
-                self.run_blocking(
+                self.work(
                     lambda: self._register(issuer_id, name),
                     done=lambda issuer: self._done("Issuer registered", issuer.issuer_id),
                     busy="Registering…",
@@ -168,7 +172,7 @@ class IssuersScreen(ConsoleScreen):
                 return
             request = Path(result["request"].strip()).expanduser()
             shares = [result["share1"].strip(), result["share2"].strip()]
-            self.run_blocking(
+            self.work(
                 lambda: self.console.issue_interop(request, ca_index, shares),
                 done=lambda cert: self._done(
                     "Certificate issued",
@@ -203,7 +207,7 @@ class IssuersScreen(ConsoleScreen):
         def given(result: dict[str, str] | None) -> None:
             if result is not None:
                 reason = result["reason"]
-                self.run_blocking(
+                self.work(
                     lambda: self.console.revoke_interop(ca_index, serial, reason),
                     done=lambda _: self._done(
                         "Certificate revoked", f"serial {serial} under CA index {ca_index}"

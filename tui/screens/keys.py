@@ -1,6 +1,6 @@
 """Keys: every city key in the officer's scope as a table filtered and sorted in SQL (a page of
 at most ``PAGE`` rows and the count of all that match, so 100,000 keys stay one query), a detail
-pane for the highlighted key, and its actions — renew, suspend, revoke, destroy material —
+pane for the highlighted key, and its actions — renew, suspend, resume, revoke, destroy material —
 through ``Console.renew`` and ``Console.request`` (policy, dual control and audit are theirs)."""
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ from textual.screen import ModalScreen
 from textual.timer import Timer
 from textual.widgets import DataTable, Input, Static
 
-from ca.citykeys import misuse, queries
+from ca.citykeys import misuse, queries, renewal
 from ca.console import Console
 from ca.store.models import CityKey
-from tui.screens.base import ConsoleScreen, Guarded
+from tui.screens.base import Guarded
+from tui.screens.panels import ProgressScreen, WorkProgress
 
 PAGE: Final = 500
 DEBOUNCE: Final = 0.2  # seconds of quiet typing before the filter re-queries
@@ -157,29 +158,37 @@ class ReasonModal(Guarded, ModalScreen[str | None]):
         self.dismiss(None)
 
 
-class KeysScreen(ConsoleScreen):
-    """Every key in your scope: filter, sort, details; renew, suspend, revoke, destroy
-    material."""
+class KeysScreen(ProgressScreen):
+    """Every key in your scope: filter, sort, details; renew, suspend, resume, revoke,
+    destroy material."""
 
     KEY = "2"
     TITLE = "Keys"
     ACTIONS = ()
-    BINDINGS: ClassVar[list[BindingType]] = [
+    BINDINGS: ClassVar[list[BindingType]] = [  # the actions first: the footer shows ~8 keys
         Binding("slash", "focus_filter", "Filter"),
         Binding("escape", "focus_table", "Table", show=False),
+        Binding("n", "renew", "Renew"),
+        Binding("u", "suspend", "Suspend"),
+        Binding("y", "resume", "Resume"),
+        Binding("x", "revoke", "Revoke"),
+        Binding("m", "destroy", "Destroy"),
+        Binding("o", "sort_next", "Sort"),
+        Binding("O", "sort_reverse", "Reverse", show=False),
         Binding("e", "quick('e')", "Expiring"),
         Binding("d", "quick('d')", "Dormant"),
         Binding("s", "quick('s')", "Suspended"),
         Binding("v", "quick('v')", "Violations"),
         Binding("a", "quick('a')", "All"),
-        Binding("o", "sort_next", "Sort"),
-        Binding("O", "sort_reverse", "Reverse", show=False),
         Binding("r", "reload", "Reload", show=False),
-        Binding("n", "renew", "Renew"),
-        Binding("u", "suspend", "Suspend"),
-        Binding("x", "revoke", "Revoke"),
-        Binding("m", "destroy", "Destroy"),
     ]
+    _NEEDS: ClassVar[dict[str, str]] = {  # key actions shown only to officers the policy allows
+        "renew": renewal.RENEW,
+        "suspend": misuse.SUSPEND,
+        "resume": misuse.RESUME,
+        "revoke": misuse.REVOKE,
+        "destroy": misuse.DESTROY,
+    }
     DEFAULT_CSS = """
     KeysScreen #filter { height: 1; border: none; padding: 0 1; }
     KeysScreen #status { height: 1; padding: 0 1; color: $text-muted; }
@@ -196,6 +205,10 @@ class KeysScreen(ConsoleScreen):
         self._generation = 0
         self._debounce: Timer | None = None
         self._highlighted: int | None = None
+        self.allowed = {name: console.can(action) for name, action in self._NEEDS.items()}
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return self.allowed.get(action, True)
 
     def compose(self) -> ComposeResult:
         yield Input(placeholder="/ filter: label, city code or city name", id="filter")
@@ -205,6 +218,7 @@ class KeysScreen(ConsoleScreen):
             table.add_column(header, key=name, width=width)
         yield table
         yield Static("", id="detail", markup=False)
+        yield WorkProgress()
 
     def on_mount(self) -> None:
         self.query_one("#keys", DataTable).focus()
@@ -331,10 +345,13 @@ class KeysScreen(ConsoleScreen):
             )
             self.reload()
 
-        self.run_blocking(lambda: self.console.renew(key_id), done=done, busy="Renewing…")
+        self.work(lambda: self.console.renew(key_id), done=done, busy="Renewing…")
 
     def action_suspend(self) -> None:
         self._ask(misuse.SUSPEND, "Suspend", needs_reason=True)
+
+    def action_resume(self) -> None:
+        self._ask(misuse.RESUME, "Resume", needs_reason=True)
 
     def action_revoke(self) -> None:
         self._ask(misuse.REVOKE, "Revoke (final)", needs_reason=True)
@@ -373,6 +390,6 @@ class KeysScreen(ConsoleScreen):
             self.reload()
             self.show_detail(key_id)
 
-        self.run_blocking(
+        self.work(
             lambda: self.console.request(action, [key_id], reason), done=done, busy="Requesting…"
         )

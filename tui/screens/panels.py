@@ -26,10 +26,12 @@ def short_time(iso: str | None) -> str:
 
 
 class WorkProgress(Horizontal):
-    """What is running and an indeterminate progress bar; hidden while nothing runs."""
+    """What is running and an indeterminate progress bar; hidden while nothing runs. Yield it
+    last in a screen's layout: it takes a line above the footer while work runs (docked at the
+    bottom it would lie under the footer the console adds)."""
 
     DEFAULT_CSS = """
-    WorkProgress { dock: bottom; height: 1; display: none; background: $boost; padding: 0 1; }
+    WorkProgress { height: 1; display: none; background: $boost; padding: 0 1; }
     WorkProgress.running { display: block; }
     WorkProgress Label { width: auto; margin-right: 2; }
     WorkProgress ProgressBar { width: 1fr; }
