@@ -23,7 +23,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, func, select
 
 from ca import applications, audit
-from ca.citykeys import misuse, queries, renewal, workflow
+from ca.citykeys import misuse, queries, renewal, usage, workflow
 from ca.citykeys.common import MINISTRY, get_key
 from ca.clock import Clock, iso_utc
 from ca.errors import JtcaError
@@ -393,6 +393,35 @@ class Console:
         except OSError as exc:
             raise JtcaError(f"cannot read {path}: {exc.strerror}", title="Bad input") from None
         return workflow.import_package(self.engine, self.vault(), self.actor, data, now=self.now())
+
+    def import_usage(self, path: Path) -> usage.UsageImport:
+        """``jtca city usage``: an activation and usage report (CSV or JSON, by its suffix)."""
+        kind = path.suffix.lower().lstrip(".")
+        if kind not in ("csv", "json"):
+            raise JtcaError(f"{path}: a usage report is a .csv or a .json file", title="Bad input")
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise JtcaError(f"cannot read {path}: {exc}", title="Bad input") from None
+        return usage.import_usage(
+            self.engine, self.actor, text, kind, source=str(path), now=self.now()
+        )
+
+    def transport_token(self, holder: str) -> str | None:
+        """The token label of ``holder``'s active transport key, if it has one."""
+        with Session(self.engine) as session:
+            return _token_of_holder(session, holder)
+
+    def register_transport_key(self, holder: str, token: str) -> TransportKey:
+        """``jtca city transport-key``: a new transport key for ``holder`` in ``token`` (the
+        token is made if missing)."""
+        vault = EmbeddedVault(self.state, create=True)
+        try:
+            return workflow.register_transport_key(
+                self.engine, vault, self.actor, holder=holder, token=token, now=self.now()
+            )
+        finally:
+            vault.close()
 
     # -- issuers -------------------------------------------------------------------------------
     def issuers(self) -> list[dict[str, Any]]:

@@ -241,24 +241,36 @@ class HelpScreen(Guarded, ModalScreen[None]):
 # -- command palette ------------------------------------------------------------------------------
 class ConsoleCommands(Provider):
     """The current screen's actions ("Keys: Suspend"), "Go to <screen>" for each screen the
-    officer may open, and "Sign out"."""
+    officer may open, "Sign out" — then Textual's own commands (theme, keys, screenshot, quit).
+
+    The console's only provider (``JtcaApp.COMMANDS``): Textual 8 keeps its providers in a set
+    and runs them concurrently, and ``SystemCommandsProvider`` sorts its commands by name, so
+    with both the built-in commands could come first; one provider yielding ours first keeps
+    that order (the palette sorts hits by score, stably: discovery hits all score alike)."""
 
     def _commands(self) -> Iterable[tuple[str, Callable[[], Any], str]]:
         app = self.app
-        if not isinstance(app, JtcaApp) or app.signed_in is None:
+        if not isinstance(app, JtcaApp):
             return
-        current = app.current_screen
-        if current is not None:
-            for keys, binding in app.screen_keys(current):
-                if binding.show:
+        if app.signed_in is not None:
+            current = app.current_screen
+            if current is not None:
+                for keys, binding in app.screen_keys(current):
                     yield (
                         f"{current.TITLE}: {binding.description}",
                         partial(app.run_on, current, binding.action),
                         f"key {keys}",
                     )
-        for entry in app.entries:
-            yield f"Go to {entry.title}", partial(app.go, entry.key), f"{entry.key}: {entry.about}"
-        yield "Sign out", app.action_sign_out, "Close this officer's session"
+            for entry in app.entries:
+                yield (
+                    f"Go to {entry.title}",
+                    partial(app.go, entry.key),
+                    f"{entry.key}: {entry.about}",
+                )
+            yield "Sign out", app.action_sign_out, "Close this officer's session"
+        for name, about, callback, discover in app.get_system_commands(self.screen):
+            if discover:
+                yield name, callback, about
 
     async def discover(self) -> Hits:
         for name, command, about in self._commands():
@@ -277,7 +289,7 @@ class JtcaApp(Guarded, App[None]):
     """The officers' console."""
 
     TITLE = APP_NAME
-    COMMANDS = App.COMMANDS | {ConsoleCommands}
+    COMMANDS: ClassVar[set[type[Provider] | Callable[[], type[Provider]]]] = {ConsoleCommands}
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("question_mark,f1", "help", "Help"),
         Binding("ctrl+o", "sign_out", "Sign out"),

@@ -244,6 +244,9 @@ async def test_renew_refused_is_a_notification(demo: Demo) -> None:
         await settle(pilot)
         await pilot.press("n")  # Guangzhou's card key: years before its renewal window
         await settle(pilot)
+        assert isinstance(app.screen, ReasonModal)  # renewing makes a new key: confirm first
+        await pilot.press("y")
+        await settle(pilot)
         refused = [(t, m) for t, m in app.notices if t == "Too early to renew"]
         assert refused
         assert "enters its renewal window on" in refused[0][1]

@@ -152,10 +152,13 @@ async def approve(pilot: Pilot[None], item: str) -> None:
     await pilot.press("a")
     await pilot.pause()
     await answer_form(pilot)
-    pending = [
-        str(r.key.value) for r in pilot.app.screen.query_one("#pending", RowTable).ordered_rows
-    ]
-    assert item not in pending
+
+    def gone() -> bool:
+        rows = pilot.app.screen.query_one("#pending", RowTable).ordered_rows
+        return item not in [str(r.key.value) for r in rows]
+
+    # the decision runs in a worker and the list reloads after it: wait for that, bounded
+    await until(pilot, f"{item} to leave the pending list", gone)
 
 
 # -- what the database says ------------------------------------------------------------------------

@@ -397,7 +397,11 @@ async def sign_off_all(pilot: Pilot[None], screen: CeremonyScreen) -> None:
 
 async def load_file(pilot: Pilot[None], screen: CeremonyScreen, path: Path) -> None:
     await pilot.press("l")
-    screen.query_one("#file", Input).value = str(path)
+    await pilot.pause()
+    form = pilot.app.screen
+    assert isinstance(form, FormModal)
+    assert form.query_one("#field-path", Input).value == screen.file  # pre-filled
+    form.query_one("#field-path", Input).value = str(path)
     await pilot.press("enter")
     await settle(pilot)
 

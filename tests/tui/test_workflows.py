@@ -335,11 +335,11 @@ def test_rejecting_needs_a_reason(demo: Demo) -> None:
 
     async def reject(pilot: Pilot[None], app: OneScreen) -> None:
         point_at(pilot, "pending", f"application:{zhuhai.id}")
-        await pilot.press("r")
+        await pilot.press("x")
         await submit(pilot)  # no reason
         assert app.errors() == [("Key application", "a rejection needs a reason")]
         assert f"application:{zhuhai.id}" in row_keys(pilot, "pending")
-        await pilot.press("r")
+        await pilot.press("x")
         await pilot.press(*"duplicate")
         await pilot.press("enter")
         await settle(pilot)

@@ -39,8 +39,8 @@ class ApprovalsScreen(ProgressScreen):
     """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("a", "approve", "Approve"),
-        Binding("r", "reject", "Reject"),
-        Binding("f5", "refresh", "Refresh"),
+        Binding("x", "reject", "Reject"),
+        Binding("r,f5", "refresh", "Refresh"),
     ]
 
     def __init__(self, console: Console) -> None:

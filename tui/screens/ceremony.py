@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import ClassVar, Final
 
 from sqlmodel import Session
-from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.widgets import DataTable, Input, Static
+from textual.widgets import DataTable, Static
 
 from ca import ceremony as ceremonies
 from ca.clock import iso_utc
@@ -88,15 +87,15 @@ class CeremonyScreen(ProgressScreen):
     TITLE = "Ceremony"
     ACTIONS = (RUN_ROOT, RUN_ROLLOVER)
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("l", "focus_file", "Load"),
-        Binding("escape", "focus_steps", "Steps", show=False),
+        Binding("l", "load", "Load"),
         Binding("w", "sign_off", "Sign off"),
         Binding("u", "undo", "Undo"),
         Binding("x", "run", "Run"),
         Binding("t", "transcript", "Transcript"),
     ]
     DEFAULT_CSS = """
-    CeremonyScreen #file { height: 1; border: none; padding: 0 1; }
+    CeremonyScreen #file { height: 1; padding: 0 1; background: $boost; text-wrap: nowrap;
+                           text-overflow: ellipsis; }
     CeremonyScreen #about { height: auto; max-height: 4; padding: 0 1; background: $boost; }
     CeremonyScreen #steps { height: 1fr; }
     CeremonyScreen #progress-line { height: 1; padding: 0 1; color: $text-muted; }
@@ -108,9 +107,10 @@ class CeremonyScreen(ProgressScreen):
         self.signed: list[str] = []  # the witness who signed off each step, in order
         self.transcript: ceremonies.Transcript | None = None
         self.transcript_file: Path | None = None
+        self.file = default_file()  # the ceremony file shown (l loads another)
 
     def compose(self) -> ComposeResult:
-        yield Input(default_file(), placeholder="ceremony file (TOML), enter loads it", id="file")
+        yield Static("", id="file", markup=False)
         yield Static("reading the ceremony file…", id="about", markup=False)
         yield DataTable(cursor_type="row", zebra_stripes=True, id="steps")
         yield Static("", id="progress-line", markup=False)
@@ -122,23 +122,31 @@ class CeremonyScreen(ProgressScreen):
         table.add_column("Step", width=STEP_WIDTH, key="step")
         table.add_column("Signed off by", width=16, key="witness")
         table.focus()
-        self.load_file(self.query_one("#file", Input).value)
+        self.load_file(self.file)
 
     # -- loading --------------------------------------------------------------------------------
-    def action_focus_file(self) -> None:
-        self.query_one("#file", Input).focus()
+    def action_load(self) -> None:
+        """A form asking for the ceremony file, the one shown pre-filled."""
 
-    def action_focus_steps(self) -> None:
-        self.query_one("#steps", DataTable).focus()
+        def chosen(result: dict[str, str] | None) -> None:
+            if result is not None:
+                self.load_file(result["path"])
 
-    @on(Input.Submitted, "#file")
-    def file_submitted(self, event: Input.Submitted) -> None:
-        self.load_file(event.value)
+        self.app.push_screen(
+            FormModal(
+                "Load a ceremony file",
+                [Field("path", "Ceremony file (TOML)", self.file)],
+                note="Its steps are then walked one by one, each signed off by a witness.",
+            ),
+            chosen,
+        )
 
     def load_file(self, text: str) -> None:
         if not text.strip():
             self.app.notify("Type the path of a ceremony file.", title="Ceremony", markup=False)
             return
+        self.file = text.strip()
+        self.query_one("#file", Static).update(f"file {self.file} · l: load another")
         path = Path(text.strip()).expanduser()
         console = self.console
         self.work(lambda: load(console, path), done=self.show_loaded, busy="Reading the file…")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -19,18 +20,21 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.widgets import Footer, Static
 
-from ca.citykeys import queries, workflow
+from ca.citykeys import queries, usage, workflow
+from ca.citykeys.common import MINISTRY
 from ca.console import Console
 from ca.errors import JtcaError
 from ca.registry.divisions import default_divisions
 from ca.tokens import state_dir
 from tui.screens.forms import Field, FormModal, MarkTable, PickModal, RowTable
-from tui.screens.panels import ProgressScreen, WorkProgress
+from tui.screens.panels import ProgressScreen, ReportModal, WorkProgress
 
 APPLY = "city-key.apply"
 GENERATE = "city-key.generate"
 DELIVER = "city-key.deliver"
 IMPORT = "city-key.import"
+USAGE_IMPORT = "city-key.usage-import"
+TRANSPORT = "transport-key.register"
 
 
 def _short(key_class: str) -> str:
@@ -39,15 +43,24 @@ def _short(key_class: str) -> str:
 
 class CitiesScreen(ProgressScreen):
     """Cities and their keys: apply for key sets, generate (ministry), deliver, import
-    packages."""
+    packages and usage reports, register transport keys."""
 
     KEY: ClassVar[str] = "3"
     TITLE: ClassVar[str] = "Cities"
-    ACTIONS: ClassVar[tuple[str, ...]] = (APPLY, GENERATE, DELIVER, IMPORT)
+    ACTIONS: ClassVar[tuple[str, ...]] = (
+        APPLY,
+        GENERATE,
+        DELIVER,
+        IMPORT,
+        USAGE_IMPORT,
+        TRANSPORT,
+    )
 
     DEFAULT_CSS = """
     CitiesScreen #cities-title { height: 1; background: $boost; text-style: bold; }
     CitiesScreen #cities { height: 1fr; border: round $primary; }
+    CitiesScreen #city-keys { height: 1; padding: 0 1; color: $text-muted; text-wrap: nowrap;
+                              text-overflow: ellipsis; }
     CitiesScreen #lower { height: 1fr; }
     CitiesScreen #applications, CitiesScreen #deliveries {
         width: 1fr; height: 100%; border: round $primary;
@@ -59,14 +72,18 @@ class CitiesScreen(ProgressScreen):
         Binding("g", "generate", "Generate"),
         Binding("d", "deliver", "Deliver"),
         Binding("i", "import_packages", "Import"),
+        Binding("u", "import_usage", "Usage"),
+        Binding("t", "transport_key", "Transport key", show=False),
         Binding("p", "pick_province", "Province"),
-        Binding("r,f5", "refresh", "Refresh"),
+        Binding("r,f5", "refresh", "Refresh", show=False),
     ]
     _NEEDS: ClassVar[dict[str, str]] = {
         "apply": APPLY,
         "generate": GENERATE,
         "deliver": DELIVER,
         "import_packages": IMPORT,
+        "import_usage": USAGE_IMPORT,
+        "transport_key": TRANSPORT,
     }
 
     def __init__(self, console: Console) -> None:
@@ -74,6 +91,7 @@ class CitiesScreen(ProgressScreen):
         self.allowed = {name: console.can(action) for name, action in self._NEEDS.items()}
         self.divisions = default_divisions()
         self.province: str | None = console.province
+        self.city_keys: dict[str, str] = {}  # city code → its keys' state and stage, in full
 
     # -- layout ---------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -81,12 +99,13 @@ class CitiesScreen(ProgressScreen):
         cities = MarkTable(id="cities")
         cities.border_title = "Cities (space marks)"
         yield cities
+        yield Static("", id="city-keys", markup=False)
         with Horizontal(id="lower"):
             applications = RowTable(id="applications")
             applications.border_title = "Applications"
             yield applications
             deliveries = MarkTable(id="deliveries")
-            deliveries.border_title = "Awaiting delivery"
+            deliveries.border_title = "Awaiting delivery (space marks)"
             yield deliveries
         yield WorkProgress()
         yield Footer()
@@ -94,11 +113,14 @@ class CitiesScreen(ProgressScreen):
     def on_mount(self) -> None:
         cities = self.query_one("#cities", MarkTable)
         cities.add_mark_column()
-        cities.add_columns("Code", "City", "Application", "Keys (state, stage)")
+        # 80 columns: the Keys column says each key's state, the line under the table the
+        # highlighted city's keys in full (state, stage); Cities counts an application's cities
+        # (the cities table names them); a delivery's stage is the same for all (the side's).
+        cities.add_columns("Code", "City", "Application", "Keys (state)")
         self.query_one("#applications", RowTable).add_columns("#", "State", "By", "Cities")
         deliveries = self.query_one("#deliveries", MarkTable)
         deliveries.add_mark_column()
-        deliveries.add_columns("Key", "Stage")
+        deliveries.add_columns("Key", "City")
         cities.focus()
 
     def on_screen_resume(self) -> None:
@@ -142,22 +164,26 @@ class CitiesScreen(ProgressScreen):
         for key in loaded["keys"]:
             keys_of[key["city"]].append(key)
         rows = []
+        self.city_keys = {}
         for city in self.divisions.cities_of(self.province or ""):
             keys = sorted(keys_of.get(city.code, []), key=lambda k: (k["class"], k["generation"]))
-            status = "; ".join(
-                f"{_short(k['class'])}"
-                + (f" g{k['generation']}" if k["generation"] > 1 else "")
-                + f": {k['state']}, {k['stage']}"
-                for k in keys
+
+            def name(k: dict[str, Any]) -> str:
+                return _short(k["class"]) + (f" g{k['generation']}" if k["generation"] > 1 else "")
+
+            status = " · ".join(f"{name(k)} {k['state']}" for k in keys)
+            self.city_keys[city.code] = f"{city.name} {city.code}: " + (
+                " · ".join(f"{name(k)} {k['state']}, {k['stage']}" for k in keys) or "no keys"
             )
             rows.append(
                 (city.code, [city.code, city.name, latest.get(city.code, ""), status or "no keys"])
             )
         self.query_one("#cities", MarkTable).fill(rows)
+        self._describe_city()
         self.query_one("#applications", RowTable).fill(
             (
                 str(a.id),
-                [str(a.id), a.state, a.applicant, a.cities],
+                [str(a.id), a.state, a.applicant, str(len(a.cities.split(",")))],
             )
             for a in loaded["applications"]
         )
@@ -173,8 +199,16 @@ class CitiesScreen(ProgressScreen):
             )
         ]
         self.query_one("#deliveries", MarkTable).fill(
-            (str(k["id"]), [k["label"], k["stage"]]) for k in awaiting
+            (str(k["id"]), [k["label"], k["city_name"]]) for k in awaiting
         )
+
+    def on_data_table_row_highlighted(self, event: RowTable.RowHighlighted) -> None:
+        if event.data_table.id == "cities":
+            self._describe_city()
+
+    def _describe_city(self) -> None:
+        code = self.query_one("#cities", MarkTable).current_key()
+        self.query_one("#city-keys", Static).update(self.city_keys.get(code or "", ""))
 
     # -- province (ministry officers) -------------------------------------------------------------
     def action_pick_province(self) -> None:
@@ -358,3 +392,105 @@ class CitiesScreen(ProgressScreen):
                 markup=False,
             )
         self.action_refresh()
+
+    # -- usage reports ----------------------------------------------------------------------------
+    def action_import_usage(self) -> None:
+        def chosen(result: dict[str, str] | None) -> None:
+            if result is None:
+                return
+            text = result["path"].strip()
+            if not text:
+                self.fail(JtcaError("type the path of a usage report", title="Usage report"))
+                return
+            path = Path(text).expanduser()
+            self.work(
+                lambda: self.console.import_usage(path),
+                done=partial(self._usage_imported, path),
+                busy="Importing the usage report…",
+            )
+
+        self.app.push_screen(
+            FormModal(
+                "Import a usage report (第十条, 第十一条)",
+                [Field("path", "Usage report (.csv or .json)", placeholder="path of the report")],
+                note="Columns key, city, first_use, last_use, used_in. Rows outside your "
+                "scope or malformed are refused one by one; the others are kept.",
+            ),
+            chosen,
+        )
+
+    def _usage_imported(self, path: Path, result: usage.UsageImport) -> None:
+        self.app.notify(
+            usage_summary(result), title="Usage report imported", timeout=8, markup=False
+        )
+        self.app.push_screen(
+            ReportModal(
+                f"Usage report {path.name}",
+                usage_report_text(result),
+                failed=bool(result.refused or result.violations),
+            )
+        )
+        self.action_refresh()
+
+    # -- transport keys ---------------------------------------------------------------------------
+    def action_transport_key(self) -> None:
+        holder = self.console.province or MINISTRY
+        token = self.console.transport_token(holder) or ""
+
+        def chosen(result: dict[str, str] | None) -> None:
+            if result is None:
+                return
+            who, label = result["holder"].strip(), result["token"].strip()
+
+            def done(row: Any) -> None:
+                self.app.notify(
+                    f"transport key of {row.holder} in token {row.token}: {row.uri}",
+                    title="Transport key registered",
+                    timeout=8,
+                    markup=False,
+                )
+
+            self.work(
+                lambda: self.console.register_transport_key(who, label),
+                done=done,
+                busy="Generating the transport key in its token…",
+            )
+
+        self.app.push_screen(
+            FormModal(
+                "Register a holder's transport key",
+                [
+                    Field("holder", "Holder: 'ministry', a province or a city code", holder),
+                    Field("token", "The holder's token (label, made if missing)", token),
+                ],
+                note="A new SM2 key in the holder's token; the holder's earlier transport "
+                "key is retired (packages already sealed to it still open).",
+            ),
+            chosen,
+        )
+
+
+def usage_summary(result: usage.UsageImport) -> str:
+    return (
+        f"{result.accepted} kept, {len(result.refused)} refused, "
+        f"{len(result.violations)} violations, {len(result.activated)} activated"
+    )
+
+
+def usage_report_text(result: usage.UsageImport) -> str:
+    """The import's counts, then each refused row (line, field, problem), each violation and
+    the keys activated."""
+    lines = [usage_summary(result)]
+    if result.refused:
+        lines += ["", "Refused rows:", f"  {'line':>5}  {'field':<10} problem"]
+        lines += [f"  {e.line:>5}  {e.field:<10} {e.problem}" for e in result.refused]
+    if result.violations:
+        lines += ["", "Violations (keys flagged for suspension):"]
+        lines += [
+            f"  line {v.row.line}: {v.row.key} {v.reason} (used in {v.row.used_in}, "
+            f"granted {v.granted_city or '—'})"
+            for v in result.violations
+        ]
+    if result.activated:
+        lines += ["", "Activated: " + ", ".join(result.activated)]
+    return "\n".join(lines)

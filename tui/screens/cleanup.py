@@ -16,7 +16,7 @@ from ca.citykeys import misuse
 from ca.console import Console
 from ca.errors import JtcaError
 from tui.screens.forms import Field, FormModal, MarkTable
-from tui.screens.panels import ProgressScreen, WorkProgress
+from tui.screens.panels import ProgressScreen, WorkProgress, short_stage
 
 GRACE_ENDED = "grace period ended"
 
@@ -75,7 +75,8 @@ class CleanupScreen(ProgressScreen):
     def on_mount(self) -> None:
         dormant = self.query_one("#dormant", MarkTable)
         dormant.add_mark_column()
-        dormant.add_columns("Key", "City", "State", "Stage", "Delivered")
+        dormant.add_columns("Key", "City", "State", "Stage", "Delivered")  # 80 columns: the
+        # city by name (its code is in the key's label), the stage abbreviated (short_stage)
         destroy = self.query_one("#destroy", MarkTable)
         destroy.add_mark_column()
         destroy.add_columns("Key", "City", "State", "Destroy after")
@@ -105,9 +106,9 @@ class CleanupScreen(ProgressScreen):
                 str(k["id"]),
                 [
                     k["label"],
-                    f"{k['city_name']} {k['city']}",
+                    k["city_name"],
                     k["state"],
-                    k["stage"],
+                    short_stage(k["stage"]),
                     (k["delivered_at"] or "")[:10],
                 ],
             )

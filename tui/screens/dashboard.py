@@ -9,10 +9,14 @@ from typing import Any, ClassVar
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
-from textual.widgets import Static
+from textual.widgets import Footer, Static
 
+from ca.citykeys.queries import KeyFilter
 from ca.lifecycle import KeyState
 from tui.screens.base import ConsoleScreen
+
+SOONEST = 5  # keys shown under "Expiring soonest"
+KEYS_SCREEN = "2"  # the Keys screen's navigation key
 
 COUNTS: tuple[tuple[str, str], ...] = (
     ("total", "Keys in scope"),
@@ -35,6 +39,16 @@ def counts_text(keys: dict[str, int]) -> str:
     )
 
 
+def soonest_text(keys: list[dict[str, Any]]) -> str:
+    """The keys expiring soonest: label, city, days left."""
+    if not keys:
+        return "none within 90 days"
+    return "\n".join(
+        f"{k['label']:<22}{k['city_name']} {k['city']:<8}{k['days_left']:>5} days left"
+        for k in keys
+    )
+
+
 def lists_text(lists: list[dict[str, Any]]) -> str:
     lines = [f"{'List':<18}{'Seq':>5}  {'Next update':<22}Status"]
     for entry in lists:
@@ -51,7 +65,13 @@ class DashboardScreen(ConsoleScreen):
     KEY = "1"
     TITLE = "Dashboard"
     ACTIONS = ()
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("r", "refresh", "Refresh")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("e", "keys('e')", "Expiring"),
+        Binding("d", "keys('d')", "Dormant"),
+        Binding("s", "keys('s')", "Suspended"),
+        Binding("v", "keys('v')", "Violations"),
+        Binding("r", "refresh", "Refresh", show=False),  # 80 columns: "Sign out" stays
+    ]
     DEFAULT_CSS = """
     DashboardScreen #board { padding: 0 1; }
     DashboardScreen .section { margin-top: 1; }
@@ -61,28 +81,50 @@ class DashboardScreen(ConsoleScreen):
     def __init__(self, console: Any) -> None:
         super().__init__(console)
         self.board: dict[str, Any] | None = None
+        self.soonest: list[dict[str, Any]] = []
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="board"):
-            yield Static("Keys", classes="heading")
+            yield Static("Keys  (e d s v: open them on Keys)", classes="heading")
             yield Static("loading…", id="counts", markup=False)
+            yield Static("Expiring soonest (≤90 d)", classes="heading section")
+            yield Static("", id="soonest", markup=False)
             yield Static("Published lists", classes="heading section")
             yield Static("", id="lists", markup=False)
             yield Static("Work waiting", classes="heading section")
             yield Static("", id="waiting", markup=False)
+        yield Footer(compact=True)  # 80 columns: the four filters, help and "Sign out"
 
     def on_mount(self) -> None:
         self.action_refresh()
 
     def action_refresh(self) -> None:
-        def done(board: dict[str, Any]) -> None:
-            self.board = board
-            self.show(board)
+        console = self.console
 
-        self.run_blocking(self.console.dashboard, done=done, busy="Counting…", quiet=True)
+        def load() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+            soonest, _ = console.find_page(KeyFilter(expiring_days=90), limit=SOONEST)
+            return console.dashboard(), soonest
+
+        def done(loaded: tuple[dict[str, Any], list[dict[str, Any]]]) -> None:
+            self.board, self.soonest = loaded
+            self.show(self.board)
+
+        self.run_blocking(load, done=done, busy="Counting…", quiet=True)
+
+    async def action_keys(self, quick: str) -> None:
+        """The Keys screen with a quick filter (e expiring, d dormant, s suspended, v
+        violations)."""
+        go = getattr(self.app, "go", None)
+        if go is None:
+            return
+        await go(KEYS_SCREEN)
+        keys = self.app.screen
+        if getattr(keys, "KEY", None) == KEYS_SCREEN:
+            await self.app.run_action(f"quick({quick!r})", keys)
 
     def show(self, board: dict[str, Any]) -> None:
         self.query_one("#counts", Static).update(counts_text(board["keys"]))
+        self.query_one("#soonest", Static).update(soonest_text(self.soonest))
         self.query_one("#lists", Static).update(lists_text(board["lists"]))
         stale = sum(1 for entry in board["lists"] if entry["stale"])
         self.query_one("#waiting", Static).update(

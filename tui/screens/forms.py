@@ -157,7 +157,9 @@ class RowTable(DataTable[str]):
 class MarkTable(RowTable):
     """A ``RowTable`` whose first column marks rows (space toggles) for an action on several."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("space", "toggle_mark", "Mark")]
+    # not in the footer (80 columns: the screen's actions and "Sign out" come first); the
+    # tables' titles say "space marks", the help lists it
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("space", "toggle_mark", "Mark", show=False)]
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)

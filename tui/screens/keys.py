@@ -20,7 +20,7 @@ from ca.citykeys import misuse, queries, renewal
 from ca.console import Console
 from ca.store.models import CityKey
 from tui.screens.base import Guarded
-from tui.screens.panels import ProgressScreen, WorkProgress
+from tui.screens.panels import ProgressScreen, WorkProgress, short_stage
 
 PAGE: Final = 500
 DEBOUNCE: Final = 0.2  # seconds of quiet typing before the filter re-queries
@@ -33,19 +33,21 @@ QUICK: Final[dict[str, tuple[str, queries.KeyFilter]]] = {
     "v": ("violations", queries.KeyFilter(violations=True)),
 }
 
-# (column key, header, width, the CityKey column it sorts by or None)
+# (column key, header, width, the CityKey column it sorts by or None). They fit 80 columns
+# with a scroll bar: the class is in the label, the end date in the detail pane (Days sorts by
+# it), stages and flags are abbreviated (``short_stage``, ``FLAG_LETTERS``, the legend line).
 COLUMNS: Final[tuple[tuple[str, str, int, Any], ...]] = (
     ("id", "Id", 3, CityKey.id),
     ("label", "Label", 19, CityKey.label),
     ("city_name", "City", 6, CityKey.city),
-    ("class", "Class", 9, CityKey.key_class),
-    ("state", "State", 10, CityKey.state),
-    ("stage", "Stage", 10, CityKey.stage),
-    ("not_after", "Not after", 10, CityKey.not_after),
+    ("state", "State", 11, CityKey.state),
+    ("stage", "Stage", 11, CityKey.stage),
     ("days_left", "Days", 5, CityKey.not_after),
-    ("flags", "Flags", 12, None),
+    ("flags", "Flags", 5, None),
 )
 SORTABLE: Final = tuple(name for name, _, _, column in COLUMNS if column is not None)
+FLAG_LETTERS: Final = {"renewal-due": "R", "expired": "X", "dormant": "D", "violation": "V"}
+LEGEND: Final = "Flags: R renewal due · X expired · D dormant · V violation"
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +81,10 @@ def cell(row: dict[str, Any], name: str) -> str:
     value = row.get(name)
     if name == "not_after" and isinstance(value, str):
         return value[:10]
+    if name == "stage" and isinstance(value, str):
+        return short_stage(value)
     if name == "flags":
-        return ",".join(value or ()) or "—"
+        return "".join(FLAG_LETTERS.get(flag, flag[:1].upper()) for flag in value or ()) or "—"
     return "—" if value in (None, "") else str(value)
 
 
@@ -191,7 +195,7 @@ class KeysScreen(ProgressScreen):
     }
     DEFAULT_CSS = """
     KeysScreen #filter { height: 1; border: none; padding: 0 1; }
-    KeysScreen #status { height: 1; padding: 0 1; color: $text-muted; }
+    KeysScreen #status, KeysScreen #legend { height: 1; padding: 0 1; color: $text-muted; }
     KeysScreen #keys { height: 1fr; }
     KeysScreen #detail { height: 5; padding: 0 1; background: $boost; text-wrap: nowrap;
                          text-overflow: ellipsis; }
@@ -217,6 +221,7 @@ class KeysScreen(ProgressScreen):
         for name, header, width, _ in COLUMNS:
             table.add_column(header, key=name, width=width)
         yield table
+        yield Static(LEGEND, id="legend", markup=False)
         yield Static("", id="detail", markup=False)
         yield WorkProgress()
 
@@ -345,7 +350,15 @@ class KeysScreen(ProgressScreen):
             )
             self.reload()
 
-        self.work(lambda: self.console.renew(key_id), done=done, busy="Renewing…")
+        def answered(confirmed: str | None) -> None:
+            if confirmed is not None:
+                self.work(lambda: self.console.renew(key_id), done=done, busy="Renewing…")
+
+        question = (
+            f"Renew {key['label']} ({key['city_name']}, {key['state']})?\n"
+            "This generates a new key, its successor, to be delivered like the first."
+        )
+        self.app.push_screen(ReasonModal(question, needs_reason=False), answered)
 
     def action_suspend(self) -> None:
         self._ask(misuse.SUSPEND, "Suspend", needs_reason=True)

@@ -20,6 +20,18 @@ T = TypeVar("T")
 WORK_GROUP = "console-work"  # the group ``ConsoleScreen.run_blocking`` runs its workers in
 
 
+STAGE_SHORT: dict[str, str] = {  # a key's stage in a narrow column (the detail says it in full)
+    "delivered-to-province": "to-province",
+    "held-by-province": "at-province",
+    "delivered-to-city": "to-city",
+}
+
+
+def short_stage(stage: str) -> str:
+    """``held-by-province`` as ``at-province``: at most 11 characters for 80-column tables."""
+    return STAGE_SHORT.get(stage, stage)
+
+
 def short_time(iso: str | None) -> str:
     """``2026-11-18T09:46:40Z`` as ``2026-11-18 09:46`` (UTC), ``—`` for none."""
     return iso[:16].replace("T", " ") if iso else "—"
