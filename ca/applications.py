@@ -88,6 +88,10 @@ def decide_application(
             raise ApplicationError(f"no application {application_id}")
         if application.state != "pending":
             raise ApplicationError(f"application {application_id} is already {application.state}")
+        if actor.id == application.applicant:  # said before any policy reason
+            raise ApplicationError(
+                "dual control: the applicant cannot approve their own application"
+            )
         required = max(
             _decide(actor, APPROVE, Subject(city=c), now) for c in application.cities.split(",")
         )
