@@ -34,7 +34,6 @@ from ca.signing import load_policy
 from ca.store.db import transaction
 from ca.store.models import (
     AuditEvent,
-    CertificateRecord,
     CityKey,
     Issuer,
     KeyApplication,
@@ -76,8 +75,8 @@ def _token_of_holder(session: Session, holder: str) -> str | None:
     return row
 
 
-def _root_token(session: Session) -> str | None:
-    record = session.exec(select(CertificateRecord).where(CertificateRecord.role == "root")).first()
+def _root_token(session: Session, now: int) -> str | None:
+    record = publisher.current_certificate(session, "root", now)
     return Pkcs11Uri.parse(record.key_uri).token if record else None
 
 
@@ -100,7 +99,7 @@ def sign_in(
         raise SignInRefused("unknown officer or wrong PIN") from None
     with Session(engine) as session:
         if shares:
-            label = _root_token(session)
+            label = _root_token(session, now)
             how = "share quorum of the root token"
         else:
             holder = actor.province if actor.province is not None else MINISTRY
@@ -457,7 +456,7 @@ class Console:
         from hsm.softhsm import use_softhsm
 
         with Session(self.engine) as session:
-            label = _root_token(session)
+            label = _root_token(session, self.now())
         if label is None:
             raise JtcaError("no root token: run the root ceremony first", title="No root token")
         use_softhsm((self.state or state_dir()) / "softhsm2")
@@ -552,27 +551,11 @@ class Console:
     def publish(
         self, out_dir: Path, shares: Sequence[str], *, emergency_id: int | None = None
     ) -> list[publisher.Outcome]:
-        from ca.signing import token_signer
         from hsm.pkcs11.keys import KeyStore
 
-        with Session(self.engine) as session:
-            lists = session.exec(
-                select(CertificateRecord)
-                .where(CertificateRecord.role == "list-signing")
-                .order_by(col(CertificateRecord.not_before).desc())
-            ).first()
-            root = session.exec(
-                select(CertificateRecord).where(CertificateRecord.role == "root")
-            ).first()
-        if lists is None or root is None:
-            raise JtcaError(
-                "no list-signing certificate: run the root ceremony first",
-                title="No list-signing key",
-            )
         reason = emergency.approved(self.engine, emergency_id).reason if emergency_id else ""
         with self._root_token(shares) as token:
-            signer = token_signer(KeyStore(token), Pkcs11Uri.parse(lists.key_uri), "list-signing")
-            signing = publisher.Signing(signer, bytes.fromhex(lists.der), bytes.fromhex(root.der))
+            signing = publisher.list_signing(self.engine, self.now(), lambda _: KeyStore(token))
             outcomes = publisher.publish(
                 self.engine,
                 signing,

@@ -206,7 +206,7 @@ def _issuer_and_lists(state: Path, engine: Engine, shares: list[str], now: int) 
     from ca.registry.issuers import register_issuer
     from ca.requests import make_request, read_request
     from ca.signing import token_signer
-    from ca.store.models import CaKey, CertificateRecord
+    from ca.store.models import CaKey
     from hsm.pkcs11.keys import KeyStore
     from hsm.pkcs11.signer import TokenSigner
     from hsm.pkcs11.token import QuorumPin, Token
@@ -227,10 +227,6 @@ def _issuer_and_lists(state: Path, engine: Engine, shares: list[str], now: int) 
     )
     with Session(engine) as session:
         ca_key = session.exec(select(CaKey).where(CaKey.ca_index == 1)).one()
-        lists = session.exec(
-            select(CertificateRecord).where(CertificateRecord.role == "list-signing")
-        ).one()
-        root = session.exec(select(CertificateRecord).where(CertificateRecord.role == "root")).one()
     op = actor_of(engine, "ca-op-1")
     with Token(Pkcs11Uri.parse(ca_key.key_uri).token, QuorumPin(shares)) as token:
         store = KeyStore(token)
@@ -242,11 +238,7 @@ def _issuer_and_lists(state: Path, engine: Engine, shares: list[str], now: int) 
             authorize=interop_authorizer(op, 1, now - 10 * DAY),
         )
         issue(engine, read_request(request), ctx)
-        signing = publisher.Signing(
-            token_signer(store, Pkcs11Uri.parse(lists.key_uri), "list-signing"),
-            bytes.fromhex(lists.der),
-            bytes.fromhex(root.der),
-        )
+        signing = publisher.list_signing(engine, now - 3600, lambda _: store)
         publisher.publish(
             engine,
             signing,

@@ -81,3 +81,9 @@ class EmbeddedVault:
         for opened in self._open.values():
             opened.token.close()
         self._open.clear()
+
+    def __enter__(self) -> EmbeddedVault:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

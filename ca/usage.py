@@ -49,7 +49,8 @@ class Violation:
     reason: str  # scope-violation | unknown-key | city-mismatch | used-before-… | used-after-…
 
 
-def _time(text: str) -> int:
+def parse_time(text: str) -> int:
+    """ISO-8601 with a timezone (a trailing Z is UTC) to Unix seconds; ValueError otherwise."""
     moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     if moment.tzinfo is None:
         raise ValueError("needs a timezone (e.g. a trailing Z)")
@@ -95,7 +96,7 @@ def _row(line: int, raw: Mapping[str, Any], now: int | None = None) -> UsageRow 
     times = {}
     for field in ("first_use", "last_use"):
         try:
-            times[field] = _time(values[field])
+            times[field] = parse_time(values[field])
         except (ValueError, OverflowError) as exc:
             return RowError(line, field, f"{values[field][:40]!r}: not an ISO-8601 time ({exc})")
     if times["first_use"] > times["last_use"]:

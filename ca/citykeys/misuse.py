@@ -25,7 +25,8 @@ from sqlmodel import Session, col, select
 from ca import audit, dualcontrol
 from ca.citykeys.common import CityKeyError, Vault, allowed, apply_event, get_key, key_flags
 from ca.clock import iso_utc
-from ca.dualcontrol import MAX_REASON, record_decision
+from ca.dualcontrol import MAX_REASON as MAX_REASON  # re-exported: the longest reason
+from ca.dualcontrol import record_decision
 from ca.lifecycle import KeyEvent, KeyState, transition
 from ca.signing import load_policy
 from ca.store.db import transaction
@@ -47,7 +48,6 @@ EVENTS: Final = {
     DESTROY: KeyEvent.DESTROY,
 }
 _NEEDS_REASON: Final = (SUSPEND, REVOKE, CLEANUP, RESUME)
-__all__ = ["MAX_REASON"]  # re-exported: the longest reason a request takes
 
 
 def check_reason(reason: str) -> str:

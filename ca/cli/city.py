@@ -175,13 +175,10 @@ def _outcome(args: argparse.Namespace, outcome: misuse.ActionOutcome) -> int:
 # -- commands ------------------------------------------------------------------------------
 def cmd_transport(args: argparse.Namespace) -> int:
     engine, actor = _actor(args)
-    vault = EmbeddedVault(create=True)
-    try:
+    with EmbeddedVault(create=True) as vault:
         row = workflow.register_transport_key(
             engine, vault, actor, holder=args.holder, token=args.token, now=_now()
         )
-    finally:
-        vault.close()
     data = {"holder": row.holder, "token": row.token, "uri": row.uri, "public_key": row.public_key}
     _emit(args, data, f"transport key of {row.holder}: {row.uri}\n  public key {row.public_key}")
     return 0
@@ -225,23 +222,17 @@ def cmd_decide(args: argparse.Namespace) -> int:
         data = {"application": application.id, "state": application.state}
         _emit(args, data, f"application {application.id}: {application.state}")
         return 0
-    vault = EmbeddedVault()
-    try:
+    with EmbeddedVault() as vault:
         outcome = misuse.decide(
             engine, vault, actor, args.action, approve=args.approve, now=_now(), reason=args.reason
         )
-    finally:
-        vault.close()
     return _outcome(args, outcome)
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
     engine, actor = _actor(args)
-    vault = EmbeddedVault()
-    try:
+    with EmbeddedVault() as vault:
         keys = workflow.generate(engine, vault, actor, args.application, now=_now())
-    finally:
-        vault.close()
     data = [{"id": k.id, "label": k.label, "city": k.city, "class": k.key_class} for k in keys]
     _emit(args, data, "\n".join(f"generated {k.label} (key {k.id})" for k in keys))
     return 0
@@ -264,11 +255,8 @@ def cmd_deliver(args: argparse.Namespace) -> int:
             ]
         if not key_ids:
             raise BadInput(f"--application {args.application}: no key of it awaits delivery")
-    vault = EmbeddedVault()
-    try:
+    with EmbeddedVault() as vault:
         done = workflow.deliver(engine, vault, actor, key_ids, out_dir=args.out, now=_now())
-    finally:
-        vault.close()
     data = [
         {
             "key": d.key_id,
@@ -285,9 +273,8 @@ def cmd_deliver(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     engine, actor = _actor(args)
-    vault = EmbeddedVault()
     results: list[workflow.Imported] = []
-    try:
+    with EmbeddedVault() as vault:
         for path in args.package:
             try:
                 data = path.read_bytes()
@@ -302,8 +289,6 @@ def cmd_import(args: argparse.Namespace) -> int:
                 exc.message = f"{path}: {exc.message}"
                 exc.args = (exc.message,)
                 raise
-    finally:
-        vault.close()
     out = [
         {
             "key": r.key_id,
@@ -396,11 +381,8 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 def cmd_renew(args: argparse.Namespace) -> int:
     engine, actor = _actor(args)
-    vault = EmbeddedVault()
-    try:
+    with EmbeddedVault() as vault:
         new = renewal.renew(engine, vault, actor, args.key, now=_now())
-    finally:
-        vault.close()
     data = {"successor": new.id, "label": new.label, "not_after": iso_utc(new.not_after)}
     _emit(
         args,
@@ -467,13 +449,10 @@ def cmd_misuse(args: argparse.Namespace) -> int:
         _check_city(args.city)
         with Session(engine) as session:
             key_ids = misuse.keys_of_city(session, args.city, args.action)
-    vault = EmbeddedVault()
-    try:
+    with EmbeddedVault() as vault:
         outcome = misuse.request(
             engine, vault, actor, args.action, key_ids, reason=args.reason, now=_now()
         )
-    finally:
-        vault.close()
     return _outcome(args, outcome)
 
 
@@ -491,13 +470,10 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     if not key_ids:
         with Session(engine) as session:
             key_ids = _scoped(actor, misuse.dormant_keys(session, now, actor.province), "dormant")
-    vault = EmbeddedVault()
-    try:
+    with EmbeddedVault() as vault:
         outcome = misuse.request(
             engine, vault, actor, misuse.CLEANUP, key_ids, reason=args.reason, now=now
         )
-    finally:
-        vault.close()
     return _outcome(args, outcome)
 
 
@@ -510,13 +486,10 @@ def cmd_destroy(args: argparse.Namespace) -> int:
             key_ids = _scoped(
                 actor, misuse.destroy_due(session, now, actor.province), "due for destruction"
             )
-    vault = EmbeddedVault()
-    try:
+    with EmbeddedVault() as vault:
         outcome = misuse.request(
             engine, vault, actor, misuse.DESTROY, key_ids, reason="grace period ended", now=now
         )
-    finally:
-        vault.close()
     return _outcome(args, outcome)
 
 

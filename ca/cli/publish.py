@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from ca.authority import open_authority
 from ca.clock import SystemClock, iso_utc
@@ -120,29 +120,18 @@ def _out(args: argparse.Namespace) -> Path:
 
 
 def _certificate(engine: Any, role: str) -> CertificateRecord:
-    now = SystemClock().now()
     with Session(engine) as session:
-        record = session.exec(
-            select(CertificateRecord)
-            .where(CertificateRecord.role == role)
-            .where(col(CertificateRecord.not_after) > now)
-            .order_by(col(CertificateRecord.not_before).desc())
-        ).first()
+        record = publisher.current_certificate(session, role, SystemClock().now())
     if record is None:
         raise BadInput(f"no valid {role} certificate: run the root ceremony first")
     return record
 
 
 def _signing(args: argparse.Namespace, engine: Any) -> tuple[publisher.Signing, Any]:
-    from ca.signing import token_signer
     from hsm.pkcs11.keys import KeyStore
     from hsm.pkcs11.token import PinSource, QuorumPin, Token, pin_source_from_spec
-    from hsm.pkcs11.uri import Pkcs11Uri
     from hsm.softhsm import use_softhsm
 
-    lists = _certificate(engine, "list-signing")
-    root = _certificate(engine, "root")
-    uri = Pkcs11Uri.parse(lists.key_uri)
     if args.share:
         pins: PinSource = QuorumPin(args.share)
     elif args.pin_source:
@@ -151,10 +140,14 @@ def _signing(args: argparse.Namespace, engine: Any) -> tuple[publisher.Signing, 
         raise BadInput("the list-signing key needs --share (M of N) or --pin-source SPEC")
     if args.module is None:
         use_softhsm(state_dir() / "softhsm2")
-    token = Token(uri.token, pins, module=args.module)
-    signer = token_signer(KeyStore(token), uri, "list-signing")
-    signing = publisher.Signing(signer, bytes.fromhex(lists.der), bytes.fromhex(root.der))
-    return signing, token
+    opened: list[Token] = []
+
+    def store_of(label: str) -> KeyStore:
+        opened.append(Token(label, pins, module=args.module))
+        return KeyStore(opened[-1])
+
+    signing = publisher.list_signing(engine, SystemClock().now(), store_of)
+    return signing, opened[0]
 
 
 def _report(args: argparse.Namespace, outcomes: list[publisher.Outcome]) -> None:

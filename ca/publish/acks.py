@@ -28,7 +28,7 @@ from ca.errors import JtcaError
 from ca.lists.asn1 import ListType
 from ca.store.db import transaction
 from ca.store.models import ListAcknowledgment, ListOperator, ListVersion
-from ca.usage import RowError
+from ca.usage import RowError, parse_time
 from policies.rules import Actor, Subject, is_province_code
 
 LOAD_DEADLINE_DAYS: Final = 15  # 第十二条
@@ -109,15 +109,6 @@ def _rows(text: str, kind: str) -> tuple[list[tuple[int, dict[str, Any]]], list[
     raise AckError(f"report kind {kind!r}: csv or json")
 
 
-def _time(text: str) -> int:
-    from datetime import UTC, datetime
-
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if moment.tzinfo is None:
-        raise ValueError("needs a timezone (e.g. a trailing Z)")
-    return int(moment.astimezone(UTC).timestamp())
-
-
 def import_acks(
     engine: Engine, actor: Actor, text: str, kind: str, *, source: str, now: int
 ) -> AckImport:
@@ -162,7 +153,7 @@ def import_acks(
                 continue
             sequence = int(values["sequence"])
             try:
-                loaded_at = _time(values["loaded_at"])
+                loaded_at = parse_time(values["loaded_at"])
             except ValueError as exc:
                 result.refused.append(
                     RowError(line, "loaded_at", f"{values['loaded_at']!r}: not ISO-8601 ({exc})")

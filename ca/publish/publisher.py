@@ -26,7 +26,7 @@ import fcntl
 import hashlib
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -46,7 +46,8 @@ from ca.lists.render import entry_to_dict, render_json
 from ca.lists.verify import load_list
 from ca.publish.sources import content_digest, entries_for
 from ca.store.db import transaction
-from ca.store.models import ListVersion
+from ca.store.models import CertificateRecord, ListVersion
+from hsm.pkcs11.keys import KeyStore
 from hsm.signer import Signer
 from hsm.sm.sm3 import sm3
 from policies.rules import Actor, Subject
@@ -261,12 +262,15 @@ def _one(
     reason: str,
 ) -> Outcome:
     digest = content_digest(entries)
-    old: Sequence[ListEntry] = ()
-    if previous is not None:
-        archived = settings.out_dir / previous.file
-        with contextlib.suppress(FileNotFoundError):
-            old = decode_signed_list(archived.read_bytes()).content.entries
-    changes = diff_entries(old, entries)
+    if previous is not None and digest == previous.content_digest:
+        changes = Diff()  # the same content: nothing to read back or compare
+    else:
+        old: Sequence[ListEntry] = ()
+        if previous is not None:
+            archived = settings.out_dir / previous.file
+            with contextlib.suppress(FileNotFoundError):
+                old = decode_signed_list(archived.read_bytes()).content.entries
+        changes = diff_entries(old, entries)
     if previous is None:
         why = "first version"
     elif emergency:
@@ -366,6 +370,35 @@ def _one(
         current_path(settings.out_dir, list_type),
         sha256,
     )
+
+
+def current_certificate(session: Session, role: str, now: int) -> CertificateRecord | None:
+    """The newest certificate the ceremony made for ``role`` (root, list-signing) still valid
+    at ``now``."""
+    return session.exec(
+        select(CertificateRecord)
+        .where(CertificateRecord.role == role)
+        .where(col(CertificateRecord.not_after) > now)
+        .order_by(col(CertificateRecord.not_before).desc())
+    ).first()
+
+
+def list_signing(engine: Engine, now: int, store_of: Callable[[str], KeyStore]) -> Signing:
+    """The list-signing key (in the token ``store_of(label)`` opens), its certificate and the
+    root: what ``publish`` signs with. BadInput when the root ceremony has not run."""
+    from ca.errors import BadInput
+    from ca.signing import token_signer
+    from hsm.pkcs11.uri import Pkcs11Uri
+
+    with Session(engine) as session:
+        lists = current_certificate(session, "list-signing", now)
+        root = current_certificate(session, "root", now)
+    if lists is None or root is None:
+        missing = "list-signing" if lists is None else "root"
+        raise BadInput(f"no valid {missing} certificate: run the root ceremony first")
+    uri = Pkcs11Uri.parse(lists.key_uri)
+    signer = token_signer(store_of(uri.token), uri, "list-signing")
+    return Signing(signer, bytes.fromhex(lists.der), bytes.fromhex(root.der))
 
 
 def history(session: Session, list_type: ListType | None = None) -> list[ListVersion]:

@@ -7,23 +7,14 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from demo_world import NOW, Demo
 
 from ca.clock import FixedClock
-from ca.demodata import DemoCredentials, load_credentials, seed
+from ca.demodata import load_credentials, seed
 from hsm.pkcs11.token import find_module, rescan
-
-NOW = 1_795_000_000  # 2026-11-18T11:06:40Z: the demo world's "now"
-
-
-@dataclass
-class Demo:
-    state: Path
-    credentials: DemoCredentials
-    clock: FixedClock
 
 
 @pytest.fixture(scope="session")

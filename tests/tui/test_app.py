@@ -11,7 +11,7 @@ import importlib.util
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from conftest import Demo
+from demo_world import Demo
 from sqlmodel import Session, select
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Static

@@ -4,7 +4,7 @@ quorum, the province's scope, the dashboard's counts, pending approvals for the 
 from __future__ import annotations
 
 import pytest
-from conftest import Demo
+from demo_world import Demo
 
 from ca.authority import open_authority
 from ca.console import SignInRefused, sign_in

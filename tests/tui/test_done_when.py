@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from conftest import NOW, Demo
+from demo_world import NOW, Demo
 from sqlmodel import Session, col, select
 from textual import events
 from textual.keys import _character_to_key

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import NOW, Demo
+from demo_world import NOW, Demo
 from sqlmodel import Session, col, select
 from test_app import SIZE, aio, app_for, settle, sign_in_as
 from textual.command import CommandList

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from conftest import NOW, Demo
+from demo_world import NOW, Demo
 from sqlalchemy import text
 from sqlmodel import Session, select
 from textual.app import App

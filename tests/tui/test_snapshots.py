@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import Demo
+from demo_world import Demo
 from textual.pilot import Pilot
 from textual.widgets import Input
 

@@ -11,7 +11,7 @@ import time
 import uuid
 from pathlib import Path
 
-from conftest import Demo
+from demo_world import Demo
 
 TMUX = shutil.which("tmux") or "/usr/bin/tmux"
 WAIT = 60.0  # seconds, at most, for each thing to appear

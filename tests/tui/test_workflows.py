@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Demo
+from demo_world import Demo
 from sqlmodel import Session, col, select
 from textual.app import App
 from textual.pilot import Pilot
