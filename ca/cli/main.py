@@ -30,7 +30,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> Parser:
-    from ca.cli import audit, ca, ceremony, city, officer, publish, qr, token
+    from ca.cli import audit, ca, ceremony, city, officer, publish, qr, service, token
 
     parser = Parser(
         prog="jtca",
@@ -39,6 +39,12 @@ def build_parser() -> Parser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
+    service.register(sub)
+    for name, text in (
+        ("serve", "run the authority service (HTTPS or a Unix socket)"),
+        ("db", "the database schema: upgrade, status (on the service's machine)"),
+    ):
+        sub.add_parser(name, help=text, add_help=False).set_defaults(handler=_server_only)
     qr.register(sub)
     token.register(sub)
     audit.register(sub)
@@ -58,6 +64,10 @@ def build_parser() -> Parser:
 
 def _console_only(args: argparse.Namespace) -> int:
     raise UsageError(f"jtca {args.command}: run it through the jtca command (tui.main)")
+
+
+def _server_only(args: argparse.Namespace) -> int:
+    raise UsageError(f"jtca {args.command}: run it through the jtca command (ca.entry)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

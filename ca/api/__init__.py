@@ -1,0 +1,1 @@
+"""The HTTP adapter over ``ca.service``: routes, the calling officer, problem details."""

@@ -1,0 +1,290 @@
+"""The ASGI application of ``jtca serve`` (FastAPI; docs/deploy.md says why).
+
+- one route per operation of ``ca.ops``: ``POST /v1/<area>/<name>`` with the operation's typed
+  request as the JSON body and its typed result as the answer; the OpenAPI document at
+  ``/openapi.json`` lists them all;
+- the calling officer from the ``Jtca-Officer`` header, checked against the officer registry
+  (an unknown, suspended or removed officer is refused);
+- ``GET /healthz`` (the process answers) and ``GET /readyz`` (database reachable, schema
+  current, token module loaded);
+- request bodies over ``max_body`` bytes refused with 413 before they are read whole;
+- every error as problem details (``ca.api.problems``), never a stack trace.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from sqlalchemy import text
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ca.api.problems import field_path, from_error, problem
+from ca.clock import Clock, SystemClock
+from ca.errors import JtcaError
+from ca.ops.base import OPERATIONS, Model, Operation
+from ca.service.context import Context, NotSignedIn
+from ca.service.registry import load_all
+from ca.service.runtime import Runtime
+from ca.service.system import jtca_version
+from policies.rules import Actor
+
+OFFICER_HEADER: Final = "Jtca-Officer"
+REQUEST_ID_HEADER: Final = "X-Request-Id"
+DEFAULT_MAX_BODY: Final = 16 * 1024 * 1024  # a 10,000-issuer usage report is ~1 MiB
+
+log = logging.getLogger("jtca.api")
+
+
+@dataclass
+class Activity:
+    """When the last request ended and how many are running (idle exit, graceful shutdown)."""
+
+    last: float = field(default_factory=time.monotonic)
+    running: int = 0
+
+
+class BodyLimit:
+    """Refuse request bodies over ``limit`` bytes with 413, by Content-Length when it is given
+    and by counting when it is not, before the application reads them whole."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = -1
+                if declared < 0 or declared > self.limit:
+                    await self._refuse(scope, receive, send)
+                    return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except _TooLarge:
+            await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = problem(
+            413,
+            "Request too large",
+            f"the request body is over the service's limit of {self.limit} bytes",
+            exit_code=3,
+        )
+        await response(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _resolve_officer(runtime: Runtime, officer_id: str | None) -> Actor | None:
+    if officer_id is None or not officer_id.strip():
+        return None
+    from ca.officers import actor_of
+
+    return actor_of(runtime.engine, officer_id.strip())
+
+
+def _endpoint(op: Operation[Model, Model], runtime: Runtime, clock: Clock) -> Callable[..., Any]:
+    def endpoint(request: Request, body: Any) -> Any:
+        request_id: str = request.state.request_id
+        officer = _resolve_officer(runtime, request.headers.get(OFFICER_HEADER))
+        if op.officer and officer is None:
+            raise NotSignedIn(f"{op.name} needs an officer: sign in first")
+        ctx = Context(runtime=runtime, officer=officer, clock=clock, request_id=request_id)
+        result = HANDLERS[op.name](ctx, body)
+        return op.result.model_validate(result)
+
+    endpoint.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [
+            inspect.Parameter(
+                "request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request
+            ),
+            inspect.Parameter(
+                "body", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=op.request
+            ),
+        ]
+    )
+    endpoint.__name__ = op.name.replace(".", "_").replace("-", "_")
+    return endpoint
+
+
+HANDLERS = load_all()
+
+
+def create_app(
+    runtime: Runtime,
+    *,
+    clock: Clock | None = None,
+    max_body: int = DEFAULT_MAX_BODY,
+    activity: Activity | None = None,
+) -> ASGIApp:
+    clock = clock or SystemClock()
+    activity = activity or Activity()
+    app = FastAPI(
+        title="jtca authority service",
+        version=jtca_version(),
+        description="The key management system and certificate authority of the national "
+        "transport card and QR code scheme (交通一卡（码）通). Every operation is a typed "
+        "POST under /v1; errors are RFC 9457 problem details.",
+    )
+    app.state.runtime = runtime
+    app.state.activity = activity
+
+    @app.middleware("http")
+    async def request_id(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        given = request.headers.get(REQUEST_ID_HEADER, "")
+        rid = given if given and len(given) <= 64 and given.isascii() else uuid.uuid4().hex
+        request.state.request_id = rid
+        activity.running += 1
+        try:
+            response = await call_next(request)
+        finally:
+            activity.running -= 1
+            activity.last = time.monotonic()
+        response.headers[REQUEST_ID_HEADER] = rid
+        return response
+
+    @app.exception_handler(JtcaError)
+    async def jtca_error(request: Request, exc: JtcaError) -> JSONResponse:
+        response = from_error(exc, _rid(request))
+        if isinstance(exc, NotSignedIn):
+            response.status_code = 401
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _validation_problem(exc.errors(), _rid(request))
+
+    @app.exception_handler(ValidationError)
+    async def invalid_result(request: Request, exc: ValidationError) -> JSONResponse:
+        log.error("result failed its model", extra={"request_id": _rid(request)})
+        return problem(
+            500,
+            "Internal error",
+            "the service produced an invalid result",
+            request_id=_rid(request),
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
+        return problem(exc.status_code, title, str(exc.detail), request_id=_rid(request))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error", extra={"request_id": _rid(request)})
+        return problem(
+            500,
+            "Internal error",
+            f"the service failed unexpectedly ({type(exc).__name__}); its log has the details "
+            f"under request id {_rid(request)}",
+            request_id=_rid(request),
+        )
+
+    @app.get("/healthz", tags=["service"])
+    def healthz() -> dict[str, Any]:
+        return {"status": "ok", "version": jtca_version(), "database": runtime.database}
+
+    @app.get("/readyz", tags=["service"])
+    def readyz() -> JSONResponse:
+        checks: dict[str, str] = {}
+        ok = True
+        try:
+            with runtime.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+            checks["database"] = "ok"
+            schema = runtime.schema()
+            if schema.current_is_head:
+                checks["schema"] = f"ok ({schema.current})"
+            else:
+                ok = False
+                checks["schema"] = f"at {schema.current}, code needs {schema.head}"
+        except Exception as exc:  # a readiness probe reports, it does not fail
+            ok = False
+            checks.setdefault("database", f"unreachable: {type(exc).__name__}")
+        try:
+            checks["tokens"] = _token_health(runtime)
+        except JtcaError as exc:
+            ok = False
+            checks["tokens"] = f"unavailable: {exc.message}"
+        body = {"status": "ok" if ok else "unavailable", "checks": checks}
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    for op in OPERATIONS.values():
+        app.add_api_route(
+            op.path,
+            _endpoint(op, runtime, clock),
+            methods=["POST"],
+            response_model=op.result,
+            summary=op.summary,
+            tags=[op.area],
+            name=op.name,
+        )
+    return BodyLimit(app, max_body)
+
+
+def _token_health(runtime: Runtime) -> str:
+    from hsm.softhsm import token_labels, use_softhsm
+
+    with runtime.tokens():
+        use_softhsm(runtime.state / "softhsm2")
+        labels = token_labels()
+    return f"ok ({len(labels)} token(s))"
+
+
+def _rid(request: Request) -> str:
+    return str(getattr(request.state, "request_id", ""))
+
+
+def _validation_problem(errors: Any, request_id: str) -> JSONResponse:
+    items = list(errors)
+    first = items[0] if items else {"loc": (), "msg": "invalid request"}
+    where = field_path(tuple(first.get("loc", ())))
+    detail = f"{where}: {first.get('msg', 'invalid')}"
+    if len(items) > 1:
+        detail += f" (and {len(items) - 1} more problem(s))"
+    return problem(
+        422,
+        "Bad request",
+        detail,
+        exit_code=3,
+        field=where,
+        request_id=request_id,
+        extra={
+            "errors": [
+                {"field": field_path(tuple(e.get("loc", ()))), "problem": e.get("msg", "")}
+                for e in items[:20]
+            ]
+        },
+    )

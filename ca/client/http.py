@@ -1,0 +1,163 @@
+"""``Client.call(op, request) -> result``: one typed round trip to the service.
+
+Problem details from the service become a ``ServiceError`` with the same title, message and
+exit status, so the command line shows exactly what it showed when it ran the use case itself.
+"""
+
+from __future__ import annotations
+
+import ssl
+import uuid
+from typing import Any, Final, TypeVar
+
+import httpx
+from pydantic import ValidationError
+
+from ca.client.config import NoService, Target, has_state, resolve
+from ca.errors import JtcaError
+from ca.ops.base import Model, Operation
+
+OFFICER_HEADER: Final = "Jtca-Officer"
+TIMEOUT: Final = httpx.Timeout(connect=10.0, read=600.0, write=60.0, pool=30.0)
+
+Req = TypeVar("Req", bound=Model)
+Res = TypeVar("Res", bound=Model)
+
+
+class ServiceError(JtcaError):
+    """An error the service answered with (problem details)."""
+
+    def __init__(
+        self,
+        message: str,
+        title: str,
+        exit_code: int,
+        *,
+        status: int = 0,
+        field: str | None = None,
+        reason: str | None = None,
+        problem: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message, title)
+        self.exit_code = exit_code
+        self.status = status
+        self.field = field
+        self.reason = reason
+        self.problem = problem or {}
+
+
+class ServiceUnavailable(JtcaError):
+    title = "Service unavailable"
+    exit_code = 69
+
+
+def tls_context(server_cert: str | None) -> ssl.SSLContext:
+    """TLS 1.3 only; with ``server_cert`` the service must present exactly that certificate's
+    chain (pinning a self-made server certificate), else the system's trust store."""
+    context = ssl.create_default_context(cafile=server_cert)
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
+    return context
+
+
+class Client:
+    def __init__(
+        self, http: httpx.Client, *, officer: str | None = None, target: Target | None = None
+    ) -> None:
+        self.http = http
+        self.officer = officer
+        self.target = target
+
+    def as_officer(self, officer: str | None) -> Client:
+        return Client(self.http, officer=officer, target=self.target)
+
+    def call(self, op: Operation[Req, Res], request: Req) -> Res:
+        headers = {"X-Request-Id": uuid.uuid4().hex}
+        if self.officer:
+            headers[OFFICER_HEADER] = self.officer
+        body = request.model_dump_json().encode()
+        try:
+            response = self.http.post(
+                op.path, content=body, headers={**headers, "Content-Type": "application/json"}
+            )
+        except httpx.TransportError as exc:
+            raise ServiceUnavailable(
+                f"cannot reach the authority service at {self._where()}: {exc}"
+            ) from None
+        if response.status_code >= 400:
+            raise _problem(response)
+        try:
+            return op.result.model_validate_json(response.content)
+        except ValidationError as exc:
+            raise ServiceError(
+                f"{op.name}: the service answered with a result this client does not understand "
+                f"({exc.error_count()} problem(s)); are client and service the same version?",
+                "Version mismatch",
+                1,
+            ) from None
+
+    def get(self, path: str) -> httpx.Response:
+        try:
+            return self.http.get(path)
+        except httpx.TransportError as exc:
+            raise ServiceUnavailable(
+                f"cannot reach the authority service at {self._where()}: {exc}"
+            ) from None
+
+    def _where(self) -> str:
+        return self.target.url if self.target else str(self.http.base_url)
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def _problem(response: httpx.Response) -> ServiceError:
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        return ServiceError(
+            f"the service answered HTTP {response.status_code} without problem details",
+            "Service error",
+            1,
+            status=response.status_code,
+        )
+    exit_code = data.get("exit_code")
+    return ServiceError(
+        str(data.get("detail", "")),
+        str(data.get("title", "Service error")),
+        exit_code if isinstance(exit_code, int) else 1,
+        status=response.status_code,
+        field=data.get("field") if isinstance(data.get("field"), str) else None,
+        reason=data.get("reason") if isinstance(data.get("reason"), str) else None,
+        problem=data,
+    )
+
+
+def http_for(target: Target) -> httpx.Client:
+    if target.uds is not None:
+        return httpx.Client(
+            transport=httpx.HTTPTransport(uds=target.uds), base_url="http://jtca", timeout=TIMEOUT
+        )
+    verify: ssl.SSLContext | bool = True
+    if target.url.startswith("https://"):
+        verify = tls_context(str(target.server_cert) if target.server_cert else None)
+    return httpx.Client(base_url=target.url, verify=verify, timeout=TIMEOUT)
+
+
+def connect(officer: str | None = None, *, target: Target | None = None) -> Client:
+    """A client of the configured service; the embedded default is started (or reused) on its
+    state folder. With nothing configured and no state folder, ``NoService``."""
+    chosen = target or resolve()
+    if chosen.source == "embedded":
+        if chosen.state is None or not has_state(chosen.state):
+            raise NoService(
+                f"no authority service is configured (JTCA_URL, {chosen.source}) and "
+                f"{chosen.state} holds no jtca state: create one with `jtca init` (or `jtca demo` "
+                "for demo data), set JTCA_STATE to an existing state folder, or point JTCA_URL "
+                "at a service; `jtca config show` says what is in use"
+            )
+        from ca.client.embedded import ensure_running
+
+        ensure_running(chosen.state)
+    return Client(http_for(chosen), officer=officer, target=chosen)

@@ -1,0 +1,16 @@
+"""Import every area's operations, so that ``ca.ops.base.OPERATIONS`` holds them all."""
+
+from __future__ import annotations
+
+from ca.ops import (  # noqa: F401
+    audit,
+    ceremony,
+    city,
+    console,
+    demo,
+    issuance,
+    lists,
+    officers,
+    packages,
+    system,
+)

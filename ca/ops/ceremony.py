@@ -1,0 +1,3 @@
+"""Operations of the ceremony area (see ca/ops/base.py)."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""Operations of the city area (see ca/ops/base.py)."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""Operations of the console area (see ca/ops/base.py)."""
+
+from __future__ import annotations

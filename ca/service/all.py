@@ -1,0 +1,16 @@
+"""Import every area's use cases, so that each operation has its handler."""
+
+from __future__ import annotations
+
+from ca.service import (  # noqa: F401
+    audit,
+    ceremony,
+    city,
+    console,
+    demo,
+    issuance,
+    lists,
+    officers,
+    packages,
+    system,
+)

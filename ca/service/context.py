@@ -1,0 +1,40 @@
+"""The context a use case runs in: the runtime, the calling officer, the clock, a request id."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Engine
+
+from ca.clock import Clock
+from ca.errors import JtcaError
+from ca.service.runtime import Runtime
+from policies.rules import Actor
+
+
+class NotSignedIn(JtcaError):
+    """The operation needs an officer and the request named none (HTTP 401)."""
+
+    title = "Not signed in"
+    exit_code = 6
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    runtime: Runtime
+    officer: Actor | None
+    clock: Clock
+    request_id: str = ""
+
+    @property
+    def engine(self) -> Engine:
+        return self.runtime.engine
+
+    def now(self) -> int:
+        return self.clock.now()
+
+    def actor(self) -> Actor:
+        """The calling officer; refused when the request came without one."""
+        if self.officer is None:
+            raise NotSignedIn("this operation needs an officer: sign in first")
+        return self.officer

@@ -1,0 +1,26 @@
+"""For the whole suite: embedded services started by the tests stop when the run ends.
+
+A command-line test runs the real ``jtca`` against a state folder of its own; the first command
+starts that folder's embedded service (``ca.client.embedded``), a process of its own session.
+They exit by themselves when idle (``JTCA_IDLE_EXIT``, short here); at the end of the run every
+one still alive under this run's temporary folder is stopped, so nothing outlives pytest.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+os.environ.setdefault("JTCA_IDLE_EXIT", "120")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_embedded_services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    yield
+    from ca.client.embedded import PID_FILE, stop
+
+    base = tmp_path_factory.getbasetemp()
+    for pid_file in base.rglob(PID_FILE):
+        stop(pid_file.parent, timeout=10.0)

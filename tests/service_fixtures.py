@@ -1,0 +1,30 @@
+"""The service in-process, for tests that drive the command line's or the console's adapters
+through the real HTTP API without a server process: Starlette's TestClient is an httpx client
+over the ASGI application, so ``ca.client.http.Client`` runs unchanged over it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from starlette.testclient import TestClient
+
+from ca.api.app import create_app
+from ca.client.http import Client
+from ca.clock import Clock
+from ca.service.runtime import Runtime, open_runtime
+
+
+@contextmanager
+def in_process(
+    state: Path, *, url: str | None = None, clock: Clock | None = None, officer: str | None = None
+) -> Iterator[tuple[Client, Runtime]]:
+    """``(client, runtime)`` of a service on ``state`` (and ``url``), schema upgraded."""
+    runtime = open_runtime(state, url=url, migrate="upgrade", embedded=True)
+    http = TestClient(create_app(runtime, clock=clock), raise_server_exceptions=False)
+    try:
+        yield Client(http, officer=officer), runtime
+    finally:
+        http.close()
+        runtime.close()
