@@ -9,7 +9,6 @@ officer, jtca officer list); the policy decides what that officer may do.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +17,10 @@ from sqlmodel import Session, col, select
 from ca.applications import apply, decide_application
 from ca.authority import open_authority
 from ca.citykeys import misuse, queries, renewal, usage, workflow
-from ca.clock import SystemClock, iso_utc
-from ca.errors import BadInput, JtcaError
+from ca.cli import site
+from ca.cli.city_common import _actor, _emit, _now
+from ca.clock import iso_utc
+from ca.errors import BadInput
 from ca.officers import actor_of
 from ca.store.models import CityKey, KeyApplication, PendingAction
 from ca.tokens import EmbeddedVault
@@ -41,9 +42,7 @@ def register(sub: Any) -> None:
         q.set_defaults(handler=handler)
         return q
 
-    q = command("transport-key", "make a holder's transport key in its token", cmd_transport)
-    q.add_argument("--holder", required=True, help="'ministry', a province or a city code")
-    q.add_argument("--token", required=True, metavar="LABEL", help="the holder's token")
+    site.register(command)  # transport-key, deliver, import: ca/cli/site.py
 
     q = command("apply", "a province applies for its cities' key sets (第九条)", cmd_apply)
     q.add_argument("--city", action="append", required=True, metavar="CODE")
@@ -62,15 +61,6 @@ def register(sub: Any) -> None:
         "generate", "generate an approved application's keys in the ministry token", cmd_generate
     )
     q.add_argument("application", type=int)
-
-    q = command("deliver", "seal keys to the next holder as key packages", cmd_deliver)
-    which = q.add_mutually_exclusive_group(required=True)
-    which.add_argument("--key", type=int, action="append", metavar="ID")
-    which.add_argument("--application", type=int, metavar="N")
-    q.add_argument("--out", type=Path, required=True, metavar="DIR")
-
-    q = command("import", "open key packages into the recipient's token", cmd_import)
-    q.add_argument("package", type=Path, nargs="+")
 
     q = command(
         "keys",
@@ -139,19 +129,6 @@ def register(sub: Any) -> None:
 
 
 # -- helpers -------------------------------------------------------------------------------
-def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
-    print(json.dumps(data, ensure_ascii=False, indent=2) if args.json else text)
-
-
-def _actor(args: argparse.Namespace) -> tuple[Any, Actor]:
-    engine = open_authority().engine
-    return engine, actor_of(engine, args.actor)
-
-
-def _now() -> int:
-    return SystemClock().now()
-
-
 def _outcome(args: argparse.Namespace, outcome: misuse.ActionOutcome) -> int:
     data = {
         "action_id": outcome.action_id,
@@ -173,17 +150,6 @@ def _outcome(args: argparse.Namespace, outcome: misuse.ActionOutcome) -> int:
 
 
 # -- commands ------------------------------------------------------------------------------
-def cmd_transport(args: argparse.Namespace) -> int:
-    engine, actor = _actor(args)
-    with EmbeddedVault(create=True) as vault:
-        row = workflow.register_transport_key(
-            engine, vault, actor, holder=args.holder, token=args.token, now=_now()
-        )
-    data = {"holder": row.holder, "token": row.token, "uri": row.uri, "public_key": row.public_key}
-    _emit(args, data, f"transport key of {row.holder}: {row.uri}\n  public key {row.public_key}")
-    return 0
-
-
 def cmd_apply(args: argparse.Namespace) -> int:
     engine, actor = _actor(args)
     application = apply(engine, actor, args.city, _now())
@@ -235,72 +201,6 @@ def cmd_generate(args: argparse.Namespace) -> int:
         keys = workflow.generate(engine, vault, actor, args.application, now=_now())
     data = [{"id": k.id, "label": k.label, "city": k.city, "class": k.key_class} for k in keys]
     _emit(args, data, "\n".join(f"generated {k.label} (key {k.id})" for k in keys))
-    return 0
-
-
-def cmd_deliver(args: argparse.Namespace) -> int:
-    engine, actor = _actor(args)
-    key_ids = args.key
-    if args.application is not None:
-        with Session(engine) as session:
-            key_ids = [
-                k
-                for k in session.exec(
-                    select(CityKey.id)
-                    .where(CityKey.application_id == args.application)
-                    .where(col(CityKey.stage).in_([workflow.GENERATED, workflow.AT_PROVINCE]))
-                    .order_by(col(CityKey.id))
-                )
-                if k is not None
-            ]
-        if not key_ids:
-            raise BadInput(f"--application {args.application}: no key of it awaits delivery")
-    with EmbeddedVault() as vault:
-        done = workflow.deliver(engine, vault, actor, key_ids, out_dir=args.out, now=_now())
-    data = [
-        {
-            "key": d.key_id,
-            "label": d.label,
-            "to": d.recipient,
-            "package": d.package_id,
-            "file": str(d.path),
-        }
-        for d in done
-    ]
-    _emit(args, data, "\n".join(f"{d.label} → {d.recipient}: {d.path}" for d in done))
-    return 0
-
-
-def cmd_import(args: argparse.Namespace) -> int:
-    engine, actor = _actor(args)
-    results: list[workflow.Imported] = []
-    with EmbeddedVault() as vault:
-        for path in args.package:
-            try:
-                data = path.read_bytes()
-            except OSError as exc:
-                raise BadInput(f"cannot read {path}: {exc.strerror}") from None
-            try:
-                results.append(workflow.import_package(engine, vault, actor, data, now=_now()))
-            except JtcaError as exc:
-                # say what was imported before the refusal, and which file was refused
-                for done in results:
-                    print(f"{done.label}: in {done.token} ({done.stage})")
-                exc.message = f"{path}: {exc.message}"
-                exc.args = (exc.message,)
-                raise
-    out = [
-        {
-            "key": r.key_id,
-            "label": r.label,
-            "holder": r.holder,
-            "token": r.token,
-            "uri": r.uri,
-            "stage": r.stage,
-        }
-        for r in results
-    ]
-    _emit(args, out, "\n".join(f"{r.label}: in {r.token} ({r.stage})" for r in results))
     return 0
 
 
