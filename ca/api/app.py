@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from sqlalchemy import text
@@ -113,23 +113,35 @@ def _resolve_officer(runtime: Runtime, officer_id: str | None) -> Actor | None:
     return actor_of(runtime.engine, officer_id.strip())
 
 
-def _endpoint(op: Operation[Model, Model], runtime: Runtime, clock: Clock) -> Callable[..., Any]:
-    def endpoint(request: Request, body: Any) -> Any:
-        request_id: str = request.state.request_id
+def _context(op: Operation[Model, Model], runtime: Runtime, clock: Clock) -> Callable[..., Context]:
+    """The calling officer and the context, as a dependency: it runs before the body is
+    validated, so a caller who may not call learns nothing about the request's shape."""
+
+    def context(request: Request) -> Context:
         officer = _resolve_officer(runtime, request.headers.get(OFFICER_HEADER))
         if op.officer and officer is None:
             raise NotSignedIn(f"{op.name} needs an officer: sign in first")
-        ctx = Context(runtime=runtime, officer=officer, clock=clock, request_id=request_id)
-        result = HANDLERS[op.name](ctx, body)
-        return op.result.model_validate(result)
+        return Context(
+            runtime=runtime, officer=officer, clock=clock, request_id=request.state.request_id
+        )
+
+    return context
+
+
+def _endpoint(op: Operation[Model, Model], runtime: Runtime, clock: Clock) -> Callable[..., Any]:
+    def endpoint(body: Any, ctx: Context) -> Any:
+        return op.result.model_validate(HANDLERS[op.name](ctx, body))
 
     endpoint.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
         [
             inspect.Parameter(
-                "request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request
+                "body", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=op.request
             ),
             inspect.Parameter(
-                "body", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=op.request
+                "ctx",
+                inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                annotation=Context,
+                default=Depends(_context(op, runtime, clock)),
             ),
         ]
     )
@@ -250,6 +262,7 @@ def create_app(
             summary=op.summary,
             tags=[op.area],
             name=op.name,
+            operation_id=op.name,
         )
     return BodyLimit(app, max_body)
 
