@@ -11,10 +11,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from ca.client.config import state_dir
 from ca.clock import SystemClock, to_unix
 from ca.errors import BadInput
 from ca.qr.verify import DEFAULT_SKEW
-from ca.tokens import state_dir
 from hsm.errors import InvalidKey
 from hsm.sm.sm2 import SM2PublicKey
 
