@@ -2,12 +2,14 @@
 ministry's root ceremony has run and some months of city key work have happened, so every
 screen has something to show. The same function seeds the console's tests.
 
-Everything goes through the real workflows (tokens, packages, policy, dual control, audit) with
-the clock set back in time, so the history is what the system would have recorded: Guangzhou's
-keys installed and in use, Shenzhen's delivered to the province long ago and never used
-(dormant), Zhuhai's applied for and awaiting approval, Foshan's key suspended for misuse, an
-issuer with its interop certificate, the lists published. The officers' sign-in secrets are
-written to ``STATE/demo-credentials.json`` (mode 0600): demo data only.
+It runs inside the service (``demo.seed``, ``ca.service.demo``), on the embedded default's
+empty database and tokens: the clients never touch either. Everything goes through the real
+workflows (tokens, packages, policy, dual control, audit) with the clock set back in time, so
+the history is what the system would have recorded: Guangzhou's keys installed and in use,
+Shenzhen's delivered to the province long ago and never used (dormant), Zhuhai's applied for and
+awaiting approval, Foshan's key suspended for misuse, an issuer with its interop certificate,
+the lists published. The officers' sign-in secrets are written to
+``STATE/demo-credentials.json`` (mode 0600): demo data only.
 """
 
 from __future__ import annotations
@@ -23,11 +25,11 @@ from typing import Final
 from sqlalchemy.engine import Engine
 
 from ca.applications import apply, decide_application
-from ca.authority import open_authority
 from ca.ceremony import init_token_shares, read_ceremony, run
 from ca.citykeys import misuse, usage, workflow
 from ca.clock import iso_utc
 from ca.officers import actor_of, add_officer
+from ca.ops.demo import CREDENTIALS
 from ca.tokens import EmbeddedVault, embedded_token
 from hsm.softhsm import init_token, token_labels, use_softhsm
 from policies.rules import Actor
@@ -36,7 +38,6 @@ EXAMPLE: Final = (
     Path(__file__).resolve().parents[1] / "policies" / "ceremonies" / "root-example.toml"
 )
 DAY: Final = 86400
-CREDENTIALS: Final = "demo-credentials.json"
 
 OFFICERS: Final = (
     ("mot-root-2", "部根密钥管理员 李四", ["ministry-root-officer"], None),
@@ -55,6 +56,19 @@ TOKENS: Final = {
     "440300": "SZ-KEYS",
     "440600": "FS-KEYS",
 }
+SIGN_IN_TOKEN: Final = (  # officer -> the holder whose key token they sign in with
+    ("gd-1", "440000"),
+    ("gd-2", "440000"),
+    ("mot-root-1", "ministry"),
+    ("mot-root-2", "ministry"),
+    ("mot-root-3", "ministry"),
+    ("ca-op-1", "ministry"),
+    ("ca-op-2", "ministry"),
+    ("publisher-1", "ministry"),
+    ("em-1", "ministry"),
+    ("em-2", "ministry"),
+    ("auditor-1", "ministry"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,20 +88,21 @@ def is_seeded(state: Path) -> bool:
     return (state / CREDENTIALS).is_file()
 
 
-def seed(state: Path, now: int) -> DemoCredentials:
-    """Seed ``state`` (an empty folder) with the demo world as of ``now``."""
+def seed(
+    state: Path, engine: Engine, vault: EmbeddedVault, now: int, *, published: Path
+) -> DemoCredentials:
+    """Seed the empty database ``engine`` and the tokens of ``state`` with the demo world as of
+    ``now`` (``vault`` may create tokens); the lists are published to ``published``."""
     if is_seeded(state):
         raise FileExistsError(f"{state} is seeded already")
-    state.mkdir(parents=True, exist_ok=True)
-    os.environ["JTCA_STATE"] = str(state)
     use_softhsm(state / "softhsm2")
-    engine = open_authority(state).engine
     ceremony = read_ceremony(EXAMPLE)
     start = now - 400 * DAY
-    if ceremony.token not in token_labels():
-        pin = secrets.token_urlsafe(12)
-        init_token(ceremony.token, pin, secrets.token_urlsafe(12))
-        shares = [s for _, s in init_token_shares(ceremony, pin)][:2]
+    if ceremony.token in token_labels():
+        raise FileExistsError(f"token {ceremony.token} exists already in {state}")
+    pin = secrets.token_urlsafe(12)
+    init_token(ceremony.token, pin, secrets.token_urlsafe(12))
+    shares = [s for _, s in init_token_shares(ceremony, pin)][:2]
     run(
         ceremony,
         engine,
@@ -107,87 +122,70 @@ def seed(state: Path, now: int) -> DemoCredentials:
             province=province,
             now=start + 60,
         )
-    vault = EmbeddedVault(state, create=True)
     gd1, gd2 = actor_of(engine, "gd-1"), actor_of(engine, "gd-2")
     op1, op2 = actor_of(engine, "ca-op-1"), actor_of(engine, "ca-op-2")
-    try:
-        for holder, label in TOKENS.items():
-            actor = root if holder == "ministry" else gd1
-            workflow.register_transport_key(
-                engine, vault, actor, holder=holder, token=label, now=start + 120
-            )
-        # Guangzhou and Foshan: installed and in use; Shenzhen: delivered, never used (dormant)
-        t = start + DAY
-        application = apply(engine, gd1, ["440100", "440300", "440600"], t)
-        decide_application(engine, op1, application.id or 0, approve=True, now=t + 3600)
-        keys = workflow.generate(engine, vault, root, application.id or 0, now=t + 7200)
-        ids = [k.id or 0 for k in keys]
-        sent = workflow.deliver(
-            engine, vault, root, ids, out_dir=state / "packages" / "to-gd", now=t + 3 * DAY
+    for holder, label in TOKENS.items():
+        actor = root if holder == "ministry" else gd1
+        workflow.register_transport_key(
+            engine, vault, actor, holder=holder, token=label, now=start + 120
         )
-        for delivery in sent:
-            workflow.import_package(engine, vault, gd1, delivery.path.read_bytes(), now=t + 4 * DAY)
-        onward = [k.id or 0 for k in keys if k.city != "440300"]
-        for delivery in workflow.deliver(
-            engine, vault, gd1, onward, out_dir=state / "packages" / "to-cities", now=t + 5 * DAY
-        ):
-            workflow.import_package(engine, vault, gd2, delivery.path.read_bytes(), now=t + 6 * DAY)
-        used = "\n".join(
-            f"{k.label},{k.city},{iso_utc(t + 20 * DAY)},{iso_utc(now - 4 * DAY)},{k.city[:4]}03"
-            for k in keys
-            if k.city != "440300"
-        )
-        usage.import_usage(
-            engine,
-            gd1,
-            "key,city,first_use,last_use,used_in\n" + used,
-            "csv",
-            source="demo-usage.csv",
-            now=now - 3 * DAY,
-        )
-        # Foshan's QR key used in Fujian: a scope violation, then suspended under dual control
-        fs_qr = next(k for k in keys if k.city == "440600" and k.key_class == "city-qr")
-        usage.import_usage(
-            engine,
-            gd1,
-            "key,city,first_use,last_use,used_in\n"
-            f"{fs_qr.label},440600,{iso_utc(now - 8 * DAY)},{iso_utc(now - 7 * DAY)},350102\n",
-            "csv",
-            source="demo-violation.csv",
-            now=now - 2 * DAY,
-        )
-        asked = misuse.request(
-            engine,
-            vault,
-            gd1,
-            misuse.SUSPEND,
-            [fs_qr.id or 0],
-            reason="used in Fujian (第十条)",
-            now=now - DAY,
-        )
-        misuse.decide(engine, vault, op2, asked.action_id or 0, approve=True, now=now - DAY + 600)
-        # Zhuhai: applied for, awaiting the ministry's approval
-        apply(engine, gd2, ["440400"], now - 3600)
-        _issuer_and_lists(state, engine, shares, now)
-    finally:
-        vault.close()
-    pins = {}
-    for officer_id, holder in (
-        ("gd-1", "440000"),
-        ("gd-2", "440000"),
-        ("mot-root-1", "ministry"),
-        ("mot-root-2", "ministry"),
-        ("mot-root-3", "ministry"),
-        ("ca-op-1", "ministry"),
-        ("ca-op-2", "ministry"),
-        ("publisher-1", "ministry"),
-        ("em-1", "ministry"),
-        ("em-2", "ministry"),
-        ("auditor-1", "ministry"),
+    # Guangzhou and Foshan: installed and in use; Shenzhen: delivered, never used (dormant)
+    t = start + DAY
+    application = apply(engine, gd1, ["440100", "440300", "440600"], t)
+    decide_application(engine, op1, application.id or 0, approve=True, now=t + 3600)
+    keys = workflow.generate(engine, vault, root, application.id or 0, now=t + 7200)
+    ids = [k.id or 0 for k in keys]
+    sent = workflow.deliver(
+        engine, vault, root, ids, out_dir=state / "packages" / "to-gd", now=t + 3 * DAY
+    )
+    for delivery in sent:
+        workflow.import_package(engine, vault, gd1, delivery.path.read_bytes(), now=t + 4 * DAY)
+    onward = [k.id or 0 for k in keys if k.city != "440300"]
+    for delivery in workflow.deliver(
+        engine, vault, gd1, onward, out_dir=state / "packages" / "to-cities", now=t + 5 * DAY
     ):
-        pins[officer_id] = (
-            embedded_token(TOKENS[holder], state, create=False).pin_file.read_text().strip()
-        )
+        workflow.import_package(engine, vault, gd2, delivery.path.read_bytes(), now=t + 6 * DAY)
+    used = "\n".join(
+        f"{k.label},{k.city},{iso_utc(t + 20 * DAY)},{iso_utc(now - 4 * DAY)},{k.city[:4]}03"
+        for k in keys
+        if k.city != "440300"
+    )
+    usage.import_usage(
+        engine,
+        gd1,
+        "key,city,first_use,last_use,used_in\n" + used,
+        "csv",
+        source="demo-usage.csv",
+        now=now - 3 * DAY,
+    )
+    # Foshan's QR key used in Fujian: a scope violation, then suspended under dual control
+    fs_qr = next(k for k in keys if k.city == "440600" and k.key_class == "city-qr")
+    usage.import_usage(
+        engine,
+        gd1,
+        "key,city,first_use,last_use,used_in\n"
+        f"{fs_qr.label},440600,{iso_utc(now - 8 * DAY)},{iso_utc(now - 7 * DAY)},350102\n",
+        "csv",
+        source="demo-violation.csv",
+        now=now - 2 * DAY,
+    )
+    asked = misuse.request(
+        engine,
+        vault,
+        gd1,
+        misuse.SUSPEND,
+        [fs_qr.id or 0],
+        reason="used in Fujian (第十条)",
+        now=now - DAY,
+    )
+    misuse.decide(engine, vault, op2, asked.action_id or 0, approve=True, now=now - DAY + 600)
+    # Zhuhai: applied for, awaiting the ministry's approval
+    apply(engine, gd2, ["440400"], now - 3600)
+    _issuer_and_lists(state, engine, shares, now, published)
+    pins = {
+        officer_id: embedded_token(TOKENS[holder], state, create=False).pin_file.read_text().strip()
+        for officer_id, holder in SIGN_IN_TOKEN
+    }
     credentials = DemoCredentials(tuple(shares), pins)
     path = state / CREDENTIALS
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -196,7 +194,9 @@ def seed(state: Path, now: int) -> DemoCredentials:
     return credentials
 
 
-def _issuer_and_lists(state: Path, engine: Engine, shares: list[str], now: int) -> None:
+def _issuer_and_lists(
+    state: Path, engine: Engine, shares: list[str], now: int, published: Path
+) -> None:
     """A QR issuer with its interop certificate (CA index 1), and the lists published."""
     from sqlmodel import Session, select
 
@@ -242,7 +242,7 @@ def _issuer_and_lists(state: Path, engine: Engine, shares: list[str], now: int) 
         publisher.publish(
             engine,
             signing,
-            publisher.Settings(state / "lists"),
+            publisher.Settings(published),
             actor=actor_of(engine, "publisher-1"),
             now=now - 3600,
         )
@@ -253,4 +253,4 @@ def load_credentials(state: Path) -> DemoCredentials:
     return DemoCredentials(tuple(data["root_token_shares"]), dict(data["officer_pins"]))
 
 
-__all__ = ["Actor", "DemoCredentials", "is_seeded", "load_credentials", "seed"]
+__all__ = ["CREDENTIALS", "Actor", "DemoCredentials", "is_seeded", "load_credentials", "seed"]

@@ -1,3 +1,64 @@
-"""Use cases of the demo area (see ca/service/__init__.py)."""
+"""Use cases of the demo area (see ``ca.ops.demo``): the demo world is seeded here, in the
+service that holds the database and the tokens, never by a client."""
 
 from __future__ import annotations
+
+from sqlmodel import Session, select
+
+from ca.errors import JtcaError
+from ca.ops import demo as ops
+from ca.ops.base import Empty
+from ca.service.context import Context
+from ca.service.registry import handles
+from ca.store.models import AuditEvent, CeremonyRun, Officer
+
+
+class DemoRefused(JtcaError):
+    title = "Demo refused"
+    exit_code = 2
+
+
+@handles(ops.STATUS)
+def status(ctx: Context, _req: Empty) -> ops.DemoStatus:
+    from ca.demodata import is_seeded
+
+    seeded = ctx.runtime.embedded and is_seeded(ctx.runtime.state)
+    return ops.DemoStatus(
+        seeded=seeded,
+        credentials=str((ctx.runtime.state / ops.CREDENTIALS).resolve()) if seeded else None,
+    )
+
+
+@handles(ops.SEED)
+def seed(ctx: Context, _req: Empty) -> ops.Seeded:
+    """The demo world, on an embedded service whose database is empty (no officer, no
+    ceremony, no audit event); refused anywhere else."""
+    from ca.demodata import is_seeded
+    from ca.demodata import seed as seed_world
+    from ca.officers import officers
+
+    runtime = ctx.runtime
+    if not runtime.embedded:
+        raise DemoRefused(
+            "demo data is seeded only into the embedded default (jtca demo in a fresh state "
+            "folder), never into a served authority"
+        )
+    with Session(ctx.engine) as session:
+        used = any(
+            session.exec(select(table).limit(1)).first() is not None
+            for table in (Officer, CeremonyRun, AuditEvent)
+        )
+    if used or is_seeded(runtime.state):
+        raise DemoRefused(
+            f"the database of {runtime.state} is not empty: demo data goes only into a fresh "
+            "state folder (set JTCA_STATE to a new folder and run jtca demo)"
+        )
+    with runtime.tokens(create=True) as vault:
+        try:
+            seed_world(runtime.state, ctx.engine, vault, ctx.now(), published=runtime.published)
+        except FileExistsError as exc:
+            raise DemoRefused(f"{exc}: demo data goes only into a fresh state folder") from None
+    return ops.Seeded(
+        credentials=str((runtime.state / ops.CREDENTIALS).resolve()),
+        officers=[o.officer_id for o in officers(ctx.engine)],
+    )
