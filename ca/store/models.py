@@ -7,7 +7,7 @@ No table holds a private key: keys are named by their PKCS#11 URI.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Index
+from sqlalchemy import BigInteger, Index, LargeBinary
 from sqlmodel import Field, SQLModel, UniqueConstraint
 
 
@@ -360,6 +360,19 @@ class ListVersion(SQLModel, table=True):
     published_by: str = Field(max_length=100)
     emergency: bool = False
     diff: str  # canonical JSON: added, removed, changed keys against the previous version
+
+
+class ListVersionFile(SQLModel, table=True):
+    """The signed bytes of a published list version, beside its record: every service process
+    on the database can serve any version and repair its own publication folder from here,
+    whichever process published it (issue #11: one database, several services)."""
+
+    __tablename__ = "list_version_file"
+
+    list_version_id: int = Field(
+        primary_key=True, foreign_key="list_version.id", sa_column_kwargs={"autoincrement": False}
+    )
+    der: bytes = Field(sa_type=LargeBinary)
 
 
 class ListOperator(SQLModel, table=True):
