@@ -238,14 +238,7 @@ def import_key(
     ``check-value-mismatch``. Nothing is half-imported: if any step after the key object is
     created fails, the objects created are destroyed.
     """
-    info, signed = read_package(data)
-    sender = next((k for k in trusted_senders if key_id_of(k) == info.sender_key_id), None)
-    if sender is None:
-        raise PackageRefused("untrusted-sender", "the package is not from a trusted sender key")
-    try:
-        sender.verify(der_to_raw(bytes(signed["signature"].native)), signed["tbs_package"].dump())
-    except InvalidSignature:
-        raise PackageRefused("bad-signature", "the sender's signature does not verify") from None
+    info, signed = _verified(data, trusted_senders)
     if (
         transport_key.public_key is None
         or key_id_of(transport_key.public_key) != info.recipient_key_id
@@ -279,6 +272,44 @@ def import_key(
         return _install(store, info, material, label or info.key_label)
     finally:
         wipe(material)
+
+
+def verify_package(data: bytes, trusted_senders: list[SM2PublicKey]) -> PackageInfo:
+    """Parse a package and check its sender's signature, without opening it: what the authority
+    checks of a package a site made (refused ``malformed``, ``untrusted-sender`` or
+    ``bad-signature``, as ``import_key`` would)."""
+    info, _ = _verified(data, trusted_senders)
+    return info
+
+
+def _verified(
+    data: bytes, trusted_senders: list[SM2PublicKey]
+) -> tuple[PackageInfo, SignedKeyPackage]:
+    info, signed = read_package(data)
+    sender = next((k for k in trusted_senders if key_id_of(k) == info.sender_key_id), None)
+    if sender is None:
+        raise PackageRefused("untrusted-sender", "the package is not from a trusted sender key")
+    try:
+        sender.verify(der_to_raw(bytes(signed["signature"].native)), signed["tbs_package"].dump())
+    except InvalidSignature:
+        raise PackageRefused("bad-signature", "the sender's signature does not verify") from None
+    return info, signed
+
+
+def forget_import(store: KeyStore, package_id: bytes) -> None:
+    """Remove a package's replay marker from ``store``'s token: for an import whose record was
+    refused and whose key object was destroyed, so the package can be imported again once the
+    record is accepted. A marker already gone is no error."""
+
+    def drop(session: pkcs11.Session) -> None:
+        for obj in list(
+            session.get_objects(
+                {Attribute.CLASS: ObjectClass.DATA, Attribute.LABEL: "jtca-pkg:" + package_id.hex()}
+            )
+        ):
+            obj.destroy()
+
+    store.token.run(drop)
 
 
 def _has_marker(store: KeyStore, marker: str) -> bool:
