@@ -14,6 +14,14 @@ The application and its approval are ``ca.applications``. Here:
   (sender trusted, signature, addressee, replay, check value) and the database's (a package
   made here, for this holder, not yet imported).
 
+Each of these is also cut into the steps the two sides take (issue #11, point 5): the service
+holds the ministry's token and the database, a province or a city holds its own token. So
+``register_transport_key`` = ``check_transport_registration`` + a key made in the holder's token
++ ``record_transport_key``; ``deliver`` = ``plan_delivery`` + ``seal`` (in the sender's token)
++ ``record_delivery`` (``check_sealed`` when the sender is a site); ``import_package`` =
+``plan_import`` + ``hsm.envelope.import_key`` (in the recipient's token) + ``record_import``.
+``ca.service.packages`` runs the database's steps, ``ca.site`` the token steps of a site.
+
 Stages: generated → delivered-to-province → held-by-province → delivered-to-city → installed.
 A key and its record are made together: if the database refuses the record, the token object
 is destroyed again; every step is audited in the transaction that records it.
@@ -23,19 +31,19 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
 import pkcs11
-from pkcs11 import Attribute, ObjectClass
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, func, select
 
 from ca import audit
 from ca.applications import ApplicationError
+from ca.authorization import PolicyDenied
 from ca.citykeys.common import (
     MINISTRY,
     CityKeyError,
@@ -53,11 +61,20 @@ from ca.registry.divisions import default_divisions
 from ca.signing import load_policy, token_signer
 from ca.store.db import transaction
 from ca.store.models import CityKey, KeyApplication, KeyCopy, KeyPackageRecord, TransportKey
-from hsm.envelope import PackageRefused, export_key, import_key, key_id_of, read_package
-from hsm.pkcs11.keys import KeyKind, KeyNotFound, KeyStore, TokenKey
-from hsm.pkcs11.uri import Pkcs11Uri
+from hsm.envelope import (
+    PackageRefused,
+    export_key,
+    forget_import,
+    import_key,
+    key_id_of,
+    read_package,
+    verify_package,
+)
+from hsm.errors import InvalidKey
+from hsm.pkcs11.keys import KeyKind, KeyNotFound, TokenKey
+from hsm.pkcs11.uri import Pkcs11Uri, UriError
 from hsm.sm.sm2 import SM2PublicKey
-from policies.rules import Actor, KeyClass, is_province_code
+from policies.rules import Actor, KeyClass, is_province_code, province_of
 
 GENERATE: Final = "city-key.generate"
 DELIVER: Final = "city-key.deliver"
@@ -84,11 +101,9 @@ def _check_holder(holder: str) -> None:
         )
 
 
-def register_transport_key(
-    engine: Engine, vault: Vault, actor: Actor, *, holder: str, token: str, now: int
-) -> TransportKey:
-    """Generate the holder's transport key in its token and record it; a holder's earlier
-    transport key is retired (packages already sealed to it still open)."""
+def check_transport_registration(actor: Actor, *, holder: str, token: str, now: int) -> None:
+    """May ``actor`` register ``holder``'s transport key in token ``token``? (checked before a
+    key is made, and again when it is recorded)"""
     _check_holder(holder)
     if not token.strip() or len(token) > 32:
         raise CityKeyError(
@@ -100,43 +115,121 @@ def register_transport_key(
         allowed(actor, REGISTER_TRANSPORT, "110000", None, now)  # role check (national)
     else:
         allowed(actor, REGISTER_TRANSPORT, holder, None, now)
+
+
+def record_transport_key(
+    engine: Engine,
+    actor: Actor,
+    *,
+    holder: str,
+    token: str,
+    uri: str,
+    public_key: str,
+    now: int,
+) -> TransportKey:
+    """Record ``holder``'s new transport key (made in its token: here, or at the holder's site,
+    which reports only the public part) and retire the earlier one; audited. A URI that does not
+    name a private key in ``token``, a point that is not on the curve, or a key registered
+    before is refused."""
+    check_transport_registration(actor, holder=holder, token=token, now=now)
+    try:
+        parsed = Pkcs11Uri.parse(uri)
+    except UriError as exc:
+        raise CityKeyError(f"uri {uri!r}: {exc.message}", title="Bad input") from None
+    if parsed.token != token or parsed.object is None or parsed.type not in (None, "private"):
+        raise CityKeyError(
+            f"uri {uri!r}: not a private key object in token {token!r}", title="Bad input"
+        )
+    try:
+        point = SM2PublicKey.from_bytes(bytes.fromhex(public_key))
+    except (ValueError, InvalidKey) as exc:
+        raise CityKeyError(
+            f"public_key {public_key[:16]}…: not an SM2 point ({exc})", title="Bad input"
+        ) from None
+    compressed = point.compressed.hex()
+    with transaction(engine) as session:
+        known = session.exec(
+            select(TransportKey).where(
+                (TransportKey.public_key == compressed) | (TransportKey.uri == uri)
+            )
+        ).first()
+        if known is not None:
+            raise CityKeyError(
+                f"this transport key is registered already (for {known.holder}, "
+                f"{known.status}): make a new one",
+                title="Transport key refused",
+            )
+        for old in session.exec(
+            select(TransportKey)
+            .where(TransportKey.holder == holder)
+            .where(TransportKey.status == "active")
+        ):
+            old.status = "retired"
+            session.add(old)
+        row = TransportKey(
+            holder=holder,
+            token=token,
+            uri=uri,
+            public_key=compressed,
+            created_at=now,
+            created_by=actor.id,
+        )
+        session.add(row)
+        session.flush()
+        audit.append(
+            session,
+            actor=actor.id,
+            action=REGISTER_TRANSPORT,
+            subject=f"transport key of {holder}",
+            details={"token": token, "uri": row.uri, "public_key": row.public_key},
+            at=now,
+        )
+        return detached(session, row)
+
+
+def transport_key_label(holder: str, now: int) -> str:
+    """The label of a transport key made now: ``transport-HOLDER-YYYYmmddHHMMSS``."""
+    return f"transport-{holder}-{datetime.fromtimestamp(now, UTC).strftime('%Y%m%d%H%M%S')}"
+
+
+def register_transport_key(
+    engine: Engine, vault: Vault, actor: Actor, *, holder: str, token: str, now: int
+) -> TransportKey:
+    """Generate the holder's transport key in its token and record it; a holder's earlier
+    transport key is retired (packages already sealed to it still open)."""
+    check_transport_registration(actor, holder=holder, token=token, now=now)
     store = vault.store(token)
-    stamp = datetime.fromtimestamp(now, UTC).strftime("%Y%m%d%H%M%S")
-    key = store.generate_sm2(f"transport-{holder}-{stamp}", decrypt=True)
+    key = store.generate_sm2(transport_key_label(holder, now), decrypt=True)
     if key.public_key is None:
         raise CityKeyError(f"token {token!r} returned no public key for the transport key")
     try:
-        with transaction(engine) as session:
-            for old in session.exec(
-                select(TransportKey)
-                .where(TransportKey.holder == holder)
-                .where(TransportKey.status == "active")
-            ):
-                old.status = "retired"
-                session.add(old)
-            row = TransportKey(
-                holder=holder,
-                token=token,
-                uri=str(key.uri),
-                public_key=key.public_key.compressed.hex(),
-                created_at=now,
-                created_by=actor.id,
-            )
-            session.add(row)
-            session.flush()
-            audit.append(
-                session,
-                actor=actor.id,
-                action=REGISTER_TRANSPORT,
-                subject=f"transport key of {holder}",
-                details={"token": token, "uri": row.uri, "public_key": row.public_key},
-                at=now,
-            )
-            return detached(session, row)
+        return record_transport_key(
+            engine,
+            actor,
+            holder=holder,
+            token=token,
+            uri=str(key.uri),
+            public_key=key.public_key.compressed.hex(),
+            now=now,
+        )
     except BaseException:
         with contextlib.suppress(KeyNotFound):
             store.destroy(key.uri)  # no key without its record
         raise
+
+
+def active_transport_key(engine: Engine, holder: str) -> TransportKey | None:
+    """``holder``'s active transport key, if it has one."""
+    with Session(engine) as session:
+        found = session.exec(
+            select(TransportKey)
+            .where(TransportKey.holder == holder)
+            .where(TransportKey.status == "active")
+            .order_by(col(TransportKey.id).desc())
+        ).first()
+        if found is not None:
+            session.expunge(found)
+        return found
 
 
 # -- generation -----------------------------------------------------------------------------
@@ -313,6 +406,36 @@ class Delivered:
     path: Path
 
 
+@dataclass(frozen=True, slots=True)
+class Hop:
+    """One key's next delivery, checked for the officer who asked: the key (detached), who
+    sends it to whom, the stage it reaches, the sender's copy and both transport keys."""
+
+    key: CityKey
+    sender: str
+    recipient: str
+    after: str
+    sender_transport: TransportKey
+    recipient_transport: TransportKey
+    source: KeyCopy
+
+
+@dataclass(frozen=True, slots=True)
+class Sealed:
+    """A package of one hop, recorded: its id and the file name it travels under."""
+
+    key_id: int
+    label: str
+    recipient: str
+    package_id: str
+    file_name: str
+    data: bytes
+
+
+def package_file_name(label: str, recipient: str) -> str:
+    return f"{label}.to-{recipient}.jkp"
+
+
 def _hop(key: CityKey) -> tuple[str, str, str]:
     """(sender, recipient, the stage after) for the key's next delivery."""
     if key.stage == GENERATED:
@@ -328,32 +451,31 @@ def _hop(key: CityKey) -> tuple[str, str, str]:
     )
 
 
-def deliver(
-    engine: Engine,
-    vault: Vault,
-    actor: Actor,
-    key_ids: Sequence[int],
-    *,
-    out_dir: Path,
-    now: int,
-) -> list[Delivered]:
-    """Seal each key to its next holder's transport key and write the packages to ``out_dir``
-    (atomically); the ministry delivers generated keys, the province hands on the ones it
-    holds. All of them or none: a refused key stops the whole delivery."""
+def application_keys_to_deliver(engine: Engine, application_id: int) -> list[int]:
+    """The keys of an application that await a delivery (generated, or held by the province)."""
+    with Session(engine) as session:
+        return [
+            k
+            for k in session.exec(
+                select(CityKey.id)
+                .where(CityKey.application_id == application_id)
+                .where(col(CityKey.stage).in_([GENERATED, AT_PROVINCE]))
+                .order_by(col(CityKey.id))
+            )
+            if k is not None
+        ]
+
+
+def plan_delivery(engine: Engine, actor: Actor, key_ids: Sequence[int], *, now: int) -> list[Hop]:
+    """Each key's next hop, checked: a live key at a stage that is delivered, the ministry's
+    hop for a ministry officer and the province's for an officer of that province, the policy,
+    both transport keys registered. Nothing changes."""
     if not key_ids:
         raise CityKeyError("name at least one key to deliver")
     twice = sorted({k for k in key_ids if list(key_ids).count(k) > 1})
     if twice:
         raise CityKeyError(f"key {twice[0]} is named twice")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CityKeyError(
-            f"--out {out_dir}: cannot make the folder ({exc.strerror})", title="Bad input"
-        ) from None
-    if not out_dir.is_dir():
-        raise CityKeyError(f"--out {out_dir}: not a folder", title="Bad input")
-    plans: list[tuple[CityKey, str, str, str, TransportKey, TransportKey, KeyCopy]] = []
+    hops: list[Hop] = []
     with transaction(engine) as session:
         for key_id in key_ids:
             key = get_key(session, key_id, lock=False)
@@ -371,8 +493,8 @@ def deliver(
             source = session.exec(
                 select(KeyCopy).where(KeyCopy.city_key_id == key_id).where(KeyCopy.holder == sender)
             ).one()
-            plans.append(
-                (
+            hops.append(
+                Hop(
                     key,
                     sender,
                     recipient,
@@ -383,82 +505,180 @@ def deliver(
                 )
             )
         session.expunge_all()  # read-only: the plans outlive the transaction
-    packages: list[tuple[CityKey, str, str, str, bytes]] = []
-    for key, sender, recipient, after, sender_tk, recipient_tk, source in plans:
-        store = vault.store(source.token)
-        token_key = TokenKey(
-            uri=Pkcs11Uri.parse(source.uri),
-            kind=KeyKind(key.kind),
-            label=key.label,
-            key_id=Pkcs11Uri.parse(source.uri).id or b"",
-            public_key=SM2PublicKey.from_bytes(bytes.fromhex(key.public_key))
-            if key.public_key
-            else None,
-            check_value=bytes.fromhex(key.check_value) if key.check_value else None,
+    return hops
+
+
+def seal(vault: Vault, hop: Hop, *, now: int) -> bytes:
+    """The package of ``hop``: the sender's copy sealed to the recipient's transport key and
+    signed by the sender's (both in tokens ``vault`` reaches)."""
+    key, source_uri = hop.key, Pkcs11Uri.parse(hop.source.uri)
+    token_key = TokenKey(
+        uri=source_uri,
+        kind=KeyKind(key.kind),
+        label=key.label,
+        key_id=source_uri.id or b"",
+        public_key=_point(key.public_key) if key.public_key else None,
+        check_value=bytes.fromhex(key.check_value) if key.check_value else None,
+    )
+    signer = token_signer(
+        vault.store(hop.sender_transport.token),
+        Pkcs11Uri.parse(hop.sender_transport.uri),
+        "transport",
+    )
+    return export_key(
+        vault.store(hop.source.token),
+        token_key,
+        sender=signer,
+        recipient_transport_key=_point(hop.recipient_transport.public_key),
+        recipient_name=hop.recipient,
+        now=datetime.fromtimestamp(now, UTC),
+    )
+
+
+def check_sealed(hop: Hop, data: bytes) -> None:
+    """A package made at the sender's site for ``hop``: signed by the sender's transport key,
+    sealed to the recipient's, naming the recipient, carrying this key's label and check
+    value. PackageRefused with the reason otherwise."""
+    info = verify_package(data, [_point(hop.sender_transport.public_key)])
+    if info.recipient_key_id != key_id_of(_point(hop.recipient_transport.public_key)):
+        raise PackageRefused(
+            "misaddressed",
+            f"{hop.key.label}: the package is not sealed to the transport key of {hop.recipient}",
         )
-        sender_store = vault.store(sender_tk.token)
-        signer = token_signer(sender_store, Pkcs11Uri.parse(sender_tk.uri), "transport")
-        data = export_key(
-            store,
-            token_key,
-            sender=signer,
-            recipient_transport_key=SM2PublicKey.from_bytes(bytes.fromhex(recipient_tk.public_key)),
-            recipient_name=recipient,
-            now=datetime.fromtimestamp(now, UTC),
+    if info.recipient_name != hop.recipient:
+        raise PackageRefused(
+            "misaddressed", f"{hop.key.label}: the package names {info.recipient_name!r}"
         )
-        packages.append((key, sender, recipient, after, data))
-    written: list[Path] = []
-    results: list[Delivered] = []
+    expected = hop.key.public_key if hop.key.kind == KeyKind.SM2.value else hop.key.check_value
+    if info.key_label != hop.key.label or info.check_value.hex() != expected:
+        raise PackageRefused(
+            "check-value-mismatch",
+            f"the package carries {info.key_label!r}, not key {hop.key.label} as recorded",
+        )
+
+
+def record_delivery(
+    engine: Engine,
+    actor: Actor,
+    packages: Sequence[tuple[Hop, bytes]],
+    *,
+    now: int,
+    written: Callable[[Sealed], None] | None = None,
+) -> list[Sealed]:
+    """Record the packages of a delivery and move each key on, audited, all or none. A key that
+    moved on meanwhile, or a package recorded before (``replayed``), refuses the whole delivery.
+    ``written`` runs inside the transaction for each package (writing it: a failure rolls the
+    records back)."""
+    results: list[Sealed] = []
+    with transaction(engine) as session:
+        for hop, data in packages:
+            info, _ = read_package(data)
+            package_id = info.package_id.hex()
+            sha256 = hashlib.sha256(data).hexdigest()
+            if session.get(KeyPackageRecord, package_id) is not None:
+                raise PackageRefused("replayed", f"package {package_id} was recorded before")
+            row = get_key(session, hop.key.id or 0)
+            if row.stage != hop.key.stage:
+                raise CityKeyError(f"{hop.key.label} moved on meanwhile (now {row.stage})")
+            file_name = package_file_name(row.label, hop.recipient)
+            session.add(
+                KeyPackageRecord(
+                    package_id=package_id,
+                    city_key_id=row.id or 0,
+                    sender=hop.sender,
+                    recipient=hop.recipient,
+                    sha256=sha256,
+                    created_at=now,
+                    created_by=actor.id,
+                )
+            )
+            row.stage = hop.after
+            if hop.after == TO_PROVINCE:
+                row.delivered_at = now
+            else:
+                row.handed_on_at = now
+            session.add(row)
+            audit.append(
+                session,
+                actor=actor.id,
+                action=DELIVER,
+                subject=row.label,
+                details={
+                    "from": hop.sender,
+                    "to": hop.recipient,
+                    "package": package_id,
+                    "sha256": sha256,
+                    "file": file_name,
+                },
+                at=now,
+            )
+            session.flush()
+            sealed = Sealed(row.id or 0, row.label, hop.recipient, package_id, file_name, data)
+            if written is not None:
+                written(sealed)
+            results.append(sealed)
+    return results
+
+
+def deliver(
+    engine: Engine,
+    vault: Vault,
+    actor: Actor,
+    key_ids: Sequence[int],
+    *,
+    out_dir: Path,
+    now: int,
+) -> list[Delivered]:
+    """Seal each key to its next holder's transport key and write the packages to ``out_dir``
+    (atomically); the ministry delivers generated keys, the province hands on the ones it
+    holds. All of them or none: a refused key stops the whole delivery. (One process holding
+    every token: the embedded world of the tests and the demo; the service and the sites use
+    the steps — plan_delivery, seal, check_sealed, record_delivery — each on its side.)"""
+    hops = plan_delivery(engine, actor, key_ids, now=now)
     try:
-        with transaction(engine) as session:
-            for key, sender, recipient, after, data in packages:
-                info, _ = read_package(data)
-                package_id = info.package_id.hex()
-                path = out_dir / f"{key.label}.to-{recipient}.jkp"
-                row = get_key(session, key.id or 0)
-                if row.stage != key.stage:
-                    raise CityKeyError(f"{key.label} moved on meanwhile (now {row.stage})")
-                session.add(
-                    KeyPackageRecord(
-                        package_id=package_id,
-                        city_key_id=row.id or 0,
-                        sender=sender,
-                        recipient=recipient,
-                        sha256=hashlib.sha256(data).hexdigest(),
-                        created_at=now,
-                        created_by=actor.id,
-                    )
-                )
-                row.stage = after
-                if after == TO_PROVINCE:
-                    row.delivered_at = now
-                else:
-                    row.handed_on_at = now
-                session.add(row)
-                audit.append(
-                    session,
-                    actor=actor.id,
-                    action=DELIVER,
-                    subject=row.label,
-                    details={
-                        "from": sender,
-                        "to": recipient,
-                        "package": package_id,
-                        "sha256": hashlib.sha256(data).hexdigest(),
-                        "file": path.name,
-                    },
-                    at=now,
-                )
-                session.flush()
-                write_atomically(path, data)
-                written.append(path)
-                results.append(Delivered(row.id or 0, row.label, recipient, package_id, path))
-        return results
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CityKeyError(
+            f"--out {out_dir}: cannot make the folder ({exc.strerror})", title="Bad input"
+        ) from None
+    if not out_dir.is_dir():
+        raise CityKeyError(f"--out {out_dir}: not a folder", title="Bad input")
+    packages = [(hop, seal(vault, hop, now=now)) for hop in hops]
+    paths: list[Path] = []
+
+    def write(sealed: Sealed) -> None:
+        path = out_dir / sealed.file_name
+        write_atomically(path, sealed.data)
+        paths.append(path)
+
+    try:
+        done = record_delivery(engine, actor, packages, now=now, written=write)
     except BaseException:
-        for path in written:  # no package file without its record
+        for path in paths:  # no package file without its record
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
         raise
+    return [
+        Delivered(s.key_id, s.label, s.recipient, s.package_id, out_dir / s.file_name) for s in done
+    ]
+
+
+def awaiting_delivery(engine: Engine, actor: Actor) -> list[CityKey]:
+    """Keys this officer's side delivers next: generated ones for the ministry, the ones a
+    province holds for that province (a municipality's are installed at the province)."""
+    with Session(engine) as session:
+        query = select(CityKey).where(col(CityKey.state).in_([s.value for s in _LIVE]))
+        if is_ministry(actor):
+            query = query.where(CityKey.stage == GENERATED)
+        else:
+            query = (
+                query.where(CityKey.stage == AT_PROVINCE)
+                .where(CityKey.province == actor.province)
+                .where(CityKey.city != CityKey.province)
+            )
+        rows = list(session.exec(query.order_by(col(CityKey.id))))
+        session.expunge_all()
+        return rows
 
 
 def _point(hex_point: str) -> SM2PublicKey:
@@ -476,136 +696,220 @@ class Imported:
     stage: str
 
 
-def import_package(
-    engine: Engine, vault: Vault, actor: Actor, data: bytes, *, now: int
-) -> Imported:
-    """Open a package into its recipient's token and record the copy. Refused, with its reason:
-    anything ``hsm.envelope`` refuses, a package this authority did not make, one already
-    imported, and one for a key no longer live."""
+@dataclass(frozen=True, slots=True)
+class ImportPlan:
+    """A package this authority made, checked for the officer about to import it: the key, the
+    stage it reaches, the recipient's transport key it is sealed to, the sender's keys."""
+
+    package_id: str
+    sha256: str
+    key: CityKey
+    sender: str
+    recipient: str
+    after: str
+    transport: TransportKey
+    senders: list[TransportKey]
+
+
+def _holder_province(holder: str) -> str:
+    return holder if is_province_code(holder) else province_of(holder)
+
+
+def plan_import(engine: Engine, actor: Actor, data: bytes, *, now: int) -> ImportPlan:
+    """The database's checks of a package before it is opened, each refusal with its reason:
+    ``malformed``; ``unknown-package`` (not made here); ``replayed`` (imported before, naming
+    who); ``bad-signature`` (not the bytes that were sent); a key no longer live; an officer
+    the policy refuses, or one of another province than the recipient's (``deny/…``); a key
+    not at the stage this package delivers it to; ``misaddressed`` (sealed to no transport key
+    of its recipient)."""
     info, _ = read_package(data)
     package_id = info.package_id.hex()
-    with transaction(engine) as session:
-        package = session.exec(
-            select(KeyPackageRecord).where(KeyPackageRecord.package_id == package_id)
-        ).one_or_none()
+    with Session(engine) as session:
+        package = session.get(KeyPackageRecord, package_id)
         if package is None:
             raise PackageRefused("unknown-package", f"package {package_id} was not made here")
         if package.imported_at is not None:
             raise PackageRefused(
                 "replayed", f"package {package_id} was imported before by {package.imported_by}"
             )
-        if package.sha256 != hashlib.sha256(data).hexdigest():
+        sha256 = hashlib.sha256(data).hexdigest()
+        if package.sha256 != sha256:
             raise PackageRefused("bad-signature", f"package {package_id} differs from the one sent")
         key = get_key(session, package.city_key_id, lock=False)
         if KeyState(key.state) not in _LIVE:
             raise CityKeyError(f"{key.label} is {key.state}: its packages are not imported")
         allowed(actor, IMPORT, key.city, key.key_class, now)
-        senders = session.exec(
-            select(TransportKey).where(TransportKey.holder == package.sender)
-        ).all()
-        recipients = session.exec(
-            select(TransportKey).where(TransportKey.holder == package.recipient)
-        ).all()
+        if actor.province != _holder_province(package.recipient):
+            raise PolicyDenied(
+                f"deny/other-province: {actor.id} may not import a package for {package.recipient}"
+            )
+        if package.recipient == key.province:  # a 直辖市's keys are installed at the province
+            expected, after = TO_PROVINCE, INSTALLED if key.city == key.province else AT_PROVINCE
+        else:
+            expected, after = TO_CITY, INSTALLED
+        if key.stage != expected:
+            raise CityKeyError(
+                f"{key.label} is {key.stage}: a package for {package.recipient} is imported "
+                f"while the key is {expected}",
+                title="Import refused",
+            )
+        senders = list(
+            session.exec(select(TransportKey).where(TransportKey.holder == package.sender))
+        )
+        recipients = list(
+            session.exec(select(TransportKey).where(TransportKey.holder == package.recipient))
+        )
         session.expunge_all()
-    recipient = next(
-        (
-            r
-            for r in recipients
-            if key_id_of(SM2PublicKey.from_bytes(bytes.fromhex(r.public_key)))
-            == info.recipient_key_id
-        ),
+    transport = next(
+        (r for r in recipients if key_id_of(_point(r.public_key)) == info.recipient_key_id),
         None,
     )
-    if recipient is None:
+    if transport is None:
         raise PackageRefused(
             "misaddressed", f"the package is sealed to no transport key of {package.recipient}"
         )
-    store = vault.store(recipient.token)
-    transport_uri = Pkcs11Uri.parse(recipient.uri)
+    return ImportPlan(
+        package_id, sha256, key, package.sender, package.recipient, after, transport, senders
+    )
+
+
+def record_import(
+    engine: Engine,
+    actor: Actor,
+    data: bytes,
+    *,
+    token: str,
+    uri: str,
+    public_key: str | None,
+    check_value: str | None,
+    now: int,
+) -> Imported:
+    """Record that a package was opened into its recipient's token as ``uri`` (here, or at the
+    recipient's site, which reports it), audited. Every check of ``plan_import`` again, and:
+    the object is in the token of the transport key the package is sealed to, under the key's
+    label, with the key's check value or public point; the package was not imported meanwhile."""
+    plan = plan_import(engine, actor, data, now=now)
+    key = plan.key
+    if token != plan.transport.token:
+        raise PackageRefused(
+            "misaddressed",
+            f"package {plan.package_id} is sealed to the transport key in token "
+            f"{plan.transport.token!r}, not {token!r}",
+        )
+    try:
+        parsed = Pkcs11Uri.parse(uri)
+    except UriError as exc:
+        raise CityKeyError(f"uri {uri!r}: {exc.message}", title="Bad input") from None
+    if parsed.token != token or parsed.object != key.label:
+        raise CityKeyError(
+            f"uri {uri!r}: not key {key.label} in token {token!r}", title="Bad input"
+        )
+    shown = public_key if key.kind == KeyKind.SM2.value else check_value
+    recorded = key.public_key if key.kind == KeyKind.SM2.value else key.check_value
+    if shown is None or recorded is None or shown.lower() != recorded:
+        raise PackageRefused(
+            "check-value-mismatch",
+            f"the key reported in {token} is not {key.label} as recorded",
+        )
+    with transaction(engine) as session:
+        row = get_key(session, key.id or 0)
+        record = session.exec(
+            select(KeyPackageRecord)
+            .where(KeyPackageRecord.package_id == plan.package_id)
+            .with_for_update()
+        ).one()
+        if record.imported_at is not None:
+            raise PackageRefused("replayed", f"package {plan.package_id} was imported meanwhile")
+        if row.stage != key.stage:
+            raise CityKeyError(f"{key.label} moved on meanwhile (now {row.stage})")
+        record.imported_at, record.imported_by = now, actor.id
+        session.add(record)
+        session.add(
+            KeyCopy(
+                city_key_id=row.id or 0,
+                holder=plan.recipient,
+                token=token,
+                uri=uri,
+                package_id=plan.package_id,
+                installed_at=now,
+            )
+        )
+        row.stage = plan.after
+        if plan.recipient == row.province:
+            row.imported_at = now
+        if plan.after == INSTALLED:
+            row.installed_at = now
+        session.add(row)
+        audit.append(
+            session,
+            actor=actor.id,
+            action=IMPORT,
+            subject=row.label,
+            details={
+                "package": plan.package_id,
+                "holder": plan.recipient,
+                "token": token,
+                "uri": uri,
+                "stage": row.stage,
+            },
+            at=now,
+        )
+        session.flush()
+        return Imported(row.id or 0, row.label, plan.recipient, token, uri, row.stage)
+
+
+def package_status(
+    engine: Engine, package_id: str
+) -> tuple[KeyPackageRecord, CityKey, KeyCopy | None]:
+    """A package's record, its key and the recipient's copy (once imported)."""
+    with Session(engine) as session:
+        package = session.get(KeyPackageRecord, package_id.lower())
+        if package is None:
+            raise PackageRefused("unknown-package", f"package {package_id} was not made here")
+        key = get_key(session, package.city_key_id, lock=False)
+        copy = session.exec(select(KeyCopy).where(KeyCopy.package_id == package.package_id)).first()
+        session.expunge_all()
+        return package, key, copy
+
+
+def import_package(
+    engine: Engine, vault: Vault, actor: Actor, data: bytes, *, now: int
+) -> Imported:
+    """Open a package into its recipient's token and record the copy. Refused, with its reason:
+    anything ``hsm.envelope`` refuses, a package this authority did not make, one already
+    imported, and one for a key no longer live. (One process holding every token; a site uses
+    the same checks through the service: ``ca.site``.)"""
+    plan = plan_import(engine, actor, data, now=now)
+    store = vault.store(plan.transport.token)
+    transport_uri = Pkcs11Uri.parse(plan.transport.uri)
     transport = TokenKey(
         uri=transport_uri,
         kind=KeyKind.SM2,
         label=transport_uri.object or "",
         key_id=transport_uri.id or b"",
-        public_key=SM2PublicKey.from_bytes(bytes.fromhex(recipient.public_key)),
+        public_key=_point(plan.transport.public_key),
     )
     installed = import_key(
         store,
         data,
         transport_key=transport,
-        trusted_senders=[SM2PublicKey.from_bytes(bytes.fromhex(s.public_key)) for s in senders],
-        label=key.label,
+        trusted_senders=[_point(s.public_key) for s in plan.senders],
+        label=plan.key.label,
     )
     try:
-        with transaction(engine) as session:
-            row = get_key(session, key.id or 0)
-            record = session.exec(
-                select(KeyPackageRecord)
-                .where(KeyPackageRecord.package_id == package_id)
-                .with_for_update()
-            ).one()
-            if record.imported_at is not None:
-                raise PackageRefused("replayed", f"package {package_id} was imported meanwhile")
-            record.imported_at, record.imported_by = now, actor.id
-            session.add(record)
-            session.add(
-                KeyCopy(
-                    city_key_id=row.id or 0,
-                    holder=package.recipient,
-                    token=recipient.token,
-                    uri=str(installed.uri),
-                    package_id=package_id,
-                    installed_at=now,
-                )
-            )
-            if package.recipient == row.province:
-                row.stage, row.imported_at = AT_PROVINCE, now
-                if row.city == row.province:  # 直辖市: the province is the city
-                    row.stage, row.installed_at = INSTALLED, now
-            else:
-                row.stage, row.installed_at = INSTALLED, now
-            session.add(row)
-            audit.append(
-                session,
-                actor=actor.id,
-                action=IMPORT,
-                subject=row.label,
-                details={
-                    "package": package_id,
-                    "holder": package.recipient,
-                    "token": recipient.token,
-                    "uri": str(installed.uri),
-                    "stage": row.stage,
-                },
-                at=now,
-            )
-            session.flush()
-            return Imported(
-                row.id or 0,
-                row.label,
-                package.recipient,
-                recipient.token,
-                str(installed.uri),
-                row.stage,
-            )
+        return record_import(
+            engine,
+            actor,
+            data,
+            token=plan.transport.token,
+            uri=str(installed.uri),
+            public_key=installed.public_key.compressed.hex() if installed.public_key else None,
+            check_value=installed.check_value.hex() if installed.check_value else None,
+            now=now,
+        )
     except BaseException:
         with contextlib.suppress(KeyNotFound):  # no key without its record
             store.destroy(installed.uri)
-        _forget_marker(store, info.package_id)
+        with contextlib.suppress(pkcs11.PKCS11Error):
+            forget_import(store, bytes.fromhex(plan.package_id))
         raise
-
-
-def _forget_marker(store: KeyStore, package_id: bytes) -> None:
-    """Remove the replay marker of a package whose import was rolled back, so it can be
-    imported again once the database accepts it."""
-
-    def drop(session: pkcs11.Session) -> None:
-        for obj in list(
-            session.get_objects(
-                {Attribute.CLASS: ObjectClass.DATA, Attribute.LABEL: "jtca-pkg:" + package_id.hex()}
-            )
-        ):
-            obj.destroy()
-
-    with contextlib.suppress(pkcs11.PKCS11Error):
-        store.token.run(drop)
