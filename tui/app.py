@@ -6,7 +6,9 @@ Blocking work (the token login, the database) runs in thread workers. Errors rea
 as a notification with a title and a message, never a traceback: message handlers and actions
 are guarded where they run (``Guarded``, ``run_action``), and ``_handle_exception`` — which
 Textual 8 calls for anything else and which would print a traceback and exit — is overridden to
-notify instead. The console holds no business rule: it calls ``ca.console``.
+notify instead. The console holds no business rule: it is a client of the authority service
+(``ca.client.console``), given its ``Client`` by whoever starts it (``jtca tui`` connects to
+the configured service; tests pass one over the in-process application).
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Input, Static
 from textual.worker import WorkerFailed
 
-from ca.clock import Clock, SystemClock
-from ca.console import Console
+from ca.client.console import Console
+from ca.client.http import Client
+from ca.clock import Clock
 from tui.screens import SCREENS
 from tui.screens.base import ConsoleScreen, Guarded, describe_error
 from tui.screens.panels import WorkProgress
@@ -301,17 +304,17 @@ class JtcaApp(Guarded, App[None]):
 
     def __init__(
         self,
+        client: Client,
         *,
         officer: str | None = None,
-        demo: bool = False,
+        demo_credentials: Path | None = None,
         clock: Clock | None = None,
-        state: Path | None = None,
     ) -> None:
         super().__init__()
+        self.client = client  # the service, spoken to before sign-in (the sign-in itself)
         self.officer = officer
-        self.demo = demo
-        self.clock: Clock = clock or SystemClock()
-        self.state = state
+        self.demo_credentials = demo_credentials
+        self.clock = clock  # None: the service's time (``ca.client.console.ServiceClock``)
         self.signed_in: Console | None = None  # the officer signed in (App.console is Rich's)
         self.entries: list[ScreenEntry] = []
         self.notices: list[tuple[str, str]] = []  # (title, message) of every notification
@@ -319,23 +322,11 @@ class JtcaApp(Guarded, App[None]):
         self._screens: dict[str, ConsoleScreen] = {}
         self._current = ""
 
-    # -- where the state lives --------------------------------------------------------------
-    def state_folder(self) -> Path:
-        if self.state is not None:
-            return self.state
-        from ca.tokens import state_dir
-
-        return state_dir()
-
     def on_mount(self) -> None:
         self.push_screen(self._sign_in_screen())
 
     def _sign_in_screen(self) -> SignInScreen:
-        hint = None
-        if self.demo:
-            from ca.demodata import CREDENTIALS
-
-            hint = display_path(self.state_folder() / CREDENTIALS)
+        hint = display_path(self.demo_credentials) if self.demo_credentials else None
         return SignInScreen(self.officer, hint)
 
     # -- notifications, errors -------------------------------------------------------------
@@ -383,18 +374,13 @@ class JtcaApp(Guarded, App[None]):
     def sign_in(
         self, officer: str, *, pin: str | None = None, shares: list[str] | None = None
     ) -> None:
-        state = self.state_folder()
-        clock = self.clock
+        client, clock = self.client, self.clock
 
         def work() -> None:
-            from ca.authority import open_authority
-            from ca.console import sign_in
+            from ca.client.console import sign_in
 
             try:
-                engine = open_authority(state).engine
-                console = sign_in(
-                    engine, officer, clock=clock, pin=pin, shares=shares or (), state=state
-                )
+                console = sign_in(client, officer, pin=pin, shares=shares or (), clock=clock)
             except Exception as exc:
                 self.call_from_thread(self._refused, exc)
                 return

@@ -1,21 +1,26 @@
-"""The ``jtca`` console script: ``jtca tui`` opens the officers' console; ``jtca demo`` seeds a
-demo state folder (first run) and opens the console on it; every other command is the CLI
-(``ca.cli.main``). It lives here because only ``tui`` may import textual, and the console sits
-above ``ca`` in the layers."""
+"""``jtca tui`` opens the officers' console on the service the client finds (``JTCA_URL``, a
+config file, or the embedded default on the state folder); ``jtca demo`` makes the state folder
+(``JTCA_STATE``, default ``./state``) a demo one, starts its embedded service, has the service
+seed the demo world on first use (``demo.seed``) and opens the console on it. The console is a
+client: it never opens the database or a token itself."""
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ca.client.http import Client
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if args[:1] in (["tui"], ["demo"]):
-        from ca.cli.main import run_guarded
+    from ca.cli.main import run_guarded
 
+    if args[:1] in (["tui"], ["demo"]):
         return run_guarded(lambda: _console(args))
     from ca.cli.main import main as cli_main
 
@@ -23,35 +28,77 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _console(args: list[str]) -> int:
-    from pathlib import Path
+    from ca.client.http import connect
 
     parser = argparse.ArgumentParser(prog=f"jtca {args[0]}")
     parser.add_argument("--officer", help="pre-fill the sign-in form with this officer id")
     if args[0] == "demo":
         parser.add_argument("--no-console", action="store_true", help="seed only")
     options = parser.parse_args(args[1:])
+    credentials: Path | None = None
+    client: Client
     if args[0] == "demo":
-        import time
-
-        from ca.demodata import CREDENTIALS, is_seeded, seed
-        from ca.tokens import state_dir
-
-        state = state_dir()
-        if not is_seeded(state):
-            print(f"jtca demo: seeding {state} (root ceremony, officers, city keys, lists)…")
-            seed(state, int(time.time()))
-        print(f"jtca demo: sign-in secrets for the demo officers: {state / CREDENTIALS}")
-        if getattr(options, "no_console", False):
+        client, credentials = _demo()
+        if options.no_console:
+            client.close()
             return 0
         if not (sys.stdin.isatty() and sys.stdout.isatty()):
+            client.close()
             print("jtca demo: no terminal here; run `jtca demo` in a terminal to open the console")
             return 0
-        os.environ.setdefault("JTCA_STATE", str(Path(state)))
+    else:
+        client = connect()
     from tui.app import JtcaApp
 
-    app = JtcaApp(officer=options.officer, demo=args[0] == "demo")
-    app.run()
+    try:
+        app = JtcaApp(client, officer=options.officer, demo_credentials=credentials)
+        app.run()
+    finally:
+        client.close()
     return app.return_code or 0
+
+
+def _demo() -> tuple[Client, Path]:
+    """Mark the state folder as a demo one, connect (starting its embedded service) and have
+    the service seed the demo world unless it holds it already."""
+    from ca.client.config import resolve
+    from ca.client.embedded import mark_state
+    from ca.client.http import connect
+    from ca.errors import JtcaError
+    from ca.ops import demo
+    from ca.ops.base import Empty
+
+    target = resolve()
+    if target.source != "embedded" or target.state is None:
+        raise JtcaError(
+            f"jtca demo runs on the embedded default only, but {target.source} names the service "
+            f"{target.url}: unset JTCA_URL (and the config file) to run the demo",
+            title="Demo refused",
+        )
+    mark_state(target.state, "demo")
+    client = connect(target=target)
+    try:
+        status = client.call(demo.STATUS, Empty())
+        if status.seeded and status.credentials:
+            credentials = Path(status.credentials)
+        else:
+            print(
+                f"jtca demo: seeding {target.state} (root ceremony, officers, city keys, lists)…",
+                flush=True,
+            )
+            credentials = Path(client.call(demo.SEED, Empty()).credentials)
+    except BaseException:
+        client.close()
+        raise
+    print(f"jtca demo: sign-in secrets for the demo officers: {_shown(credentials)}")
+    return client, credentials
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 if __name__ == "__main__":

@@ -157,3 +157,24 @@ CLEANUP = operation(
     "dormant keys and keys whose material is due for destruction, in the officer's scope",
     mutating=False,
 )
+
+
+# -- ceremonies ---------------------------------------------------------------------------------
+class CeremonyRunView(Model):
+    name: str
+    kind: str  # root | ca-rollover
+    file_sha256: str
+    at: int
+
+
+class CeremonyRuns(Model):
+    runs: list[CeremonyRunView]  # oldest first
+
+
+CEREMONIES = operation(
+    "console.ceremonies",
+    Empty,
+    CeremonyRuns,
+    "the key ceremonies that have run (the Ceremony screen warns before a second run)",
+    mutating=False,
+)

@@ -29,7 +29,7 @@ from ca.service.context import Context
 from ca.service.registry import handles
 from ca.signing import load_policy
 from ca.store.db import transaction
-from ca.store.models import AuditEvent, Officer, PendingAction, TransportKey
+from ca.store.models import AuditEvent, CeremonyRun, Officer, PendingAction, TransportKey
 from hsm.pkcs11.uri import Pkcs11Uri
 from policies.rules import Actor
 
@@ -280,3 +280,16 @@ def cleanup(ctx: Context, _req: Empty) -> ops.CleanupView:
             destroy_due=[key_view(k, now) for k in due],
         )
 
+
+# -- ceremonies ---------------------------------------------------------------------------------
+@handles(ops.CEREMONIES)
+def ceremonies(ctx: Context, _req: Empty) -> ops.CeremonyRuns:
+    ctx.actor()
+    with Session(ctx.engine) as session:
+        rows = session.exec(select(CeremonyRun).order_by(col(CeremonyRun.at))).all()
+        return ops.CeremonyRuns(
+            runs=[
+                ops.CeremonyRunView(name=r.name, kind=r.kind, file_sha256=r.file_sha256, at=r.at)
+                for r in rows
+            ]
+        )

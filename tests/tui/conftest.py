@@ -1,39 +1,45 @@
-"""The console's tests run on a demo state folder seeded once per session through the real
-workflows (``ca.demodata.seed``: SoftHSM2 tokens, SQLite, policy, audit) and copied for each
-test that changes it, with the clock frozen at the seed's moment."""
+"""The console's tests run on a demo state folder seeded once per session by the service itself
+(``demo.seed`` through the in-process HTTP API: SoftHSM2 tokens, SQLite, policy, audit) and
+copied for each test, with the service's clock frozen at the seed's moment. The console talks to
+that service only through its HTTP API (``tests.service_fixtures.in_process``)."""
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from demo_world import NOW, Demo
+from service_fixtures import in_process
 
+from ca.client.embedded import mark_state
 from ca.clock import FixedClock
-from ca.demodata import load_credentials, seed
+from ca.demodata import load_credentials
+from ca.ops import demo as demo_ops
+from ca.ops.base import Empty
 from hsm.pkcs11.token import find_module, rescan
 
 
 @pytest.fixture(scope="session")
 def seeded(tmp_path_factory: pytest.TempPathFactory) -> Path:
     state = tmp_path_factory.mktemp("demo-seed") / "state"
-    previous = os.environ.get("JTCA_STATE")
-    seed(state, NOW)
-    if previous is None:
-        os.environ.pop("JTCA_STATE", None)
-    else:
-        os.environ["JTCA_STATE"] = previous
+    mark_state(state, "demo")
+    with pytest.MonkeyPatch.context() as env:
+        env.delenv("JTCA_DATABASE_URL", raising=False)
+        env.setenv("JTCA_STATE", str(state))
+        env.delenv("SOFTHSM2_CONF", raising=False)
+        with in_process(state, clock=FixedClock(NOW)) as (client, _runtime):
+            client.call(demo_ops.SEED, Empty())
     return state
 
 
 @pytest.fixture
 def demo(seeded: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Demo]:
-    """A private copy of the seeded demo state, as the current state folder."""
+    """A private copy of the seeded demo state, as the current state folder, and the service
+    on it (in-process, its clock frozen at ``NOW``)."""
     state = tmp_path / "state"
-    shutil.copytree(seeded, state, symlinks=True)
+    shutil.copytree(seeded, state, symlinks=True, ignore=shutil.ignore_patterns("*.sock"))
     conf = state / "softhsm2" / "softhsm2.conf"
     text = conf.read_text().replace(str(seeded), str(state))
     conf.write_text(text)
@@ -44,8 +50,6 @@ def demo(seeded: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Itera
     # the tokens of the folder it first saw (the seed's), shared by every test.
     rescan(find_module())
     monkeypatch.delenv("JTCA_DATABASE_URL", raising=False)
-    from ca.authority import open_authority
-
-    open_authority.cache_clear()
-    yield Demo(state, load_credentials(state), FixedClock(NOW))
-    open_authority.cache_clear()
+    clock = FixedClock(NOW)
+    with in_process(state, clock=clock) as (client, runtime):
+        yield Demo(state, load_credentials(state), clock, client, runtime)

@@ -1,19 +1,22 @@
 """Approvals (4): dual control in the console. The items awaiting this officer's decision —
 key applications (第九条), key actions (suspend, revoke, dormant cleanup, material destruction;
 第十、十一条) and emergency publications (第三十四条) — never the officer's own requests.
-Approve or reject (with a reason) through ``ca.console.Console.decide``; the backend counts
-the approvers the policy requires and carries the action out on the last one."""
+Approve or reject (with a reason) through ``Console.decide`` (``city.decide``, the lists'
+emergency decision); the service counts the approvers the policy requires and carries the action
+out on the last one."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import Footer, Static
 
-from ca.console import Console
+from ca.client.console import Console
+from ca.clock import iso_utc
 from ca.errors import JtcaError
+from ca.ops.console import PendingItem
 from tui.screens.forms import Field, FormModal, RowTable
 from tui.screens.panels import ProgressScreen, WorkProgress
 
@@ -45,7 +48,7 @@ class ApprovalsScreen(ProgressScreen):
 
     def __init__(self, console: Console) -> None:
         super().__init__(console)
-        self.items: dict[str, dict[str, Any]] = {}
+        self.items: dict[str, PendingItem] = {}
 
     def compose(self) -> ComposeResult:
         yield Static(id="approvals-title", markup=False)
@@ -67,15 +70,15 @@ class ApprovalsScreen(ProgressScreen):
     def action_refresh(self) -> None:
         self.run_blocking(self.console.pending, done=self._show, quiet=True)
 
-    def _show(self, rows: list[dict[str, Any]]) -> None:
-        self.items = {f"{row['kind']}:{row['id']}": row for row in rows}
+    def _show(self, rows: list[PendingItem]) -> None:
+        self.items = {f"{row.kind}:{row.id}": row for row in rows}
         self.query_one("#approvals-title", Static).update(
             f" {len(rows)} awaiting the decision of {self.console.actor.id}"
         )
         self.query_one("#pending", RowTable).fill(
             (
                 key,
-                [row["kind"], str(row["id"]), row["what"], row["by"], row["at"], row["reason"]],
+                [row.kind, str(row.id), row.what, row.by, iso_utc(row.at), row.reason],
             )
             for key, row in self.items.items()
         )
@@ -87,14 +90,14 @@ class ApprovalsScreen(ProgressScreen):
     def _describe(self) -> None:
         item = self._current()
         self.query_one("#detail", Static).update(
-            f"{item['kind']} #{item['id']}: {item['what']}\n"
-            f"asked by {item['by']} at {item['at']}"
-            + (f"\nreason: {item['reason']}" if item["reason"] else "")
+            f"{item.kind} #{item.id}: {item.what}\n"
+            f"asked by {item.by} at {iso_utc(item.at)}"
+            + (f"\nreason: {item.reason}" if item.reason else "")
             if item
             else "Nothing awaits your decision."
         )
 
-    def _current(self) -> dict[str, Any] | None:
+    def _current(self) -> PendingItem | None:
         key = self.query_one("#pending", RowTable).current_key()
         return self.items.get(key) if key else None
 
@@ -110,9 +113,9 @@ class ApprovalsScreen(ProgressScreen):
 
         self.app.push_screen(
             FormModal(
-                f"Approve {item['kind']} #{item['id']}",
-                note=f"{item['what']}\nasked by {item['by']}"
-                + (f": {item['reason']}" if item["reason"] else ""),
+                f"Approve {item.kind} #{item.id}",
+                note=f"{item.what}\nasked by {item.by}"
+                + (f": {item.reason}" if item.reason else ""),
             ),
             confirmed,
         )
@@ -129,15 +132,15 @@ class ApprovalsScreen(ProgressScreen):
 
         self.app.push_screen(
             FormModal(
-                f"Reject {item['kind']} #{item['id']}",
+                f"Reject {item.kind} #{item.id}",
                 [Field("reason", "Why is it rejected?", placeholder="reason (required)")],
-                note=item["what"],
+                note=item.what,
             ),
             given,
         )
 
-    def _decide(self, item: dict[str, Any], *, approve: bool, reason: str) -> None:
-        kind, item_id = str(item["kind"]), int(item["id"])
+    def _decide(self, item: PendingItem, *, approve: bool, reason: str) -> None:
+        kind, item_id = item.kind, item.id
 
         def done(state: str) -> None:
             verdict = "approved" if approve else "rejected"

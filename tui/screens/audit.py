@@ -1,7 +1,7 @@
 """Audit: the hash-chained audit log (第二十九条), newest first, a page at a time
-(``Console.audit_page``), filtered by action text; the highlighted event's details; and, for
+(``console.audit-page``), filtered by action text; the highlighted event's details; and, for
 officers the policy lets (``audit.verify``), verifying the whole chain and its signed
-checkpoints in a worker (``Console.audit_verify``)."""
+checkpoints at the service (``audit.verify``)."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ from textual.containers import VerticalScroll
 from textual.timer import Timer
 from textual.widgets import DataTable, Input, Static
 
-from ca import audit
+from ca.client.console import Console
 from ca.clock import iso_utc
-from ca.console import Console
-from ca.store.models import AuditEvent
+from ca.ops.audit import VerifyResult
+from ca.ops.console import AuditEventView, AuditPage
 from tui.screens.forms import RowTable
 from tui.screens.panels import ProgressScreen, ReportModal, WorkProgress, short_time
 
@@ -27,7 +27,7 @@ DEBOUNCE: Final = 0.25  # seconds of quiet typing before the filter re-queries
 VERIFY: Final = "audit.verify"
 
 
-def event_detail(event: AuditEvent) -> str:
+def event_detail(event: AuditEventView) -> str:
     try:
         details = json.dumps(json.loads(event.details), ensure_ascii=False, indent=2)
     except ValueError:  # shown as stored: verification names a broken row
@@ -43,7 +43,7 @@ def event_detail(event: AuditEvent) -> str:
     )
 
 
-def report_text(report: audit.VerifyReport) -> str:
+def report_text(report: VerifyResult) -> str:
     head = (
         f"{report.events} events, {report.checkpoints} signed checkpoint"
         f"{'s' if report.checkpoints != 1 else ''}: "
@@ -83,9 +83,9 @@ class AuditScreen(ProgressScreen):
         self.may_verify = console.can(VERIFY)
         self.action_text = ""
         self.pages: list[int | None] = [None]  # the ``before`` of each page shown so far
-        self.events: list[AuditEvent] = []
+        self.events: list[AuditEventView] = []
         self.total = 0
-        self.report: audit.VerifyReport | None = None
+        self.report: VerifyResult | None = None
         self._debounce: Timer | None = None
 
     def compose(self) -> ComposeResult:
@@ -115,13 +115,13 @@ class AuditScreen(ProgressScreen):
     def reload(self) -> None:
         console, before, text = self.console, self.pages[-1], self.action_text
 
-        def job() -> tuple[list[AuditEvent], int]:
-            return console.audit_page(before=before, size=PAGE, action=text), console.audit_count()
+        def job() -> AuditPage:
+            return console.audit_page(before=before, size=PAGE, action=text)
 
-        def done(found: tuple[list[AuditEvent], int]) -> None:
+        def done(found: AuditPage) -> None:
             if (before, text) != (self.pages[-1], self.action_text):
                 return  # an answer to a question no longer asked
-            self.events, self.total = found
+            self.events, self.total = found.events, found.total
             self.show_page()
 
         self.run_blocking(job, done=done, quiet=True)
@@ -150,7 +150,7 @@ class AuditScreen(ProgressScreen):
     def event_highlighted(self) -> None:
         self.show_detail()
 
-    def highlighted(self) -> AuditEvent | None:
+    def highlighted(self) -> AuditEventView | None:
         key = self.query_one("#events", RowTable).current_key()
         return next((e for e in self.events if str(e.seq) == key), None)
 
@@ -206,7 +206,7 @@ class AuditScreen(ProgressScreen):
 
     # -- verification --------------------------------------------------------------------------
     def action_verify(self) -> None:
-        def done(report: audit.VerifyReport) -> None:
+        def done(report: VerifyResult) -> None:
             self.report = report
             text = report_text(report)
             if report.ok:

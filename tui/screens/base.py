@@ -1,6 +1,7 @@
 """What every screen of the console shares: the signed-in ``Console``, blocking work in thread
 workers with progress, and errors shown as notifications with a title and a message — never a
-traceback. Screens hold no business rule: they call ``ca.console.Console``."""
+traceback. Screens hold no business rule: they call ``ca.client.console.Console``, a client of
+the authority service."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from textual.message_pump import MessagePump
 from textual.screen import Screen
 from textual.worker import Worker
 
-from ca.console import Console
+from ca.client.console import Console
 from ca.errors import JtcaError
 
 T = TypeVar("T")

@@ -1,26 +1,27 @@
 """Ceremony: walk a key ceremony file (``docs/ceremony.md``) the way the room does — load it,
-review ``ca.ceremony.plan``'s steps one by one, each signed off by one of the file's named
-witnesses before the next, then run it with the custodians' shares (``ca.ceremony.run``) and
-show the signed transcript's summary. Whether the ceremony may run (already run, index taken,
-root missing, witnesses named, shares) is ``ca.ceremony``'s decision, shown as its message."""
+review its steps (``ca.ceremony_file.plan``, read here) one by one, each signed off by one of the
+file's named witnesses before the next, then have the service run it with the custodians' shares
+(``ceremony.run``: the tokens are the service's) and show the signed transcript's summary, saved
+here. Whether the ceremony may run (already run, index taken, root missing, witnesses named,
+shares) is the service's decision, shown as its message."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import ClassVar, Final
+from typing import Any, ClassVar, Final
 
-from sqlmodel import Session
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Static
 
-from ca import ceremony as ceremonies
+from ca import ceremony_file as ceremonies
+from ca.client.config import state_dir
+from ca.client.console import Console
 from ca.clock import iso_utc
-from ca.console import Console
 from ca.errors import JtcaError
-from ca.store.models import CeremonyRun
+from ca.ops.ceremony import CeremonyOutcome
 from tui.screens.forms import Field, FormModal, PickModal
 from tui.screens.panels import ProgressScreen, ReportModal, WorkProgress
 
@@ -44,18 +45,36 @@ def default_file() -> str:
 @dataclass(frozen=True, slots=True)
 class Loaded:
     ceremony: ceremonies.Ceremony
+    text: str  # the file as read: the service runs exactly this
     steps: list[str]
     ran_at: int | None  # when a ceremony of this name already ran
 
 
 def load(console: Console, path: Path) -> Loaded:
-    found = ceremonies.read_ceremony(path)
-    with Session(console.engine) as session:
-        earlier = session.get(CeremonyRun, found.name)
-    return Loaded(found, ceremonies.plan(found), earlier.at if earlier else None)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ceremonies.CeremonyError(f"cannot read {path}: {exc}") from None
+    found = ceremonies.load_ceremony(text)
+    earlier = next((r for r in console.ceremonies() if r.name == found.name), None)
+    return Loaded(found, text, ceremonies.plan(found), earlier.at if earlier else None)
 
 
-def transcript_text(transcript: ceremonies.Transcript, saved: Path) -> str:
+@dataclass(frozen=True, slots=True)
+class Transcript:
+    """A ceremony's signed transcript, as the JSON file the service returned."""
+
+    data: dict[str, Any]
+    signature: str
+    signer_public_key: str
+
+    @classmethod
+    def of(cls, outcome: CeremonyOutcome) -> Transcript:
+        signed = json.loads(outcome.transcript)
+        return cls(signed["transcript"], signed["signature"], signed["signer_public_key"])
+
+
+def transcript_text(transcript: Transcript, saved: Path) -> str:
     data = transcript.data
     lines = [
         f"{data['ceremony']} ({data['kind']}) at {data['at']}",
@@ -105,7 +124,7 @@ class CeremonyScreen(ProgressScreen):
         super().__init__(console)
         self.loaded: Loaded | None = None
         self.signed: list[str] = []  # the witness who signed off each step, in order
-        self.transcript: ceremonies.Transcript | None = None
+        self.transcript: Transcript | None = None
         self.transcript_file: Path | None = None
         self.file = default_file()  # the ceremony file shown (l loads another)
 
@@ -267,39 +286,27 @@ class CeremonyScreen(ProgressScreen):
         if answer is None or self.loaded is None:
             return
         shares = [value.strip() for value in answer.values() if value.strip()]
-        found = self.loaded.ceremony
+        found, text = self.loaded.ceremony, self.loaded.text
         witnesses = sorted(set(self.signed))
         console = self.console
-        state = console.state
 
-        def job() -> tuple[ceremonies.Transcript, Path]:
+        def job() -> tuple[Transcript, Path]:
             from ca.files import write_atomically
-            from ca.tokens import state_dir
-            from hsm.softhsm import use_softhsm
 
-            folder = state or state_dir()
-            use_softhsm(folder / "softhsm2")
-            transcript = ceremonies.run(
-                found,
-                console.engine,
-                module=None,
-                shares=shares,
-                witnesses_present=witnesses,
-                now=datetime.fromtimestamp(console.now(), UTC),
-            )
-            out = folder / "ceremonies" / f"{found.file_sha256[:12]}.json"
+            outcome = console.run_ceremony(text, shares, witnesses)
+            out = state_dir() / "ceremonies" / f"{outcome.file_sha256[:12]}.json"
             try:
                 out.parent.mkdir(parents=True, exist_ok=True)
-                write_atomically(out, transcript.json().encode("utf-8"))
+                write_atomically(out, outcome.transcript)
             except OSError as exc:
                 raise JtcaError(
                     f"the ceremony ran, but its transcript could not be written to {out}: "
                     f"{exc.strerror}; it is stored in the database",
                     title="Transcript not saved",
                 ) from None
-            return transcript, out
+            return Transcript.of(outcome), out
 
-        def done(result: tuple[ceremonies.Transcript, Path]) -> None:
+        def done(result: tuple[Transcript, Path]) -> None:
             self.transcript, self.transcript_file = result
             self.show_progress()
             self.app.notify(

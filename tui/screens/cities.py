@@ -4,12 +4,15 @@
 A provincial officer sees their own province, applies for keys of marked cities, hands the keys
 the province holds on to the cities and imports the packages sent to the province. A ministry
 officer picks a province, generates the keys of an approved application and delivers them to the
-province. Every action is ``ca.console.Console``'s; the policy decides who may do what.
+province. Every action is an operation of the service reached through ``Console`` (``city.*``,
+``packages.*``); the steps that need a province's or a city's own token run at that site
+(``ca.site``, through ``Console`` too). The policy decides who may do what.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -20,12 +23,12 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.widgets import Footer, Static
 
-from ca.citykeys import queries, usage, workflow
-from ca.citykeys.common import MINISTRY
-from ca.console import Console
+from ca.client.config import state_dir
+from ca.client.console import Console
 from ca.errors import JtcaError
+from ca.ops import city as city_ops
+from ca.ops.packages import KeyAwaitingDelivery, TransportKeyInfo
 from ca.registry.divisions import default_divisions
-from ca.tokens import state_dir
 from tui.screens.forms import Field, FormModal, MarkTable, PickModal, RowTable
 from tui.screens.panels import ProgressScreen, ReportModal, WorkProgress
 
@@ -35,6 +38,15 @@ DELIVER = "city-key.deliver"
 IMPORT = "city-key.import"
 USAGE_IMPORT = "city-key.usage-import"
 TRANSPORT = "transport-key.register"
+MINISTRY = "ministry"
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    province: str
+    applications: list[city_ops.Application]  # the province's, newest first
+    keys: list[city_ops.KeyView]  # the province's
+    awaiting: list[KeyAwaitingDelivery]  # what this officer's side delivers next, there
 
 
 def _short(key_class: str) -> str:
@@ -137,43 +149,45 @@ class CitiesScreen(ProgressScreen):
     def action_refresh(self) -> None:
         self.run_blocking(self._load, done=self._show, quiet=True)
 
-    def _load(self) -> dict[str, Any]:
+    def _load(self) -> Loaded:
         applications = self.console.applications()
         province = self.province
         if province is None:  # a ministry officer: the province of the latest application
             province = applications[0].province if applications else "110000"
-        keys = self.console.find_keys(queries.KeyFilter(province=province))
-        return {
-            "province": province,
-            "applications": [a for a in applications if a.province == province],
-            "keys": keys,
-        }
+        keys = self.console.find_keys(city_ops.KeyQuery(province=province))
+        awaiting = [k for k in self.console.awaiting_delivery() if k.province == province]
+        return Loaded(
+            province=province,
+            applications=[a for a in applications if a.province == province],
+            keys=keys,
+            awaiting=awaiting,
+        )
 
-    def _show(self, loaded: dict[str, Any]) -> None:
-        self.province = loaded["province"]
+    def _show(self, loaded: Loaded) -> None:
+        self.province = loaded.province
         province = self.divisions.province(self.province or "")
         who = self.console.actor.id
         self.query_one("#cities-title", Static).update(
             f" Cities of {province.name if province else self.province} ({self.province}) · {who}"
         )
         latest: dict[str, str] = {}
-        for application in reversed(loaded["applications"]):  # oldest first: newest wins
-            for city in application.cities.split(","):
+        for application in reversed(loaded.applications):  # oldest first: newest wins
+            for city in application.cities:
                 latest[city] = f"#{application.id} {application.state}"
-        keys_of: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for key in loaded["keys"]:
-            keys_of[key["city"]].append(key)
+        keys_of: dict[str, list[city_ops.KeyView]] = defaultdict(list)
+        for key in loaded.keys:
+            keys_of[key.city].append(key)
         rows = []
         self.city_keys = {}
         for city in self.divisions.cities_of(self.province or ""):
-            keys = sorted(keys_of.get(city.code, []), key=lambda k: (k["class"], k["generation"]))
+            keys = sorted(keys_of.get(city.code, []), key=lambda k: (k.key_class, k.generation))
 
-            def name(k: dict[str, Any]) -> str:
-                return _short(k["class"]) + (f" g{k['generation']}" if k["generation"] > 1 else "")
+            def name(k: city_ops.KeyView) -> str:
+                return _short(k.key_class) + (f" g{k.generation}" if k.generation > 1 else "")
 
-            status = " · ".join(f"{name(k)} {k['state']}" for k in keys)
+            status = " · ".join(f"{name(k)} {k.state}" for k in keys)
             self.city_keys[city.code] = f"{city.name} {city.code}: " + (
-                " · ".join(f"{name(k)} {k['state']}, {k['stage']}" for k in keys) or "no keys"
+                " · ".join(f"{name(k)} {k.state}, {k.stage}" for k in keys) or "no keys"
             )
             rows.append(
                 (city.code, [city.code, city.name, latest.get(city.code, ""), status or "no keys"])
@@ -183,23 +197,12 @@ class CitiesScreen(ProgressScreen):
         self.query_one("#applications", RowTable).fill(
             (
                 str(a.id),
-                [str(a.id), a.state, a.applicant, str(len(a.cities.split(",")))],
+                [str(a.id), a.state, a.applicant, str(len(a.cities))],
             )
-            for a in loaded["applications"]
+            for a in loaded.applications
         )
-        ministry = self.console.province is None
-        awaiting = [
-            k
-            for k in loaded["keys"]
-            if k["state"] in queries.LIVE
-            and (
-                k["stage"] == workflow.GENERATED
-                if ministry
-                else k["stage"] == workflow.AT_PROVINCE and k["city"] != k["province"]
-            )
-        ]
         self.query_one("#deliveries", MarkTable).fill(
-            (str(k["id"]), [k["label"], k["city_name"]]) for k in awaiting
+            (str(k.id), [k.label, k.city_name]) for k in loaded.awaiting
         )
 
     def on_data_table_row_highlighted(self, event: RowTable.RowHighlighted) -> None:
@@ -299,7 +302,7 @@ class CitiesScreen(ProgressScreen):
     # -- deliver ----------------------------------------------------------------------------------
     def default_folder(self) -> Path:
         day = datetime.fromtimestamp(self.console.now(), UTC).date().isoformat()
-        return (self.console.state or state_dir()) / "packages" / day
+        return state_dir() / "packages" / day
 
     def action_deliver(self) -> None:
         deliveries = self.query_one("#deliveries", MarkTable)
@@ -419,7 +422,7 @@ class CitiesScreen(ProgressScreen):
             chosen,
         )
 
-    def _usage_imported(self, path: Path, result: usage.UsageImport) -> None:
+    def _usage_imported(self, path: Path, result: city_ops.UsageResult) -> None:
         self.app.notify(
             usage_summary(result), title="Usage report imported", timeout=8, markup=False
         )
@@ -435,14 +438,19 @@ class CitiesScreen(ProgressScreen):
     # -- transport keys ---------------------------------------------------------------------------
     def action_transport_key(self) -> None:
         holder = self.console.province or MINISTRY
-        token = self.console.transport_token(holder) or ""
+        self.run_blocking(
+            lambda: self.console.transport_token(holder) or "",
+            done=partial(self._ask_transport_key, holder),
+            quiet=True,
+        )
 
+    def _ask_transport_key(self, holder: str, token: str) -> None:
         def chosen(result: dict[str, str] | None) -> None:
             if result is None:
                 return
             who, label = result["holder"].strip(), result["token"].strip()
 
-            def done(row: Any) -> None:
+            def done(row: TransportKeyInfo) -> None:
                 self.app.notify(
                     f"transport key of {row.holder} in token {row.token}: {row.uri}",
                     title="Transport key registered",
@@ -470,14 +478,14 @@ class CitiesScreen(ProgressScreen):
         )
 
 
-def usage_summary(result: usage.UsageImport) -> str:
+def usage_summary(result: city_ops.UsageResult) -> str:
     return (
         f"{result.accepted} kept, {len(result.refused)} refused, "
         f"{len(result.violations)} violations, {len(result.activated)} activated"
     )
 
 
-def usage_report_text(result: usage.UsageImport) -> str:
+def usage_report_text(result: city_ops.UsageResult) -> str:
     """The import's counts, then each refused row (line, field, problem), each violation and
     the keys activated."""
     lines = [usage_summary(result)]
@@ -487,8 +495,8 @@ def usage_report_text(result: usage.UsageImport) -> str:
     if result.violations:
         lines += ["", "Violations (keys flagged for suspension):"]
         lines += [
-            f"  line {v.row.line}: {v.row.key} {v.reason} (used in {v.row.used_in}, "
-            f"granted {v.granted_city or '—'})"
+            f"  line {v.line}: {v.key} {v.reason} (used in {v.used_in}, "
+            f"granted {v.granted or '—'})"
             for v in result.violations
         ]
     if result.activated:

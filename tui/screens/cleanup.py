@@ -1,27 +1,36 @@
 """Cleanup (7): dormant keys — delivered but never activated within their class's dormancy
 threshold — reviewed and revoked (第十条: 长期未使用的密钥…清理撤销), and keys whose grace
 period after revocation or deactivation has ended, whose material is destroyed (the record
-stays, 第二十九条). Both are requested through ``ca.console.Console.request``; the policy's
-dual control decides whether they run at once or await approvers (Approvals, 4)."""
+stays, 第二十九条). The lists are ``console.cleanup``; both actions are requested through
+``Console.request`` (``city.cleanup``, ``city.destroy-material``); the policy's dual control
+decides whether they run at once or await approvers (Approvals, 4)."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar, Final
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import Footer, Static
 
-from ca.citykeys import misuse
-from ca.console import Console
+from ca.client.console import Console
+from ca.clock import iso_utc
 from ca.errors import JtcaError
+from ca.ops.city import ActionOutcome
+from ca.ops.console import CleanupView
 from tui.screens.forms import Field, FormModal, MarkTable
 from tui.screens.panels import ProgressScreen, WorkProgress, short_stage
 
-GRACE_ENDED = "grace period ended"
+GRACE_ENDED: Final = "grace period ended"
+CLEANUP: Final = "city-key.cleanup-dormant"
+DESTROY: Final = "city-key.destroy-material"
 
 
-def outcome_text(outcome: misuse.ActionOutcome) -> tuple[str, str]:
+def day(moment: int | None) -> str:
+    return iso_utc(moment)[:10] if moment is not None else ""
+
+
+def outcome_text(outcome: ActionOutcome) -> tuple[str, str]:
     """(title, message) of a requested action's outcome: done, or awaiting approvers."""
     keys = ", ".join(outcome.keys)
     if outcome.state == "done":
@@ -41,7 +50,7 @@ class CleanupScreen(ProgressScreen):
 
     KEY: ClassVar[str] = "7"
     TITLE: ClassVar[str] = "Cleanup"
-    ACTIONS: ClassVar[tuple[str, ...]] = (misuse.CLEANUP, misuse.DESTROY)
+    ACTIONS: ClassVar[tuple[str, ...]] = (CLEANUP, DESTROY)
 
     DEFAULT_CSS = """
     CleanupScreen #cleanup-title { height: 1; background: $boost; text-style: bold; }
@@ -56,8 +65,8 @@ class CleanupScreen(ProgressScreen):
     def __init__(self, console: Console) -> None:
         super().__init__(console)
         self.allowed = {
-            "cleanup": console.can(misuse.CLEANUP),
-            "destroy": console.can(misuse.DESTROY),
+            "cleanup": console.can(CLEANUP),
+            "destroy": console.can(DESTROY),
         }
         self.labels: dict[str, str] = {}
 
@@ -89,40 +98,26 @@ class CleanupScreen(ProgressScreen):
         return self.allowed.get(action, True)
 
     def action_refresh(self) -> None:
-        def load() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-            return self.console.dormant(), self.console.destroy_due()
+        self.run_blocking(self.console.cleanup, done=self._show, quiet=True)
 
-        self.run_blocking(load, done=self._show, quiet=True)
-
-    def _show(self, loaded: tuple[list[dict[str, Any]], list[dict[str, Any]]]) -> None:
-        dormant, due = loaded
-        self.labels = {str(k["id"]): k["label"] for k in [*dormant, *due]}
+    def _show(self, loaded: CleanupView) -> None:
+        dormant, due = loaded.dormant, loaded.destroy_due
+        self.labels = {str(k.id): k.label for k in [*dormant, *due]}
         self.query_one("#cleanup-title", Static).update(
             f" {len(dormant)} dormant · {len(due)} past their grace period"
             + (f" · province {self.console.province}" if self.console.province else "")
         )
         self.query_one("#dormant", MarkTable).fill(
             (
-                str(k["id"]),
-                [
-                    k["label"],
-                    k["city_name"],
-                    k["state"],
-                    short_stage(k["stage"]),
-                    (k["delivered_at"] or "")[:10],
-                ],
+                str(k.id),
+                [k.label, k.city_name, k.state, short_stage(k.stage), day(k.delivered_at)],
             )
             for k in dormant
         )
         self.query_one("#destroy", MarkTable).fill(
             (
-                str(k["id"]),
-                [
-                    k["label"],
-                    f"{k['city_name']} {k['city']}",
-                    k["state"],
-                    (k["destroy_after"] or "")[:10],
-                ],
+                str(k.id),
+                [k.label, f"{k.city_name} {k.city}", k.state, day(k.destroy_after)],
             )
             for k in due
         )
@@ -136,7 +131,7 @@ class CleanupScreen(ProgressScreen):
 
         def given(result: dict[str, str] | None) -> None:
             if result is not None:
-                self._request(misuse.CLEANUP, ids, result["reason"])
+                self._request(CLEANUP, ids, result["reason"])
 
         self.app.push_screen(
             FormModal(
@@ -158,7 +153,7 @@ class CleanupScreen(ProgressScreen):
 
         def confirmed(result: dict[str, str] | None) -> None:
             if result is not None:
-                self._request(misuse.DESTROY, ids, GRACE_ENDED)
+                self._request(DESTROY, ids, GRACE_ENDED)
 
         self.app.push_screen(
             FormModal(
@@ -172,7 +167,7 @@ class CleanupScreen(ProgressScreen):
     def _request(self, action: str, ids: list[str], reason: str) -> None:
         key_ids = [int(i) for i in ids]
 
-        def done(outcome: misuse.ActionOutcome) -> None:
+        def done(outcome: ActionOutcome) -> None:
             title, message = outcome_text(outcome)
             for table in self.query(MarkTable):
                 table.marked.clear()

@@ -1,18 +1,21 @@
 """Dashboard: the officer's keys at a glance (counts, expiry, dormant, suspended, violations, by
 state), the freshness of the published lists, overdue acknowledgments and pending approvals.
-Every number comes from ``Console.dashboard()`` (SQL counts in ``ca.citykeys.queries``)."""
+Every number comes from the service (``console.dashboard``; the soonest keys from ``city.page``)."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.widgets import Footer, Static
 
-from ca.citykeys.queries import KeyFilter
+from ca.client.console import Console
+from ca.clock import iso_utc
 from ca.lifecycle import KeyState
+from ca.ops.city import KeyQuery, KeySummary, KeyView
+from ca.ops.console import Dashboard, ListFreshness
 from tui.screens.base import ConsoleScreen
 
 SOONEST = 5  # keys shown under "Expiring soonest"
@@ -29,32 +32,32 @@ COUNTS: tuple[tuple[str, str], ...] = (
 )
 
 
-def counts_text(keys: dict[str, int]) -> str:
+def counts_text(keys: KeySummary) -> str:
     """The key counts, three to a line, each as ``label  value``."""
-    cells = [f"{label:<15}{keys.get(name, 0):>6}" for name, label in COUNTS]
+    cells = [f"{label:<15}{getattr(keys, name):>6}" for name, label in COUNTS]
     rows = ["   ".join(cells[i : i + 3]) for i in range(0, len(cells), 3)]
-    states = [f"{s.value} {keys.get(f'state_{s.value}', 0)}" for s in KeyState]
+    states = [f"{s.value} {keys.states.get(s.value, 0)}" for s in KeyState]
     return "\n".join(
         [*rows, f"{'By state':<11}" + " · ".join(states[:3]), " " * 11 + " · ".join(states[3:])]
     )
 
 
-def soonest_text(keys: list[dict[str, Any]]) -> str:
+def soonest_text(keys: list[KeyView]) -> str:
     """The keys expiring soonest: label, city, days left."""
     if not keys:
         return "none within 90 days"
     return "\n".join(
-        f"{k['label']:<22}{k['city_name']} {k['city']:<8}{k['days_left']:>5} days left"
-        for k in keys
+        f"{k.label:<22}{k.city_name} {k.city:<8}{k.days_left:>5} days left" for k in keys
     )
 
 
-def lists_text(lists: list[dict[str, Any]]) -> str:
+def lists_text(lists: list[ListFreshness]) -> str:
     lines = [f"{'List':<18}{'Seq':>5}  {'Next update':<22}Status"]
     for entry in lists:
-        sequence = "—" if entry["sequence"] is None else str(entry["sequence"])
-        status = "STALE" if entry["stale"] else "fresh"
-        lines.append(f"{entry['list']:<18}{sequence:>5}  {entry['next_update'] or '—':<22}{status}")
+        sequence = "—" if entry.sequence is None else str(entry.sequence)
+        status = "STALE" if entry.stale else "fresh"
+        next_update = iso_utc(entry.next_update) if entry.next_update is not None else "—"
+        lines.append(f"{entry.list_type:<18}{sequence:>5}  {next_update:<22}{status}")
     return "\n".join(lines)
 
 
@@ -78,10 +81,10 @@ class DashboardScreen(ConsoleScreen):
     DashboardScreen .heading { text-style: bold; color: $accent; }
     """
 
-    def __init__(self, console: Any) -> None:
+    def __init__(self, console: Console) -> None:
         super().__init__(console)
-        self.board: dict[str, Any] | None = None
-        self.soonest: list[dict[str, Any]] = []
+        self.board: Dashboard | None = None
+        self.soonest: list[KeyView] = []
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="board"):
@@ -101,11 +104,11 @@ class DashboardScreen(ConsoleScreen):
     def action_refresh(self) -> None:
         console = self.console
 
-        def load() -> tuple[dict[str, Any], list[dict[str, Any]]]:
-            soonest, _ = console.find_page(KeyFilter(expiring_days=90), limit=SOONEST)
+        def load() -> tuple[Dashboard, list[KeyView]]:
+            soonest = console.find_page(KeyQuery(expiring=90), limit=SOONEST).keys
             return console.dashboard(), soonest
 
-        def done(loaded: tuple[dict[str, Any], list[dict[str, Any]]]) -> None:
+        def done(loaded: tuple[Dashboard, list[KeyView]]) -> None:
             self.board, self.soonest = loaded
             self.show(self.board)
 
@@ -122,13 +125,13 @@ class DashboardScreen(ConsoleScreen):
         if getattr(keys, "KEY", None) == KEYS_SCREEN:
             await self.app.run_action(f"quick({quick!r})", keys)
 
-    def show(self, board: dict[str, Any]) -> None:
-        self.query_one("#counts", Static).update(counts_text(board["keys"]))
+    def show(self, board: Dashboard) -> None:
+        self.query_one("#counts", Static).update(counts_text(board.keys))
         self.query_one("#soonest", Static).update(soonest_text(self.soonest))
-        self.query_one("#lists", Static).update(lists_text(board["lists"]))
-        stale = sum(1 for entry in board["lists"] if entry["stale"])
+        self.query_one("#lists", Static).update(lists_text(board.lists))
+        stale = sum(1 for entry in board.lists if entry.stale)
         self.query_one("#waiting", Static).update(
-            f"{'Overdue acknowledgments':<26}{board['overdue_acks']:>4}\n"
-            f"{'Pending approvals for you':<26}{board['pending_approvals']:>4}\n"
+            f"{'Overdue acknowledgments':<26}{board.overdue_acks:>4}\n"
+            f"{'Pending approvals for you':<26}{board.pending_approvals:>4}\n"
             f"{'Stale lists':<26}{stale:>4}"
         )

@@ -1,20 +1,21 @@
 """Issuers (5): the QR issuers (发行机构) and their interop certificates (annex §三(五),
 互通证书域). Register an issuer, issue an interop certificate from an issuer's request file
 under a central CA key (signed in the root token, opened by a quorum of PIN shares), revoke a
-certificate with a reason. The work is ``ca.console.Console``'s and ``ca.registry.issuers``'s."""
+certificate with a reason. The work is the service's (``issuer.list``, ``issuer.register``,
+``ca.issue``, ``ca.revoke``), reached through ``Console``."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import Footer, Static
 
-from ca.console import Console
+from ca.client.console import Console
 from ca.errors import JtcaError
-from ca.signing import load_policy
+from ca.ops.issuance import InteropCertificateView, IssuerView
 from tui.screens.forms import Field, FormModal, RowTable
 from tui.screens.panels import ProgressScreen, WorkProgress
 
@@ -25,16 +26,6 @@ REGISTER = "issuer.register"
 
 class BadInput(JtcaError):
     title = "Bad input"
-
-
-def may(console: Console, action: str) -> bool:
-    """Whether the officer may take ``action`` at all. ``Console.can`` decides on an empty
-    subject, and an issuance's subject (CA index, lifetime) is known only from its request, so
-    for that the officer's roles are asked; the issuance itself is decided by the backend."""
-    if console.can(action):
-        return True
-    roles = load_policy().roles
-    return any(action in roles[r].actions for r in console.actor.roles if r in roles)
 
 
 def _number(text: str, what: str) -> int:
@@ -66,11 +57,11 @@ class IssuersScreen(ProgressScreen):
     def __init__(self, console: Console) -> None:
         super().__init__(console)
         self.allowed = {
-            "issue": may(console, ISSUE),
+            "issue": console.can(ISSUE),
             "revoke": console.can(REVOKE),
             "register": console.can(REGISTER),
         }
-        self.rows: dict[str, dict[str, Any]] = {}
+        self.rows: dict[str, InteropCertificateView] = {}
 
     def compose(self) -> ComposeResult:
         yield Static(id="issuers-title", markup=False)
@@ -94,29 +85,20 @@ class IssuersScreen(ProgressScreen):
     def action_refresh(self) -> None:
         self.run_blocking(self.console.issuers, done=self._show, quiet=True)
 
-    def _show(self, issuers: list[dict[str, Any]]) -> None:
+    def _show(self, issuers: list[IssuerView]) -> None:
         rows: list[tuple[str, list[str]]] = []
         self.rows = {}
         certificates = 0
         for issuer in issuers:
-            head = [issuer["issuer_id"], issuer["name"], issuer["status"]]
-            if not issuer["certificates"]:
-                rows.append((f"issuer:{issuer['issuer_id']}", [*head, "", "", "", ""]))
-            for cert in issuer["certificates"]:
-                key = f"cert:{cert['ca_index']}:{cert['serial']}:{issuer['issuer_id']}"
-                self.rows[key] = {**cert, "issuer_id": issuer["issuer_id"]}
+            head = [issuer.issuer_id, issuer.name, issuer.status]
+            if not issuer.certificates:
+                rows.append((f"issuer:{issuer.issuer_id}", [*head, "", "", "", ""]))
+            for cert in issuer.certificates:
+                key = f"cert:{cert.ca_index}:{cert.serial}:{issuer.issuer_id}"
+                self.rows[key] = cert
                 certificates += 1
                 rows.append(
-                    (
-                        key,
-                        [
-                            *head,
-                            str(cert["ca_index"]),
-                            str(cert["serial"]),
-                            cert["expiry"],
-                            cert["status"],
-                        ],
-                    )
+                    (key, [*head, str(cert.ca_index), str(cert.serial), cert.expiry, cert.status])
                 )
         self.query_one("#issuers-title", Static).update(
             f" {len(issuers)} issuers · {certificates} interop certificates"
@@ -129,7 +111,7 @@ class IssuersScreen(ProgressScreen):
             if result is not None:
                 issuer_id, name = result["issuer_id"].strip(), result["name"].strip()
                 self.work(
-                    lambda: self._register(issuer_id, name),
+                    lambda: self.console.register_issuer(issuer_id, name),
                     done=lambda issuer: self._done("Issuer registered", issuer.issuer_id),
                     busy="Registering…",
                 )
@@ -143,21 +125,6 @@ class IssuersScreen(ProgressScreen):
                 ],
             ),
             given,
-        )
-
-    def _register(self, issuer_id: str, name: str) -> Any:
-        from ca.authorization import require
-        from ca.registry.issuers import register_issuer
-        from policies.rules import Subject
-
-        now = self.console.now()  # the same check and call as `jtca ca register`
-        require(self.console.actor, REGISTER, Subject(issuer_id=issuer_id), now)
-        return register_issuer(
-            self.console.engine,
-            issuer_id=issuer_id,
-            name=name,
-            actor=self.console.actor.id,
-            now=now,
         )
 
     # -- issue ------------------------------------------------------------------------------------
@@ -202,7 +169,7 @@ class IssuersScreen(ProgressScreen):
         if cert is None:
             self.fail(BadInput("choose a certificate to revoke", title="Revoke"))
             return
-        ca_index, serial = int(cert["ca_index"]), int(cert["serial"])
+        ca_index, serial = cert.ca_index, cert.serial
 
         def given(result: dict[str, str] | None) -> None:
             if result is not None:
@@ -219,7 +186,7 @@ class IssuersScreen(ProgressScreen):
             FormModal(
                 f"Revoke certificate {serial} (CA index {ca_index})",
                 [Field("reason", "Reason", placeholder="e.g. issuer key compromised")],
-                note=f"issuer {cert['issuer_id']}, expiry {cert['expiry']}, {cert['status']}",
+                note=f"issuer {cert.issuer_id}, expiry {cert.expiry}, {cert.status}",
             ),
             given,
         )

@@ -1,12 +1,13 @@
 """Keys: every city key in the officer's scope as a table filtered and sorted in SQL (a page of
 at most ``PAGE`` rows and the count of all that match, so 100,000 keys stay one query), a detail
 pane for the highlighted key, and its actions — renew, suspend, resume, revoke, destroy material —
-through ``Console.renew`` and ``Console.request`` (policy, dual control and audit are theirs)."""
+through ``Console.renew`` and ``Console.request``: operations of the service (``city.page``,
+``city.show``, ``city.renew``, ``city.suspend``…), whose policy, dual control and audit they are."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, cast
 
 from textual import on
 from textual.app import ComposeResult
@@ -16,36 +17,42 @@ from textual.screen import ModalScreen
 from textual.timer import Timer
 from textual.widgets import DataTable, Input, Static
 
-from ca.citykeys import misuse, queries, renewal
-from ca.console import Console
-from ca.store.models import CityKey
+from ca.client.console import Console
+from ca.clock import iso_utc
+from ca.ops import city
 from tui.screens.base import Guarded
 from tui.screens.panels import ProgressScreen, WorkProgress, short_stage
 
 PAGE: Final = 500
 DEBOUNCE: Final = 0.2  # seconds of quiet typing before the filter re-queries
 
-QUICK: Final[dict[str, tuple[str, queries.KeyFilter]]] = {
-    "a": ("all", queries.KeyFilter()),
-    "e": ("expiring ≤90 d", queries.KeyFilter(expiring_days=90)),
-    "d": ("dormant", queries.KeyFilter(dormant=True)),
-    "s": ("suspended", queries.KeyFilter(suspended=True)),
-    "v": ("violations", queries.KeyFilter(violations=True)),
+RENEW: Final = "city-key.renew"
+SUSPEND: Final = "city-key.suspend"
+RESUME: Final = "city-key.resume"
+REVOKE: Final = "city-key.revoke"
+DESTROY: Final = "city-key.destroy-material"
+
+QUICK: Final[dict[str, tuple[str, city.KeyQuery]]] = {
+    "a": ("all", city.KeyQuery()),
+    "e": ("expiring ≤90 d", city.KeyQuery(expiring=90)),
+    "d": ("dormant", city.KeyQuery(dormant=True)),
+    "s": ("suspended", city.KeyQuery(suspended=True)),
+    "v": ("violations", city.KeyQuery(violations=True)),
 }
 
-# (column key, header, width, the CityKey column it sorts by or None). They fit 80 columns
+# (column key, header, width, the sort key of ``city.page`` or None). They fit 80 columns
 # with a scroll bar: the class is in the label, the end date in the detail pane (Days sorts by
 # it), stages and flags are abbreviated (``short_stage``, ``FLAG_LETTERS``, the legend line).
-COLUMNS: Final[tuple[tuple[str, str, int, Any], ...]] = (
-    ("id", "Id", 3, CityKey.id),
-    ("label", "Label", 19, CityKey.label),
-    ("city_name", "City", 6, CityKey.city),
-    ("state", "State", 11, CityKey.state),
-    ("stage", "Stage", 11, CityKey.stage),
-    ("days_left", "Days", 5, CityKey.not_after),
+COLUMNS: Final[tuple[tuple[str, str, int, city.SortKey | None], ...]] = (
+    ("id", "Id", 3, "id"),
+    ("label", "Label", 19, "label"),
+    ("city_name", "City", 6, "city_name"),
+    ("state", "State", 11, "state"),
+    ("stage", "Stage", 11, "stage"),
+    ("days_left", "Days", 5, "days_left"),
     ("flags", "Flags", 5, None),
 )
-SORTABLE: Final = tuple(name for name, _, _, column in COLUMNS if column is not None)
+SORTABLE: Final = tuple(sort for _, _, _, sort in COLUMNS if sort is not None)
 FLAG_LETTERS: Final = {"renewal-due": "R", "expired": "X", "dormant": "D", "violation": "V"}
 LEGEND: Final = "Flags: R renewal due · X expired · D dormant · V violation"
 
@@ -54,33 +61,30 @@ LEGEND: Final = "Flags: R renewal due · X expired · D dormant · V violation"
 class KeyQuery:
     quick: str = "a"
     text: str = ""
-    sort: str = "not_after"
+    sort: city.SortKey = "not_after"
     descending: bool = False
     limit: int = PAGE
 
 
-@dataclass(frozen=True, slots=True)
-class KeyPage:
-    rows: list[dict[str, Any]]
-    total: int
-
-
-def find_page(console: Console, asked: KeyQuery) -> KeyPage:
+def find_page(console: Console, asked: KeyQuery) -> city.KeyPage:
     """One page of the keys matching ``asked`` in the officer's scope, and how many match."""
-    rows, total = console.find_page(
+    return console.find_page(
         QUICK[asked.quick][1],
         text=asked.text,
         sort=asked.sort,
         descending=asked.descending,
         limit=asked.limit,
     )
-    return KeyPage(rows, total)
 
 
-def cell(row: dict[str, Any], name: str) -> str:
-    value = row.get(name)
-    if name == "not_after" and isinstance(value, str):
-        return value[:10]
+def day(moment: int | None) -> str:
+    return iso_utc(moment)[:10] if moment is not None else "—"
+
+
+def cell(row: city.KeyView, name: str) -> str:
+    value = getattr(row, name, None)
+    if name == "not_after" and isinstance(value, int):
+        return day(value)
     if name == "stage" and isinstance(value, str):
         return short_stage(value)
     if name == "flags":
@@ -88,25 +92,21 @@ def cell(row: dict[str, Any], name: str) -> str:
     return "—" if value in (None, "") else str(value)
 
 
-def detail_text(key: dict[str, Any]) -> str:
-    def at(name: str) -> str:
-        value = key.get(name)
-        return value[:10] if isinstance(value, str) else "—"
-
-    flags = ", ".join(key.get("flags") or ()) or "none"
+def detail_text(key: city.KeyView) -> str:
+    flags = ", ".join(key.flags) or "none"
     return "\n".join(
         [
-            f"{key['label']}  #{key['id']}  {key['city_name']} ({key['city']})  "
-            f"{key['class']} {key['kind']} g{key['generation']}",
-            f"state {key['state']} · stage {key['stage']} · flags {flags} · "
-            f"violations {key['open_violations']}",
-            f"valid {at('not_before')} → {at('not_after')} ({key['days_left']} days left) · "
-            f"first use {at('first_use')}",
-            f"delivered {at('delivered_at')} · installed {at('installed_at')} · "
-            f"last use {at('last_use')}",
-            f"predecessor {key['predecessor'] or '—'} · successor {key['successor'] or '—'} · "
-            f"destroy after {at('destroy_after')} · destroyed {at('destroyed_at')} · "
-            f"reason {key['reason'] or '—'}",
+            f"{key.label}  #{key.id}  {key.city_name} ({key.city})  "
+            f"{key.key_class} {key.kind} g{key.generation}",
+            f"state {key.state} · stage {key.stage} · flags {flags} · "
+            f"violations {key.open_violations}",
+            f"valid {day(key.not_before)} → {day(key.not_after)} ({key.days_left} days left) · "
+            f"first use {day(key.first_use)}",
+            f"delivered {day(key.delivered_at)} · installed {day(key.installed_at)} · "
+            f"last use {day(key.last_use)}",
+            f"predecessor {key.predecessor or '—'} · successor {key.successor or '—'} · "
+            f"destroy after {day(key.destroy_after)} · destroyed {day(key.destroyed_at)} · "
+            f"reason {key.reason or '—'}",
         ]
     )
 
@@ -187,11 +187,11 @@ class KeysScreen(ProgressScreen):
         Binding("r", "reload", "Reload", show=False),
     ]
     _NEEDS: ClassVar[dict[str, str]] = {  # key actions shown only to officers the policy allows
-        "renew": renewal.RENEW,
-        "suspend": misuse.SUSPEND,
-        "resume": misuse.RESUME,
-        "revoke": misuse.REVOKE,
-        "destroy": misuse.DESTROY,
+        "renew": RENEW,
+        "suspend": SUSPEND,
+        "resume": RESUME,
+        "revoke": REVOKE,
+        "destroy": DESTROY,
     }
     DEFAULT_CSS = """
     KeysScreen #filter { height: 1; border: none; padding: 0 1; }
@@ -204,7 +204,7 @@ class KeysScreen(ProgressScreen):
     def __init__(self, console: Console) -> None:
         super().__init__(console)
         self.asked = KeyQuery()
-        self.page = KeyPage([], 0)
+        self.page = city.KeyPage(keys=[], total=0)
         self.loads = 0  # pages shown so far (tests and the benchmark wait on it)
         self._generation = 0
         self._debounce: Timer | None = None
@@ -245,28 +245,28 @@ class KeysScreen(ProgressScreen):
 
         self.run_worker(job, thread=True, group="keys-query", exit_on_error=False)
 
-    def _show_page(self, generation: int, page: KeyPage) -> None:
+    def _show_page(self, generation: int, page: city.KeyPage) -> None:
         if generation != self._generation:
             return  # a newer query is under way
         self.page = page
         table: DataTable[str] = self.query_one("#keys", DataTable)
         keep = self._highlighted
         table.clear()
-        for row in page.rows:
-            table.add_row(*(cell(row, name) for name, *_ in COLUMNS), key=str(row["id"]))
+        for row in page.keys:
+            table.add_row(*(cell(row, name) for name, *_ in COLUMNS), key=str(row.id))
         if keep is not None:
-            ids = [row["id"] for row in page.rows]
+            ids = [row.id for row in page.keys]
             if keep in ids:
                 table.move_cursor(row=ids.index(keep))
         self._update_status()
-        if not page.rows:
+        if not page.keys:
             self._highlighted = None
             self.query_one("#detail", Static).update("no key matches")
         self.loads += 1
 
     def _update_status(self) -> None:
         arrow = "↓" if self.asked.descending else "↑"
-        shown = len(self.page.rows)
+        shown = len(self.page.keys)
         text = self.asked.text.strip()
         self.query_one("#status", Static).update(
             f"showing {shown} of {self.page.total} · {QUICK[self.asked.quick][0]}"
@@ -297,7 +297,11 @@ class KeysScreen(ProgressScreen):
 
     def action_sort_next(self) -> None:
         at = SORTABLE.index(self.asked.sort) if self.asked.sort in SORTABLE else -1
-        self.asked = replace(self.asked, sort=SORTABLE[(at + 1) % len(SORTABLE)], descending=False)
+        self.asked = replace(
+            self.asked,
+            sort=cast(city.SortKey, SORTABLE[(at + 1) % len(SORTABLE)]),
+            descending=False,
+        )
         self.reload()
 
     def action_sort_reverse(self) -> None:
@@ -315,7 +319,7 @@ class KeysScreen(ProgressScreen):
         if name == self.asked.sort:
             self.asked = replace(self.asked, descending=not self.asked.descending)
         else:
-            self.asked = replace(self.asked, sort=name, descending=False)
+            self.asked = replace(self.asked, sort=cast(city.SortKey, name), descending=False)
         self.reload()
 
     # -- detail ------------------------------------------------------------------------------
@@ -328,26 +332,24 @@ class KeysScreen(ProgressScreen):
         self.show_detail(key_id)
 
     def show_detail(self, key_id: int) -> None:
-        def done(key: dict[str, Any]) -> None:
+        def done(key: city.KeyView) -> None:
             if self._highlighted == key_id:
                 self.query_one("#detail", Static).update(detail_text(key))
 
         self.run_blocking(lambda: self.console.key(key_id), done=done, quiet=True)
 
-    def highlighted_key(self) -> dict[str, Any] | None:
-        return next((r for r in self.page.rows if r["id"] == self._highlighted), None)
+    def highlighted_key(self) -> city.KeyView | None:
+        return next((r for r in self.page.keys if r.id == self._highlighted), None)
 
     # -- actions -----------------------------------------------------------------------------
     def action_renew(self) -> None:
         key = self.highlighted_key()
         if key is None:
             return
-        key_id = key["id"]
+        key_id = key.id
 
-        def done(new: CityKey) -> None:
-            self.app.notify(
-                f"{key['label']} renewed: its successor is {new.label}.", title="Renewed"
-            )
+        def done(new: city.KeyView) -> None:
+            self.app.notify(f"{key.label} renewed: its successor is {new.label}.", title="Renewed")
             self.reload()
 
         def answered(confirmed: str | None) -> None:
@@ -355,28 +357,28 @@ class KeysScreen(ProgressScreen):
                 self.work(lambda: self.console.renew(key_id), done=done, busy="Renewing…")
 
         question = (
-            f"Renew {key['label']} ({key['city_name']}, {key['state']})?\n"
+            f"Renew {key.label} ({key.city_name}, {key.state})?\n"
             "This generates a new key, its successor, to be delivered like the first."
         )
         self.app.push_screen(ReasonModal(question, needs_reason=False), answered)
 
     def action_suspend(self) -> None:
-        self._ask(misuse.SUSPEND, "Suspend", needs_reason=True)
+        self._ask(SUSPEND, "Suspend", needs_reason=True)
 
     def action_resume(self) -> None:
-        self._ask(misuse.RESUME, "Resume", needs_reason=True)
+        self._ask(RESUME, "Resume", needs_reason=True)
 
     def action_revoke(self) -> None:
-        self._ask(misuse.REVOKE, "Revoke (final)", needs_reason=True)
+        self._ask(REVOKE, "Revoke (final)", needs_reason=True)
 
     def action_destroy(self) -> None:
-        self._ask(misuse.DESTROY, "Destroy the material of", needs_reason=False)
+        self._ask(DESTROY, "Destroy the material of", needs_reason=False)
 
     def _ask(self, action: str, verb: str, *, needs_reason: bool) -> None:
         key = self.highlighted_key()
         if key is None:
             return
-        question = f"{verb} {key['label']} ({key['city_name']}, {key['state']})?"
+        question = f"{verb} {key.label} ({key.city_name}, {key.state})?"
 
         def answered(reason: str | None) -> None:
             if reason is not None:
@@ -384,22 +386,22 @@ class KeysScreen(ProgressScreen):
 
         self.app.push_screen(ReasonModal(question, needs_reason=needs_reason), answered)
 
-    def request(self, action: str, key: dict[str, Any], reason: str) -> None:
-        key_id = key["id"]
+    def request(self, action: str, key: city.KeyView, reason: str) -> None:
+        key_id = key.id
 
-        def done(outcome: misuse.ActionOutcome) -> None:
+        def done(outcome: city.ActionOutcome) -> None:
             name = action.removeprefix("city-key.")
             if outcome.state == "done":
-                self.app.notify(f"{name} of {key['label']}: done.", title="Done")
+                self.app.notify(f"{name} of {key.label}: done.", title="Done")
             elif outcome.state == "pending":
                 waiting = outcome.required - outcome.approvals
                 self.app.notify(
-                    f"{name} of {key['label']} (request #{outcome.action_id}) awaits "
+                    f"{name} of {key.label} (request #{outcome.action_id}) awaits "
                     f"{waiting} approver{'s' if waiting != 1 else ''}.",
                     title="Awaiting approval",
                 )
             else:
-                self.app.notify(f"{name} of {key['label']}: {outcome.state}.", title="Key action")
+                self.app.notify(f"{name} of {key.label}: {outcome.state}.", title="Key action")
             self.reload()
             self.show_detail(key_id)
 

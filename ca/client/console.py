@@ -1,0 +1,297 @@
+"""What the officers' console (``tui/``) does, without the screens: one signed-in officer's
+client of the authority service (issue #7, issue #11).
+
+The console holds no business rule, no query and no token: every method here is one call of an
+operation (``ca.ops.*``) through ``ca.client.http.Client`` — the same operations the command
+line calls — so policy, province scope, dual control and audit are the service's. This module
+adds only the signed-in officer and small conveniences for the screens (reading a file the
+officer names, writing the packages the service returns).
+
+Signing in (``sign_in``): the officer id and the PIN of a token they hold, or the root token's
+share quorum, go to the service in the request body; the service lets the token check them and
+audits every attempt (``console.sign-in``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ca.client.http import Client
+from ca.clock import Clock
+from ca.errors import JtcaError
+from ca.ops import audit, ceremony, city, issuance, packages
+from ca.ops import console as ops
+from ca.ops.base import Empty
+
+MINISTRY = "ministry"
+KEY_ACTIONS = {  # policy action -> the operation that requests it
+    "city-key.suspend": city.SUSPEND,
+    "city-key.resume": city.RESUME,
+    "city-key.revoke": city.REVOKE,
+}
+CLEANUP = "city-key.cleanup-dormant"
+DESTROY = "city-key.destroy-material"
+
+
+class BadInput(JtcaError):
+    title = "Bad input"
+    exit_code = 3
+
+
+class ServiceClock:
+    """The service's time as measured at sign-in, carried on by this machine's monotonic
+    clock: what the console shows agrees with what the service decides."""
+
+    def __init__(self, service_now: int) -> None:
+        self._at = service_now
+        self._started = time.monotonic()
+
+    def now(self) -> int:
+        return self._at + int(time.monotonic() - self._started)
+
+
+@dataclass
+class Console:
+    """A signed-in officer's view of the authority; ``client`` speaks as that officer."""
+
+    client: Client
+    actor: ops.Officer
+    actions: frozenset[str]
+    clock: Clock
+    how: str = ""
+    _closed: bool = field(default=False, repr=False)
+
+    # -- who, what ----------------------------------------------------------------------------
+    @property
+    def province(self) -> str | None:
+        return self.actor.province
+
+    def now(self) -> int:
+        return self.clock.now()
+
+    def can(self, action: str) -> bool:
+        """Whether one of the officer's roles grants ``action`` at all; the scope (province,
+        CA index, lifetime…) is decided by the service for each subject."""
+        return action in self.actions
+
+    def close(self) -> None:
+        """Forget the officer (the HTTP client belongs to whoever made it)."""
+        self._closed = True
+
+    # -- the console's own views ----------------------------------------------------------------
+    def dashboard(self) -> ops.Dashboard:
+        return self.client.call(ops.DASHBOARD, Empty())
+
+    def pending(self) -> list[ops.PendingItem]:
+        return self.client.call(ops.PENDING, Empty()).items
+
+    def audit_page(
+        self, *, before: int | None = None, size: int = 200, action: str = ""
+    ) -> ops.AuditPage:
+        return self.client.call(
+            ops.AUDIT_PAGE, ops.AuditPageRequest(before=before, size=size, action=action)
+        )
+
+    def cleanup(self) -> ops.CleanupView:
+        return self.client.call(ops.CLEANUP, Empty())
+
+    def audit_verify(self) -> audit.VerifyResult:
+        """The whole chain and its signed checkpoints, verified at the service."""
+        return self.client.call(audit.VERIFY, audit.VerifyRequest())
+
+    # -- keys -----------------------------------------------------------------------------------
+    def find_keys(self, chosen: city.KeyQuery | None = None) -> list[city.KeyView]:
+        """Keys in the officer's scope matching ``chosen``, soonest end first."""
+        asked = chosen or city.KeyQuery()
+        return self.client.call(city.KEYS, city.KeysRequest(**asked.model_dump())).keys
+
+    def find_page(
+        self,
+        chosen: city.KeyQuery | None = None,
+        *,
+        text: str = "",
+        sort: city.SortKey = "not_after",
+        descending: bool = False,
+        limit: int = 500,
+    ) -> city.KeyPage:
+        """A page of the keys in the officer's scope matching ``chosen`` and free ``text``,
+        sorted, and the total that match (both in SQL: fast with 100,000 keys)."""
+        asked = chosen or city.KeyQuery()
+        return self.client.call(
+            city.PAGE,
+            city.PageRequest(
+                **asked.model_dump(), text=text, sort=sort, descending=descending, limit=limit
+            ),
+        )
+
+    def key(self, key_id: int) -> city.KeyView:
+        return self.client.call(city.SHOW, city.KeyRequest(key=key_id))
+
+    def renew(self, key_id: int) -> city.KeyView:
+        return self.client.call(city.RENEW, city.KeyRequest(key=key_id))
+
+    def request(self, action: str, key_ids: Sequence[int], reason: str) -> city.ActionOutcome:
+        """Request a key action (suspend, resume, revoke, dormant cleanup, destruction of
+        material) of ``key_ids``; dual control decides whether it runs now or waits."""
+        keys = [int(k) for k in key_ids]
+        if action in KEY_ACTIONS:
+            return self.client.call(
+                KEY_ACTIONS[action], city.KeyActionRequest(keys=keys, reason=reason)
+            )
+        if action == CLEANUP:
+            return self.client.call(city.CLEANUP, city.CleanupRequest(keys=keys, reason=reason))
+        if action == DESTROY:
+            return self.client.call(city.DESTROY_MATERIAL, city.DestroyRequest(keys=keys))
+        raise BadInput(f"no key action {action!r}")
+
+    # -- approvals (dual control) ------------------------------------------------------------
+    def decide(self, kind: str, item_id: int, *, approve: bool, reason: str = "") -> str:
+        """Approve or reject a pending item of ``pending()``; the item's state afterwards."""
+        if kind in ("application", "action"):
+            return self.client.call(
+                city.DECIDE,
+                city.DecideRequest(
+                    kind=kind,  # type: ignore[arg-type]
+                    id=item_id,
+                    approve=approve,
+                    reason=reason,
+                ),
+            ).state
+        raise BadInput(f"nothing to decide of kind {kind!r}")
+
+    # -- cities -------------------------------------------------------------------------------
+    def apply(self, cities: Sequence[str]) -> city.Application:
+        return self.client.call(city.APPLY, city.ApplyRequest(cities=list(cities)))
+
+    def applications(self) -> list[city.Application]:
+        """The officer's province's applications (every one for the ministry), newest first."""
+        found = self.client.call(city.APPLICATIONS, city.ApplicationsRequest()).applications
+        return sorted(found, key=lambda a: a.id, reverse=True)
+
+    def generate(self, application_id: int) -> list[city.KeyView]:
+        return self.client.call(
+            city.GENERATE, city.GenerateRequest(application=application_id)
+        ).keys
+
+    def import_usage(self, path: Path) -> city.UsageResult:
+        """An activation and usage report (CSV or JSON, by its suffix), read here and sent."""
+        kind = path.suffix.lower().lstrip(".")
+        if kind not in ("csv", "json"):
+            raise BadInput(f"{path}: a usage report is a .csv or a .json file")
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise BadInput(f"cannot read {path}: {exc}") from None
+        return self.client.call(
+            city.USAGE,
+            city.UsageRequest(report=text, format=kind, source=str(path)),  # type: ignore[arg-type]
+        )
+
+    # -- packages -----------------------------------------------------------------------------
+    def awaiting_delivery(self) -> list[packages.KeyAwaitingDelivery]:
+        """Keys this officer's side delivers next: generated ones for the ministry, the ones a
+        province holds for its cities."""
+        return self.client.call(packages.AWAITING_DELIVERY, Empty()).keys
+
+    def transport_token(self, holder: str) -> str | None:
+        """The token label of ``holder``'s active transport key, if it has one."""
+        found = self.client.call(packages.TRANSPORT_KEY, packages.Holder(holder=holder)).active
+        return found.token if found else None
+
+    def register_transport_key(self, holder: str, token: str) -> packages.TransportKeyInfo:
+        """A new transport key for ``holder`` in ``token``: the ministry's is made at the
+        service, in the ministry token it holds."""
+        if holder == MINISTRY:
+            return self.client.call(
+                packages.MINISTRY_TRANSPORT_KEY, packages.MinistryTransportKey(token=token)
+            )
+        raise BadInput(f"a transport key of {holder} is made at its site, in its own token")
+
+    def deliver(self, key_ids: Sequence[int], out_dir: Path) -> list[Path]:
+        """Seal keys to their next holder and write the packages to ``out_dir``."""
+        ids = [int(k) for k in key_ids]
+        if self.province is None:
+            sealed = self.client.call(packages.DELIVER, packages.DeliveryRequest(keys=ids))
+            return [self._write(out_dir, p.file, p.data) for p in sealed.packages]
+        raise BadInput("a province hands keys on at its site, with its own token")
+
+    @staticmethod
+    def _write(out_dir: Path, name: str, data: bytes) -> Path:
+        from ca.files import write_atomically
+
+        if Path(name).name != name or name in ("", ".", ".."):
+            raise BadInput(f"the service named a package file {name!r}: not a plain file name")
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            write_atomically(out_dir / name, data)
+        except OSError as exc:
+            raise BadInput(f"cannot write {out_dir / name}: {exc.strerror}") from None
+        return out_dir / name
+
+    # -- issuers -------------------------------------------------------------------------------
+    def issuers(self) -> list[issuance.IssuerView]:
+        return self.client.call(issuance.ISSUERS, Empty()).issuers
+
+    def register_issuer(self, issuer_id: str, name: str) -> issuance.IssuerView:
+        return self.client.call(
+            issuance.REGISTER_ISSUER, issuance.RegisterIssuerRequest(issuer_id=issuer_id, name=name)
+        )
+
+    def issue_interop(
+        self, request_file: Path, ca_index: int, shares: Sequence[str]
+    ) -> issuance.InteropCertificateView:
+        try:
+            request = request_file.read_bytes()
+        except OSError as exc:
+            raise BadInput(f"cannot read {request_file}: {exc.strerror}") from None
+        return self.client.call(
+            issuance.ISSUE,
+            issuance.IssueRequest(request=request, ca_index=ca_index, shares=list(shares)),
+        )
+
+    def revoke_interop(
+        self, ca_index: int, serial: int, reason: str
+    ) -> issuance.InteropCertificateView:
+        return self.client.call(
+            issuance.REVOKE, issuance.RevokeRequest(ca_index=ca_index, serial=serial, reason=reason)
+        )
+
+    # -- ceremonies -----------------------------------------------------------------------------
+    def ceremonies(self) -> list[ops.CeremonyRunView]:
+        return self.client.call(ops.CEREMONIES, Empty()).runs
+
+    def run_ceremony(
+        self, plan: str, shares: Sequence[str], witnesses: Sequence[str]
+    ) -> ceremony.CeremonyOutcome:
+        """Run the ceremony file ``plan`` (its text) at the service, which holds the tokens."""
+        return self.client.call(
+            ceremony.RUN,
+            ceremony.RunRequest(plan=plan, shares=list(shares), witnesses=list(witnesses)),
+        )
+
+
+def sign_in(
+    client: Client,
+    officer_id: str,
+    *,
+    pin: str | None = None,
+    shares: Sequence[str] = (),
+    clock: Clock | None = None,
+) -> Console:
+    """The officer, proven by a token PIN or the root token's share quorum; refused by the
+    service (``Sign-in refused``) with a reason that does not say which part was wrong.
+    ``clock`` stands in for the service's time (tests); by default the service's own."""
+    signed = client.call(
+        ops.SIGN_IN,
+        ops.SignInRequest(officer=officer_id.strip(), pin=pin, shares=list(shares)),
+    )
+    return Console(
+        client=client.as_officer(signed.officer.id),
+        actor=signed.officer,
+        actions=frozenset(signed.actions),
+        clock=clock or ServiceClock(signed.now),
+        how=signed.how,
+    )
