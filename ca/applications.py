@@ -136,3 +136,15 @@ def pending(session: Session, province: str | None = None) -> list[KeyApplicatio
     if province is not None:
         query = query.where(KeyApplication.province == province)
     return list(session.exec(query.order_by(col(KeyApplication.id))))
+
+
+def listing(
+    session: Session, *, province: str | None = None, state: str | None = None
+) -> list[KeyApplication]:
+    """Applications, oldest first; only ``province``'s and in ``state`` when given."""
+    query = select(KeyApplication)
+    if province is not None:
+        query = query.where(KeyApplication.province == province)
+    if state is not None:
+        query = query.where(KeyApplication.state == state)
+    return list(session.exec(query.order_by(col(KeyApplication.id))))

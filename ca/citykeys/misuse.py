@@ -30,7 +30,7 @@ from ca.dualcontrol import record_decision
 from ca.lifecycle import KeyEvent, KeyState, transition
 from ca.signing import load_policy
 from ca.store.db import transaction
-from ca.store.models import CityKey, KeyCopy, PendingAction, UsageViolation
+from ca.store.models import Approval, CityKey, KeyCopy, PendingAction, UsageViolation
 from hsm.pkcs11.keys import KeyNotFound
 from hsm.pkcs11.uri import Pkcs11Uri
 from policies.rules import Actor
@@ -331,3 +331,23 @@ def pending_actions(session: Session) -> list[PendingAction]:
             .order_by(col(PendingAction.id))
         )
     )
+
+
+def action_of(session: Session, action_id: int) -> str | None:
+    """What pending action ``action_id`` asks for (``city-key.suspend`` …), None if unknown."""
+    return session.exec(select(PendingAction.action).where(PendingAction.id == action_id)).first()
+
+
+def approvals_of(session: Session, action_ids: Sequence[int]) -> dict[int, int]:
+    """How many officers have approved each of ``action_ids`` so far."""
+    subjects = {f"action {a}": a for a in action_ids}
+    counts = {a: 0 for a in action_ids}
+    if not subjects:
+        return counts
+    for subject in session.exec(
+        select(Approval.subject)
+        .where(col(Approval.subject).in_(list(subjects)))
+        .where(Approval.decision == "approve")
+    ):
+        counts[subjects[subject]] += 1
+    return counts

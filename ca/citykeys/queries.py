@@ -5,6 +5,7 @@ and the purge of records past their retention (第二十九条), which deletes n
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -171,6 +172,14 @@ def find_page(
     total = int(session.exec(select(func.count()).select_from(CityKey).where(*where)).one())
     keys = list(session.exec(select(CityKey).where(*where).order_by(*order).limit(limit)))
     return keys, total
+
+
+def keys_by_id(session: Session, key_ids: Sequence[int]) -> dict[int, CityKey]:
+    """The keys of ``key_ids`` that exist, by id (one query)."""
+    if not key_ids:
+        return {}
+    found = session.exec(select(CityKey).where(col(CityKey.id).in_(list(set(key_ids)))))
+    return {k.id: k for k in found if k.id is not None}
 
 
 def count_keys(session: Session, chosen: KeyFilter, *, now: int) -> int:

@@ -4,6 +4,7 @@ city keys in the database; the drawing and formatting are ``ca.keyreport``'s."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Final
 
 from sqlmodel import Session
 
@@ -12,6 +13,13 @@ from ca.citykeys.queries import KeyFilter, find_keys
 from ca.keyreport import ReportKey, write_report
 from ca.registry.divisions import default_divisions
 from ca.store.models import CityKey
+
+TITLE: Final = "城市密钥到期报告 / city key expiry report"
+
+
+def report_scope(province: str | None) -> str:
+    """What a report covers, as its heading says it."""
+    return f"province {province}" if province else "national"
 
 
 def report_key(key: CityKey, now: int) -> ReportKey:
@@ -35,11 +43,10 @@ def write_city_report(
     session: Session, directory: Path, *, now: int, province: str | None = None
 ) -> dict[str, Path]:
     keys = find_keys(session, KeyFilter(province=province), now=now)
-    scope = f"province {province}" if province else "national"
     return write_report(
         directory,
         [report_key(k, now) for k in keys],
         now=now,
-        title="城市密钥到期报告 / city key expiry report",
-        scope=scope,
+        title=TITLE,
+        scope=report_scope(province),
     )
