@@ -16,16 +16,16 @@ from typing import Final
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from ca import audit
-from ca.errors import JtcaError
+from ca.errors import BadInput, JtcaError
 from ca.qr.codec import MAX_UINT24, InteropCertificate
 from ca.qr.issue import issue_interop_certificate
 from ca.registry.issuers import active_issuer
 from ca.requests import InteropCertRequest
 from ca.store.db import transaction
-from ca.store.models import InteropCertificateRecord, SerialCounter
+from ca.store.models import CaKey, InteropCertificateRecord, SerialCounter
 from hsm.signer import Signer
 
 ACTION_ISSUE: Final = "qr-ca.issue-interop-cert"
@@ -173,3 +173,50 @@ def certificates(session: Session, issuer_id: str | None = None) -> list[Interop
     if issuer_id is not None:
         query = query.where(InteropCertificateRecord.issuer_id == issuer_id)
     return list(session.exec(query))
+
+
+def ca_keys(session: Session) -> list[CaKey]:
+    """The central CA keys, by CA public key index."""
+    return list(session.exec(select(CaKey).order_by(col(CaKey.ca_index))))
+
+
+def active_ca_key(session: Session, ca_index: int) -> CaKey:
+    """The active central CA key at ``ca_index`` (the one that issues under that index)."""
+    key = session.exec(
+        select(CaKey).where(CaKey.ca_index == ca_index).where(CaKey.status == "active")
+    ).first()
+    if key is None:
+        raise BadInput(f"--ca-index {ca_index}: no active central CA key has that index")
+    return key
+
+
+def certificate_at(session: Session, ca_index: int, serial: int) -> InteropCertificateRecord:
+    """The interop certificate with ``serial`` under the central CA key at ``ca_index``, in one
+    query (the CA keys at that index, each with its certificate of that serial, if any). A
+    serial is unique per CA key; the index names the key (annex 中心CA公钥索引)."""
+    rows = session.exec(
+        select(CaKey.public_key, InteropCertificateRecord)
+        .outerjoin(
+            InteropCertificateRecord,
+            (col(InteropCertificateRecord.ca_key) == col(CaKey.public_key))
+            & (col(InteropCertificateRecord.serial) == serial),
+        )
+        .where(CaKey.ca_index == ca_index)
+        .order_by(col(CaKey.created_at).desc())
+    ).all()
+    if not rows:
+        raise BadInput(f"--ca-index {ca_index}: no central CA key has that index")
+    for _, record in rows:
+        if record is not None:
+            return record
+    raise BadInput(f"--serial {serial}: no interop certificate under CA index {ca_index}")
+
+
+def revoke_at(
+    engine: Engine, *, ca_index: int, serial: int, reason: str, actor: str, now: int
+) -> InteropCertificateRecord:
+    """Revoke the interop certificate named by CA index and serial (``certificate_at``)."""
+    with Session(engine) as session:
+        found = certificate_at(session, ca_index, serial)
+        ca_key_hex = found.ca_key
+    return revoke(engine, ca_key_hex=ca_key_hex, serial=serial, reason=reason, actor=actor, now=now)
