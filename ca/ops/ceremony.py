@@ -1,3 +1,79 @@
-"""Operations of the ceremony area (see ca/ops/base.py)."""
+"""Operations of the ceremony area: key ceremonies run at the service, which alone holds the
+ministry's tokens (see ca/ops/base.py). ``jtca ceremony plan`` is no operation: it parses the
+file on the reviewer's machine (``ca.ceremony_file``).
+
+The ceremony file travels as its text (its SHA-256 over that text is in the transcript); the
+custodians' shares and the witnesses present travel in the request. The root ceremony makes
+the first officers, so these operations name no officer: the custodians' quorum is the
+authority for them.
+"""
 
 from __future__ import annotations
+
+from ca.ops.base import Model, operation
+
+
+class CeremonyFile(Model):
+    plan: str  # the ceremony file's text (TOML, policies/ceremonies/root-example.toml)
+
+
+class CustodianShare(Model):
+    custodian: str
+    share: str
+
+
+class TokenShares(Model):
+    """The ceremony's new token and each custodian's shares of its PIN and SO PIN. Neither PIN
+    is stored anywhere: only these shares leave the service."""
+
+    token: str
+    pin_shares: list[CustodianShare]
+    so_pin_shares: list[CustodianShare]
+
+
+class RunRequest(Model):
+    plan: str
+    shares: list[str]
+    witnesses: list[str]
+
+
+class CeremonyKey(Model):
+    key_class: str  # ministry-root | central-qr-ca | list-signing | audit
+    label: str
+    uri: str
+    public_key: str | None
+
+
+class CeremonyCertificate(Model):
+    role: str
+    subject: str
+    sha256: str
+
+
+class CeremonyOutcome(Model):
+    """What the ceremony made, and its transcript signed by the root key: the JSON file
+    (``{"transcript": …, "signature": …, "signer_public_key": …}``) byte for byte."""
+
+    ceremony: str
+    file_sha256: str
+    transcript: bytes
+    keys: list[CeremonyKey]
+    certificates: list[CeremonyCertificate]
+
+
+INIT_TOKEN = operation(
+    "ceremony.init-token",
+    CeremonyFile,
+    TokenShares,
+    "create the ceremony's token in the ministry's SoftHSM2; each custodian's PIN and SO PIN "
+    "shares",
+    officer=False,
+)
+RUN = operation(
+    "ceremony.run",
+    RunRequest,
+    CeremonyOutcome,
+    "run the ceremony exactly as the file says, with the custodians' shares and the witnesses "
+    "present; the signed transcript",
+    officer=False,
+)
