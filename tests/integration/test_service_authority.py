@@ -1,0 +1,393 @@
+"""The central CA, issuers, officers, the audit log and the root ceremony as operations of the
+service, driven through the real HTTP API in-process (``tests/service_fixtures.in_process``),
+on SQLite and on PostgreSQL: the ceremony's token and run at the service, officers added by a
+root officer only, an issuer's registration decided on its issuer id, an interop certificate
+issued with the root token's share quorum and revoked by CA index and serial, and the audit
+chain verified, checkpointed, exported and found tampered with."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from service_fixtures import in_process
+
+import ca.service.issuance as issuance_service
+from ca.audit_chain import verify_bundle
+from ca.authorization import require as real_require
+from ca.ceremony import transcript_message
+from ca.client.http import Client, ServiceError
+from ca.clock import FixedClock
+from ca.ops import audit as audit_ops
+from ca.ops import ceremony as ceremony_ops
+from ca.ops import issuance as issuance_ops
+from ca.ops import officers as officer_ops
+from ca.ops.base import Empty
+from ca.qr.codec import decode_interop_certificate
+from ca.requests import make_request
+from ca.service.runtime import Runtime
+from hsm.pkcs11.token import find_module, rescan
+from hsm.signer import SoftwareSigner
+from hsm.sm.sm2 import SM2PublicKey
+from hsm.softhsm import CONF_ENV
+from policies.rules import Actor, Subject
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "policies" / "ceremonies" / "root-example.toml"
+NOW = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
+WITNESS = "赵六 (公证员)"
+ISSUER_ID = "02113450"
+
+
+@pytest.fixture
+def service(database, tmp_path: Path) -> Iterator[tuple[Client, Runtime]]:  # type: ignore[no-untyped-def]
+    """The service on a fresh state folder and database of each kind. The service points
+    SoftHSM2 at its own state folder; the process's previous choice is restored afterwards."""
+    url, _ = database
+    previous = os.environ.get(CONF_ENV)
+    with in_process(tmp_path / "state", url=url, clock=FixedClock(NOW)) as pair:
+        yield pair
+    if os.environ.get(CONF_ENV) != previous:
+        if previous is None:
+            os.environ.pop(CONF_ENV, None)
+        else:
+            os.environ[CONF_ENV] = previous
+        rescan(find_module())
+
+
+def refused(call: Any, *, status: int, exit_code: int, needle: str) -> ServiceError:
+    with pytest.raises(ServiceError) as caught:
+        call()
+    error = caught.value
+    assert (error.status, error.exit_code) == (status, exit_code), error.problem
+    assert needle in error.message, error.message
+    assert error.problem["exit_code"] == exit_code
+    assert "Traceback" not in json.dumps(error.problem)
+    return error
+
+
+def root_ceremony(client: Client) -> tuple[list[str], ceremony_ops.CeremonyOutcome]:
+    """Make the root token and run the example root ceremony with two of three shares."""
+    plan = EXAMPLE.read_text(encoding="utf-8")
+    made = client.call(ceremony_ops.INIT_TOKEN, ceremony_ops.CeremonyFile(plan=plan))
+    assert made.token == "MOT-ROOT"  # noqa: S105 - a token's label
+    assert made.pin_shares[0].custodian.startswith("张三")
+    assert len(made.so_pin_shares) == 3
+    shares = [s.share for s in made.pin_shares]
+    refused(
+        lambda: client.call(ceremony_ops.INIT_TOKEN, ceremony_ops.CeremonyFile(plan=plan)),
+        status=422,
+        exit_code=3,
+        needle="already exists",
+    )
+    refused(
+        lambda: client.call(
+            ceremony_ops.RUN,
+            ceremony_ops.RunRequest(plan=plan, shares=shares[:1], witnesses=[WITNESS]),
+        ),
+        status=422,
+        exit_code=3,
+        needle="needs 2 of 3",
+    )
+    outcome = client.call(
+        ceremony_ops.RUN,
+        ceremony_ops.RunRequest(plan=plan, shares=[shares[0], shares[2]], witnesses=[WITNESS]),
+    )
+    return [shares[0], shares[2]], outcome
+
+
+def test_ceremony_officers_issuers_interop_audit(
+    service: tuple[Client, Runtime], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, runtime = service
+    shares, outcome = root_ceremony(client)
+
+    # The transcript comes back whole, signed by the new root key.
+    signed = json.loads(outcome.transcript)
+    root = SM2PublicKey.from_bytes(bytes.fromhex(signed["signer_public_key"]))
+    root.verify(bytes.fromhex(signed["signature"]), transcript_message(signed["transcript"]))
+    assert signed["transcript"]["custodians_present"] == ["张三 (部密码管理处)", "王五 (部审计室)"]
+    assert signed["transcript"]["file_sha256"] == outcome.file_sha256
+    assert [k.key_class for k in outcome.keys] == [
+        "ministry-root",
+        "central-qr-ca",
+        "list-signing",
+        "audit",
+    ]
+    assert {c.role for c in outcome.certificates} == {"root", "list-signing"}
+    audit_key = next(k.public_key for k in outcome.keys if k.key_class == "audit")
+    assert audit_key is not None
+    ca_keys = client.call(issuance_ops.KEYS, Empty()).keys
+    assert [(k.ca_index, k.status) for k in ca_keys] == [(1, "active")]
+
+    # Officers: a ministry root officer adds one; an operator may not (403, exit 6).
+    as_root, as_operator = client.as_officer("mot-root-1"), client.as_officer("ca-op-1")
+    added = as_root.call(
+        officer_ops.ADD,
+        officer_ops.AddOfficerRequest(
+            officer_id="gd-1",
+            name="广东 省级密钥管理员",
+            roles=["provincial-officer"],
+            province="440000",
+        ),
+    )
+    assert (added.id, added.roles, added.province) == ("gd-1", ["provincial-officer"], "440000")
+    denied = refused(
+        lambda: as_operator.call(
+            officer_ops.ADD,
+            officer_ops.AddOfficerRequest(officer_id="evil", roles=["ministry-root-officer"]),
+        ),
+        status=403,
+        exit_code=6,
+        needle="only a ministry root officer",
+    )
+    assert denied.title == "Officer registry"
+    raw = client.http.post(
+        officer_ops.ADD.path,
+        json={"officer_id": "evil", "roles": ["auditor"]},
+        headers={"Jtca-Officer": "ca-op-1"},
+    )
+    assert raw.status_code == 403
+    assert raw.headers["content-type"].startswith("application/problem+json")
+    assert raw.json()["exit_code"] == 6
+    refused(
+        lambda: as_root.call(
+            officer_ops.ADD,
+            officer_ops.AddOfficerRequest(officer_id="gd-2", roles=["provincial-officer"]),
+        ),
+        status=403,
+        exit_code=6,
+        needle="needs a province code",
+    )
+    officers = {o.id: o for o in client.call(officer_ops.LIST, Empty()).officers}
+    assert set(officers) == {"mot-root-1", "ca-op-1", "auditor-1", "gd-1"}
+    assert "evil" not in officers
+
+    # Registering an issuer is decided on Subject(issuer_id=…), whoever asks; a provincial
+    # officer's role does not reach issuers at all, and an unknown officer is nobody.
+    decided: list[tuple[str, str, Subject]] = []
+
+    def spy(actor: Actor, action: str, subject: Subject, now: int) -> None:
+        decided.append((actor.id, action, subject))
+        real_require(actor, action, subject, now)
+
+    monkeypatch.setattr(issuance_service, "require", spy)
+    refused(
+        lambda: client.as_officer("gd-1").call(
+            issuance_ops.REGISTER_ISSUER,
+            issuance_ops.RegisterIssuerRequest(issuer_id=ISSUER_ID, name="示例发行机构"),
+        ),
+        status=403,
+        exit_code=6,
+        needle="deny/no-role",
+    )
+    refused(
+        lambda: client.as_officer("nobody").call(
+            issuance_ops.REGISTER_ISSUER,
+            issuance_ops.RegisterIssuerRequest(issuer_id=ISSUER_ID, name="x"),
+        ),
+        status=403,
+        exit_code=6,
+        needle="not a registered, active officer",
+    )
+    registered = as_operator.call(
+        issuance_ops.REGISTER_ISSUER,
+        issuance_ops.RegisterIssuerRequest(issuer_id=ISSUER_ID, name="示例发行机构"),
+    )
+    assert (registered.issuer_id, registered.status, registered.certificates) == (
+        ISSUER_ID,
+        "active",
+        [],
+    )
+    assert decided == [
+        ("gd-1", "issuer.register", Subject(issuer_id=ISSUER_ID)),
+        ("ca-op-1", "issuer.register", Subject(issuer_id=ISSUER_ID)),
+    ]
+
+    # Issue an interop certificate: the request file's bytes and the root token's quorum
+    # travel in the request; policy refuses before the token is opened.
+    issuer = SoftwareSigner.generate()
+    request = make_request(
+        issuer, issuer_id=ISSUER_ID, issuer_name="示例发行机构", requested_expiry="1230"
+    )
+    too_long = make_request(
+        issuer, issuer_id=ISSUER_ID, issuer_name="示例发行机构", requested_expiry="1240"
+    )
+    for officer, body, needle in (
+        ("ca-op-1", too_long, "deny/lifetime-too-long"),
+        ("auditor-1", request, "deny/no-role"),
+    ):
+        refused(
+            lambda officer=officer, body=body: client.as_officer(officer).call(
+                issuance_ops.ISSUE,
+                issuance_ops.IssueRequest(request=body, ca_index=1, shares=shares),
+            ),
+            status=403,
+            exit_code=6,
+            needle=needle,
+        )
+    refused(
+        lambda: as_operator.call(
+            issuance_ops.ISSUE,
+            issuance_ops.IssueRequest(request=b"not a request", ca_index=1, shares=shares),
+        ),
+        status=422,
+        exit_code=3,
+        needle="malformed request",
+    )
+    issued = as_operator.call(
+        issuance_ops.ISSUE, issuance_ops.IssueRequest(request=request, ca_index=1, shares=shares)
+    )
+    assert (issued.serial, issued.issuer_id, issued.status, issued.issued_by) == (
+        1,
+        ISSUER_ID,
+        "valid",
+        "ca-op-1",
+    )
+    certificate = decode_interop_certificate(bytes.fromhex(issued.certificate))
+    assert (certificate.serial, certificate.ca_index) == (1, 1)
+    assert issued.issuer_public_key == issuer.public_key.compressed.hex()
+    assert issued.ca_key == ca_keys[0].public_key
+
+    # Revoke it by CA index and serial (one query whoever asks); refusals name the option.
+    revoke = issuance_ops.RevokeRequest
+    refused(
+        lambda: client.as_officer("auditor-1").call(
+            issuance_ops.REVOKE, revoke(ca_index=1, serial=1, reason="r")
+        ),
+        status=403,
+        exit_code=6,
+        needle="deny/no-role",
+    )
+    refused(
+        lambda: as_operator.call(issuance_ops.REVOKE, revoke(ca_index=1, serial=9, reason="r")),
+        status=422,
+        exit_code=3,
+        needle="--serial 9: no interop certificate under CA index 1",
+    )
+    refused(
+        lambda: as_operator.call(issuance_ops.REVOKE, revoke(ca_index=2, serial=1, reason="r")),
+        status=422,
+        exit_code=3,
+        needle="--ca-index 2: no central CA key has that index",
+    )
+    revoked = as_operator.call(
+        issuance_ops.REVOKE, revoke(ca_index=1, serial=1, reason="issuer key exposed")
+    )
+    assert (revoked.status, revoked.revocation_reason, revoked.revoked_at) == (
+        "revoked",
+        "issuer key exposed",
+        int(NOW.timestamp()),
+    )
+    refused(
+        lambda: as_operator.call(issuance_ops.REVOKE, revoke(ca_index=1, serial=1, reason="r")),
+        status=403,
+        exit_code=6,
+        needle="already revoked",
+    )
+    listed = client.call(issuance_ops.CERTIFICATES, issuance_ops.CertificatesRequest())
+    assert [(c.serial, c.status) for c in listed.certificates] == [(1, "revoked")]
+    other = issuance_ops.CertificatesRequest(issuer_id="99999999")
+    assert client.call(issuance_ops.CERTIFICATES, other).certificates == []
+    # what the console's issuer screen shows: each issuer with its certificates, typed
+    issuers = client.call(issuance_ops.ISSUERS, Empty()).issuers
+    assert [
+        (i.issuer_id, [(c.ca_index, c.serial, c.status) for c in i.certificates]) for i in issuers
+    ] == [(ISSUER_ID, [(1, 1, "revoked")])]
+
+    # The audit log: clean, checkpointed with the audit key, exported, then tampered with.
+    verify = audit_ops.VerifyRequest(audit_keys=[audit_key])
+    clean = client.call(audit_ops.VERIFY, verify)
+    assert (clean.ok, clean.checkpoints, clean.findings) == (True, 1, [])
+    refused(
+        lambda: client.call(audit_ops.VERIFY, audit_ops.VerifyRequest(audit_keys=["abcd"])),
+        status=422,
+        exit_code=3,
+        needle="--audit-key abcd",
+    )
+    checkpoint = client.call(audit_ops.CHECKPOINT, audit_ops.CheckpointRequest(shares=shares))
+    assert checkpoint.seq == clean.events
+    assert checkpoint.key.startswith("pkcs11:token=MOT-ROOT")
+    refused(
+        lambda: client.call(audit_ops.CHECKPOINT, audit_ops.CheckpointRequest(shares=shares[:1])),
+        status=422,
+        exit_code=3,
+        needle="needs 2 of 3",
+    )
+    exported = client.call(audit_ops.EXPORT, Empty())
+    actions = [e["action"] for e in json.loads(exported.bundle)["events"]]
+    assert exported.events == len(actions) == checkpoint.seq + 1
+    for action in (
+        "ceremony.init-token",
+        "ceremony.run",
+        "officer.add",
+        "issuer.register",
+        "qr-ca.allocate-serial",
+        "qr-ca.issue-interop-cert",
+        "qr-ca.revoke-interop-cert",
+        "audit.checkpoint",
+    ):
+        assert action in actions, action
+    bundle_report = verify_bundle(
+        exported.bundle, [SM2PublicKey.from_bytes(bytes.fromhex(audit_key))]
+    )
+    assert (bundle_report.ok, bundle_report.checkpoints) == (True, 2)
+
+    with runtime.engine.begin() as connection:
+        connection.execute(
+            sa.text("UPDATE audit_event SET actor = 'mallory' WHERE seq = :seq"), {"seq": 3}
+        )
+    tampered = client.call(audit_ops.VERIFY, verify)
+    assert not tampered.ok
+    assert [(f.seq, f.problem) for f in tampered.findings] == [(3, "edited")]
+    assert "row 3 was edited" in tampered.findings[0].message
+
+
+def test_operations_need_an_officer_where_they_act(service: tuple[Client, Runtime]) -> None:
+    """Acting operations refuse a request that names no officer (401); reads and the
+    ceremony's own operations (the custodians' quorum is their authority) do not."""
+    client, _ = service
+    refused(
+        lambda: client.call(
+            officer_ops.ADD, officer_ops.AddOfficerRequest(officer_id="x", roles=["auditor"])
+        ),
+        status=401,
+        exit_code=6,
+        needle="needs an officer",
+    )
+    refused(
+        lambda: client.call(
+            issuance_ops.REVOKE, issuance_ops.RevokeRequest(ca_index=1, serial=1, reason="r")
+        ),
+        status=401,
+        exit_code=6,
+        needle="needs an officer",
+    )
+    assert client.call(issuance_ops.KEYS, Empty()).keys == []
+    assert client.call(officer_ops.LIST, Empty()).officers == []
+    refused(
+        lambda: client.call(audit_ops.CHECKPOINT, audit_ops.CheckpointRequest(shares=["x"])),
+        status=422,
+        exit_code=3,
+        needle="no audit key: run the root ceremony first",
+    )
+    empty = client.call(audit_ops.VERIFY, audit_ops.VerifyRequest())
+    assert (empty.ok, empty.events) == (True, 0)
+    broken = ceremony_ops.CeremonyFile(plan='[ceremony]\nname = "x"\nkind = "party"\n')
+    refused(
+        lambda: client.call(ceremony_ops.INIT_TOKEN, broken),
+        status=422,
+        exit_code=3,
+        needle="ceremony.kind",
+    )
+    # a request with a field of the wrong shape names the field
+    raw = client.http.post(
+        ceremony_ops.RUN.path, json={"plan": "x", "shares": "s", "witnesses": []}
+    )
+    assert raw.status_code == 422
+    assert raw.json()["field"] == "shares"
