@@ -1,10 +1,25 @@
-"""``jtca publish``: build, check, sign and write the lists; keep every version.
+"""The publisher: build, check, sign and write the lists; keep every version.
 
-One run, under an exclusive lock on the publication folder (a second run waits for it, then
-finds nothing left to do):
+It runs in the authority service (``lists.publish``) against the service's own publication
+folder (``state/published``); ``jtca publish --out DIR`` mirrors what the service published.
 
-1. repair: if the current file of a list is not the newest recorded version (a crash between
-   the record and the rename), put the archived version back;
+One run holds two locks, always in this order, and gives up with ``PublisherBusy`` (exit 75)
+when it cannot have them within ``Settings.lock_timeout``:
+
+- the folder's lock (``.publish.lock``, ``flock``: released if the process dies) — one writer of
+  the folder's files at a time, including the current files written after the commit;
+- the **database's publication lock**: the run is one transaction that first takes, on
+  PostgreSQL, the transaction-level advisory lock ``PUBLISH_LOCK_KEY``
+  (``pg_try_advisory_xact_lock(7670865335468515948)``, the bytes "jtcapubl"), on SQLite the
+  database's write lock (``BEGIN IMMEDIATE``). Publishers of several service processes on one
+  database, each with a folder of its own, take turns; the lock ends with the transaction, so a
+  publisher that dies never leaves it held.
+
+Inside them:
+
+1. repair: if the folder's current file of a list is not the newest recorded version (a crash
+   between the record and the rename, or a version another service process published), the
+   version is put back from the folder's archive, else from the database's copy of its bytes;
 2. for each list type, read its entries from the records; publish a new version when the
    content changed, when the current one's nextUpdate is within the refresh margin, when there
    is none yet, or when an emergency publish (第三十四条) asks for it;
@@ -13,10 +28,11 @@ finds nothing left to do):
    signer certified by the root, type, sequence, freshness) — a list a terminal would refuse is
    never published;
 4. the version is written to ``archive/<type>/<type>-<sequence>.der`` (write, fsync, rename),
-   recorded and audited in one transaction, then the current ``<type>.der`` and its JSON
-   rendering are replaced atomically: a reader sees the old list or the new one, never a part.
+   then recorded with its bytes and audited in the run's transaction; after the commit the
+   current ``<type>.der`` and its JSON rendering are replaced atomically: a reader sees the old
+   list or the new one, never a part. A failed run removes the archive files it wrote.
 
-``dry_run`` does everything but sign, write and record, and reports what would change.
+``dry_run`` reads only (no lock, no token): it reports what would change and why.
 """
 
 from __future__ import annotations
@@ -31,8 +47,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, col, select
 
 from ca import audit
@@ -43,10 +60,10 @@ from ca.files import write_atomically
 from ca.lists.asn1 import ListEntry, ListType, decode_signed_list
 from ca.lists.build import build_list
 from ca.lists.render import entry_to_dict, render_json
-from ca.lists.verify import load_list
+from ca.lists.verify import VerifiedList, load_list
 from ca.publish.sources import content_digest, entries_for
 from ca.store.db import transaction
-from ca.store.models import CertificateRecord, ListVersion
+from ca.store.models import CertificateRecord, ListVersion, ListVersionFile
 from hsm.pkcs11.keys import KeyStore
 from hsm.signer import Signer
 from hsm.sm.sm3 import sm3
@@ -58,6 +75,9 @@ HOUR: Final = 3600
 DEFAULT_VALIDITY: Final = 24 * HOUR  # nextUpdate = thisUpdate + 24 h
 DEFAULT_REFRESH: Final = 6 * HOUR  # republish when nextUpdate is 6 h away or closer
 LOCK_NAME: Final = ".publish.lock"
+# The PostgreSQL advisory lock of the publisher: one per database, whatever the folder.
+PUBLISH_LOCK_KEY: Final = 0x6A7463617075626C  # b"jtcapubl" = 7670865335468515948
+_POLL: Final = 0.05  # seconds between two tries of a busy lock
 
 
 class PublishError(JtcaError):
@@ -86,6 +106,8 @@ class Settings:
                 f"refresh margin {self.refresh}s: must be at least 0 and below the validity "
                 f"({self.validity}s)"
             )
+        if not self.lock_timeout >= 0:  # NaN too
+            raise PublishError(f"lock timeout {self.lock_timeout}s: 0 or more")
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,8 +141,10 @@ class Outcome:
     sequence: int | None
     entries: int
     diff: Diff
-    file: Path | None = None
+    file: Path | None = None  # the current file in the publication folder (published only)
     sha256: str | None = None
+    sm3: str | None = None
+    data: bytes | None = field(default=None, repr=False)  # the signed list (published only)
 
 
 def _key(entry: ListEntry) -> str:
@@ -142,8 +166,9 @@ def diff_entries(old: Sequence[ListEntry], new: Sequence[ListEntry]) -> Diff:
     return result
 
 
+# -- locks -----------------------------------------------------------------------------------
 @contextlib.contextmanager
-def publication_lock(out_dir: Path, timeout: float) -> Iterator[None]:
+def folder_lock(out_dir: Path, timeout: float) -> Iterator[None]:
     """An exclusive lock on the publication folder (flock: released if the process dies)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(out_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
@@ -158,12 +183,51 @@ def publication_lock(out_dir: Path, timeout: float) -> Iterator[None]:
                     raise PublisherBusy(
                         f"another publisher has held {out_dir / LOCK_NAME} for {timeout:.0f}s"
                     ) from None
-                time.sleep(0.05)
+                time.sleep(_POLL)
         yield
     finally:
         os.close(fd)  # closing releases the lock
 
 
+def _busy(error: OperationalError) -> bool:
+    return "locked" in str(error.orig).lower()  # SQLite: "database is locked"
+
+
+@contextlib.contextmanager
+def database_lock(engine: Engine, timeout: float) -> Iterator[Session]:
+    """A write transaction holding the database's publication lock (see the module docstring):
+    committed whole when the block ends, rolled back whole when it raises."""
+    started = time.monotonic()
+    deadline = started + timeout
+
+    def busy() -> PublisherBusy:
+        return PublisherBusy(
+            "another publisher has held the database's publication lock for "
+            f"{time.monotonic() - started:.0f}s"
+        )
+
+    with contextlib.ExitStack() as stack:
+        while True:
+            try:
+                session = stack.enter_context(transaction(engine))  # SQLite: BEGIN IMMEDIATE
+                break
+            except OperationalError as exc:
+                if not _busy(exc):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise busy() from None
+                time.sleep(_POLL)
+        if engine.dialect.name == "postgresql":
+            connection = session.connection()
+            query = text("SELECT pg_try_advisory_xact_lock(:key)")
+            while not connection.execute(query, {"key": PUBLISH_LOCK_KEY}).scalar_one():
+                if time.monotonic() >= deadline:
+                    raise busy()
+                time.sleep(_POLL)
+        yield session
+
+
+# -- the folder ------------------------------------------------------------------------------
 def archive_path(out_dir: Path, list_type: ListType, sequence: int) -> Path:
     return out_dir / "archive" / list_type.value / f"{list_type.value}-{sequence:010d}.der"
 
@@ -180,23 +244,57 @@ def latest(session: Session, list_type: ListType) -> ListVersion | None:
     ).first()
 
 
-def _repair(out_dir: Path, version: ListVersion) -> None:
-    """Put the newest recorded version back as the current file if it is not."""
-    list_type = ListType(version.list_type)
+def version(session: Session, list_type: ListType, sequence: int | None) -> ListVersion | None:
+    """Version ``sequence`` of the list, or its newest when ``sequence`` is None."""
+    if sequence is None:
+        return latest(session, list_type)
+    return session.exec(
+        select(ListVersion)
+        .where(ListVersion.list_type == list_type.value)
+        .where(ListVersion.sequence == sequence)
+    ).first()
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def version_bytes(session: Session, out_dir: Path, recorded: ListVersion) -> bytes | None:
+    """The signed bytes of a recorded version: the folder's archived copy when it is the one
+    recorded, else the database's copy; None when neither holds it (a version published before
+    the database kept the bytes, by a publisher with another folder)."""
+    with contextlib.suppress(OSError):
+        data = (out_dir / recorded.file).read_bytes()
+        if _sha256(data) == recorded.sha256:
+            return data
+    stored = session.get(ListVersionFile, recorded.id)
+    if stored is not None and _sha256(bytes(stored.der)) == recorded.sha256:
+        return bytes(stored.der)
+    return None
+
+
+def _repair(session: Session, out_dir: Path, recorded: ListVersion) -> None:
+    """Make the newest recorded version the folder's current file (and archive it) if it is
+    not."""
+    list_type = ListType(recorded.list_type)
     current = current_path(out_dir, list_type)
     with contextlib.suppress(FileNotFoundError):
-        if hashlib.sha256(current.read_bytes()).hexdigest() == version.sha256:
+        if _sha256(current.read_bytes()) == recorded.sha256:
             return
-    archived = out_dir / version.file
-    try:
-        data = archived.read_bytes()
-    except FileNotFoundError:
+    data = version_bytes(session, out_dir, recorded)
+    archived = out_dir / recorded.file
+    if data is None:
         raise PublishError(
-            f"version {version.sequence} of the {list_type.value} is recorded but its archive "
-            f"file {archived} is missing: restore it from backup before publishing"
-        ) from None
-    if hashlib.sha256(data).hexdigest() != version.sha256:
-        raise PublishError(f"{archived} differs from the recorded version {version.sequence}")
+            f"version {recorded.sequence} of the {list_type.value} is recorded but neither its "
+            f"archive file {archived} nor the database holds its bytes: restore the file from "
+            "backup before publishing"
+        )
+    whole = False
+    with contextlib.suppress(OSError):
+        whole = _sha256(archived.read_bytes()) == recorded.sha256
+    if not whole:
+        archived.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(archived, data)
     _write_current(out_dir, list_type, data, decode_signed_list(data).content)
 
 
@@ -205,6 +303,7 @@ def _write_current(out_dir: Path, list_type: ListType, data: bytes, content: Any
     write_atomically(current_path(out_dir, list_type), data)
 
 
+# -- one run ---------------------------------------------------------------------------------
 def publish(
     engine: Engine,
     signing: Signing | None,
@@ -219,57 +318,87 @@ def publish(
     """One publisher run (see the module docstring). ``signing`` may be None for a dry run."""
     action = EMERGENCY if emergency else PUBLISH
     require(actor, action, Subject(), now)
-    if signing is None and not dry_run:
+    if dry_run:
+        with Session(engine) as session:
+            return [
+                _planned(session, settings, t, latest(session, t), now, emergency=emergency)
+                for t in settings.types
+            ]
+    if signing is None:
         raise PublishError("publishing needs the list-signing key")
-    outcomes: list[Outcome] = []
-    with publication_lock(settings.out_dir, settings.lock_timeout):
-        for list_type in settings.types:
-            with Session(engine) as session:
-                previous = latest(session, list_type)
-                entries = entries_for(session, list_type, now)
-            if previous is not None and not dry_run:
-                _repair(settings.out_dir, previous)
-            outcomes.append(
-                _one(
-                    engine,
-                    signing,
-                    settings,
-                    list_type,
-                    previous,
-                    entries,
-                    actor,
-                    now,
-                    dry_run=dry_run,
-                    emergency=emergency,
-                    reason=reason,
-                )
-            )
+    deadline = time.monotonic() + settings.lock_timeout
+    with folder_lock(settings.out_dir, settings.lock_timeout):
+        outcomes: list[Outcome] = []
+        made: list[tuple[ListType, bytes, VerifiedList]] = []
+        archived: list[Path] = []
+        try:
+            with database_lock(engine, max(0.0, deadline - time.monotonic())) as session:
+                for list_type in settings.types:
+                    previous = latest(session, list_type)
+                    if previous is not None:
+                        _repair(session, settings.out_dir, previous)
+                    outcome, verified = _one(
+                        session,
+                        signing,
+                        settings,
+                        list_type,
+                        previous,
+                        actor,
+                        now,
+                        emergency=emergency,
+                        reason=reason,
+                        archived=archived,
+                    )
+                    outcomes.append(outcome)
+                    if verified is not None and outcome.data is not None:
+                        made.append((list_type, outcome.data, verified))
+        except IntegrityError:
+            _remove(archived)
+            raise PublishError(
+                "a list version was published meanwhile by another publisher: run again"
+            ) from None
+        except BaseException:
+            _remove(archived)  # no archived version without its record
+            raise
+        for list_type, data, verified in made:
+            _write_current(settings.out_dir, list_type, data, verified)
     return outcomes
 
 
-def _one(
-    engine: Engine,
-    signing: Signing | None,
+def _remove(paths: Sequence[Path]) -> None:
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    entries: list[ListEntry]
+    digest: str
+    changes: Diff
+    why: str
+    due: bool  # False: up to date, nothing to publish
+
+
+def _plan(
+    session: Session,
     settings: Settings,
     list_type: ListType,
     previous: ListVersion | None,
-    entries: list[ListEntry],
-    actor: Actor,
     now: int,
     *,
-    dry_run: bool,
     emergency: bool,
-    reason: str,
-) -> Outcome:
+) -> _Plan:
+    entries = entries_for(session, list_type, now)
     digest = content_digest(entries)
     if previous is not None and digest == previous.content_digest:
         changes = Diff()  # the same content: nothing to read back or compare
     else:
         old: Sequence[ListEntry] = ()
         if previous is not None:
-            archived = settings.out_dir / previous.file
-            with contextlib.suppress(FileNotFoundError):
-                old = decode_signed_list(archived.read_bytes()).content.entries
+            data = version_bytes(session, settings.out_dir, previous)
+            if data is not None:
+                old = decode_signed_list(data).content.entries
         changes = diff_entries(old, entries)
     if previous is None:
         why = "first version"
@@ -280,14 +409,44 @@ def _one(
     elif now >= previous.next_update - settings.refresh:
         why = "next update due"
     else:
-        return Outcome(
-            list_type, "unchanged", "up to date", previous.sequence, len(entries), changes
-        )
+        why = "up to date"
+    return _Plan(entries, digest, changes, why, why != "up to date")
+
+
+def _planned(
+    session: Session,
+    settings: Settings,
+    list_type: ListType,
+    previous: ListVersion | None,
+    now: int,
+    *,
+    emergency: bool,
+) -> Outcome:
+    """What a run would do with ``list_type`` (a dry run)."""
+    plan = _plan(session, settings, list_type, previous, now, emergency=emergency)
+    sequence = (previous.sequence if previous else 0) + (1 if plan.due else 0)
+    action = "would-publish" if plan.due else "unchanged"
+    return Outcome(list_type, action, plan.why, sequence, len(plan.entries), plan.changes)
+
+
+def _one(
+    session: Session,
+    signing: Signing,
+    settings: Settings,
+    list_type: ListType,
+    previous: ListVersion | None,
+    actor: Actor,
+    now: int,
+    *,
+    emergency: bool,
+    reason: str,
+    archived: list[Path],
+) -> tuple[Outcome, VerifiedList | None]:
+    plan = _plan(session, settings, list_type, previous, now, emergency=emergency)
+    entries, changes, why = plan.entries, plan.changes, plan.why
     sequence = (previous.sequence if previous else 0) + 1
-    if dry_run:
-        return Outcome(list_type, "would-publish", why, sequence, len(entries), changes)
-    if signing is None:
-        raise PublishError("publishing needs the list-signing key")
+    if not plan.due:
+        return Outcome(list_type, "unchanged", why, sequence - 1, len(entries), changes), None
     this_update, next_update = now, now + settings.validity
     data = build_list(
         list_type,
@@ -307,60 +466,50 @@ def _one(
         now=now,
         grace_seconds=0,
     )
-    archived = archive_path(settings.out_dir, list_type, sequence)
-    archived.parent.mkdir(parents=True, exist_ok=True)
-    relative = archived.relative_to(settings.out_dir).as_posix()
-    sha256 = hashlib.sha256(data).hexdigest()
-    write_atomically(archived, data)
-    try:
-        with transaction(engine) as session:
-            session.add(
-                ListVersion(
-                    list_type=list_type.value,
-                    sequence=sequence,
-                    this_update=this_update,
-                    next_update=next_update,
-                    entries=len(entries),
-                    content_digest=digest,
-                    sha256=sha256,
-                    sm3=sm3(data).hex(),
-                    file=relative,
-                    published_at=now,
-                    published_by=actor.id,
-                    emergency=emergency,
-                    diff=audit.canonical(changes.as_dict()),
-                )
-            )
-            audit.append(
-                session,
-                actor=actor.id,
-                action=EMERGENCY if emergency else PUBLISH,
-                subject=f"{list_type.value} {sequence}",
-                details={
-                    "why": why,
-                    "reason": reason,
-                    "entries": len(entries),
-                    "sha256": sha256,
-                    "sm3": sm3(data).hex(),
-                    "this_update": iso_utc(this_update),
-                    "next_update": iso_utc(next_update),
-                    "added": changes.added,
-                    "removed": changes.removed,
-                    "changed": sorted(changes.changed),
-                },
-                at=now,
-            )
-            session.flush()
-    except IntegrityError:
-        raise PublishError(
-            f"{list_type.value} version {sequence} was published meanwhile by another publisher"
-        ) from None
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            archived.unlink()  # no archived version without its record
-        raise
-    _write_current(settings.out_dir, list_type, data, verified)
-    return Outcome(
+    path = archive_path(settings.out_dir, list_type, sequence)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sha256, sm3_hex = _sha256(data), sm3(data).hex()
+    archived.append(path)
+    write_atomically(path, data)
+    row = ListVersion(
+        list_type=list_type.value,
+        sequence=sequence,
+        this_update=this_update,
+        next_update=next_update,
+        entries=len(entries),
+        content_digest=plan.digest,
+        sha256=sha256,
+        sm3=sm3_hex,
+        file=path.relative_to(settings.out_dir).as_posix(),
+        published_at=now,
+        published_by=actor.id,
+        emergency=emergency,
+        diff=audit.canonical(changes.as_dict()),
+    )
+    session.add(row)
+    session.flush()  # its id, and the unique sequence checked now
+    session.add(ListVersionFile(list_version_id=row.id or 0, der=data))
+    audit.append(
+        session,
+        actor=actor.id,
+        action=EMERGENCY if emergency else PUBLISH,
+        subject=f"{list_type.value} {sequence}",
+        details={
+            "why": why,
+            "reason": reason,
+            "entries": len(entries),
+            "sha256": sha256,
+            "sm3": sm3_hex,
+            "this_update": iso_utc(this_update),
+            "next_update": iso_utc(next_update),
+            "added": changes.added,
+            "removed": changes.removed,
+            "changed": sorted(changes.changed),
+        },
+        at=now,
+    )
+    session.flush()
+    published = Outcome(
         list_type,
         "published",
         why,
@@ -369,7 +518,10 @@ def _one(
         changes,
         current_path(settings.out_dir, list_type),
         sha256,
+        sm3_hex,
+        data,
     )
+    return published, verified
 
 
 def current_certificate(session: Session, role: str, now: int) -> CertificateRecord | None:

@@ -239,7 +239,7 @@ def test_dry_run_changes_nothing(database, new_token, tmp_path: Path) -> None:  
     settings = publisher.Settings(tmp_path / "out")
     planned = publisher.publish(engine, None, settings, actor=PUBLISHER, now=T0, dry_run=True)
     assert {(o.action, o.why) for o in planned} == {("would-publish", "first version")}
-    assert [p.name for p in (tmp_path / "out").iterdir()] == [publisher.LOCK_NAME]
+    assert not (tmp_path / "out").exists()  # no lock, no file: a dry run only reads
     with Session(engine) as session:
         assert session.exec(select(ListVersion)).all() == []
         assert session.exec(select(AuditEvent)).all() == []
@@ -314,3 +314,139 @@ def test_emergency_publication_under_dual_control(database, new_token, tmp_path:
         rows = session.exec(select(ListVersion).where(ListVersion.sequence == 2)).all()
         assert len(rows) == 3
         assert all(r.emergency for r in rows)
+
+
+def test_publishers_with_their_own_folders_take_turns_on_the_database(  # type: ignore[no-untyped-def]
+    database, new_token, tmp_path: Path
+) -> None:
+    """Issue #11's measurement: two publishers on one database with different folders, 20 runs
+    each at once, every run republishing (nextUpdate always due). Every run succeeds, and each
+    folder ends with the newest version of each list as its current file, whole and valid."""
+    _, engine = database
+    pki = make_pki(new_token)
+    folders = [tmp_path / "a", tmp_path / "b"]
+    ticks = iter(range(1, 1000))
+    tick_lock = threading.Lock()
+    failures: list[BaseException] = []
+    published: list[int] = []
+    start = threading.Barrier(2)
+
+    def run(folder: Path) -> None:
+        settings = publisher.Settings(folder, validity=2 * HOUR, refresh=2 * HOUR - 1)
+        start.wait()
+        for _ in range(20):
+            with tick_lock:
+                now = T0 + 10 * next(ticks)
+            try:
+                outcomes = publisher.publish(
+                    engine, pki.signing, settings, actor=PUBLISHER, now=now
+                )
+            except BaseException as exc:  # collected: the assertion below names them
+                failures.append(exc)
+                continue
+            published.extend(1 for o in outcomes if o.action == "published")
+
+    threads = [threading.Thread(target=run, args=(folder,)) for folder in folders]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=600)
+    assert failures == []
+    assert len(published) >= 60  # most runs found nextUpdate due and signed
+    with Session(engine) as session:
+        newest = {t: publisher.latest(session, t) for t in ListType}
+        for list_type in ListType:
+            sequences = [v.sequence for v in publisher.history(session, list_type)]
+            assert sequences == list(range(1, len(sequences) + 1))
+    # a last run in each folder repairs what the other folder's runs published after it
+    for folder in folders:
+        settings = publisher.Settings(folder, validity=2 * HOUR, refresh=0)
+        publisher.publish(engine, pki.signing, settings, actor=PUBLISHER, now=T0 + 1_000)
+        for list_type, recorded in newest.items():
+            assert recorded is not None
+            data = publisher.current_path(folder, list_type).read_bytes()
+            verified = load_list(
+                data,
+                trusted_root_der=pki.root_der,
+                expected_type=list_type,
+                now=T0 + 1_000,
+                grace_seconds=0,
+            )
+            assert verified.sequence == recorded.sequence
+            assert publisher.archive_path(folder, list_type, recorded.sequence).read_bytes() == data
+
+
+def test_a_folder_is_repaired_from_the_database(database, new_token, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A version published into another folder (another service process) is written into this
+    one from the database's copy; a folder that lost its archive is repaired the same way."""
+    _, engine = database
+    pki = make_pki(new_token)
+    first = publisher.Settings(tmp_path / "first", (ListType.CA_KEYS,))
+    second = publisher.Settings(tmp_path / "second", (ListType.CA_KEYS,))
+    publisher.publish(engine, pki.signing, first, actor=PUBLISHER, now=T0)
+    made = publisher.current_path(first.out_dir, ListType.CA_KEYS).read_bytes()
+    again = publisher.publish(engine, pki.signing, second, actor=PUBLISHER, now=T0 + 60)
+    assert (again[0].action, again[0].sequence) == ("unchanged", 1)
+    assert publisher.current_path(second.out_dir, ListType.CA_KEYS).read_bytes() == made
+    assert publisher.archive_path(second.out_dir, ListType.CA_KEYS, 1).read_bytes() == made
+    assert json_of(second.out_dir, ListType.CA_KEYS)["sequence"] == 1
+
+    publisher.archive_path(first.out_dir, ListType.CA_KEYS, 1).unlink()
+    publisher.current_path(first.out_dir, ListType.CA_KEYS).write_bytes(b"garbage")
+    publisher.publish(engine, pki.signing, first, actor=PUBLISHER, now=T0 + 120)
+    assert publisher.current_path(first.out_dir, ListType.CA_KEYS).read_bytes() == made
+    assert publisher.archive_path(first.out_dir, ListType.CA_KEYS, 1).read_bytes() == made
+    with Session(engine) as session:
+        recorded = publisher.version(session, ListType.CA_KEYS, 1)
+        assert recorded is not None
+        assert publisher.version_bytes(session, tmp_path / "nowhere", recorded) == made
+        assert publisher.version(session, ListType.CA_KEYS, 2) is None
+
+
+def json_of(folder: Path, list_type: ListType) -> Any:
+    import json
+
+    return json.loads((folder / f"{list_type.value}.json").read_text(encoding="utf-8"))
+
+
+def test_a_held_database_lock_makes_the_publisher_wait_or_give_up(  # type: ignore[no-untyped-def]
+    database, new_token, tmp_path: Path
+) -> None:
+    """PostgreSQL: while another session holds the advisory lock, a publisher gives up after its
+    timeout (exit 75) and succeeds once it is free. SQLite: a writer holding the database waits
+    out the holder, then publishes."""
+    import sqlite3
+    import time
+
+    from sqlalchemy import text
+
+    url, engine = database
+    pki = make_pki(new_token)
+    settings = publisher.Settings(tmp_path, (ListType.CA_KEYS,), lock_timeout=0.5)
+    if url.startswith("postgresql"):
+        holder = engine.connect()
+        key = {"k": publisher.PUBLISH_LOCK_KEY}
+        try:
+            holder.execute(text("SELECT pg_advisory_lock(:k)"), key)
+            holder.commit()
+            with pytest.raises(publisher.PublisherBusy, match="publication lock") as busy:
+                publisher.publish(engine, pki.signing, settings, actor=PUBLISHER, now=T0)
+            assert busy.value.exit_code == 75
+            holder.execute(text("SELECT pg_advisory_unlock(:k)"), key)
+            holder.commit()
+        finally:
+            holder.close()
+    else:
+        writer = sqlite3.connect(
+            url.removeprefix("sqlite:///"), isolation_level=None, check_same_thread=False
+        )
+        writer.execute("BEGIN IMMEDIATE")
+        release = threading.Timer(1.0, writer.rollback)
+        release.start()
+        started = time.monotonic()
+        publisher.publish(engine, pki.signing, settings, actor=PUBLISHER, now=T0)
+        assert time.monotonic() - started >= 0.9  # it waited for the holder
+        release.join()
+        writer.close()
+    done = publisher.publish(engine, pki.signing, settings, actor=PUBLISHER, now=T0 + 7 * HOUR)
+    assert done[0].sequence in (1, 2)
