@@ -57,6 +57,7 @@ from ca.citykeys.common import (
 from ca.expiry import DAY
 from ca.files import write_atomically
 from ca.lifecycle import KeyState
+from ca.ops.packages import package_file_name, transport_key_label
 from ca.registry.divisions import default_divisions
 from ca.signing import load_policy, token_signer
 from ca.store.db import transaction
@@ -185,11 +186,6 @@ def record_transport_key(
             at=now,
         )
         return detached(session, row)
-
-
-def transport_key_label(holder: str, now: int) -> str:
-    """The label of a transport key made now: ``transport-HOLDER-YYYYmmddHHMMSS``."""
-    return f"transport-{holder}-{datetime.fromtimestamp(now, UTC).strftime('%Y%m%d%H%M%S')}"
 
 
 def register_transport_key(
@@ -430,10 +426,6 @@ class Sealed:
     package_id: str
     file_name: str
     data: bytes
-
-
-def package_file_name(label: str, recipient: str) -> str:
-    return f"{label}.to-{recipient}.jkp"
 
 
 def _hop(key: CityKey) -> tuple[str, str, str]:

@@ -1,43 +1,92 @@
 """``jtca city transport-key``, ``jtca city deliver``, ``jtca city import``: the steps of the
 city key path that use a holder's token — the ministry's at the service, a province's or a
-city's at that site (issue #11, point 5)."""
+city's at that site, with its own token (issue #11, point 5; ``ca.site`` says how).
 
+Without ``--module`` a site's token is the one of the embedded default: the SoftHSM2 of the
+state folder, with the PIN file jtca keeps beside each token. A real site names its PKCS#11
+module (``--module PATH``) and its PIN source (``--pin-source env:VAR | file:PATH | prompt``).
+"""
+
+# The named exception to "ca.cli imports no hsm" (issue #11): ca.site works with a token held
+# at this site. Still never ca.store, sqlmodel, sqlalchemy, ca.authority or ca.service.
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlmodel import Session, col, select
-
-from ca.citykeys import workflow
-from ca.cli.city_common import _actor, _emit, _now
 from ca.errors import BadInput, JtcaError
-from ca.store.models import CityKey
-from ca.tokens import EmbeddedVault
+
+if TYPE_CHECKING:
+    from ca.client.http import Client
+    from ca.ops.packages import ImportedKey
+    from ca.site.vault import SiteVault
 
 
 def register(command: Any) -> None:
     q = command("transport-key", "make a holder's transport key in its token", cmd_transport)
     q.add_argument("--holder", required=True, help="'ministry', a province or a city code")
     q.add_argument("--token", required=True, metavar="LABEL", help="the holder's token")
+    _site_token_options(q)
 
     q = command("deliver", "seal keys to the next holder as key packages", cmd_deliver)
     which = q.add_mutually_exclusive_group(required=True)
     which.add_argument("--key", type=int, action="append", metavar="ID")
     which.add_argument("--application", type=int, metavar="N")
     q.add_argument("--out", type=Path, required=True, metavar="DIR")
+    _site_token_options(q)
 
     q = command("import", "open key packages into the recipient's token", cmd_import)
     q.add_argument("package", type=Path, nargs="+")
+    _site_token_options(q)
 
 
-# -- commands --------------------------------------------------------------------------
+def _site_token_options(q: argparse.ArgumentParser) -> None:
+    q.add_argument(
+        "--module", metavar="PATH", help="the site's PKCS#11 module (default: embedded SoftHSM2)"
+    )
+    q.add_argument(
+        "--pin-source", metavar="SPEC", help="with --module: env:VAR, file:PATH or prompt"
+    )
+
+
+# -- helpers -------------------------------------------------------------------------------------
+def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
+    print(json.dumps(data, ensure_ascii=False, indent=2) if args.json else text)
+
+
+def _now() -> int:
+    from ca.clock import SystemClock
+
+    return SystemClock().now()
+
+
+def _client(args: argparse.Namespace) -> Client:
+    from ca.client.http import connect
+
+    return connect(officer=args.actor)
+
+
+def _tokens(args: argparse.Namespace, *, create: bool = False) -> SiteVault:
+    from ca.client.config import state_dir
+    from ca.site.vault import SiteVault
+
+    return SiteVault(
+        module=args.module, pin_source=args.pin_source, state=state_dir(), create=create
+    )
+
+
+# -- commands ------------------------------------------------------------------------------------
 def cmd_transport(args: argparse.Namespace) -> int:
-    engine, actor = _actor(args)
-    with EmbeddedVault(create=True) as vault:
-        row = workflow.register_transport_key(
-            engine, vault, actor, holder=args.holder, token=args.token, now=_now()
+    from ca.site import packages as site
+
+    if args.holder == "ministry" and (args.module or args.pin_source):
+        raise BadInput("--holder ministry: the ministry's token is the service's; no --module")
+    client = _client(args)
+    with _tokens(args, create=True) as tokens:
+        row = site.register_transport_key(
+            client, tokens, holder=args.holder, token=args.token, now=_now()
         )
     data = {"holder": row.holder, "token": row.token, "uri": row.uri, "public_key": row.public_key}
     _emit(args, data, f"transport key of {row.holder}: {row.uri}\n  public key {row.public_key}")
@@ -45,49 +94,39 @@ def cmd_transport(args: argparse.Namespace) -> int:
 
 
 def cmd_deliver(args: argparse.Namespace) -> int:
-    engine, actor = _actor(args)
-    key_ids = args.key
-    if args.application is not None:
-        with Session(engine) as session:
-            key_ids = [
-                k
-                for k in session.exec(
-                    select(CityKey.id)
-                    .where(CityKey.application_id == args.application)
-                    .where(col(CityKey.stage).in_([workflow.GENERATED, workflow.AT_PROVINCE]))
-                    .order_by(col(CityKey.id))
-                )
-                if k is not None
-            ]
-        if not key_ids:
-            raise BadInput(f"--application {args.application}: no key of it awaits delivery")
-    with EmbeddedVault() as vault:
-        done = workflow.deliver(engine, vault, actor, key_ids, out_dir=args.out, now=_now())
+    from ca.site import packages as site
+
+    client = _client(args)
+    with _tokens(args) as tokens:
+        done = site.deliver(
+            client,
+            tokens,
+            keys=args.key or [],
+            application=args.application,
+            out_dir=args.out,
+            now=_now(),
+        )
     data = [
-        {
-            "key": d.key_id,
-            "label": d.label,
-            "to": d.recipient,
-            "package": d.package_id,
-            "file": str(d.path),
-        }
+        {"key": d.key, "label": d.label, "to": d.to, "package": d.package, "file": str(d.path)}
         for d in done
     ]
-    _emit(args, data, "\n".join(f"{d.label} → {d.recipient}: {d.path}" for d in done))
+    _emit(args, data, "\n".join(f"{d.label} → {d.to}: {d.path}" for d in done))
     return 0
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    engine, actor = _actor(args)
-    results: list[workflow.Imported] = []
-    with EmbeddedVault() as vault:
+    from ca.site import packages as site
+
+    client = _client(args)
+    results: list[ImportedKey] = []
+    with _tokens(args) as tokens:
         for path in args.package:
             try:
                 data = path.read_bytes()
             except OSError as exc:
                 raise BadInput(f"cannot read {path}: {exc.strerror}") from None
             try:
-                results.append(workflow.import_package(engine, vault, actor, data, now=_now()))
+                results.append(site.import_package(client, tokens, data))
             except JtcaError as exc:
                 # say what was imported before the refusal, and which file was refused
                 for done in results:
@@ -97,7 +136,7 @@ def cmd_import(args: argparse.Namespace) -> int:
                 raise
     out = [
         {
-            "key": r.key_id,
+            "key": r.key,
             "label": r.label,
             "holder": r.holder,
             "token": r.token,

@@ -1,3 +1,259 @@
-"""Use cases of the packages area (see ca/service/__init__.py)."""
+"""Use cases of the packages area: transport keys, deliveries and imports of key packages
+(ca/ops/packages.py says who does what; ca/citykeys/workflow.py holds the rules).
+
+The service uses the ministry's token only (``ctx.runtime.tokens()``): the ministry's transport
+key and the ministry → province packages. What a province or a city does with its own token is
+done by its site's client (``ca.site``) and reported here; every report is checked against the
+records and the package itself before anything is recorded, and audited in the same
+transaction. The service never needs a site's PIN.
+"""
 
 from __future__ import annotations
+
+from ca.citykeys import workflow
+from ca.citykeys.common import MINISTRY, CityKeyError
+from ca.errors import BadInput
+from ca.ops import packages as ops
+from ca.ops.base import Empty
+from ca.registry.divisions import default_divisions
+from ca.service.context import Context
+from ca.service.registry import handles
+from ca.store.models import TransportKey
+
+
+def _transport(row: TransportKey) -> ops.TransportKeyInfo:
+    return ops.TransportKeyInfo(
+        holder=row.holder,
+        token=row.token,
+        uri=row.uri,
+        public_key=row.public_key,
+        status=row.status,
+    )
+
+
+# -- transport keys -----------------------------------------------------------------------------
+@handles(ops.MINISTRY_TRANSPORT_KEY)
+def ministry_transport_key(ctx: Context, req: ops.MinistryTransportKey) -> ops.TransportKeyInfo:
+    actor, now = ctx.actor(), ctx.now()
+    workflow.check_transport_registration(actor, holder=MINISTRY, token=req.token, now=now)
+    with ctx.runtime.tokens(create=True) as vault:
+        row = workflow.register_transport_key(
+            ctx.engine, vault, actor, holder=MINISTRY, token=req.token, now=now
+        )
+    return _transport(row)
+
+
+@handles(ops.REGISTER_TRANSPORT_KEY)
+def register_transport_key(ctx: Context, req: ops.SiteTransportKey) -> ops.TransportKeyInfo:
+    if req.holder == MINISTRY:
+        raise CityKeyError(
+            "the ministry's transport key is made in the ministry token by the service "
+            "(jtca city transport-key --holder ministry), not reported by a site"
+        )
+    row = workflow.record_transport_key(
+        ctx.engine,
+        ctx.actor(),
+        holder=req.holder,
+        token=req.token,
+        uri=req.uri,
+        public_key=req.public_key,
+        now=ctx.now(),
+    )
+    return _transport(row)
+
+
+@handles(ops.TRANSPORT_KEY)
+def transport_key(ctx: Context, req: ops.Holder) -> ops.HolderTransportKey:
+    ctx.actor()
+    row = workflow.active_transport_key(ctx.engine, req.holder)
+    return ops.HolderTransportKey(
+        holder=req.holder, active=_transport(row) if row is not None else None
+    )
+
+
+# -- delivery -------------------------------------------------------------------------------------
+def _key_ids(ctx: Context, req: ops.DeliveryRequest) -> list[int]:
+    if req.application is not None:
+        if req.keys:
+            raise BadInput("name keys or an application, not both")
+        ids = workflow.application_keys_to_deliver(ctx.engine, req.application)
+        if not ids:
+            raise BadInput(f"--application {req.application}: no key of it awaits delivery")
+        return ids
+    return list(req.keys)
+
+
+def _hop(hop: workflow.Hop) -> ops.Hop:
+    key = hop.key
+    return ops.Hop(
+        key=key.id or 0,
+        label=key.label,
+        kind=key.kind,
+        city=key.city,
+        key_class=key.key_class,
+        public_key=key.public_key,
+        check_value=key.check_value,
+        stage=key.stage,
+        stage_after=hop.after,
+        sender=hop.sender,
+        recipient=hop.recipient,
+        source=ops.KeyCopyRef(token=hop.source.token, uri=hop.source.uri),
+        sender_transport=_transport(hop.sender_transport),
+        recipient_transport=_transport(hop.recipient_transport),
+    )
+
+
+@handles(ops.DELIVERY_PLAN)
+def delivery_plan(ctx: Context, req: ops.DeliveryRequest) -> ops.DeliveryPlan:
+    hops = workflow.plan_delivery(ctx.engine, ctx.actor(), _key_ids(ctx, req), now=ctx.now())
+    return ops.DeliveryPlan(hops=[_hop(h) for h in hops])
+
+
+@handles(ops.DELIVER)
+def deliver(ctx: Context, req: ops.DeliveryRequest) -> ops.SealedPackages:
+    actor, now = ctx.actor(), ctx.now()
+    hops = workflow.plan_delivery(ctx.engine, actor, _key_ids(ctx, req), now=now)
+    onward = [h for h in hops if h.sender != MINISTRY]
+    if onward:
+        raise CityKeyError(
+            f"{onward[0].key.label}: province {onward[0].sender} hands its keys on to the city "
+            "with its own token, at its site (jtca city deliver there)",
+            title="Delivery refused",
+        )
+    with ctx.runtime.tokens() as vault:
+        packages = [(hop, workflow.seal(vault, hop, now=now)) for hop in hops]
+    done = workflow.record_delivery(ctx.engine, actor, packages, now=now)
+    return ops.SealedPackages(
+        packages=[
+            ops.SealedPackage(
+                key=s.key_id,
+                label=s.label,
+                to=s.recipient,
+                package=s.package_id,
+                file=s.file_name,
+                data=s.data,
+            )
+            for s in done
+        ]
+    )
+
+
+@handles(ops.REPORT_HANDED_ON)
+def report_handed_on(ctx: Context, req: ops.HandedOn) -> ops.RecordedPackages:
+    actor, now = ctx.actor(), ctx.now()
+    if not req.packages:
+        raise BadInput("report at least one package")
+    hops = workflow.plan_delivery(ctx.engine, actor, [p.key for p in req.packages], now=now)
+    packages: list[tuple[workflow.Hop, bytes]] = []
+    for hop, sent in zip(hops, req.packages, strict=True):
+        if hop.sender == MINISTRY:
+            raise CityKeyError(
+                f"{hop.key.label}: the ministry's packages are made by the service "
+                "(jtca city deliver as a ministry officer), not reported",
+                title="Delivery refused",
+            )
+        expected = ops.package_file_name(hop.key.label, hop.recipient)
+        if sent.file != expected:
+            raise BadInput(f"{sent.file}: the package of {hop.key.label} is named {expected}")
+        workflow.check_sealed(hop, sent.data)
+        packages.append((hop, sent.data))
+    done = workflow.record_delivery(ctx.engine, actor, packages, now=now)
+    return ops.RecordedPackages(
+        packages=[
+            ops.RecordedPackage(
+                key=s.key_id, label=s.label, to=s.recipient, package=s.package_id, file=s.file_name
+            )
+            for s in done
+        ]
+    )
+
+
+@handles(ops.AWAITING_DELIVERY)
+def awaiting_delivery(ctx: Context, _req: Empty) -> ops.KeysAwaitingDelivery:
+    actor = ctx.actor()
+    divisions = default_divisions()
+    keys: list[ops.KeyAwaitingDelivery] = []
+    for key in workflow.awaiting_delivery(ctx.engine, actor):
+        city = divisions.city(key.city)
+        keys.append(
+            ops.KeyAwaitingDelivery(
+                id=key.id or 0,
+                label=key.label,
+                city=key.city,
+                city_name=city.name if city else "",
+                province=key.province,
+                key_class=key.key_class,
+                kind=key.kind,
+                state=key.state,
+                stage=key.stage,
+                to=key.province if key.stage == workflow.GENERATED else key.city,
+                application=key.application_id,
+                not_after=key.not_after,
+            )
+        )
+    return ops.KeysAwaitingDelivery(keys=keys)
+
+
+# -- import ---------------------------------------------------------------------------------------
+@handles(ops.IMPORT_PLAN)
+def import_plan(ctx: Context, req: ops.PackageBytes) -> ops.ImportPlan:
+    plan = workflow.plan_import(ctx.engine, ctx.actor(), req.data, now=ctx.now())
+    return ops.ImportPlan(
+        package=plan.package_id,
+        key=plan.key.id or 0,
+        label=plan.key.label,
+        kind=plan.key.kind,
+        sender=plan.sender,
+        recipient=plan.recipient,
+        stage_after=plan.after,
+        transport=_transport(plan.transport),
+        trusted_senders=[s.public_key for s in plan.senders],
+    )
+
+
+@handles(ops.REPORT_IMPORT)
+def report_import(ctx: Context, req: ops.ImportReport) -> ops.ImportedKey:
+    done = workflow.record_import(
+        ctx.engine,
+        ctx.actor(),
+        req.data,
+        token=req.token,
+        uri=req.uri,
+        public_key=req.public_key,
+        check_value=req.check_value,
+        now=ctx.now(),
+    )
+    return ops.ImportedKey(
+        key=done.key_id,
+        label=done.label,
+        holder=done.holder,
+        token=done.token,
+        uri=done.uri,
+        stage=done.stage,
+    )
+
+
+@handles(ops.STATUS)
+def status(ctx: Context, req: ops.PackageId) -> ops.PackageStatus:
+    actor = ctx.actor()
+    package, key, copy = workflow.package_status(ctx.engine, req.package)
+    if actor.province is not None and actor.province != key.province:
+        raise CityKeyError(
+            f"package {package.package_id} is for {key.province}'s keys: "
+            f"{actor.id} is not an officer of it",
+            title="Unknown package",
+        )
+    return ops.PackageStatus(
+        package=package.package_id,
+        key=key.id or 0,
+        label=key.label,
+        sender=package.sender,
+        recipient=package.recipient,
+        created_at=package.created_at,
+        created_by=package.created_by,
+        imported_at=package.imported_at,
+        imported_by=package.imported_by,
+        token=copy.token if copy else None,
+        uri=copy.uri if copy else None,
+        stage=key.stage,
+    )
