@@ -1,22 +1,20 @@
-"""``jtca audit``: verify the chain, export a verifiable bundle, verify a bundle."""
+"""``jtca audit``: verify the chain (at the service) or an exported bundle (here, with no
+service: an auditor's own check), sign a checkpoint, export a verifiable bundle."""
 
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 
-from sqlmodel import Session
-
-from ca import audit
-from ca.authority import open_authority
-from ca.cli.token import parse_point
-from ca.clock import SystemClock
 from ca.errors import BadInput
 from ca.files import write_atomically
 
-EXIT_TAMPERED = 8
+if TYPE_CHECKING:
+    from ca.ops.audit import VerifyResult
+
+EXIT_TAMPERED: Final = 8
 
 
 def register(sub: Any) -> None:
@@ -38,7 +36,7 @@ def register(sub: Any) -> None:
 
     c = asub.add_parser("checkpoint", help="sign the chain's head with the audit key (periodic)")
     c.add_argument("--share", action="append", required=True, help="root token PIN share")
-    c.add_argument("--module", metavar="PATH", help="PKCS#11 module (default: embedded)")
+    c.add_argument("--module", metavar="PATH", help=argparse.SUPPRESS)
     c.add_argument("--json", action="store_true")
     c.set_defaults(handler=cmd_checkpoint)
 
@@ -48,78 +46,72 @@ def register(sub: Any) -> None:
     e.set_defaults(handler=cmd_export)
 
 
+def verify_bundle_here(path: Path, audit_keys: list[str]) -> VerifyResult:
+    """An exported bundle checked on this machine: no service, no database (pure)."""
+    from ca.audit_chain import trusted_keys, verify_bundle
+    from ca.ops.audit import VerifyResult
+
+    keys = trusted_keys(audit_keys)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise BadInput(f"cannot read {path}: {exc.strerror}") from None
+    return VerifyResult.of(verify_bundle(data, keys or None))
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
-    keys = [parse_point(k, "--audit-key") for k in args.audit_key]
     if args.bundle is not None:
+        report = verify_bundle_here(args.bundle, args.audit_key)
+    else:
+        from ca.client.http import connect
+        from ca.ops import audit as ops
+
+        client = connect()
         try:
-            data = args.bundle.read_bytes()
-        except OSError as exc:
-            raise BadInput(f"cannot read {args.bundle}: {exc.strerror}") from None
-        report = audit.verify_bundle(data, keys or None)
-    else:
-        with Session(open_authority().engine) as session:
-            report = audit.verify(session, keys or None)
-    findings = [{"seq": f.seq, "problem": f.problem, "message": f.message} for f in report.findings]
+            report = client.call(ops.VERIFY, ops.VerifyRequest(audit_keys=args.audit_key))
+        finally:
+            client.close()
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "ok": report.ok,
-                    "events": report.events,
-                    "checkpoints": report.checkpoints,
-                    "findings": findings,
-                },
-                ensure_ascii=False,
-                indent=2,
-            )
-        )
+        print(json.dumps(report.model_dump(mode="json"), ensure_ascii=False, indent=2))
     else:
+        findings = report.findings
         verdict = "intact" if report.ok else f"TAMPERED ({len(findings)} findings)"
         print(f"audit chain: {report.events} events, {report.checkpoints} checkpoints: {verdict}")
         for f in findings:
-            print(f"  row {f['seq']}: {f['problem']}: {f['message']}")
+            print(f"  row {f.seq}: {f.problem}: {f.message}")
     return 0 if report.ok else EXIT_TAMPERED
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    with Session(open_authority().engine) as session:
-        bundle = audit.export_bundle(session)
-    write_atomically(args.out, bundle)
-    events = len(json.loads(bundle)["events"])
-    data = {"bundle": str(args.out), "events": events}
-    print(json.dumps(data) if args.json else f"wrote {args.out}: {events} events")
+    from ca.client.http import connect
+    from ca.ops import audit as ops
+    from ca.ops.base import Empty
+
+    client = connect()
+    try:
+        exported = client.call(ops.EXPORT, Empty())
+    finally:
+        client.close()
+    write_atomically(args.out, exported.bundle)
+    data = {"bundle": str(args.out), "events": exported.events}
+    print(json.dumps(data) if args.json else f"wrote {args.out}: {exported.events} events")
     return 0
 
 
 def cmd_checkpoint(args: argparse.Namespace) -> int:
+    from ca.client.http import connect
+    from ca.ops import audit as ops
 
-    from sqlmodel import select
-
-    from ca.signing import token_signer
-    from ca.store.db import transaction
-    from ca.store.models import KeyRecord
-    from ca.tokens import state_dir
-    from hsm.pkcs11.keys import KeyStore
-    from hsm.pkcs11.token import QuorumPin, Token
-    from hsm.pkcs11.uri import Pkcs11Uri
-    from hsm.softhsm import use_softhsm
-
-    authority = open_authority()
-    with Session(authority.engine) as session:
-        record = session.exec(
-            select(KeyRecord)
-            .where(KeyRecord.key_class == "audit")
-            .where(KeyRecord.state == "active")
-        ).first()
-    if record is None:
-        raise BadInput("no audit key: run the root ceremony first")
-    uri = Pkcs11Uri.parse(record.uri)
-    if args.module is None:
-        use_softhsm(state_dir() / "softhsm2")
-    with Token(uri.token, QuorumPin(args.share), module=args.module) as token:
-        signer = token_signer(KeyStore(token), uri, "audit")
-        with transaction(authority.engine) as session:
-            cp = audit.checkpoint(session, signer, at=SystemClock().now())
-            data = {"seq": cp.seq, "hash": cp.hash, "key": cp.key_uri}
-    print(json.dumps(data) if args.json else f"checkpoint at row {data['seq']}: {data['hash']}")
+    if args.module is not None:
+        raise BadInput(
+            "--module: the authority's service opens the ministry's tokens with its own "
+            "PKCS#11 module; configure it where the service runs"
+        )
+    client = connect()
+    try:
+        made = client.call(ops.CHECKPOINT, ops.CheckpointRequest(shares=args.share))
+    finally:
+        client.close()
+    data = {"seq": made.seq, "hash": made.hash, "key": made.key}
+    print(json.dumps(data) if args.json else f"checkpoint at row {made.seq}: {made.hash}")
     return 0

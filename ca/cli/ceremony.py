@@ -1,20 +1,20 @@
-"""``jtca ceremony``: plan, init-token, run."""
+"""``jtca ceremony``: plan (here, from the file alone), init-token and run (at the service,
+which alone holds the ministry's tokens; the file's text, the shares and the witnesses travel
+in the request, the signed transcript comes back and is written here)."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import secrets
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ca.authority import open_authority
-from ca.ceremony import init_token_shares, plan, read_ceremony, run
+from ca.ceremony_file import CeremonyError, load_ceremony, plan
 from ca.errors import BadInput
 from ca.files import write_atomically
-from ca.tokens import state_dir
-from hsm.softhsm import init_token, token_labels, use_softhsm
+
+if TYPE_CHECKING:
+    from ca.client.http import Client
 
 
 def register(sub: Any) -> None:
@@ -38,14 +38,32 @@ def register(sub: Any) -> None:
     q.add_argument("file", type=Path)
     q.add_argument("--share", action="append", required=True, help="a custodian's PIN share")
     q.add_argument("--witness", action="append", required=True, help="a witness present")
-    q.add_argument("--module", metavar="PATH", help="PKCS#11 module (default: embedded)")
+    q.add_argument("--module", metavar="PATH", help=argparse.SUPPRESS)
     q.add_argument("--transcript", type=Path, help="where to write the signed transcript")
     q.add_argument("--json", action="store_true")
     q.set_defaults(handler=cmd_run)
 
 
+def file_text(path: Path) -> str:
+    """The ceremony file's text, as its SHA-256 in the transcript is computed over it."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CeremonyError(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise CeremonyError(f"{path}: not UTF-8 text ({exc.reason})") from None
+
+
+def connected() -> Client:
+    """The authority's service. A ceremony names no officer: before the root ceremony there is
+    none, and the custodians' quorum is the authority for it."""
+    from ca.client.http import connect
+
+    return connect()
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
-    ceremony = read_ceremony(args.file)
+    ceremony = load_ceremony(file_text(args.file))
     steps = plan(ceremony)
     if args.json:
         print(json.dumps({"ceremony": ceremony.name, "steps": steps}, ensure_ascii=False, indent=2))
@@ -56,60 +74,63 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_init_token(args: argparse.Namespace) -> int:
-    ceremony = read_ceremony(args.file)
-    use_softhsm(state_dir() / "softhsm2")
-    if ceremony.token in token_labels():
-        raise BadInput(f"token {ceremony.token!r} already exists; its custodians hold the shares")
-    pin, so_pin = secrets.token_urlsafe(12), secrets.token_urlsafe(12)
-    init_token(ceremony.token, pin, so_pin)
-    pin_shares = init_token_shares(ceremony, pin)
-    so_shares = init_token_shares(ceremony, so_pin)
-    # Nothing of either PIN is written anywhere: only the custodians' shares leave this process.
+    from ca.ops import ceremony as ops
+
+    text = file_text(args.file)
+    client = connected()
+    try:
+        made = client.call(ops.INIT_TOKEN, ops.CeremonyFile(plan=text))
+    finally:
+        client.close()
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "token": ceremony.token,
-                    "pin_shares": [{"custodian": c, "share": s} for c, s in pin_shares],
-                    "so_pin_shares": [{"custodian": c, "share": s} for c, s in so_shares],
-                },
-                ensure_ascii=False,
-                indent=2,
-            )
-        )
+        print(json.dumps(made.model_dump(mode="json"), ensure_ascii=False, indent=2))
     else:
         print(
-            f"token {ceremony.token} created. Hand each custodian their two shares, then clear "
+            f"token {made.token} created. Hand each custodian their two shares, then clear "
             "this screen:"
         )
-        for (custodian, share), (_, so_share) in zip(pin_shares, so_shares, strict=True):
-            print(f"  {custodian}\n    PIN share:    {share}\n    SO PIN share: {so_share}")
+        for pin, so_pin in zip(made.pin_shares, made.so_pin_shares, strict=True):
+            print(f"  {pin.custodian}\n    PIN share:    {pin.share}")
+            print(f"    SO PIN share: {so_pin.share}")
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    ceremony = read_ceremony(args.file)
-    authority = open_authority()
-    if args.module is None:
-        use_softhsm(state_dir() / "softhsm2")
-    transcript = run(
-        ceremony,
-        authority.engine,
-        module=args.module,
-        shares=args.share,
-        witnesses_present=args.witness,
-        now=datetime.now(UTC).replace(microsecond=0),
-    )
-    out = args.transcript or state_dir() / "ceremonies" / f"{ceremony.file_sha256[:12]}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(out, transcript.json().encode("utf-8"))
-    data = transcript.data
+    from ca.ops import ceremony as ops
+
+    if args.module is not None:
+        raise BadInput(
+            "--module: the authority's service opens the ministry's tokens with its own "
+            "PKCS#11 module; configure it where the service runs"
+        )
+    text = file_text(args.file)
+    client = connected()
+    try:
+        outcome = client.call(
+            ops.RUN, ops.RunRequest(plan=text, shares=args.share, witnesses=args.witness)
+        )
+        embedded_state = client.target.state if client.target is not None else None
+    finally:
+        client.close()
+    name = f"{outcome.file_sha256[:12]}.json"
+    if args.transcript is not None:
+        out = args.transcript
+    elif embedded_state is not None:  # the embedded default keeps them in its state folder
+        out = embedded_state / "ceremonies" / name
+    else:
+        out = Path(f"ceremony-{name}")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadInput(f"cannot write {out}: {exc.strerror}") from None
+    write_atomically(out, outcome.transcript)
     if args.json:
+        data = json.loads(outcome.transcript)["transcript"]
         print(json.dumps({"transcript": str(out), **data}, ensure_ascii=False, indent=2))
     else:
-        print(f"ceremony {ceremony.name!r} done; transcript {out}")
-        for key in data["keys"]:
-            print(f"  {key['class']:<14} {key['public_key']}  {key['uri']}")
-        for cert in data["certificates"]:
-            print(f"  certificate {cert['role']:<12} SHA-256 {cert['sha256']}")
+        print(f"ceremony {outcome.ceremony!r} done; transcript {out}")
+        for key in outcome.keys:
+            print(f"  {key.key_class:<14} {key.public_key}  {key.uri}")
+        for cert in outcome.certificates:
+            print(f"  certificate {cert.role:<12} SHA-256 {cert.sha256}")
     return 0

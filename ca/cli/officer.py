@@ -1,14 +1,10 @@
-"""``jtca officer``: who may act, with which policy roles."""
+"""``jtca officer``: who may act, with which policy roles (over ``ca.ops.officers``)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 from typing import Any
-
-from ca.authority import open_authority
-from ca.clock import SystemClock
-from ca.officers import actor_of, add_officer, officers
 
 
 def register(sub: Any) -> None:
@@ -29,35 +25,41 @@ def register(sub: Any) -> None:
 
 
 def cmd_add(args: argparse.Namespace) -> int:
-    engine = open_authority().engine
-    add_officer(
-        engine,
-        by=actor_of(engine, args.actor),
-        officer_id=args.officer_id,
-        name=args.name,
-        roles=args.role,
-        province=args.province,
-        now=SystemClock().now(),
-    )
-    data = {"officer": args.officer_id, "roles": sorted(args.role), "province": args.province}
-    print(json.dumps(data) if args.json else f"added officer {args.officer_id}")
+    from ca.client.http import connect
+    from ca.ops import officers as ops
+
+    client = connect(officer=args.actor)
+    try:
+        added = client.call(
+            ops.ADD,
+            ops.AddOfficerRequest(
+                officer_id=args.officer_id,
+                name=args.name,
+                roles=args.role,
+                province=args.province,
+            ),
+        )
+    finally:
+        client.close()
+    data = {"officer": added.id, "roles": added.roles, "province": added.province}
+    print(json.dumps(data) if args.json else f"added officer {added.id}")
     return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    rows: list[dict[str, Any]] = [
-        {
-            "id": o.officer_id,
-            "name": o.name,
-            "roles": o.roles.split(","),
-            "province": o.province,
-            "status": o.status,
-        }
-        for o in officers(open_authority().engine)
-    ]
+    from ca.client.http import connect
+    from ca.ops import officers as ops
+    from ca.ops.base import Empty
+
+    client = connect()
+    try:
+        found = client.call(ops.LIST, Empty()).officers
+    finally:
+        client.close()
     if args.json:
+        rows = [o.model_dump(mode="json") for o in found]
         print(json.dumps(rows, ensure_ascii=False, indent=2))
     else:
-        for r in rows:
-            print(f"{r['id']:<16} {','.join(r['roles']):<32} {r['province'] or '':<7} {r['name']}")
+        for o in found:
+            print(f"{o.id:<16} {','.join(o.roles):<32} {o.province or '':<7} {o.name}")
     return 0
