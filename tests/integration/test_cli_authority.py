@@ -1,6 +1,9 @@
 """Issue #4's whole path through the real console script, on SQLite and on PostgreSQL: the root
 ceremony from the shipped example file, an issuer's request, an interop certificate, a QR made
-with it accepted, a revocation, and a verified audit log."""
+with it accepted, a revocation, and a verified audit log. The commands are clients of the
+embedded service that `jtca init` starts on the state folder (it inherits JTCA_DATABASE_URL, so
+the PostgreSQL run uses PostgreSQL); the issuer's request and QR are made at the issuer, with
+its own token, and the audit bundle is verified with no service at all."""
 
 from __future__ import annotations
 
@@ -8,17 +11,37 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 JTCA = str(Path(sys.executable).with_name("jtca"))
 EXAMPLE = str(Path(__file__).resolve().parents[2] / "policies" / "ceremonies" / "root-example.toml")
 
 
-def test_ceremony_issue_verify_audit(database, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+@pytest.fixture
+def env(database, tmp_path: Path) -> Iterator[dict[str, str]]:  # type: ignore[no-untyped-def]
+    """A state folder made by `jtca init` on the database of each kind; its embedded service is
+    stopped afterwards."""
     url, _ = database
     env = dict(os.environ, JTCA_STATE=str(tmp_path / "state"), JTCA_DATABASE_URL=url)
-    env.pop("SOFTHSM2_CONF", None)
+    for variable in ("SOFTHSM2_CONF", "JTCA_URL", "JTCA_SERVER_CERT"):
+        env.pop(variable, None)
+    env["XDG_CONFIG_HOME"] = str(tmp_path / "config")  # no user config file
+    made = subprocess.run(
+        [JTCA, "init"], capture_output=True, text=True, env=env, check=False, timeout=120
+    )
+    assert made.returncode == 0, made.stderr
+    try:
+        yield env
+    finally:
+        subprocess.run(
+            [JTCA, "service", "stop"], capture_output=True, env=env, check=False, timeout=60
+        )
 
+
+def test_ceremony_issue_verify_audit(env: dict[str, str], tmp_path: Path) -> None:
     def jtca(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             [JTCA, *args], capture_output=True, text=True, env=env, check=False, timeout=120
@@ -55,7 +78,9 @@ def test_ceremony_issue_verify_audit(database, tmp_path: Path) -> None:  # type:
         ).stdout
     )
     assert run["custodians_present"] == ["张三 (部密码管理处)", "王五 (部审计室)"]
-    assert Path(run["transcript"]).is_file()
+    transcript = Path(run["transcript"])
+    assert transcript.resolve().is_relative_to(Path(env["JTCA_STATE"]).resolve())
+    assert json.loads(transcript.read_text())["transcript"]["file_sha256"] == run["file_sha256"]
     audit_key = next(k["public_key"] for k in run["keys"] if k["class"] == "audit")
     ca_key = json.loads(jtca("ca", "keys", "--json").stdout)[0]
     assert (ca_key["ca_index"], ca_key["status"]) == (1, "active")
@@ -301,3 +326,28 @@ def test_ceremony_issue_verify_audit(database, tmp_path: Path) -> None:  # type:
     ):
         assert action in actions, action
     assert json.loads(jtca("audit", "verify", "--bundle", str(bundle), "--json").stdout)["ok"]
+
+    # Planning a ceremony and verifying a bundle need no service and no state folder at all.
+    elsewhere = dict(env, JTCA_STATE=str(tmp_path / "no-state-here"))
+    for args in (
+        ("ceremony", "plan", EXAMPLE, "--json"),
+        ("audit", "verify", "--bundle", str(bundle), "--audit-key", audit_key, "--json"),
+    ):
+        offline = subprocess.run(
+            [JTCA, *args], capture_output=True, text=True, env=elsewhere, check=False, timeout=60
+        )
+        assert offline.returncode == 0, (args, offline.stderr)
+    assert not (tmp_path / "no-state-here").exists()
+    nobody = subprocess.run(
+        [JTCA, "ca", "keys"], capture_output=True, text=True, env=elsewhere, check=False
+    )
+    assert nobody.returncode == 69
+    assert "jtca init" in nobody.stderr
+
+    # A tampered bundle is named, with exit status 8.
+    data = json.loads(bundle.read_text())
+    data["events"][2]["actor"] = "mallory"
+    bundle.write_text(json.dumps(data))
+    tampered = jtca("audit", "verify", "--bundle", str(bundle), ok=False)
+    assert tampered.returncode == 8
+    assert "row 3: edited" in tampered.stdout
