@@ -1,10 +1,22 @@
 """``jtca token``: keys in PKCS#11 tokens, key packages, custody shares, backup and restore.
 
-Without ``--module`` the embedded default is used: SoftHSM2 under ``STATE/softhsm2`` with the
-PIN file jtca keeps there. With ``--module`` the token is a real one and the PIN comes from
-``--pin-source env:VAR | file:PATH | prompt`` (default ``prompt``).
+The local token tool: it works on the tokens of the machine it runs on and talks to no
+authority service. Without ``--module`` the embedded default is used: SoftHSM2 under
+``STATE/softhsm2`` with the PIN file jtca keeps there. With ``--module`` the token is a real one
+and the PIN comes from ``--pin-source env:VAR | file:PATH | prompt`` (default ``prompt``).
+
+Nothing here is written to the authority's audit log (it was, directly into the database, under
+the name ``$USER``). The steps the authority keeps a record of are its operations, each audited
+by the service with the officer who asked: transport keys, generation, deliveries and imports of
+key packages (``jtca city``, ``ca.site``), destruction of city key material, ceremonies. What
+this tool does to a token in someone's hands is theirs to account for; an entry naming no
+proven officer would be no evidence, and a write into the audit log from any machine is the
+side door issue #11 closes.
 """
 
+# The named exception to "ca.cli imports no hsm" (issue #11): this tool works on the local
+# machine's tokens only. It never imports ca.store, sqlmodel, sqlalchemy, ca.authority or
+# ca.service, and makes no request to the authority.
 from __future__ import annotations
 
 import argparse
@@ -13,7 +25,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ca.clock import SystemClock
 from ca.errors import BadInput
 from ca.files import write_atomically
 from ca.tokens import embedded_token, state_dir
@@ -167,33 +178,12 @@ def emit(args: argparse.Namespace, data: Any, text: str) -> None:
         print(text)
 
 
-def record(args: argparse.Namespace, action: str, subject: str, details: dict[str, Any]) -> None:
-    """Audit a token state change (the audit log records what was done, by whom)."""
-
-    from ca import audit
-    from ca.authority import open_authority
-    from ca.store.db import transaction
-
-    actor = getattr(args, "actor", None) or os.environ.get("USER") or "operator"
-    with transaction(open_authority().engine) as session:
-        audit.append(
-            session,
-            actor=actor,
-            action=action,
-            subject=subject,
-            details=details,
-            at=SystemClock().now(),
-        )
-
-
 # -- commands ------------------------------------------------------------------------------
 def cmd_init(args: argparse.Namespace) -> int:
     use_softhsm(state_dir() / "softhsm2")
     existed = args.token in token_labels()
     made = embedded_token(args.token)
     data = {"token": args.token, "pin_file": str(made.pin_file), "created": not existed}
-    if not existed:
-        record(args, "token.init", args.token, {"embedded": True})
     emit(
         args,
         data,
@@ -228,7 +218,6 @@ def cmd_keygen(args: argparse.Namespace) -> int:
             raise BadInput("--transport applies to SM2 keys only")
         key = store.generate_sm4(args.label)
     data = key_json(key)
-    record(args, "token.keygen", data["uri"], data)
     emit(args, data, f"generated {data['kind']} key {data['uri']}")
     return 0
 
@@ -238,7 +227,6 @@ def cmd_destroy(args: argparse.Namespace) -> int:
         raise BadInput("destroying key material cannot be undone: add --yes")
     uri = parse_uri(args.key, "--key")
     count = open_store(args).destroy(uri)
-    record(args, "token.destroy", str(uri), {"objects": count})
     emit(args, {"destroyed": str(uri), "objects": count}, f"destroyed {uri} ({count} objects)")
     return 0
 
@@ -255,7 +243,6 @@ def cmd_export(args: argparse.Namespace) -> int:
     )
     write_atomically(args.out, package)
     data = {"package": str(args.out), "bytes": len(package), "key": str(key.uri)}
-    record(args, "token.export", str(key.uri), {"recipient": args.recipient, "to": args.to})
     emit(args, data, f"wrote {args.out}: {key.label} sealed to {args.recipient}")
     return 0
 
@@ -272,7 +259,6 @@ def cmd_import(args: argparse.Namespace) -> int:
         store, package, transport_key=transport, trusted_senders=senders, label=args.label
     )
     data = key_json(key)
-    record(args, "token.import", data["uri"], data)
     emit(args, data, f"imported {data['kind']} key {data['uri']}")
     return 0
 
@@ -302,12 +288,6 @@ def cmd_check_shares(args: argparse.Namespace) -> int:
 def cmd_backup(args: argparse.Namespace) -> int:
     backup = backup_token(open_store(args), threshold=args.threshold, custodians=args.custodians)
     write_atomically(args.out, backup.archive)
-    record(
-        args,
-        "token.backup",
-        args.token,
-        {"archive": str(args.out), "threshold": args.threshold, "custodians": args.custodians},
-    )
     data = {"archive": str(args.out), "shares": backup.shares}
     text = f"wrote {args.out}; give one share to each custodian:\n" + "\n".join(backup.shares)
     emit(args, data, text)
@@ -321,6 +301,5 @@ def cmd_restore(args: argparse.Namespace) -> int:
         raise BadInput(f"cannot read {args.archive}: {exc.strerror}") from None
     keys = restore_token(open_store(args), archive, args.share)
     rows = [key_json(k) for k in keys]
-    record(args, "token.restore", args.token, {"keys": [r["uri"] for r in rows]})
     emit(args, {"restored": rows}, "\n".join(f"restored {k['uri']}" for k in rows))
     return 0

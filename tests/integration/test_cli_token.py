@@ -176,3 +176,20 @@ def test_errors_are_one_line(jtca) -> None:  # type: ignore[no-untyped-def]
     assert "checksum" in bad_share.stderr
     for result in (missing, refused, bad_uri, bad_share):
         assert "Traceback" not in result.stderr
+
+
+def test_the_local_tool_needs_no_service_and_makes_no_database(jtca, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """`jtca token` works on this machine's tokens only: in a folder `jtca init` never made it
+    starts no service, writes no database and nothing to an audit log, and still does its work."""
+    jtca("init", "--token", "SITE")
+    made = json.loads(
+        jtca("keygen", "--token", "SITE", "--label", "k", "--kind", "sm4", "--json").stdout
+    )
+    destroyed = json.loads(
+        jtca("destroy", "--token", "SITE", "--key", made["uri"], "--yes", "--json").stdout
+    )
+    assert destroyed["objects"] == 1
+    state = tmp_path / "state"
+    assert sorted(p.name for p in state.iterdir()) == ["softhsm2"]
+    assert not list(state.rglob("*.db"))
+    assert not list(state.rglob("*.sock"))
