@@ -31,6 +31,7 @@ def register(sub: Any) -> None:
         "init-token", help="create the ceremony's token (embedded SoftHSM2); print PIN shares"
     )
     q.add_argument("file", type=Path)
+    q.add_argument("--actor", help="an officer allowed the ceremony (once the authority has any)")
     q.add_argument("--json", action="store_true")
     q.set_defaults(handler=cmd_init_token)
 
@@ -38,6 +39,7 @@ def register(sub: Any) -> None:
     q.add_argument("file", type=Path)
     q.add_argument("--share", action="append", required=True, help="a custodian's PIN share")
     q.add_argument("--witness", action="append", required=True, help="a witness present")
+    q.add_argument("--actor", help="an officer allowed the ceremony (optional)")
     q.add_argument("--module", metavar="PATH", help=argparse.SUPPRESS)
     q.add_argument("--transcript", type=Path, help="where to write the signed transcript")
     q.add_argument("--json", action="store_true")
@@ -54,12 +56,12 @@ def file_text(path: Path) -> str:
         raise CeremonyError(f"{path}: not UTF-8 text ({exc.reason})") from None
 
 
-def connected() -> Client:
-    """The authority's service. A ceremony names no officer: before the root ceremony there is
-    none, and the custodians' quorum is the authority for it."""
+def connected(args: argparse.Namespace) -> Client:
+    """The authority's service, as the officer of ``--actor`` if one is named: before the root
+    ceremony there is none, and the custodians' quorum is the ceremony's authority."""
     from ca.client.http import connect
 
-    return connect()
+    return connect(officer=args.actor)
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -77,7 +79,7 @@ def cmd_init_token(args: argparse.Namespace) -> int:
     from ca.ops import ceremony as ops
 
     text = file_text(args.file)
-    client = connected()
+    client = connected(args)
     try:
         made = client.call(ops.INIT_TOKEN, ops.CeremonyFile(plan=text))
     finally:
@@ -104,7 +106,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             "PKCS#11 module; configure it where the service runs"
         )
     text = file_text(args.file)
-    client = connected()
+    client = connected(args)
     try:
         outcome = client.call(
             ops.RUN, ops.RunRequest(plan=text, shares=args.share, witnesses=args.witness)

@@ -4,8 +4,9 @@ file on the reviewer's machine (``ca.ceremony_file``).
 
 The ceremony file travels as its text (its SHA-256 over that text is in the transcript); the
 custodians' shares and the witnesses present travel in the request. The root ceremony makes
-the first officers, so these operations name no officer: the custodians' quorum is the
-authority for them.
+the first officers, so these operations may be called with no officer: the custodians' quorum
+is their authority. A named officer must be allowed the ceremony's kind (``ceremony.run``,
+``qr-ca.rollover``), and once the authority has officers a new token needs one.
 """
 
 from __future__ import annotations

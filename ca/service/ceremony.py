@@ -14,18 +14,25 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Final
+
+from sqlmodel import Session, select
 
 from ca import audit
-from ca.ceremony import init_token_shares, load_ceremony, run
+from ca.authorization import require
+from ca.ceremony import Ceremony, init_token_shares, load_ceremony, run
 from ca.errors import BadInput
 from ca.ops import ceremony as ops
-from ca.service.context import Context
+from ca.service.context import Context, NotSignedIn
 from ca.service.registry import handles
 from ca.store.db import transaction
+from ca.store.models import Officer
 from hsm.pkcs11.token import QuorumPin, Token
 from hsm.softhsm import init_token, token_labels, use_softhsm
+from policies.rules import Subject
 
-SOFTHSM: str = "softhsm2"  # the embedded SoftHSM2 folder under the state folder (ca.tokens)
+SOFTHSM: Final = "softhsm2"  # the embedded SoftHSM2 folder under the state folder (ca.tokens)
+ACTION_OF_KIND: Final = {"root": "ceremony.run", "ca-rollover": "qr-ca.rollover"}
 
 
 def softhsm_folder(ctx: Context) -> Path:
@@ -42,9 +49,32 @@ def quorum_token(ctx: Context, label: str, shares: Sequence[str]) -> Iterator[To
             yield token
 
 
+def authorize(ctx: Context, ceremony: Ceremony, *, officer_needed: bool) -> None:
+    """A named officer must hold the policy's action for the ceremony's kind. Without one, the
+    custodians' quorum is the authority (the root ceremony makes the first officers) — except
+    where ``officer_needed``."""
+    if ctx.officer is None:
+        if officer_needed:
+            raise NotSignedIn(
+                f"the authority has officers: a {ceremony.kind} ceremony's token is made by an "
+                f"officer allowed {ACTION_OF_KIND[ceremony.kind]} (--actor)"
+            )
+        return
+    require(ctx.officer, ACTION_OF_KIND[ceremony.kind], Subject(), ctx.now())
+
+
+def has_officers(ctx: Context) -> bool:
+    with Session(ctx.engine) as session:
+        return session.exec(select(Officer.officer_id).limit(1)).first() is not None
+
+
 @handles(ops.INIT_TOKEN)
 def init_ceremony_token(ctx: Context, req: ops.CeremonyFile) -> ops.TokenShares:
+    """A new token for the ceremony, nothing of its PINs kept. Before the root ceremony anyone
+    who reaches the service may make it (there is no officer yet); after it, only an officer
+    the policy allows the ceremony."""
     ceremony = load_ceremony(req.plan)
+    authorize(ctx, ceremony, officer_needed=has_officers(ctx))
     with ctx.runtime.tokens():
         use_softhsm(softhsm_folder(ctx))
         if ceremony.token in token_labels():
@@ -79,7 +109,10 @@ def init_ceremony_token(ctx: Context, req: ops.CeremonyFile) -> ops.TokenShares:
 
 @handles(ops.RUN)
 def run_ceremony(ctx: Context, req: ops.RunRequest) -> ops.CeremonyOutcome:
+    """The ceremony as its file says (``ca.ceremony.run``); the token's share quorum is its
+    authority, and a named officer must also be allowed the ceremony's kind."""
     ceremony = load_ceremony(req.plan)
+    authorize(ctx, ceremony, officer_needed=False)
     with ctx.runtime.tokens():
         use_softhsm(softhsm_folder(ctx))
         transcript = run(

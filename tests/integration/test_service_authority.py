@@ -42,6 +42,24 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "policies" / "ceremonies" / "roo
 NOW = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
 WITNESS = "赵六 (公证员)"
 ISSUER_ID = "02113450"
+ROLLOVER = """
+[ceremony]
+name = "MOT QR CA rollover 2026-12"
+kind = "ca-rollover"
+
+[token]
+label = "MOT-ROOT"
+custodians = ["张三 (部密码管理处)", "李四 (部科技司)", "王五 (部审计室)"]
+threshold = 2
+
+[witnesses]
+names = ["赵六 (公证员)"]
+
+[[qr_ca]]
+index = 2
+label = "mot-qr-ca-2"
+validity_years = 10
+"""
 
 
 @pytest.fixture
@@ -300,10 +318,43 @@ def test_ceremony_officers_issuers_interop_audit(
         (i.issuer_id, [(c.ca_index, c.serial, c.status) for c in i.certificates]) for i in issuers
     ] == [(ISSUER_ID, [(1, 1, "revoked")])]
 
+    # Once the authority has officers, a ceremony's token is made only by an officer the policy
+    # allows the ceremony; a named officer must be allowed the ceremony's kind to run it.
+    second_root = EXAMPLE.read_text(encoding="utf-8").replace('"MOT-ROOT"', '"MOT-ROOT-2"')
+    refused(
+        lambda: client.call(ceremony_ops.INIT_TOKEN, ceremony_ops.CeremonyFile(plan=second_root)),
+        status=401,
+        exit_code=6,
+        needle="the authority has officers",
+    )
+    refused(
+        lambda: client.as_officer("auditor-1").call(
+            ceremony_ops.INIT_TOKEN, ceremony_ops.CeremonyFile(plan=second_root)
+        ),
+        status=403,
+        exit_code=6,
+        needle="deny/no-role",
+    )
+    made = as_root.call(ceremony_ops.INIT_TOKEN, ceremony_ops.CeremonyFile(plan=second_root))
+    assert made.token == "MOT-ROOT-2"  # noqa: S105 - a token's label
+    rollover = ceremony_ops.RunRequest(plan=ROLLOVER, shares=shares, witnesses=[WITNESS])
+    refused(
+        lambda: as_operator.call(ceremony_ops.RUN, rollover),
+        status=403,
+        exit_code=6,
+        needle="deny/no-role",
+    )
+    rolled = as_root.call(ceremony_ops.RUN, rollover)
+    assert [k.key_class for k in rolled.keys] == ["central-qr-ca"]
+    assert [(k.ca_index, k.status) for k in client.call(issuance_ops.KEYS, Empty()).keys] == [
+        (1, "verify-only"),
+        (2, "active"),
+    ]
+
     # The audit log: clean, checkpointed with the audit key, exported, then tampered with.
     verify = audit_ops.VerifyRequest(audit_keys=[audit_key])
     clean = client.call(audit_ops.VERIFY, verify)
-    assert (clean.ok, clean.checkpoints, clean.findings) == (True, 1, [])
+    assert (clean.ok, clean.checkpoints, clean.findings) == (True, 2, [])
     refused(
         lambda: client.call(audit_ops.VERIFY, audit_ops.VerifyRequest(audit_keys=["abcd"])),
         status=422,
@@ -336,7 +387,7 @@ def test_ceremony_officers_issuers_interop_audit(
     bundle_report = verify_bundle(
         exported.bundle, [SM2PublicKey.from_bytes(bytes.fromhex(audit_key))]
     )
-    assert (bundle_report.ok, bundle_report.checkpoints) == (True, 2)
+    assert (bundle_report.ok, bundle_report.checkpoints) == (True, 3)
 
     with runtime.engine.begin() as connection:
         connection.execute(
