@@ -18,6 +18,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ca.client.http import Client
 from ca.clock import Clock
@@ -26,7 +27,10 @@ from ca.ops import audit, ceremony, city, issuance, packages
 from ca.ops import console as ops
 from ca.ops.base import Empty
 
-MINISTRY = "ministry"
+if TYPE_CHECKING:
+    from ca.site.packages import DeliveredFile
+    from ca.site.vault import SiteVault
+
 KEY_ACTIONS = {  # policy action -> the operation that requests it
     "city-key.suspend": city.SUSPEND,
     "city-key.resume": city.RESUME,
@@ -201,35 +205,47 @@ class Console:
         found = self.client.call(packages.TRANSPORT_KEY, packages.Holder(holder=holder)).active
         return found.token if found else None
 
+    # -- the site's own token (the named exception: ``ca.site``) ------------------------------
+    # Importing a package into a province's or a city's token, handing keys on from it and making
+    # its transport key need that token, which the service never holds (issue #11, point 5): they
+    # run here, at the officer's site, through ``ca.site`` (which imports ``hsm``), and report to
+    # the service. In the embedded default the site's tokens are the state folder's SoftHSM2.
+    def _site_tokens(self, *, create: bool = False) -> SiteVault:
+        from ca.client.config import state_dir
+        from ca.site.vault import SiteVault
+
+        return SiteVault(state=state_dir(), create=create)
+
     def register_transport_key(self, holder: str, token: str) -> packages.TransportKeyInfo:
         """A new transport key for ``holder`` in ``token``: the ministry's is made at the
-        service, in the ministry token it holds."""
-        if holder == MINISTRY:
-            return self.client.call(
-                packages.MINISTRY_TRANSPORT_KEY, packages.MinistryTransportKey(token=token)
+        service; a province's or a city's here, in its own token (made if missing)."""
+        from ca.site import packages as site
+
+        with self._site_tokens(create=True) as tokens:
+            return site.register_transport_key(
+                self.client, tokens, holder=holder, token=token, now=self.now()
             )
-        raise BadInput(f"a transport key of {holder} is made at its site, in its own token")
 
-    def deliver(self, key_ids: Sequence[int], out_dir: Path) -> list[Path]:
-        """Seal keys to their next holder and write the packages to ``out_dir``."""
-        ids = [int(k) for k in key_ids]
-        if self.province is None:
-            sealed = self.client.call(packages.DELIVER, packages.DeliveryRequest(keys=ids))
-            return [self._write(out_dir, p.file, p.data) for p in sealed.packages]
-        raise BadInput("a province hands keys on at its site, with its own token")
+    def deliver(self, key_ids: Sequence[int], out_dir: Path) -> list[DeliveredFile]:
+        """Seal keys to their next holder and write the packages to ``out_dir``: the ministry's
+        are sealed by the service; a province hands keys on from its own token."""
+        from ca.site import packages as site
 
-    @staticmethod
-    def _write(out_dir: Path, name: str, data: bytes) -> Path:
-        from ca.files import write_atomically
+        with self._site_tokens() as tokens:
+            return site.deliver(
+                self.client, tokens, keys=[int(k) for k in key_ids], out_dir=out_dir, now=self.now()
+            )
 
-        if Path(name).name != name or name in ("", ".", ".."):
-            raise BadInput(f"the service named a package file {name!r}: not a plain file name")
+    def import_package(self, path: Path) -> packages.ImportedKey:
+        """Open a key package (``.jkp``) into this site's token and report it to the service."""
+        from ca.site import packages as site
+
         try:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            write_atomically(out_dir / name, data)
+            data = path.read_bytes()
         except OSError as exc:
-            raise BadInput(f"cannot write {out_dir / name}: {exc.strerror}") from None
-        return out_dir / name
+            raise BadInput(f"cannot read {path}: {exc.strerror}") from None
+        with self._site_tokens() as tokens:
+            return site.import_package(self.client, tokens, data)
 
     # -- issuers -------------------------------------------------------------------------------
     def issuers(self) -> list[issuance.IssuerView]:

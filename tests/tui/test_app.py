@@ -1,6 +1,6 @@
 """The console end to end with Pilot at 80×24 on the demo state (real SoftHSM tokens, SQLite,
-policy, dual control): sign-in, what each officer sees, help, the command palette, the keys
-table, and key actions from the Keys screen."""
+policy, dual control) served in-process through the HTTP API: sign-in, what each officer sees,
+help, the command palette, the keys table, and key actions from the Keys screen."""
 
 from __future__ import annotations
 
@@ -16,8 +16,7 @@ from sqlmodel import Session, select
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Static
 
-from ca.authority import open_authority
-from ca.console import sign_in
+from ca.ops.demo import CREDENTIALS
 from ca.store.models import CityKey
 from tui.app import JtcaApp, NavBar, SignInScreen
 from tui.screens import SCREENS
@@ -62,8 +61,10 @@ async def sign_in_as(pilot: Pilot[None], officer: str, *, pin: str = "", shares=
     await settle(pilot)
 
 
-def app_for(world: Demo, **kwargs: Any) -> JtcaApp:
-    return JtcaApp(clock=world.clock, state=world.state, **kwargs)
+def app_for(world: Demo, *, demo: bool = False, **kwargs: Any) -> JtcaApp:
+    """The console on the test's service (in-process, over its HTTP API)."""
+    credentials = world.state / CREDENTIALS if demo else None
+    return JtcaApp(world.client, clock=world.clock, demo_credentials=credentials, **kwargs)
 
 
 def text_of(app: JtcaApp, selector: str) -> str:
@@ -167,11 +168,11 @@ async def test_keys_filter_sort_and_detail(demo: Demo) -> None:
         assert "city-card-440100-g1  #1  广州市" in text_of(app, "#detail")
         await pilot.press("d")  # dormant: Shenzhen's two keys
         await settle(pilot)
-        assert {r["city"] for r in screen.page.rows} == {"440300"}
+        assert {r.city for r in screen.page.keys} == {"440300"}
         await pilot.press("a", "slash", *"佛山")  # text matches the city's name
         await pilot.pause(0.4)
         await settle(pilot)
-        assert [r["label"] for r in screen.page.rows] == [
+        assert [r.label for r in screen.page.keys] == [
             "city-card-440600-g1",
             "city-qr-440600-g1",
         ]
@@ -189,12 +190,12 @@ async def test_keys_filter_sort_and_detail(demo: Demo) -> None:
                 break
             await pilot.press("o")
         await settle(pilot)
-        labels = [r["label"] for r in screen.page.rows]
+        labels = [r.label for r in screen.page.keys]
         assert labels == sorted(labels)
         assert screen.asked.sort == "label"
         await pilot.press("O")
         await settle(pilot)
-        assert [r["label"] for r in screen.page.rows] == sorted(labels, reverse=True)
+        assert [r.label for r in screen.page.keys] == sorted(labels, reverse=True)
         table = screen.query_one("#keys", DataTable)
         assert table.row_count == 6
 
@@ -219,17 +220,11 @@ async def test_suspend_from_the_keys_screen_under_dual_control(demo: Demo) -> No
         await settle(pilot)
         titles = [title for title, _ in app.notices]
         assert "Awaiting approval" in titles, app.notices
-    engine = open_authority(demo.state).engine
-    op = sign_in(
-        engine, "ca-op-1", clock=demo.clock, pin=demo.credentials.pins["ca-op-1"], state=demo.state
-    )
-    try:
-        pending = [p for p in op.pending() if p["kind"] == "action"]
-        assert [p["what"] for p in pending] == ["city-key.suspend of city-qr-440100-g1"]
-        assert op.decide("action", pending[0]["id"], approve=True) == "done"
-    finally:
-        op.close()
-    with Session(engine) as session:
+    op = demo.console("ca-op-1")
+    pending = [p for p in op.pending() if p.kind == "action"]
+    assert [p.what for p in pending] == ["city-key.suspend of city-qr-440100-g1"]
+    assert op.decide("action", pending[0].id, approve=True) == "done"
+    with Session(demo.runtime.engine) as session:
         key = session.exec(select(CityKey).where(CityKey.label == "city-qr-440100-g1")).one()
         assert key.state == "suspended"
 

@@ -14,8 +14,6 @@ from test_app import SIZE, aio, app_for, settle, sign_in_as
 from textual.command import CommandList
 from textual.widgets import Input
 
-from ca.authority import open_authority
-from ca.clock import FixedClock
 from ca.store.models import CityKey, TransportKey
 from tui.app import ConsoleCommands, JtcaApp
 from tui.screens.approvals import ApprovalsScreen
@@ -41,7 +39,7 @@ async def open_screen(pilot, key: str) -> str:  # type: ignore[no-untyped-def]
 
 
 def keys_in_db(demo: Demo) -> list[CityKey]:
-    with Session(open_authority(demo.state).engine) as session:
+    with Session(demo.runtime.engine) as session:
         return list(session.exec(select(CityKey).order_by(col(CityKey.id))))
 
 
@@ -91,7 +89,7 @@ async def test_dashboard_opens_keys_filtered(demo: Demo) -> None:
         screen = app.screen
         assert isinstance(screen, KeysScreen)
         assert screen.asked.quick == "d"
-        assert [r["label"] for r in screen.page.rows] == [
+        assert [r.label for r in screen.page.keys] == [
             "city-card-440300-g1",
             "city-qr-440300-g1",
         ]
@@ -101,15 +99,15 @@ async def test_dashboard_opens_keys_filtered(demo: Demo) -> None:
         await settle(pilot)
         assert app.screen is screen
         assert screen.asked.quick == "s"
-        assert [r["label"] for r in screen.page.rows] == ["city-qr-440600-g1"]
+        assert [r.label for r in screen.page.keys] == ["city-qr-440600-g1"]
         assert "^o Sign out" in await open_screen(pilot, "1")
 
 
 @aio
 async def test_dashboard_lists_the_keys_expiring_soonest(demo: Demo) -> None:
     later = NOW + (1426 - 60) * DAY  # the demo keys end 1426 days after the demo's "now"
+    demo.clock.set(later)  # the service's clock: the keys' days left are counted there
     app = app_for(demo)
-    app.clock = FixedClock(later)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         await sign_in_as(pilot, "gd-1", pin=demo.credentials.pins["gd-1"])
@@ -165,7 +163,7 @@ async def test_cities_imports_a_usage_report(demo: Demo, tmp_path: Path) -> None
 
 @aio
 async def test_cities_registers_a_transport_key(demo: Demo) -> None:
-    with Session(open_authority(demo.state).engine) as session:
+    with Session(demo.runtime.engine) as session:
         before = session.exec(select(TransportKey).where(TransportKey.holder == "440000")).one()
     app = app_for(demo)
     async with app.run_test(size=SIZE) as pilot:
@@ -183,7 +181,7 @@ async def test_cities_registers_a_transport_key(demo: Demo) -> None:
         await settle(pilot)
         assert app.errors == []
         assert [t for t, _ in app.notices if t == "Transport key registered"]
-    with Session(open_authority(demo.state).engine) as session:
+    with Session(demo.runtime.engine) as session:
         rows = session.exec(
             select(TransportKey)
             .where(TransportKey.holder == "440000")

@@ -11,6 +11,7 @@ from demo_world import Demo
 from textual.pilot import Pilot
 from textual.widgets import Input
 
+from ca.ops.demo import CREDENTIALS
 from tui.app import JtcaApp
 from tui.screens.dashboard import DashboardScreen
 
@@ -47,7 +48,8 @@ async def signed_in(pilot: Pilot[None], demo: Demo) -> None:
 @pytest.fixture
 def app(demo: Demo, monkeypatch: pytest.MonkeyPatch) -> JtcaApp:
     monkeypatch.chdir(demo.state.parent)  # the demo hint shows state/demo-credentials.json
-    return JtcaApp(officer="gd-1", demo=True, clock=demo.clock)
+    credentials = demo.state / CREDENTIALS
+    return JtcaApp(demo.client, officer="gd-1", demo_credentials=credentials, clock=demo.clock)
 
 
 def test_sign_in_screen(app: JtcaApp, snap_compare: Any) -> None:

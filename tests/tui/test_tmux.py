@@ -1,5 +1,6 @@
-"""The real ``jtca tui`` console script in a real terminal (tmux): type the officer id and the
-PIN, read the dashboard off the screen, quit with ctrl+q."""
+"""The real ``jtca tui`` console script in a real terminal (tmux): it starts the embedded service
+on the demo state folder (a process of its own, over the Unix socket), then type the officer id
+and the PIN, read the dashboard off the screen, quit with ctrl+q."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import uuid
 from pathlib import Path
 
 from demo_world import Demo
+
+from ca.client.embedded import stop
 
 TMUX = shutil.which("tmux") or "/usr/bin/tmux"
 WAIT = 60.0  # seconds, at most, for each thing to appear
@@ -47,6 +50,7 @@ def test_jtca_tui_in_tmux(demo: Demo) -> None:
         "JTCA_STATE": str(demo.state),
         "SOFTHSM2_CONF": os.environ["SOFTHSM2_CONF"],
         "TERM": "xterm-256color",
+        "JTCA_IDLE_EXIT": "60",
     }
     command = " ".join(f"{k}={v}" for k, v in env.items()) + f" {jtca} tui"
     started = tmux("new-session", "-d", "-x", "100", "-y", "30", "-s", session, command)
@@ -58,8 +62,9 @@ def test_jtca_tui_in_tmux(demo: Demo) -> None:
         time.sleep(1.0)  # keys typed ahead go to the field that has the focus when they arrive
         tmux("send-keys", "-t", session, "-l", demo.credentials.pins["gd-1"])
         tmux("send-keys", "-t", session, "Enter")
-        shown = wait_for(session, "Published lists")
-        assert "gd-1 · provincial-officer" in shown
+        wait_for(session, "Keys in scope")  # the dashboard's counts came from the service
+        shown = wait_for(session, "gd-1 · provincial-officer")
+        assert "Published lists" in shown
         assert "Keys in scope" in shown
         assert "Dormant" in shown
         tmux("send-keys", "-t", session, "C-q")
@@ -67,6 +72,8 @@ def test_jtca_tui_in_tmux(demo: Demo) -> None:
         while alive(session) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not alive(session), screen(session)
+        assert (demo.state / "jtca-service.pid").is_file()  # the embedded service it started
     finally:
         if alive(session):
             tmux("kill-session", "-t", session)
+        stop(demo.state)

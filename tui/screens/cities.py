@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -27,10 +27,13 @@ from ca.client.config import state_dir
 from ca.client.console import Console
 from ca.errors import JtcaError
 from ca.ops import city as city_ops
-from ca.ops.packages import KeyAwaitingDelivery, TransportKeyInfo
+from ca.ops.packages import ImportedKey, KeyAwaitingDelivery, TransportKeyInfo
 from ca.registry.divisions import default_divisions
 from tui.screens.forms import Field, FormModal, MarkTable, PickModal, RowTable
 from tui.screens.panels import ProgressScreen, ReportModal, WorkProgress
+
+if TYPE_CHECKING:
+    from ca.site.packages import DeliveredFile
 
 APPLY = "city-key.apply"
 GENERATE = "city-key.generate"
@@ -238,7 +241,7 @@ class CitiesScreen(ProgressScreen):
             chosen = [c.strip() for c in result["cities"].replace(" ", ",").split(",") if c.strip()]
             named = ", ".join(f"{self._city_name(c)} ({c})" for c in chosen)
 
-            def done(application: Any) -> None:
+            def done(application: city_ops.Application) -> None:
                 cities.marked.clear()
                 self.app.notify(
                     f"application #{application.id} for {named} awaits approval",
@@ -276,7 +279,7 @@ class CitiesScreen(ProgressScreen):
             if result is None:
                 return
 
-            def done(keys: list[Any]) -> None:
+            def done(keys: list[city_ops.KeyView]) -> None:
                 self.app.notify(
                     f"{len(keys)} keys generated for application #{application_id}: "
                     + ", ".join(k.label for k in keys),
@@ -317,7 +320,7 @@ class CitiesScreen(ProgressScreen):
                 return
             folder = Path(result["folder"].strip() or str(self.default_folder())).expanduser()
 
-            def done(sent: list[Any]) -> None:
+            def done(sent: list[DeliveredFile]) -> None:
                 deliveries.marked.clear()
                 self.app.notify(
                     f"{len(sent)} packages written to {folder}",
@@ -362,14 +365,14 @@ class CitiesScreen(ProgressScreen):
             chosen,
         )
 
-    def _import(self, path: Path) -> tuple[list[Any], list[tuple[str, JtcaError]]]:
+    def _import(self, path: Path) -> tuple[list[ImportedKey], list[tuple[str, JtcaError]]]:
         if path.is_dir():
             files = sorted(path.glob("*.jkp"))
             if not files:
                 raise JtcaError(f"no .jkp package in {path}", title="Bad input")
         else:
             files = [path]
-        imported: list[Any] = []
+        imported: list[ImportedKey] = []
         refused: list[tuple[str, JtcaError]] = []
         for file in files:
             try:
@@ -378,7 +381,7 @@ class CitiesScreen(ProgressScreen):
                 refused.append((file.name, exc))
         return imported, refused
 
-    def _imported(self, outcome: tuple[list[Any], list[tuple[str, JtcaError]]]) -> None:
+    def _imported(self, outcome: tuple[list[ImportedKey], list[tuple[str, JtcaError]]]) -> None:
         imported, refused = outcome
         for name, exc in refused:
             self.app.notify(
@@ -495,8 +498,7 @@ def usage_report_text(result: city_ops.UsageResult) -> str:
     if result.violations:
         lines += ["", "Violations (keys flagged for suspension):"]
         lines += [
-            f"  line {v.line}: {v.key} {v.reason} (used in {v.used_in}, "
-            f"granted {v.granted or '—'})"
+            f"  line {v.line}: {v.key} {v.reason} (used in {v.used_in}, granted {v.granted or '—'})"
             for v in result.violations
         ]
     if result.activated:

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
@@ -139,6 +140,15 @@ class RowTable(DataTable[str]):
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, id=id)
+
+    async def _on_idle(self, event: events.Idle) -> None:
+        """Textual measures the columns of new rows when idle, but repaints only if the table's
+        virtual size changed: rows painted before that (header-wide columns) would stay cut
+        off. Repaint once the columns are measured."""
+        measuring = self._require_update_dimensions
+        await super()._on_idle(event)
+        if measuring:
+            self.refresh()
 
     def current_key(self) -> str | None:
         if self.row_count == 0:
