@@ -54,6 +54,7 @@ from ca.citykeys.common import (
     is_ministry,
     transport_key,
 )
+from ca.errors import BadInput
 from ca.expiry import DAY
 from ca.files import write_atomically
 from ca.lifecycle import KeyState
@@ -136,17 +137,13 @@ def record_transport_key(
     try:
         parsed = Pkcs11Uri.parse(uri)
     except UriError as exc:
-        raise CityKeyError(f"uri {uri!r}: {exc.message}", title="Bad input") from None
+        raise BadInput(f"uri {uri!r}: {exc.message}") from None
     if parsed.token != token or parsed.object is None or parsed.type not in (None, "private"):
-        raise CityKeyError(
-            f"uri {uri!r}: not a private key object in token {token!r}", title="Bad input"
-        )
+        raise BadInput(f"uri {uri!r}: not a private key object in token {token!r}")
     try:
         point = SM2PublicKey.from_bytes(bytes.fromhex(public_key))
     except (ValueError, InvalidKey) as exc:
-        raise CityKeyError(
-            f"public_key {public_key[:16]}…: not an SM2 point ({exc})", title="Bad input"
-        ) from None
+        raise BadInput(f"public_key {public_key[:16]}…: not an SM2 point ({exc})") from None
     compressed = point.compressed.hex()
     with transaction(engine) as session:
         known = session.exec(
@@ -791,11 +788,9 @@ def record_import(
     try:
         parsed = Pkcs11Uri.parse(uri)
     except UriError as exc:
-        raise CityKeyError(f"uri {uri!r}: {exc.message}", title="Bad input") from None
+        raise BadInput(f"uri {uri!r}: {exc.message}") from None
     if parsed.token != token or parsed.object != key.label:
-        raise CityKeyError(
-            f"uri {uri!r}: not key {key.label} in token {token!r}", title="Bad input"
-        )
+        raise BadInput(f"uri {uri!r}: not key {key.label} in token {token!r}")
     shown = public_key if key.kind == KeyKind.SM2.value else check_value
     recorded = key.public_key if key.kind == KeyKind.SM2.value else key.check_value
     if shown is None or recorded is None or shown.lower() != recorded:

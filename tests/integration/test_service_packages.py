@@ -1,0 +1,494 @@
+"""Issue #11, point 5: key packages ministry → province → city with three tokens, the ministry's
+at the service (in-process, the real HTTP API) and the province's and the city's at their sites
+(``ca.site``), on SQLite and PostgreSQL.
+
+The service makes the ministry's transport key and packages; each site makes its own transport
+key, opens packages into its own token and hands keys on, and reports each step; the service
+checks every report (unknown package, misaddressed, replayed, another province's officer, stage
+order) and answers a refusal as problem details with the command line's exit status. A refused
+report leaves nothing in the site's token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from service_fixtures import in_process
+from sqlmodel import col, select
+
+from ca.applications import apply, decide_application
+from ca.audit import verify
+from ca.citykeys import workflow
+from ca.client.http import Client, ServiceError
+from ca.clock import FixedClock
+from ca.ops import packages as ops
+from ca.ops.base import Empty
+from ca.service.runtime import Runtime
+from ca.site import packages as site
+from ca.site.vault import SiteVault
+from ca.store.db import transaction
+from ca.store.models import AuditEvent, CityKey
+from hsm.envelope import export_key, read_package
+from hsm.pkcs11.keys import KeyKind, KeyStore, TokenKey
+from hsm.pkcs11.uri import Pkcs11Uri
+from hsm.sm.sm2 import SM2PublicKey
+from hsm.softhsm import CONF_ENV
+from policies.rules import Actor
+
+T0 = 1_790_000_000  # 2026-09-21T13:33:20Z
+MINISTRY_TOKEN = "MOT-KEYS"  # noqa: S105 - token labels, not secrets
+PROVINCE_TOKEN = "GD-KEYS"  # noqa: S105
+CITY_TOKEN = "GZ-KEYS"  # noqa: S105
+OFFICERS = (
+    ("mot-root-1", "ministry-root-officer", None),
+    ("ca-op-1", "ministry-ca-operator", None),
+    ("gd-1", "provincial-officer", "440000"),
+    ("gd-2", "provincial-officer", "440000"),
+    ("fj-1", "provincial-officer", "350000"),
+)
+Snapshot = Callable[[KeyStore], list[Any]]
+
+
+@dataclass
+class World:
+    client: Client
+    runtime: Runtime
+    state: Path
+    province_site: SiteVault  # Guangdong's token, at the province
+    city_site: SiteVault  # Guangzhou's token, at the city
+    keys: list[int]
+    application: int
+    out: Path
+
+    def as_(self, officer: str) -> Client:
+        return self.client.as_officer(officer)
+
+    def keys_by_id(self) -> dict[int, CityKey]:
+        with transaction(self.runtime.engine) as session:
+            rows = {k.id or 0: k for k in session.exec(select(CityKey))}
+            session.expunge_all()
+            return rows
+
+
+@pytest.fixture
+def world(database: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    """Officers, the three transport keys (the ministry's made by the service, the province's
+    and the city's at their sites), and Guangzhou's generated key set."""
+    url, engine = database
+    monkeypatch.setenv(CONF_ENV, "")  # the state folder's SoftHSM2; restored afterwards
+    from ca.officers import add_officer_in
+
+    with transaction(engine) as session:
+        for officer_id, role, province in OFFICERS:
+            add_officer_in(
+                session,
+                officer_id=officer_id,
+                name=officer_id,
+                roles=[role],
+                province=province,
+                actor="test",
+                now=T0,
+            )
+    state = tmp_path / "state"
+    with (
+        in_process(state, url=url, clock=FixedClock(T0)) as (client, runtime),
+        SiteVault(state=state, create=True) as province_site,
+        SiteVault(state=state, create=True) as city_site,
+    ):
+        ministry = client.as_officer("mot-root-1").call(
+            ops.MINISTRY_TRANSPORT_KEY, ops.MinistryTransportKey(token=MINISTRY_TOKEN)
+        )
+        assert (ministry.holder, ministry.token) == ("ministry", MINISTRY_TOKEN)
+        gd1 = client.as_officer("gd-1")
+        for holder, token, tokens in (
+            ("440000", PROVINCE_TOKEN, province_site),
+            ("440100", CITY_TOKEN, city_site),
+        ):
+            made = site.register_transport_key(gd1, tokens, holder=holder, token=token, now=T0)
+            assert (made.holder, made.token, made.status) == (holder, token, "active")
+            assert made.uri.startswith(f"pkcs11:token={token};object=transport-{holder}-")
+        application = apply(engine, Actor("gd-1", frozenset({"provincial-officer"}), "440000"),
+                            ["440100"], T0)  # fmt: skip
+        decide_application(
+            engine,
+            Actor("ca-op-1", frozenset({"ministry-ca-operator"})),
+            application.id or 0,
+            approve=True,
+            now=T0,
+        )
+        with runtime.tokens() as vault:
+            keys = workflow.generate(
+                runtime.engine,
+                vault,
+                Actor("mot-root-1", frozenset({"ministry-root-officer"})),
+                application.id or 0,
+                now=T0,
+            )
+        yield World(
+            client,
+            runtime,
+            state,
+            province_site,
+            city_site,
+            [k.id or 0 for k in keys],
+            application.id or 0,
+            tmp_path / "packages",
+        )
+
+
+def _refused(call: Callable[[], Any], status: int, exit_code: int, reason: str | None) -> str:
+    with pytest.raises(ServiceError) as caught:
+        call()
+    error = caught.value
+    assert (error.status, error.exit_code, error.reason) == (status, exit_code, reason), error
+    assert error.problem["title"]
+    assert error.problem["detail"] == error.message
+    assert "Traceback" not in error.message
+    return error.message
+
+
+def to_province(world: World) -> list[site.DeliveredFile]:
+    return site.deliver(
+        world.as_("mot-root-1"),
+        world.province_site,
+        application=world.application,
+        out_dir=world.out / "to-gd",
+        now=T0,
+    )
+
+
+def at_province(world: World) -> list[ops.ImportedKey]:
+    return [
+        site.import_package(world.as_("gd-1"), world.province_site, d.path.read_bytes())
+        for d in to_province(world)
+    ]
+
+
+def _labels(store: KeyStore) -> set[str]:
+    return {k.label for k in store.list_keys()}
+
+
+# -- the whole path --------------------------------------------------------------------------
+def test_ministry_to_province_to_city(world: World) -> None:
+    keys = world.keys_by_id()
+    # what each side delivers next
+    waiting = world.as_("mot-root-1").call(ops.AWAITING_DELIVERY, Empty()).keys
+    assert sorted(k.id for k in waiting) == sorted(world.keys)
+    assert {(k.to, k.stage, k.city_name) for k in waiting} == {("440000", "generated", "广州市")}
+    assert world.as_("gd-1").call(ops.AWAITING_DELIVERY, Empty()).keys == []
+    held = world.as_("gd-1").call(ops.TRANSPORT_KEY, ops.Holder(holder="440000")).active
+    assert held is not None
+    assert held.token == PROVINCE_TOKEN
+    none = world.as_("gd-1").call(ops.TRANSPORT_KEY, ops.Holder(holder="440300"))
+    assert none.active is None
+
+    # ministry → province: the service seals, the client writes
+    sent = to_province(world)
+    assert sorted(d.key for d in sent) == sorted(world.keys)
+    for d in sent:
+        assert d.path.name == f"{keys[d.key].label}.to-440000.jkp"
+        info, _ = read_package(d.path.read_bytes())
+        assert (info.package_id.hex(), info.recipient_name) == (d.package, "440000")
+    assert {k.stage for k in world.keys_by_id().values()} == {"delivered-to-province"}
+
+    # the province opens them into its own token and reports
+    imported = [
+        site.import_package(world.as_("gd-1"), world.province_site, d.path.read_bytes())
+        for d in sent
+    ]
+    assert {(i.holder, i.token, i.stage) for i in imported} == {
+        ("440000", PROVINCE_TOKEN, "held-by-province")
+    }
+    province_store = world.province_site.store(PROVINCE_TOKEN)
+    assert {keys[i].label for i in world.keys} <= _labels(province_store)
+    status = world.as_("gd-2").call(ops.STATUS, ops.PackageId(package=sent[0].package))
+    assert (status.imported_by, status.token, status.recipient) == (
+        "gd-1",
+        PROVINCE_TOKEN,
+        "440000",
+    )
+    assert status.uri is not None
+    assert status.uri.startswith(f"pkcs11:token={PROVINCE_TOKEN};")
+
+    # province → city: the province's client seals from its own token and reports
+    waiting = world.as_("gd-1").call(ops.AWAITING_DELIVERY, Empty()).keys
+    assert {(k.to, k.stage) for k in waiting} == {("440100", "held-by-province")}
+    assert world.as_("mot-root-1").call(ops.AWAITING_DELIVERY, Empty()).keys == []
+    onward = site.deliver(
+        world.as_("gd-1"),
+        world.province_site,
+        application=world.application,
+        out_dir=world.out / "to-gz",
+        now=T0,
+    )
+    assert {(d.to, d.path.name.endswith(".to-440100.jkp")) for d in onward} == {("440100", True)}
+    assert {k.stage for k in world.keys_by_id().values()} == {"delivered-to-city"}
+
+    # installed in the city's token by an officer of the province
+    installed = [
+        site.import_package(world.as_("gd-2"), world.city_site, d.path.read_bytes()) for d in onward
+    ]
+    assert {(i.holder, i.token, i.stage) for i in installed} == {
+        ("440100", CITY_TOKEN, "installed")
+    }
+    city_store = world.city_site.store(CITY_TOKEN)
+    for key in world.keys_by_id().values():
+        copy = next(k for k in city_store.list_keys() if k.label == key.label)
+        assert key.stage == "installed"
+        if key.kind == KeyKind.SM4.value:
+            kcv = city_store.with_key_material(copy.uri, _kcv)
+            assert kcv.hex() == key.check_value
+        else:
+            assert copy.public_key is not None
+            assert copy.public_key.compressed.hex() == key.public_key
+
+    # every step audited by the service, the chain intact; the service opened only its token
+    with transaction(world.runtime.engine) as session:
+        actions = [e.action for e in session.exec(select(AuditEvent).order_by(col(AuditEvent.seq)))]
+        assert verify(session).ok
+    assert actions.count("transport-key.register") == 3
+    assert actions.count("city-key.deliver") == 4
+    assert actions.count("city-key.import") == 4
+    opened = world.runtime._vault._open if world.runtime._vault is not None else {}
+    assert set(opened) <= {MINISTRY_TOKEN}
+
+
+def _kcv(value: bytearray) -> bytes:
+    from hsm.sm.sm4 import sm4_key_check_value
+
+    return sm4_key_check_value(bytes(value))
+
+
+# -- refusals of import reports ---------------------------------------------------------------
+def test_replayed_import_is_refused(world: World) -> None:
+    sent = to_province(world)
+    data = sent[0].path.read_bytes()
+    done = site.import_package(world.as_("gd-1"), world.province_site, data)
+    gd2 = world.as_("gd-2")
+    message = _refused(lambda: site.plan_import(gd2, data), 422, 4, "replayed")
+    assert message.startswith("replayed: ")
+    assert "imported before by gd-1" in message
+    report = ops.ImportReport(data=data, token=done.token, uri=done.uri, public_key=None,
+                              check_value=None)  # fmt: skip
+    _refused(lambda: gd2.call(ops.REPORT_IMPORT, report), 422, 4, "replayed")
+
+
+def test_misaddressed_import_report_is_refused(world: World, snapshot: Snapshot) -> None:
+    sent = to_province(world)
+    data = sent[0].path.read_bytes()
+    gd1 = world.as_("gd-1")
+    plan = site.plan_import(gd1, data)
+    assert (plan.recipient, plan.transport.token) == ("440000", PROVINCE_TOKEN)
+    key = world.keys_by_id()[plan.key]
+    # a report of the key in another token than the one the package is sealed to
+    report = ops.ImportReport(
+        data=data,
+        token=CITY_TOKEN,
+        uri=f"pkcs11:token={CITY_TOKEN};object={key.label};type=secret-key",
+        check_value=key.check_value,
+        public_key=key.public_key,
+    )
+    message = _refused(lambda: gd1.call(ops.REPORT_IMPORT, report), 422, 4, "misaddressed")
+    assert CITY_TOKEN in message
+    # a key that is not the one recorded
+    wrong = ops.ImportReport(
+        data=data,
+        token=PROVINCE_TOKEN,
+        uri=f"pkcs11:token={PROVINCE_TOKEN};object={key.label}",
+        check_value="000000",
+        public_key="02" + "00" * 32,
+    )
+    _refused(lambda: gd1.call(ops.REPORT_IMPORT, wrong), 422, 4, "check-value-mismatch")
+    # nothing was recorded: the package still goes in
+    assert site.import_package(gd1, world.province_site, data).stage == "held-by-province"
+
+
+def test_another_provinces_report_is_refused_and_the_token_object_destroyed(
+    world: World, snapshot: Snapshot
+) -> None:
+    sent = to_province(world)
+    data = sent[0].path.read_bytes()
+    fj1, gd1 = world.as_("fj-1"), world.as_("gd-1")
+    message = _refused(lambda: site.plan_import(fj1, data), 403, 6, None)
+    assert "deny/other-province" in message
+    # gd-1 plans and opens the package at the province; the report comes from Fujian's officer
+    store = world.province_site.store(PROVINCE_TOKEN)
+    before = snapshot(store)
+    plan = site.plan_import(gd1, data)
+    installed = site.open_package(world.province_site, plan, data)
+    assert snapshot(store) != before  # the key and its replay marker are in the token
+    message = _refused(
+        lambda: site.report_import(fj1, world.province_site, plan, data, installed), 403, 6, None
+    )
+    assert "deny/other-province" in message
+    assert snapshot(store) == before, "a refused report left objects in the token"
+    assert world.keys_by_id()[plan.key].stage == "delivered-to-province"
+    # the package was not spent: the province's own officer imports it afterwards
+    assert site.import_package(gd1, world.province_site, data).stage == "held-by-province"
+
+
+def test_a_package_that_was_never_made_here_is_refused(world: World) -> None:
+    gd1 = world.as_("gd-1")
+    # a package of a real key, properly signed with the ministry's transport key, not recorded
+    key = world.keys_by_id()[world.keys[0]]
+    ministry = world.as_("gd-1").call(ops.TRANSPORT_KEY, ops.Holder(holder="ministry")).active
+    province = world.as_("gd-1").call(ops.TRANSPORT_KEY, ops.Holder(holder="440000")).active
+    assert ministry is not None
+    assert province is not None
+    with world.runtime.tokens() as vault:
+        from ca.signing import token_signer
+
+        store = vault.store(MINISTRY_TOKEN)
+        uri = Pkcs11Uri.parse(key.ministry_uri)
+        stray = export_key(
+            store,
+            TokenKey(
+                uri,
+                KeyKind(key.kind),
+                key.label,
+                uri.id or b"",
+                SM2PublicKey.from_bytes(bytes.fromhex(key.public_key)) if key.public_key else None,
+                bytes.fromhex(key.check_value) if key.check_value else None,
+            ),
+            sender=token_signer(store, Pkcs11Uri.parse(ministry.uri), "transport"),
+            recipient_transport_key=SM2PublicKey.from_bytes(bytes.fromhex(province.public_key)),
+            recipient_name="440000",
+        )
+    message = _refused(lambda: site.plan_import(gd1, stray), 422, 4, "unknown-package")
+    assert "was not made here" in message
+    report = ops.ImportReport(
+        data=stray,
+        token=PROVINCE_TOKEN,
+        uri=f"pkcs11:token={PROVINCE_TOKEN};object={key.label}",
+        check_value=key.check_value,
+        public_key=key.public_key,
+    )
+    _refused(lambda: gd1.call(ops.REPORT_IMPORT, report), 422, 4, "unknown-package")
+    unknown = ops.PackageId(package="00" * 16)
+    _refused(lambda: gd1.call(ops.STATUS, unknown), 422, 4, "unknown-package")
+    # junk and a tampered package
+    _refused(lambda: gd1.call(ops.IMPORT_PLAN, ops.PackageBytes(data=b"junk")), 422, 4,
+             "malformed")  # fmt: skip
+    good = to_province(world)[0].path.read_bytes()
+    tampered = bytearray(good)
+    tampered[-5] ^= 1
+    _refused(
+        lambda: gd1.call(ops.IMPORT_PLAN, ops.PackageBytes(data=bytes(tampered))),
+        422,
+        4,
+        "bad-signature",
+    )
+    assert {k.stage for k in world.keys_by_id().values()} == {"delivered-to-province"}
+
+
+# -- refusals of hand-on reports and deliveries ----------------------------------------------
+def test_hand_on_reports_are_checked(world: World) -> None:
+    gd1, fj1 = world.as_("gd-1"), world.as_("fj-1")
+    request = ops.DeliveryRequest(keys=world.keys)
+    # stage order: the province hands on only what it holds
+    message = _refused(lambda: gd1.call(ops.DELIVERY_PLAN, request), 403, 6, None)
+    assert "the ministry delivers" in message
+    at_province(world)
+    plan = gd1.call(ops.DELIVERY_PLAN, request)
+    assert {(h.sender, h.recipient, h.stage_after) for h in plan.hops} == {
+        ("440000", "440100", "delivered-to-city")
+    }
+    # the province's packages are not the service's to make
+    message = _refused(lambda: gd1.call(ops.DELIVER, request), 403, 6, None)
+    assert "at its site" in message
+    # Fujian's officer may neither plan nor report Guangdong's hand-on
+    _refused(lambda: fj1.call(ops.DELIVERY_PLAN, request), 403, 6, None)
+    made = [(hop, site.seal(world.province_site, hop, now=T0)) for hop in plan.hops]
+    report = ops.HandedOn(
+        packages=[
+            ops.HandedOnPackage(
+                key=hop.key, file=ops.package_file_name(hop.label, hop.recipient), data=data
+            )
+            for hop, data in made
+        ]
+    )
+    _refused(lambda: fj1.call(ops.REPORT_HANDED_ON, report), 403, 6, None)
+    # a package sealed to another transport key than the city's: misaddressed, files removed
+    ministry = gd1.call(ops.TRANSPORT_KEY, ops.Holder(holder="ministry")).active
+    assert ministry is not None
+    astray = [hop.model_copy(update={"recipient_transport": ministry}) for hop in plan.hops]
+    out = world.out / "astray"
+    out.mkdir(parents=True)
+    message = _refused(
+        lambda: site.hand_on(gd1, world.province_site, astray, out_dir=out, now=T0),
+        422,
+        4,
+        "misaddressed",
+    )
+    assert list(out.iterdir()) == []
+    # a package signed by another key than the province's transport key
+    forged = ops.HandedOn(
+        packages=[
+            p.model_copy(update={"data": made_by_ministry})
+            for p, made_by_ministry in zip(report.packages, _ministry_packages(world), strict=True)
+        ]
+    )
+    _refused(lambda: gd1.call(ops.REPORT_HANDED_ON, forged), 422, 4, "untrusted-sender")
+    assert {k.stage for k in world.keys_by_id().values()} == {"held-by-province"}
+    # the genuine report goes through once; the same packages again are refused
+    recorded = gd1.call(ops.REPORT_HANDED_ON, report)
+    assert {p.to for p in recorded.packages} == {"440100"}
+    _refused(lambda: gd1.call(ops.REPORT_HANDED_ON, report), 403, 6, None)  # stage moved on
+    assert {k.stage for k in world.keys_by_id().values()} == {"delivered-to-city"}
+
+
+def _ministry_packages(world: World) -> list[bytes]:
+    """Packages of Guangzhou's keys sealed to the city, but signed by the ministry's key."""
+    plan = world.as_("gd-1").call(ops.DELIVERY_PLAN, ops.DeliveryRequest(keys=world.keys))
+    ministry = world.as_("gd-1").call(ops.TRANSPORT_KEY, ops.Holder(holder="ministry")).active
+    assert ministry is not None
+    with world.runtime.tokens() as vault:
+        hops = [
+            hop.model_copy(
+                update={
+                    "sender_transport": ministry,
+                    "source": ops.KeyCopyRef(
+                        token=MINISTRY_TOKEN, uri=world.keys_by_id()[hop.key].ministry_uri
+                    ),
+                }
+            )
+            for hop in plan.hops
+        ]
+        return [site.seal(vault, hop, now=T0) for hop in hops]
+
+
+def test_a_refused_transport_key_registration_leaves_no_key(
+    world: World, snapshot: Snapshot
+) -> None:
+    store = world.province_site.store(PROVINCE_TOKEN)
+    before = snapshot(store)
+    gd1 = world.as_("gd-1")
+    message = _refused(
+        lambda: site.register_transport_key(
+            gd1, world.province_site, holder="350000", token=PROVINCE_TOKEN, now=T0 + 1
+        ),
+        403,
+        6,
+        None,
+    )
+    assert "deny/other-province" in message
+    assert snapshot(store) == before
+    # a site may not report the ministry's key, nor report a key registered before
+    held = gd1.call(ops.TRANSPORT_KEY, ops.Holder(holder="440000")).active
+    assert held is not None
+    again = ops.SiteTransportKey(
+        holder="440000", token=held.token, uri=held.uri, public_key=held.public_key
+    )
+    assert "registered already" in _refused(
+        lambda: gd1.call(ops.REGISTER_TRANSPORT_KEY, again), 403, 6, None
+    )
+    ministry = again.model_copy(update={"holder": "ministry"})
+    _refused(
+        lambda: world.as_("mot-root-1").call(ops.REGISTER_TRANSPORT_KEY, ministry), 403, 6, None
+    )
+    not_a_point = again.model_copy(update={"public_key": "02" + "ff" * 32})
+    _refused(lambda: gd1.call(ops.REGISTER_TRANSPORT_KEY, not_a_point), 422, 3, None)
