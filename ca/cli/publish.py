@@ -1,48 +1,82 @@
 """``jtca publish`` (the publisher: unattended, on a timer) and ``jtca lists`` (history, the
-terminal-side check, operators and their acknowledgments, emergency publication)."""
+terminal-side check, operators and their acknowledgments, emergency publication): clients of the
+authority service (``ca.ops.lists``).
+
+The service publishes into its own publication folder. ``jtca publish --out DIR`` mirrors it:
+every version the folder lacks goes to ``DIR/archive/<type>/<type>-<sequence>.der`` and each
+list's current version to ``DIR/<type>.der`` with its JSON rendering ``DIR/<type>.json``, each
+file written atomically, the current ones only after they pass the terminal-side check against
+the root — the layout terminals and ``jtca qr inspect --lists DIR`` read. ``jtca lists verify``
+needs no service: it is what a terminal does.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import hashlib
 import json
+import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-from sqlmodel import Session
+from ca.errors import BadInput, JtcaError
 
-from ca.authority import open_authority
-from ca.clock import SystemClock, iso_utc
-from ca.errors import BadInput
-from ca.lists.asn1 import ListType
-from ca.officers import actor_of
-from ca.publish import acks, emergency, publisher
-from ca.store.models import CertificateRecord
-from ca.tokens import state_dir
+if TYPE_CHECKING:
+    from ca.client.http import Client
+    from ca.ops import lists as ops
+    from ca.ops.base import Model
 
-LIST_CHOICES = [t.value for t in ListType]
+M = TypeVar("M", bound="Model")
+
+LIST_CHOICES: Final = ["issuer-whitelist", "city-list", "ca-key-list"]  # ca.ops.lists.LIST_NAMES
+LOAD_DEADLINE_DAYS: Final = 15  # 第十二条
+LOCK_NAME: Final = ".publish.lock"  # a mirror folder's lock: one writer of its files at a time
+
+
+class NoPin(JtcaError):
+    title = "No PIN"
+    exit_code = 5
+
+
+class MirrorError(JtcaError):
+    title = "Mirror refused"
+    exit_code = 4
 
 
 def _key_options(q: argparse.ArgumentParser) -> None:
     pins = q.add_mutually_exclusive_group()
     pins.add_argument("--share", action="append", help="root token PIN share (M of N)")
-    pins.add_argument("--pin-source", metavar="SPEC", help="file:PATH or env:VAR (unattended)")
-    q.add_argument("--module", metavar="PATH", help="PKCS#11 module (default: embedded)")
+    pins.add_argument(
+        "--pin-source", metavar="SPEC", help="file:PATH, env:VAR or prompt (unattended)"
+    )
+    q.add_argument("--module", metavar="PATH", help=argparse.SUPPRESS)  # the service's now
 
 
 def register(sub: Any) -> None:
     q = sub.add_parser(
         "publish",
         help="build, sign and publish the signed lists (idempotent; for a timer)",
-        description="Publish each list whose content changed or whose nextUpdate nears; "
-        "every version is kept; a lock makes two runs at once safe.",
+        description="Publish each list whose content changed or whose nextUpdate nears "
+        "(the authority service signs and keeps every version), then mirror the published "
+        "lists into --out; a database lock makes publishers at once safe.",
     )
     q.add_argument("--actor", required=True, help="a registered officer with list.publish")
-    q.add_argument("--out", type=Path, help="publication folder (default: STATE/lists)")
+    q.add_argument("--out", type=Path, help="the folder to mirror into (default: STATE/lists)")
     q.add_argument("--list", action="append", choices=LIST_CHOICES, help="only these lists")
     q.add_argument("--dry-run", action="store_true", help="show what would change; sign nothing")
     q.add_argument("--validity-hours", type=float, default=24.0, help="nextUpdate - thisUpdate")
     q.add_argument("--refresh-hours", type=float, default=6.0, help="republish this close to it")
     q.add_argument("--emergency", type=int, metavar="N", help="run approved emergency request N")
+    q.add_argument(
+        "--wait",
+        type=float,
+        default=120.0,
+        metavar="SECONDS",
+        help="how long to wait for another publisher's lock before exit 75 (default 120)",
+    )
     q.add_argument("--json", action="store_true")
     _key_options(q)
     q.set_defaults(handler=cmd_publish)
@@ -85,7 +119,7 @@ def register(sub: Any) -> None:
     q.set_defaults(handler=cmd_ack)
 
     q = lsub.add_parser("overdue", help="operators that have not loaded a list in 15 days")
-    q.add_argument("--days", type=int, default=acks.LOAD_DEADLINE_DAYS)
+    q.add_argument("--days", type=int, default=LOAD_DEADLINE_DAYS)
     q.add_argument("--json", action="store_true")
     q.set_defaults(handler=cmd_overdue)
 
@@ -116,48 +150,201 @@ def _hours(value: float, option: str) -> int:
 
 
 def _out(args: argparse.Namespace) -> Path:
+    from ca.client.config import state_dir
+
     return args.out if args.out is not None else state_dir() / "lists"
 
 
-def _certificate(engine: Any, role: str) -> CertificateRecord:
-    with Session(engine) as session:
-        record = publisher.current_certificate(session, role, SystemClock().now())
-    if record is None:
-        raise BadInput(f"no valid {role} certificate: run the root ceremony first")
-    return record
+def _connect(officer: str | None = None) -> Client:
+    from ca.client.http import connect
+
+    return connect(officer=officer)
 
 
-def _signing(args: argparse.Namespace, engine: Any) -> tuple[publisher.Signing, Any]:
-    from hsm.pkcs11.keys import KeyStore
-    from hsm.pkcs11.token import PinSource, QuorumPin, Token, pin_source_from_spec
-    from hsm.softhsm import use_softhsm
+def _read_pin(spec: str) -> str:
+    """The token PIN named by ``env:VAR``, ``file:PATH`` or ``prompt``, read here and sent to
+    the service, which opens the token with it."""
+    kind, _, rest = spec.partition(":")
+    if kind == "env" and rest:
+        value = os.environ.get(rest)
+        if not value:
+            raise NoPin(f"environment variable {rest} holds no PIN")
+        return value
+    if kind == "file" and rest:
+        try:
+            value = Path(rest).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            problem = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise NoPin(f"cannot read PIN file {rest}: {problem}") from None
+        if not value:
+            raise NoPin(f"PIN file {rest} is empty")
+        return value
+    if spec == "prompt":
+        import getpass
 
-    if args.share:
-        pins: PinSource = QuorumPin(args.share)
-    elif args.pin_source:
-        pins = pin_source_from_spec(args.pin_source)
-    else:
-        raise BadInput("the list-signing key needs --share (M of N) or --pin-source SPEC")
-    if args.module is None:
-        use_softhsm(state_dir() / "softhsm2")
-    opened: list[Token] = []
-
-    def store_of(label: str) -> KeyStore:
-        opened.append(Token(label, pins, module=args.module))
-        return KeyStore(opened[-1])
-
-    signing = publisher.list_signing(engine, SystemClock().now(), store_of)
-    return signing, opened[0]
+        value = getpass.getpass("Token PIN: ")
+        if not value:
+            raise NoPin("no PIN entered")
+        return value
+    raise NoPin(
+        f"PIN source {spec!r}: use env:VARIABLE, file:PATH or prompt", title="Bad PIN source"
+    )
 
 
-def _report(args: argparse.Namespace, outcomes: list[publisher.Outcome]) -> None:
-    if args.json:
-        print(
-            json.dumps([publisher.outcome_json(o) for o in outcomes], ensure_ascii=False, indent=2)
+def _unlock(args: argparse.Namespace) -> dict[str, Any]:
+    """The request's key fields: the shares, or the PIN the pin source names."""
+    if getattr(args, "module", None):
+        raise BadInput(
+            "--module: the authority service holds the tokens and their PKCS#11 module; "
+            "configure it where the service runs"
         )
+    if args.share:
+        return {"shares": list(args.share)}
+    if args.pin_source:
+        return {"pin": _read_pin(args.pin_source)}
+    return {}
+
+
+def _request(model: type[M], **fields: Any) -> M:
+    """A request model, or one line naming the field the service would refuse."""
+    from pydantic import ValidationError
+
+    try:
+        return model(**fields)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first.get("loc", ())) or "(request)"
+        raise BadInput(f"{where}: {first.get('msg', 'invalid')}") from None
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# -- the mirror ----------------------------------------------------------------------------
+def archive_path(out: Path, list_type: str, sequence: int) -> Path:
+    return out / "archive" / list_type / f"{list_type}-{sequence:010d}.der"
+
+
+@contextlib.contextmanager
+def _mirror_lock(out: Path) -> Iterator[None]:
+    """One writer of a mirror folder at a time (flock: released if the process dies)."""
+    import fcntl
+
+    fd = os.open(out / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _held_sequence(out: Path, list_type: str) -> int:
+    """The sequence of the folder's current list, by its JSON rendering (0 if none)."""
+    try:
+        held = json.loads((out / f"{list_type}.json").read_text(encoding="utf-8"))
+        return int(held["sequence"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
+def mirror(client: Client, out: Path, result: ops.PublishResult) -> None:
+    """Write what the service published into ``out`` (see the module docstring): the versions
+    this run published come with the result, the others the folder lacks are fetched
+    (``lists.version``). A current file is replaced only by a newer version, so two mirrors of
+    one folder at once never turn it back."""
+    from ca.client.http import ServiceError
+    from ca.files import write_atomically
+    from ca.ops import lists as ops
+    from ca.ops.base import Empty
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadInput(f"cannot create {out}: {exc.strerror}") from None
+    given = {(f.list_type, f.sequence): f for f in result.published}
+    root: list[bytes] = []
+    with _mirror_lock(out):
+        for current in result.current:
+            name = current.list_type
+            for sequence in range(1, current.sequence + 1):
+                path = archive_path(out, name, sequence)
+                newest = sequence == current.sequence
+                if path.exists() and (not newest or _sha256(path.read_bytes()) == current.sha256):
+                    continue
+                try:
+                    found = given.get((name, sequence)) or client.call(
+                        ops.VERSION, ops.VersionRequest(list_type=name, sequence=sequence)
+                    )
+                except ServiceError as exc:
+                    if newest:
+                        raise
+                    print(
+                        f"jtca: warning: {name} version {sequence}: {exc.message}", file=sys.stderr
+                    )
+                    continue
+                if _sha256(found.der) != found.sha256 or (
+                    newest and found.sha256 != current.sha256
+                ):
+                    raise MirrorError(
+                        f"the service sent {name} version {sequence} with a SHA-256 that is not "
+                        "the one it recorded"
+                    )
+                path.parent.mkdir(parents=True, exist_ok=True)
+                write_atomically(path, found.der)
+            target = out / f"{name}.der"
+            with contextlib.suppress(OSError):
+                if _sha256(target.read_bytes()) == current.sha256:
+                    continue
+            if _held_sequence(out, name) > current.sequence:
+                continue  # a newer mirror came first
+            if not root:
+                root.append(client.call(ops.ROOT, Empty()).der)
+            data = archive_path(out, name, current.sequence).read_bytes()
+            write_atomically(out / f"{name}.json", _rendered(data, current, root[0]))
+            write_atomically(target, data)
+
+
+def _rendered(data: bytes, current: ops.CurrentVersion, root_der: bytes) -> bytes:
+    """The JSON rendering of a list that passed the terminal-side check (signature, signer
+    certified by the root, type and sequence) as of its own thisUpdate."""
+    from ca.lists.asn1 import ListType
+    from ca.lists.render import render_json
+    from ca.lists.verify import load_list
+
+    verified = load_list(
+        data,
+        trusted_root_der=root_der,
+        expected_type=ListType(current.list_type),
+        now=current.this_update,
+        grace_seconds=0,
+    )
+    if verified.sequence != current.sequence:
+        raise MirrorError(f"{current.list_type}: got version {verified.sequence}, not the current")
+    return render_json(verified).encode("utf-8")
+
+
+def _report(args: argparse.Namespace, result: ops.PublishResult, out: Path | None) -> None:
+    if args.json:
+        rows = [
+            {
+                "list": o.list_type,
+                "action": o.action,
+                "why": o.why,
+                "sequence": o.sequence,
+                "entries": o.entries,
+                "diff": o.diff.model_dump(),
+                "file": str(out / f"{o.list_type}.der")
+                if out is not None and o.action == "published"
+                else None,
+                "sha256": o.sha256,
+            }
+            for o in result.outcomes
+        ]
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
         return
-    for o in outcomes:
-        head = f"{o.list_type.value}: {o.action}"
+    for o in result.outcomes:
+        head = f"{o.list_type}: {o.action}"
         if o.action != "unchanged":
             head += f" version {o.sequence} ({o.why}, {o.entries} entries)"
         else:
@@ -172,81 +359,62 @@ def _report(args: argparse.Namespace, outcomes: list[publisher.Outcome]) -> None
             print(f"  ~ {key}: {change}")
 
 
-def _run(args: argparse.Namespace, engine: Any, actor: Any, *, emergency_id: int | None) -> int:
-    settings = publisher.Settings(
-        _out(args),
-        tuple(ListType(t) for t in args.list) if getattr(args, "list", None) else tuple(ListType),
-        validity=_hours(getattr(args, "validity_hours", 24.0), "--validity-hours"),
-        refresh=_hours(getattr(args, "refresh_hours", 6.0), "--refresh-hours"),
-    )
-    now = SystemClock().now()
-    reason = ""
-    if emergency_id is not None:
-        reason = emergency.approved(engine, emergency_id).reason
-    if getattr(args, "dry_run", False):
-        _report(
-            args,
-            publisher.publish(
-                engine,
-                None,
-                settings,
-                actor=actor,
-                now=now,
-                dry_run=True,
-                emergency=emergency_id is not None,
-            ),
-        )
-        return 0
-    signing, token = _signing(args, engine)
-    try:
-        outcomes = publisher.publish(
-            engine,
-            signing,
-            settings,
-            actor=actor,
-            now=now,
-            emergency=emergency_id is not None,
-            reason=reason,
-        )
-    finally:
-        token.close()
-    if emergency_id is not None:
-        emergency.mark_done(
-            engine,
-            emergency_id,
-            actor,
-            {o.list_type.value: o.sequence or 0 for o in outcomes},
-            SystemClock().now(),
-        )
-    _report(args, outcomes)
+def _published(client: Client, args: argparse.Namespace, result: ops.PublishResult) -> int:
+    out = None
+    if not result.dry_run:
+        out = _out(args)
+        mirror(client, out, result)
+    _report(args, result, out)
     return 0
 
 
 # -- commands ------------------------------------------------------------------------------
 def cmd_publish(args: argparse.Namespace) -> int:
-    engine = open_authority().engine
-    actor = actor_of(engine, args.actor)
-    return _run(args, engine, actor, emergency_id=args.emergency)
+    from ca.ops import lists as ops
+
+    if args.wait != args.wait or not 0 <= args.wait <= 600:
+        raise BadInput(f"--wait {args.wait}: 0 to 600 seconds")
+    request = _request(
+        ops.PublishRequest,
+        lists=args.list or [],
+        dry_run=args.dry_run,
+        validity_seconds=_hours(args.validity_hours, "--validity-hours"),
+        refresh_seconds=_hours(args.refresh_hours, "--refresh-hours"),
+        emergency=args.emergency,
+        wait_seconds=args.wait,
+        **({} if args.dry_run else _unlock(args)),
+    )
+    client = _connect(args.actor)
+    try:
+        return _published(client, args, client.call(ops.PUBLISH, request))
+    finally:
+        client.close()
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    with Session(open_authority().engine) as session:
-        rows = publisher.history(session, ListType(args.list) if args.list else None)
-        data = [
-            {
-                "list": v.list_type,
-                "sequence": v.sequence,
-                "this_update": iso_utc(v.this_update),
-                "next_update": iso_utc(v.next_update),
-                "entries": v.entries,
-                "sha256": v.sha256,
-                "file": v.file,
-                "published_by": v.published_by,
-                "emergency": v.emergency,
-                "diff": json.loads(v.diff),
-            }
-            for v in rows
-        ]
+    from ca.clock import iso_utc
+    from ca.ops import lists as ops
+
+    client = _connect()
+    try:
+        found = client.call(ops.HISTORY, ops.HistoryRequest(list_type=args.list))
+    finally:
+        client.close()
+    data = [
+        {
+            "list": v.list_type,
+            "sequence": v.sequence,
+            "this_update": iso_utc(v.this_update),
+            "next_update": iso_utc(v.next_update),
+            "entries": v.entries,
+            "sha256": v.sha256,
+            "file": v.file,
+            "published_by": v.published_by,
+            "emergency": v.emergency,
+            "diff": v.diff.model_dump(),
+        }
+        for v in found.versions
+    ]
     if args.json:
         print(json.dumps(data, ensure_ascii=False, indent=2))
     else:
@@ -269,6 +437,9 @@ def _read(path: Path, what: str) -> bytes:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    """What a terminal does, here and now: no service, no database, no token."""
+    from ca.clock import SystemClock
+    from ca.lists.asn1 import ListType
     from ca.lists.render import render_json
     from ca.lists.verify import load_list
     from ca.x509 import pem_to_der
@@ -290,31 +461,43 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_root(args: argparse.Namespace) -> int:
     from ca.files import write_atomically
-    from ca.x509 import pem
+    from ca.ops import lists as ops
+    from ca.ops.base import Empty
 
-    der = bytes.fromhex(_certificate(open_authority().engine, "root").der)
-    write_atomically(args.out, pem(der) if args.pem else der)
+    client = _connect()
+    try:
+        root = client.call(ops.ROOT, Empty())
+    finally:
+        client.close()
+    write_atomically(args.out, root.pem.encode("ascii") if args.pem else root.der)
     print(f"wrote {args.out}")
     return 0
 
 
 def cmd_operator_add(args: argparse.Namespace) -> int:
-    engine = open_authority().engine
-    row = acks.register_operator(
-        engine,
-        actor_of(engine, args.actor),
-        operator_id=args.operator_id,
-        name=args.name,
-        province=args.province,
-        now=SystemClock().now(),
-    )
+    from ca.ops import lists as ops
+
+    client = _connect(args.actor)
+    try:
+        row = client.call(
+            ops.OPERATOR_ADD,
+            _request(
+                ops.OperatorRequest,
+                operator_id=args.operator_id,
+                name=args.name,
+                province=args.province,
+            ),
+        )
+    finally:
+        client.close()
     data = {"operator": row.operator_id, "name": row.name, "province": row.province}
     print(json.dumps(data, ensure_ascii=False) if args.json else f"registered {row.operator_id}")
     return 0
 
 
 def cmd_ack(args: argparse.Namespace) -> int:
-    engine = open_authority().engine
+    from ca.ops import lists as ops
+
     kind = args.format or args.report.suffix.lower().lstrip(".")
     if kind not in ("csv", "json"):
         raise BadInput(f"{args.report}: say --format csv or --format json")
@@ -322,16 +505,16 @@ def cmd_ack(args: argparse.Namespace) -> int:
         text = args.report.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise BadInput(f"cannot read {args.report}: {exc}") from None
-    result = acks.import_acks(
-        engine,
-        actor_of(engine, args.actor),
-        text,
-        kind,
-        source=str(args.report),
-        now=SystemClock().now(),
-    )
+    client = _connect(args.actor)
+    try:
+        result = client.call(ops.ACK, ops.AckRequest(text=text, kind=kind, source=str(args.report)))
+    finally:
+        client.close()
     data = {
-        "accepted": [{"operator": o, "list": t, "sequence": s} for o, t, s in result.accepted],
+        "accepted": [
+            {"operator": a.operator, "list": a.list_type, "sequence": a.sequence}
+            for a in result.accepted
+        ],
         "refused": [
             {"line": e.line, "field": e.field, "problem": e.problem} for e in result.refused
         ],
@@ -341,15 +524,21 @@ def cmd_ack(args: argparse.Namespace) -> int:
     else:
         print(f"{len(result.accepted)} acknowledgment(s) kept, {len(result.refused)} refused")
         for e in result.refused:
-            print(f"refused: {e}")
+            print(f"refused: line {e.line}, {e.field}: {e.problem}")
     return 3 if result.refused else 0
 
 
 def cmd_overdue(args: argparse.Namespace) -> int:
+    from ca.clock import iso_utc
+    from ca.ops import lists as ops
+
     if args.days < 0:
         raise BadInput(f"--days {args.days}: 0 or more")
-    with Session(open_authority().engine) as session:
-        rows = acks.overdue(session, now=SystemClock().now(), days=args.days)
+    client = _connect()
+    try:
+        found = client.call(ops.OVERDUE, _request(ops.OverdueRequest, days=args.days))
+    finally:
+        client.close()
     data = [
         {
             "operator": r.operator_id,
@@ -360,7 +549,7 @@ def cmd_overdue(args: argparse.Namespace) -> int:
             "published_at": iso_utc(r.published_at),
             "days_since": r.days_since,
         }
-        for r in rows
+        for r in found.operators
     ]
     if args.json:
         print(json.dumps(data, ensure_ascii=False, indent=2))
@@ -376,33 +565,36 @@ def cmd_overdue(args: argparse.Namespace) -> int:
 
 
 def cmd_emergency(args: argparse.Namespace) -> int:
-    engine = open_authority().engine
-    actor = actor_of(engine, args.actor)
-    row = emergency.request(engine, actor, reason=args.reason, now=SystemClock().now())
-    if row.state == "approved":  # the policy asks no second officer
-        return _run(args, engine, actor, emergency_id=row.id)
-    data = {"request": row.id, "state": row.state, "required": row.required}
+    from ca.ops import lists as ops
+
+    request = _request(ops.EmergencyRequest, reason=args.reason, **_unlock(args))
+    client = _connect(args.actor)
+    try:
+        row = client.call(ops.EMERGENCY, request)
+        if row.publication is not None:  # the policy asks no second officer
+            return _published(client, args, row.publication)
+    finally:
+        client.close()
+    data = {"request": row.request, "state": row.state, "required": row.required}
     print(
         json.dumps(data)
         if args.json
-        else f"emergency request {row.id}: awaits {row.required} approver(s)"
+        else f"emergency request {row.request}: awaits {row.required} approver(s)"
     )
     return 0
 
 
 def cmd_decide(args: argparse.Namespace) -> int:
-    engine = open_authority().engine
-    actor = actor_of(engine, args.actor)
-    row = emergency.decide(
-        engine,
-        actor,
-        args.request,
-        approve=args.approve,
-        now=SystemClock().now(),
-        reason=args.reason,
-    )
-    if row.state == "approved":
-        return _run(args, engine, actor, emergency_id=row.id)
-    data = {"request": row.id, "state": row.state}
-    print(json.dumps(data) if args.json else f"emergency request {row.id}: {row.state}")
+    from ca.ops import lists as ops
+
+    request = _request(ops.DecideRequest, request=args.request, reason=args.reason, **_unlock(args))
+    client = _connect(args.actor)
+    try:
+        row = client.call(ops.APPROVE if args.approve else ops.REJECT, request)
+        if row.publication is not None:  # the last approval published every list
+            return _published(client, args, row.publication)
+    finally:
+        client.close()
+    data = {"request": row.request, "state": row.state}
+    print(json.dumps(data) if args.json else f"emergency request {row.request}: {row.state}")
     return 0

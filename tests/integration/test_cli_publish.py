@@ -39,6 +39,7 @@ def test_publisher_end_to_end(database, tmp_path: Path) -> None:  # type: ignore
     def data(*args: str) -> Any:
         return json.loads(jtca(*args, "--json").stdout)
 
+    jtca("init")  # the state folder and its embedded service (on this test's database)
     shares = [s["share"] for s in data("ceremony", "init-token", EXAMPLE)["pin_shares"]]
     key = ["--share", shares[0], "--share", shares[2]]
     jtca("ceremony", "run", EXAMPLE, *key, "--witness", "赵六 (公证员)")
