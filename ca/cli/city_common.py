@@ -1,25 +1,96 @@
-"""What the ``jtca city`` commands share: output, the acting officer, the time."""
+"""What the ``jtca city`` commands share: one round trip to the service as the officer of
+``--actor``, output, and the JSON shape of a key."""
 
 from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-from ca.authority import open_authority
-from ca.clock import SystemClock
-from ca.officers import actor_of
-from policies.rules import Actor
+from ca.clock import SystemClock, iso_utc
+from ca.ops.base import Model, Operation
+
+if TYPE_CHECKING:
+    from ca.ops.city import KeyView
+
+Req = TypeVar("Req", bound=Model)
+Res = TypeVar("Res", bound=Model)
+
+# the times of a key view, written ISO-8601 UTC in --json output
+KEY_TIMES: Final = frozenset(
+    {
+        "not_before",
+        "not_after",
+        "delivered_at",
+        "installed_at",
+        "activated_at",
+        "first_use",
+        "last_use",
+        "supersede_at",
+        "destroy_after",
+        "destroyed_at",
+    }
+)
 
 
 def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
     print(json.dumps(data, ensure_ascii=False, indent=2) if args.json else text)
 
 
-def _actor(args: argparse.Namespace) -> tuple[Any, Actor]:
-    engine = open_authority().engine
-    return engine, actor_of(engine, args.actor)
-
-
 def _now() -> int:
     return SystemClock().now()
+
+
+def call(
+    args: argparse.Namespace,
+    op: Operation[Req, Res],
+    request: Req,
+    options: Mapping[str, str] | None = None,
+) -> Res:
+    """``op`` at the service, as the officer of ``--actor`` when the command has one. A refusal
+    that names a request field (``city abc: …``) is said with the command's option for that
+    field instead (``--city abc: …``), as ``options`` maps them."""
+    from ca.client.http import ServiceError, connect
+
+    client = connect(officer=getattr(args, "actor", None))
+    try:
+        return client.call(op, request)
+    except ServiceError as exc:
+        if exc.field and options:
+            _say_option(exc, options)
+        raise
+    finally:
+        client.close()
+
+
+def _say_option(exc: Any, options: Mapping[str, str]) -> None:
+    field: str = exc.field
+    option = options.get(field.split("[", 1)[0])
+    if option is None:
+        return
+    for lead in (f"{field} ", f"{field}:"):
+        if exc.message.startswith(lead):
+            exc.message = option + exc.message[len(field) :]
+            exc.args = (exc.message,)
+            return
+
+
+def key_json(view: KeyView) -> dict[str, Any]:
+    """A key as ``--json`` has always written it: ``class``, times ISO-8601 UTC."""
+    data: dict[str, Any] = {}
+    for name, value in view.model_dump().items():
+        if name in KEY_TIMES and value is not None:
+            value = iso_utc(value)
+        data["class" if name == "key_class" else name] = value
+    return data
+
+
+def _actor(
+    args: argparse.Namespace,
+) -> tuple[Any, Any]:  # TEMPORARY: until ca/cli/site.py is a client
+    from ca.authority import open_authority
+    from ca.officers import actor_of
+
+    engine = open_authority().engine
+    return engine, actor_of(engine, args.actor)

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -452,8 +453,20 @@ def test_usage_reports_are_kept_five_years_then_purged(
 
 
 # -- the command line ------------------------------------------------------------------------------
-def _cli(url: str, tmp_path: Path) -> Any:
-    env = dict(os.environ, JTCA_STATE=str(tmp_path / "state"), JTCA_DATABASE_URL=url)
+Jtca = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def cli(database: Any, tmp_path: Path) -> Iterator[Jtca]:
+    """``jtca`` as a client of the embedded service `jtca init` starts on a fresh state folder
+    with this database (stopped afterwards); never a traceback."""
+    url, _ = database
+    env = {k: v for k, v in os.environ.items() if k not in ("JTCA_URL", "JTCA_SERVER_CERT")}
+    env.update(
+        JTCA_STATE=str(tmp_path / "state"),
+        JTCA_DATABASE_URL=url,
+        XDG_CONFIG_HOME=str(tmp_path / "xdg"),
+    )
     env.pop("SOFTHSM2_CONF", None)
 
     def jtca(*args: str) -> subprocess.CompletedProcess[str]:
@@ -463,7 +476,10 @@ def _cli(url: str, tmp_path: Path) -> Any:
         assert "Traceback" not in result.stderr
         return result
 
-    return jtca
+    made = jtca("init")
+    assert made.returncode == 0, made.stderr
+    yield jtca
+    jtca("service", "stop")
 
 
 def _officers(engine: Any) -> None:
@@ -481,12 +497,12 @@ def _officers(engine: Any) -> None:
 
 
 def test_cli_import_reports_what_it_imported_before_a_refusal(
-    database: Any, tmp_path: Path
+    database: Any, cli: Jtca, tmp_path: Path
 ) -> None:
     """`city import GOOD BAD`: the error names BAD, and GOOD's import is reported, not silent."""
-    url, engine = database
+    _, engine = database
     _officers(engine)
-    jtca = _cli(url, tmp_path)
+    jtca = cli
     for holder, token, actor in (("ministry", "MOT-KEYS", "mot-root-1"), ("440000", "GD", "gd-1")):
         assert (
             jtca(
@@ -525,22 +541,21 @@ def test_cli_import_reports_what_it_imported_before_a_refusal(
     ids=["state-typo", "class-typo", "negative-limit", "keys-city-abc", "suspend-city-abc"],
 )
 def test_cli_filters_and_city_codes_are_checked(
-    database: Any, tmp_path: Path, args: tuple[str, ...]
+    database: Any, cli: Jtca, args: tuple[str, ...]
 ) -> None:
     """A typo in --state or --class, a negative --limit, or --city that is no city code: exit 3."""
-    url, engine = database
+    _, engine = database
     _officers(engine)
-    jtca = _cli(url, tmp_path)
-    result = jtca("city", *args)
+    result = cli("city", *args)
     assert result.returncode == 3, (result.stdout, result.stderr)
     assert f"{args[1]} {args[2]}" in result.stderr
 
 
-def test_cli_usage_files_that_cannot_be_read(database: Any, tmp_path: Path) -> None:
+def test_cli_usage_files_that_cannot_be_read(database: Any, cli: Jtca, tmp_path: Path) -> None:
     """Non-UTF-8 and unknown-extension reports are bad input (3) naming the file; BOM is fine."""
-    url, engine = database
+    _, engine = database
     _officers(engine)
-    jtca = _cli(url, tmp_path)
+    jtca = cli
     gbk = tmp_path / "gbk.csv"
     gbk.write_bytes((HEADER + "\n广州,440100,x,y,440106\n").encode("gbk"))
     result = jtca("city", "usage", str(gbk), "--actor", "gd-1")

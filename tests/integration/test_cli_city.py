@@ -2,7 +2,9 @@
 the root ceremony and `jtca officer add`; a province applies, the ministry approves and
 generates; packages go ministry → province → city into three SoftHSM2 tokens; a usage report
 with a bad row and a scope violation; suspension under dual control; the report files; a
-verified audit log. Errors are one line with a title, never a traceback."""
+verified audit log. Errors are one line with a title, never a traceback. The commands are
+clients of the embedded service that `jtca init` starts on the state folder (with the same
+database URL); the test stops it at the end."""
 
 from __future__ import annotations
 
@@ -10,21 +12,44 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from PIL import Image
 
 JTCA = str(Path(sys.executable).with_name("jtca"))
 EXAMPLE = str(Path(__file__).resolve().parents[2] / "policies" / "ceremonies" / "root-example.toml")
 
 
-def test_city_key_path_through_the_cli(database, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    url, _ = database
-    env = dict(os.environ, JTCA_STATE=str(tmp_path / "state"), JTCA_DATABASE_URL=url)
+def client_env(url: str, tmp_path: Path) -> dict[str, str]:
+    """A client of the embedded service on ``tmp_path/state`` with the database ``url`` (no
+    configured service, no user's configuration, no SoftHSM2 of the caller's)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("JTCA_URL", "JTCA_SERVER_CERT")}
+    env.update(
+        JTCA_STATE=str(tmp_path / "state"),
+        JTCA_DATABASE_URL=url,
+        XDG_CONFIG_HOME=str(tmp_path / "xdg"),
+    )
     env.pop("SOFTHSM2_CONF", None)
+    return env
 
+
+@pytest.fixture
+def env(database: Any, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """`jtca init` on a fresh state folder; its embedded service stopped afterwards."""
+    url, _ = database
+    env = client_env(url, tmp_path)
+    run = [JTCA, "init"], [JTCA, "service", "stop"]
+    made = subprocess.run(run[0], capture_output=True, text=True, env=env, timeout=120)
+    assert made.returncode == 0, made.stderr
+    yield env
+    subprocess.run(run[1], capture_output=True, text=True, env=env, timeout=60, check=False)
+
+
+def test_city_key_path_through_the_cli(env: dict[str, str], tmp_path: Path) -> None:
     def jtca(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             [JTCA, *args], capture_output=True, text=True, env=env, check=False, timeout=120
