@@ -1,0 +1,157 @@
+"""Issue #11, point 5, through the real `jtca` command: a province whose token is its own — a
+PKCS#11 token in a SoftHSM2 of the province's machine that the authority service never sees,
+opened with ``--module`` and a PIN from ``--pin-source env:VAR`` — registers its transport key,
+imports the ministry's packages and hands the keys on to a city whose token is the embedded
+default. The service's SoftHSM2 never holds the province's token, and no PIN of it is stored
+anywhere jtca keeps files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ca.store.db import transaction
+from hsm.pkcs11.token import find_module
+
+JTCA = str(Path(sys.executable).with_name("jtca"))
+PROVINCE_PIN = "gd-pin-4711"
+OFFICERS = (
+    ("mot-root-1", "ministry-root-officer", None),
+    ("ca-op-1", "ministry-ca-operator", None),
+    ("gd-1", "provincial-officer", "440000"),
+    ("gd-2", "provincial-officer", "440000"),
+)
+
+
+@pytest.fixture
+def env(database: Any, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """`jtca init` on a fresh state folder (its embedded service stopped afterwards), and the
+    officers."""
+    url, engine = database
+    env = {k: v for k, v in os.environ.items() if k not in ("JTCA_URL", "JTCA_SERVER_CERT")}
+    env.update(
+        JTCA_STATE=str(tmp_path / "state"),
+        JTCA_DATABASE_URL=url,
+        XDG_CONFIG_HOME=str(tmp_path / "xdg"),
+    )
+    env.pop("SOFTHSM2_CONF", None)
+    made = subprocess.run([JTCA, "init"], capture_output=True, text=True, env=env, timeout=120)
+    assert made.returncode == 0, made.stderr
+    from ca.officers import add_officer_in
+
+    with transaction(engine) as session:
+        for officer_id, role, province in OFFICERS:
+            add_officer_in(
+                session,
+                officer_id=officer_id,
+                name=officer_id,
+                roles=[role],
+                province=province,
+                actor="test",
+                now=1_790_000_000,
+            )
+    yield env
+    subprocess.run(
+        [JTCA, "service", "stop"], capture_output=True, text=True, env=env, timeout=60, check=False
+    )
+
+
+def province_machine(folder: Path) -> dict[str, str]:
+    """A SoftHSM2 of the province's own, with one token GD-HSM made by softhsm2-util (not by
+    jtca): the environment of a client at the province."""
+    tokens = folder / "tokens"
+    tokens.mkdir(parents=True)
+    conf = folder / "softhsm2.conf"
+    conf.write_text(f"directories.tokendir = {tokens}\nobjectstore.backend = file\n")
+    env = {"SOFTHSM2_CONF": str(conf), "GD_PIN": PROVINCE_PIN}
+    subprocess.run(
+        ["softhsm2-util", "--init-token", "--free", "--label", "GD-HSM", "--pin", PROVINCE_PIN,
+         "--so-pin", "so-4711"],
+        env=dict(os.environ, **env), capture_output=True, check=True, timeout=60,
+    )  # fmt: skip
+    return env
+
+
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+def test_a_province_with_its_own_token(env: dict[str, str], tmp_path: Path) -> None:
+    at_province = province_machine(tmp_path / "gd-machine")
+    module = str(find_module())
+    site = ["--module", module, "--pin-source", "env:GD_PIN"]
+
+    def jtca(*args: str, ok: bool = True, where: dict[str, str] | None = None) -> Any:
+        result = subprocess.run(
+            [JTCA, *args],
+            capture_output=True,
+            text=True,
+            env=dict(env, **(where or {})),
+            check=False,
+            timeout=120,
+        )
+        assert "Traceback" not in result.stderr
+        if ok:
+            assert result.returncode == 0, (args, result.stderr)
+        return result
+
+    def data(*args: str, where: dict[str, str] | None = None) -> Any:
+        return json.loads(jtca(*args, "--json", where=where).stdout)
+
+    ministry = data("city", "transport-key", "--holder", "ministry", "--token", "MOT-KEYS",
+                    "--actor", "mot-root-1")  # fmt: skip
+    assert ministry["token"] == "MOT-KEYS"  # noqa: S105 - a token label
+    # the ministry's token is the service's: no --module for it
+    refused = jtca("city", "transport-key", "--holder", "ministry", "--token", "MOT-KEYS",
+                   "--actor", "mot-root-1", *site, ok=False)  # fmt: skip
+    assert refused.returncode == 3
+    # a PIN source goes with a module
+    refused = jtca("city", "import", "x.jkp", "--actor", "gd-1", "--pin-source", "env:GD_PIN",
+                   ok=False)  # fmt: skip
+    assert (refused.returncode, "--module" in refused.stderr) == (3, True)
+
+    province = data("city", "transport-key", "--holder", "440000", "--token", "GD-HSM",
+                    "--actor", "gd-1", *site, where=at_province)  # fmt: skip
+    assert province["uri"].startswith("pkcs11:token=GD-HSM;object=transport-440000-")
+    city = data("city", "transport-key", "--holder", "440100", "--token", "GZ-KEYS",
+                "--actor", "gd-1")  # fmt: skip
+    assert city["token"] == "GZ-KEYS"  # noqa: S105 - a token label
+
+    application = data("city", "apply", "--city", "440100", "--actor", "gd-1")["application"]
+    data("city", "approve", "--application", str(application), "--actor", "ca-op-1")
+    data("city", "generate", str(application), "--actor", "mot-root-1")
+    sent = data("city", "deliver", "--application", str(application),
+                "--out", str(tmp_path / "to-gd"), "--actor", "mot-root-1")  # fmt: skip
+    assert {d["to"] for d in sent} == {"440000"}
+
+    files = [d["file"] for d in sent]
+    imported = data("city", "import", *files, "--actor", "gd-1", *site, where=at_province)
+    assert {(i["token"], i["stage"]) for i in imported} == {("GD-HSM", "held-by-province")}
+    again = jtca("city", "import", files[0], "--actor", "gd-1", *site, where=at_province,
+                 ok=False)  # fmt: skip
+    assert again.returncode == 4
+    assert again.stderr.startswith(f"jtca: Key package refused: {files[0]}: replayed: ")
+
+    onward = data("city", "deliver", "--application", str(application),
+                  "--out", str(tmp_path / "to-gz"), "--actor", "gd-1", *site,
+                  where=at_province)  # fmt: skip
+    assert {d["to"] for d in onward} == {"440100"}
+    installed = data("city", "import", *[d["file"] for d in onward], "--actor", "gd-2")
+    assert {(i["token"], i["stage"]) for i in installed} == {("GZ-KEYS", "installed")}
+
+    # the keys are in the province's own token, read there with its module and PIN
+    held = data("token", "list", "--token", "GD-HSM", *site, where=at_province)
+    labels = {k["label"] for k in held["keys"]}
+    assert {i["label"] for i in imported} <= labels
+    # the service's SoftHSM2 never held the province's token, and no PIN of it is kept there
+    embedded = data("token", "list")["tokens"]
+    assert "GD-HSM" not in embedded
+    assert {"MOT-KEYS", "GZ-KEYS"} <= set(embedded)
+    state = Path(env["JTCA_STATE"])
+    assert not [p for p in state.rglob("*") if p.is_file() and PROVINCE_PIN.encode() in
+                p.read_bytes()]  # fmt: skip
+    assert all(d["stage"] == "installed" for d in data("city", "keys", "--city", "440100"))
