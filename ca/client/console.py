@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from ca.client.http import Client
 from ca.clock import Clock
 from ca.errors import JtcaError
-from ca.ops import audit, ceremony, city, issuance, packages
+from ca.ops import audit, ceremony, city, issuance, lists, packages
 from ca.ops import console as ops
 from ca.ops.base import Empty
 
@@ -152,8 +152,22 @@ class Console:
         raise BadInput(f"no key action {action!r}")
 
     # -- approvals (dual control) ------------------------------------------------------------
-    def decide(self, kind: str, item_id: int, *, approve: bool, reason: str = "") -> str:
-        """Approve or reject a pending item of ``pending()``; the item's state afterwards."""
+    def decide(
+        self,
+        kind: str,
+        item_id: int,
+        *,
+        approve: bool,
+        reason: str = "",
+        shares: Sequence[str] = (),
+    ) -> str:
+        """Approve or reject a pending item of ``pending()``; the item's state afterwards. An
+        emergency publication's last approval publishes: ``shares`` open the signing key."""
+        if kind == "emergency":
+            op = lists.APPROVE if approve else lists.REJECT
+            return self.client.call(
+                op, lists.DecideRequest(request=item_id, reason=reason, shares=list(shares))
+            ).state
         if kind in ("application", "action"):
             return self.client.call(
                 city.DECIDE,
@@ -274,6 +288,53 @@ class Console:
         return self.client.call(
             issuance.REVOKE, issuance.RevokeRequest(ca_index=ca_index, serial=serial, reason=reason)
         )
+
+    # -- publication ----------------------------------------------------------------------------
+    def list_history(self) -> list[lists.HistoryEntry]:
+        return self.client.call(lists.HISTORY, lists.HistoryRequest()).versions
+
+    def preview(self) -> lists.PublishResult:
+        """What publishing would change, entry by entry (nothing is signed or recorded)."""
+        return self.client.call(lists.PUBLISH, lists.PublishRequest(dry_run=True))
+
+    def publish(
+        self, shares: Sequence[str], *, emergency_id: int | None = None
+    ) -> lists.PublishResult:
+        """Sign and publish (into the service's publication folder) with the root token's share
+        quorum; ``emergency_id``: carry out that approved emergency request."""
+        return self.client.call(
+            lists.PUBLISH, lists.PublishRequest(shares=list(shares), emergency=emergency_id)
+        )
+
+    def overdue(self) -> list[lists.OverdueOperator]:
+        return self.client.call(lists.OVERDUE, lists.OverdueRequest()).operators
+
+    def import_acks(self, path: Path) -> lists.AckResult:
+        """An operators' load report (CSV or JSON, by its suffix), read here and sent."""
+        kind = path.suffix.lower().lstrip(".")
+        if kind not in ("csv", "json"):
+            raise BadInput(f"{path}: a report is a .csv or a .json file (see docs/publisher.md)")
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise BadInput(f"cannot read {path}: {why}") from None
+        return self.client.call(
+            lists.ACK,
+            lists.AckRequest(text=text, kind=kind, source=str(path)),  # type: ignore[arg-type]
+        )
+
+    def add_operator(self, operator_id: str, name: str, province: str | None) -> lists.Operator:
+        return self.client.call(
+            lists.OPERATOR_ADD,
+            lists.OperatorRequest(operator_id=operator_id, name=name, province=province),
+        )
+
+    def request_emergency(self, reason: str) -> lists.EmergencyOutcome:
+        return self.client.call(lists.EMERGENCY, lists.EmergencyRequest(reason=reason))
+
+    def emergency_requests(self) -> list[ops.EmergencyRequestView]:
+        return self.client.call(ops.EMERGENCY_REQUESTS, Empty()).requests
 
     # -- ceremonies -----------------------------------------------------------------------------
     def ceremonies(self) -> list[ops.CeremonyRunView]:

@@ -178,3 +178,26 @@ CEREMONIES = operation(
     "the key ceremonies that have run (the Ceremony screen warns before a second run)",
     mutating=False,
 )
+
+
+# -- emergency publication requests ---------------------------------------------------------------
+class EmergencyRequestView(Model):
+    id: int
+    state: str  # pending | approved | rejected | done
+    by: str
+    at: int
+    required: int  # approvals the policy asks for
+    reason: str
+
+
+class EmergencyRequests(Model):
+    requests: list[EmergencyRequestView]  # newest first
+
+
+EMERGENCY_REQUESTS = operation(
+    "console.emergency-requests",
+    Empty,
+    EmergencyRequests,
+    "the latest emergency publication requests (第三十四条), in every state",
+    mutating=False,
+)

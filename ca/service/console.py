@@ -293,3 +293,32 @@ def ceremonies(ctx: Context, _req: Empty) -> ops.CeremonyRuns:
                 for r in rows
             ]
         )
+
+
+# -- emergency publication requests ---------------------------------------------------------------
+EMERGENCY_SHOWN: Final = 50
+
+
+@handles(ops.EMERGENCY_REQUESTS)
+def emergency_requests(ctx: Context, _req: Empty) -> ops.EmergencyRequests:
+    ctx.actor()
+    with Session(ctx.engine) as session:
+        rows = session.exec(
+            select(PendingAction)
+            .where(PendingAction.action == emergency.EMERGENCY)
+            .order_by(col(PendingAction.id).desc())
+            .limit(EMERGENCY_SHOWN)
+        ).all()
+        return ops.EmergencyRequests(
+            requests=[
+                ops.EmergencyRequestView(
+                    id=r.id or 0,
+                    state=r.state,
+                    by=r.requested_by,
+                    at=r.requested_at,
+                    required=r.required,
+                    reason=r.reason,
+                )
+                for r in rows
+            ]
+        )

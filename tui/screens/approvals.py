@@ -109,15 +109,18 @@ class ApprovalsScreen(ProgressScreen):
 
         def confirmed(result: dict[str, str] | None) -> None:
             if result is not None:
-                self._decide(item, approve=True, reason="")
+                shares = [v.strip() for _, v in sorted(result.items()) if v.strip()]
+                self._decide(item, approve=True, reason="", shares=shares)
 
+        note = f"{item.what}\nasked by {item.by}" + (f": {item.reason}" if item.reason else "")
+        fields: list[Field] = []
+        if item.kind == "emergency":  # the last approval publishes: the signing key is opened
+            fields = [
+                Field(f"share-{i}", f"Root token PIN share {i}", password=True) for i in (1, 2)
+            ]
+            note += "\nThe last approval publishes every list: the root token's shares."
         self.app.push_screen(
-            FormModal(
-                f"Approve {item.kind} #{item.id}",
-                note=f"{item.what}\nasked by {item.by}"
-                + (f": {item.reason}" if item.reason else ""),
-            ),
-            confirmed,
+            FormModal(f"Approve {item.kind} #{item.id}", fields, note=note), confirmed
         )
 
     def action_reject(self) -> None:
@@ -139,7 +142,9 @@ class ApprovalsScreen(ProgressScreen):
             given,
         )
 
-    def _decide(self, item: PendingItem, *, approve: bool, reason: str) -> None:
+    def _decide(
+        self, item: PendingItem, *, approve: bool, reason: str, shares: list[str] | None = None
+    ) -> None:
         kind, item_id = item.kind, item.id
 
         def done(state: str) -> None:
@@ -150,7 +155,9 @@ class ApprovalsScreen(ProgressScreen):
             self.action_refresh()
 
         self.work(
-            lambda: self.console.decide(kind, item_id, approve=approve, reason=reason),
+            lambda: self.console.decide(
+                kind, item_id, approve=approve, reason=reason, shares=shares or ()
+            ),
             done=done,
             busy="Recording the decision…",
         )

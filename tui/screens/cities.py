@@ -175,8 +175,8 @@ class CitiesScreen(ProgressScreen):
         )
         latest: dict[str, str] = {}
         for application in reversed(loaded.applications):  # oldest first: newest wins
-            for city in application.cities:
-                latest[city] = f"#{application.id} {application.state}"
+            for code in application.cities:
+                latest[code] = f"#{application.id} {application.state}"
         keys_of: dict[str, list[city_ops.KeyView]] = defaultdict(list)
         for key in loaded.keys:
             keys_of[key.city].append(key)

@@ -7,7 +7,7 @@ through ``Console.renew`` and ``Console.request``: operations of the service (``
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar, Final, cast
+from typing import Any, ClassVar, Final
 
 from textual import on
 from textual.app import ComposeResult
@@ -299,7 +299,7 @@ class KeysScreen(ProgressScreen):
         at = SORTABLE.index(self.asked.sort) if self.asked.sort in SORTABLE else -1
         self.asked = replace(
             self.asked,
-            sort=cast(city.SortKey, SORTABLE[(at + 1) % len(SORTABLE)]),
+            sort=SORTABLE[(at + 1) % len(SORTABLE)],
             descending=False,
         )
         self.reload()
@@ -319,7 +319,7 @@ class KeysScreen(ProgressScreen):
         if name == self.asked.sort:
             self.asked = replace(self.asked, descending=not self.asked.descending)
         else:
-            self.asked = replace(self.asked, sort=cast(city.SortKey, name), descending=False)
+            self.asked = replace(self.asked, sort=name, descending=False)
         self.reload()
 
     # -- detail ------------------------------------------------------------------------------

@@ -4,38 +4,36 @@ entry; signing and publishing with the root token's share quorum; the operators'
 acknowledgments (import a report, who is overdue, 第十二条) and emergency publication requests
 (第三十四条).
 
-Everything goes through ``Console`` (``list_history``, ``preview``, ``publish``, ``overdue``) and
-``ca.publish.acks`` / ``ca.publish.emergency``: policy, dual control and audit are theirs."""
+Everything is an operation of the service through ``Console`` (``lists.history``, ``lists.publish``
+— a dry run for the preview —, ``lists.overdue``, ``lists.ack``, ``lists.operator-add``,
+``lists.emergency``, ``console.emergency-requests``): policy, dual control and audit are the
+service's, and so is the publication folder the lists are written to."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Final
+from typing import ClassVar, Final
 
-from sqlmodel import Session, col, select
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.widgets import ContentSwitcher, DataTable, Static
 
+from ca.client.console import Console
 from ca.clock import iso_utc
-from ca.console import Console
-from ca.errors import JtcaError
-from ca.lists.asn1 import ListType
-from ca.publish import acks, emergency, publisher
-from ca.store.models import ListVersion, PendingAction
+from ca.ops import lists
+from ca.ops.console import EmergencyRequestView
 from tui.screens.forms import Field, FormModal, RowTable
 from tui.screens.panels import ProgressScreen, WorkProgress, short_time
 
-PUBLISH: Final = publisher.PUBLISH  # list.publish
-EMERGENCY: Final = emergency.EMERGENCY  # list.emergency-publish (第三十四条)
-IMPORT: Final = acks.IMPORT  # list.import-ack (第十二条)
-REGISTER: Final = acks.REGISTER  # list.register-operator
+PUBLISH: Final = "list.publish"
+EMERGENCY: Final = "list.emergency-publish"  # 第三十四条
+IMPORT: Final = "list.import-ack"  # 第十二条
+REGISTER: Final = "list.register-operator"
+LOAD_DEADLINE_DAYS: Final = 15  # 第十二条: operators load a new version within 15 days
 HOUR: Final = 3600
-REQUESTS_SHOWN: Final = 50
 
 VIEWS: Final = {
     "history": "History",
@@ -56,27 +54,26 @@ def until(seconds: int) -> str:
     return f"{mins}m"
 
 
-def freshness_lines(history: Sequence[ListVersion], now: int) -> list[str]:
+def freshness_lines(history: Sequence[lists.HistoryEntry], now: int) -> list[str]:
     """One line per list type: its newest version and how long until its nextUpdate."""
     lines = []
-    for list_type in ListType:
-        versions = [v for v in history if v.list_type == list_type.value]
+    for name in lists.LIST_NAMES:
+        versions = [v for v in history if v.list_type == name]
         if not versions:
-            lines.append(f"{list_type.value:<17} never published")
+            lines.append(f"{name:<17} never published")
             continue
         newest = max(versions, key=lambda v: v.sequence)
         left = newest.next_update - now
         state = f"fresh {until(left)}" if left >= 0 else f"STALE {until(left)}"
         lines.append(
-            f"{list_type.value:<17}#{newest.sequence:<4}{count(newest.entries):>12}  "
+            f"{name:<17}#{newest.sequence:<4}{count(newest.entries):>12}  "
             f"next {short_time(iso_utc(newest.next_update))}  {state}"
         )
     return lines
 
 
-def diff_summary(diff: dict[str, Any]) -> str:
-    added, removed = diff.get("added") or [], diff.get("removed") or []
-    changed = diff.get("changed") or {}
+def diff_summary(diff: lists.Diff) -> str:
+    added, removed, changed = diff.added, diff.removed, diff.changed
     parts = []
     if added:
         parts.append("+" + ", +".join(added))
@@ -89,29 +86,36 @@ def diff_summary(diff: dict[str, Any]) -> str:
     return "; ".join(parts) or "no entry changed"
 
 
+def version_key(version: lists.HistoryEntry) -> str:
+    return f"{version.list_type}#{version.sequence}"
+
+
+def row_error(error: lists.RefusedRow) -> str:
+    return f"line {error.line}, {error.field}: {error.problem}"
+
+
 def count(n: int) -> str:
     return f"{n} {'entry' if n == 1 else 'entries'}"
 
 
-def outcome_line(outcome: publisher.Outcome) -> str:
+def outcome_line(outcome: lists.ListOutcome) -> str:
     diff = outcome.diff
     counts = f"+{len(diff.added)} -{len(diff.removed)} ~{len(diff.changed)}"
     if outcome.action == "unchanged":
         return (
-            f"{outcome.list_type.value:<17} unchanged at #{outcome.sequence} "
-            f"({count(outcome.entries)})"
+            f"{outcome.list_type:<17} unchanged at #{outcome.sequence} ({count(outcome.entries)})"
         )
     return (
-        f"{outcome.list_type.value:<17} {outcome.action} #{outcome.sequence} ({outcome.why}), "
+        f"{outcome.list_type:<17} {outcome.action} #{outcome.sequence} ({outcome.why}), "
         f"{count(outcome.entries)}, {counts}"
     )
 
 
-def diff_rows(outcomes: Sequence[publisher.Outcome]) -> list[tuple[str, list[str]]]:
+def diff_rows(outcomes: Sequence[lists.ListOutcome]) -> list[tuple[str, list[str]]]:
     """One table row per entry added, removed or changed, per list."""
     rows: list[tuple[str, list[str]]] = []
     for outcome in outcomes:
-        name = outcome.list_type.value
+        name = outcome.list_type
         for key in outcome.diff.added:
             rows.append((f"{name}+{key}", [name, "added", key, ""]))
         for key in outcome.diff.removed:
@@ -122,37 +126,11 @@ def diff_rows(outcomes: Sequence[publisher.Outcome]) -> list[tuple[str, list[str
     return rows
 
 
-def published_text(outcomes: Sequence[publisher.Outcome]) -> str:
-    new = [f"{o.list_type.value} #{o.sequence}" for o in outcomes if o.action == "published"]
-    same = [o.list_type.value for o in outcomes if o.action != "published"]
+def published_text(outcomes: Sequence[lists.ListOutcome]) -> str:
+    new = [f"{o.list_type} #{o.sequence}" for o in outcomes if o.action == "published"]
+    same = [o.list_type for o in outcomes if o.action != "published"]
     text = ("Published " + ", ".join(new)) if new else "Nothing needed publishing"
     return text + (f"; unchanged: {', '.join(same)}." if same else ".")
-
-
-def emergency_requests(console: Console) -> list[PendingAction]:
-    with Session(console.engine) as session:
-        return list(
-            session.exec(
-                select(PendingAction)
-                .where(PendingAction.action == EMERGENCY)
-                .order_by(col(PendingAction.id).desc())
-                .limit(REQUESTS_SHOWN)
-            )
-        )
-
-
-def read_report(path: Path) -> tuple[str, str]:
-    """(text, kind) of an acknowledgment report file: CSV or JSON by its suffix."""
-    kind = path.suffix.lower().lstrip(".")
-    if kind not in ("csv", "json"):
-        raise JtcaError(
-            f"{path}: a report is a .csv or a .json file (see docs/publisher.md)", title="Bad input"
-        )
-    try:
-        return path.read_text(encoding="utf-8-sig"), kind
-    except (OSError, UnicodeDecodeError) as exc:
-        why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise JtcaError(f"cannot read {path}: {why}", title="Bad input") from None
 
 
 class PublicationScreen(ProgressScreen):
@@ -171,7 +149,6 @@ class PublicationScreen(ProgressScreen):
         Binding("n", "add_operator", "Operator"),
         Binding("g", "view('requests')", "Requests"),
         Binding("e", "emergency", "Emergency"),
-        Binding("f", "folder", "Folder", show=False),
         Binding("r", "refresh", "Refresh", show=False),
     ]
     DEFAULT_CSS = """
@@ -183,18 +160,13 @@ class PublicationScreen(ProgressScreen):
     PublicationScreen .note { height: auto; max-height: 4; padding: 0 1; color: $text-muted; }
     """
 
-    def __init__(self, console: Console, *, out_dir: Path | None = None) -> None:
+    def __init__(self, console: Console) -> None:
         super().__init__(console)
-        if out_dir is None:
-            from ca.tokens import state_dir
-
-            out_dir = (console.state or state_dir()) / "lists"
-        self.out_dir = out_dir
-        self.history: list[ListVersion] = []
-        self.outcomes: list[publisher.Outcome] | None = None  # the last preview
-        self.overdue_rows: list[acks.Overdue] = []
-        self.requests: list[PendingAction] = []
-        self.last_import: acks.AckImport | None = None
+        self.history: list[lists.HistoryEntry] = []
+        self.outcomes: list[lists.ListOutcome] | None = None  # the last preview
+        self.overdue_rows: list[lists.OverdueOperator] = []
+        self.requests: list[EmergencyRequestView] = []
+        self.last_import: lists.AckResult | None = None
         self.view = "history"
         may = {a: console.can(a) for a in self.ACTIONS}
         self.allowed = {
@@ -250,7 +222,7 @@ class PublicationScreen(ProgressScreen):
         self.view = view
         self.query_one(ContentSwitcher).current = view
         self.query_one("#view-title", Static).update(
-            f"{VIEWS[view]} · {self.out_dir} (f: folder · r: refresh)"
+            f"{VIEWS[view]} · published by the service (r: refresh)"
         )
         self.query_one(f"#{view}-table", DataTable).focus()
 
@@ -269,7 +241,7 @@ class PublicationScreen(ProgressScreen):
             self.load_requests()
 
     def load_history(self) -> None:
-        def done(history: list[ListVersion]) -> None:
+        def done(history: list[lists.HistoryEntry]) -> None:
             self.history = history
             self.show_history()
 
@@ -282,7 +254,7 @@ class PublicationScreen(ProgressScreen):
         newest_first = sorted(self.history, key=lambda v: (-v.published_at, v.list_type))
         self.query_one("#history-table", RowTable).fill(
             (
-                str(v.id),
+                version_key(v),
                 [
                     v.list_type,
                     str(v.sequence),
@@ -302,25 +274,23 @@ class PublicationScreen(ProgressScreen):
 
     def show_version_note(self) -> None:
         key = self.query_one("#history-table", RowTable).current_key()
-        version = next((v for v in self.history if str(v.id) == key), None)
+        version = next((v for v in self.history if version_key(v) == key), None)
         note = ""
         if version is not None:
             note = (
                 f"{version.list_type} #{version.sequence} by {version.published_by}, "
-                f"SHA-256 {version.sha256[:16]}…: {diff_summary(json.loads(version.diff))}"
+                f"SHA-256 {version.sha256[:16]}…: {diff_summary(version.diff)}"
             )
         self.query_one("#history-note", Static).update(note)
 
     # -- preview -------------------------------------------------------------------------------
     def action_preview(self) -> None:
-        out_dir = self.out_dir
-
-        def done(outcomes: list[publisher.Outcome]) -> None:
-            self.outcomes = outcomes
+        def done(result: lists.PublishResult) -> None:
+            self.outcomes = result.outcomes
             self.show_preview()
 
         self.show_view("preview")
-        self.work(lambda: self.console.preview(out_dir), done=done, busy="Comparing lists…")
+        self.work(self.console.preview, done=done, busy="Comparing lists…")
 
     def show_preview(self) -> None:
         outcomes = self.outcomes or []
@@ -349,7 +319,7 @@ class PublicationScreen(ProgressScreen):
         else:
             note = "\n".join(outcome_line(o) for o in self.outcomes)
         self.app.push_screen(
-            FormModal(f"Sign and publish the lists to {self.out_dir}", fields, note=note),
+            FormModal("Sign and publish the lists", fields, note=note),
             self.publish_answered,
         )
 
@@ -367,9 +337,9 @@ class PublicationScreen(ProgressScreen):
             )
             return
         emergency_id = int(raw) if raw else None
-        out_dir = self.out_dir
 
-        def done(outcomes: list[publisher.Outcome]) -> None:
+        def done(result: lists.PublishResult) -> None:
+            outcomes = result.outcomes
             self.outcomes = None
             self.show_preview()
             self.app.notify(published_text(outcomes), title="Published", markup=False)
@@ -377,31 +347,14 @@ class PublicationScreen(ProgressScreen):
             self.action_refresh()
 
         self.work(
-            lambda: self.console.publish(out_dir, shares, emergency_id=emergency_id),
+            lambda: self.console.publish(shares, emergency_id=emergency_id),
             done=done,
             busy="Signing and publishing…",
         )
 
-    def action_folder(self) -> None:
-        def answered(answer: dict[str, str] | None) -> None:
-            if answer is None or not answer["folder"].strip():
-                return
-            self.out_dir = Path(answer["folder"].strip()).expanduser()
-            self.outcomes = None
-            self.show_preview()
-            self.show_view(self.view)
-
-        self.app.push_screen(
-            FormModal(
-                "Publication folder",
-                [Field("folder", "Folder the lists are published to", value=str(self.out_dir))],
-            ),
-            answered,
-        )
-
     # -- acknowledgments --------------------------------------------------------------------------
     def load_overdue(self) -> None:
-        def done(rows: list[acks.Overdue]) -> None:
+        def done(rows: list[lists.OverdueOperator]) -> None:
             self.overdue_rows = rows
             self.show_overdue()
 
@@ -411,9 +364,9 @@ class PublicationScreen(ProgressScreen):
         rows = self.overdue_rows
         lines = [
             f"{len(rows)} overdue: operators that have not reported loading a version within "
-            f"{acks.LOAD_DEADLINE_DAYS} days (第十二条)"
+            f"{LOAD_DEADLINE_DAYS} days (第十二条)"
             if rows
-            else f"No operator is overdue (load within {acks.LOAD_DEADLINE_DAYS} days, 第十二条)."
+            else f"No operator is overdue (load within {LOAD_DEADLINE_DAYS} days, 第十二条)."
         ]
         if self.last_import is not None:
             result = self.last_import
@@ -421,7 +374,7 @@ class PublicationScreen(ProgressScreen):
                 f"Last import {result.report[:12]}…: {len(result.accepted)} accepted, "
                 f"{len(result.refused)} refused"
             )
-            lines += [f"  {error}" for error in result.refused[:2]]
+            lines += [f"  {row_error(error)}" for error in result.refused[:2]]
         self.query_one("#acks-note", Static).update("\n".join(lines))
         self.query_one("#acks-table", RowTable).fill(
             (
@@ -454,18 +407,15 @@ class PublicationScreen(ProgressScreen):
         path = Path(answer["path"].strip()).expanduser()
         console = self.console
 
-        def job() -> acks.AckImport:
-            text, kind = read_report(path)
-            return acks.import_acks(
-                console.engine, console.actor, text, kind, source=str(path), now=console.now()
-            )
+        def job() -> lists.AckResult:
+            return console.import_acks(path)
 
-        def done(result: acks.AckImport) -> None:
+        def done(result: lists.AckResult) -> None:
             self.last_import = result
             refused = len(result.refused)
             message = f"{path.name}: {len(result.accepted)} rows accepted, {refused} refused."
             if refused:
-                message += " " + "; ".join(str(e) for e in result.refused[:3])
+                message += " " + "; ".join(row_error(e) for e in result.refused[:3])
             self.app.notify(
                 message,
                 title="Acknowledgments imported",
@@ -497,17 +447,10 @@ class PublicationScreen(ProgressScreen):
         console = self.console
         province = answer["province"].strip() or None
 
-        def job() -> Any:
-            return acks.register_operator(
-                console.engine,
-                console.actor,
-                operator_id=answer["id"],
-                name=answer["name"].strip(),
-                province=province,
-                now=console.now(),
-            )
+        def job() -> lists.Operator:
+            return console.add_operator(answer["id"], answer["name"].strip(), province)
 
-        def done(row: Any) -> None:
+        def done(row: lists.Operator) -> None:
             self.app.notify(f"Operator {row.operator_id} registered.", title="Operator")
             if self.view == "acks":
                 self.load_overdue()
@@ -518,7 +461,7 @@ class PublicationScreen(ProgressScreen):
     def load_requests(self) -> None:
         console = self.console
 
-        def done(rows: list[PendingAction]) -> None:
+        def done(rows: list[EmergencyRequestView]) -> None:
             self.requests = rows
             self.query_one("#requests-table", RowTable).fill(
                 (
@@ -526,8 +469,8 @@ class PublicationScreen(ProgressScreen):
                     [
                         str(r.id),
                         r.state,
-                        r.requested_by,
-                        short_time(iso_utc(r.requested_at)),
+                        r.by,
+                        short_time(iso_utc(r.at)),
                         str(r.required),
                         r.reason,
                     ],
@@ -535,7 +478,7 @@ class PublicationScreen(ProgressScreen):
                 for r in rows
             )
 
-        self.run_blocking(lambda: emergency_requests(console), done=done, quiet=True)
+        self.run_blocking(console.emergency_requests, done=done, quiet=True)
 
     def action_emergency(self) -> None:
         self.app.push_screen(
@@ -553,22 +496,20 @@ class PublicationScreen(ProgressScreen):
             return
         console, reason = self.console, answer["reason"]
 
-        def done(row: PendingAction) -> None:
+        def done(row: lists.EmergencyOutcome) -> None:
             if row.state == "pending":
                 message = (
-                    f"Request #{row.id} awaits {row.required} approval"
+                    f"Request #{row.request} awaits {row.required} approval"
                     f"{'s' if row.required != 1 else ''} by another emergency publisher."
                 )
             else:
-                message = f"Request #{row.id} is {row.state}: publish it with s."
+                message = f"Request #{row.request} is {row.state}: publish it with s."
             self.app.notify(message, title="Emergency publication requested", markup=False)
             self.show_view("requests")
             self.load_requests()
 
         self.work(
-            lambda: emergency.request(
-                console.engine, console.actor, reason=reason, now=console.now()
-            ),
+            lambda: console.request_emergency(reason),
             done=done,
             busy="Requesting…",
         )
