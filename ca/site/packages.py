@@ -142,10 +142,10 @@ def deliver(
     """Deliver keys to their next holder and write the packages to ``out_dir``: the ministry's
     (generated keys, to the province) are sealed by the service; a province hands the keys it
     holds on to its cities from its own token (``hand_on``)."""
-    prepare_folder(out_dir)
     plan = client.call(
         ops.DELIVERY_PLAN, ops.DeliveryRequest(keys=list(keys), application=application)
     )
+    prepare_folder(out_dir)
     senders = {hop.sender for hop in plan.hops}
     if senders == {ops.MINISTRY}:
         sealed = client.call(ops.DELIVER, ops.DeliveryRequest(keys=[h.key for h in plan.hops]))
