@@ -2,7 +2,8 @@
 SoftHSM2 tokens, SQLite, the policy, dual control, audit): Cities (apply, generate, deliver,
 import), Approvals (approve, reject with a reason), Cleanup (dormant keys), Issuers (register,
 issue from a request file, revoke). Each screen runs alone in a small app with a signed-in
-``Console``; outcomes are read back from the database, errors from the notifications."""
+``Console`` — a client of the service in-process, over its HTTP API; outcomes are read back from
+the service's database, errors from the notifications."""
 
 from __future__ import annotations
 
@@ -19,10 +20,7 @@ from textual.app import App
 from textual.pilot import Pilot
 from textual.widgets import Input
 
-from ca.authority import open_authority
-from ca.citykeys import misuse, workflow
-from ca.clock import Clock, FixedClock
-from ca.console import Console, sign_in
+from ca.client.console import Console, sign_in
 from ca.errors import JtcaError
 from ca.store.models import (
     CityKey,
@@ -41,6 +39,11 @@ SIZE = (80, 24)
 SHANTOU = "440500"
 SHENZHEN = "440300"
 ROOT_OFFICERS = ("mot-root-1", "mot-root-2", "mot-root-3")
+CLEANUP = "city-key.cleanup-dormant"
+DESTROY = "city-key.destroy-material"
+REVOKE = "city-key.revoke"
+TO_PROVINCE = "delivered-to-province"
+AT_PROVINCE = "held-by-province"
 
 
 class OneScreen(App[None]):
@@ -75,12 +78,11 @@ class OneScreen(App[None]):
         return [message for _, t, message in self.notices if t == title]
 
 
-def console_of(demo: Demo, officer: str, clock: Clock | None = None) -> Console:
-    engine = open_authority(demo.state).engine
-    at = clock or demo.clock
+def console_of(demo: Demo, officer: str) -> Console:
+    """``officer`` signed in through the service (the root officers with the share quorum)."""
     if officer in ROOT_OFFICERS:
-        return sign_in(engine, officer, clock=at, shares=demo.credentials.shares, state=demo.state)
-    return sign_in(engine, officer, clock=at, pin=demo.credentials.pins[officer], state=demo.state)
+        return sign_in(demo.client, officer, shares=demo.credentials.shares, clock=demo.clock)
+    return demo.console(officer)
 
 
 Step = Callable[[Pilot[None], OneScreen], Awaitable[None]]
@@ -91,11 +93,9 @@ def drive(
     officer: str,
     screen: type[ConsoleScreen],
     step: Step,
-    clock: Clock | None = None,
 ) -> OneScreen:
-    """Run ``screen`` for ``officer`` at 80×24 and let ``step`` drive it; the officer's console
-    (and the tokens it opened) is closed afterwards."""
-    console = console_of(demo, officer, clock)
+    """Run ``screen`` for ``officer`` at 80×24 and let ``step`` drive it."""
+    console = console_of(demo, officer)
     app = OneScreen(screen(console))
 
     async def run() -> None:
@@ -144,14 +144,14 @@ def row_keys(pilot: Pilot[None], table_id: str) -> list[str]:
 
 
 def keys_of_city(demo: Demo, city: str) -> list[CityKey]:
-    with Session(open_authority(demo.state).engine) as session:
+    with Session(demo.runtime.engine) as session:
         return list(
             session.exec(select(CityKey).where(CityKey.city == city).order_by(col(CityKey.id)))
         )
 
 
 def application_for(demo: Demo, cities: str) -> KeyApplication:
-    with Session(open_authority(demo.state).engine) as session:
+    with Session(demo.runtime.engine) as session:
         return session.exec(select(KeyApplication).where(KeyApplication.cities == cities)).one()
 
 
@@ -203,7 +203,7 @@ def test_apply_approve_generate_deliver_import(demo: Demo, tmp_path: Path) -> No
     assert app.errors() == []
     keys = keys_of_city(demo, SHANTOU)
     assert sorted(k.key_class for k in keys) == ["city-card", "city-qr"]
-    assert {k.stage for k in keys} == {workflow.TO_PROVINCE}
+    assert {k.stage for k in keys} == {TO_PROVINCE}
     assert sorted(p.name for p in packages.glob("*.jkp")) == sorted(
         f"{k.label}.to-440000.jkp" for k in keys
     )
@@ -214,7 +214,7 @@ def test_apply_approve_generate_deliver_import(demo: Demo, tmp_path: Path) -> No
 
     app = drive(demo, "gd-1", CitiesScreen, import_packages)
     assert app.errors() == []
-    assert {k.stage for k in keys_of_city(demo, SHANTOU)} == {workflow.AT_PROVINCE}
+    assert {k.stage for k in keys_of_city(demo, SHANTOU)} == {AT_PROVINCE}
     assert app.said("Imported")[0].startswith("2 keys imported")
 
 
@@ -233,14 +233,14 @@ def test_dormant_cleanup_approved_by_a_second_officer(demo: Demo) -> None:
 
     app = drive(demo, "gd-1", CleanupScreen, request)
     assert app.errors() == []
-    with Session(open_authority(demo.state).engine) as session:
+    with Session(demo.runtime.engine) as session:
         action = session.exec(
-            select(PendingAction).where(PendingAction.action == misuse.CLEANUP)
+            select(PendingAction).where(PendingAction.action == CLEANUP)
         ).one()
     assert action.state == "pending"
     assert set(action.key_ids.split(",")) == shenzhen
     assert app.said("Awaiting approvers") == [
-        f"{misuse.CLEANUP} of "
+        f"{CLEANUP} of "
         + ", ".join(k.label for k in keys_of_city(demo, SHENZHEN))
         + f" is action #{action.id}: 0 of 1 approvals (Approvals, 4)"
     ]
@@ -277,22 +277,22 @@ def test_material_destroyed_after_the_grace_period(demo: Demo) -> None:
     shenzhen = [k.id or 0 for k in keys_of_city(demo, SHENZHEN)]
     asker, approver = console_of(demo, "gd-1"), console_of(demo, "mot-root-1")
     try:
-        asked = asker.request(misuse.CLEANUP, shenzhen, "never activated")
+        asked = asker.request(CLEANUP, shenzhen, "never activated")
         approver.decide("action", asked.action_id or 0, approve=True)
     finally:
         asker.close()
         approver.close()
-    later = FixedClock(demo.clock.now() + 31 * 86400)  # past the 30-day grace period
+    demo.clock.advance(31 * 86400)  # the service's clock: past the 30-day grace period
 
     async def destroy(pilot: Pilot[None], app: OneScreen) -> None:
         assert sorted(row_keys(pilot, "destroy")) == sorted(str(i) for i in shenzhen)
         await pilot.press("x")
         await submit(pilot)  # a confirmation: all listed keys
 
-    app = drive(demo, "mot-root-2", CleanupScreen, destroy, later)
+    app = drive(demo, "mot-root-2", CleanupScreen, destroy)
     assert app.errors() == []
     (message,) = app.said("Awaiting approvers")
-    assert message.startswith(f"{misuse.DESTROY} of city-card-440300-g1, city-qr-440300-g1")
+    assert message.startswith(f"{DESTROY} of city-card-440300-g1, city-qr-440300-g1")
 
     async def approve(pilot: Pilot[None], app: OneScreen) -> None:
         (pending,) = [k for k in row_keys(pilot, "pending") if k.startswith("action:")]
@@ -300,7 +300,7 @@ def test_material_destroyed_after_the_grace_period(demo: Demo) -> None:
         await pilot.press("a")
         await submit(pilot)
 
-    app = drive(demo, "mot-root-3", ApprovalsScreen, approve, later)
+    app = drive(demo, "mot-root-3", ApprovalsScreen, approve)
     assert app.errors() == []
     assert {k.state for k in keys_of_city(demo, SHENZHEN)} == {"destroyed"}
 
@@ -310,7 +310,7 @@ def test_an_officer_cannot_approve_twice(demo: Demo) -> None:
     guangzhou = [before.id or 0]
     asker = console_of(demo, "mot-root-2")
     try:
-        outcome = asker.request(misuse.REVOKE, guangzhou[:1], "key compromised")
+        outcome = asker.request(REVOKE, guangzhou[:1], "key compromised")
     finally:
         asker.close()
     assert (outcome.state, outcome.required) == ("pending", 2)
@@ -392,7 +392,7 @@ def test_issue_and_revoke_an_interop_certificate(demo: Demo, tmp_path: Path) -> 
 
     app = drive(demo, "ca-op-1", IssuersScreen, issue_and_revoke)
     assert app.errors() == []
-    with Session(open_authority(demo.state).engine) as session:
+    with Session(demo.runtime.engine) as session:
         cert = session.exec(
             select(InteropCertificateRecord).where(InteropCertificateRecord.issuer_id == "02113451")
         ).one()
@@ -424,7 +424,7 @@ def test_errors_are_notifications(demo: Demo, tmp_path: Path) -> None:
     assert errors[1][0] == "Bad input"
     assert "cannot read" in errors[1][1]
     assert len(errors) == 2
-    with Session(open_authority(demo.state).engine) as session:
+    with Session(demo.runtime.engine) as session:
         assert (
             session.exec(select(KeyApplication).where(KeyApplication.cities == "350100")).all()
             == []
