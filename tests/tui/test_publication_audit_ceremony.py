@@ -1,6 +1,7 @@
 """Pilot tests of the Publication, Audit and Ceremony screens, each pushed alone in a small app
-with a signed-in ``Console``, against a private copy of the demo state (real SoftHSM tokens,
-SQLite, policy, audit), at 80×24, driven by keys as an officer would."""
+with a signed-in ``Console`` — a client of the service in-process over its HTTP API — against a
+private copy of the demo state (real SoftHSM tokens, SQLite, policy, audit), at 80×24, driven by
+keys as an officer would."""
 
 from __future__ import annotations
 
@@ -18,9 +19,7 @@ from textual.app import App
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Footer, Input
 
-from ca.authority import open_authority
-from ca.clock import FixedClock
-from ca.console import Console, sign_in
+from ca.client.console import Console
 from ca.lists.asn1 import ListType
 from ca.lists.render import entry_to_dict
 from ca.lists.verify import load_list
@@ -111,14 +110,8 @@ async def fill_form(pilot: Pilot[None], values: dict[str, str]) -> None:
     await settle(pilot)
 
 
-def console_of(demo: Demo, officer: str, clock: FixedClock | None = None) -> Console:
-    engine = open_authority(demo.state).engine
-    signed = sign_in(
-        engine, officer, clock=demo.clock, pin=demo.credentials.pins[officer], state=demo.state
-    )
-    if clock is not None:
-        signed.clock = clock
-    return signed
+def console_of(demo: Demo, officer: str) -> Console:
+    return demo.console(officer)
 
 
 def rows(table: DataTable[Any]) -> list[list[str]]:
@@ -126,15 +119,15 @@ def rows(table: DataTable[Any]) -> list[list[str]]:
 
 
 def root_der(demo: Demo) -> bytes:
-    with Session(open_authority(demo.state).engine) as session:
+    with Session(demo.runtime.engine) as session:
         record = session.exec(select(CertificateRecord).where(CertificateRecord.role == "root"))
         return bytes.fromhex(record.one().der)
 
 
 def revoke_demo_issuer(demo: Demo) -> None:
     operator = console_of(demo, "ca-op-1")
-    certificate = operator.issuers()[0]["certificates"][0]
-    operator.revoke_interop(certificate["ca_index"], certificate["serial"], "key compromised")
+    certificate = operator.issuers()[0].certificates[0]
+    operator.revoke_interop(certificate.ca_index, certificate.serial, "key compromised")
 
 
 # -- publication -------------------------------------------------------------------------------
@@ -181,7 +174,7 @@ def test_preview_shows_the_revocation_and_publish_makes_version_2(demo: Demo) ->
     assert ("issuer-whitelist", 2) in versions
     assert ("city-list", 2) not in versions
     verified = load_list(
-        (demo.state / "lists" / "issuer-whitelist.der").read_bytes(),
+        (demo.runtime.published / "issuer-whitelist.der").read_bytes(),
         trusted_root_der=root_der(demo),
         expected_type=ListType.ISSUERS,
         previous_sequence=1,
@@ -196,7 +189,7 @@ def test_a_wrong_share_is_an_error_and_publishes_nothing(demo: Demo) -> None:
     revoke_demo_issuer(demo)
     publisher = console_of(demo, "publisher-1")
     screen = PublicationScreen(publisher)
-    current = demo.state / "lists" / "issuer-whitelist.der"
+    current = demo.runtime.published / "issuer-whitelist.der"  # the service's folder
     before = hashlib.sha256(current.read_bytes()).hexdigest()
     good = demo.credentials.shares
     body = good[1][-12]
@@ -238,7 +231,7 @@ def test_an_emergency_request_by_em_1_is_pending(demo: Demo) -> None:
         assert [r[1:3] for r in requests] == [["pending", "em-1"]]
 
     drive(screen, scenario)
-    with Session(requester.engine) as session:
+    with Session(demo.runtime.engine) as session:
         (row,) = session.exec(
             select(PendingAction).where(PendingAction.action == "list.emergency-publish")
         ).all()
@@ -248,7 +241,7 @@ def test_an_emergency_request_by_em_1_is_pending(demo: Demo) -> None:
         "em-1",
     )
     approver = console_of(demo, "em-2")
-    assert ("emergency", "em-1") in [(p["kind"], p["by"]) for p in approver.pending()]
+    assert ("emergency", "em-1") in [(p.kind, p.by) for p in approver.pending()]
 
 
 def test_acknowledgments_import_and_overdue(demo: Demo, tmp_path: Path) -> None:
@@ -284,8 +277,8 @@ def test_acknowledgments_import_and_overdue(demo: Demo, tmp_path: Path) -> None:
 
     drive(screen, scenario)
 
-    later = Console(operator.engine, operator.actor, FixedClock(NOW + 20 * DAY), demo.state)
-    screen = PublicationScreen(later)
+    demo.clock.set(NOW + 20 * DAY)  # the service's clock
+    screen = PublicationScreen(operator)
 
     async def overdue(pilot: Pilot[None], app: ScreenApp) -> None:
         await pilot.press("a")
@@ -307,7 +300,7 @@ def test_audit_browse_newest_first_filter_and_pages(demo: Demo, monkeypatch: Any
 
     monkeypatch.setattr(audit_screen, "PAGE", 20)
     auditor = console_of(demo, "auditor-1")
-    total = auditor.audit_count()
+    total = auditor.audit_page(size=1).total
     screen = AuditScreen(auditor)
 
     async def scenario(pilot: Pilot[None], app: ScreenApp) -> None:
@@ -350,7 +343,7 @@ def test_audit_verify_ok_then_finds_the_tampered_row(demo: Demo) -> None:
         assert notice[1].endswith("OK — every link and checkpoint verifies.")
         assert isinstance(app.screen, ReportModal)
         await pilot.press("escape")
-        with auditor.engine.begin() as connection:
+        with demo.runtime.engine.begin() as connection:
             connection.execute(
                 text("UPDATE audit_event SET details = :d WHERE seq = 5"),
                 {"d": json.dumps({"forged": True})},
@@ -464,11 +457,11 @@ def test_ceremony_walk_runs_a_rollover_and_refuses_the_root_again(
         assert not app.titled("Ceremony done")[1:]
 
     drive(screen, scenario)
-    with Session(officer.engine) as session:
+    with Session(demo.runtime.engine) as session:
         keys = {(k.ca_index, k.status) for k in session.exec(select(CaKey))}
     assert keys == {(1, "verify-only"), (2, "active")}
     assert saved[0].parent == demo.state / "ceremonies"
     transcript = json.loads(saved[0].read_text(encoding="utf-8"))
     assert transcript["transcript"]["witnesses_present"] == ["赵六 (公证员)", "钱七 (内审)"]
-    newest_run = officer.audit_page(action="ceremony.run", size=1)[0]
+    newest_run = officer.audit_page(action="ceremony.run", size=1).events[0]
     assert newest_run.subject == "MOT QR CA rollover (test)"
