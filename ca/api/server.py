@@ -140,6 +140,8 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from ca.api.app import Activity, create_app
+
+    _GracefulServer = _graceful_server_class()
     from ca.client.config import state_dir
     from ca.client.embedded import PID_FILE, mark_state
     from ca.service.runtime import open_runtime
@@ -185,7 +187,7 @@ def serve(args: argparse.Namespace) -> int:
     config.load()
     if config.ssl is not None:
         config.ssl.minimum_version = ssl.TLSVersion.TLSv1_3
-    server = uvicorn.Server(config)
+    server = _GracefulServer(config)
     pid_file = state / PID_FILE
     if args.embedded:
         pid_file.write_text(f"{os.getpid()}\n")
@@ -204,6 +206,25 @@ def serve(args: argparse.Namespace) -> int:
         if args.embedded and pid_file.exists() and pid_file.read_text().strip() == str(os.getpid()):
             pid_file.unlink(missing_ok=True)
     return 0
+
+
+def _graceful_server_class() -> type:
+    import contextlib
+    from collections.abc import Iterator
+
+    import uvicorn
+
+    class GracefulServer(uvicorn.Server):
+        """uvicorn re-raises SIGTERM after its graceful shutdown, so the process would die by the
+        signal; a shutdown that finished its requests exits 0 instead (systemd, supervisors)."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            with super().capture_signals():
+                yield
+                getattr(self, "_captured_signals", []).clear()
+
+    return GracefulServer
 
 
 def _idle_watch(server: object, activity: object, seconds: int) -> None:

@@ -1,0 +1,123 @@
+"""Issue #11, point 7: one lock per database. Two ``jtca serve`` processes on one PostgreSQL
+database (and one token folder) take requests at the same time: every serial is allocated
+once, the audit chain stays one chain, and every request succeeds — the locks are rows taken
+``FOR UPDATE`` in the database, not anything a process holds on its own.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from db_fixtures import fresh_database
+
+from ca.client.config import Target
+from ca.client.embedded import answers
+from ca.client.http import Client, http_for
+from ca.ops import audit as audit_ops
+from ca.ops import ceremony as ceremony_ops
+from ca.ops import issuance as issuance_ops
+from ca.ops import officers as officer_ops
+from ca.ops.base import Empty
+from ca.requests import make_request
+from hsm.signer import SoftwareSigner
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "policies" / "ceremonies" / "root-example.toml"
+JTCA = str(Path(sys.executable).with_name("jtca"))
+ROUNDS = 8
+
+
+@pytest.fixture
+def two_services(tmp_path: Path) -> Iterator[tuple[Client, Client]]:
+    with fresh_database("postgresql", tmp_path) as (url, _engine):
+        env = {k: v for k, v in os.environ.items() if k not in ("JTCA_URL", "SOFTHSM2_CONF")}
+        env["JTCA_DATABASE_URL"] = url
+        state = tmp_path / "state"
+        processes, clients = [], []
+        for name in ("a", "b"):
+            sock = tmp_path / f"{name}.sock"
+            processes.append(
+                subprocess.Popen(
+                    [JTCA, "serve", "--uds", str(sock), "--state", str(state)],
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                )
+            )
+            deadline = time.monotonic() + 60
+            while not answers(sock):
+                assert processes[-1].poll() is None, processes[-1].stderr
+                assert time.monotonic() < deadline, "jtca serve did not start"
+                time.sleep(0.1)
+            clients.append(Client(http_for(Target("environment", f"unix://{sock}"))))
+        try:
+            yield clients[0], clients[1]
+        finally:
+            for client in clients:
+                client.close()
+            for process in processes:
+                process.terminate()
+                process.wait(timeout=90)
+                assert process.returncode == 0
+
+
+def test_two_service_processes_share_one_serial_counter_and_one_audit_chain(
+    two_services: tuple[Client, Client],
+) -> None:
+    a, b = two_services
+    plan = EXAMPLE.read_text(encoding="utf-8")
+    made = a.call(ceremony_ops.INIT_TOKEN, ceremony_ops.CeremonyFile(plan=plan))
+    shares = [made.pin_shares[0].share, made.pin_shares[1].share]
+    b.call(
+        ceremony_ops.RUN,
+        ceremony_ops.RunRequest(plan=plan, shares=shares, witnesses=["赵六 (公证员)"]),
+    )
+    operator = [a.as_officer("ca-op-1"), b.as_officer("ca-op-1")]
+    root = [a.as_officer("mot-root-1"), b.as_officer("mot-root-1")]
+    issuer_ids = [f"0211{n:04d}" for n in range(3450, 3450 + 2 * ROUNDS)]
+    for issuer_id in issuer_ids:
+        operator[0].call(
+            issuance_ops.REGISTER_ISSUER,
+            issuance_ops.RegisterIssuerRequest(issuer_id=issuer_id, name=f"发行机构 {issuer_id}"),
+        )
+
+    def issue(n: int) -> int:
+        request = make_request(
+            SoftwareSigner.generate(),
+            issuer_id=issuer_ids[n],
+            issuer_name=f"发行机构 {issuer_ids[n]}",
+            requested_expiry="1230",
+        )
+        issued = operator[n % 2].call(
+            issuance_ops.ISSUE,
+            issuance_ops.IssueRequest(request=request, ca_index=1, shares=shares),
+        )
+        return issued.serial
+
+    def add_officer(n: int) -> str:
+        added = root[n % 2].call(
+            officer_ops.ADD,
+            officer_ops.AddOfficerRequest(officer_id=f"aud-{n}", roles=["auditor"]),
+        )
+        return added.id
+
+    with ThreadPoolExecutor(8) as pool:
+        serials = list(pool.map(issue, range(2 * ROUNDS)))
+        officers = list(pool.map(add_officer, range(4 * ROUNDS)))
+
+    # every serial once, none skipped: allocation is one counter row locked in the database
+    assert sorted(serials) == list(range(1, 2 * ROUNDS + 1))
+    assert sorted(officers) == sorted(f"aud-{n}" for n in range(4 * ROUNDS))
+    listed = {o.id for o in a.call(officer_ops.LIST, Empty()).officers}
+    assert {f"aud-{n}" for n in range(4 * ROUNDS)} <= listed
+    # one chain, whichever process appended: the head row is locked for every append
+    for client in (a, b):
+        report = client.call(audit_ops.VERIFY, audit_ops.VerifyRequest())
+        assert report.ok, report
+        assert report.findings == []
