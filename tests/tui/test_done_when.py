@@ -1,6 +1,7 @@
 """Issue #7's "Done when", as one officer's day in the real console (``tui.app.JtcaApp``) at
-80×24 on the demo state (real SoftHSM2 tokens, SQLite, the policy, dual control, audit), with
-the demo's frozen clock, driven only by keys a person presses — the sign-in form, ``1``–``9``,
+80×24 on the demo state (real SoftHSM2 tokens, SQLite, the policy, dual control, audit) served
+in-process through the HTTP API (the console is a client of the service), with the demo's frozen
+clock, driven only by keys a person presses — the sign-in form, ``1``–``9``,
 the screens' bindings, the arrow keys, typing into forms, enter — and officers signing out
 (ctrl+o) and in between steps:
 
@@ -13,7 +14,7 @@ e. gd-1 cleans up Shenzhen's two dormant keys on Cleanup; mot-root-1 approves: r
 f. publisher-1 previews and publishes on Publication (root token shares): a new city list,
    signed, that says Guangzhou's QR interop is suspended.
 
-Each step's outcome is read back from the database (and the published file)."""
+Each step's outcome is read back from the service's database (and the file it published)."""
 
 from __future__ import annotations
 
@@ -27,12 +28,9 @@ from textual.keys import _character_to_key
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input
 
-from ca.authority import open_authority
-from ca.citykeys import misuse, workflow
-from ca.console import Console
 from ca.lists.asn1 import CityEntry, InteropStatus, ListType
 from ca.lists.verify import load_list
-from ca.officers import actor_of
+from ca.ops.demo import CREDENTIALS
 from ca.store.models import (
     CertificateRecord,
     CityKey,
@@ -163,19 +161,19 @@ async def approve(pilot: Pilot[None], item: str) -> None:
 
 # -- what the database says ------------------------------------------------------------------------
 def keys_of(demo: Demo, city: str) -> list[CityKey]:
-    with Session(open_authority(demo.state).engine) as session:
+    with Session(demo.runtime.engine) as session:
         return list(
             session.exec(select(CityKey).where(CityKey.city == city).order_by(col(CityKey.id)))
         )
 
 
 def application_of(demo: Demo, cities: str) -> KeyApplication:
-    with Session(open_authority(demo.state).engine) as session:
+    with Session(demo.runtime.engine) as session:
         return session.exec(select(KeyApplication).where(KeyApplication.cities == cities)).one()
 
 
 def action_on(demo: Demo, action: str) -> PendingAction:
-    with Session(open_authority(demo.state).engine) as session:
+    with Session(demo.runtime.engine) as session:
         return (
             session.exec(
                 select(PendingAction)
@@ -187,7 +185,7 @@ def action_on(demo: Demo, action: str) -> PendingAction:
 
 
 def city_lists(demo: Demo) -> list[int]:
-    with Session(open_authority(demo.state).engine) as session:
+    with Session(demo.runtime.engine) as session:
         return sorted(
             v.sequence
             for v in session.exec(
@@ -197,7 +195,7 @@ def city_lists(demo: Demo) -> list[int]:
 
 
 def root_der(demo: Demo) -> bytes:
-    with Session(open_authority(demo.state).engine) as session:
+    with Session(demo.runtime.engine) as session:
         root = session.exec(select(CertificateRecord).where(CertificateRecord.role == "root"))
         return bytes.fromhex(root.one().der)
 
@@ -209,7 +207,7 @@ def test_an_officers_day_in_the_console(demo: Demo) -> None:
     dormant = keys_of(demo, SHENZHEN)
     assert len(dormant) == 2
     city_list_before = city_lists(demo)
-    app = JtcaApp(demo=True, clock=demo.clock, state=demo.state)
+    app = JtcaApp(demo.client, demo_credentials=demo.state / CREDENTIALS, clock=demo.clock)
 
     async def day(pilot: Pilot[None]) -> None:
         # a. gd-1 applies for Shantou's keys (Cities: mark the city, a, enter)
@@ -244,14 +242,14 @@ def test_an_officers_day_in_the_console(demo: Demo) -> None:
         await pilot.press("d")  # every key awaiting delivery
         await pilot.pause()
         await answer_form(pilot)  # enter: the day's default folder
-        assert {k.stage for k in keys_of(demo, SHANTOU)} == {workflow.TO_PROVINCE}
+        assert {k.stage for k in keys_of(demo, SHANTOU)} == {"delivered-to-province"}
         await sign_out(pilot)
         await sign_in(pilot, "gd-1", pin=pins["gd-1"])
         await go(pilot, "3", CitiesScreen)
         await pilot.press("i")
         await pilot.pause()
         await answer_form(pilot)  # enter: the same day's folder
-        assert {k.stage for k in keys_of(demo, SHANTOU)} == {workflow.AT_PROVINCE}
+        assert {k.stage for k in keys_of(demo, SHANTOU)} == {"held-by-province"}
 
         # d. gd-1 asks to suspend Guangzhou's misused QR key (Keys: filter, u, a reason)
         await go(pilot, "2", KeysScreen)
@@ -263,11 +261,11 @@ def test_an_officers_day_in_the_console(demo: Demo) -> None:
         await settle(pilot)
         keys = app.screen
         assert isinstance(keys, KeysScreen)
-        assert [row["label"] for row in keys.page.rows] == [qr_gz.label]
+        assert [row.label for row in keys.page.keys] == [qr_gz.label]
         await pilot.press("u")
         await pilot.pause()
         await answer_form(pilot, "used outside Guangdong (第十一条)")
-        suspension = action_on(demo, misuse.SUSPEND)
+        suspension = action_on(demo, "city-key.suspend")
         assert (suspension.state, suspension.key_ids, suspension.reason) == (
             "pending",
             str(qr_gz.id),
@@ -282,7 +280,7 @@ def test_an_officers_day_in_the_console(demo: Demo) -> None:
         await pilot.press("space", "c")
         await pilot.pause()
         await answer_form(pilot, "never activated in 400 days (第十条)")
-        cleanup = action_on(demo, misuse.CLEANUP)
+        cleanup = action_on(demo, "city-key.cleanup-dormant")
         assert cleanup.state == "pending"
         assert sorted(cleanup.key_ids.split(",")) == sorted(str(k.id) for k in dormant)
         await sign_out(pilot)
@@ -325,15 +323,12 @@ def test_an_officers_day_in_the_console(demo: Demo) -> None:
     assert app.errors == []
     assert app.return_code in (None, 0)
 
-    engine = open_authority(demo.state).engine
     after = city_lists(demo)
     assert after[-1] == city_list_before[-1] + 1
-    history = Console(
-        engine, actor_of(engine, "publisher-1"), demo.clock, demo.state
-    ).list_history()
+    history = demo.console("publisher-1").list_history()
     assert (ListType.CITIES.value, after[-1]) in {(v.list_type, v.sequence) for v in history}
     verified = load_list(
-        (demo.state / "lists" / "city-list.der").read_bytes(),
+        (demo.runtime.published / "city-list.der").read_bytes(),
         trusted_root_der=root_der(demo),
         expected_type=ListType.CITIES,
         previous_sequence=city_list_before[-1],

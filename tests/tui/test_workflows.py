@@ -234,9 +234,7 @@ def test_dormant_cleanup_approved_by_a_second_officer(demo: Demo) -> None:
     app = drive(demo, "gd-1", CleanupScreen, request)
     assert app.errors() == []
     with Session(demo.runtime.engine) as session:
-        action = session.exec(
-            select(PendingAction).where(PendingAction.action == CLEANUP)
-        ).one()
+        action = session.exec(select(PendingAction).where(PendingAction.action == CLEANUP)).one()
     assert action.state == "pending"
     assert set(action.key_ids.split(",")) == shenzhen
     assert app.said("Awaiting approvers") == [
