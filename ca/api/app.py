@@ -137,8 +137,12 @@ def _context(op: Operation[Model, Model], runtime: Runtime, clock: Clock) -> Cal
 
 
 def _endpoint(op: Operation[Model, Model], runtime: Runtime, clock: Clock) -> Callable[..., Any]:
-    def endpoint(body: Any, ctx: Context) -> Any:
-        return op.result.model_validate(HANDLERS[op.name](ctx, body))
+    def endpoint(body: Any, ctx: Context) -> Response:
+        result = HANDLERS[op.name](ctx, body)
+        if type(result) is not op.result:
+            result = op.result.model_validate(result)
+        # serialised once, by the model itself (FastAPI would validate it a second time)
+        return Response(result.model_dump_json(), media_type="application/json")
 
     endpoint.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
         [
