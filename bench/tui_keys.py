@@ -1,11 +1,13 @@
 """The console's Keys screen with 100,000 keys: time to first paint and filter latency, against
 the bare query measured in the same run.
 
-Fills a fresh SQLite database with N keys (``city_scan.fill``), opens the Keys screen with
-Pilot for a national officer (every key in scope) and times, as medians of several runs:
+Fills a fresh SQLite database with N keys (``city_scan.fill``), serves it in-process (the
+service's ASGI application over Starlette's test client: the console is a client of the service,
+as in ``jtca tui``), opens the Keys screen with Pilot for a national officer (every key in scope)
+and times, as medians of several runs:
 
-- bare: the page query itself (``tui.screens.keys.find_page``: a count and a sorted page of
-  ``PAGE`` rows, in SQL) run outside the UI — the baseline;
+- bare: the page request itself (``tui.screens.keys.find_page``: ``city.page`` through the HTTP
+  API — a count and a sorted page of ``PAGE`` rows, in SQL) run outside the UI — the baseline;
 - first paint: from opening the Keys screen until its table holds the first page and the
   screen has been refreshed;
 - filter: from a changed filter (free text, a quick filter, a sort column) until the new page
@@ -31,12 +33,19 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from city_scan import NOW, fill
+from starlette.testclient import TestClient
 from textual.app import App
 from textual.widgets import DataTable, Input
 
+from ca.api.app import create_app
+from ca.client.console import Console
+from ca.client.http import Client
 from ca.clock import FixedClock
-from ca.console import Console
-from ca.store.db import make_engine, migrate
+from ca.officers import add_officer_in
+from ca.ops.console import Officer
+from ca.service.console import granted
+from ca.service.runtime import open_runtime
+from ca.store.db import transaction
 from policies.rules import Actor
 from tui.screens.keys import DEBOUNCE, PAGE, KeyQuery, KeysScreen, find_page
 
@@ -110,13 +119,28 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        engine = make_engine(f"sqlite:///{Path(folder) / 'bench.db'}")
-        migrate(engine)
+        state = Path(folder) / "state"
+        runtime = open_runtime(
+            state, url=f"sqlite:///{state / 'bench.db'}", migrate="upgrade", embedded=True
+        )
+        engine = runtime.engine
         started = time.perf_counter()
         fill(engine, args.keys)
         print(f"SQLite: {args.keys} keys loaded in {time.perf_counter() - started:.1f}s")
-        actor = Actor("bench", frozenset({"ministry-root-officer"}))
-        console = Console(engine, actor, FixedClock(NOW))
+        roles = ["ministry-root-officer"]
+        with transaction(engine) as session:
+            add_officer_in(
+                session, officer_id="bench", name="bench", roles=roles, province=None,
+                actor="bench", now=NOW,
+            )  # fmt: skip
+        clock = FixedClock(NOW)
+        http = TestClient(create_app(runtime, clock=clock), raise_server_exceptions=False)
+        console = Console(
+            client=Client(http, officer="bench"),
+            actor=Officer(id="bench", name="bench", roles=roles, province=None),
+            actions=frozenset(granted(Actor("bench", frozenset(roles)))),
+            clock=clock,
+        )
         base = KeyQuery()
         baselines = {
             "first paint": bare(console, base, args.runs),
@@ -134,7 +158,8 @@ def main() -> None:
                 f"  {label:<28}{baseline * 1000:>9.1f} ms{took * 1000:>13.1f} ms"
                 f"{took / baseline:>8.2f}"
             )
-        engine.dispose()
+        http.close()
+        runtime.close()
 
 
 if __name__ == "__main__":
