@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from ca.clock import SystemClock
 from ca.qr.image import decode_image
 from ca.qr.verify import PayloadVerifier
@@ -88,3 +90,73 @@ def test_demo_signs_with_token_keys(tmp_path: Path) -> None:
     second = run_demo(state)
     assert second.returncode == 0, second.stderr
     assert ca_public.compressed.hex() in second.stdout
+
+
+# -- jtca demo: the demo world seeded by a real embedded service ---------------------------------
+def jtca_demo(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, JTCA_STATE=str(state), JTCA_IDLE_EXIT="60")
+    for name in ("SOFTHSM2_CONF", "JTCA_URL", "JTCA_DATABASE_URL", "XDG_CONFIG_HOME"):
+        env.pop(name, None)
+    env["XDG_CONFIG_HOME"] = str(state.parent / "no-config")  # no user config file here
+    return subprocess.run(
+        [JTCA, "demo", *args], capture_output=True, text=True, env=env, check=False, timeout=300
+    )
+
+
+def test_jtca_demo_no_console_seeds_through_the_embedded_service(tmp_path: Path) -> None:
+    from ca.client.config import Target, socket_path
+    from ca.client.console import sign_in
+    from ca.client.embedded import stop
+    from ca.client.http import ServiceError, connect
+    from ca.demodata import load_credentials
+    from ca.ops import demo as demo_ops
+    from ca.ops.base import Empty
+
+    state = tmp_path / "state"
+    try:
+        first = jtca_demo(state, "--no-console")
+        assert first.returncode == 0, first.stderr
+        assert first.stderr == ""
+        assert f"jtca demo: seeding {state}" in first.stdout
+        assert "sign-in secrets for the demo officers" in first.stdout
+        # the service wrote the database, the tokens and the credentials; the client only marked
+        # the folder (and started the service, which keeps its pid file there)
+        credentials = state / demo_ops.CREDENTIALS
+        assert credentials.stat().st_mode & 0o777 == 0o600
+        assert (state / "jtca.db").is_file()
+        assert (state / "jtca-state.toml").read_text().count('kind = "demo"') == 1
+        assert (state / "jtca-service.pid").is_file()
+
+        second = jtca_demo(state, "--no-console")
+        assert second.returncode == 0, second.stderr
+        assert "seeding" not in second.stdout  # seeded once
+
+        target = Target("embedded", f"unix://{socket_path(state)}", state=state)
+        client = connect(target=target)
+        try:
+            status = client.call(demo_ops.STATUS, Empty())
+            assert status.seeded
+            assert status.credentials == str(credentials.resolve())
+            secrets = load_credentials(state)
+            officer = sign_in(client, "gd-1", pin=secrets.pins["gd-1"])
+            board = officer.dashboard()
+            assert (board.keys.dormant, board.keys.suspended) == (2, 1)
+            assert [entry.sequence for entry in board.lists] == [1, 1, 1]
+            with pytest.raises(ServiceError, match="not empty") as refused:
+                client.call(demo_ops.SEED, Empty())
+            assert refused.value.title == "Demo refused"
+        finally:
+            client.close()
+    finally:
+        stop(state)
+
+
+def test_jtca_demo_refuses_a_configured_service(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    env = dict(os.environ, JTCA_STATE=str(state), JTCA_URL="https://ca.example.internal:8443")
+    done = subprocess.run(
+        [JTCA, "demo", "--no-console"], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert done.returncode != 0
+    assert "jtca: Demo refused: jtca demo runs on the embedded default only" in done.stderr
+    assert not state.exists()  # nothing made, nothing seeded
