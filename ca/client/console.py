@@ -28,7 +28,6 @@ from ca.ops import console as ops
 from ca.ops.base import Empty
 
 if TYPE_CHECKING:
-    from ca.site.packages import DeliveredFile
     from ca.site.vault import SiteVault
 
 KEY_ACTIONS = {  # policy action -> the operation that requests it
@@ -240,15 +239,17 @@ class Console:
                 self.client, tokens, holder=holder, token=token, now=self.now()
             )
 
-    def deliver(self, key_ids: Sequence[int], out_dir: Path) -> list[DeliveredFile]:
-        """Seal keys to their next holder and write the packages to ``out_dir``: the ministry's
-        are sealed by the service; a province hands keys on from its own token."""
+    def deliver(self, key_ids: Sequence[int], out_dir: Path) -> list[Path]:
+        """Seal keys to their next holder and write the packages to ``out_dir`` (the files
+        written): the ministry's are sealed by the service; a province hands keys on from its
+        own token."""
         from ca.site import packages as site
 
         with self._site_tokens() as tokens:
-            return site.deliver(
+            sent = site.deliver(
                 self.client, tokens, keys=[int(k) for k in key_ids], out_dir=out_dir, now=self.now()
             )
+        return [d.path for d in sent]
 
     def import_package(self, path: Path) -> packages.ImportedKey:
         """Open a key package (``.jkp``) into this site's token and report it to the service."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -31,9 +31,6 @@ from ca.ops.packages import ImportedKey, KeyAwaitingDelivery, TransportKeyInfo
 from ca.registry.divisions import default_divisions
 from tui.screens.forms import Field, FormModal, MarkTable, PickModal, RowTable
 from tui.screens.panels import ProgressScreen, ReportModal, WorkProgress
-
-if TYPE_CHECKING:
-    from ca.site.packages import DeliveredFile
 
 APPLY = "city-key.apply"
 GENERATE = "city-key.generate"
@@ -320,7 +317,7 @@ class CitiesScreen(ProgressScreen):
                 return
             folder = Path(result["folder"].strip() or str(self.default_folder())).expanduser()
 
-            def done(sent: list[DeliveredFile]) -> None:
+            def done(sent: list[Path]) -> None:
                 deliveries.marked.clear()
                 self.app.notify(
                     f"{len(sent)} packages written to {folder}",
