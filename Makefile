@@ -17,5 +17,6 @@ bench:
 	.venv/bin/python bench/token_sign.py
 	pg="$$(scripts/pg-test-server start)" && .venv/bin/python bench/issue_interop.py --postgres "$$pg" && \
 	  .venv/bin/python bench/city_scan.py --postgres "$$pg" && .venv/bin/python bench/lists.py && \
-	  .venv/bin/python bench/tui_keys.py; \
+	  .venv/bin/python bench/tui_keys.py && \
+	  .venv/bin/python bench/service.py --postgres "$$pg"; \
 	  status=$$?; scripts/pg-test-server stop; exit $$status
