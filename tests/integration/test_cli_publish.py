@@ -6,6 +6,7 @@ runs, an emergency publication under dual control, operators' acknowledgments.""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -237,6 +238,26 @@ def test_publisher_end_to_end(database, tmp_path: Path) -> None:  # type: ignore
     assert {d["why"] for d in urgent.values()} == {"emergency"}
     assert urgent["issuer-whitelist"]["sequence"] == 3
     assert data("lists", "history", "--list", "city-list")[-1]["emergency"] is True
+
+    # another folder mirrors every version the service published, and the current lists
+    mirror = tmp_path / "mirror"
+    quiet = data("publish", "--actor", "publisher-1", *key, "--out", str(mirror))
+    assert {d["action"] for d in quiet} == {"unchanged"}
+    archived = sorted(p.name for p in (mirror / "archive" / "issuer-whitelist").iterdir())
+    assert archived == [f"issuer-whitelist-{n:010d}.der" for n in (1, 2, 3)]
+    for name in ("issuer-whitelist", "city-list", "ca-key-list"):
+        assert (mirror / f"{name}.der").read_bytes() == (lists / f"{name}.der").read_bytes()
+        assert json.loads((mirror / f"{name}.json").read_text(encoding="utf-8"))["sequence"] > 1
+
+    # while another publisher holds the lock, a run gives up after --wait with 75 (EX_TEMPFAIL)
+    fd = os.open(state / "published" / ".publish.lock", os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        busy = jtca("publish", "--actor", "publisher-1", *key, "--wait", "0.5", ok=False)
+    finally:
+        os.close(fd)
+    assert busy.returncode == 75, busy.stderr
+    assert "Publisher busy" in busy.stderr
 
     # operators report loading; a bad row is refused with its line, the good one kept
     jtca(

@@ -250,6 +250,23 @@ def test_lists_through_the_service(database, tmp_path: Path, own_softhsm: None) 
         wrong = refused(lambda: publisher.call(ops.PUBLISH, ops.PublishRequest(pin="0000")))
         assert wrong.exit_code == 5
 
+        # another service process publishing on the same PostgreSQL holds the advisory lock:
+        # this one waits for it, then gives up with 75 (the timer's next tick tries again)
+        if url.startswith("postgresql"):
+            from sqlalchemy import create_engine, text
+
+            other = create_engine(url)
+            with other.connect() as holder:
+                holder.execute(text("SELECT pg_advisory_lock(7670865335468515948)"))
+                busy = refused(
+                    lambda: publisher.call(
+                        ops.PUBLISH, ops.PublishRequest(shares=world.shares, wait_seconds=0.3)
+                    )
+                )
+                holder.execute(text("SELECT pg_advisory_unlock(7670865335468515948)"))
+            other.dispose()
+            assert (busy.exit_code, busy.status, busy.title) == (75, 409, "Publisher busy")
+
         # the console's views
         history = client.call(ops.HISTORY, ops.HistoryRequest())
         assert [(v.list_type, v.sequence, v.published_by) for v in history.versions] == sorted(
