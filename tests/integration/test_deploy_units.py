@@ -1,6 +1,8 @@
-"""The publisher's deployment files in docs/deploy/ (issue #6): the systemd service and timer
-pass ``systemd-analyze verify`` (with ExecStart pointed at this checkout's jtca), and the
-commands the service and the cron line run are accepted by jtca's own argument parser."""
+"""The deployment files in docs/deploy/ (issues #6, #11): the authority service's unit, the
+publisher's service and timer pass ``systemd-analyze verify`` (with ExecStart pointed at this
+checkout's jtca); the commands the units and the cron line run are accepted by jtca's own
+argument parsers; the publisher is a client of the service — it names the service's socket and
+holds neither a database URL nor a state folder."""
 
 from __future__ import annotations
 
@@ -11,11 +13,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ca.api.server import build_parser as build_server_parser
+from ca.api.server import serve
 from ca.cli.main import build_parser
 from ca.cli.publish import cmd_publish
 
 DEPLOY = Path(__file__).resolve().parents[2] / "docs" / "deploy"
 JTCA = str(Path(sys.executable).with_name("jtca"))
+UNITS = ("jtca.service", "jtca-publish.service", "jtca-publish.timer")
+SOCKET = "/run/jtca/jtca.sock"
 
 
 def unit(name: str) -> configparser.ConfigParser:
@@ -31,6 +37,7 @@ def check_publish_command(argv: list[str]) -> None:
     assert args.handler is cmd_publish
     assert args.pin_source.startswith("file:")  # unattended: no shares, no prompt
     assert args.actor == "publisher-1"
+    assert args.out == Path("/var/lib/jtca/lists")  # its own mirror, not the service's state
 
 
 def test_service_and_timer() -> None:
@@ -42,29 +49,48 @@ def test_service_and_timer() -> None:
         service["Service"]["ExecStart"].replace("${CREDENTIALS_DIRECTORY}", "/run/c")
     )
     check_publish_command(argv)
+    # a client of the service: its socket, and nothing that opens the database or the tokens
+    assert service["Service"]["Environment"] == f"JTCA_URL=unix://{SOCKET}"
+    text = (DEPLOY / "jtca-publish.service").read_text(encoding="utf-8")
+    assert "JTCA_DATABASE_URL" not in text
+    assert "JTCA_STATE" not in text
+    assert "EnvironmentFile" not in service["Service"]
+    assert "jtca.service" in service["Unit"]["After"]
+    assert service["Service"]["ReadWritePaths"] == "/var/lib/jtca/lists"
     assert timer["Timer"]["OnUnitActiveSec"] == "15min"
     assert timer["Install"]["WantedBy"] == "timers.target"
+
+
+def test_authority_service_unit() -> None:
+    service = unit("jtca.service")
+    argv = shlex.split(service["Service"]["ExecStart"])
+    assert Path(argv[0]).name == "jtca"
+    args = build_server_parser().parse_args(argv[1:])
+    assert args.handler is serve
+    assert args.uds == SOCKET  # the publisher's JTCA_URL
+    assert not args.embedded  # a real service: it refuses a schema that is behind
+    assert service["Service"]["RuntimeDirectory"] == "jtca"  # /run/jtca
+    assert service["Service"]["KillSignal"] == "SIGTERM"  # graceful: requests in flight finish
+    assert service["Service"]["Environment"].startswith("JTCA_STATE=")
+    assert service["Install"]["WantedBy"] == "multi-user.target"
 
 
 def test_systemd_analyze_verify(tmp_path: Path) -> None:
     analyze = shutil.which("systemd-analyze")
     assert analyze, "systemd-analyze is needed (scripts/bootstrap installs Debian's systemd)"
-    for name in ("jtca-publish.service", "jtca-publish.timer"):
+    for name in UNITS:
         text = (DEPLOY / name).read_text(encoding="utf-8")
         (tmp_path / name).write_text(text.replace("/opt/jtca/.venv/bin/jtca", JTCA))
     result = subprocess.run(
-        [
-            analyze,
-            "verify",
-            str(tmp_path / "jtca-publish.timer"),
-            str(tmp_path / "jtca-publish.service"),
-        ],
+        [analyze, "verify", *(str(tmp_path / name) for name in UNITS)],
         capture_output=True,
         text=True,
         check=False,
     )
     complaints = [
-        line for line in (result.stdout + result.stderr).splitlines() if "jtca-publish" in line
+        line
+        for line in (result.stdout + result.stderr).splitlines()
+        if any(name.split(".")[0] + "." in line for name in UNITS)
     ]
     assert complaints == []
     assert result.returncode == 0, result.stderr
@@ -82,6 +108,6 @@ def test_cron_line() -> None:
     assert fields[5] == "jtca"  # /etc/cron.d lines name the user
     command = fields[6].split(">>")[0]
     words = shlex.split(command.split("&&", 1)[1])
-    assert words[0].startswith("JTCA_STATE=")
+    assert words[0] == f"JTCA_URL=unix://{SOCKET}"  # a client of the service
     assert words[1:3] == ["flock", "-n"]
     check_publish_command(words[4:])
