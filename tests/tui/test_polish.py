@@ -35,6 +35,7 @@ async def open_screen(pilot, key: str) -> str:  # type: ignore[no-untyped-def]
     await pilot.press(key)
     await settle(pilot)
     await pilot.pause(0.3)  # the footer fills in its keys a moment later
+    await settle(pilot)  # and the tables repaint once their columns are measured (when idle)
     return screen_text(pilot.app)
 
 
