@@ -146,9 +146,9 @@ def test_next_update_drives_republication(database, new_token, tmp_path: Path) -
         publisher.Settings(tmp_path, validity=HOUR, refresh=HOUR)
 
 
-def test_crash_between_record_and_rename_is_repaired(
+def test_crash_between_record_and_rename_is_repaired(  # type: ignore[no-untyped-def]
     database, new_token, tmp_path: Path, monkeypatch
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     _, engine = database
     pki = make_pki(new_token)
     settings = publisher.Settings(tmp_path, (ListType.ISSUERS,))
@@ -195,9 +195,9 @@ def test_a_failed_record_leaves_nothing(database, new_token, tmp_path: Path, mon
         assert session.exec(select(ListVersion)).all() == []
 
 
-def test_a_list_terminals_would_refuse_is_never_published(
+def test_a_list_terminals_would_refuse_is_never_published(  # type: ignore[no-untyped-def]
     database, new_token, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     _, engine = database
     expired = make_pki(new_token, not_after=T0 + DAY)
     settings = publisher.Settings(tmp_path, (ListType.ISSUERS,))

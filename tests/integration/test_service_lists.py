@@ -124,6 +124,12 @@ def assert_bad_requests(
         assert "Traceback" not in response.text
 
 
+def test_the_command_line_names_the_lists_the_service_knows() -> None:
+    from ca.cli import publish
+
+    assert publish.LIST_CHOICES == list(ops.LIST_NAMES) == [t.value for t in ListType]
+
+
 def test_requests_a_client_got_wrong_name_the_field(tmp_path: Path) -> None:
     with in_process(tmp_path / "state") as (client, _):
         assert_bad_requests(
@@ -324,8 +330,8 @@ def test_lists_through_the_service(database, tmp_path: Path, own_softhsm: None) 
             )
         )
         assert own.exit_code == 6
-        other = em1.call(ops.EMERGENCY, ops.EmergencyRequest(reason="a drill"))
-        dropped = em2.call(ops.REJECT, ops.DecideRequest(request=other.request, reason="drill"))
+        drill = em1.call(ops.EMERGENCY, ops.EmergencyRequest(reason="a drill"))
+        dropped = em2.call(ops.REJECT, ops.DecideRequest(request=drill.request, reason="drill"))
         assert (dropped.state, dropped.publication) == ("rejected", None)
         urgent = em2.call(
             ops.APPROVE, ops.DecideRequest(request=asked.request, shares=world.shares)
