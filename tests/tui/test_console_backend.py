@@ -51,7 +51,8 @@ def test_sign_in_and_scope(demo: Demo) -> None:
     assert all(b.seq < a.seq for a, b in zip(page.events, page.events[1:], strict=False))
     # the secret never reaches the audit log
     details = " ".join(e.details for e in root.audit_page(size=1000).events)
-    assert pins["gd-1"] not in details and demo.credentials.shares[0] not in details
+    assert pins["gd-1"] not in details
+    assert demo.credentials.shares[0] not in details
     older = root.audit_page(before=page.events[-1].seq, size=3)
     assert [e.seq for e in older.events] == sorted((e.seq for e in older.events), reverse=True)
     assert older.events[0].seq < page.events[-1].seq
@@ -67,7 +68,8 @@ def test_views_need_an_officer_and_the_demo_is_seeded_once(demo: Demo) -> None:
         )
     assert (field.value.status, field.value.field) == (422, "size")
     status = demo.client.call(demo_ops.STATUS, Empty())
-    assert status.seeded and status.credentials == str(demo.state / demo_ops.CREDENTIALS)
+    assert status.seeded
+    assert status.credentials == str(demo.state / demo_ops.CREDENTIALS)
     with pytest.raises(ServiceError, match="not empty") as again:
         demo.client.call(demo_ops.SEED, Empty())
     assert again.value.title == "Demo refused"
