@@ -81,7 +81,7 @@ def make_world(
     quorum = [shares[0], shares[2]]
     jtca(
         env, "ceremony", "run", EXAMPLE, "--share", quorum[0], "--share", quorum[1],
-        "--witness", WITNESS,
+        "--witness", WITNESS, "--transcript", str(state.parent / f"{state.name}-transcript.json"),
     )  # fmt: skip
     for officer, role in officers:
         jtca(env, "officer", "add", "--id", officer, "--role", role, "--actor", "mot-root-1")
