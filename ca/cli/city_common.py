@@ -8,7 +8,7 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-from ca.clock import SystemClock, iso_utc
+from ca.clock import iso_utc
 from ca.ops.base import Model, Operation
 
 if TYPE_CHECKING:
@@ -36,10 +36,6 @@ KEY_TIMES: Final = frozenset(
 
 def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
     print(json.dumps(data, ensure_ascii=False, indent=2) if args.json else text)
-
-
-def _now() -> int:
-    return SystemClock().now()
 
 
 def call(
@@ -84,13 +80,3 @@ def key_json(view: KeyView) -> dict[str, Any]:
             value = iso_utc(value)
         data["class" if name == "key_class" else name] = value
     return data
-
-
-def _actor(
-    args: argparse.Namespace,
-) -> tuple[Any, Any]:  # TEMPORARY: until ca/cli/site.py is a client
-    from ca.authority import open_authority
-    from ca.officers import actor_of
-
-    engine = open_authority().engine
-    return engine, actor_of(engine, args.actor)
