@@ -14,6 +14,9 @@ inside the operation, never through handles kept from an earlier session.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
+import functools
 import getpass
 import hashlib
 import os
@@ -61,6 +64,32 @@ class ObjectMissing(TokenError):
 
 # One lock for every call into PKCS#11 modules (see Token.session).
 MODULE_LOCK: Final = threading.RLock()
+
+
+@functools.cache
+def _openssl_err_clear() -> Callable[[], None] | None:
+    name = ctypes.util.find_library("crypto")
+    if name is None:  # pragma: no cover - every Debian/Ubuntu has libcrypto
+        return None
+    try:
+        function: Callable[[], None] = ctypes.CDLL(name).ERR_clear_error
+    except (OSError, AttributeError):  # pragma: no cover
+        return None
+    return function
+
+
+def clear_openssl_errors() -> None:
+    """Empty this thread's OpenSSL error queue after a token call.
+
+    SoftHSM2 runs in our process on the system's libcrypto — the same library Python's ``ssl``
+    module uses — and leaves errors of its own on the thread's error queue (for example
+    ``EVP: expecting an ec key`` after unwrapping an SM2 key). The next TLS handshake in that
+    thread then reads the stale error as its own and fails. The queue is per thread and holds
+    nothing of ours, so emptying it after each token call is safe.
+    """
+    clear = _openssl_err_clear()
+    if clear is not None:
+        clear()
 
 
 def find_module(explicit: str | os.PathLike[str] | None = None) -> Path:
@@ -371,6 +400,14 @@ class Token:
     def run(self, operation: Callable[[pkcs11.Session], T]) -> T:
         """Run ``operation`` in a logged-in session; if the session was dropped underneath us,
         log in again and run it once more. The operation must find its objects itself.
+        Afterwards the thread's OpenSSL error queue is emptied (``clear_openssl_errors``)."""
+        try:
+            return self._run(operation)
+        finally:
+            clear_openssl_errors()
+
+    def _run(self, operation: Callable[[pkcs11.Session], T]) -> T:
+        """``run`` itself.
 
         A session closed underneath us that held the login leaves the others open but logged
         out (python-pkcs11 logs out on close): private objects then look absent. So when an

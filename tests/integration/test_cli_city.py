@@ -37,16 +37,40 @@ def client_env(url: str, tmp_path: Path) -> dict[str, str]:
     return env
 
 
-@pytest.fixture
-def env(database: Any, tmp_path: Path) -> Iterator[dict[str, str]]:
-    """`jtca init` on a fresh state folder; its embedded service stopped afterwards."""
+@pytest.fixture(params=["embedded", "tls"])
+def env(request: pytest.FixtureRequest, database: Any, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """The commands' environment, on a fresh state folder and database of each kind:
+
+    - ``embedded``: `jtca init`, whose embedded service (Unix socket) is stopped afterwards;
+    - ``tls``: a real `jtca serve` on loopback over TLS 1.3, the client pinning its self-made
+      certificate with JTCA_URL and JTCA_SERVER_CERT and holding no database URL; the state
+      folder is then only the sites' tokens (province and city) for the client.
+    """
     url, _ = database
     env = client_env(url, tmp_path)
-    run = [JTCA, "init"], [JTCA, "service", "stop"]
-    made = subprocess.run(run[0], capture_output=True, text=True, env=env, timeout=120)
-    assert made.returncode == 0, made.stderr
-    yield env
-    subprocess.run(run[1], capture_output=True, text=True, env=env, timeout=60, check=False)
+    if request.param == "embedded":
+        run = [JTCA, "init"], [JTCA, "service", "stop"]
+        made = subprocess.run(run[0], capture_output=True, text=True, env=env, timeout=120)
+        assert made.returncode == 0, made.stderr
+        yield env
+        subprocess.run(run[1], capture_output=True, text=True, env=env, timeout=60, check=False)
+        return
+    from test_service import clean_env, start_serve, stop_serve
+
+    state = tmp_path / "state"
+    server_env = clean_env(JTCA_DATABASE_URL=url)
+    upgraded = subprocess.run(
+        [JTCA, "db", "upgrade", "--state", str(state)],
+        capture_output=True, text=True, env=server_env, timeout=120, check=False,
+    )  # fmt: skip
+    assert upgraded.returncode == 0, upgraded.stderr
+    served = start_serve(state, server_env)
+    try:
+        client = served.client_env(JTCA_STATE=str(state), XDG_CONFIG_HOME=str(tmp_path / "xdg"))
+        assert "JTCA_DATABASE_URL" not in client
+        yield client
+    finally:
+        stop_serve(served)
 
 
 def test_city_key_path_through_the_cli(env: dict[str, str], tmp_path: Path) -> None:
