@@ -29,8 +29,28 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message} (see '{self.prog} --help')")
 
 
-def build_parser() -> Parser:
-    from ca.cli import audit, ca, ceremony, city, officer, publish, qr, service, token
+# The module that registers each command: a command line naming one of them builds (and
+# imports) only that module's parser, so `jtca city keys` never loads the QR or token code.
+COMMANDS: dict[str, str] = {
+    "init": "service",
+    "config": "service",
+    "service": "service",
+    "qr": "qr",
+    "token": "token",
+    "audit": "audit",
+    "ceremony": "ceremony",
+    "ca": "ca",
+    "issuer": "ca",
+    "officer": "officer",
+    "city": "city",
+    "publish": "publish",
+    "lists": "publish",
+}
+
+
+def build_parser(only: str | None = None) -> Parser:
+    """The whole command line, or only the module that registers the command ``only``."""
+    import importlib
 
     parser = Parser(
         prog="jtca",
@@ -39,26 +59,21 @@ def build_parser() -> Parser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
-    service.register(sub)
-    for name, text in (
-        ("serve", "run the authority service (HTTPS or a Unix socket)"),
-        ("db", "the database schema: upgrade, status (on the service's machine)"),
-    ):
-        sub.add_parser(name, help=text, add_help=False).set_defaults(handler=_server_only)
-    qr.register(sub)
-    token.register(sub)
-    audit.register(sub)
-    ceremony.register(sub)
-    ca.register(sub)
-    officer.register(sub)
-    for name, text in (
-        ("tui", "open the officers' console (sign in as an officer)"),
-        ("demo", "seed a demo state folder on first use, then open the console on it"),
-    ):
-        q = sub.add_parser(name, help=text)
-        q.set_defaults(handler=_console_only)
-    city.register(sub)
-    publish.register(sub)
+    if only in COMMANDS:
+        importlib.import_module(f"ca.cli.{COMMANDS[only]}").register(sub)
+        return parser
+    modules = dict.fromkeys(COMMANDS.values())
+    for module in modules:
+        if module == "city":  # keep the help's order: the console's entries before city
+            for name, text in (
+                ("tui", "open the officers' console (sign in as an officer)"),
+                ("demo", "seed a demo state folder on first use, then open the console on it"),
+                ("serve", "run the authority service (HTTPS or a Unix socket)"),
+                ("db", "the database schema: upgrade, status (on the service's machine)"),
+            ):
+                handler = _server_only if name in ("serve", "db") else _console_only
+                sub.add_parser(name, help=text, add_help=False).set_defaults(handler=handler)
+        importlib.import_module(f"ca.cli.{module}").register(sub)
     return parser
 
 
@@ -72,8 +87,9 @@ def _server_only(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     def run() -> int:
-        parser = build_parser()
-        args = parser.parse_args(argv)
+        words = list(sys.argv[1:] if argv is None else argv)
+        parser = build_parser(words[0] if words else None)
+        args = parser.parse_args(words)
         status: int = args.handler(args)
         return status
 
