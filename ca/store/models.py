@@ -272,6 +272,10 @@ class KeyCopy(SQLModel, table=True):
     uri: str = Field(max_length=500)
     package_id: str | None = Field(default=None, max_length=32)  # hex; None for the original
     installed_at: int = Field(sa_type=BigInteger)
+    # when destroy-material was carried out while this copy sat in a province's or a city's
+    # token: the service never opens those, so the copy awaits destruction at its holder's site
+    # until the site reports it gone (``destroyed_at``); None for a copy the service destroyed
+    destroy_requested_at: int | None = Field(default=None, sa_type=BigInteger)
     destroyed_at: int | None = Field(default=None, sa_type=BigInteger)
 
 
@@ -289,6 +293,10 @@ class KeyPackageRecord(SQLModel, table=True):
     created_by: str = Field(max_length=100)
     imported_at: int | None = Field(default=None, sa_type=BigInteger)
     imported_by: str | None = Field(default=None, max_length=100)
+    # the package itself (signed, and sealed to the recipient's transport key: nothing in it is
+    # readable without that token), so its addressee can fetch it again if its file was lost;
+    # None for a package recorded before the bytes were kept
+    data: bytes | None = Field(default=None, sa_type=LargeBinary)
 
 
 class UsageReport(SQLModel, table=True):
