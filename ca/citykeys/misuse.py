@@ -10,6 +10,15 @@ once. One rejection rejects. The request, every decision and every key's change 
   period; their records stay until the retention period ends (``queries.purge_records``);
 - destroy-material: keys revoked or deactivated whose grace period has passed have their
   material destroyed in every token that holds a copy; the record stays.
+
+Where the copies are destroyed (issue #11, point 5: tokens stay at their sites): the service
+holds the ministry's token only, so when it carries out destroy-material
+(``destroy_site_copies=False``) it destroys the ministry's copy and records each province's and
+city's copy as awaiting destruction at its holder's site (audited: holder, token, URI); the key
+is destroyed in its lifecycle at once, as before. The holder's site client then destroys each such
+copy in its own token and reports it (``copies_awaiting_destruction``, ``record_copy_destroyed``).
+A process that holds every token (the domain tests) may destroy every copy itself
+(``destroy_site_copies=True``, the default of the domain functions).
 """
 
 from __future__ import annotations
@@ -23,23 +32,39 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from ca import audit, dualcontrol
-from ca.citykeys.common import CityKeyError, Vault, allowed, apply_event, get_key, key_flags
+from ca.authorization import PolicyDenied
+from ca.citykeys.common import (
+    MINISTRY,
+    CityKeyError,
+    Vault,
+    allowed,
+    apply_event,
+    get_key,
+    key_flags,
+)
 from ca.clock import iso_utc
 from ca.dualcontrol import MAX_REASON as MAX_REASON  # re-exported: the longest reason
 from ca.dualcontrol import record_decision
+from ca.errors import BadInput
 from ca.lifecycle import KeyEvent, KeyState, transition
+from ca.registry.divisions import default_divisions
 from ca.signing import load_policy
 from ca.store.db import transaction
 from ca.store.models import Approval, CityKey, KeyCopy, PendingAction, UsageViolation
 from hsm.pkcs11.keys import KeyNotFound
 from hsm.pkcs11.uri import Pkcs11Uri
-from policies.rules import Actor
+from policies.rules import Actor, is_province_code, province_of
 
 SUSPEND: Final = "city-key.suspend"
 RESUME: Final = "city-key.resume"
 REVOKE: Final = "city-key.revoke"
 CLEANUP: Final = "city-key.cleanup-dormant"
 DESTROY: Final = "city-key.destroy-material"
+MATERIAL_DESTROYED: Final = "city-key.material-destroyed"  # a copy's material is gone
+AWAITS_DESTRUCTION: Final = "city-key.material-awaits-destruction"  # at its holder's site
+# the roles that handle a site's copies: those that install keys in a site's tokens, and those
+# that order material destroyed (the policy decides the scope of each)
+SITE_COPY_ACTIONS: Final = ("city-key.import", DESTROY)
 EVENTS: Final = {
     SUSPEND: KeyEvent.SUSPEND,
     RESUME: KeyEvent.RESUME,
@@ -142,7 +167,10 @@ def request(
     *,
     reason: str,
     now: int,
+    destroy_site_copies: bool = True,
 ) -> ActionOutcome:
+    """Ask for ``action`` on the keys; carried out at once when no approver is required.
+    ``destroy_site_copies``: see the module's note (the service passes False)."""
     if action not in EVENTS:
         raise ActionError(f"unknown action {action!r}")
     reason = check_reason(reason)
@@ -167,7 +195,7 @@ def request(
                 raise ActionError(f"{label} already awaits {action} (action {pending_action.id})")
         labels = tuple(k.label for k in keys)
         if required == 0:
-            _execute(session, vault, action, keys, reason, actor.id, [], now)
+            _execute(session, vault, action, keys, reason, actor.id, [], now, destroy_site_copies)
             return ActionOutcome(None, action, "done", 0, 0, labels)
         pending = PendingAction(
             action=action,
@@ -199,9 +227,10 @@ def decide(
     approve: bool,
     now: int,
     reason: str = "",
+    destroy_site_copies: bool = True,
 ) -> ActionOutcome:
     """One officer's approval or rejection of a pending action; carried out on the last
-    approval needed, in the same transaction."""
+    approval needed, in the same transaction (``destroy_site_copies``: the module's note)."""
     subject = f"action {action_id}"
     with transaction(engine) as session:
         pending = session.exec(
@@ -247,6 +276,7 @@ def decide(
                 pending.requested_by,
                 approvers,
                 now,
+                destroy_site_copies,
             )
             pending.state, pending.decided_at = "done", now
         session.add(pending)
@@ -269,13 +299,14 @@ def _execute(
     requested_by: str,
     approvers: list[str],
     now: int,
+    destroy_site_copies: bool,
 ) -> None:
     policy = load_policy()
     for key in keys:
         _precheck(key, action, now)  # still true now that the approvers have decided
     for key in keys:
         if action == DESTROY:
-            _destroy_copies(session, vault, key, now)
+            _destroy_copies(session, vault, key, now, destroy_site_copies=destroy_site_copies)
         apply_event(
             session,
             key,
@@ -298,15 +329,33 @@ def _execute(
             session.add(key)
 
 
-def _destroy_copies(session: Session, vault: Vault, key: CityKey, now: int) -> None:
-    """Destroy the key's material in every token holding a copy. A copy already gone (an
-    earlier attempt destroyed it, then the database refused) counts as destroyed."""
+def _destroy_copies(
+    session: Session, vault: Vault, key: CityKey, now: int, *, destroy_site_copies: bool
+) -> None:
+    """Destroy the key's material in the ministry's token, and in the province's and the city's
+    when ``destroy_site_copies`` (a process holding every token); otherwise record those copies
+    as awaiting destruction at their holders' sites. A copy already gone (an earlier attempt
+    destroyed it, then the database refused) counts as destroyed."""
     copies = session.exec(
         select(KeyCopy)
         .where(KeyCopy.city_key_id == key.id)
         .where(col(KeyCopy.destroyed_at).is_(None))
+        .order_by(col(KeyCopy.id))
     ).all()
     for copy in copies:
+        where = {"holder": copy.holder, "token": copy.token, "uri": copy.uri}
+        if copy.holder != MINISTRY and not destroy_site_copies:
+            copy.destroy_requested_at = now
+            session.add(copy)
+            audit.append(
+                session,
+                actor="jtca",
+                action=AWAITS_DESTRUCTION,
+                subject=key.label,
+                details=where,
+                at=now,
+            )
+            continue
         store = vault.store(copy.token)
         with contextlib.suppress(KeyNotFound):
             store.destroy(Pkcs11Uri.parse(copy.uri))
@@ -315,11 +364,161 @@ def _destroy_copies(session: Session, vault: Vault, key: CityKey, now: int) -> N
         audit.append(
             session,
             actor="jtca",
-            action="city-key.material-destroyed",
+            action=MATERIAL_DESTROYED,
             subject=key.label,
-            details={"holder": copy.holder, "token": copy.token, "uri": copy.uri},
+            details=where,
             at=now,
         )
+
+
+# -- copies awaiting destruction at their holders' sites ----------------------------------------
+class DestructionRefused(CityKeyError):
+    """A report of a copy destroyed at a site that does not match a copy awaiting it (409)."""
+
+    title = "Destruction refused"
+    http_status = 409
+
+
+@dataclass(frozen=True, slots=True)
+class SiteCopy:
+    """A copy of a city key in a province's or a city's token, destroyed or awaiting it."""
+
+    key_id: int
+    label: str
+    city: str
+    province: str
+    key_class: str
+    kind: str
+    holder: str
+    token: str
+    uri: str
+    requested_at: int  # when destroy-material was carried out
+    destroyed_at: int | None
+
+
+def _site_copy(copy: KeyCopy, key: CityKey) -> SiteCopy:
+    return SiteCopy(
+        key_id=key.id or 0,
+        label=key.label,
+        city=key.city,
+        province=key.province,
+        key_class=key.key_class,
+        kind=key.kind,
+        holder=copy.holder,
+        token=copy.token,
+        uri=copy.uri,
+        requested_at=copy.destroy_requested_at or 0,
+        destroyed_at=copy.destroyed_at,
+    )
+
+
+def check_site_officer(actor: Actor, holder: str, now: int, key_class: str | None = None) -> None:
+    """May ``actor`` handle ``holder``'s copies at its site? ``holder`` is a province or a city
+    of the registry (the ministry's copies are the service's); a provincial officer handles
+    their own province's and its cities' (``deny/other-province`` otherwise); the policy must
+    grant one of ``SITE_COPY_ACTIONS`` for the holder."""
+    if holder == MINISTRY:
+        raise BadInput(
+            "holder ministry: the ministry's copies are destroyed by the service when "
+            "destroy-material is carried out; a site destroys its own"
+        )
+    divisions = default_divisions()
+    known = (
+        divisions.province(holder) if is_province_code(holder) else divisions.city(holder)
+    ) is not None
+    if not known:
+        raise BadInput(f"holder {holder!r}: a province code or a city code of the registry")
+    province = holder if is_province_code(holder) else province_of(holder)
+    if actor.province is not None and actor.province != province:
+        raise PolicyDenied(
+            f"deny/other-province: {actor.id} handles the copies of province {actor.province} "
+            f"and its cities, not {holder}'s"
+        )
+    refusal: PolicyDenied | None = None
+    for action in SITE_COPY_ACTIONS:
+        try:
+            allowed(actor, action, holder, key_class, now)
+            return
+        except PolicyDenied as exc:
+            refusal = refusal or exc
+    raise refusal or PolicyDenied(f"deny/no-role: {actor.id} may not handle {holder}'s copies")
+
+
+def copies_awaiting_destruction(
+    engine: Engine, actor: Actor, holder: str, *, now: int
+) -> list[SiteCopy]:
+    """``holder``'s copies that destroy-material left for its site to destroy, oldest first."""
+    check_site_officer(actor, holder, now)
+    with Session(engine) as session:
+        rows = session.exec(
+            select(KeyCopy, CityKey)
+            .join(CityKey, col(CityKey.id) == col(KeyCopy.city_key_id))
+            .where(KeyCopy.holder == holder)
+            .where(col(KeyCopy.destroy_requested_at).is_not(None))
+            .where(col(KeyCopy.destroyed_at).is_(None))
+            .order_by(col(KeyCopy.destroy_requested_at), col(KeyCopy.id))
+        ).all()
+        return [_site_copy(copy, key) for copy, key in rows]
+
+
+def record_copy_destroyed(
+    engine: Engine, actor: Actor, key_id: int, *, holder: str, uri: str, now: int
+) -> SiteCopy:
+    """Record a site's report that ``holder``'s copy of key ``key_id`` (at ``uri``) is gone
+    from its token, audited. Refused: another province's officer, a key the holder has no copy
+    of, a URI that is not the copy's, a copy not awaiting destruction (never ordered, or
+    reported before)."""
+    with transaction(engine) as session:
+        key = get_key(session, key_id)
+        check_site_officer(actor, holder, now, key.key_class)
+        copy = session.exec(
+            select(KeyCopy)
+            .where(KeyCopy.city_key_id == key_id)
+            .where(KeyCopy.holder == holder)
+            .with_for_update()
+        ).one_or_none()
+        if copy is None:
+            raise DestructionRefused(f"{key.label}: {holder} holds no copy of it")
+        if copy.uri != uri:
+            raise DestructionRefused(f"{key.label}: {holder}'s copy is {copy.uri}, not {uri}")
+        if copy.destroyed_at is not None:
+            raise DestructionRefused(
+                f"{key.label}: {holder}'s copy was recorded destroyed "
+                f"at {iso_utc(copy.destroyed_at)}"
+            )
+        if copy.destroy_requested_at is None:
+            raise DestructionRefused(
+                f"{key.label}: {holder}'s copy does not await destruction (its material is "
+                f"destroyed only after destroy-material is carried out; the key is {key.state})"
+            )
+        copy.destroyed_at = now
+        session.add(copy)
+        audit.append(
+            session,
+            actor=actor.id,
+            action=MATERIAL_DESTROYED,
+            subject=key.label,
+            details={"holder": holder, "token": copy.token, "uri": copy.uri, "at": "site"},
+            at=now,
+        )
+        session.flush()
+        return _site_copy(copy, key)
+
+
+def awaiting_holders(session: Session, key_ids: Sequence[int]) -> dict[int, list[str]]:
+    """For each of ``key_ids`` with copies awaiting destruction at a site, their holders."""
+    found: dict[int, list[str]] = {}
+    if not key_ids:
+        return found
+    for key_id, holder in session.exec(
+        select(KeyCopy.city_key_id, KeyCopy.holder)
+        .where(col(KeyCopy.city_key_id).in_(list(key_ids)))
+        .where(col(KeyCopy.destroy_requested_at).is_not(None))
+        .where(col(KeyCopy.destroyed_at).is_(None))
+        .order_by(col(KeyCopy.holder))
+    ):
+        found.setdefault(key_id, []).append(holder)
+    return found
 
 
 def pending_actions(session: Session) -> list[PendingAction]:

@@ -1,6 +1,7 @@
-"""``jtca city transport-key``, ``jtca city deliver``, ``jtca city import``: the steps of the
-city key path that use a holder's token — the ministry's at the service, a province's or a
-city's at that site, with its own token (issue #11, point 5; ``ca.site`` says how).
+"""``jtca city transport-key``, ``jtca city deliver``, ``jtca city import``, ``jtca city
+destroy-copies``: the steps of the city key path that use a holder's token — the ministry's at the
+service, a province's or a city's at that site, with its own token (issue #11, point 5;
+``ca.site`` says how).
 
 Without ``--module`` a site's token is the one of the embedded default: the SoftHSM2 of the
 state folder, with the PIN file jtca keeps beside each token. A real site names its PKCS#11
@@ -39,6 +40,14 @@ def register(command: Any) -> None:
 
     q = command("import", "open key packages into the recipient's token", cmd_import)
     q.add_argument("package", type=Path, nargs="+")
+    _site_token_options(q)
+
+    q = command(
+        "destroy-copies",
+        "destroy a province's or a city's copies awaiting destruction, in its token",
+        cmd_destroy_copies,
+    )
+    q.add_argument("--holder", required=True, metavar="CODE", help="a province or a city code")
     _site_token_options(q)
 
 
@@ -146,4 +155,39 @@ def cmd_import(args: argparse.Namespace) -> int:
         for r in results
     ]
     _emit(args, out, "\n".join(f"{r.label}: in {r.token} ({r.stage})" for r in results))
+    return 0
+
+
+def cmd_destroy_copies(args: argparse.Namespace) -> int:
+    from ca.clock import iso_utc
+    from ca.ops.packages import SiteCopy
+    from ca.site import destruction
+
+    client = _client(args)
+    done: list[SiteCopy] = []
+
+    def line(c: SiteCopy) -> str:
+        return f"{c.label}: destroyed in {c.token} ({c.uri})"
+
+    with _tokens(args) as tokens:
+        try:
+            destruction.destroy_copies(client, tokens, args.holder, done=done.append)
+        except JtcaError:
+            if not args.json:  # say what was destroyed and reported before the refusal
+                for c in done:
+                    print(line(c))
+            raise
+    data = [
+        {
+            "key": c.key,
+            "label": c.label,
+            "holder": c.holder,
+            "token": c.token,
+            "uri": c.uri,
+            "destroyed_at": iso_utc(c.destroyed_at) if c.destroyed_at is not None else None,
+        }
+        for c in done
+    ]
+    text = "\n".join(line(c) for c in done) or f"no copy of {args.holder} awaits destruction"
+    _emit(args, data, text)
     return 0

@@ -113,6 +113,9 @@ class KeyView(Model):
     reason: str = ""  # of the last suspension or revocation
     destroy_after: int | None = None
     destroyed_at: int | None = None
+    # holders (a province, a city) whose copy awaits destruction at their site: the service
+    # destroyed the ministry's copy; each site destroys its own (jtca city destroy-copies)
+    copies_awaiting_destruction: list[str] = Field(default_factory=list)
     open_violations: int = 0
     public_key: str | None = None  # SM2 point, compressed, hex
     check_value: str | None = None  # SM4 key check value, hex

@@ -10,7 +10,10 @@ Who does what (issue #11, point 5: tokens stay at their sites):
   the site's transport key and registers only the public key (``REGISTER_TRANSPORT_KEY``), asks
   what a package needs before opening it into its token (``IMPORT_PLAN``) and reports the import
   (``REPORT_IMPORT``), and hands keys on to a city (``DELIVERY_PLAN``, ``REPORT_HANDED_ON``).
-  The service checks every report against its records and never needs a site's PIN.
+  The service checks every report against its records and never needs a site's PIN;
+- when destroy-material is carried out, the service destroys the ministry's copy only; a
+  province's or a city's copy awaits destruction at its site (``AWAITING_DESTRUCTION``), whose
+  client destroys it in its own token and reports it (``REPORT_DESTROYED``).
 
 Key packages travel as their bytes (sealed to the recipient's transport key: nothing in them is
 readable without that token), so the service checks a report against the package itself: its id,
@@ -213,6 +216,8 @@ REPORT_HANDED_ON = operation(
     RecordedPackages,
     "province → city: record packages a province sealed at its site (checked against the keys)",
 )
+
+
 AWAITING_DELIVERY = operation(
     "packages.awaiting-delivery",
     Empty,
@@ -299,4 +304,48 @@ STATUS = operation(
     PackageStatus,
     "one package's record: made for whom, imported when and where",
     mutating=False,
+)
+
+
+# -- copies destroyed at their sites ---------------------------------------------------------------
+class SiteCopy(Model):
+    """A province's or a city's copy of a city key, in its token at its site."""
+
+    key: int
+    label: str
+    city: str
+    key_class: str
+    kind: str  # sm2 | sm4
+    holder: str  # the province or the city
+    token: str  # the token label at the site
+    uri: str  # RFC 7512 URI of the copy in that token
+    requested_at: int  # when destroy-material was carried out
+    destroyed_at: int | None = None  # when the site reported it gone
+
+
+class SiteCopies(Model):
+    holder: str
+    copies: list[SiteCopy]  # oldest order first
+
+
+class DestroyedReport(Model):
+    """A site's report: its copy of ``key`` (at ``uri``) is gone from its token."""
+
+    key: int
+    holder: str
+    uri: str
+
+
+AWAITING_DESTRUCTION = operation(
+    "packages.awaiting-destruction",
+    Holder,
+    SiteCopies,
+    "a province's or a city's copies that destroy-material left for its site to destroy",
+    mutating=False,
+)
+REPORT_DESTROYED = operation(
+    "packages.report-destroyed",
+    DestroyedReport,
+    SiteCopy,
+    "record a copy a site destroyed in its token (it must await destruction; audited)",
 )

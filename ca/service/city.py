@@ -12,7 +12,9 @@ key. A read without an officer sees every province, as the command line's reads 
 The ministry's tokens are reached only through ``ctx.runtime.tokens()``, and only by the use
 cases that use them (generate, renew, destroy-material, and the approval that carries out a
 destruction): suspensions, revocations and their approvals change records only and never wait
-for the tokens.
+for the tokens. A destruction carried out here destroys the ministry's copy only: a province's
+or a city's copy is recorded as awaiting destruction at its site (``destroy_site_copies=False``;
+the site destroys it in its own token and reports it, ``ca.service.packages``).
 """
 
 from __future__ import annotations
@@ -137,8 +139,11 @@ def _filter(ctx: Context, query: ops.KeyQuery) -> queries.KeyFilter:
     )
 
 
-def key_view(key: CityKey, now: int, policy: Policy | None = None) -> ops.KeyView:
-    """The typed view of a key record (the fields of ``ca.citykeys.queries.key_view``)."""
+def key_view(
+    key: CityKey, now: int, policy: Policy | None = None, awaiting: Sequence[str] = ()
+) -> ops.KeyView:
+    """The typed view of a key record (the fields of ``ca.citykeys.queries.key_view``);
+    ``awaiting``: the holders whose copy awaits destruction at their site."""
     city = default_divisions().city(key.city)
     return ops.KeyView(
         id=key.id or 0,
@@ -167,15 +172,20 @@ def key_view(key: CityKey, now: int, policy: Policy | None = None) -> ops.KeyVie
         reason=key.reason,
         destroy_after=key.destroy_after,
         destroyed_at=key.destroyed_at,
+        copies_awaiting_destruction=list(awaiting),
         open_violations=key.open_violations,
         public_key=key.public_key,
         check_value=key.check_value,
     )
 
 
-def _views(keys: Sequence[CityKey], now: int) -> list[ops.KeyView]:
+def _views(keys: Sequence[CityKey], now: int, session: Session | None = None) -> list[ops.KeyView]:
+    """Views of ``keys``; with ``session``, the destroyed keys' copies awaiting destruction at
+    their sites (one query, and none when no key is destroyed)."""
     policy = load_policy()
-    return [key_view(k, now, policy) for k in keys]
+    destroyed = [k.id for k in keys if k.id is not None and k.state == KeyState.DESTROYED.value]
+    awaiting = misuse.awaiting_holders(session, destroyed) if session and destroyed else {}
+    return [key_view(k, now, policy, awaiting.get(k.id or 0, ())) for k in keys]
 
 
 def _application(application: KeyApplication) -> ops.Application:
@@ -267,6 +277,7 @@ def decide(ctx: Context, request: ops.DecideRequest) -> ops.Decision:
             approve=request.approve,
             now=now,
             reason=request.reason,
+            destroy_site_copies=False,  # the ministry's token only; sites destroy their own
         )
     return ops.Decision(
         kind="action", id=request.id, state=outcome.state, outcome=_outcome(outcome)
@@ -291,7 +302,7 @@ def find_keys(ctx: Context, request: ops.KeysRequest) -> ops.KeyList:
     now = ctx.now()
     with Session(ctx.engine) as session:
         keys = queries.find_keys(session, chosen, now=now, limit=request.limit)
-        return ops.KeyList(keys=_views(keys, now))
+        return ops.KeyList(keys=_views(keys, now, session))
 
 
 @handles(ops.PAGE)
@@ -312,7 +323,7 @@ def find_page(ctx: Context, request: ops.PageRequest) -> ops.KeyPage:
             descending=request.descending,
             limit=request.limit,
         )
-        return ops.KeyPage(keys=_views(keys, now), total=total)
+        return ops.KeyPage(keys=_views(keys, now, session), total=total)
 
 
 @handles(ops.SHOW)
@@ -320,10 +331,10 @@ def show(ctx: Context, request: ops.KeyRequest) -> ops.KeyView:
     now = ctx.now()
     with Session(ctx.engine) as session:
         key = queries.keys_by_id(session, [request.key]).get(request.key)
-    if key is None:
-        raise UnknownKey(f"no city key {request.key}")
-    _check_key_scope(ctx, key)
-    return key_view(key, now)
+        if key is None:
+            raise UnknownKey(f"no city key {request.key}")
+        _check_key_scope(ctx, key)
+        return _views([key], now, session)[0]
 
 
 @handles(ops.SUMMARY)
@@ -456,9 +467,16 @@ def destroy_material(ctx: Context, request: ops.DestroyRequest) -> ops.ActionOut
         with Session(ctx.engine) as session:
             due = misuse.destroy_due(session, now, actor.province)
             key_ids = _ids(due, "due for destruction")
-    with _vault(ctx, True) as vault:
+    with _vault(ctx, True) as vault:  # the ministry's token only; sites destroy their own
         outcome = misuse.request(
-            ctx.engine, vault, actor, misuse.DESTROY, key_ids, reason="grace period ended", now=now
+            ctx.engine,
+            vault,
+            actor,
+            misuse.DESTROY,
+            key_ids,
+            reason="grace period ended",
+            now=now,
+            destroy_site_copies=False,
         )
     return _outcome(outcome)
 
@@ -506,7 +524,7 @@ def key_report(ctx: Context, request: ops.ReportRequest) -> ops.KeyReport:
     now = ctx.now()
     with Session(ctx.engine) as session:
         keys = queries.find_keys(session, queries.KeyFilter(province=province), now=now)
-        views = _views(keys, now)
+        views = _views(keys, now, session)
     return ops.KeyReport(
         generated_at=now, title=report.TITLE, scope=report.report_scope(province), keys=views
     )

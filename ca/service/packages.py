@@ -6,11 +6,15 @@ key and the ministry → province packages. What a province or a city does with 
 done by its site's client (``ca.site``) and reported here; every report is checked against the
 records and the package itself before anything is recorded, and audited in the same
 transaction. The service never needs a site's PIN.
+
+The copies that destroy-material left in a province's or a city's token are listed for that
+site (``awaiting_destruction``) and recorded gone when the site reports it destroyed them
+(``report_destroyed``).
 """
 
 from __future__ import annotations
 
-from ca.citykeys import workflow
+from ca.citykeys import misuse, workflow
 from ca.citykeys.common import MINISTRY, CityKeyError
 from ca.errors import BadInput
 from ca.ops import packages as ops
@@ -257,3 +261,33 @@ def status(ctx: Context, req: ops.PackageId) -> ops.PackageStatus:
         uri=copy.uri if copy else None,
         stage=key.stage,
     )
+
+
+# -- copies destroyed at their sites ---------------------------------------------------------------
+def _site_copy(copy: misuse.SiteCopy) -> ops.SiteCopy:
+    return ops.SiteCopy(
+        key=copy.key_id,
+        label=copy.label,
+        city=copy.city,
+        key_class=copy.key_class,
+        kind=copy.kind,
+        holder=copy.holder,
+        token=copy.token,
+        uri=copy.uri,
+        requested_at=copy.requested_at,
+        destroyed_at=copy.destroyed_at,
+    )
+
+
+@handles(ops.AWAITING_DESTRUCTION)
+def awaiting_destruction(ctx: Context, req: ops.Holder) -> ops.SiteCopies:
+    copies = misuse.copies_awaiting_destruction(ctx.engine, ctx.actor(), req.holder, now=ctx.now())
+    return ops.SiteCopies(holder=req.holder, copies=[_site_copy(c) for c in copies])
+
+
+@handles(ops.REPORT_DESTROYED)
+def report_destroyed(ctx: Context, req: ops.DestroyedReport) -> ops.SiteCopy:
+    done = misuse.record_copy_destroyed(
+        ctx.engine, ctx.actor(), req.key, holder=req.holder, uri=req.uri, now=ctx.now()
+    )
+    return _site_copy(done)

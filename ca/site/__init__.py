@@ -11,7 +11,10 @@ checks each report against its records and the package itself, records it and au
   object just made (no key without its record);
 - **hand-on** (province → city): the province's client seals the key from its own token to the
   city's transport key (fetched from the service), signs with its own transport key, writes the
-  package and reports it.
+  package and reports it;
+- **destruction** (``ca.site.destruction``): destroy-material destroys the ministry's copy at
+  the service; each province's and city's copy awaits destruction at its site, whose client
+  destroys it in its own token and reports it.
 
 This package, with ``ca/cli/site.py`` and ``ca/cli/token.py``, is the named exception to "the
 command line imports no ``hsm``": it imports ``hsm`` and the client (``ca.client``, ``ca.ops``),
