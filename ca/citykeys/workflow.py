@@ -82,6 +82,7 @@ GENERATE: Final = "city-key.generate"
 DELIVER: Final = "city-key.deliver"
 IMPORT: Final = "city-key.import"
 REGISTER_TRANSPORT: Final = "transport-key.register"
+REFETCH: Final = "city-key.package-fetched"  # the audit action of a package fetched again
 
 GENERATED: Final = "generated"
 TO_PROVINCE: Final = "delivered-to-province"
@@ -579,6 +580,7 @@ def record_delivery(
                     sha256=sha256,
                     created_at=now,
                     created_by=actor.id,
+                    data=data,  # kept: its addressee may fetch it again (recorded_package)
                 )
             )
             row.stage = hop.after
@@ -650,6 +652,60 @@ def deliver(
     return [
         Delivered(s.key_id, s.label, s.recipient, s.package_id, out_dir / s.file_name) for s in done
     ]
+
+
+def recorded_package(engine: Engine, actor: Actor, key_id: int, *, now: int) -> Sealed:
+    """The package that awaits import for key ``key_id`` (the key is delivered to a province
+    or to a city and the package was recorded then), for its addressee to fetch again when its
+    file was lost; audited. Only the addressee's officers (the recipient's province) and the
+    ministry's may fetch it; refused: a key with no package awaiting import, one no longer live,
+    a package recorded before the bytes were kept."""
+    with transaction(engine) as session:
+        key = get_key(session, key_id, lock=False)
+        if key.stage not in (TO_PROVINCE, TO_CITY):
+            raise CityKeyError(
+                f"{key.label} is {key.stage}: no package of it awaits import",
+                title="No package",
+            )
+        recipient = key.province if key.stage == TO_PROVINCE else key.city
+        if is_ministry(actor):
+            allowed(actor, DELIVER, key.city, key.key_class, now)
+        else:
+            if actor.province != _holder_province(recipient):
+                raise PolicyDenied(
+                    f"deny/other-province: {key.label}'s package is addressed to {recipient}; "
+                    f"{actor.id} is not an officer of it"
+                )
+            allowed(actor, IMPORT, key.city, key.key_class, now)
+        if KeyState(key.state) not in _LIVE:
+            raise CityKeyError(f"{key.label} is {key.state}: its packages are not imported")
+        package = session.exec(
+            select(KeyPackageRecord)
+            .where(KeyPackageRecord.city_key_id == key_id)
+            .where(KeyPackageRecord.recipient == recipient)
+            .where(col(KeyPackageRecord.imported_at).is_(None))
+            .order_by(col(KeyPackageRecord.created_at).desc())
+        ).first()
+        if package is None:
+            raise CityKeyError(
+                f"{key.label}: no package to {recipient} awaits import", title="No package"
+            )
+        if package.data is None:
+            raise CityKeyError(
+                f"{key.label}: package {package.package_id} was recorded before packages were "
+                "kept with their records; it cannot be fetched again",
+                title="No package",
+            )
+        file_name = package_file_name(key.label, recipient)
+        audit.append(
+            session,
+            actor=actor.id,
+            action=REFETCH,
+            subject=key.label,
+            details={"package": package.package_id, "to": recipient, "file": file_name},
+            at=now,
+        )
+        return Sealed(key_id, key.label, recipient, package.package_id, file_name, package.data)
 
 
 def awaiting_delivery(engine: Engine, actor: Actor) -> list[CityKey]:

@@ -1,7 +1,8 @@
 """``jtca city transport-key``, ``jtca city deliver``, ``jtca city import``, ``jtca city
 destroy-copies``: the steps of the city key path that use a holder's token — the ministry's at the
 service, a province's or a city's at that site, with its own token (issue #11, point 5;
-``ca.site`` says how).
+``ca.site`` says how) — and ``jtca city packages``, which fetches a recorded package again when
+its file was lost.
 
 Without ``--module`` a site's token is the one of the embedded default: the SoftHSM2 of the
 state folder, with the PIN file jtca keeps beside each token. A real site names its PKCS#11
@@ -41,6 +42,10 @@ def register(command: Any) -> None:
     q = command("import", "open key packages into the recipient's token", cmd_import)
     q.add_argument("package", type=Path, nargs="+")
     _site_token_options(q)
+
+    q = command("packages", "fetch again a key's recorded package that awaits import", cmd_packages)
+    q.add_argument("--key", type=int, required=True, metavar="ID")
+    q.add_argument("--out", type=Path, required=True, metavar="DIR")
 
     q = command(
         "destroy-copies",
@@ -155,6 +160,19 @@ def cmd_import(args: argparse.Namespace) -> int:
         for r in results
     ]
     _emit(args, out, "\n".join(f"{r.label}: in {r.token} ({r.stage})" for r in results))
+    return 0
+
+
+def cmd_packages(args: argparse.Namespace) -> int:
+    from ca.site import packages as site
+
+    client = _client(args)
+    done = site.fetch_package(client, key=args.key, out_dir=args.out)
+    data = [
+        {"key": d.key, "label": d.label, "to": d.to, "package": d.package, "file": str(d.path)}
+        for d in done
+    ]
+    _emit(args, data, "\n".join(f"{d.label} → {d.to}: {d.path}" for d in done))
     return 0
 
 

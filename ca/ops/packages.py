@@ -11,6 +11,8 @@ Who does what (issue #11, point 5: tokens stay at their sites):
   what a package needs before opening it into its token (``IMPORT_PLAN``) and reports the import
   (``REPORT_IMPORT``), and hands keys on to a city (``DELIVERY_PLAN``, ``REPORT_HANDED_ON``).
   The service checks every report against its records and never needs a site's PIN;
+- a package whose file was lost is fetched again by its addressee (``FETCH_PACKAGE``): the
+  service keeps every package's bytes with its record (signed and sealed: safe to keep);
 - when destroy-material is carried out, the service destroys the ministry's copy only; a
   province's or a city's copy awaits destruction at its site (``AWAITING_DESTRUCTION``), whose
   client destroys it in its own token and reports it (``REPORT_DESTROYED``).
@@ -218,6 +220,16 @@ REPORT_HANDED_ON = operation(
 )
 
 
+class PackageRequest(Model):
+    key: int  # a key delivered to a province or a city, its package not yet imported
+
+
+FETCH_PACKAGE = operation(
+    "packages.fetch",
+    PackageRequest,
+    SealedPackages,
+    "a recorded package that awaits import, again, for its addressee (a lost file); audited",
+)
 AWAITING_DELIVERY = operation(
     "packages.awaiting-delivery",
     Empty,

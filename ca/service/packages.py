@@ -7,9 +7,10 @@ done by its site's client (``ca.site``) and reported here; every report is check
 records and the package itself before anything is recorded, and audited in the same
 transaction. The service never needs a site's PIN.
 
-The copies that destroy-material left in a province's or a city's token are listed for that
-site (``awaiting_destruction``) and recorded gone when the site reports it destroyed them
-(``report_destroyed``).
+Two more steps keep a site's work in its own hands: a ministry package whose file was lost is
+fetched again from its record (``fetch_package``), and the copies that destroy-material left in a
+province's or a city's token are listed for that site (``awaiting_destruction``) and recorded
+gone when the site reports it destroyed them (``report_destroyed``).
 """
 
 from __future__ import annotations
@@ -168,6 +169,23 @@ def report_handed_on(ctx: Context, req: ops.HandedOn) -> ops.RecordedPackages:
                 key=s.key_id, label=s.label, to=s.recipient, package=s.package_id, file=s.file_name
             )
             for s in done
+        ]
+    )
+
+
+@handles(ops.FETCH_PACKAGE)
+def fetch_package(ctx: Context, req: ops.PackageRequest) -> ops.SealedPackages:
+    s = workflow.recorded_package(ctx.engine, ctx.actor(), req.key, now=ctx.now())
+    return ops.SealedPackages(
+        packages=[
+            ops.SealedPackage(
+                key=s.key_id,
+                label=s.label,
+                to=s.recipient,
+                package=s.package_id,
+                file=s.file_name,
+                data=s.data,
+            )
         ]
     )
 

@@ -12,6 +12,8 @@ checks each report against its records and the package itself, records it and au
 - **hand-on** (province → city): the province's client seals the key from its own token to the
   city's transport key (fetched from the service), signs with its own transport key, writes the
   package and reports it;
+- a **lost package** (recorded, its file never written): the addressee fetches it again from
+  the service, which keeps every package's bytes with its record;
 - **destruction** (``ca.site.destruction``): destroy-material destroys the ministry's copy at
   the service; each province's and city's copy awaits destruction at its site, whose client
   destroys it in its own token and reports it.

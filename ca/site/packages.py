@@ -166,11 +166,19 @@ def write_sealed(sealed: ops.SealedPackages, out_dir: Path) -> list[DeliveredFil
         except OSError as exc:
             raise JtcaError(
                 f"{package.label}: the delivery is recorded (package {package.package}), but "
-                f"{path} could not be written ({exc.strerror})",
+                f"{path} could not be written ({exc.strerror}); fetch it again with "
+                f"jtca city packages --key {package.key} --out DIR",
                 title="Package not written",
             ) from None
         done.append(DeliveredFile(package.key, package.label, package.to, package.package, path))
     return done
+
+
+def fetch_package(client: Client, *, key: int, out_dir: Path) -> list[DeliveredFile]:
+    """Fetch again the package of ``key`` that awaits import (its file was lost after the
+    delivery was recorded) and write it to ``out_dir`` under the name ``deliver`` gave it."""
+    prepare_folder(out_dir)
+    return write_sealed(client.call(ops.FETCH_PACKAGE, ops.PackageRequest(key=key)), out_dir)
 
 
 def seal(tokens: Tokens, hop: ops.Hop, *, now: int) -> bytes:

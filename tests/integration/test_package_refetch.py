@@ -1,0 +1,225 @@
+"""A key package whose file was lost is fetched again by its addressee, on SQLite and PostgreSQL.
+
+The service records a ministry → province delivery and returns the package; the client writes
+it. If that write never happens (a full disk, the process dies), the key stays
+delivered-to-province: the service keeps every package's bytes with its record (signed, and
+sealed to the recipient's transport key), so an officer of the addressed province — or of the
+ministry — fetches it again under the same file name, and the import goes through. Another
+province's officer is refused; so is a key whose package was imported already. The command
+``jtca city packages`` is driven through the command line's own parser and output, over the
+in-process service.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from service_fixtures import in_process
+from sqlmodel import col, select
+
+from ca.applications import apply, decide_application
+from ca.audit import verify
+from ca.citykeys import workflow
+from ca.client.http import Client, ServiceError
+from ca.clock import FixedClock
+from ca.ops import packages as ops
+from ca.service.runtime import Runtime
+from ca.site import packages as site
+from ca.site.vault import SiteVault
+from ca.store.db import transaction
+from ca.store.models import AuditEvent, KeyPackageRecord
+from hsm.softhsm import CONF_ENV
+from policies.rules import Actor
+
+T0 = 1_790_000_000
+MINISTRY_TOKEN = "MOT-KEYS"  # noqa: S105 - token labels, not secrets
+PROVINCE_TOKEN = "GD-KEYS"  # noqa: S105
+CITY_TOKEN = "GZ-KEYS"  # noqa: S105
+OFFICERS = (
+    ("mot-root-1", "ministry-root-officer", None),
+    ("ca-op-1", "ministry-ca-operator", None),
+    ("gd-1", "provincial-officer", "440000"),
+    ("gd-2", "provincial-officer", "440000"),
+    ("fj-1", "provincial-officer", "350000"),
+)
+
+
+@dataclass
+class World:
+    client: Client
+    runtime: Runtime
+    state: Path
+    province_site: SiteVault
+    city_site: SiteVault
+    keys: list[int]
+    out: Path
+
+    def as_(self, officer: str) -> Client:
+        return self.client.as_officer(officer)
+
+    def actions(self) -> list[AuditEvent]:
+        with transaction(self.runtime.engine) as session:
+            assert verify(session).ok
+            rows = list(session.exec(select(AuditEvent).order_by(col(AuditEvent.seq))))
+            session.expunge_all()
+            return rows
+
+
+@pytest.fixture
+def world(database: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    """Officers, the three transport keys, Guangzhou's generated key set."""
+    url, engine = database
+    monkeypatch.setenv(CONF_ENV, "")
+    from ca.officers import add_officer_in
+
+    with transaction(engine) as session:
+        for officer_id, role, province in OFFICERS:
+            add_officer_in(
+                session,
+                officer_id=officer_id,
+                name=officer_id,
+                roles=[role],
+                province=province,
+                actor="test",
+                now=T0,
+            )
+    state = tmp_path / "state"
+    with (
+        in_process(state, url=url, clock=FixedClock(T0)) as (client, runtime),
+        SiteVault(state=state, create=True) as province_site,
+        SiteVault(state=state, create=True) as city_site,
+    ):
+        client.as_officer("mot-root-1").call(
+            ops.MINISTRY_TRANSPORT_KEY, ops.MinistryTransportKey(token=MINISTRY_TOKEN)
+        )
+        gd1 = client.as_officer("gd-1")
+        site.register_transport_key(gd1, province_site, holder="440000", token=PROVINCE_TOKEN,
+                                    now=T0)  # fmt: skip
+        site.register_transport_key(gd1, city_site, holder="440100", token=CITY_TOKEN, now=T0)
+        application = apply(engine, Actor("gd-1", frozenset({"provincial-officer"}), "440000"),
+                            ["440100"], T0)  # fmt: skip
+        decide_application(
+            engine,
+            Actor("ca-op-1", frozenset({"ministry-ca-operator"})),
+            application.id or 0,
+            approve=True,
+            now=T0,
+        )
+        with runtime.tokens() as vault:
+            keys = workflow.generate(
+                runtime.engine,
+                vault,
+                Actor("mot-root-1", frozenset({"ministry-root-officer"})),
+                application.id or 0,
+                now=T0,
+            )
+        yield World(
+            client,
+            runtime,
+            state,
+            province_site,
+            city_site,
+            [k.id or 0 for k in keys],
+            tmp_path / "packages",
+        )
+
+
+def _refused(call: Callable[[], Any], status: int, exit_code: int) -> str:
+    with pytest.raises(ServiceError) as caught:
+        call()
+    error = caught.value
+    assert (error.status, error.exit_code) == (status, exit_code), error
+    assert "Traceback" not in error.message
+    return error.message
+
+
+def test_a_lost_package_is_fetched_again_and_imported(world: World) -> None:
+    sent = site.deliver(world.as_("mot-root-1"), world.province_site, keys=world.keys,
+                        out_dir=world.out / "to-gd", now=T0)  # fmt: skip
+    lost = sent[0]
+    data = lost.path.read_bytes()
+    lost.path.unlink()  # the file never reached the province
+    with transaction(world.runtime.engine) as session:
+        kept = session.get(KeyPackageRecord, lost.package)
+        assert kept is not None
+        assert kept.data == data
+
+    # another province's officer, and a ministry officer whose roles deliver nothing: refused
+    message = _refused(lambda: site.fetch_package(world.as_("fj-1"), key=lost.key,
+                                                  out_dir=world.out / "fj"), 403, 6)  # fmt: skip
+    assert "deny/other-province" in message
+    message = _refused(lambda: site.fetch_package(world.as_("ca-op-1"), key=lost.key,
+                                                  out_dir=world.out / "op"), 403, 6)  # fmt: skip
+    assert "deny/no-role" in message
+    assert not (world.out / "fj").exists() or list((world.out / "fj").iterdir()) == []
+
+    # the addressed province's officer fetches it again: the same bytes, the same file name
+    again = site.fetch_package(world.as_("gd-2"), key=lost.key, out_dir=world.out / "again")
+    assert [(d.key, d.to, d.package, d.path.name) for d in again] == [
+        (lost.key, "440000", lost.package, lost.path.name)
+    ]
+    assert again[0].path.read_bytes() == data
+    # a ministry officer who delivers may fetch it too
+    also = site.fetch_package(world.as_("mot-root-1"), key=lost.key, out_dir=world.out / "mot")
+    assert also[0].path.read_bytes() == data
+
+    done = site.import_package(world.as_("gd-1"), world.province_site, again[0].path.read_bytes())
+    assert (done.key, done.stage) == (lost.key, "held-by-province")
+    # imported: nothing awaits import any more
+    message = _refused(lambda: site.fetch_package(world.as_("gd-1"), key=lost.key,
+                                                  out_dir=world.out / "x"), 403, 6)  # fmt: skip
+    assert "no package of it awaits import" in message
+
+    # the province's hand-on package to the city is kept too: the city's officers fetch it
+    other = site.import_package(world.as_("gd-1"), world.province_site, sent[1].path.read_bytes())
+    assert other.stage == "held-by-province"
+    onward = site.deliver(world.as_("gd-1"), world.province_site, keys=[lost.key],
+                          out_dir=world.out / "to-gz", now=T0)  # fmt: skip
+    onward[0].path.unlink()
+    fj = world.as_("fj-1")
+    _refused(lambda: site.fetch_package(fj, key=lost.key, out_dir=world.out / "fj"), 403, 6)
+    refetched = site.fetch_package(world.as_("gd-2"), key=lost.key, out_dir=world.out / "gz")
+    assert refetched[0].path.name == onward[0].path.name
+    installed = site.import_package(
+        world.as_("gd-2"), world.city_site, refetched[0].path.read_bytes()
+    )
+    assert installed.stage == "installed"
+
+    fetched = [e for e in world.actions() if e.action == "city-key.package-fetched"]
+    assert [e.actor for e in fetched] == ["gd-2", "mot-root-1", "gd-2"]
+    assert all(lost.path.name in e.details or onward[0].path.name in e.details for e in fetched)
+
+
+def test_jtca_city_packages(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The command's parser, output and file, over the in-process service (the client's
+    connection is the only thing swapped: it reaches the same HTTP API)."""
+    import ca.client.http
+    from ca.cli.main import main
+
+    monkeypatch.setenv("JTCA_STATE", str(world.state))
+    monkeypatch.setattr(ca.client.http, "connect", lambda officer=None: world.as_(officer or ""))
+    sent = site.deliver(world.as_("mot-root-1"), world.province_site, keys=world.keys[:1],
+                        out_dir=world.out / "to-gd", now=T0)  # fmt: skip
+    sent[0].path.unlink()
+    out = world.out / "fetched"
+    argv = ["city", "packages", "--key", str(sent[0].key), "--out", str(out), "--actor", "gd-1"]
+    assert main([*argv, "--json"]) == 0
+    (written,) = json.loads(capsys.readouterr().out)
+    assert (written["to"], written["package"]) == ("440000", sent[0].package)
+    assert Path(written["file"]) == out / sent[0].path.name
+    assert main(argv) == 0
+    assert capsys.readouterr().out.strip() == f"{sent[0].label} → 440000: {out / sent[0].path.name}"
+    refused = [*argv[:-1], "fj-1"]
+    assert main(refused) == 6
+    assert "deny/other-province" in capsys.readouterr().err
+    done = site.import_package(
+        world.as_("gd-1"), world.province_site, Path(written["file"]).read_bytes()
+    )
+    assert done.stage == "held-by-province"
