@@ -76,7 +76,13 @@ def env(request: pytest.FixtureRequest, database: Any, tmp_path: Path) -> Iterat
 def test_city_key_path_through_the_cli(env: dict[str, str], tmp_path: Path) -> None:
     def jtca(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
-            [JTCA, *args], capture_output=True, text=True, env=env, check=False, timeout=120
+            [JTCA, *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+            timeout=120,
+            cwd=tmp_path,  # files a command writes by default stay in the test's folder
         )
         if ok:
             assert result.returncode == 0, (args, result.stderr)
