@@ -219,10 +219,11 @@ class Console:
         return found.token if found else None
 
     # -- the site's own token (the named exception: ``ca.site``) ------------------------------
-    # Importing a package into a province's or a city's token, handing keys on from it and making
-    # its transport key need that token, which the service never holds (issue #11, point 5): they
-    # run here, at the officer's site, through ``ca.site`` (which imports ``hsm``), and report to
-    # the service. In the embedded default the site's tokens are the state folder's SoftHSM2.
+    # Importing a package into a province's or a city's token, handing keys on from it, making
+    # its transport key and destroying its copies once destroy-material has run need that token,
+    # which the service never holds (issue #11, point 5): they run here, at the officer's site,
+    # through ``ca.site`` (which imports ``hsm``), and report to the service. In the embedded
+    # default the site's tokens are the state folder's SoftHSM2.
     def _site_tokens(self, *, create: bool = False) -> SiteVault:
         from ca.client.config import state_dir
         from ca.site.vault import SiteVault
@@ -261,6 +262,15 @@ class Console:
             raise BadInput(f"cannot read {path}: {exc.strerror}") from None
         with self._site_tokens() as tokens:
             return site.import_package(self.client, tokens, data)
+
+    def destroy_copies(self, holder: str) -> list[packages.SiteCopy]:
+        """Destroy in this site's token each of ``holder``'s copies that destroy-material left
+        awaiting destruction (the service destroyed the ministry's), each reported to the
+        service; a copy already gone counts as destroyed."""
+        from ca.site import destruction
+
+        with self._site_tokens() as tokens:
+            return destruction.destroy_copies(self.client, tokens, holder)
 
     # -- issuers -------------------------------------------------------------------------------
     def issuers(self) -> list[issuance.IssuerView]:

@@ -22,6 +22,8 @@ from textual.widgets import Input
 
 from ca.client.console import Console, sign_in
 from ca.errors import JtcaError
+from ca.ops import city as city_ops
+from ca.site.vault import SiteVault
 from ca.store.models import (
     CityKey,
     InteropCertificateRecord,
@@ -301,6 +303,29 @@ def test_material_destroyed_after_the_grace_period(demo: Demo) -> None:
     app = drive(demo, "mot-root-3", ApprovalsScreen, approve)
     assert app.errors() == []
     assert {k.state for k in keys_of_city(demo, SHENZHEN)} == {"destroyed"}
+
+    # the service destroyed the ministry's copies; the province's await its own site
+    labels = {k.label for k in keys_of_city(demo, SHENZHEN)}
+    with SiteVault(state=demo.state) as tokens:
+        assert not labels & {k.label for k in tokens.store("MOT-KEYS").list_keys()}
+        assert labels <= {k.label for k in tokens.store("GD-KEYS").list_keys()}
+    for key_id in shenzhen:
+        shown = demo.client.call(city_ops.SHOW, city_ops.KeyRequest(key=key_id))
+        assert shown.copies_awaiting_destruction == ["440000"]
+
+    async def site_copies(pilot: Pilot[None], app: OneScreen) -> None:
+        await pilot.press("d")
+        await submit(pilot)  # the holder: the officer's province
+
+    app = drive(demo, "gd-2", CleanupScreen, site_copies)
+    assert app.errors() == []
+    (message,) = app.said("Site copies")
+    assert message.startswith("2 copies of 440000 destroyed in GD-KEYS: ")
+    with SiteVault(state=demo.state) as tokens:
+        assert not labels & {k.label for k in tokens.store("GD-KEYS").list_keys()}
+    for key_id in shenzhen:
+        shown = demo.client.call(city_ops.SHOW, city_ops.KeyRequest(key=key_id))
+        assert shown.copies_awaiting_destruction == []
 
 
 def test_an_officer_cannot_approve_twice(demo: Demo) -> None:

@@ -3,7 +3,9 @@ threshold — reviewed and revoked (第十条: 长期未使用的密钥…清理
 period after revocation or deactivation has ended, whose material is destroyed (the record
 stays, 第二十九条). The lists are ``console.cleanup``; both actions are requested through
 ``Console.request`` (``city.cleanup``, ``city.destroy-material``); the policy's dual control
-decides whether they run at once or await approvers (Approvals, 4)."""
+decides whether they run at once or await approvers (Approvals, 4). Destroy-material destroys the
+ministry's copy; a province's or a city's copy awaits destruction at its site, where an officer
+destroys it in the site's own token (``Console.destroy_copies``, key d)."""
 
 from __future__ import annotations
 
@@ -18,12 +20,14 @@ from ca.clock import iso_utc
 from ca.errors import JtcaError
 from ca.ops.city import ActionOutcome
 from ca.ops.console import CleanupView
+from ca.ops.packages import SiteCopy
 from tui.screens.forms import Field, FormModal, MarkTable
 from tui.screens.panels import ProgressScreen, WorkProgress, short_stage
 
 GRACE_ENDED: Final = "grace period ended"
 CLEANUP: Final = "city-key.cleanup-dormant"
 DESTROY: Final = "city-key.destroy-material"
+SITE_COPIES: Final = ("city-key.import", DESTROY)  # the roles that handle a site's copies
 
 
 def day(moment: int | None) -> str:
@@ -59,6 +63,7 @@ class CleanupScreen(ProgressScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("c", "cleanup", "Clean up"),
         Binding("x", "destroy", "Destroy material"),
+        Binding("d", "destroy_copies", "Site copies"),
         Binding("r,f5", "refresh", "Refresh"),
     ]
 
@@ -67,6 +72,10 @@ class CleanupScreen(ProgressScreen):
         self.allowed = {
             "cleanup": console.can(CLEANUP),
             "destroy": console.can(DESTROY),
+            # a province's officer, at its site or its cities' (the ministry's copies are the
+            # service's to destroy)
+            "destroy_copies": console.province is not None
+            and any(console.can(a) for a in SITE_COPIES),
         }
         self.labels: dict[str, str] = {}
 
@@ -158,10 +167,50 @@ class CleanupScreen(ProgressScreen):
         self.app.push_screen(
             FormModal(
                 f"Destroy the material of {len(ids)} key{'s' if len(ids) != 1 else ''}",
-                note=f"{labels}\nThe material is destroyed in every token; the records stay."
+                note=f"{labels}\nThe material is destroyed in the ministry's token; each "
+                "province's and city's copy awaits destruction at its site (key d there); "
+                "the records stay."
                 + ("" if table.marked else "\n(No key marked: all keys listed.)"),
             ),
             confirmed,
+        )
+
+    def action_destroy_copies(self) -> None:
+        """At a province's or a city's site: destroy the holder's copies awaiting destruction
+        in this site's token."""
+
+        def given(result: dict[str, str] | None) -> None:
+            if result is None:
+                return
+            holder = result["holder"].strip()
+
+            def done(copies: list[SiteCopy]) -> None:
+                if copies:
+                    tokens = ", ".join(sorted({c.token for c in copies}))
+                    message = f"{len(copies)} cop{'ies' if len(copies) != 1 else 'y'} of " + (
+                        f"{holder} destroyed in {tokens}: " + ", ".join(c.label for c in copies)
+                    )
+                else:
+                    message = f"no copy of {holder} awaits destruction"
+                self.app.notify(message, title="Site copies", timeout=8, markup=False)
+                self.action_refresh()
+
+            self.work(lambda: self.console.destroy_copies(holder), done=done, busy="Destroying…")
+
+        self.app.push_screen(
+            FormModal(
+                "Destroy this site's copies awaiting destruction",
+                [
+                    Field(
+                        "holder",
+                        "Holder (the province or the city whose token is here)",
+                        value=self.console.province or "",
+                    )
+                ],
+                note="Each copy that destroy-material left for this site is destroyed in its "
+                "token here and reported to the service.",
+            ),
+            given,
         )
 
     def _request(self, action: str, ids: list[str], reason: str) -> None:
