@@ -21,6 +21,7 @@ import getpass
 import hashlib
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -64,6 +65,7 @@ class ObjectMissing(TokenError):
 
 # One lock for every call into PKCS#11 modules (see Token.session).
 MODULE_LOCK: Final = threading.RLock()
+FIND_ATTEMPTS: Final = 8  # finding a token by label, when the module answers a general error
 
 
 @functools.cache
@@ -274,6 +276,27 @@ class Token:
 
     def _find_token_locked(self) -> pkcs11.Token:
         lib = load_module(self.module_path)
+        for attempt in range(1, FIND_ATTEMPTS + 1):
+            try:
+                return self._get_token(lib)
+            except p11e.GeneralError:
+                # SoftHSM2 answers CKR_GENERAL_ERROR while another process (a second service,
+                # a site tool) rewrites the token's files: a passing state, tried again.
+                if attempt == FIND_ATTEMPTS:
+                    raise TokenError(
+                        f"token {self.label!r}: the module kept failing (CKR_GENERAL_ERROR) "
+                        f"after {FIND_ATTEMPTS} attempts",
+                        title="Token unavailable",
+                    ) from None
+                time.sleep(0.02 * attempt)
+            except p11e.PKCS11Error as exc:
+                raise TokenError(
+                    f"token {self.label!r}: {type(exc).__name__} {exc}".strip(),
+                    title="Token unavailable",
+                ) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _get_token(self, lib: Pkcs11Lib) -> pkcs11.Token:
         try:
             token: pkcs11.Token = lib.get_token(token_label=self.label)
             return token

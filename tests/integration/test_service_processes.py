@@ -42,17 +42,18 @@ def two_services(tmp_path: Path) -> Iterator[tuple[Client, Client]]:
         processes, clients = [], []
         for name in ("a", "b"):
             sock = tmp_path / f"{name}.sock"
+            log = (tmp_path / f"{name}.log").open("wb")
             processes.append(
                 subprocess.Popen(
                     [JTCA, "serve", "--uds", str(sock), "--state", str(state)],
                     env=env,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.PIPE,
+                    stdout=log,
+                    stderr=log,
                 )
             )
             deadline = time.monotonic() + 60
             while not answers(sock):
-                assert processes[-1].poll() is None, processes[-1].stderr
+                assert processes[-1].poll() is None, (tmp_path / f"{name}.log").read_text()
                 assert time.monotonic() < deadline, "jtca serve did not start"
                 time.sleep(0.1)
             clients.append(Client(http_for(Target("environment", f"unix://{sock}"))))
