@@ -243,8 +243,15 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     view = key_json(call(args, ops.SHOW, ops.KeyRequest(key=args.key)))
-    _emit(args, view, "\n".join(f"{k:<16} {v}" for k, v in view.items()))
+    _emit(args, view, "\n".join(f"{k:<16} {_text(v)}" for k, v in view.items()))
     return 0
+
+
+def _text(value: object) -> str:
+    """A field for people: a list as comma-separated values, nothing as '-'."""
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value) or "-"
+    return "-" if value is None else str(value)
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
