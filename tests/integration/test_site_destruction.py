@@ -369,4 +369,4 @@ def test_jtca_city_destroy_copies(
     }
     assert not world.labels & _labels(world.province_site.store(PROVINCE_TOKEN))
     assert main(["city", "show", str(world.keys[0])]) == 0
-    assert "copies_awaiting_destruction ['440100']" in capsys.readouterr().out
+    assert "copies_awaiting_destruction 440100\n" in capsys.readouterr().out
