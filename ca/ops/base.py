@@ -12,9 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 API_PREFIX: Final = "/v1"
+INT_MIN: Final = -(2**63)  # every integer fits a 64-bit column (SQLite, PostgreSQL BIGINT)
+INT_MAX: Final = 2**63 - 1
 
 
 class Model(BaseModel):
@@ -23,6 +25,28 @@ class Model(BaseModel):
     model_config = ConfigDict(
         frozen=True, extra="forbid", ser_json_bytes="base64", val_json_bytes="base64"
     )
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _integers_fit_64_bits(cls, value: object) -> object:
+        """An integer no database column can hold is refused here, naming its field, before
+        any use case turns it into a query (JSON numbers have no size limit)."""
+        _check_int_range(value)
+        return value
+
+
+def _check_int_range(value: object) -> None:
+    if isinstance(value, bool):
+        return
+    if isinstance(value, int):
+        if not INT_MIN <= value <= INT_MAX:
+            raise ValueError(f"an integer from {INT_MIN} to {INT_MAX}")
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        for item in value:
+            _check_int_range(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _check_int_range(item)
 
 
 class Empty(Model):

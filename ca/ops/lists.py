@@ -46,8 +46,8 @@ class PublishRequest(KeyUnlock):
     dry_run: bool = False  # report what would change; sign, write and record nothing
     # nextUpdate - thisUpdate, and how close to nextUpdate a list is republished: the publisher
     # checks both (ca.publish.publisher.Settings) and says what is wrong with them
-    validity_seconds: int = 24 * 3600
-    refresh_seconds: int = 6 * 3600
+    validity_seconds: int = Field(default=24 * 3600, ge=60, le=366 * 24 * 3600)
+    refresh_seconds: int = Field(default=6 * 3600, ge=0, le=366 * 24 * 3600)
     emergency: int | None = None  # run approved emergency request N
     wait_seconds: float = Field(default=120.0, ge=0, le=600)  # for another publisher's lock
 

@@ -71,6 +71,8 @@ class UnknownKey(CityKeyError):
 
 
 # -- scope, checks and views ------------------------------------------------------------------
+MAX_DAYS: Final = 36_500  # a hundred years: any longer horizon is a typo
+
 def province_scope(ctx: Context, asked: str | None) -> str | None:
     """The province a read is limited to: the officer's own for a provincial officer (asking
     for another is refused), else what was asked (None: every province)."""
@@ -122,8 +124,10 @@ def _filter(ctx: Context, query: ops.KeyQuery) -> queries.KeyFilter:
     classes = [c.name for c in load_policy().city_key_classes]
     if query.key_class is not None and query.key_class not in classes:
         raise InvalidField("key_class", f"key_class {query.key_class}: one of {', '.join(classes)}")
-    if query.expiring is not None and query.expiring < 0:
-        raise InvalidField("expiring", f"expiring {query.expiring}: a number of days, 0 or more")
+    if query.expiring is not None and not 0 <= query.expiring <= MAX_DAYS:
+        raise InvalidField(
+            "expiring", f"expiring {query.expiring}: a number of days from 0 to {MAX_DAYS}"
+        )
     if query.city is not None:
         _city("city", query.city)
     return queries.KeyFilter(
