@@ -73,6 +73,7 @@ class UnknownKey(CityKeyError):
 # -- scope, checks and views ------------------------------------------------------------------
 MAX_DAYS: Final = 36_500  # a hundred years: any longer horizon is a typo
 
+
 def province_scope(ctx: Context, asked: str | None) -> str | None:
     """The province a read is limited to: the officer's own for a provincial officer (asking
     for another is refused), else what was asked (None: every province)."""
