@@ -33,7 +33,6 @@ import contextlib
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
@@ -54,18 +53,18 @@ from ca.citykeys.common import (
     is_ministry,
     transport_key,
 )
+from ca.citykeys.sealing import point, seal_key
 from ca.errors import BadInput
 from ca.expiry import DAY
 from ca.files import write_atomically
 from ca.lifecycle import KeyState
 from ca.ops.packages import package_file_name, transport_key_label
 from ca.registry.divisions import default_divisions
-from ca.signing import load_policy, token_signer
+from ca.signing import load_policy
 from ca.store.db import transaction
 from ca.store.models import CityKey, KeyApplication, KeyCopy, KeyPackageRecord, TransportKey
 from hsm.envelope import (
     PackageRefused,
-    export_key,
     forget_import,
     import_key,
     key_id_of,
@@ -142,10 +141,10 @@ def record_transport_key(
     if parsed.token != token or parsed.object is None or parsed.type not in (None, "private"):
         raise BadInput(f"uri {uri!r}: not a private key object in token {token!r}")
     try:
-        point = SM2PublicKey.from_bytes(bytes.fromhex(public_key))
+        sm2_point = SM2PublicKey.from_bytes(bytes.fromhex(public_key))
     except (ValueError, InvalidKey) as exc:
         raise BadInput(f"public_key {public_key[:16]}…: not an SM2 point ({exc})") from None
-    compressed = point.compressed.hex()
+    compressed = sm2_point.compressed.hex()
     with transaction(engine) as session:
         known = session.exec(
             select(TransportKey).where(
@@ -501,27 +500,19 @@ def plan_delivery(engine: Engine, actor: Actor, key_ids: Sequence[int], *, now: 
 def seal(vault: Vault, hop: Hop, *, now: int) -> bytes:
     """The package of ``hop``: the sender's copy sealed to the recipient's transport key and
     signed by the sender's (both in tokens ``vault`` reaches)."""
-    key, source_uri = hop.key, Pkcs11Uri.parse(hop.source.uri)
-    token_key = TokenKey(
-        uri=source_uri,
-        kind=KeyKind(key.kind),
-        label=key.label,
-        key_id=source_uri.id or b"",
-        public_key=_point(key.public_key) if key.public_key else None,
-        check_value=bytes.fromhex(key.check_value) if key.check_value else None,
-    )
-    signer = token_signer(
-        vault.store(hop.sender_transport.token),
-        Pkcs11Uri.parse(hop.sender_transport.uri),
-        "transport",
-    )
-    return export_key(
-        vault.store(hop.source.token),
-        token_key,
-        sender=signer,
-        recipient_transport_key=_point(hop.recipient_transport.public_key),
-        recipient_name=hop.recipient,
-        now=datetime.fromtimestamp(now, UTC),
+    return seal_key(
+        vault,
+        source_token=hop.source.token,
+        source_uri=hop.source.uri,
+        kind=hop.key.kind,
+        label=hop.key.label,
+        public_key=hop.key.public_key,
+        check_value=hop.key.check_value,
+        sender_token=hop.sender_transport.token,
+        sender_uri=hop.sender_transport.uri,
+        recipient=hop.recipient,
+        recipient_public_key=hop.recipient_transport.public_key,
+        now=now,
     )
 
 
@@ -529,8 +520,8 @@ def check_sealed(hop: Hop, data: bytes) -> None:
     """A package made at the sender's site for ``hop``: signed by the sender's transport key,
     sealed to the recipient's, naming the recipient, carrying this key's label and check
     value. PackageRefused with the reason otherwise."""
-    info = verify_package(data, [_point(hop.sender_transport.public_key)])
-    if info.recipient_key_id != key_id_of(_point(hop.recipient_transport.public_key)):
+    info = verify_package(data, [point(hop.sender_transport.public_key)])
+    if info.recipient_key_id != key_id_of(point(hop.recipient_transport.public_key)):
         raise PackageRefused(
             "misaddressed",
             f"{hop.key.label}: the package is not sealed to the transport key of {hop.recipient}",
@@ -726,10 +717,6 @@ def awaiting_delivery(engine: Engine, actor: Actor) -> list[CityKey]:
         return rows
 
 
-def _point(hex_point: str) -> SM2PublicKey:
-    return SM2PublicKey.from_bytes(bytes.fromhex(hex_point))
-
-
 # -- import ---------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class Imported:
@@ -806,7 +793,7 @@ def plan_import(engine: Engine, actor: Actor, data: bytes, *, now: int) -> Impor
         )
         session.expunge_all()
     transport = next(
-        (r for r in recipients if key_id_of(_point(r.public_key)) == info.recipient_key_id),
+        (r for r in recipients if key_id_of(point(r.public_key)) == info.recipient_key_id),
         None,
     )
     if transport is None:
@@ -930,13 +917,13 @@ def import_package(
         kind=KeyKind.SM2,
         label=transport_uri.object or "",
         key_id=transport_uri.id or b"",
-        public_key=_point(plan.transport.public_key),
+        public_key=point(plan.transport.public_key),
     )
     installed = import_key(
         store,
         data,
         transport_key=transport,
-        trusted_senders=[_point(s.public_key) for s in plan.senders],
+        trusted_senders=[point(s.public_key) for s in plan.senders],
         label=plan.key.label,
     )
     try:

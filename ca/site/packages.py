@@ -16,21 +16,19 @@ import os
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol, TypeVar
 
 import pkcs11
 
+from ca.citykeys.sealing import point, seal_key
 from ca.client.http import Client, ServiceError
 from ca.errors import BadInput, JtcaError
 from ca.files import write_atomically
 from ca.ops import packages as ops
-from ca.signing import token_signer
-from hsm.envelope import export_key, forget_import, import_key, read_package
+from hsm.envelope import forget_import, import_key, read_package
 from hsm.pkcs11.keys import KeyKind, KeyNotFound, KeyStore, TokenKey
 from hsm.pkcs11.uri import Pkcs11Uri
-from hsm.sm.sm2 import SM2PublicKey
 
 R = TypeVar("R")
 
@@ -39,10 +37,6 @@ class Tokens(Protocol):
     """The tokens of this site by label (``ca.site.vault.SiteVault``)."""
 
     def store(self, token_label: str) -> KeyStore: ...
-
-
-def _point(hex_point: str) -> SM2PublicKey:
-    return SM2PublicKey.from_bytes(bytes.fromhex(hex_point))
 
 
 def _report(
@@ -184,27 +178,19 @@ def fetch_package(client: Client, *, key: int, out_dir: Path) -> list[DeliveredF
 def seal(tokens: Tokens, hop: ops.Hop, *, now: int) -> bytes:
     """The package of one hop, made in this site's token: the sender's copy of the key sealed
     to the recipient's transport key, signed by the sender's transport key."""
-    source = Pkcs11Uri.parse(hop.source.uri)
-    key = TokenKey(
-        uri=source,
-        kind=KeyKind(hop.kind),
+    return seal_key(
+        tokens,
+        source_token=hop.source.token,
+        source_uri=hop.source.uri,
+        kind=hop.kind,
         label=hop.label,
-        key_id=source.id or b"",
-        public_key=_point(hop.public_key) if hop.public_key else None,
-        check_value=bytes.fromhex(hop.check_value) if hop.check_value else None,
-    )
-    signer = token_signer(
-        tokens.store(hop.sender_transport.token),
-        Pkcs11Uri.parse(hop.sender_transport.uri),
-        "transport",
-    )
-    return export_key(
-        tokens.store(hop.source.token),
-        key,
-        sender=signer,
-        recipient_transport_key=_point(hop.recipient_transport.public_key),
-        recipient_name=hop.recipient,
-        now=datetime.fromtimestamp(now, UTC),
+        public_key=hop.public_key,
+        check_value=hop.check_value,
+        sender_token=hop.sender_transport.token,
+        sender_uri=hop.sender_transport.uri,
+        recipient=hop.recipient,
+        recipient_public_key=hop.recipient_transport.public_key,
+        now=now,
     )
 
 
@@ -275,13 +261,13 @@ def open_package(tokens: Tokens, plan: ops.ImportPlan, data: bytes) -> TokenKey:
         kind=KeyKind.SM2,
         label=uri.object or "",
         key_id=uri.id or b"",
-        public_key=_point(plan.transport.public_key),
+        public_key=point(plan.transport.public_key),
     )
     return import_key(
         tokens.store(plan.transport.token),
         data,
         transport_key=transport,
-        trusted_senders=[_point(s) for s in plan.trusted_senders],
+        trusted_senders=[point(s) for s in plan.trusted_senders],
         label=plan.label,
     )
 
