@@ -36,6 +36,13 @@ def _transport(row: TransportKey) -> ops.TransportKeyInfo:
     )
 
 
+def _sealed(s: workflow.Sealed) -> ops.SealedPackage:
+    return ops.SealedPackage(
+        key=s.key_id, label=s.label, to=s.recipient, package=s.package_id, file=s.file_name,
+        data=s.data,
+    )  # fmt: skip
+
+
 # -- transport keys -----------------------------------------------------------------------------
 @handles(ops.MINISTRY_TRANSPORT_KEY)
 def ministry_transport_key(ctx: Context, req: ops.MinistryTransportKey) -> ops.TransportKeyInfo:
@@ -128,19 +135,7 @@ def deliver(ctx: Context, req: ops.DeliveryRequest) -> ops.SealedPackages:
     with ctx.runtime.tokens() as vault:
         packages = [(hop, workflow.seal(vault, hop, now=now)) for hop in hops]
     done = workflow.record_delivery(ctx.engine, actor, packages, now=now)
-    return ops.SealedPackages(
-        packages=[
-            ops.SealedPackage(
-                key=s.key_id,
-                label=s.label,
-                to=s.recipient,
-                package=s.package_id,
-                file=s.file_name,
-                data=s.data,
-            )
-            for s in done
-        ]
-    )
+    return ops.SealedPackages(packages=[_sealed(s) for s in done])
 
 
 @handles(ops.REPORT_HANDED_ON)
@@ -176,18 +171,7 @@ def report_handed_on(ctx: Context, req: ops.HandedOn) -> ops.RecordedPackages:
 @handles(ops.FETCH_PACKAGE)
 def fetch_package(ctx: Context, req: ops.PackageRequest) -> ops.SealedPackages:
     s = workflow.recorded_package(ctx.engine, ctx.actor(), req.key, now=ctx.now())
-    return ops.SealedPackages(
-        packages=[
-            ops.SealedPackage(
-                key=s.key_id,
-                label=s.label,
-                to=s.recipient,
-                package=s.package_id,
-                file=s.file_name,
-                data=s.data,
-            )
-        ]
-    )
+    return ops.SealedPackages(packages=[_sealed(s)])
 
 
 @handles(ops.AWAITING_DELIVERY)

@@ -19,27 +19,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from service_fixtures import in_process
+from guangzhou_world import guangzhou_generated
 from sqlmodel import col, select
 
-from ca.applications import apply, decide_application
 from ca.audit import verify
-from ca.citykeys import workflow
 from ca.client.http import Client, ServiceError
 from ca.clock import FixedClock
-from ca.ops import packages as ops
 from ca.service.runtime import Runtime
 from ca.site import packages as site
 from ca.site.vault import SiteVault
 from ca.store.db import transaction
 from ca.store.models import AuditEvent, KeyPackageRecord
 from hsm.softhsm import CONF_ENV
-from policies.rules import Actor
 
 T0 = 1_790_000_000
-MINISTRY_TOKEN = "MOT-KEYS"  # noqa: S105 - token labels, not secrets
-PROVINCE_TOKEN = "GD-KEYS"  # noqa: S105
-CITY_TOKEN = "GZ-KEYS"  # noqa: S105
 OFFICERS = (
     ("mot-root-1", "ministry-root-officer", None),
     ("ca-op-1", "ministry-ca-operator", None),
@@ -75,56 +68,15 @@ def world(database: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ite
     """Officers, the three transport keys, Guangzhou's generated key set."""
     url, engine = database
     monkeypatch.setenv(CONF_ENV, "")
-    from ca.officers import add_officer_in
-
-    with transaction(engine) as session:
-        for officer_id, role, province in OFFICERS:
-            add_officer_in(
-                session,
-                officer_id=officer_id,
-                name=officer_id,
-                roles=[role],
-                province=province,
-                actor="test",
-                now=T0,
-            )
     state = tmp_path / "state"
-    with (
-        in_process(state, url=url, clock=FixedClock(T0)) as (client, runtime),
-        SiteVault(state=state, create=True) as province_site,
-        SiteVault(state=state, create=True) as city_site,
-    ):
-        client.as_officer("mot-root-1").call(
-            ops.MINISTRY_TRANSPORT_KEY, ops.MinistryTransportKey(token=MINISTRY_TOKEN)
-        )
-        gd1 = client.as_officer("gd-1")
-        site.register_transport_key(gd1, province_site, holder="440000", token=PROVINCE_TOKEN,
-                                    now=T0)  # fmt: skip
-        site.register_transport_key(gd1, city_site, holder="440100", token=CITY_TOKEN, now=T0)
-        application = apply(engine, Actor("gd-1", frozenset({"provincial-officer"}), "440000"),
-                            ["440100"], T0)  # fmt: skip
-        decide_application(
-            engine,
-            Actor("ca-op-1", frozenset({"ministry-ca-operator"})),
-            application.id or 0,
-            approve=True,
-            now=T0,
-        )
-        with runtime.tokens() as vault:
-            keys = workflow.generate(
-                runtime.engine,
-                vault,
-                Actor("mot-root-1", frozenset({"ministry-root-officer"})),
-                application.id or 0,
-                now=T0,
-            )
+    with guangzhou_generated(engine, url, state, FixedClock(T0), OFFICERS) as made:
         yield World(
-            client,
-            runtime,
+            made.client,
+            made.runtime,
             state,
-            province_site,
-            city_site,
-            [k.id or 0 for k in keys],
+            made.province_site,
+            made.city_site,
+            made.ids,
             tmp_path / "packages",
         )
 

@@ -17,12 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from service_fixtures import in_process
+from guangzhou_world import CITY_TOKEN, MINISTRY_TOKEN, PROVINCE_TOKEN, guangzhou_generated
 from sqlmodel import col, select
 
-from ca.applications import apply, decide_application
 from ca.audit import verify
-from ca.citykeys import workflow
 from ca.client.http import Client, ServiceError
 from ca.clock import FixedClock
 from ca.ops import packages as ops
@@ -37,12 +35,8 @@ from hsm.pkcs11.keys import KeyKind, KeyStore, TokenKey
 from hsm.pkcs11.uri import Pkcs11Uri
 from hsm.sm.sm2 import SM2PublicKey
 from hsm.softhsm import CONF_ENV
-from policies.rules import Actor
 
 T0 = 1_790_000_000  # 2026-09-21T13:33:20Z
-MINISTRY_TOKEN = "MOT-KEYS"  # noqa: S105 - token labels, not secrets
-PROVINCE_TOKEN = "GD-KEYS"  # noqa: S105
-CITY_TOKEN = "GZ-KEYS"  # noqa: S105
 OFFICERS = (
     ("mot-root-1", "ministry-root-officer", None),
     ("ca-op-1", "ministry-ca-operator", None),
@@ -80,62 +74,16 @@ def world(database: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ite
     and the city's at their sites), and Guangzhou's generated key set."""
     url, engine = database
     monkeypatch.setenv(CONF_ENV, "")  # the state folder's SoftHSM2; restored afterwards
-    from ca.officers import add_officer_in
-
-    with transaction(engine) as session:
-        for officer_id, role, province in OFFICERS:
-            add_officer_in(
-                session,
-                officer_id=officer_id,
-                name=officer_id,
-                roles=[role],
-                province=province,
-                actor="test",
-                now=T0,
-            )
     state = tmp_path / "state"
-    with (
-        in_process(state, url=url, clock=FixedClock(T0)) as (client, runtime),
-        SiteVault(state=state, create=True) as province_site,
-        SiteVault(state=state, create=True) as city_site,
-    ):
-        ministry = client.as_officer("mot-root-1").call(
-            ops.MINISTRY_TRANSPORT_KEY, ops.MinistryTransportKey(token=MINISTRY_TOKEN)
-        )
-        assert (ministry.holder, ministry.token) == ("ministry", MINISTRY_TOKEN)
-        gd1 = client.as_officer("gd-1")
-        for holder, token, tokens in (
-            ("440000", PROVINCE_TOKEN, province_site),
-            ("440100", CITY_TOKEN, city_site),
-        ):
-            made = site.register_transport_key(gd1, tokens, holder=holder, token=token, now=T0)
-            assert (made.holder, made.token, made.status) == (holder, token, "active")
-            assert made.uri.startswith(f"pkcs11:token={token};object=transport-{holder}-")
-        application = apply(engine, Actor("gd-1", frozenset({"provincial-officer"}), "440000"),
-                            ["440100"], T0)  # fmt: skip
-        decide_application(
-            engine,
-            Actor("ca-op-1", frozenset({"ministry-ca-operator"})),
-            application.id or 0,
-            approve=True,
-            now=T0,
-        )
-        with runtime.tokens() as vault:
-            keys = workflow.generate(
-                runtime.engine,
-                vault,
-                Actor("mot-root-1", frozenset({"ministry-root-officer"})),
-                application.id or 0,
-                now=T0,
-            )
+    with guangzhou_generated(engine, url, state, FixedClock(T0), OFFICERS) as made:
         yield World(
-            client,
-            runtime,
+            made.client,
+            made.runtime,
             state,
-            province_site,
-            city_site,
-            [k.id or 0 for k in keys],
-            application.id or 0,
+            made.province_site,
+            made.city_site,
+            made.ids,
+            made.application,
             tmp_path / "packages",
         )
 

@@ -20,12 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from service_fixtures import in_process
+from guangzhou_world import CITY_TOKEN, MINISTRY_TOKEN, PROVINCE_TOKEN, guangzhou_generated
 from sqlmodel import col, select
 
-from ca.applications import apply, decide_application
 from ca.audit import verify
-from ca.citykeys import workflow
 from ca.client.http import Client, ServiceError
 from ca.clock import FixedClock, iso_utc
 from ca.ops import city
@@ -39,14 +37,10 @@ from ca.store.models import AuditEvent, CityKey, KeyCopy
 from hsm.pkcs11.keys import KeyStore
 from hsm.pkcs11.uri import Pkcs11Uri
 from hsm.softhsm import CONF_ENV
-from policies.rules import Actor
 
 T0 = 1_790_000_000  # 2026-09-21T14:13:20Z
 DAY = 86400
 GRACE_PASSED = T0 + 31 * DAY  # the policy's grace period is 30 days
-MINISTRY_TOKEN = "MOT-KEYS"  # noqa: S105 - token labels, not secrets
-PROVINCE_TOKEN = "GD-KEYS"  # noqa: S105
-CITY_TOKEN = "GZ-KEYS"  # noqa: S105
 OFFICERS = (
     ("mot-root-1", "ministry-root-officer", None),
     ("mot-root-2", "ministry-root-officer", None),
@@ -97,51 +91,15 @@ def world(database: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ite
     with its own token), revoked under dual control, and the grace period over."""
     url, engine = database
     monkeypatch.setenv(CONF_ENV, "")  # the state folder's SoftHSM2; restored afterwards
-    from ca.officers import add_officer_in
-
-    with transaction(engine) as session:
-        for officer_id, role, province in OFFICERS:
-            add_officer_in(
-                session,
-                officer_id=officer_id,
-                name=officer_id,
-                roles=[role],
-                province=province,
-                actor="test",
-                now=T0,
-            )
     state = tmp_path / "state"
     clock = FixedClock(T0)
     with (
-        in_process(state, url=url, clock=clock) as (client, runtime),
-        SiteVault(state=state, create=True) as province_site,
-        SiteVault(state=state, create=True) as city_site,
+        guangzhou_generated(engine, url, state, clock, OFFICERS) as made,
         SiteVault(state=state) as inspector,
     ):
-        client.as_officer("mot-root-1").call(
-            ops.MINISTRY_TRANSPORT_KEY, ops.MinistryTransportKey(token=MINISTRY_TOKEN)
-        )
+        client, runtime = made.client, made.runtime
+        province_site, city_site, keys = made.province_site, made.city_site, made.keys
         gd1, gd2 = client.as_officer("gd-1"), client.as_officer("gd-2")
-        site.register_transport_key(gd1, province_site, holder="440000", token=PROVINCE_TOKEN,
-                                    now=T0)  # fmt: skip
-        site.register_transport_key(gd1, city_site, holder="440100", token=CITY_TOKEN, now=T0)
-        application = apply(engine, Actor("gd-1", frozenset({"provincial-officer"}), "440000"),
-                            ["440100"], T0)  # fmt: skip
-        decide_application(
-            engine,
-            Actor("ca-op-1", frozenset({"ministry-ca-operator"})),
-            application.id or 0,
-            approve=True,
-            now=T0,
-        )
-        with runtime.tokens() as vault:
-            keys = workflow.generate(
-                runtime.engine,
-                vault,
-                Actor("mot-root-1", frozenset({"ministry-root-officer"})),
-                application.id or 0,
-                now=T0,
-            )
         ids = [k.id or 0 for k in keys]
         uris: dict[tuple[int, str], str] = {}
         # ministry → province (the service seals), imported at the province with its token
