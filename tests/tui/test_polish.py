@@ -31,11 +31,19 @@ def screen_text(app: JtcaApp) -> str:
     return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
 
 
-async def open_screen(pilot, key: str) -> str:  # type: ignore[no-untyped-def]
+async def open_screen(pilot, key: str, *shown: str) -> str:  # type: ignore[no-untyped-def]
+    """Open a screen; with ``shown``, wait (up to 15 s) until all those texts are on it — its
+    tables are filled by workers calling the service and re-laid out once measured, which a
+    loaded machine may finish late."""
     await pilot.press(key)
     await settle(pilot)
     await pilot.pause(0.3)  # the footer fills in its keys a moment later
     await settle(pilot)  # and the tables repaint once their columns are measured (when idle)
+    for _ in range(150):
+        if all(text in screen_text(pilot.app) for text in shown):
+            break
+        await pilot.pause(0.1)
+        await settle(pilot)
     return screen_text(pilot.app)
 
 
@@ -52,7 +60,7 @@ async def test_keys_cities_and_cleanup_tables_fit_80_columns(demo: Demo) -> None
         await pilot.pause()
         await sign_in_as(pilot, "gd-1", pin=demo.credentials.pins["gd-1"])
 
-        keys = await open_screen(pilot, "2")
+        keys = await open_screen(pilot, "2", "city-card-440300-g1", "Flags: R renewal due")
         header = next(line for line in keys.splitlines() if "Label" in line)
         for name in ("Id", "Label", "City", "State", "Stage", "Days", "Flags"):
             assert f" {name} " in f"{header} ", (name, header)
@@ -60,7 +68,13 @@ async def test_keys_cities_and_cleanup_tables_fit_80_columns(demo: Demo) -> None
         assert shenzhen.split()[3:] == ["pre-active", "at-province", "1426", "D"]
         assert "Flags: R renewal due · X expired · D dormant · V violation" in keys
 
-        cities = await open_screen(pilot, "3")
+        cities = await open_screen(
+            pilot,
+            "3",
+            "Key                  City",
+            "card pre-active · qr pre-active",
+            "1  generated  gd-1  3 ",
+        )
         assert "Keys (state)" in cities
         assert "card pre-active · qr pre-active" in cities
         assert "广州市 440100: card active, installed · qr active, installed" in cities
@@ -69,8 +83,13 @@ async def test_keys_cities_and_cleanup_tables_fit_80_columns(demo: Demo) -> None
         assert "Key                  City" in cities  # awaiting delivery
         assert "^o Sign out" in cities
 
-        cleanup = await open_screen(pilot, "7")
-        assert "Key                  City    State       Stage        Delivered" in cleanup
+        cleanup = await open_screen(
+            pilot,
+            "7",
+            "Key                  City    State       Stage        Delivered",
+            "city-qr-440300-g1    深圳市  pre-active  at-province  2025-10-18",
+        )
+        assert "Key                  City    State       Stage        Delivered" in cleanup, cleanup
         assert "city-qr-440300-g1    深圳市  pre-active  at-province  2025-10-18" in cleanup
         assert "^o Sign out" in cleanup
         assert max(len(line) for line in cleanup.splitlines()) <= 80

@@ -148,6 +148,7 @@ class RowTable(DataTable[str]):
         measuring = self._require_update_dimensions
         await super()._on_idle(event)
         if measuring:
+            self._clear_caches()  # rows rendered header-wide are cached: render them anew
             self.refresh()
 
     def current_key(self) -> str | None:
