@@ -18,7 +18,7 @@ from sqlmodel import Session, col, select
 
 from ca import audit
 from ca.authorization import PolicyDenied
-from ca.dualcontrol import record_decision
+from ca.dualcontrol import bind_request, record_decision
 from ca.errors import JtcaError
 from ca.registry.divisions import default_divisions
 from ca.signing import load_policy
@@ -69,6 +69,7 @@ def apply(engine: Engine, actor: Actor, cities: list[str], now: int) -> KeyAppli
             details={"province": province, "cities": cities},
             at=now,
         )
+        bind_request(session, f"application {application.id}")
         session.refresh(application)
         session.expunge(application)
         return application
@@ -118,6 +119,7 @@ def decide_application(
             action=APPROVE if approve else "city-key.reject",
             subject=subject_name,
             details={
+                **decided.evidence,
                 "approvals": len(approvals),
                 "required": max(required, 1),
                 "state": application.state,

@@ -67,6 +67,11 @@ SM2_DISTID: Final = "1234567812345678"  # GM/T 0009-2012 §10, the default ID Op
 # PLACEHOLDER until the ministry assigns an OID: a UUID-derived arc (ITU-T X.667, 2.25.<int>).
 # The arc below is a proper version-4 UUID (uuid.uuid4()).
 LIST_SIGNING_EKU: Final = "2.25.314018244813644786663921559268712153068"
+# Extended key usage of an officer certificate (issue #12): officer authentication to the
+# authority — sign-in, approvals. The same kind of PLACEHOLDER arc (a version-4 UUID); the
+# certificate also carries id-kp-clientAuth (RFC 5280 §4.2.1.12) for TLS client use.
+OFFICER_AUTH_EKU: Final = "2.25.166652005787899299548680334204906300642"
+CLIENT_AUTH_EKU: Final = "1.3.6.1.5.5.7.3.2"
 
 MAX_SERIAL: Final = (1 << 159) - 1  # RFC 5280 §4.1.2.2: at most 20 octets, positive
 KEY_ID_SIZE: Final = 20

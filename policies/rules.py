@@ -50,6 +50,10 @@ class Action:
     AUDIT_VERIFY: Final = "audit.verify"
     AUDIT_EXPORT: Final = "audit.export"
     AUDIT_CHECKPOINT: Final = "audit.checkpoint"
+    OFFICER_ENROL: Final = "officer.enrol"  # issue #12: certify an officer's token key
+    OFFICER_APPROVE: Final = "officer.approve"  # the second officer of an enrolment
+    OFFICER_SUSPEND: Final = "officer.suspend"  # suspend, reinstate, revoke a certificate
+    OFFICER_RENEW: Final = "officer.renew"
 
 
 ACTIONS: Final = frozenset(v for k, v in vars(Action).items() if k.isupper() and isinstance(v, str))
@@ -120,6 +124,19 @@ class Retention:
     transaction_years: int = 5
 
 
+@dataclass(frozen=True, slots=True)
+class OfficerPolicy:
+    """Issue #12: officer certificates and sessions. A session ends ``session_idle_seconds``
+    after its last request and ``session_absolute_seconds`` after sign-in, whichever is first;
+    a signed request's time may differ from the service's by ``clock_skew_seconds``."""
+
+    certificate_days: int = 365
+    session_idle_seconds: int = 900  # 15 minutes
+    session_absolute_seconds: int = 28800  # 8 hours
+    clock_skew_seconds: int = 300
+    challenge_seconds: int = 120
+
+
 MIN_RECORD_YEARS: Final = 10  # 第二十九条: 报表等 ≥ 10 年
 MIN_TRANSACTION_YEARS: Final = 5  # 第二十九条: 交易数据 ≥ 5 年
 
@@ -133,6 +150,7 @@ class Policy:
     ca_indexes: frozenset[int]
     vendor_mechanisms: tuple[MechanismEntry, ...] = ()
     retention: Retention = Retention()
+    officers: OfficerPolicy = OfficerPolicy()
 
     @property
     def city_key_classes(self) -> list[KeyClass]:
@@ -294,7 +312,15 @@ def parse_policy(text: str) -> Policy:
         raise PolicyFileError("(file)", f"not valid TOML: {exc}") from None
     _only(
         doc,
-        {"key_classes", "roles", "dual_control", "qr_issuance", "vendor_mechanism", "retention"},
+        {
+            "key_classes",
+            "roles",
+            "dual_control",
+            "qr_issuance",
+            "vendor_mechanism",
+            "retention",
+            "officers",
+        },
         "(file)",
     )
     classes = {n: _key_class(n, t) for n, t in _table(doc, "key_classes", "").items()}
@@ -324,7 +350,14 @@ def parse_policy(text: str) -> Policy:
     seen: set[int] = set()
     mechanisms = tuple(_mechanism(i, m, seen) for i, m in enumerate(raw_mechanisms))
     return Policy(
-        classes, roles, dual, lifetime, frozenset(indexes), mechanisms, _retention(doc)
+        classes,
+        roles,
+        dual,
+        lifetime,
+        frozenset(indexes),
+        mechanisms,
+        _retention(doc),
+        _officers(doc),
     )
 
 
@@ -341,6 +374,29 @@ def _retention(doc: dict[str, Any]) -> Retention:
         _whole(records, "retention.record_years", MIN_RECORD_YEARS, 100),
         _whole(transactions, "retention.transaction_years", MIN_TRANSACTION_YEARS, 100),
     )
+
+
+def _officers(doc: dict[str, Any]) -> OfficerPolicy:
+    table = _table(doc, "officers", "")
+    default = OfficerPolicy()
+    names = {
+        "certificate_days": (1, 3650),
+        "session_idle_seconds": (60, 86400),
+        "session_absolute_seconds": (300, 7 * 86400),
+        "clock_skew_seconds": (5, 3600),
+        "challenge_seconds": (10, 3600),
+    }
+    _only(table, set(names), "officers")
+    values = {
+        name: _whole(table.get(name, getattr(default, name)), f"officers.{name}", low, high)
+        for name, (low, high) in names.items()
+    }
+    chosen = OfficerPolicy(**values)
+    if chosen.session_idle_seconds > chosen.session_absolute_seconds:
+        raise PolicyFileError(
+            "officers.session_idle_seconds", "may not exceed officers.session_absolute_seconds"
+        )
+    return chosen
 
 
 # -- evaluation ----------------------------------------------------------------------------

@@ -11,20 +11,21 @@ from pathlib import Path
 from starlette.testclient import TestClient
 
 from ca.api.app import create_app
-from ca.client.http import Client
 from ca.clock import Clock
 from ca.service.runtime import Runtime, open_runtime
+from officer_desk import DeskClient
 
 
 @contextmanager
 def in_process(
     state: Path, *, url: str | None = None, clock: Clock | None = None, officer: str | None = None
-) -> Iterator[tuple[Client, Runtime]]:
+) -> Iterator[tuple[DeskClient, Runtime]]:
     """``(client, runtime)`` of a service on ``state`` (and ``url``), schema upgraded."""
     runtime = open_runtime(state, url=url, migrate="upgrade", embedded=True)
     http = TestClient(create_app(runtime, clock=clock), raise_server_exceptions=False)
     try:
-        yield Client(http, officer=officer), runtime
+        client = DeskClient(http, runtime, clock)
+        yield (client.as_officer(officer) if officer else client), runtime
     finally:
         http.close()
         runtime.close()

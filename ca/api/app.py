@@ -3,8 +3,10 @@
 - one route per operation of ``ca.ops``: ``POST /v1/<area>/<name>`` with the operation's typed
   request as the JSON body and its typed result as the answer; the OpenAPI document at
   ``/openapi.json`` lists them all;
-- the calling officer from the ``Jtca-Officer`` header, checked against the officer registry
-  (an unknown, suspended or removed officer is refused);
+- the calling officer from a signed request (issue #12, ``ca.service.auth.authenticate``): the
+  ``Jtca-Session`` of a challenge-and-response sign-in and the session key's
+  ``Jtca-Signature`` over the method, path, time, nonce and the body's SM3; a refusal is
+  audited and answered 401;
 - ``GET /healthz`` (the process answers) and ``GET /readyz`` (database reachable, schema
   current, token module loaded);
 - request bodies over ``max_body`` bytes refused with 413 before they are read whole;
@@ -26,6 +28,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -33,13 +36,14 @@ from ca.api.problems import field_path, from_error, problem
 from ca.clock import Clock, SystemClock
 from ca.errors import JtcaError
 from ca.ops.base import OPERATIONS, Model, Operation
+from ca.dualcontrol import SignedRequest, serving
+from ca.officer_auth import SESSION_HEADER, SIGNATURE_HEADER, AuthError, body_digest
+from ca.service.auth import Authenticated, authenticate, refuse
 from ca.service.context import Context, NotSignedIn
 from ca.service.registry import load_all
 from ca.service.runtime import Runtime
 from ca.service.system import jtca_version
-from policies.rules import Actor
 
-OFFICER_HEADER: Final = "Jtca-Officer"
 REQUEST_ID_HEADER: Final = "X-Request-Id"
 DEFAULT_MAX_BODY: Final = 16 * 1024 * 1024  # a 10,000-issuer usage report is ~1 MiB
 
@@ -113,32 +117,84 @@ class BodyLimit:
         await response(scope, receive, send)
 
 
-def _resolve_officer(runtime: Runtime, officer_id: str | None) -> Actor | None:
-    if officer_id is None or not officer_id.strip():
-        return None
-    from ca.officers import actor_of
-
-    return actor_of(runtime.engine, officer_id.strip())
-
-
-def _context(op: Operation[Model, Model], runtime: Runtime, clock: Clock) -> Callable[..., Context]:
+def _context(op: Operation[Model, Model], runtime: Runtime, clock: Clock) -> Callable[..., Any]:
     """The calling officer and the context, as a dependency: it runs before the body is
     validated, so a caller who may not call learns nothing about the request's shape."""
 
-    def context(request: Request) -> Context:
-        officer = _resolve_officer(runtime, request.headers.get(OFFICER_HEADER))
-        if op.officer and officer is None:
-            raise NotSignedIn(f"{op.name} needs an officer: sign in first")
+    async def context(request: Request) -> Context:
+        body = await request.body()
+        session_id = request.headers.get(SESSION_HEADER, "").strip()
+        authenticated: Authenticated | None = None
+        if session_id:
+            authenticated = await run_in_threadpool(
+                _authenticate, runtime, clock, op, request, session_id, body
+            )
+        elif op.officer:
+            raise NotSignedIn(f"{op.name} needs a signed-in officer: sign in first (jtca login)")
+        request.state.body = body
         return Context(
-            runtime=runtime, officer=officer, clock=clock, request_id=request.state.request_id
+            runtime=runtime,
+            officer=authenticated.actor if authenticated else None,
+            clock=clock,
+            request_id=request.state.request_id,
+            session_id=authenticated.session_id if authenticated else "",
+            certificate_serial=authenticated.certificate_serial if authenticated else None,
         )
 
     return context
 
 
+def _authenticate(
+    runtime: Runtime,
+    clock: Clock,
+    op: Operation[Model, Model],
+    request: Request,
+    session_id: str,
+    body: bytes,
+) -> Authenticated:
+    now = clock.now()
+    try:
+        return authenticate(
+            runtime.engine,
+            now=now,
+            method=request.method,
+            path=request.url.path,
+            session_id=session_id[:64],
+            signature_header=request.headers.get(SIGNATURE_HEADER),
+            body=body,
+            mutating=op.mutating,
+        )
+    except AuthError as exc:
+        refuse(
+            runtime.engine,
+            officer=f"session {session_id[:8]}",
+            reason=exc.reason,
+            message=exc.message,
+            where=op.name,
+            now=now,
+        )
+        raise
+
+
 def _endpoint(op: Operation[Model, Model], runtime: Runtime, clock: Clock) -> Callable[..., Any]:
-    def endpoint(body: Any, ctx: Context) -> Response:
-        result = HANDLERS[op.name](ctx, body)
+    def endpoint(request: Request, body: Any, ctx: Context) -> Response:
+        signed = None
+        if ctx.officer is not None and op.mutating:
+            raw = request.state.body
+            signed = SignedRequest(
+                officer=ctx.officer.id,
+                operation=op.name,
+                body=raw,
+                digest=body_digest(raw),
+                session_id=ctx.session_id,
+                signature=request.headers.get(SIGNATURE_HEADER, "")[:200],
+                at=ctx.now(),
+            )
+        token = serving.set(signed)
+        try:
+            result = HANDLERS[op.name](ctx, body)
+        finally:
+            serving.reset(token)
         if type(result) is not op.result:
             result = op.result.model_validate(result)
         # serialised once, by the model itself (FastAPI would validate it a second time)
@@ -146,6 +202,9 @@ def _endpoint(op: Operation[Model, Model], runtime: Runtime, clock: Clock) -> Ca
 
     endpoint.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
         [
+            inspect.Parameter(
+                "request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request
+            ),
             inspect.Parameter(
                 "body", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=op.request
             ),

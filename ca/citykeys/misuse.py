@@ -44,7 +44,7 @@ from ca.citykeys.common import (
 )
 from ca.clock import iso_utc
 from ca.dualcontrol import MAX_REASON as MAX_REASON  # re-exported: the longest reason
-from ca.dualcontrol import record_decision
+from ca.dualcontrol import bind_request, record_decision
 from ca.errors import BadInput
 from ca.lifecycle import KeyEvent, KeyState, transition
 from ca.registry.divisions import default_divisions
@@ -215,6 +215,7 @@ def request(
             details={"keys": list(labels), "reason": reason, "approvers_required": required},
             at=now,
         )
+        bind_request(session, f"action {pending.id}")
         return ActionOutcome(pending.id, action, "pending", 0, required, labels)
 
 
@@ -261,7 +262,12 @@ def decide(
             actor=actor.id,
             action=f"{pending.action}.{'approve' if approve else 'reject'}",
             subject=subject,
-            details={"approvals": len(approvers), "required": pending.required, "reason": reason},
+            details={
+                **decided.evidence,
+                "approvals": len(approvers),
+                "required": pending.required,
+                "reason": reason,
+            },
             at=now,
         )
         if decided.state == "rejected":

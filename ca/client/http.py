@@ -14,10 +14,10 @@ import httpx
 from pydantic import ValidationError
 
 from ca.client.config import NoService, Target, has_state, resolve
+from ca.client.session import RequestSigner
 from ca.errors import JtcaError
 from ca.ops.base import Model, Operation
 
-OFFICER_HEADER: Final = "Jtca-Officer"
 TIMEOUT: Final = httpx.Timeout(connect=10.0, read=600.0, write=60.0, pool=30.0)
 
 Req = TypeVar("Req", bound=Model)
@@ -61,20 +61,29 @@ def tls_context(server_cert: str | None) -> ssl.SSLContext:
 
 class Client:
     def __init__(
-        self, http: httpx.Client, *, officer: str | None = None, target: Target | None = None
+        self,
+        http: httpx.Client,
+        *,
+        signer: RequestSigner | None = None,
+        target: Target | None = None,
     ) -> None:
         self.http = http
-        self.officer = officer
+        self.signer = signer  # the signed-in officer's session, if any
         self.target = target
 
-    def as_officer(self, officer: str | None) -> Client:
-        return Client(self.http, officer=officer, target=self.target)
+    @property
+    def officer(self) -> str | None:
+        return self.signer.data.officer if self.signer else None
+
+    def signed_in(self, signer: RequestSigner | None) -> Client:
+        """The same connection, signing as ``signer``'s session (or anonymous)."""
+        return Client(self.http, signer=signer, target=self.target)
 
     def call(self, op: Operation[Req, Res], request: Req) -> Res:
         headers = {"X-Request-Id": uuid.uuid4().hex}
-        if self.officer:
-            headers[OFFICER_HEADER] = self.officer
         body = request.model_dump_json().encode()
+        if self.signer is not None:
+            headers.update(self.signer.headers("POST", op.path, body))
         try:
             response = self.http.post(
                 op.path, content=body, headers={**headers, "Content-Type": "application/json"}
@@ -145,7 +154,7 @@ def http_for(target: Target) -> httpx.Client:
     return httpx.Client(base_url=target.url, verify=verify, timeout=TIMEOUT)
 
 
-def connect(officer: str | None = None, *, target: Target | None = None) -> Client:
+def connect(*, target: Target | None = None, anonymous: bool = False) -> Client:
     """A client of the configured service; the embedded default is started (or reused) on its
     state folder. With nothing configured and no state folder, ``NoService``."""
     chosen = target or resolve()
@@ -160,4 +169,15 @@ def connect(officer: str | None = None, *, target: Target | None = None) -> Clie
         from ca.client.embedded import ensure_running
 
         ensure_running(chosen.state)
-    return Client(http_for(chosen), officer=officer, target=chosen)
+    signer = None if anonymous else session_signer(chosen.url)
+    return Client(http_for(chosen), signer=signer, target=chosen)
+
+
+def session_signer(url: str) -> RequestSigner | None:
+    """The signer of this machine's session with ``url`` (``jtca login``), if any."""
+    from ca.client.session import load, session_path
+
+    data = load(session_path(url))
+    if data is None or data.url != url:
+        return None
+    return RequestSigner(data)

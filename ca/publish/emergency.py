@@ -16,7 +16,7 @@ from sqlmodel import select
 
 from ca import audit
 from ca.authorization import require
-from ca.dualcontrol import record_decision
+from ca.dualcontrol import bind_request, record_decision
 from ca.errors import JtcaError
 from ca.signing import load_policy
 from ca.store.db import transaction
@@ -56,6 +56,7 @@ def request(engine: Engine, actor: Actor, *, reason: str, now: int) -> PendingAc
             details={"reason": row.reason, "approvers_required": required},
             at=now,
         )
+        bind_request(session, f"action {row.id}")
         session.refresh(row)
         session.expunge(row)
         return row
@@ -95,7 +96,12 @@ def decide(
             actor=actor.id,
             action=f"{EMERGENCY}.{'approve' if approve else 'reject'}",
             subject=subject,
-            details={"approvals": len(approvals), "required": row.required, "state": row.state},
+            details={
+                **decided.evidence,
+                "approvals": len(approvals),
+                "required": row.required,
+                "state": row.state,
+            },
             at=now,
         )
         session.flush()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from ca.service import (  # noqa: F401
+    approvals,
     audit,
+    auth,
     ceremony,
     city,
     console,

@@ -25,6 +25,8 @@ class Context:
     officer: Actor | None
     clock: Clock
     request_id: str = ""
+    session_id: str = ""  # the signed-in officer's session (issue #12)
+    certificate_serial: int | None = None  # the officer certificate that session was opened with
 
     @property
     def engine(self) -> Engine:

@@ -182,7 +182,8 @@ class KeyApplication(SQLModel, table=True):
 
 
 class Approval(SQLModel, table=True):
-    """One officer's decision on a pending action (dual control)."""
+    """One officer's decision on a pending action (dual control), with the approver's token
+    signature over the decision statement (``ca.officer_auth.approval_statement``)."""
 
     __tablename__ = "approval"
     __table_args__ = (UniqueConstraint("subject", "approver", name="uq_one_decision_per_officer"),)
@@ -193,6 +194,100 @@ class Approval(SQLModel, table=True):
     decision: str = Field(max_length=10)  # approve | reject
     reason: str = Field(default="", max_length=500)
     at: int = Field(sa_type=BigInteger)
+    statement: str | None = None  # the signed decision statement (issue #12)
+    signature: bytes | None = Field(default=None, sa_type=LargeBinary)  # DER SM2 signature
+    certificate_serial: int | None = Field(default=None, sa_type=BigInteger)
+
+
+class PendingRequest(SQLModel, table=True):
+    """The exact signed request that opened a pending subject: approvers sign its SM3 digest."""
+
+    __tablename__ = "pending_request"
+
+    subject: str = Field(primary_key=True, max_length=100)  # e.g. "application 7"
+    officer_id: str = Field(max_length=100)
+    operation: str = Field(max_length=100)
+    body: bytes = Field(sa_type=LargeBinary)  # the request body exactly as signed
+    digest: str = Field(max_length=64)  # hex SM3 of body
+    session_id: str = Field(max_length=64)
+    signature: str = Field(max_length=200)  # the Jtca-Signature header it carried
+    at: int = Field(sa_type=BigInteger)
+
+
+class OfficerCertificate(SQLModel, table=True):
+    """An officer certificate issued by the officer CA (issue #12): the officer's token key."""
+
+    __tablename__ = "officer_certificate"
+
+    serial: int = Field(primary_key=True, sa_type=BigInteger, sa_column_kwargs={"autoincrement": False})
+    officer_id: str = Field(max_length=100, index=True)
+    public_key: bytes = Field(sa_type=LargeBinary)  # 65-byte uncompressed SM2 point
+    der: bytes = Field(sa_type=LargeBinary)
+    not_before: int = Field(sa_type=BigInteger)
+    not_after: int = Field(sa_type=BigInteger)
+    status: str = Field(default="active", max_length=20)  # active|suspended|revoked|superseded
+    status_reason: str = Field(default="", max_length=500)
+    status_at: int | None = Field(default=None, sa_type=BigInteger)
+    issued_at: int = Field(sa_type=BigInteger)
+    issued_by: str = Field(max_length=200)  # "quorum" or the approving officers
+    token_label: str = Field(default="", max_length=100)
+
+
+class OfficerEnrolment(SQLModel, table=True):
+    """A request to certify an officer's token key: a new officer, or a new key (dual control)."""
+
+    __tablename__ = "officer_enrolment"
+
+    id: int | None = Field(default=None, primary_key=True)
+    officer_id: str = Field(max_length=100, index=True)
+    name: str = Field(default="", max_length=200)
+    roles: str = Field(max_length=500)
+    province: str | None = Field(default=None, max_length=6)
+    public_key: bytes = Field(sa_type=LargeBinary)
+    token_label: str = Field(default="", max_length=100)
+    requested_by: str = Field(max_length=100)
+    requested_at: int = Field(sa_type=BigInteger)
+    state: str = Field(default="pending", max_length=20)  # pending | approved | rejected
+    certificate_serial: int | None = Field(default=None, sa_type=BigInteger)
+
+
+class SignInChallenge(SQLModel, table=True):
+    """A nonce the service handed out for one sign-in; used once, then spent."""
+
+    __tablename__ = "sign_in_challenge"
+
+    nonce: str = Field(primary_key=True, max_length=64)
+    issued_at: int = Field(sa_type=BigInteger)
+    expires_at: int = Field(sa_type=BigInteger)
+    spent_at: int | None = Field(default=None, sa_type=BigInteger)
+
+
+class OfficerSession(SQLModel, table=True):
+    """A signed-in officer's session, bound to their certificate and a delegated session key."""
+
+    __tablename__ = "officer_session"
+
+    id: str = Field(primary_key=True, max_length=64)
+    officer_id: str = Field(max_length=100, index=True)
+    certificate_serial: int = Field(sa_type=BigInteger)
+    session_key: bytes = Field(sa_type=LargeBinary)  # 65-byte SM2 point
+    created_at: int = Field(sa_type=BigInteger)
+    last_seen: int = Field(sa_type=BigInteger)
+    expires_at: int = Field(sa_type=BigInteger)  # the absolute limit
+    ended_at: int | None = Field(default=None, sa_type=BigInteger)
+    ended_reason: str = Field(default="", max_length=100)
+
+
+class RequestNonce(SQLModel, table=True):
+    """A state-changing request's nonce, spent once per session (no replay)."""
+
+    __tablename__ = "request_nonce"
+    __table_args__ = (UniqueConstraint("session_id", "nonce", name="uq_request_nonce"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    session_id: str = Field(max_length=64)
+    nonce: str = Field(max_length=64)
+    at: int = Field(sa_type=BigInteger, index=True)
 
 
 class TransportKey(SQLModel, table=True):

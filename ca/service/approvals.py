@@ -1,0 +1,105 @@
+"""Signed decisions (issue #12): the approver's token signature over the request approved.
+
+``verify_decision`` builds ``ca.officer_auth.approval_statement`` from the subject, the SM3 of
+the request that opened it (kept by ``ca.dualcontrol.bind_request``), the decision, the
+approver and the serial of their certificate in force, and checks the approver's signature with
+that certificate's key. The use case then decides inside ``ca.dualcontrol.deciding``, so the
+Approval row and the audit event keep the statement, the DER signature and the serial: anyone
+can check them offline with OpenSSL and the officer's certificate (docs/officers.md).
+"""
+
+from __future__ import annotations
+
+from sqlmodel import Session
+
+from ca.dualcontrol import SignedDecision
+from ca.errors import JtcaError
+from ca.officer_auth import AuthError, approval_statement, verify
+from ca.officer_certs import OfficerCertificateError, certificate_in_force
+from ca.ops import approvals as ops
+from ca.service.auth import refuse
+from ca.service.context import Context
+from ca.service.registry import handles
+from ca.signing import load_policy
+from ca.store.models import PendingRequest
+from hsm.sm.sm2 import SM2PublicKey, raw_to_der
+
+
+class NoSignedRequest(JtcaError):
+    title = "Nothing to approve"
+    exit_code = 5
+
+
+def pending_request(session: Session, subject: str) -> PendingRequest:
+    row = session.get(PendingRequest, subject)
+    if row is None:
+        raise NoSignedRequest(
+            f"{subject}: no signed request is on record for it (made before officers signed "
+            "their requests, or not a pending subject); ask for it again"
+        )
+    return row
+
+
+@handles(ops.REQUEST)
+def request(ctx: Context, req: ops.SubjectRequest) -> ops.PendingRequestView:
+    ctx.actor()
+    with Session(ctx.engine) as session:
+        row = pending_request(session, req.subject)
+    return ops.PendingRequestView(
+        subject=row.subject,
+        officer=row.officer_id,
+        operation=row.operation,
+        body=row.body,
+        digest=row.digest,
+        at=row.at,
+    )
+
+
+def verify_decision(
+    ctx: Context, *, subject: str, approve: bool, at: int, signature: bytes
+) -> SignedDecision:
+    """The approver's verified signed decision on ``subject``, or refused (audited)."""
+    actor = ctx.actor()
+    now = ctx.now()
+    try:
+        skew = load_policy().officers.clock_skew_seconds
+        if abs(now - at) > skew:
+            raise AuthError(
+                f"the decision's signed time {at} is {abs(now - at)} s from the service's; "
+                f"at most {skew} s",
+                reason="clock-skew",
+            )
+        with Session(ctx.engine) as session:
+            row = pending_request(session, subject)
+            try:
+                cert = certificate_in_force(session, actor.id, now)
+            except OfficerCertificateError as exc:
+                raise AuthError(exc.message, reason="certificate-not-in-force") from None
+        statement = approval_statement(
+            subject=subject,
+            request_digest=row.digest,
+            approve=approve,
+            officer=actor.id,
+            serial=cert.serial,
+            at=at,
+        )
+        verify(
+            SM2PublicKey.from_bytes(cert.public_key),
+            signature,
+            statement,
+            f"{actor.id}'s signed decision on {subject} (made with another key, or over "
+            "another request?)",
+        )
+    except AuthError as exc:
+        refuse(ctx.engine, officer=actor.id, reason=exc.reason, message=exc.message,
+               where=subject, now=now)
+        raise
+    return SignedDecision(
+        subject=subject,
+        officer=actor.id,
+        approve=approve,
+        statement=statement.decode(),
+        signature_der=raw_to_der(signature),
+        certificate_serial=cert.serial,
+        request_digest=row.digest,
+    )
