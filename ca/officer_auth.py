@@ -188,15 +188,21 @@ def parse_signature_header(value: str) -> RequestSignature:
         parts[key] = val.strip()
     missing = sorted({"t", "n", "s"} - parts.keys())
     if missing:
-        raise AuthError(f"{SIGNATURE_HEADER}: part {missing[0]} missing", reason="bad-signature-header")
+        raise AuthError(
+            f"{SIGNATURE_HEADER}: part {missing[0]} missing", reason="bad-signature-header"
+        )
     if not re.fullmatch(r"[0-9]{1,12}", parts["t"]):
-        raise AuthError(f"{SIGNATURE_HEADER} t: Unix seconds, got {parts['t'][:20]!r}",
-                        reason="bad-signature-header")
+        raise AuthError(
+            f"{SIGNATURE_HEADER} t: Unix seconds, got {parts['t'][:20]!r}",
+            reason="bad-signature-header",
+        )
     nonce = check_nonce(parts["n"], f"{SIGNATURE_HEADER} n")
     try:
         signature = base64.b64decode(parts["s"], validate=True)
     except (binascii.Error, ValueError):
-        raise AuthError(f"{SIGNATURE_HEADER} s: not base64", reason="bad-signature-header") from None
+        raise AuthError(
+            f"{SIGNATURE_HEADER} s: not base64", reason="bad-signature-header"
+        ) from None
     if len(signature) != RAW_SIGNATURE_SIZE:
         raise AuthError(
             f"{SIGNATURE_HEADER} s: {len(signature)} bytes, a raw SM2 signature is "

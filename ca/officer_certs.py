@@ -29,7 +29,7 @@ from hsm.signer import Signer
 from hsm.sm.sm2 import SM2PublicKey
 from hsm.sm.sm3 import sm3
 
-OFFICER_CA_TOKEN: Final = "MOT-OFFICERS"
+OFFICER_CA_TOKEN: Final = "MOT-OFFICERS"  # noqa: S105 - a token label, not a secret
 OFFICER_CA_LABEL: Final = "officer-ca"
 OFFICER_CA_ROLE: Final = "officer-ca"
 OFFICER_CA_SUBJECT: Final = {"C": "CN", "O": "Ministry of Transport", "CN": "jtca Officer CA"}
@@ -124,7 +124,9 @@ def issue_officer_certificate(
     while session.get(OfficerCertificate, serial) is not None:  # pragma: no cover - 2^-62
         serial = _serial()
     subject = {"C": "CN", "O": "Ministry of Transport", "OU": "jtca officers", "CN": officer_id}
-    der = issue_certificate_for(ca, subject, public_key, serial, start, start + timedelta(days=days))
+    der = issue_certificate_for(
+        ca, subject, public_key, serial, start, start + timedelta(days=days)
+    )
     for old in session.exec(
         select(OfficerCertificate)
         .where(OfficerCertificate.officer_id == officer_id)

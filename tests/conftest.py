@@ -16,6 +16,17 @@ import pytest
 os.environ.setdefault("JTCA_IDLE_EXIT", "120")
 
 
+@pytest.fixture(autouse=True)
+def _own_session_files(tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's signed-in sessions (``jtca login``) live in its own folder, never in the
+    home directory of whoever runs the suite (issue #12)."""
+    from pathlib import Path
+
+    assert isinstance(tmp_path, Path)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
+    monkeypatch.delenv("JTCA_SESSION", raising=False)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _stop_embedded_services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     yield

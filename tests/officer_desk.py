@@ -14,6 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from sqlmodel import select
+
 from ca.client.http import Client
 from ca.client.session import RequestSigner, SessionData
 from ca.clock import Clock, SystemClock
@@ -30,7 +32,6 @@ from ca.store.db import transaction
 from ca.store.models import Officer, OfficerCertificate
 from hsm.pkcs11.token import EnvPin, FilePin
 from hsm.softhsm import token_labels, use_softhsm
-from sqlmodel import select
 
 
 def officer_pin(officer_id: str) -> str:
@@ -144,4 +145,4 @@ class DeskClient(Client):
         return at, signature
 
 
-__all__ = ["DeskClient", "EnvPin", "FilePin", "officer_pin", "officer_token", "enrol_directly"]
+__all__ = ["DeskClient", "EnvPin", "FilePin", "enrol_directly", "officer_pin", "officer_token"]

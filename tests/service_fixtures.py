@@ -8,12 +8,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from officer_desk import DeskClient
 from starlette.testclient import TestClient
 
 from ca.api.app import create_app
 from ca.clock import Clock
 from ca.service.runtime import Runtime, open_runtime
-from officer_desk import DeskClient
 
 
 @contextmanager

@@ -27,17 +27,17 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from sqlalchemy import text
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ca.api.problems import field_path, from_error, problem
 from ca.clock import Clock, SystemClock
-from ca.errors import JtcaError
-from ca.ops.base import OPERATIONS, Model, Operation
 from ca.dualcontrol import SignedRequest, serving
+from ca.errors import JtcaError
 from ca.officer_auth import SESSION_HEADER, SIGNATURE_HEADER, AuthError, body_digest
+from ca.ops.base import OPERATIONS, Model, Operation
 from ca.service.auth import Authenticated, authenticate, refuse
 from ca.service.context import Context, NotSignedIn
 from ca.service.registry import load_all

@@ -82,15 +82,14 @@ def load(path: Path) -> SessionData | None:
     try:
         data = SessionData(**json.loads(raw))
     except (ValueError, TypeError) as exc:
-        raise BadInput(f"{path}: not a jtca session file ({exc}); remove it and sign in again") from None
+        raise BadInput(
+            f"{path}: not a jtca session file ({exc}); remove it and sign in again"
+        ) from None
     return data
 
 
 def remove(path: Path) -> None:
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        pass
+    path.unlink(missing_ok=True)
 
 
 class RequestSigner:

@@ -72,9 +72,7 @@ SIGN_IN = operation(
     "sign in: the officer's token signature over a challenge opens a session (audited)",
     officer=False,
 )
-SIGN_OUT = operation(
-    "auth.sign-out", Empty, Empty, "end this session (audited)"
-)
+SIGN_OUT = operation("auth.sign-out", Empty, Empty, "end this session (audited)")
 WHOAMI = operation(
     "auth.whoami", Empty, WhoAmI, "who this session is, and until when", mutating=False
 )

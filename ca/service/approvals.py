@@ -91,8 +91,14 @@ def verify_decision(
             "another request?)",
         )
     except AuthError as exc:
-        refuse(ctx.engine, officer=actor.id, reason=exc.reason, message=exc.message,
-               where=subject, now=now)
+        refuse(
+            ctx.engine,
+            officer=actor.id,
+            reason=exc.reason,
+            message=exc.message,
+            where=subject,
+            now=now,
+        )
         raise
     return SignedDecision(
         subject=subject,

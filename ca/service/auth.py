@@ -19,8 +19,8 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, delete, select
 
 from ca import audit
@@ -70,7 +70,9 @@ def service_identity(session: Session) -> str:
     return f"jtca-authority:{record.sm3[:32]}"
 
 
-def refuse(engine: Engine, *, officer: str, reason: str, message: str, where: str, now: int) -> None:
+def refuse(
+    engine: Engine, *, officer: str, reason: str, message: str, where: str, now: int
+) -> None:
     """Audit a refused sign-in or request (the reason and where; never a secret)."""
     with transaction(engine) as session:
         audit.append(
@@ -122,7 +124,7 @@ def challenge(ctx: Context, _req: Empty) -> ops.Challenge:
     with transaction(ctx.engine) as session:
         service = service_identity(session)
         # spent and expired challenges go: the table holds only live ones
-        session.exec(delete(SignInChallenge).where(col(SignInChallenge.expires_at) < now))  # type: ignore[call-overload]
+        session.exec(delete(SignInChallenge).where(col(SignInChallenge.expires_at) < now))
         session.add(SignInChallenge(nonce=nonce, issued_at=now, expires_at=now + seconds))
     return ops.Challenge(nonce=nonce, service=service, now=now, expires_at=now + seconds)
 
@@ -137,14 +139,14 @@ def sign_in(ctx: Context, req: ops.SignInRequest) -> ops.Session:
         with transaction(ctx.engine) as session:
             service = service_identity(session)
             row = session.exec(
-                select(SignInChallenge)
-                .where(SignInChallenge.nonce == req.nonce)
-                .with_for_update()
+                select(SignInChallenge).where(SignInChallenge.nonce == req.nonce).with_for_update()
             ).first()
             if row is None or row.spent_at is not None:
                 raise AuthError("the challenge is unknown or already used", reason="bad-challenge")
             if now >= row.expires_at:
-                raise AuthError("the challenge has expired: ask for a new one", reason="bad-challenge")
+                raise AuthError(
+                    "the challenge has expired: ask for a new one", reason="bad-challenge"
+                )
             row.spent_at = now
             session.add(row)
         if abs(now - req.at) > policy.clock_skew_seconds:
@@ -156,18 +158,35 @@ def sign_in(ctx: Context, req: ops.SignInRequest) -> ops.Session:
         with Session(ctx.engine, expire_on_commit=False) as session:
             record, serial, public = _officer_in_force(session, req.officer, now)
         message = sign_in_message(
-            service=service, officer=req.officer, nonce=req.nonce, at=req.at,
+            service=service,
+            officer=req.officer,
+            nonce=req.nonce,
+            at=req.at,
             session_key=session_key.uncompressed,
         )
         verify(SM2PublicKey.from_bytes(public), req.signature, message, "sign-in")
     except AuthError as exc:
-        refuse(ctx.engine, officer=req.officer, reason=exc.reason, message=exc.message,
-               where="sign-in", now=now)
+        refuse(
+            ctx.engine,
+            officer=req.officer,
+            reason=exc.reason,
+            message=exc.message,
+            where="sign-in",
+            now=now,
+        )
         raise
     except ValueError as exc:  # an unusable session key
-        refuse(ctx.engine, officer=req.officer, reason="bad-session-key", message=str(exc),
-               where="sign-in", now=now)
-        raise AuthError(f"session_key: not an SM2 point ({exc})", reason="bad-session-key") from None
+        refuse(
+            ctx.engine,
+            officer=req.officer,
+            reason="bad-session-key",
+            message=str(exc),
+            where="sign-in",
+            now=now,
+        )
+        raise AuthError(
+            f"session_key: not an SM2 point ({exc})", reason="bad-session-key"
+        ) from None
     session_id = secrets.token_hex(16)
     expires = now + policy.session_absolute_seconds
     actor = _actor(record)
@@ -211,7 +230,7 @@ def sign_out(ctx: Context, _req: Empty) -> Empty:
         if row is not None and row.ended_at is None:
             row.ended_at, row.ended_reason = now, "signed out"
             session.add(row)
-            session.exec(delete(RequestNonce).where(col(RequestNonce.session_id) == row.id))  # type: ignore[call-overload]
+            session.exec(delete(RequestNonce).where(col(RequestNonce.session_id) == row.id))
             audit.append(
                 session,
                 actor=row.officer_id,
@@ -271,8 +290,9 @@ def authenticate(
         if row is None:
             raise AuthError("no such session: sign in", reason="unknown-session")
         if row.ended_at is not None:
-            raise AuthError(f"the session has ended ({row.ended_reason}): sign in again",
-                            reason="session-ended")
+            raise AuthError(
+                f"the session has ended ({row.ended_reason}): sign in again", reason="session-ended"
+            )
         end = None
         if now >= row.expires_at:
             end = "absolute limit"
@@ -282,8 +302,7 @@ def authenticate(
             row.ended_at, row.ended_reason = now, end
             session.add(row)
     if end is not None:
-        raise AuthError(f"the session has expired ({end}): sign in again",
-                        reason="session-expired")
+        raise AuthError(f"the session has expired ({end}): sign in again", reason="session-expired")
     with transaction(engine) as session:
         row = session.get(OfficerSession, session_id)
         if row is None:  # pragma: no cover - read just above
@@ -296,11 +315,19 @@ def authenticate(
                 reason="certificate-not-in-force",
             )
         message = request_base(
-            method=method, path=path, session=session_id, at=signed.at, nonce=signed.nonce,
+            method=method,
+            path=path,
+            session=session_id,
+            at=signed.at,
+            nonce=signed.nonce,
             body=body,
         )
-        verify(SM2PublicKey.from_bytes(row.session_key), signed.signature, message,
-               "the request signature")
+        verify(
+            SM2PublicKey.from_bytes(row.session_key),
+            signed.signature,
+            message,
+            "the request signature",
+        )
         if mutating:
             session.add(RequestNonce(session_id=session_id, nonce=signed.nonce, at=now))
             try:
@@ -312,10 +339,11 @@ def authenticate(
                 ) from None
             # nonces older than the skew window can no longer be replayed: drop them
             session.exec(
-                delete(RequestNonce).where(col(RequestNonce.at) < now - 2 * policy.clock_skew_seconds)  # type: ignore[call-overload]
+                delete(RequestNonce).where(
+                    col(RequestNonce.at) < now - 2 * policy.clock_skew_seconds
+                )
             )
         row.last_seen = now
         session.add(row)
         actor = _actor(record)
     return Authenticated(actor, session_id, serial)
-

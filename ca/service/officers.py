@@ -92,7 +92,9 @@ def officer_view(session: Session, officer: Officer) -> ops.OfficerView:
 
 
 def _enrolment_view(session: Session, row: OfficerEnrolment) -> ops.Enrolment:
-    cert = session.get(OfficerCertificate, row.certificate_serial) if row.certificate_serial else None
+    cert = (
+        session.get(OfficerCertificate, row.certificate_serial) if row.certificate_serial else None
+    )
     return ops.Enrolment(
         id=row.id or 0,
         subject=f"enrolment {row.id}",
@@ -123,7 +125,9 @@ def _officer_ca(ctx: Context, session: Session, actor: str) -> Iterator[OfficerC
             raise
 
 
-def _roles_for(session: Session, req: ops.EnrolRequest) -> tuple[Officer | None, list[str], str | None]:
+def _roles_for(
+    session: Session, req: ops.EnrolRequest
+) -> tuple[Officer | None, list[str], str | None]:
     existing = session.get(Officer, req.officer_id)
     if existing is not None:
         roles = sorted(existing.roles.split(","))
@@ -159,7 +163,11 @@ def _register(
         actor=by,
         action="officer.add",
         subject=f"officer {officer.officer_id}",
-        details={"roles": officer.roles.split(","), "province": officer.province, "name": officer.name},
+        details={
+            "roles": officer.roles.split(","),
+            "province": officer.province,
+            "name": officer.name,
+        },
         at=now,
     )
     return officer
@@ -182,8 +190,9 @@ def _check_quorum(ctx: Context, shares: list[str]) -> None:
         with quorum_token(ctx, Pkcs11Uri.parse(root.key_uri).token, shares) as token:
             token.run(lambda s: None)  # the token itself checks the combined PIN
     except (TokenError, BadInput) as exc:
-        raise AuthError(f"the root share quorum was refused: {exc.message}",
-                        reason="bad-quorum") from None
+        raise AuthError(
+            f"the root share quorum was refused: {exc.message}", reason="bad-quorum"
+        ) from None
 
 
 @handles(ops.ENROL)
@@ -194,8 +203,12 @@ def enrol(ctx: Context, req: ops.EnrolRequest) -> ops.Enrolment:
         public_key = SM2PublicKey.from_bytes(req.public_key)
     except ValueError as exc:
         raise BadInput(f"public_key: not an SM2 point ({exc})") from None
-    verify(public_key, req.proof, enrolment_message(officer=req.officer_id,
-           public_key=public_key.uncompressed), "proof: the new key's proof of possession")
+    verify(
+        public_key,
+        req.proof,
+        enrolment_message(officer=req.officer_id, public_key=public_key.uncompressed),
+        "proof: the new key's proof of possession",
+    )
     shares = [s.strip() for s in req.shares if s.strip()]
     if ctx.officer is None:
         if not shares:
@@ -210,21 +223,35 @@ def enrol(ctx: Context, req: ops.EnrolRequest) -> ops.Enrolment:
             officer = existing or _register(session, req, QUORUM, now)
             with _officer_ca(ctx, session, QUORUM) as ca:
                 cert = issue_officer_certificate(
-                    session, ca, officer_id=officer.officer_id, name=officer.name,
-                    public_key=public_key, token_label=req.token_label, issued_by=QUORUM, now=now,
+                    session,
+                    ca,
+                    officer_id=officer.officer_id,
+                    name=officer.name,
+                    public_key=public_key,
+                    token_label=req.token_label,
+                    issued_by=QUORUM,
+                    now=now,
                 )
                 row = OfficerEnrolment(
-                    officer_id=officer.officer_id, name=officer.name, roles=",".join(roles),
-                    province=province, public_key=public_key.uncompressed,
-                    token_label=req.token_label, requested_by=QUORUM, requested_at=now,
-                    state="approved", certificate_serial=cert.serial,
+                    officer_id=officer.officer_id,
+                    name=officer.name,
+                    roles=",".join(roles),
+                    province=province,
+                    public_key=public_key.uncompressed,
+                    token_label=req.token_label,
+                    requested_by=QUORUM,
+                    requested_at=now,
+                    state="approved",
+                    certificate_serial=cert.serial,
                 )
                 session.add(row)
                 session.flush()
             return _enrolment_view(session, row)
     if shares:
-        raise BadInput("shares: a signed-in officer's enrolment is approved by a second "
-                       "officer, not by the root quorum (sign out to use the quorum)")
+        raise BadInput(
+            "shares: a signed-in officer's enrolment is approved by a second "
+            "officer, not by the root quorum (sign out to use the quorum)"
+        )
     actor = ctx.actor()
     require(actor, Action.OFFICER_ENROL, Subject(), now)
     with transaction(ctx.engine) as session:
@@ -236,9 +263,14 @@ def enrol(ctx: Context, req: ops.EnrolRequest) -> ops.Enrolment:
         ).first():
             raise EnrolmentError(f"officer {req.officer_id} already has an enrolment pending")
         row = OfficerEnrolment(
-            officer_id=req.officer_id, name=req.name or (existing.name if existing else ""),
-            roles=",".join(roles), province=province, public_key=public_key.uncompressed,
-            token_label=req.token_label, requested_by=actor.id, requested_at=now,
+            officer_id=req.officer_id,
+            name=req.name or (existing.name if existing else ""),
+            roles=",".join(roles),
+            province=province,
+            public_key=public_key.uncompressed,
+            token_label=req.token_label,
+            requested_by=actor.id,
+            requested_at=now,
         )
         session.add(row)
         session.flush()
@@ -248,8 +280,13 @@ def enrol(ctx: Context, req: ops.EnrolRequest) -> ops.Enrolment:
             actor=actor.id,
             action="officer.enrol.request",
             subject=subject,
-            details={"officer": req.officer_id, "roles": roles, "province": province,
-                     "public_key": public_key.uncompressed.hex(), "token_label": req.token_label},
+            details={
+                "officer": req.officer_id,
+                "roles": roles,
+                "province": province,
+                "public_key": public_key.uncompressed.hex(),
+                "token_label": req.token_label,
+            },
             at=now,
         )
         bind_request(session, subject)
@@ -262,8 +299,9 @@ def decide(ctx: Context, req: ops.Decision) -> ops.Enrolment:
     now = ctx.now()
     require(actor, Action.OFFICER_APPROVE, Subject(), now)
     subject = f"enrolment {req.id}"
-    signed = verify_decision(ctx, subject=subject, approve=req.approve, at=req.at,
-                             signature=req.signature)
+    signed = verify_decision(
+        ctx, subject=subject, approve=req.approve, at=req.at, signature=req.signature
+    )
     with deciding(signed), transaction(ctx.engine) as session:
         row = session.exec(
             select(OfficerEnrolment).where(OfficerEnrolment.id == req.id).with_for_update()
@@ -275,9 +313,14 @@ def decide(ctx: Context, req: ops.Decision) -> ops.Enrolment:
         if actor.id == row.officer_id:
             raise EnrolmentError("dual control: an officer cannot approve their own enrolment")
         decided = record_decision(
-            session, subject=subject, approver=actor.id, requester=row.requested_by,
-            approve=req.approve, reason=req.reason,
-            required=load_policy().approvals_required(Action.OFFICER_ENROL), now=now,
+            session,
+            subject=subject,
+            approver=actor.id,
+            requester=row.requested_by,
+            approve=req.approve,
+            reason=req.reason,
+            required=load_policy().approvals_required(Action.OFFICER_ENROL),
+            now=now,
             error=EnrolmentError,
         )
         audit.append(
@@ -285,8 +328,12 @@ def decide(ctx: Context, req: ops.Decision) -> ops.Enrolment:
             actor=actor.id,
             action=f"officer.enrol.{'approve' if req.approve else 'reject'}",
             subject=subject,
-            details={**decided.evidence, "officer": row.officer_id, "state": decided.state,
-                     "reason": decided.reason},
+            details={
+                **decided.evidence,
+                "officer": row.officer_id,
+                "state": decided.state,
+                "reason": decided.reason,
+            },
             at=now,
         )
         if decided.state == "rejected":
@@ -297,10 +344,14 @@ def decide(ctx: Context, req: ops.Decision) -> ops.Enrolment:
             )
             with _officer_ca(ctx, session, actor.id) as ca:
                 cert = issue_officer_certificate(
-                    session, ca, officer_id=officer.officer_id, name=officer.name,
+                    session,
+                    ca,
+                    officer_id=officer.officer_id,
+                    name=officer.name,
                     public_key=SM2PublicKey.from_bytes(row.public_key),
                     token_label=row.token_label,
-                    issued_by="+".join((row.requested_by, *decided.approvers)), now=now,
+                    issued_by="+".join((row.requested_by, *decided.approvers)),
+                    now=now,
                 )
             row.state, row.certificate_serial = "approved", cert.serial
         session.add(row)
@@ -320,8 +371,9 @@ def enrolments(ctx: Context, _req: Empty) -> ops.Enrolments:
         return ops.Enrolments(enrolments=[_enrolment_view(session, r) for r in rows])
 
 
-def _set_status(ctx: Context, req: ops.OfficerAction, *, to: str, allowed_from: set[str],
-                action: str) -> ops.OfficerView:
+def _set_status(
+    ctx: Context, req: ops.OfficerAction, *, to: str, allowed_from: set[str], action: str
+) -> ops.OfficerView:
     actor = ctx.actor()
     now = ctx.now()
     require(actor, Action.OFFICER_SUSPEND, Subject(), now)
@@ -376,8 +428,9 @@ def reinstate(ctx: Context, req: ops.OfficerAction) -> ops.OfficerView:
 
 @handles(ops.REVOKE)
 def revoke(ctx: Context, req: ops.OfficerAction) -> ops.OfficerView:
-    return _set_status(ctx, req, to="revoked", allowed_from={"active", "suspended"},
-                       action="revoke")
+    return _set_status(
+        ctx, req, to="revoked", allowed_from={"active", "suspended"}, action="revoke"
+    )
 
 
 @handles(ops.RENEW)
@@ -397,9 +450,14 @@ def renew(ctx: Context, req: ops.OfficerId) -> ops.OfficerView:
             )
         with _officer_ca(ctx, session, actor.id) as ca:
             issue_officer_certificate(
-                session, ca, officer_id=officer.officer_id, name=officer.name,
-                public_key=SM2PublicKey.from_bytes(cert.public_key), token_label=cert.token_label,
-                issued_by=actor.id, now=now,
+                session,
+                ca,
+                officer_id=officer.officer_id,
+                name=officer.name,
+                public_key=SM2PublicKey.from_bytes(cert.public_key),
+                token_label=cert.token_label,
+                issued_by=actor.id,
+                now=now,
             )
         session.flush()
         return officer_view(session, officer)

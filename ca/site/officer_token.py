@@ -104,8 +104,7 @@ class OfficerToken:
 
     def signer(self) -> TokenSigner:
         if self._signer is None:
-            from ca.signing import vendor_mechanisms
-            from ca.signing import load_policy
+            from ca.signing import load_policy, vendor_mechanisms
 
             key = self._key()
             if key is None:

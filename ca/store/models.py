@@ -219,7 +219,9 @@ class OfficerCertificate(SQLModel, table=True):
 
     __tablename__ = "officer_certificate"
 
-    serial: int = Field(primary_key=True, sa_type=BigInteger, sa_column_kwargs={"autoincrement": False})
+    serial: int = Field(
+        primary_key=True, sa_type=BigInteger, sa_column_kwargs={"autoincrement": False}
+    )
     officer_id: str = Field(max_length=100, index=True)
     public_key: bytes = Field(sa_type=LargeBinary)  # 65-byte uncompressed SM2 point
     der: bytes = Field(sa_type=LargeBinary)

@@ -47,9 +47,7 @@ def upgrade() -> None:
         sa.Column("issued_by", sa.String(length=200), nullable=False),
         sa.Column("token_label", sa.String(length=100), nullable=False),
     )
-    op.create_index(
-        "ix_officer_certificate_officer_id", "officer_certificate", ["officer_id"]
-    )
+    op.create_index("ix_officer_certificate_officer_id", "officer_certificate", ["officer_id"])
     op.create_table(
         "officer_enrolment",
         sa.Column("id", sa.Integer(), primary_key=True),
