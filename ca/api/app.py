@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import time
 import uuid
@@ -176,11 +177,28 @@ def _authenticate(
         raise
 
 
+SECRET_FIELDS: Final = frozenset({"shares", "pin", "pin_shares", "so_pin_shares"})
+
+
+def without_secrets(body: bytes) -> bytes:
+    """The request as it is kept for approvers (``ca.dualcontrol.bind_request``): its JSON
+    with the token-unlocking secrets (custodians' shares, a PIN) removed — they are never
+    stored. A body without secrets is kept byte for byte as the officer signed it."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body
+    if not isinstance(data, dict) or not SECRET_FIELDS & data.keys():
+        return body
+    kept = {k: v for k, v in data.items() if k not in SECRET_FIELDS}
+    return json.dumps(kept, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
+
+
 def _endpoint(op: Operation[Model, Model], runtime: Runtime, clock: Clock) -> Callable[..., Any]:
     def endpoint(request: Request, body: Any, ctx: Context) -> Response:
         signed = None
         if ctx.officer is not None and op.mutating:
-            raw = request.state.body
+            raw = without_secrets(request.state.body)
             signed = SignedRequest(
                 officer=ctx.officer.id,
                 operation=op.name,
