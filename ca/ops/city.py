@@ -64,12 +64,17 @@ class GenerateRequest(Model):
 
 
 class DecideRequest(Model):
-    """One officer's approval or rejection of an application or of a pending key action."""
+    """One officer's approval or rejection of an application or of a pending key action,
+    signed by that officer's token (issue #12): ``signature`` is the raw SM2 r‖s over
+    ``ca.officer_auth.approval_statement`` for the subject ``"{kind} {id}"`` (the request that
+    opened it, this decision, the officer, their certificate serial and ``at``)."""
 
     kind: Literal["application", "action"]
     id: int
     approve: bool
     reason: str = ""  # required to reject; at most 400 characters
+    at: int  # the time the approver's client signed the decision (Unix seconds)
+    signature: bytes = Field(min_length=64, max_length=64)  # raw r‖s
 
 
 class Decision(Model):
@@ -342,6 +347,10 @@ SUMMARY = operation(
 RENEW = operation(
     "city.renew", KeyRequest, KeyView, "make an active key's successor in its renewal window"
 )
+# No officer, by design: the request carries nothing, and the sweep applies only the
+# transitions the service's own clock has already made due (a renewed key superseded after its
+# overlap, a key expired after not_after), each once, audited as ``sweeper``. Whoever triggers
+# it, the outcome is the one the next timer run would reach; no caller chooses a key or a state.
 SWEEP = operation(
     "city.sweep",
     Empty,

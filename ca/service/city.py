@@ -29,12 +29,14 @@ from ca import applications
 from ca.authorization import PolicyDenied
 from ca.citykeys import misuse, queries, renewal, report, usage, workflow
 from ca.citykeys.common import CityKeyError, Vault, allowed, key_flags
+from ca.dualcontrol import deciding
 from ca.errors import BadInput
 from ca.expiry import DAY
 from ca.lifecycle import KeyState
 from ca.ops import city as ops
 from ca.ops.base import Empty
 from ca.registry.divisions import default_divisions
+from ca.service.approvals import verify_decision
 from ca.service.context import Context
 from ca.service.registry import handles
 from ca.signing import load_policy
@@ -259,12 +261,28 @@ def list_applications(ctx: Context, request: ops.ApplicationsRequest) -> ops.App
 
 @handles(ops.DECIDE)
 def decide(ctx: Context, request: ops.DecideRequest) -> ops.Decision:
+    """A decision counts only with the approver's token signature over the request that opened
+    the subject (``ca.service.approvals.verify_decision``, refused and audited otherwise); the
+    Approval row and the audit event keep that signature and the certificate serial."""
     actor = ctx.actor()
     now = ctx.now()
+    signed = verify_decision(
+        ctx,
+        subject=f"{request.kind} {request.id}",  # as ca.applications / ca.citykeys.misuse name it
+        approve=request.approve,
+        at=request.at,
+        signature=request.signature,
+    )
     if request.kind == "application":
-        decided = applications.decide_application(
-            ctx.engine, actor, request.id, approve=request.approve, now=now, reason=request.reason
-        )
+        with deciding(signed):
+            decided = applications.decide_application(
+                ctx.engine,
+                actor,
+                request.id,
+                approve=request.approve,
+                now=now,
+                reason=request.reason,
+            )
         return ops.Decision(
             kind="application",
             id=request.id,
@@ -273,7 +291,7 @@ def decide(ctx: Context, request: ops.DecideRequest) -> ops.Decision:
         )
     with Session(ctx.engine) as session:
         kind = misuse.action_of(session, request.id)  # an action's kind never changes
-    with _vault(ctx, kind == misuse.DESTROY) as vault:
+    with _vault(ctx, kind == misuse.DESTROY) as vault, deciding(signed):
         outcome = misuse.decide(
             ctx.engine,
             vault,

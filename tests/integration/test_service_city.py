@@ -1,26 +1,34 @@
 """The city area's operations (ca.ops.city) through the real HTTP API, in-process, on SQLite and
 PostgreSQL: apply → approve by a second officer → generate; province scope decided by the
 service (reads and actions); refusals as problem details naming the field; a page of keys and
-its total; a key view round trip; a key action under dual control; usage reports; the
-report's rows; no officer, no action."""
+its total; a key view round trip; a key action under dual control, each decision signed by the
+deciding officer's own token (issue #12: an unsigned, altered or borrowed signature is refused
+and audited); usage reports; the report's rows; no officer, no action.
+
+Every officer here signs in for real (``tests/officer_desk.DeskClient``): their own SoftHSM2
+token, challenge and response, signed requests."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from officer_desk import DeskClient
 from service_fixtures import in_process
+from sqlmodel import Session, col, select
 
 from ca.citykeys import workflow
-from ca.client.http import Client, ServiceError
+from ca.client.http import ServiceError
 from ca.clock import FixedClock, iso_utc
 from ca.ops import city as ops
 from ca.ops.base import Empty, Model, Operation
 from ca.service.runtime import Runtime
 from ca.store.db import transaction
+from ca.store.models import Approval, AuditEvent
 from policies.rules import Actor
 
 T0 = 1_790_000_000  # 2026-09-21T14:13:20Z
@@ -41,17 +49,47 @@ OFFICERS = (
 
 @dataclass
 class Service:
-    client: Client
+    client: DeskClient
     runtime: Runtime
     clock: FixedClock
 
-    def as_(self, officer: str | None) -> Client:
+    def as_(self, officer: str | None) -> DeskClient:
+        """A client signed in as ``officer`` (None: anonymous)."""
         return self.client.as_officer(officer)
 
+    def decide(
+        self, officer: str, kind: str, id: int, *, approve: bool = True, reason: str = ""
+    ) -> ops.Decision:
+        """``officer``'s decision on ``"{kind} {id}"``, signed with their own token."""
+        signed = self.as_(officer)
+        at, signature = signed.decision(f"{kind} {id}", approve=approve)
+        return signed.call(
+            ops.DECIDE,
+            ops.DecideRequest(
+                kind=kind,  # type: ignore[arg-type]
+                id=id,
+                approve=approve,
+                reason=reason,
+                at=at,
+                signature=signature,
+            ),
+        )
+
     def post(self, op: Any, body: dict[str, Any], officer: str | None = None) -> Any:
-        """A raw request, to see the problem details as any HTTP client does."""
-        headers = {"Jtca-Officer": officer} if officer else {}
-        return self.client.http.post(op.path, json=body, headers=headers)
+        """A raw request (signed as ``officer``'s session when given), to see the problem
+        details as any HTTP client does."""
+        content = json.dumps(body).encode()
+        headers = {"Content-Type": "application/json"}
+        signer = self.as_(officer).signer if officer else None
+        if signer is not None:
+            headers.update(signer.headers("POST", op.path, content))
+        return self.client.http.post(op.path, content=content, headers=headers)
+
+    def advance(self, seconds: int) -> None:
+        """Time passes: the officers' sessions end (idle limit); they sign in again."""
+        self.clock.advance(seconds)
+        for officer_id, _, _ in OFFICERS:
+            self.client.forget(officer_id)
 
 
 @pytest.fixture
@@ -88,9 +126,7 @@ def generated(service: Service, cities: list[str]) -> list[ops.KeyView]:
         "440000",
         cities,
     )
-    decided = service.as_("ca-op-1").call(
-        ops.DECIDE, ops.DecideRequest(kind="application", id=application.id, approve=True)
-    )
+    decided = service.decide("ca-op-1", "application", application.id)
     assert decided.state == "approved"
     assert decided.application is not None
     assert decided.application.decided_at == T0
@@ -115,10 +151,8 @@ def test_apply_approve_generate(service: Service) -> None:
 
 def test_the_applicant_cannot_approve_their_own_application(service: Service) -> None:
     application = service.as_("gd-1").call(ops.APPLY, ops.ApplyRequest(cities=["440100"]))
-    with pytest.raises(ServiceError) as refused:
-        service.as_("gd-1").call(
-            ops.DECIDE, ops.DecideRequest(kind="application", id=application.id, approve=True)
-        )
+    with pytest.raises(ServiceError) as refused:  # gd-1's own token signs it: still their own
+        service.decide("gd-1", "application", application.id)
     assert (refused.value.status, refused.value.exit_code) == (403, 6)
     assert "dual control" in refused.value.message
     pending = ops.ApplicationsRequest(decidable=True)
@@ -126,6 +160,124 @@ def test_the_applicant_cannot_approve_their_own_application(service: Service) ->
     assert [a.id for a in service.as_("ca-op-1").call(ops.APPLICATIONS, pending).applications] == [
         application.id
     ]
+
+
+def test_a_decision_counts_only_signed_by_the_deciders_own_token(service: Service) -> None:
+    """Unsigned, borrowed, altered, stale and forged decisions are refused (401) and audited
+    as auth.refused naming the subject; the one signed decision keeps statement, signature and
+    certificate serial in the Approval row and in its audit event, checkable with the
+    officer's key alone."""
+    application = service.as_("gd-1").call(ops.APPLY, ops.ApplyRequest(cities=["440100"]))
+    subject = f"application {application.id}"
+    operator, root = service.as_("ca-op-1"), service.as_("mot-root-1")
+
+    unsigned = service.post(
+        ops.DECIDE, {"kind": "application", "id": application.id, "approve": True}, "ca-op-1"
+    )
+    assert unsigned.status_code == 422
+    assert unsigned.json()["field"] in {"at", "signature"}
+
+    at, signature = operator.decision(subject)
+    wrong: list[tuple[str, DeskClient, ops.DecideRequest, str]] = [
+        (  # ca-op-1's signature, sent in mot-root-1's session
+            "borrowed",
+            root,
+            ops.DecideRequest(
+                kind="application", id=application.id, approve=True, at=at, signature=signature
+            ),
+            "bad-signature",
+        ),
+        (  # signed as an approval, sent as a rejection
+            "altered",
+            operator,
+            ops.DecideRequest(
+                kind="application",
+                id=application.id,
+                approve=False,
+                reason="no",
+                at=at,
+                signature=signature,
+            ),
+            "bad-signature",
+        ),
+        (  # the signed time moved
+            "retimed",
+            operator,
+            ops.DecideRequest(
+                kind="application", id=application.id, approve=True, at=at + 1, signature=signature
+            ),
+            "bad-signature",
+        ),
+        (  # 64 bytes that are no signature of anyone's
+            "forged",
+            operator,
+            ops.DecideRequest(
+                kind="application", id=application.id, approve=True, at=at, signature=bytes(64)
+            ),
+            "bad-signature",
+        ),
+        (  # signed an hour ago: outside the policy's clock skew
+            "stale",
+            operator,
+            ops.DecideRequest(
+                kind="application",
+                id=application.id,
+                approve=True,
+                at=T0 - 3600,
+                signature=signature,
+            ),
+            "clock-skew",
+        ),
+    ]
+    for what, client, request, reason in wrong:
+        with pytest.raises(ServiceError) as refused:
+            client.call(ops.DECIDE, request)
+        assert (refused.value.status, refused.value.exit_code, refused.value.reason) == (
+            401,
+            6,
+            reason,
+        ), what
+    with Session(service.runtime.engine) as session:
+        audited = session.exec(
+            select(AuditEvent)
+            .where(AuditEvent.action == "auth.refused")
+            .where(AuditEvent.subject == subject)
+            .order_by(col(AuditEvent.seq))
+        ).all()
+        assert [(e.actor, json.loads(e.details)["reason"]) for e in audited] == [
+            ("mot-root-1", "bad-signature"),
+            ("ca-op-1", "bad-signature"),
+            ("ca-op-1", "bad-signature"),
+            ("ca-op-1", "bad-signature"),
+            ("ca-op-1", "clock-skew"),
+        ]
+        assert session.exec(select(Approval).where(Approval.subject == subject)).all() == []
+    listed = service.as_(None).call(ops.APPLICATIONS, ops.ApplicationsRequest())
+    assert [a.state for a in listed.applications] == ["pending"]  # nothing counted
+
+    decided = operator.call(
+        ops.DECIDE,
+        ops.DecideRequest(
+            kind="application", id=application.id, approve=True, at=at, signature=signature
+        ),
+    )
+    assert decided.state == "approved"
+    serial = operator.signer.data.certificate_serial if operator.signer else 0
+    with Session(service.runtime.engine) as session:
+        approval = session.exec(select(Approval).where(Approval.subject == subject)).one()
+        event = session.exec(
+            select(AuditEvent)
+            .where(AuditEvent.action == "city-key.approve")
+            .where(AuditEvent.subject == subject)
+        ).one()
+    assert (approval.approver, approval.certificate_serial) == ("ca-op-1", serial)
+    assert approval.statement is not None
+    assert approval.signature is not None
+    assert f"subject: {subject}\n" in approval.statement
+    assert f"certificate: {serial}\n" in approval.statement
+    operator.token("ca-op-1").public_key.verify_der(approval.signature, approval.statement.encode())
+    details = json.loads(event.details)
+    assert (details["statement"], details["certificate_serial"]) == (approval.statement, serial)
 
 
 def test_another_provinces_city_or_key_is_refused(service: Service) -> None:
@@ -225,7 +377,7 @@ def test_a_key_view_round_trip(service: Service) -> None:
     missing = service.post(ops.SHOW, {"key": 999_999})
     assert (missing.status_code, missing.json()["exit_code"]) == (404, 6)
     assert missing.json()["detail"] == "no city key 999999"
-    service.clock.advance(10 * DAY)
+    service.advance(10 * DAY)
     later = service.as_(None).call(ops.SHOW, ops.KeyRequest(key=qr.id))
     assert later.days_left == shown.days_left - 10
 
@@ -248,17 +400,17 @@ def test_a_key_action_under_dual_control(service: Service) -> None:
     assert service.as_("ca-op-1").call(ops.ACTIONS, decidable).actions == []  # not their role
     assert len(service.as_("mot-root-2").call(ops.ACTIONS, decidable).actions) == 1
 
-    approve = ops.DecideRequest(kind="action", id=requested.action_id, approve=True)
-    with pytest.raises(ServiceError) as refused:
-        service.as_("gd-2").call(ops.DECIDE, approve)
+    action = requested.action_id
+    with pytest.raises(ServiceError) as refused:  # signed by gd-2 for real: not their role
+        service.decide("gd-2", "action", action)
     assert (refused.value.status, refused.value.exit_code) == (403, 6)
-    first = service.as_("mot-root-2").call(ops.DECIDE, approve)
+    first = service.decide("mot-root-2", "action", action)
     assert first.outcome is not None
     assert (first.state, first.outcome.approvals) == ("pending", 1)
     with pytest.raises(ServiceError) as twice:
-        service.as_("mot-root-2").call(ops.DECIDE, approve)
+        service.decide("mot-root-2", "action", action)
     assert "already decided" in twice.value.message
-    done = service.as_("mot-root-3").call(ops.DECIDE, approve)
+    done = service.decide("mot-root-3", "action", action)
     assert done.state == "done"
     revoked = service.as_(None).call(ops.SHOW, ops.KeyRequest(key=card.id))
     assert (revoked.state, revoked.reason) == ("revoked", "lost token")
@@ -266,13 +418,11 @@ def test_a_key_action_under_dual_control(service: Service) -> None:
     assert service.as_(None).call(ops.ACTIONS, ops.ActionsRequest()).actions == []
 
     # after the grace period the material goes, from the ministry token, under dual control
-    service.clock.advance(31 * DAY)
+    service.advance(31 * DAY)
     destroy = service.as_("mot-root-1").call(ops.DESTROY_MATERIAL, ops.DestroyRequest())
     assert (destroy.state, destroy.keys) == ("pending", [card.label])
     assert destroy.action_id is not None
-    destroyed = service.as_("mot-root-2").call(
-        ops.DECIDE, ops.DecideRequest(kind="action", id=destroy.action_id, approve=True)
-    )
+    destroyed = service.decide("mot-root-2", "action", destroy.action_id)
     assert destroyed.state == "done"
     gone = service.as_(None).call(ops.SHOW, ops.KeyRequest(key=card.id))
     assert (gone.state, gone.destroyed_at) == ("destroyed", T0 + 31 * DAY)
@@ -288,7 +438,7 @@ def test_usage_reports_summary_and_report_rows(service: Service) -> None:
         f"nobody-g1,440100,{first},not a time,440106\n"
         f"unknown-g1,440100,{first},{last},440106\n"
     )
-    service.clock.set(T0 + DAY)
+    service.advance(DAY)
     result = service.as_("gd-1").call(
         ops.USAGE, ops.UsageRequest(report=text, format="csv", source="usage.csv")
     )
