@@ -13,11 +13,13 @@ from typing import Final, cast
 from sqlmodel import Session
 
 from ca.authorization import require
+from ca.dualcontrol import deciding
 from ca.errors import BadInput, JtcaError
 from ca.lists.asn1 import ListType
 from ca.ops import lists as ops
 from ca.ops.base import Empty
 from ca.publish import acks, emergency, publisher
+from ca.service.approvals import verify_decision
 from ca.service.context import Context
 from ca.service.registry import handles
 from ca.store.models import ListVersion
@@ -27,7 +29,7 @@ from policies.rules import Actor, Subject
 
 NAMES: Final[dict[ListType, ops.ListName]] = {ListType(n): n for n in ops.LIST_NAMES}
 NO_KEY: Final = (
-    "the list-signing key needs the root token's shares (--share, M of N) or its PIN "
+    "the list-signing key needs the root token's shares (--share-file, M of N) or its PIN "
     "(--pin-source SPEC)"
 )
 
@@ -359,10 +361,20 @@ def request_emergency(ctx: Context, req: ops.EmergencyRequest) -> ops.EmergencyO
 
 
 def _decide(ctx: Context, req: ops.DecideRequest, *, approve: bool) -> ops.EmergencyOutcome:
+    """A decision counts only with the approver's token signature over the emergency request
+    (``ca.service.approvals.verify_decision``: refused and audited otherwise)."""
     actor = ctx.actor()
-    row = emergency.decide(
-        ctx.engine, actor, req.request, approve=approve, now=ctx.now(), reason=req.reason
+    signed = verify_decision(
+        ctx,
+        subject=f"action {req.request}",  # as ca.publish.emergency names it
+        approve=approve,
+        at=req.at,
+        signature=req.signature,
     )
+    with deciding(signed):
+        row = emergency.decide(
+            ctx.engine, actor, req.request, approve=approve, now=ctx.now(), reason=req.reason
+        )
     if row.state == "approved":
         return _carried_out(ctx, actor, req, row.id or 0, row.required)
     return ops.EmergencyOutcome(request=row.id or 0, state=row.state, required=row.required)

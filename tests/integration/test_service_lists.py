@@ -2,7 +2,9 @@
 SQLite and PostgreSQL: the publisher into the service's own folder with its typed outcomes and
 the DER of every version it published, versions and the root served from the database, the
 views the console shows, operators and their acknowledgments, emergency publication under dual
-control — and requests a client got wrong refused as problem details naming the field."""
+control, each decision signed by the deciding officer's own token (issue #12) — and requests a
+client got wrong refused as problem details naming the field. Officers sign in for real
+(``tests/officer_desk.DeskClient``: their own SoftHSM2 token, challenge and response)."""
 
 from __future__ import annotations
 
@@ -18,13 +20,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from officer_desk import DeskClient
 from service_fixtures import in_process
 
-from ca.client.http import Client, ServiceError
+from ca.client.http import ServiceError
 from ca.lists.asn1 import ListType
 from ca.lists.verify import load_list
+from ca.ops import ceremony as ceremony_ops
 from ca.ops import lists as ops
 from ca.ops.base import Empty
+from ca.service.runtime import Runtime
+from ca.store.db import transaction
 from hsm.custody import combine_secret
 
 JTCA = str(Path(sys.executable).with_name("jtca"))
@@ -88,6 +94,43 @@ def make_world(
     return World(state, env, quorum)
 
 
+def service_world(
+    client: DeskClient, runtime: Runtime, officers: Sequence[tuple[str, str]] = PUBLISHERS
+) -> list[str]:
+    """The root ceremony at the in-process service (the custodians' quorum is its authority:
+    no officer is enrolled yet) and ``officers`` registered; each is enrolled the first time
+    they sign in. A quorum of the root token's PIN shares."""
+    from ca.officers import add_officer_in
+
+    plan = Path(EXAMPLE).read_text(encoding="utf-8")
+    made = client.call(ceremony_ops.INIT_TOKEN, ceremony_ops.CeremonyFile(plan=plan))
+    shares = [s.share for s in made.pin_shares]
+    quorum = [shares[0], shares[2]]
+    client.call(
+        ceremony_ops.RUN, ceremony_ops.RunRequest(plan=plan, shares=quorum, witnesses=[WITNESS])
+    )
+    with transaction(runtime.engine) as session:
+        for officer, role in officers:
+            add_officer_in(
+                session,
+                officer_id=officer,
+                name=officer,
+                roles=[role],
+                province=None,
+                actor="test",
+                now=int(time.time()),
+            )
+    return quorum
+
+
+def emergency_decision(
+    officer: DeskClient, request: int, *, approve: bool = True, **fields: object
+) -> ops.DecideRequest:
+    """``officer``'s decision on emergency request ``request``, signed with their token."""
+    at, signature = officer.decision(f"action {request}", approve=approve)
+    return ops.DecideRequest(request=request, at=at, signature=signature, **fields)  # type: ignore[arg-type]
+
+
 @pytest.fixture
 def own_softhsm(monkeypatch: pytest.MonkeyPatch) -> None:
     """The in-process service points SoftHSM2 at its state folder; put the variable back."""
@@ -105,13 +148,15 @@ def refused(call: Callable[[], object]) -> ServiceError:
     return caught.value
 
 
-def assert_bad_requests(
-    client: Client, officer: str | None, *cases: tuple[str, dict[str, object], str]
-) -> None:
-    """Each (path, body, field): refused with 422 problem details naming the field."""
-    headers = {"Jtca-Officer": officer} if officer else {}
+def assert_bad_requests(client: DeskClient, *cases: tuple[str, dict[str, object], str]) -> None:
+    """Each (path, body, field), signed by ``client``'s session if it has one: refused with 422
+    problem details naming the field."""
     for path, body, field in cases:
-        response = client.http.post(path, json=body, headers=headers)
+        content = json.dumps(body).encode()
+        headers = {"Content-Type": "application/json"}
+        if client.signer is not None:
+            headers.update(client.signer.headers("POST", path, content))
+        response = client.http.post(path, content=content, headers=headers)
         assert response.status_code == 422, (path, response.text)
         assert response.headers["content-type"].startswith("application/problem+json")
         problem = response.json()
@@ -134,7 +179,6 @@ def test_requests_a_client_got_wrong_name_the_field(tmp_path: Path) -> None:
     with in_process(tmp_path / "state") as (client, _):
         assert_bad_requests(
             client,
-            None,
             ("/v1/lists/history", {"list_type": "crl"}, "list_type"),
             ("/v1/lists/version", {"list_type": "city-list", "sequence": 0}, "sequence"),
             ("/v1/lists/overdue", {"days": -1}, "days"),
@@ -176,12 +220,11 @@ def _sha256(data: bytes) -> str:
 def test_lists_through_the_service(database, tmp_path: Path, own_softhsm: None) -> None:  # type: ignore[no-untyped-def]
     url, _ = database
     state = tmp_path / "state"
-    world = make_world(state, client_env(state, url))
     with in_process(state, url=url) as (client, runtime):
+        shares = service_world(client, runtime)
         publisher = client.as_officer("publisher-1")
         assert_bad_requests(
-            client,
-            "publisher-1",
+            publisher,
             ("/v1/lists/publish", {"lists": ["city-list", "crl"]}, "lists[1]"),
             ("/v1/lists/publish", {"dry_run": True, "colour": "red"}, "colour"),
             ("/v1/lists/ack", {"text": "", "kind": "xml"}, "kind"),
@@ -198,17 +241,17 @@ def test_lists_through_the_service(database, tmp_path: Path, own_softhsm: None) 
 
         no_key = refused(lambda: publisher.call(ops.PUBLISH, ops.PublishRequest()))
         assert (no_key.exit_code, no_key.title) == (3, "Bad input")
-        assert "--share" in no_key.message
+        assert "--share-file" in no_key.message
         denied = refused(
             lambda: client.as_officer("ca-op-1").call(
-                ops.PUBLISH, ops.PublishRequest(shares=world.shares)
+                ops.PUBLISH, ops.PublishRequest(shares=shares)
             )
         )
         assert (denied.status, denied.exit_code) == (403, 6)
         assert "deny/no-role" in denied.message
 
         # the first run: every list, its DER in the result and in the service's folder
-        done = publisher.call(ops.PUBLISH, ops.PublishRequest(shares=world.shares))
+        done = publisher.call(ops.PUBLISH, ops.PublishRequest(shares=shares))
         assert [(o.action, o.sequence) for o in done.outcomes] == [("published", 1)] * 3
         assert done.outcomes[2].diff.added == ["1"]  # the central CA key of index 1
         root = client.call(ops.ROOT, Empty())
@@ -245,7 +288,7 @@ def test_lists_through_the_service(database, tmp_path: Path, own_softhsm: None) 
         assert (absent.status, absent.exit_code) == (404, 3)
 
         # the unattended publisher's way in: the PIN itself; nothing to do the second time
-        pin = combine_secret(world.shares).decode("utf-8")
+        pin = combine_secret(shares).decode("utf-8")
         again = publisher.call(ops.PUBLISH, ops.PublishRequest(pin=pin))
         assert {(o.action, o.why) for o in again.outcomes} == {("unchanged", "up to date")}
         assert again.published == []
@@ -266,7 +309,7 @@ def test_lists_through_the_service(database, tmp_path: Path, own_softhsm: None) 
                 holder.execute(text("SELECT pg_advisory_lock(7670865335468515948)"))
                 busy = refused(
                     lambda: publisher.call(
-                        ops.PUBLISH, ops.PublishRequest(shares=world.shares, wait_seconds=0.3)
+                        ops.PUBLISH, ops.PublishRequest(shares=shares, wait_seconds=0.3)
                     )
                 )
                 holder.execute(text("SELECT pg_advisory_unlock(7670865335468515948)"))
@@ -324,18 +367,23 @@ def test_lists_through_the_service(database, tmp_path: Path, own_softhsm: None) 
         em1, em2 = client.as_officer("em-1"), client.as_officer("em-2")
         asked = em1.call(ops.EMERGENCY, ops.EmergencyRequest(reason="issuer key leaked"))
         assert (asked.state, asked.required, asked.publication) == ("pending", 1, None)
-        own = refused(
-            lambda: em1.call(
-                ops.APPROVE, ops.DecideRequest(request=asked.request, shares=world.shares)
-            )
+        own = refused(  # em-1's own token signs it: still their own request
+            lambda: em1.call(ops.APPROVE, emergency_decision(em1, asked.request, shares=shares))
         )
-        assert own.exit_code == 6
+        assert (own.status, own.exit_code) == (403, 6)
         drill = em1.call(ops.EMERGENCY, ops.EmergencyRequest(reason="a drill"))
-        dropped = em2.call(ops.REJECT, ops.DecideRequest(request=drill.request, reason="drill"))
-        assert (dropped.state, dropped.publication) == ("rejected", None)
-        urgent = em2.call(
-            ops.APPROVE, ops.DecideRequest(request=asked.request, shares=world.shares)
+        signed_no = emergency_decision(em2, drill.request, approve=False, reason="drill")
+        turned = refused(  # a signed rejection sent as an approval
+            lambda: em2.call(ops.APPROVE, signed_no.model_copy(update={"shares": shares}))
         )
+        assert (turned.status, turned.reason) == (401, "bad-signature")
+        borrowed = refused(  # em-2's signature in em-1's session
+            lambda: em1.call(ops.REJECT, signed_no)
+        )
+        assert (borrowed.status, borrowed.reason) == (401, "bad-signature")
+        dropped = em2.call(ops.REJECT, signed_no)
+        assert (dropped.state, dropped.publication) == ("rejected", None)
+        urgent = em2.call(ops.APPROVE, emergency_decision(em2, asked.request, shares=shares))
         assert urgent.state == "done"
         assert urgent.publication is not None
         assert urgent.publication.emergency == asked.request
@@ -348,5 +396,5 @@ def test_lists_through_the_service(database, tmp_path: Path, own_softhsm: None) 
             (1, False, "publisher-1"),
             (2, True, "em-2"),
         ]
-        after = refused(lambda: em2.call(ops.APPROVE, ops.DecideRequest(request=asked.request)))
+        after = refused(lambda: em2.call(ops.APPROVE, emergency_decision(em2, asked.request)))
         assert "already done" in after.message
