@@ -93,8 +93,11 @@ def append(
     return event
 
 
-def checkpoint(session: Session, signer: Signer, *, at: int) -> AuditCheckpoint:
-    """Sign the current head with the audit key (and audit that it was signed)."""
+def checkpoint(
+    session: Session, signer: Signer, *, at: int, actor: str = "jtca"
+) -> AuditCheckpoint:
+    """Sign the current head with the audit key (and audit that it was signed, by ``actor``:
+    the officer who asked, or the ceremony's own ``jtca``)."""
     head = session.exec(select(AuditHead).where(AuditHead.id == 1).with_for_update()).one()
     signature = signer.sign(checkpoint_message(head.seq, head.hash, at))
     record = AuditCheckpoint(
@@ -110,7 +113,7 @@ def checkpoint(session: Session, signer: Signer, *, at: int) -> AuditCheckpoint:
     session.flush()
     append(
         session,
-        actor="jtca",
+        actor=actor,
         action="audit.checkpoint",
         subject=f"seq {head.seq}",
         details={"hash": head.hash, "key": signer.key_uri, "path": signer.path.value},

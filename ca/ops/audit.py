@@ -96,8 +96,8 @@ CHECKPOINT = operation(
     "audit.checkpoint",
     CheckpointRequest,
     CheckpointResult,
-    "sign the chain's head with the audit key (in the root token, opened by the share quorum)",
-    officer=False,
+    "sign the chain's head with the audit key (in the root token, opened by the share quorum), "
+    "asked for by an officer allowed audit.checkpoint",
 )
 EXPORT = operation(
     "audit.export",

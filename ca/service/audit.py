@@ -9,6 +9,7 @@ import json
 from sqlmodel import Session
 
 from ca import audit
+from ca.authorization import require
 from ca.ops import audit as ops
 from ca.ops.base import Empty
 from ca.service.ceremony import quorum_token
@@ -18,6 +19,7 @@ from ca.signing import token_signer
 from ca.store.db import transaction
 from hsm.pkcs11.keys import KeyStore
 from hsm.pkcs11.uri import Pkcs11Uri
+from policies.rules import Action, Subject
 
 
 @handles(ops.VERIFY)
@@ -30,13 +32,17 @@ def verify(ctx: Context, req: ops.VerifyRequest) -> ops.VerifyResult:
 
 @handles(ops.CHECKPOINT)
 def checkpoint(ctx: Context, req: ops.CheckpointRequest) -> ops.CheckpointResult:
-    """The head signed by the audit key in the root token, opened by the share quorum."""
+    """The head signed by the audit key in the root token, opened by the share quorum, asked
+    for by a signed-in officer the policy allows ``audit.checkpoint`` (the publisher's role):
+    the quorum opens the token, the officer answers for the request."""
+    officer = ctx.actor()
+    require(officer, Action.AUDIT_CHECKPOINT, Subject(), ctx.now())
     with Session(ctx.engine) as session:
         uri = Pkcs11Uri.parse(audit.active_audit_key(session).uri)
     with quorum_token(ctx, uri.token, req.shares) as token:
         signer = token_signer(KeyStore(token), uri, "audit")
         with transaction(ctx.engine) as session:
-            made = audit.checkpoint(session, signer, at=ctx.now())
+            made = audit.checkpoint(session, signer, at=ctx.now(), actor=officer.id)
             return ops.CheckpointResult(seq=made.seq, hash=made.hash, key=made.key_uri)
 
 

@@ -26,7 +26,7 @@ from ca.ops import ceremony as ops
 from ca.service.context import Context, NotSignedIn
 from ca.service.registry import handles
 from ca.store.db import transaction
-from ca.store.models import Officer
+from ca.store.models import OfficerCertificate
 from hsm.pkcs11.token import QuorumPin, Token
 from hsm.softhsm import init_token, token_labels, use_softhsm
 from policies.rules import Subject
@@ -49,32 +49,36 @@ def quorum_token(ctx: Context, label: str, shares: Sequence[str]) -> Iterator[To
             yield token
 
 
-def authorize(ctx: Context, ceremony: Ceremony, *, officer_needed: bool) -> None:
-    """A named officer must hold the policy's action for the ceremony's kind. Without one, the
-    custodians' quorum is the authority (the root ceremony makes the first officers) — except
-    where ``officer_needed``."""
+def authorize(ctx: Context, ceremony: Ceremony) -> None:
+    """Who may make a ceremony's token or run it. Before any officer holds a certificate, the
+    custodians' quorum is the authority (the root ceremony names the first officers, who are
+    then enrolled under that quorum). From then on the caller must be a signed-in officer whose
+    role the policy allows the ceremony's kind — the quorum alone is not enough."""
+    action = ACTION_OF_KIND[ceremony.kind]
     if ctx.officer is None:
-        if officer_needed:
+        if has_enrolled_officers(ctx):
             raise NotSignedIn(
-                f"the authority has officers: a {ceremony.kind} ceremony's token is made by an "
-                f"officer allowed {ACTION_OF_KIND[ceremony.kind]} (--actor)"
+                f"the authority has enrolled officers: a {ceremony.kind} ceremony needs a "
+                f"signed-in officer allowed {action} (jtca login), as well as the custodians"
             )
         return
-    require(ctx.officer, ACTION_OF_KIND[ceremony.kind], Subject(), ctx.now())
+    require(ctx.officer, action, Subject(), ctx.now())
 
 
-def has_officers(ctx: Context) -> bool:
+def has_enrolled_officers(ctx: Context) -> bool:
+    """Whether any officer certificate was ever issued (whatever its status now: a revoked
+    certificate does not take the authority back to its bootstrap)."""
     with Session(ctx.engine) as session:
-        return session.exec(select(Officer.officer_id).limit(1)).first() is not None
+        return session.exec(select(OfficerCertificate.serial).limit(1)).first() is not None
 
 
 @handles(ops.INIT_TOKEN)
 def init_ceremony_token(ctx: Context, req: ops.CeremonyFile) -> ops.TokenShares:
-    """A new token for the ceremony, nothing of its PINs kept. Before the root ceremony anyone
-    who reaches the service may make it (there is no officer yet); after it, only an officer
-    the policy allows the ceremony."""
+    """A new token for the ceremony, nothing of its PINs kept. Before the first officer is
+    enrolled anyone who reaches the service may make it (there is no officer to sign in yet);
+    after that, only a signed-in officer the policy allows the ceremony (``authorize``)."""
     ceremony = load_ceremony(req.plan)
-    authorize(ctx, ceremony, officer_needed=has_officers(ctx))
+    authorize(ctx, ceremony)
     with ctx.runtime.tokens():
         use_softhsm(softhsm_folder(ctx))
         if ceremony.token in token_labels():
@@ -110,9 +114,10 @@ def init_ceremony_token(ctx: Context, req: ops.CeremonyFile) -> ops.TokenShares:
 @handles(ops.RUN)
 def run_ceremony(ctx: Context, req: ops.RunRequest) -> ops.CeremonyOutcome:
     """The ceremony as its file says (``ca.ceremony.run``); the token's share quorum is its
-    authority, and a named officer must also be allowed the ceremony's kind."""
+    authority, and once officers are enrolled a signed-in officer allowed the ceremony's kind
+    must ask for it too (``authorize``)."""
     ceremony = load_ceremony(req.plan)
-    authorize(ctx, ceremony, officer_needed=False)
+    authorize(ctx, ceremony)
     with ctx.runtime.tokens():
         use_softhsm(softhsm_folder(ctx))
         transcript = run(

@@ -1,9 +1,11 @@
 """The central CA, issuers, officers, the audit log and the root ceremony as operations of the
 service, driven through the real HTTP API in-process (``tests/service_fixtures.in_process``),
-on SQLite and on PostgreSQL: the ceremony's token and run at the service, officers added by a
-root officer only, an issuer's registration decided on its issuer id, an interop certificate
-issued with the root token's share quorum and revoked by CA index and serial, and the audit
-chain verified, checkpointed, exported and found tampered with."""
+on SQLite and on PostgreSQL: the ceremony's token and run at the service, the first officers
+enrolled under the root share quorum and later ones requested by a root officer and approved
+by a second one's token signature (issue #12), an issuer's registration decided on its issuer
+id, an interop certificate issued with the root token's share quorum and revoked by CA index
+and serial, ceremonies and checkpoints asked for by signed-in officers only once officers are
+enrolled, and the audit chain verified, checkpointed, exported and found tampered with."""
 
 from __future__ import annotations
 
@@ -16,13 +18,14 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from officer_desk import DeskClient
 from service_fixtures import in_process
 
 import ca.service.issuance as issuance_service
 from ca.audit_chain import verify_bundle
 from ca.authorization import require as real_require
 from ca.ceremony import transcript_message
-from ca.client.http import Client, ServiceError
+from ca.client.http import ServiceError
 from ca.clock import FixedClock
 from ca.ops import audit as audit_ops
 from ca.ops import ceremony as ceremony_ops
@@ -32,6 +35,7 @@ from ca.ops.base import Empty
 from ca.qr.codec import decode_interop_certificate
 from ca.requests import make_request
 from ca.service.runtime import Runtime
+from ca.site.officer_token import sign_in
 from hsm.pkcs11.token import find_module, rescan
 from hsm.signer import SoftwareSigner
 from hsm.sm.sm2 import SM2PublicKey
@@ -63,7 +67,7 @@ validity_years = 10
 
 
 @pytest.fixture
-def service(database, tmp_path: Path) -> Iterator[tuple[Client, Runtime]]:  # type: ignore[no-untyped-def]
+def service(database, tmp_path: Path) -> Iterator[tuple[DeskClient, Runtime]]:  # type: ignore[no-untyped-def]
     """The service on a fresh state folder and database of each kind. The service points
     SoftHSM2 at its own state folder; the process's previous choice is restored afterwards."""
     url, _ = database
@@ -89,7 +93,7 @@ def refused(call: Any, *, status: int, exit_code: int, needle: str) -> ServiceEr
     return error
 
 
-def root_ceremony(client: Client) -> tuple[list[str], ceremony_ops.CeremonyOutcome]:
+def root_ceremony(client: DeskClient) -> tuple[list[str], ceremony_ops.CeremonyOutcome]:
     """Make the root token and run the example root ceremony with two of three shares."""
     plan = EXAMPLE.read_text(encoding="utf-8")
     made = client.call(ceremony_ops.INIT_TOKEN, ceremony_ops.CeremonyFile(plan=plan))
@@ -119,8 +123,29 @@ def root_ceremony(client: Client) -> tuple[list[str], ceremony_ops.CeremonyOutco
     return [shares[0], shares[2]], outcome
 
 
+def enrol_request(
+    client: DeskClient,
+    officer_id: str,
+    roles: list[str] | None = None,
+    province: str | None = None,
+    shares: list[str] | None = None,
+) -> officer_ops.EnrolRequest:
+    """An enrolment of the key ``officer_id``'s own token makes (the token made on first use),
+    with its proof of possession; with ``shares``, under the root share quorum."""
+    token = client.token(officer_id)
+    return officer_ops.EnrolRequest(
+        officer_id=officer_id,
+        roles=roles or [],
+        province=province,
+        public_key=token.public_key.uncompressed,
+        proof=token.proof(officer_id),
+        token_label=token.label,
+        shares=shares or [],
+    )
+
+
 def test_ceremony_officers_issuers_interop_audit(
-    service: tuple[Client, Runtime], monkeypatch: pytest.MonkeyPatch
+    service: tuple[DeskClient, Runtime], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     client, runtime = service
     shares, outcome = root_ceremony(client)
@@ -143,51 +168,86 @@ def test_ceremony_officers_issuers_interop_audit(
     ca_keys = client.call(issuance_ops.KEYS, Empty()).keys
     assert [(k.ca_index, k.status) for k in ca_keys] == [(1, "active")]
 
-    # Officers: a ministry root officer adds one; an operator may not (403, exit 6).
+    # The first officers: the root ceremony named them; its custodians' quorum enrols their
+    # token keys (no officer exists yet to sign). A second root officer is enrolled so.
+    for officer_id, roles in (("mot-root-1", None), ("mot-root-2", ["ministry-root-officer"])):
+        first = client.call(
+            officer_ops.ENROL, enrol_request(client, officer_id, roles, shares=shares)
+        )
+        assert (first.state, first.requested_by) == ("approved", "root share quorum")
+        assert first.certificate is not None
+    refused(
+        lambda: client.call(
+            officer_ops.ENROL, enrol_request(client, "mot-root-3", ["auditor"], shares=shares[:1])
+        ),
+        status=422,
+        exit_code=3,
+        needle="needs 2 of 3",
+    )
+
+    # Later officers: a ministry root officer asks, a second one approves with a signature
+    # made by their own token; an operator may not ask, nor the asker approve.
     as_root, as_operator = client.as_officer("mot-root-1"), client.as_officer("ca-op-1")
-    added = as_root.call(
-        officer_ops.ADD,
-        officer_ops.AddOfficerRequest(
-            officer_id="gd-1",
-            name="广东 省级密钥管理员",
-            roles=["provincial-officer"],
-            province="440000",
+    asked = as_root.call(
+        officer_ops.ENROL,
+        enrol_request(client, "gd-1", ["provincial-officer"], "440000").model_copy(
+            update={"name": "广东 省级密钥管理员"}
         ),
     )
-    assert (added.id, added.roles, added.province) == ("gd-1", ["provincial-officer"], "440000")
+    assert (asked.state, asked.requested_by, asked.certificate) == ("pending", "mot-root-1", None)
     denied = refused(
         lambda: as_operator.call(
-            officer_ops.ADD,
-            officer_ops.AddOfficerRequest(officer_id="evil", roles=["ministry-root-officer"]),
+            officer_ops.ENROL, enrol_request(client, "evil", ["ministry-root-officer"])
         ),
         status=403,
         exit_code=6,
-        needle="only a ministry root officer",
+        needle="deny/no-role",
     )
-    assert denied.title == "Officer registry"
+    assert denied.title == "Not allowed by policy"
+    # naming an officer is no credential: the header the command line once sent is ignored
     raw = client.http.post(
-        officer_ops.ADD.path,
-        json={"officer_id": "evil", "roles": ["auditor"]},
-        headers={"Jtca-Officer": "ca-op-1"},
+        officer_ops.ENROL.path,
+        content=enrol_request(client, "evil", ["auditor"]).model_dump_json(),
+        headers={"Jtca-Officer": "mot-root-1", "Content-Type": "application/json"},
     )
-    assert raw.status_code == 403
+    assert raw.status_code == 401
     assert raw.headers["content-type"].startswith("application/problem+json")
     assert raw.json()["exit_code"] == 6
     refused(
         lambda: as_root.call(
-            officer_ops.ADD,
-            officer_ops.AddOfficerRequest(officer_id="gd-2", roles=["provincial-officer"]),
+            officer_ops.ENROL, enrol_request(client, "gd-2", ["provincial-officer"])
         ),
         status=403,
         exit_code=6,
         needle="needs a province code",
     )
+
+    def decision(officer: DeskClient, enrolment: int) -> officer_ops.Decision:
+        at, signature = officer.decision(f"enrolment {enrolment}")
+        return officer_ops.Decision(id=enrolment, at=at, signature=signature)
+
+    refused(
+        lambda: as_root.call(officer_ops.DECIDE, decision(as_root, asked.id)),
+        status=403,
+        exit_code=6,
+        needle="dual control",
+    )
+    second = client.as_officer("mot-root-2")
+    enrolled = second.call(officer_ops.DECIDE, decision(second, asked.id))
+    assert (enrolled.state, enrolled.officer_id, enrolled.province) == (
+        "approved",
+        "gd-1",
+        "440000",
+    )
+    assert enrolled.certificate is not None
     officers = {o.id: o for o in client.call(officer_ops.LIST, Empty()).officers}
-    assert set(officers) == {"mot-root-1", "ca-op-1", "auditor-1", "gd-1"}
-    assert "evil" not in officers
+    assert set(officers) == {"mot-root-1", "mot-root-2", "ca-op-1", "auditor-1", "gd-1"}
+    assert officers["gd-1"].certificate is not None
+    assert officers["ca-op-1"].certificate is not None  # enrolled when they signed in
+    assert officers["auditor-1"].certificate is None  # has not signed in yet
 
     # Registering an issuer is decided on Subject(issuer_id=…), whoever asks; a provincial
-    # officer's role does not reach issuers at all, and an unknown officer is nobody.
+    # officer's role does not reach issuers at all, and an unknown officer cannot sign in.
     decided: list[tuple[str, str, Subject]] = []
 
     def spy(actor: Actor, action: str, subject: Subject, now: int) -> None:
@@ -205,13 +265,10 @@ def test_ceremony_officers_issuers_interop_audit(
         needle="deny/no-role",
     )
     refused(
-        lambda: client.as_officer("nobody").call(
-            issuance_ops.REGISTER_ISSUER,
-            issuance_ops.RegisterIssuerRequest(issuer_id=ISSUER_ID, name="x"),
-        ),
-        status=403,
+        lambda: sign_in(client, client.token("nobody"), "nobody", clock=client.clock.now),
+        status=401,
         exit_code=6,
-        needle="not a registered, active officer",
+        needle="officer 'nobody' is not registered",
     )
     registered = as_operator.call(
         issuance_ops.REGISTER_ISSUER,
@@ -318,14 +375,14 @@ def test_ceremony_officers_issuers_interop_audit(
         (i.issuer_id, [(c.ca_index, c.serial, c.status) for c in i.certificates]) for i in issuers
     ] == [(ISSUER_ID, [(1, 1, "revoked")])]
 
-    # Once the authority has officers, a ceremony's token is made only by an officer the policy
-    # allows the ceremony; a named officer must be allowed the ceremony's kind to run it.
+    # Once officers are enrolled, a ceremony's token is made, and a ceremony run, only by a
+    # signed-in officer the policy allows the ceremony's kind: the quorum alone is not enough.
     second_root = EXAMPLE.read_text(encoding="utf-8").replace('"MOT-ROOT"', '"MOT-ROOT-2"')
     refused(
         lambda: client.call(ceremony_ops.INIT_TOKEN, ceremony_ops.CeremonyFile(plan=second_root)),
         status=401,
         exit_code=6,
-        needle="the authority has officers",
+        needle="the authority has enrolled officers",
     )
     refused(
         lambda: client.as_officer("auditor-1").call(
@@ -338,6 +395,12 @@ def test_ceremony_officers_issuers_interop_audit(
     made = as_root.call(ceremony_ops.INIT_TOKEN, ceremony_ops.CeremonyFile(plan=second_root))
     assert made.token == "MOT-ROOT-2"  # noqa: S105 - a token's label
     rollover = ceremony_ops.RunRequest(plan=ROLLOVER, shares=shares, witnesses=[WITNESS])
+    refused(
+        lambda: client.call(ceremony_ops.RUN, rollover),
+        status=401,
+        exit_code=6,
+        needle="needs a signed-in officer allowed qr-ca.rollover",
+    )
     refused(
         lambda: as_operator.call(ceremony_ops.RUN, rollover),
         status=403,
@@ -361,11 +424,32 @@ def test_ceremony_officers_issuers_interop_audit(
         exit_code=3,
         needle="--audit-key abcd",
     )
-    checkpoint = client.call(audit_ops.CHECKPOINT, audit_ops.CheckpointRequest(shares=shares))
-    assert checkpoint.seq == clean.events
+    # a checkpoint: the quorum opens the token, an officer allowed audit.checkpoint asks
+    refused(
+        lambda: client.call(audit_ops.CHECKPOINT, audit_ops.CheckpointRequest(shares=shares)),
+        status=401,
+        exit_code=6,
+        needle="audit.checkpoint needs a signed-in officer",
+    )
+    refused(
+        lambda: as_root.call(audit_ops.CHECKPOINT, audit_ops.CheckpointRequest(shares=shares)),
+        status=403,
+        exit_code=6,
+        needle="deny/no-role: mot-root-1 may not audit.checkpoint",
+    )
+    publisher = client.call(
+        officer_ops.ENROL, enrol_request(client, "publisher-1", ["publisher"], shares=shares)
+    )
+    assert publisher.state == "approved"
+    as_publisher = client.as_officer("publisher-1")
+    before = client.call(audit_ops.VERIFY, verify).events
+    checkpoint = as_publisher.call(audit_ops.CHECKPOINT, audit_ops.CheckpointRequest(shares=shares))
+    assert checkpoint.seq == before
     assert checkpoint.key.startswith("pkcs11:token=MOT-ROOT")
     refused(
-        lambda: client.call(audit_ops.CHECKPOINT, audit_ops.CheckpointRequest(shares=shares[:1])),
+        lambda: as_publisher.call(
+            audit_ops.CHECKPOINT, audit_ops.CheckpointRequest(shares=shares[:1])
+        ),
         status=422,
         exit_code=3,
         needle="needs 2 of 3",
@@ -373,10 +457,16 @@ def test_ceremony_officers_issuers_interop_audit(
     exported = client.call(audit_ops.EXPORT, Empty())
     actions = [e["action"] for e in json.loads(exported.bundle)["events"]]
     assert exported.events == len(actions) == checkpoint.seq + 1
+    events = json.loads(exported.bundle)["events"]
+    assert [e["actor"] for e in events if e["action"] == "audit.checkpoint"][-1] == "publisher-1"
     for action in (
         "ceremony.init-token",
         "ceremony.run",
         "officer.add",
+        "officer.enrol.request",
+        "officer.enrol.approve",
+        "auth.sign-in",
+        "auth.refused",
         "issuer.register",
         "qr-ca.allocate-serial",
         "qr-ca.issue-interop-cert",
@@ -399,36 +489,31 @@ def test_ceremony_officers_issuers_interop_audit(
     assert "row 3 was edited" in tampered.findings[0].message
 
 
-def test_operations_need_an_officer_where_they_act(service: tuple[Client, Runtime]) -> None:
-    """Acting operations refuse a request that names no officer (401); reads and the
-    ceremony's own operations (the custodians' quorum is their authority) do not."""
+def test_operations_need_an_officer_where_they_act(service: tuple[DeskClient, Runtime]) -> None:
+    """Acting operations refuse a request without a signed-in officer (401); reads and the
+    ceremony's own operations before any officer is enrolled (the custodians' quorum is their
+    authority) do not."""
     client, _ = service
-    refused(
-        lambda: client.call(
-            officer_ops.ADD, officer_ops.AddOfficerRequest(officer_id="x", roles=["auditor"])
-        ),
-        status=401,
-        exit_code=6,
-        needle="needs an officer",
-    )
-    refused(
-        lambda: client.call(
-            issuance_ops.REVOKE, issuance_ops.RevokeRequest(ca_index=1, serial=1, reason="r")
-        ),
-        status=401,
-        exit_code=6,
-        needle="needs an officer",
-    )
+    for op, request in (
+        (officer_ops.SUSPEND, officer_ops.OfficerAction(officer_id="x", reason="r")),
+        (issuance_ops.REVOKE, issuance_ops.RevokeRequest(ca_index=1, serial=1, reason="r")),
+        (audit_ops.CHECKPOINT, audit_ops.CheckpointRequest(shares=["x"])),
+    ):
+        refused(
+            lambda op=op, request=request: client.call(op, request),
+            status=401,
+            exit_code=6,
+            needle=f"{op.name} needs a signed-in officer",
+        )
     assert client.call(issuance_ops.KEYS, Empty()).keys == []
     assert client.call(officer_ops.LIST, Empty()).officers == []
-    refused(
-        lambda: client.call(audit_ops.CHECKPOINT, audit_ops.CheckpointRequest(shares=["x"])),
-        status=422,
-        exit_code=3,
-        needle="no audit key: run the root ceremony first",
-    )
+    refusals = json.loads(client.call(audit_ops.EXPORT, Empty()).bundle)["events"]
+    assert [(e["actor"], e["action"], e["subject"]) for e in refusals] == [
+        ("anonymous", "auth.refused", name)
+        for name in ("officer.suspend", "ca.revoke", "audit.checkpoint")
+    ]  # each refusal audited, and nothing else happened
     empty = client.call(audit_ops.VERIFY, audit_ops.VerifyRequest())
-    assert (empty.ok, empty.events) == (True, 0)
+    assert (empty.ok, empty.events) == (True, 3)
     broken = ceremony_ops.CeremonyFile(plan='[ceremony]\nname = "x"\nkind = "party"\n')
     refused(
         lambda: client.call(ceremony_ops.INIT_TOKEN, broken),
