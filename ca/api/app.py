@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import logging
@@ -33,13 +34,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ca.api.problems import field_path, from_error, problem
+from ca.api.problems import field_path, from_error, problem, slug, status_of
 from ca.clock import Clock, SystemClock
 from ca.dualcontrol import SignedRequest, serving
 from ca.errors import JtcaError
 from ca.officer_auth import SESSION_HEADER, SIGNATURE_HEADER, AuthError, body_digest
 from ca.ops.base import OPERATIONS, Model, Operation
-from ca.service.auth import Authenticated, authenticate, refuse
+from ca.service.auth import Authenticated, authenticate, refusal_audited, refuse
 from ca.service.context import Context, NotSignedIn
 from ca.service.registry import load_all
 from ca.service.runtime import Runtime
@@ -131,7 +132,19 @@ def _context(op: Operation[Model, Model], runtime: Runtime, clock: Clock) -> Cal
                 _authenticate, runtime, clock, op, request, session_id, body
             )
         elif op.officer:
-            raise NotSignedIn(f"{op.name} needs a signed-in officer: sign in first (jtca login)")
+            message = f"{op.name} needs a signed-in officer: sign in first (jtca login)"
+            await run_in_threadpool(
+                functools.partial(
+                    refuse,
+                    runtime.engine,
+                    officer="anonymous",
+                    reason="no-session",
+                    message=message,
+                    where=op.name,
+                    now=clock.now(),
+                )
+            )
+            raise NotSignedIn(message)
         request.state.body = body
         return Context(
             runtime=runtime,
@@ -194,6 +207,28 @@ def without_secrets(body: bytes) -> bytes:
     return json.dumps(kept, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
 
 
+def _audit_refusal(
+    runtime: Runtime, ctx: Context, op: Operation[Model, Model], exc: JtcaError
+) -> None:
+    """A refusal (401, 403: no officer, policy, dual control) the use case did not audit
+    itself is audited here as ``auth.refused``, with its reason (issue #12: refused and
+    audited)."""
+    if status_of(exc) not in (401, 403) or refusal_audited.get():
+        return
+    reason = getattr(exc, "reason", None)
+    if not isinstance(reason, str):
+        head = exc.message.split(":", 1)[0]
+        reason = head if head.startswith("deny/") else slug(exc.title)
+    refuse(
+        runtime.engine,
+        officer=ctx.officer.id if ctx.officer else "anonymous",
+        reason=reason,
+        message=exc.message,
+        where=op.name,
+        now=ctx.now(),
+    )
+
+
 def _endpoint(op: Operation[Model, Model], runtime: Runtime, clock: Clock) -> Callable[..., Any]:
     def endpoint(request: Request, body: Any, ctx: Context) -> Response:
         signed = None
@@ -209,9 +244,14 @@ def _endpoint(op: Operation[Model, Model], runtime: Runtime, clock: Clock) -> Ca
                 at=ctx.now(),
             )
         token = serving.set(signed)
+        audited = refusal_audited.set(False)
         try:
             result = HANDLERS[op.name](ctx, body)
+        except JtcaError as exc:
+            _audit_refusal(runtime, ctx, op, exc)
+            raise
         finally:
+            refusal_audited.reset(audited)
             serving.reset(token)
         if type(result) is not op.result:
             result = op.result.model_validate(result)

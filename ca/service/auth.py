@@ -17,6 +17,7 @@ Every refusal is audited (``auth.refused`` with the reason; never a secret) and 
 from __future__ import annotations
 
 import secrets
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
@@ -70,6 +71,11 @@ def service_identity(session: Session) -> str:
     return f"jtca-authority:{record.sm3[:32]}"
 
 
+# Set once a refusal of the request being served is audited, so the HTTP adapter audits each
+# refusal once (ca.api.app audits those the use cases did not).
+refusal_audited: ContextVar[bool] = ContextVar("refusal_audited", default=False)
+
+
 def refuse(
     engine: Engine, *, officer: str, reason: str, message: str, where: str, now: int
 ) -> None:
@@ -83,6 +89,7 @@ def refuse(
             details={"reason": reason, "message": message[:300]},
             at=now,
         )
+    refusal_audited.set(True)
 
 
 def _actor(record: Officer) -> Actor:

@@ -17,6 +17,7 @@ class NotSignedIn(JtcaError):
 
     title = "Not signed in"
     exit_code = 6
+    http_status = 401
 
 
 @dataclass(frozen=True, slots=True)
