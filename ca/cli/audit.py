@@ -1,5 +1,6 @@
 """``jtca audit``: verify the chain (at the service) or an exported bundle (here, with no
-service: an auditor's own check), sign a checkpoint, export a verifiable bundle."""
+service: an auditor's own check), sign a checkpoint (the custodians' shares from files or
+hidden prompts), export a verifiable bundle."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from ca.cli import desk
 from ca.errors import BadInput
 from ca.files import write_atomically
 
@@ -35,7 +37,7 @@ def register(sub: Any) -> None:
     v.set_defaults(handler=cmd_verify)
 
     c = asub.add_parser("checkpoint", help="sign the chain's head with the audit key (periodic)")
-    c.add_argument("--share", action="append", required=True, help="root token PIN share")
+    desk.add_share_options(c, "a custodian's share of the root token's PIN")
     c.add_argument("--module", metavar="PATH", help=argparse.SUPPRESS)
     c.add_argument("--json", action="store_true")
     c.set_defaults(handler=cmd_checkpoint)
@@ -109,7 +111,10 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
         )
     client = connect()
     try:
-        made = client.call(ops.CHECKPOINT, ops.CheckpointRequest(shares=args.share))
+        if ops.CHECKPOINT.officer:  # asked for by an officer allowed audit.checkpoint
+            desk.signed_in(client, ops.CHECKPOINT.name)
+        shares = desk.read_shares(args.share_file)
+        made = client.call(ops.CHECKPOINT, ops.CheckpointRequest(shares=shares))
     finally:
         client.close()
     data = {"seq": made.seq, "hash": made.hash, "key": made.key}

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ca.cli import desk
 from ca.cli import issuer as issuer_tools
 from ca.errors import BadInput
 from ca.files import write_atomically
@@ -32,8 +33,7 @@ def register(sub: Any) -> None:
     q = csub.add_parser("issue", help="issue an interop certificate from an issuer's request")
     q.add_argument("--request", type=Path, required=True)
     q.add_argument("--ca-index", type=int, required=True)
-    q.add_argument("--actor", required=True, help="a registered officer (jtca officer list)")
-    q.add_argument("--share", action="append", required=True, help="root token PIN share")
+    desk.add_share_options(q, "a custodian's share of the root token's PIN")
     q.add_argument("--module", metavar="PATH", help=argparse.SUPPRESS)
     q.add_argument("--out", type=Path, help="write the 117-byte certificate here")
     q.add_argument("--json", action="store_true")
@@ -43,7 +43,6 @@ def register(sub: Any) -> None:
     q.add_argument("--ca-index", type=int, required=True)
     q.add_argument("--serial", type=int, required=True)
     q.add_argument("--reason", required=True)
-    q.add_argument("--actor", required=True)
     q.add_argument("--json", action="store_true")
     q.set_defaults(handler=cmd_revoke)
 
@@ -58,7 +57,6 @@ def register(sub: Any) -> None:
     q = isub.add_parser("register", help="register a QR issuer (发行机构) by its cn8 id")
     q.add_argument("--issuer-id", required=True)
     q.add_argument("--name", required=True)
-    q.add_argument("--actor", required=True)
     q.add_argument("--json", action="store_true")
     q.set_defaults(handler=cmd_register)
 
@@ -70,14 +68,8 @@ def register(sub: Any) -> None:
 
 
 def call(args: argparse.Namespace, op: Operation[Req, Res], request: Req) -> Res:
-    """``op`` at the authority's service, as the officer of ``--actor`` if the command has one."""
-    from ca.client.http import connect
-
-    client = connect(officer=getattr(args, "actor", None))
-    try:
-        return client.call(op, request)
-    finally:
-        client.close()
+    """``op`` at the authority's service, as the officer of this machine's session."""
+    return desk.call(op, request)
 
 
 def no_module(args: argparse.Namespace) -> None:
@@ -113,11 +105,17 @@ def cmd_issue(args: argparse.Namespace) -> int:
         request = args.request.read_bytes()
     except OSError as exc:
         raise BadInput(f"cannot read {args.request}: {exc.strerror}") from None
-    record = call(
-        args,
-        ops.ISSUE,
-        ops.IssueRequest(request=request, ca_index=args.ca_index, shares=args.share),
-    )
+    client = desk.connect()
+    try:
+        desk.signed_in(client, ops.ISSUE.name)
+        shares = desk.read_shares(args.share_file)
+        record = desk.call(
+            ops.ISSUE,
+            ops.IssueRequest(request=request, ca_index=args.ca_index, shares=shares),
+            client,
+        )
+    finally:
+        client.close()
     if args.out:
         write_atomically(args.out, bytes.fromhex(record.certificate))
     if args.json:

@@ -1,6 +1,8 @@
 """``jtca ceremony``: plan (here, from the file alone), init-token and run (at the service,
 which alone holds the ministry's tokens; the file's text, the shares and the witnesses travel
-in the request, the signed transcript comes back and is written here)."""
+in the request, the signed transcript comes back and is written here). The custodians' shares
+come from files (``--share-file``) or hidden prompts, never the command line. Once the
+authority has officers, the ceremony is also asked for by the officer signed in here."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ca.ceremony_file import CeremonyError, load_ceremony, plan
+from ca.cli import desk
 from ca.errors import BadInput
 from ca.files import write_atomically
 
@@ -31,15 +34,13 @@ def register(sub: Any) -> None:
         "init-token", help="create the ceremony's token (embedded SoftHSM2); print PIN shares"
     )
     q.add_argument("file", type=Path)
-    q.add_argument("--actor", help="an officer allowed the ceremony (once the authority has any)")
     q.add_argument("--json", action="store_true")
     q.set_defaults(handler=cmd_init_token)
 
     q = csub.add_parser("run", help="run the ceremony: custodians' shares, witnesses present")
     q.add_argument("file", type=Path)
-    q.add_argument("--share", action="append", required=True, help="a custodian's PIN share")
+    desk.add_share_options(q)
     q.add_argument("--witness", action="append", required=True, help="a witness present")
-    q.add_argument("--actor", help="an officer allowed the ceremony (optional)")
     q.add_argument("--module", metavar="PATH", help=argparse.SUPPRESS)
     q.add_argument("--transcript", type=Path, help="where to write the signed transcript")
     q.add_argument("--json", action="store_true")
@@ -57,11 +58,9 @@ def file_text(path: Path) -> str:
 
 
 def connected(args: argparse.Namespace) -> Client:
-    """The authority's service, as the officer of ``--actor`` if one is named: before the root
-    ceremony there is none, and the custodians' quorum is the ceremony's authority."""
-    from ca.client.http import connect
-
-    return connect(officer=args.actor)
+    """The authority's service, as the officer signed in here if any: before the root ceremony
+    there is none, and the custodians' quorum is the ceremony's authority."""
+    return desk.connect()
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -108,8 +107,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     text = file_text(args.file)
     client = connected(args)
     try:
+        shares = desk.read_shares(args.share_file)
         outcome = client.call(
-            ops.RUN, ops.RunRequest(plan=text, shares=args.share, witnesses=args.witness)
+            ops.RUN, ops.RunRequest(plan=text, shares=shares, witnesses=args.witness)
         )
         embedded_state = client.target.state if client.target is not None else None
     finally:

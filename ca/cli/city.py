@@ -2,9 +2,10 @@
 
 Apply → approve → generate → deliver → import → hand on → install; renew; usage reports;
 suspend, resume, revoke, dormant cleanup and material destruction under dual control; the
-expiry queries and the report. Every command names its officer with ``--actor`` (a registered
-officer, jtca officer list); the policy decides what that officer may do. The reads take
-``--actor`` too, and then show a provincial officer their own province only.
+expiry queries and the report. Every command acts as the officer of this machine's session
+(``jtca login``); the policy decides what that officer may do, and the reads show a provincial
+officer their own province only. An approval or a rejection is signed with the approver's own
+token over exactly the request it decides (``ca.cli.desk.decide``).
 
 Each command is one round trip to the authority service (``ca.ops.city``): the use case decides;
 this module reads the files the officer hands over, writes the ones asked for, and prints.
@@ -14,10 +15,11 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from ca.cli import site
 from ca.cli.city_common import _emit, call, key_json
+from ca.cli.desk import add_pin_source
 from ca.clock import iso_utc
 from ca.errors import BadInput
 from ca.ops import city as ops
@@ -35,7 +37,6 @@ OPTIONS: Final = {
     "keys": "--key",
     "reason": "--reason",
 }
-SCOPE: Final = "as this officer: a provincial officer sees their own province only"
 
 
 def register(sub: Any) -> None:
@@ -45,10 +46,8 @@ def register(sub: Any) -> None:
     csub = p.add_subparsers(dest="city_command", metavar="COMMAND", parser_class=type(p))
     csub.required = True
 
-    def command(name: str, text: str, handler: Any, *, actor: bool = True) -> Any:
+    def command(name: str, text: str, handler: Any) -> Any:
         q = csub.add_parser(name, help=text, description=text)
-        if actor:
-            q.add_argument("--actor", required=True, help="a registered officer")
         q.add_argument("--json", action="store_true", help="machine-readable output")
         q.set_defaults(handler=handler)
         return q
@@ -58,8 +57,7 @@ def register(sub: Any) -> None:
     q = command("apply", "a province applies for its cities' key sets (第九条)", cmd_apply)
     q.add_argument("--city", action="append", required=True, metavar="CODE")
 
-    q = command("applications", "applications and their state", cmd_applications, actor=False)
-    q.add_argument("--actor", help=SCOPE)
+    command("applications", "applications and their state", cmd_applications)
 
     for name, text in (("approve", "approve"), ("reject", "reject")):
         q = command(name, f"{text} a pending application or key action (dual control)", cmd_decide)
@@ -67,6 +65,7 @@ def register(sub: Any) -> None:
         which.add_argument("--application", type=int, metavar="N")
         which.add_argument("--action", type=int, metavar="N")
         q.add_argument("--reason", default="", help="required to reject")
+        add_pin_source(q)
         q.set_defaults(approve=name == "approve")
 
     q = command(
@@ -78,9 +77,7 @@ def register(sub: Any) -> None:
         "keys",
         "city keys: filter for expiring, dormant, suspended, violations",
         cmd_keys,
-        actor=False,
     )
-    q.add_argument("--actor", help=SCOPE)
     q.add_argument("--province")
     q.add_argument("--city")
     q.add_argument("--class", dest="key_class")
@@ -92,18 +89,16 @@ def register(sub: Any) -> None:
     q.add_argument("--violations", action="store_true")
     q.add_argument("--limit", type=int)
 
-    q = command("show", "one key, whole", cmd_show, actor=False)
+    q = command("show", "one key, whole", cmd_show)
     q.add_argument("key", type=int)
-    q.add_argument("--actor", help=SCOPE)
 
-    q = command("summary", "counts for the dashboard", cmd_summary, actor=False)
+    q = command("summary", "counts for the dashboard", cmd_summary)
     q.add_argument("--province")
-    q.add_argument("--actor", help=SCOPE)
 
     q = command("renew", "make an active key's successor (in its renewal window)", cmd_renew)
     q.add_argument("key", type=int)
 
-    command("sweep", "supersede and expire keys whose time has come", cmd_sweep, actor=False)
+    command("sweep", "supersede and expire keys whose time has come", cmd_sweep)
 
     q = command("usage", "import an activation and usage report (CSV or JSON)", cmd_usage)
     q.add_argument("report", type=Path)
@@ -130,15 +125,11 @@ def register(sub: Any) -> None:
     )
     q.add_argument("--key", type=int, action="append", metavar="ID")
 
-    q = command("actions", "key actions awaiting approvers", cmd_actions, actor=False)
-    q.add_argument("--actor", help=SCOPE)
+    command("actions", "key actions awaiting approvers", cmd_actions)
 
-    q = command(
-        "report", "the expiry report: report.csv, report.md, timeline.png", cmd_report, actor=False
-    )
+    q = command("report", "the expiry report: report.csv, report.md, timeline.png", cmd_report)
     q.add_argument("--out", type=Path, required=True, metavar="DIR")
     q.add_argument("--province")
-    q.add_argument("--actor", help=SCOPE)
 
     command("purge", "delete records whose retention period has ended (第二十九条)", cmd_purge)
 
@@ -194,14 +185,27 @@ def cmd_applications(args: argparse.Namespace) -> int:
 
 
 def cmd_decide(args: argparse.Namespace) -> int:
-    if args.application is not None:
-        request = ops.DecideRequest(
-            kind="application", id=args.application, approve=args.approve, reason=args.reason
+    from ca.cli import desk
+
+    kind: Literal["application", "action"] = (
+        "application" if args.application is not None else "action"
+    )
+    number = args.application if kind == "application" else args.action
+    client = desk.connect()
+    try:
+        at, signature = desk.decide(
+            client, f"{kind} {number}", approve=args.approve, pin_spec=args.pin_source
         )
-    else:
-        request = ops.DecideRequest(
-            kind="action", id=args.action, approve=args.approve, reason=args.reason
-        )
+    finally:
+        client.close()
+    request = ops.DecideRequest(
+        kind=kind,
+        id=number,
+        approve=args.approve,
+        reason=args.reason,
+        at=at,
+        signature=signature,
+    )
     decided = call(args, ops.DECIDE, request, OPTIONS)
     if decided.outcome is not None:
         return _outcome(args, decided.outcome)

@@ -1,5 +1,5 @@
-"""What the ``jtca city`` commands share: one round trip to the service as the officer of
-``--actor``, output, and the JSON shape of a key."""
+"""What the ``jtca city`` commands share: one round trip to the service as the officer of this
+machine's session (``jtca login``), output, and the JSON shape of a key."""
 
 from __future__ import annotations
 
@@ -44,14 +44,16 @@ def call(
     request: Req,
     options: Mapping[str, str] | None = None,
 ) -> Res:
-    """``op`` at the service, as the officer of ``--actor`` when the command has one. A refusal
-    that names a request field (``city abc: …``) is said with the command's option for that
-    field instead (``--city abc: …``), as ``options`` maps them."""
-    from ca.client.http import ServiceError, connect
+    """``op`` at the service, as the officer of this machine's session (an operation that needs
+    one is not sent without it). A refusal that names a request field (``city abc: …``) is said
+    with the command's option for that field instead (``--city abc: …``), as ``options`` maps
+    them."""
+    from ca.cli import desk
+    from ca.client.http import ServiceError
 
-    client = connect(officer=getattr(args, "actor", None))
+    client = desk.connect()
     try:
-        return client.call(op, request)
+        return desk.call(op, request, client)
     except ServiceError as exc:
         if exc.field and options:
             _say_option(exc, options)

@@ -1,4 +1,6 @@
-"""The ``jtca`` command line. Every command is non-interactive; errors are one line.
+"""The ``jtca`` command line. A command asks nothing except a PIN or a custodian's share at a
+hidden prompt, when no ``--pin-source`` or ``--share-file`` names where it is; errors are one
+line. Commands act as the officer of this machine's session (``jtca login``, issue #12).
 
 Exit status (docs/cli.md): 0 success; 1 internal or other error; 2 usage error; 3 bad input
 (malformed payload, key, image or option value); 4 verification failed or payload rejected;
@@ -32,6 +34,9 @@ class Parser(argparse.ArgumentParser):
 # The module that registers each command: a command line naming one of them builds (and
 # imports) only that module's parser, so `jtca city keys` never loads the QR or token code.
 COMMANDS: dict[str, str] = {
+    "login": "auth",
+    "logout": "auth",
+    "whoami": "auth",
     "init": "service",
     "config": "service",
     "service": "service",
@@ -104,7 +109,7 @@ def run_guarded(run: Callable[[], int]) -> int:
         print(f"jtca: usage error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except JtcaError as exc:
-        print(f"jtca: {exc.title}: {exc.message}", file=sys.stderr)
+        print(f"jtca: {exc.title}: {exc.message}{_sign_in_hint(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("jtca: interrupted", file=sys.stderr)
@@ -122,6 +127,16 @@ def run_guarded(run: Callable[[], int]) -> int:
             file=sys.stderr,
         )
         return 1
+
+
+# The service's refusals of this machine's session (ca.service.auth): say how to get a new one.
+SESSION_GONE = frozenset({"session-ended", "session-expired", "unknown-session"})
+
+
+def _sign_in_hint(exc: JtcaError) -> str:
+    if getattr(exc, "status", 0) == 401 and getattr(exc, "reason", None) in SESSION_GONE:
+        return " (jtca login --officer ID)"
+    return ""
 
 
 if __name__ == "__main__":

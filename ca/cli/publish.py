@@ -8,6 +8,12 @@ list's current version to ``DIR/<type>.der`` with its JSON rendering ``DIR/<type
 file written atomically, the current ones only after they pass the terminal-side check against
 the root — the layout terminals and ``jtca qr inspect --lists DIR`` read. ``jtca lists verify``
 needs no service: it is what a terminal does.
+
+Commands act as the officer of this machine's session (``jtca login``, issue #12); a timer's
+unattended ``jtca publish --officer ID --officer-pin-source file:…`` signs in for its run only.
+An emergency request's approval is signed with the approver's own token. The list-signing key's
+token is opened with the custodians' shares (``--share-file``, ``--share-prompt``) or its PIN
+(``--pin-source``), never values on the command line.
 """
 
 from __future__ import annotations
@@ -47,12 +53,45 @@ class MirrorError(JtcaError):
 
 
 def _key_options(q: argparse.ArgumentParser) -> None:
+    """How the service opens the list-signing key's token: the custodians' shares (from files or
+    hidden prompts) or the token's PIN (from a PIN source) — never on the command line."""
     pins = q.add_mutually_exclusive_group()
-    pins.add_argument("--share", action="append", help="root token PIN share (M of N)")
     pins.add_argument(
-        "--pin-source", metavar="SPEC", help="file:PATH, env:VAR or prompt (unattended)"
+        "--share-file",
+        action="append",
+        type=Path,
+        metavar="PATH",
+        help="a file holding a custodian's share of the root token's PIN (one per file; M of N)",
+    )
+    pins.add_argument(
+        "--share-prompt",
+        action="store_true",
+        help="the custodians type their shares of the root token's PIN at hidden prompts",
+    )
+    pins.add_argument(
+        "--pin-source",
+        metavar="SPEC",
+        help="the list-signing token's PIN: file:PATH, env:VAR or prompt (unattended)",
     )
     q.add_argument("--module", metavar="PATH", help=argparse.SUPPRESS)  # the service's now
+
+
+def _run_officer_options(q: argparse.ArgumentParser) -> None:
+    """An unattended run (a timer) signs in for itself: the officer's own token signs the
+    challenge, the session lives for this run only (no session file) and is ended after."""
+    q.add_argument(
+        "--officer",
+        metavar="ID",
+        help="sign in as this officer for this run only (unattended; default: this machine's "
+        "session, jtca login)",
+    )
+    q.add_argument("--officer-token", metavar="LABEL", help="with --officer: their token")
+    q.add_argument("--officer-module", metavar="PATH", help="with --officer: its PKCS#11 module")
+    q.add_argument(
+        "--officer-pin-source",
+        metavar="SPEC",
+        help="with --officer: their token's PIN, env:VAR, file:PATH or prompt",
+    )
 
 
 def register(sub: Any) -> None:
@@ -63,7 +102,6 @@ def register(sub: Any) -> None:
         "(the authority service signs and keeps every version), then mirror the published "
         "lists into --out; a database lock makes publishers at once safe.",
     )
-    q.add_argument("--actor", required=True, help="a registered officer with list.publish")
     q.add_argument("--out", type=Path, help="the folder to mirror into (default: STATE/lists)")
     q.add_argument("--list", action="append", choices=LIST_CHOICES, help="only these lists")
     q.add_argument("--dry-run", action="store_true", help="show what would change; sign nothing")
@@ -79,6 +117,7 @@ def register(sub: Any) -> None:
     )
     q.add_argument("--json", action="store_true")
     _key_options(q)
+    _run_officer_options(q)
     q.set_defaults(handler=cmd_publish)
 
     p = sub.add_parser("lists", help="published lists: history, verify, acknowledgments")
@@ -107,14 +146,12 @@ def register(sub: Any) -> None:
     q.add_argument("--id", required=True, dest="operator_id")
     q.add_argument("--name", default="")
     q.add_argument("--province")
-    q.add_argument("--actor", required=True)
     q.add_argument("--json", action="store_true")
     q.set_defaults(handler=cmd_operator_add)
 
     q = lsub.add_parser("ack", help="import operators' load reports (CSV or JSON)")
     q.add_argument("report", type=Path)
     q.add_argument("--format", choices=["csv", "json"])
-    q.add_argument("--actor", required=True)
     q.add_argument("--json", action="store_true")
     q.set_defaults(handler=cmd_ack)
 
@@ -125,7 +162,6 @@ def register(sub: Any) -> None:
 
     q = lsub.add_parser("emergency", help="ask for an emergency publication (第三十四条)")
     q.add_argument("--reason", required=True)
-    q.add_argument("--actor", required=True)
     q.add_argument("--out", type=Path)
     q.add_argument("--json", action="store_true")
     _key_options(q)
@@ -134,11 +170,16 @@ def register(sub: Any) -> None:
     for name in ("approve", "reject"):
         q = lsub.add_parser(name, help=f"{name} an emergency publication request")
         q.add_argument("request", type=int)
-        q.add_argument("--actor", required=True)
         q.add_argument("--reason", default="")
         q.add_argument("--out", type=Path)
         q.add_argument("--json", action="store_true")
         _key_options(q)
+        q.add_argument(
+            "--officer-pin-source",
+            metavar="SPEC",
+            help="your own token's PIN, to sign the decision: env:VAR, file:PATH or prompt "
+            "(default: a hidden prompt)",
+        )
         q.set_defaults(handler=cmd_decide, approve=name == "approve")
 
 
@@ -155,10 +196,62 @@ def _out(args: argparse.Namespace) -> Path:
     return args.out if args.out is not None else state_dir() / "lists"
 
 
-def _connect(officer: str | None = None) -> Client:
-    from ca.client.http import connect
+def _connect(what: str | None = None) -> Client:
+    """The service, as the officer of this machine's session; ``what`` needs one."""
+    from ca.cli import desk
 
-    return connect(officer=officer)
+    client = desk.connect()
+    if what is not None:
+        try:
+            desk.signed_in(client, what)
+        except JtcaError:
+            client.close()
+            raise
+    return client
+
+
+def _run_client(args: argparse.Namespace) -> Client:
+    """``jtca publish``'s client: signed in for this run with ``--officer`` (unattended), else
+    this machine's session."""
+    if args.officer is None:
+        for option in ("officer_token", "officer_module", "officer_pin_source"):
+            if getattr(args, option) is not None:
+                raise BadInput(f"--{option.replace('_', '-')} goes with --officer")
+        return _connect("jtca publish")
+    from ca.cli import desk
+    from ca.client.session import RequestSigner
+    from ca.site.officer_token import OfficerToken, default_label, pin_source, sign_in
+
+    client = desk.connect(anonymous=True)
+    try:
+        token = OfficerToken(
+            args.officer_token or default_label(args.officer),
+            pin_source(args.officer_pin_source, args.officer),
+            module=args.officer_module,
+            state=desk.state(),
+        )
+        try:
+            data = sign_in(client, token, args.officer)
+        finally:
+            token.close()
+    except BaseException:
+        client.close()
+        raise
+    return client.signed_in(RequestSigner(data))
+
+
+def _sign_out(client: Client, args: argparse.Namespace) -> None:
+    """End a run's own session (``--officer``); this machine's session is left as it was."""
+    if getattr(args, "officer", None) is None or client.signer is None:
+        return
+    from ca.client.http import ServiceError
+    from ca.ops import auth as auth_ops
+    from ca.ops.base import Empty
+
+    try:
+        client.call(auth_ops.SIGN_OUT, Empty())
+    except (ServiceError, JtcaError) as exc:  # the run's work is done; say it, do not fail it
+        print(f"jtca: warning: the run's session did not end: {exc.message}", file=sys.stderr)
 
 
 def _read_pin(spec: str) -> str:
@@ -192,14 +285,17 @@ def _read_pin(spec: str) -> str:
 
 
 def _unlock(args: argparse.Namespace) -> dict[str, Any]:
-    """The request's key fields: the shares, or the PIN the pin source names."""
+    """The request's key fields: the shares (from files or hidden prompts), or the PIN the pin
+    source names."""
+    from ca.cli import desk
+
     if getattr(args, "module", None):
         raise BadInput(
             "--module: the authority service holds the tokens and their PKCS#11 module; "
             "configure it where the service runs"
         )
-    if args.share:
-        return {"shares": list(args.share)}
+    if args.share_file or args.share_prompt:
+        return {"shares": desk.read_shares(args.share_file)}
     if args.pin_source:
         return {"pin": _read_pin(args.pin_source)}
     return {}
@@ -384,10 +480,11 @@ def cmd_publish(args: argparse.Namespace) -> int:
         wait_seconds=args.wait,
         **({} if args.dry_run else _unlock(args)),
     )
-    client = _connect(args.actor)
+    client = _run_client(args)
     try:
         return _published(client, args, client.call(ops.PUBLISH, request))
     finally:
+        _sign_out(client, args)
         client.close()
 
 
@@ -477,7 +574,7 @@ def cmd_root(args: argparse.Namespace) -> int:
 def cmd_operator_add(args: argparse.Namespace) -> int:
     from ca.ops import lists as ops
 
-    client = _connect(args.actor)
+    client = _connect(ops.OPERATOR_ADD.name)
     try:
         row = client.call(
             ops.OPERATOR_ADD,
@@ -505,7 +602,7 @@ def cmd_ack(args: argparse.Namespace) -> int:
         text = args.report.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise BadInput(f"cannot read {args.report}: {exc}") from None
-    client = _connect(args.actor)
+    client = _connect(ops.ACK.name)
     try:
         result = client.call(ops.ACK, ops.AckRequest(text=text, kind=kind, source=str(args.report)))
     finally:
@@ -567,9 +664,9 @@ def cmd_overdue(args: argparse.Namespace) -> int:
 def cmd_emergency(args: argparse.Namespace) -> int:
     from ca.ops import lists as ops
 
-    request = _request(ops.EmergencyRequest, reason=args.reason, **_unlock(args))
-    client = _connect(args.actor)
+    client = _connect(ops.EMERGENCY.name)
     try:
+        request = _request(ops.EmergencyRequest, reason=args.reason, **_unlock(args))
         row = client.call(ops.EMERGENCY, request)
         if row.publication is not None:  # the policy asks no second officer
             return _published(client, args, row.publication)
@@ -585,11 +682,26 @@ def cmd_emergency(args: argparse.Namespace) -> int:
 
 
 def cmd_decide(args: argparse.Namespace) -> int:
+    from ca.cli import desk
     from ca.ops import lists as ops
 
-    request = _request(ops.DecideRequest, request=args.request, reason=args.reason, **_unlock(args))
-    client = _connect(args.actor)
+    client = _connect(f"jtca lists {'approve' if args.approve else 'reject'}")
     try:
+        at, signature = desk.decide(
+            client,
+            f"action {args.request}",
+            approve=args.approve,
+            pin_spec=args.officer_pin_source,
+        )
+        unlock = _unlock(args)
+        request = _request(
+            ops.DecideRequest,
+            request=args.request,
+            reason=args.reason,
+            at=at,
+            signature=signature,
+            **unlock,
+        )
         row = client.call(ops.APPROVE if args.approve else ops.REJECT, request)
         if row.publication is not None:  # the last approval published every list
             return _published(client, args, row.publication)

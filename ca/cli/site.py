@@ -77,9 +77,16 @@ def _now() -> int:
 
 
 def _client(args: argparse.Namespace) -> Client:
-    from ca.client.http import connect
+    """The service, as the officer of this machine's session: every step here needs one."""
+    from ca.cli import desk
 
-    return connect(officer=args.actor)
+    client = desk.connect()
+    try:
+        desk.signed_in(client, f"jtca city {args.city_command}")
+    except JtcaError:
+        client.close()
+        raise
+    return client
 
 
 def _tokens(args: argparse.Namespace, *, create: bool = False) -> SiteVault:

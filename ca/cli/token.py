@@ -1,7 +1,8 @@
 """``jtca token``: keys in PKCS#11 tokens, key packages, custody shares, backup and restore.
 
 The local token tool: it works on the tokens of the machine it runs on and talks to no
-authority service. Without ``--module`` the embedded default is used: SoftHSM2 under
+authority service. Custodians' shares are read from files (``--share-file``) or hidden prompts,
+never taken from the command line. Without ``--module`` the embedded default is used: SoftHSM2 under
 ``STATE/softhsm2`` with the PIN file jtca keeps there. With ``--module`` the token is a real one
 and the PIN comes from ``--pin-source env:VAR | file:PATH | prompt`` (default ``prompt``).
 
@@ -25,6 +26,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ca.cli import desk
 from ca.errors import BadInput
 from ca.files import write_atomically
 from ca.tokens import embedded_token, state_dir
@@ -99,7 +101,7 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=cmd_split)
 
     p = tsub.add_parser("check-shares", help="check that shares combine (prints no secret)")
-    p.add_argument("share", nargs="+")
+    desk.add_share_options(p, "a custodian's share")
     p.set_defaults(handler=cmd_check_shares)
 
     p = tsub.add_parser("backup", help="wrapped archive of every key + M-of-N shares")
@@ -112,7 +114,7 @@ def register(sub: Any) -> None:
     p = tsub.add_parser("restore", help="restore an archive into a (fresh) token")
     common(p)
     p.add_argument("--archive", required=True, type=Path)
-    p.add_argument("--share", action="append", required=True)
+    desk.add_share_options(p, "a custodian's share of the backup")
     p.set_defaults(handler=cmd_restore)
 
 
@@ -280,8 +282,9 @@ def cmd_split(args: argparse.Namespace) -> int:
 
 
 def cmd_check_shares(args: argparse.Namespace) -> int:
-    secret = combine_secret(args.share)
-    print(f"the {len(args.share)} shares combine to the {len(secret)}-byte secret they came from")
+    shares = desk.read_shares(args.share_file, what="the secret")
+    secret = combine_secret(shares)
+    print(f"the {len(shares)} shares combine to the {len(secret)}-byte secret they came from")
     return 0
 
 
@@ -299,7 +302,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
         archive = args.archive.read_bytes()
     except OSError as exc:
         raise BadInput(f"cannot read {args.archive}: {exc.strerror}") from None
-    keys = restore_token(open_store(args), archive, args.share)
+    shares = desk.read_shares(args.share_file, what="the backup's key")
+    keys = restore_token(open_store(args), archive, shares)
     rows = [key_json(k) for k in keys]
     emit(args, {"restored": rows}, "\n".join(f"restored {k['uri']}" for k in rows))
     return 0
