@@ -1,5 +1,6 @@
 """Issue #5 through the real console script on SQLite and PostgreSQL: officers registered by
-the root ceremony and `jtca officer add`; a province applies, the ministry approves and
+the root ceremony or enrolled under its custodians' quorum, each with their own token and
+signed in at their own desk (issue #12); a province applies, the ministry approves and
 generates; packages go ministry → province → city into three SoftHSM2 tokens; a usage report
 with a bad row and a scope violation; suspension under dual control; the report files; a
 verified audit log. Errors are one line with a title, never a traceback. The commands are
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_desk import PIN_SOURCE, Desks, share_args, write_shares
 from PIL import Image
 
 JTCA = str(Path(sys.executable).with_name("jtca"))
@@ -74,110 +76,61 @@ def env(request: pytest.FixtureRequest, database: Any, tmp_path: Path) -> Iterat
 
 
 def test_city_key_path_through_the_cli(env: dict[str, str], tmp_path: Path) -> None:
-    def jtca(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [JTCA, *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            check=False,
-            timeout=120,
-            cwd=tmp_path,  # files a command writes by default stay in the test's folder
-        )
-        if ok:
-            assert result.returncode == 0, (args, result.stderr)
-        assert "Traceback" not in result.stderr
-        return result
+    desks = Desks(env, tmp_path / "desks", cwd=tmp_path)  # files written by default stay here
 
-    def data(*args: str) -> Any:
-        return json.loads(jtca(*args, "--json").stdout)
+    def jtca(*args: str, officer: str | None = None, ok: bool = True) -> Any:
+        return desks.jtca(*args, officer=officer, ok=ok)
+
+    def data(*args: str, officer: str | None = None) -> Any:
+        return desks.data(*args, officer=officer)
 
     shares = data("ceremony", "init-token", EXAMPLE)["pin_shares"]
-    jtca(
-        "ceremony",
-        "run",
-        EXAMPLE,
-        "--share",
-        shares[0]["share"],
-        "--share",
-        shares[1]["share"],
-        "--witness",
-        "赵六 (公证员)",
+    custodians = write_shares(tmp_path / "custodians", [s["share"] for s in shares[:2]])
+    jtca("ceremony", "run", EXAMPLE, *share_args(custodians), "--witness", "赵六 (公证员)")
+    # every officer's own token, enrolled under the custodians' quorum, signed in at their desk
+    desks.bootstrap(
+        [
+            ("mot-root-1", None, None),  # registered by the ceremony
+            ("ca-op-1", None, None),
+            ("gd-1", "provincial-officer", "440000"),
+            ("gd-2", "provincial-officer", "440000"),
+            ("fj-1", "provincial-officer", "350000"),
+        ],
+        custodians,
     )
-    for officer, role, province in (
-        ("gd-1", "provincial-officer", "440000"),
-        ("gd-2", "provincial-officer", "440000"),
-        ("fj-1", "provincial-officer", "350000"),
-    ):
-        jtca(
-            "officer",
-            "add",
-            "--id",
-            officer,
-            "--role",
-            role,
-            "--province",
-            province,
-            "--actor",
-            "mot-root-1",
-        )
 
-    jtca(
-        "city",
-        "transport-key",
-        "--holder",
-        "ministry",
-        "--token",
-        "MOT-KEYS",
-        "--actor",
-        "mot-root-1",
-    )
-    jtca("city", "transport-key", "--holder", "440000", "--token", "GD-KEYS", "--actor", "gd-1")
-    jtca("city", "transport-key", "--holder", "440100", "--token", "GZ-KEYS", "--actor", "gd-1")
-    other = jtca("city", "apply", "--city", "350100", "--actor", "gd-1", ok=False)
+    jtca("city", "transport-key", "--holder", "ministry", "--token", "MOT-KEYS",
+         officer="mot-root-1")  # fmt: skip
+    jtca("city", "transport-key", "--holder", "440000", "--token", "GD-KEYS", officer="gd-1")
+    jtca("city", "transport-key", "--holder", "440100", "--token", "GZ-KEYS", officer="gd-1")
+    other = jtca("city", "apply", "--city", "350100", officer="gd-1", ok=False)
     assert other.returncode == 6
     assert other.stderr.startswith("jtca: Not allowed by policy: deny/other-province")
 
-    application = data("city", "apply", "--city", "440100", "--actor", "gd-1")["application"]
-    own = jtca("city", "approve", "--application", str(application), "--actor", "gd-1", ok=False)
+    application = data("city", "apply", "--city", "440100", officer="gd-1")["application"]
+    own = jtca("city", "approve", "--application", str(application), *PIN_SOURCE,
+               officer="gd-1", ok=False)  # fmt: skip
     assert own.returncode == 6
     assert "dual control" in own.stderr
-    assert (
-        data("city", "approve", "--application", str(application), "--actor", "ca-op-1")["state"]
-        == "approved"
-    )
-    keys = data("city", "generate", str(application), "--actor", "mot-root-1")
+    approved = data("city", "approve", "--application", str(application), *PIN_SOURCE,
+                    officer="ca-op-1")  # fmt: skip
+    assert approved["state"] == "approved"
+    keys = data("city", "generate", str(application), officer="mot-root-1")
     assert sorted(k["class"] for k in keys) == ["city-card", "city-qr"]
 
-    sent = data(
-        "city",
-        "deliver",
-        "--application",
-        str(application),
-        "--out",
-        str(tmp_path / "to-gd"),
-        "--actor",
-        "mot-root-1",
-    )
+    sent = data("city", "deliver", "--application", str(application),
+                "--out", str(tmp_path / "to-gd"), officer="mot-root-1")  # fmt: skip
     assert {d["to"] for d in sent} == {"440000"}
     for d in sent:
         assert Path(d["file"]).is_file()
-    imported = data("city", "import", *[d["file"] for d in sent], "--actor", "gd-1")
+    imported = data("city", "import", *[d["file"] for d in sent], officer="gd-1")
     assert {i["stage"] for i in imported} == {"held-by-province"}
-    replay = jtca("city", "import", sent[0]["file"], "--actor", "gd-1", ok=False)
+    replay = jtca("city", "import", sent[0]["file"], officer="gd-1", ok=False)
     assert replay.returncode == 4
     assert "Key package refused" in replay.stderr
-    onward = data(
-        "city",
-        "deliver",
-        "--application",
-        str(application),
-        "--out",
-        str(tmp_path / "to-gz"),
-        "--actor",
-        "gd-1",
-    )
-    installed = data("city", "import", *[d["file"] for d in onward], "--actor", "gd-2")
+    onward = data("city", "deliver", "--application", str(application),
+                  "--out", str(tmp_path / "to-gz"), officer="gd-1")  # fmt: skip
+    installed = data("city", "import", *[d["file"] for d in onward], officer="gd-2")
     assert {i["stage"] for i in installed} == {"installed"}
     assert {i["token"] for i in installed} == {"GZ-KEYS"}
 
@@ -198,7 +151,7 @@ def test_city_key_path_through_the_cli(env: dict[str, str], tmp_path: Path) -> N
         f"{card['label']},440100,{first},{last},350102\n",
         encoding="utf-8",
     )
-    imported_usage = jtca("city", "usage", str(report), "--actor", "gd-1", "--json", ok=False)
+    imported_usage = jtca("city", "usage", str(report), "--json", officer="gd-1", ok=False)
     assert imported_usage.returncode == 3  # a refused row is reported; the good rows are kept
     result = json.loads(imported_usage.stdout)
     assert [(r["line"], r["field"]) for r in result["refused"]] == [(3, "last_use")]
@@ -209,11 +162,12 @@ def test_city_key_path_through_the_cli(env: dict[str, str], tmp_path: Path) -> N
     assert "violation" in flagged[0]["flags"]
 
     pending = data(
-        "city", "suspend", "--key", str(qr["id"]), "--reason", "used in Fujian", "--actor", "gd-1"
+        "city", "suspend", "--key", str(qr["id"]), "--reason", "used in Fujian", officer="gd-1"
     )
     assert pending["state"] == "pending"
     assert data("city", "actions")[0]["id"] == pending["action_id"]
-    done = data("city", "approve", "--action", str(pending["action_id"]), "--actor", "gd-2")
+    done = data("city", "approve", "--action", str(pending["action_id"]), *PIN_SOURCE,
+                officer="gd-2")  # fmt: skip
     assert done["state"] == "done"
     assert [k["label"] for k in data("city", "keys", "--suspended")] == [qr["label"]]
     assert data("city", "summary")["suspended"] == 1
