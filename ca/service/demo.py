@@ -1,5 +1,6 @@
-"""Use cases of the demo area (see ``ca.ops.demo``): the demo world is seeded here, in the
-service that holds the database and the tokens, never by a client."""
+"""Use cases of the demo area (see ``ca.ops.demo``): the demo world's history is seeded here, in
+the service that holds the database and the ministry's tokens; the officers' personal tokens and
+the day's signed work are the demo client's (``ca.site.demo``)."""
 
 from __future__ import annotations
 
@@ -31,11 +32,10 @@ def status(ctx: Context, _req: Empty) -> ops.DemoStatus:
 
 @handles(ops.SEED)
 def seed(ctx: Context, _req: Empty) -> ops.Seeded:
-    """The demo world, on an embedded service whose database is empty (no officer, no
-    ceremony, no audit event); refused anywhere else."""
+    """The demo world's history, on an embedded service whose database is empty (no officer,
+    no ceremony, no audit event); refused anywhere else."""
     from ca.demodata import is_seeded
     from ca.demodata import seed as seed_world
-    from ca.officers import officers
 
     runtime = ctx.runtime
     if not runtime.embedded:
@@ -55,10 +55,10 @@ def seed(ctx: Context, _req: Empty) -> ops.Seeded:
         )
     with runtime.tokens(create=True) as vault:
         try:
-            seed_world(runtime.state, ctx.engine, vault, ctx.now(), published=runtime.published)
+            seeded = seed_world(runtime.state, ctx.engine, vault, ctx.now())
         except FileExistsError as exc:
             raise DemoRefused(f"{exc}: demo data goes only into a fresh state folder") from None
     return ops.Seeded(
         credentials=str((runtime.state / ops.CREDENTIALS).resolve()),
-        officers=[o.officer_id for o in officers(ctx.engine)],
+        officers=[o.id for o in seeded.officers],
     )

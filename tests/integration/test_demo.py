@@ -92,24 +92,46 @@ def test_demo_signs_with_token_keys(tmp_path: Path) -> None:
     assert ca_public.compressed.hex() in second.stdout
 
 
-# -- jtca demo: the demo world seeded by a real embedded service ---------------------------------
-def jtca_demo(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, JTCA_STATE=str(state), JTCA_IDLE_EXIT="60")
-    for name in ("SOFTHSM2_CONF", "JTCA_URL", "JTCA_DATABASE_URL", "XDG_CONFIG_HOME"):
+# -- jtca demo: the demo world seeded by a real embedded service -------------------------------
+def demo_env(state: Path, **extra: str) -> dict[str, str]:
+    env = dict(os.environ, JTCA_STATE=str(state), JTCA_IDLE_EXIT="60", **extra)
+    for name in ("SOFTHSM2_CONF", "JTCA_URL", "JTCA_DATABASE_URL", "JTCA_SESSION"):
         env.pop(name, None)
     env["XDG_CONFIG_HOME"] = str(state.parent / "no-config")  # no user config file here
+    return env
+
+
+def jtca(state: Path, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [JTCA, "demo", *args], capture_output=True, text=True, env=env, check=False, timeout=300
+        [JTCA, *args],
+        capture_output=True,
+        text=True,
+        env=demo_env(state, **extra),
+        check=False,
+        timeout=300,
     )
 
 
+def jtca_demo(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return jtca(state, "demo", *args)
+
+
 def test_jtca_demo_no_console_seeds_through_the_embedded_service(tmp_path: Path) -> None:
+    """From a clean state folder, unattended: the service seeds the history, the demo's client
+    makes every officer's personal token and enrols it; each officer then signs in with
+    ``jtca login`` and the PIN listed for them, and no PIN or share is in a log."""
+    from asn1crypto import pem as asn1_pem
+    from asn1crypto import x509 as asn1_x509
+
     from ca.client.config import Target, socket_path
-    from ca.client.console import sign_in
     from ca.client.embedded import stop
     from ca.client.http import ServiceError, connect
-    from ca.demodata import load_credentials
+    from ca.demo_credentials import load_credentials
+    from ca.ops import audit as audit_ops
+    from ca.ops import city as city_ops
     from ca.ops import demo as demo_ops
+    from ca.ops import lists as lists_ops
+    from ca.ops import officers as officer_ops
     from ca.ops.base import Empty
 
     state = tmp_path / "state"
@@ -118,35 +140,188 @@ def test_jtca_demo_no_console_seeds_through_the_embedded_service(tmp_path: Path)
         assert first.returncode == 0, first.stderr
         assert first.stderr == ""
         assert f"jtca demo: seeding {state}" in first.stdout
+        assert "11 officers' personal tokens" in first.stdout
         assert "sign-in secrets for the demo officers" in first.stdout
-        # the service wrote the database, the tokens and the credentials; the client only marked
-        # the folder (and started the service, which keeps its pid file there)
+        # the service wrote the database and its tokens; the client marked the folder, made the
+        # officers' tokens and completed the credentials file
         credentials = state / demo_ops.CREDENTIALS
         assert credentials.stat().st_mode & 0o777 == 0o600
         assert (state / "jtca.db").is_file()
         assert (state / "jtca-state.toml").read_text().count('kind = "demo"') == 1
         assert (state / "jtca-service.pid").is_file()
-
-        second = jtca_demo(state, "--no-console")
-        assert second.returncode == 0, second.stderr
-        assert "seeding" not in second.stdout  # seeded once
+        secrets = load_credentials(state)
+        assert secrets.stage == "complete"
+        listed = json.loads(credentials.read_text(encoding="utf-8"))
+        assert listed["format"] == "jtca-demo-credentials/2"
+        assert set(listed["officers"][0]) == {
+            "id",
+            "name",
+            "roles",
+            "province",
+            "token_label",
+            "pin",
+            "certificate_serial",
+            "enrolled_by",
+        }
+        assert len(secrets.shares) == 2
+        for secret in [*secrets.pins.values(), *secrets.shares]:
+            assert secret not in first.stdout
 
         target = Target("embedded", f"unix://{socket_path(state)}", state=state)
-        client = connect(target=target)
+        client = connect(target=target, anonymous=True)
         try:
+            # each listed officer is the service's: same roles and province, and the listed
+            # certificate is the one in force, for the key in their own token
+            registry = {o.id: o for o in client.call(officer_ops.LIST, Empty()).officers}
+            assert sorted(registry) == sorted(o.id for o in secrets.officers)
+            assert len(registry) == 11
+            for officer in secrets.officers:
+                view = registry[officer.id]
+                assert (list(officer.roles), officer.province) == (view.roles, view.province)
+                assert officer.token_label == f"officer-{officer.id}"
+                assert officer.pin
+                assert len(officer.pin) >= 16
+                assert view.certificate is not None
+                assert view.certificate.status == "active"
+                assert view.certificate.serial == officer.certificate_serial
+                assert view.certificate.token_label == officer.token_label
+                _, _, der = asn1_pem.unarmor(view.certificate.pem.encode())
+                subject = asn1_x509.Certificate.load(der).subject.human_friendly
+                assert officer.id in subject
+            enrolled_by = {o.id: o.enrolled_by for o in secrets.officers}
+            assert enrolled_by["mot-root-1"] == enrolled_by["mot-root-2"] == "root share quorum"
+            assert all(
+                (how or "").startswith("enrolment ")
+                for officer_id, how in enrolled_by.items()
+                if officer_id not in {"mot-root-1", "mot-root-2"}
+            )
+            freshness = client.call(lists_ops.FRESHNESS, Empty())
+            assert [entry.sequence for entry in freshness.lists] == [1, 1, 1]
             status = client.call(demo_ops.STATUS, Empty())
             assert status.seeded
             assert status.credentials == str(credentials.resolve())
-            secrets = load_credentials(state)
-            officer = sign_in(client, "gd-1", pin=secrets.pins["gd-1"])
-            board = officer.dashboard()
-            assert (board.keys.dormant, board.keys.suspended) == (2, 1)
-            assert [entry.sequence for entry in board.lists] == [1, 1, 1]
             with pytest.raises(ServiceError, match="not empty") as refused:
                 client.call(demo_ops.SEED, Empty())
             assert refused.value.title == "Demo refused"
         finally:
             client.close()
+
+        # every officer signs in with jtca login and the PIN listed for them (never typed on
+        # the command line: env:VAR)
+        for officer in secrets.officers:
+            assert officer.pin is not None
+            login = jtca(
+                state,
+                "login",
+                "--officer",
+                officer.id,
+                "--pin-source",
+                "env:DEMO_OFFICER_PIN",
+                "--json",
+                DEMO_OFFICER_PIN=officer.pin,
+            )
+            assert login.returncode == 0, (officer.id, login.stderr)
+            signed = json.loads(login.stdout)
+            assert signed["officer"] == officer.id
+            assert signed["certificate_serial"] == officer.certificate_serial
+            session_file = Path(signed["session_file"])
+            assert session_file.stat().st_mode & 0o777 == 0o600
+            who = jtca(state, "whoami", "--json")
+            assert who.returncode == 0, who.stderr
+            assert json.loads(who.stdout)["officer"]["id"] == officer.id
+            if officer.id not in {"gd-1", "auditor-1"}:
+                assert jtca(state, "logout").returncode == 0
+                assert not session_file.exists()
+            else:
+                keep = session_file.with_name(f"{officer.id}.json")
+                session_file.rename(keep)
+        # a wrong PIN is refused, and says so without a traceback
+        wrong = jtca(
+            state,
+            "login",
+            "--officer",
+            "gd-2",
+            "--pin-source",
+            "env:DEMO_OFFICER_PIN",
+            DEMO_OFFICER_PIN="not-the-pin-0000",
+        )
+        assert wrong.returncode != 0
+        assert "Traceback" not in wrong.stderr
+
+        # the demo world as gd-1 sees it through gd-1's session (signed requests)
+        sessions = Path(os.environ["XDG_STATE_HOME"]) / "jtca" / "sessions"
+        session_of = {name: sessions / f"{name}.json" for name in ("gd-1", "auditor-1")}
+        for officer_id, saved in session_of.items():
+            saved.rename(sessions / "current.json")
+            os.environ["JTCA_SESSION"] = str(sessions / "current.json")
+            try:
+                client = connect(target=target)
+                assert client.officer == officer_id
+                try:
+                    if officer_id == "gd-1":
+                        summary = client.call(city_ops.SUMMARY, city_ops.SummaryRequest())
+                        assert (summary.dormant, summary.suspended) == (2, 1)
+                        zhuhai = client.call(
+                            city_ops.APPLICATIONS, city_ops.ApplicationsRequest(state="pending")
+                        )
+                        assert [(a.cities, a.applicant) for a in zhuhai.applications] == [
+                            (["440400"], "gd-2")
+                        ]
+                    else:
+                        bundle = client.call(audit_ops.EXPORT, Empty()).bundle
+                finally:
+                    client.close()
+            finally:
+                del os.environ["JTCA_SESSION"]
+                (sessions / "current.json").rename(saved)
+
+        # the day's approvals are signed: the suspension's approval names ca-op-2's certificate
+        events = json.loads(bundle)["events"]
+        approvals = [e for e in events if e["action"] == "city-key.suspend.approve"]
+        assert len(approvals) == 1
+        details = approvals[0]["details"]
+        details = json.loads(details) if isinstance(details, str) else details
+        assert details["certificate_serial"] == secrets.officer("ca-op-2").certificate_serial
+        assert details["statement"].startswith("jtca-approval/1\nsubject: action 1\n")
+        assert details["signature"]
+        enrolments = [e for e in events if e["action"] == "officer.enrol.approve"]
+        assert len(enrolments) == 9
+
+        # no PIN and no share in the service's log, the audit log or the database
+        logs = b"".join(p.read_bytes() for p in (state / "logs").rglob("*") if p.is_file())
+        database = b"".join(p.read_bytes() for p in state.glob("jtca.db*") if p.is_file())
+        assert logs
+        for secret in [*secrets.pins.values(), *secrets.shares]:
+            assert secret.encode() not in logs
+            assert secret.encode() not in bundle
+            assert secret.encode() not in database
+
+        second = jtca_demo(state, "--no-console")
+        assert second.returncode == 0, second.stderr
+        assert "seeding" not in second.stdout  # seeded once
+        assert "personal tokens" not in second.stdout  # and completed once
+        assert load_credentials(state) == secrets
+    finally:
+        stop(state)
+
+
+def test_an_interrupted_demo_goes_on_or_says_to_start_over(tmp_path: Path) -> None:
+    """A demo whose client stopped during its signed requests is not half-redone."""
+    from ca.client.embedded import stop
+    from ca.demo_credentials import load_credentials, write_credentials
+
+    state = tmp_path / "state"
+    try:
+        assert jtca_demo(state, "--no-console").returncode == 0
+        done = load_credentials(state)
+        from dataclasses import replace
+
+        write_credentials(state, replace(done, stage="signing"))
+        again = jtca_demo(state, "--no-console")
+        assert again.returncode != 0
+        assert "interrupted part-way" in again.stderr
+        assert "Traceback" not in again.stderr
+        assert (state / "demo-credentials.json").stat().st_mode & 0o777 == 0o600
     finally:
         stop(state)
 
