@@ -152,7 +152,10 @@ def rescan(path: Path) -> None:
     """
     lib = load_module(path)
     with MODULE_LOCK, _libs_lock:
-        lib.reinitialize()
+        try:
+            lib.reinitialize()
+        finally:
+            clear_openssl_errors()
         key = str(path.resolve())
         _generations[key] = _generations.get(key, 0) + 1
 
@@ -272,7 +275,10 @@ class Token:
 
     def _find_token(self) -> pkcs11.Token:
         with MODULE_LOCK:
-            return self._find_token_locked()
+            try:
+                return self._find_token_locked()
+            finally:
+                clear_openssl_errors()  # loading the module (C_Initialize) leaves some too
 
     def _find_token_locked(self) -> pkcs11.Token:
         lib = load_module(self.module_path)
