@@ -2,8 +2,10 @@
 
 Every operation is sent bodies no client of ours would send — not JSON, not UTF-8, nested ten
 thousand deep, numbers of a thousand digits, wrong types in every field, huge strings, nulls —
-by a registered officer, in-process. The service must answer each with problem details naming
-what was wrong (4xx), never a 500 and never a stack trace.
+by a signed-in officer, in-process, each request signed with the officer's session key (issue
+#12: the signature covers the hostile bytes, so the body itself is what gets judged). The
+service must answer each with problem details naming what was wrong (4xx), never a 500 and
+never a stack trace.
 """
 
 from __future__ import annotations
@@ -17,18 +19,32 @@ import httpx
 import pytest
 from service_fixtures import in_process
 
+from ca.client.session import RequestSigner
 from ca.ops.base import OPERATIONS
-from ca.ops.officers import ADD, AddOfficerRequest
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "policies" / "ceremonies" / "root-example.toml"
 
 
+class SignedPoster:
+    """Raw POSTs signed by a signed-in officer's session, whatever the body."""
+
+    def __init__(self, http: httpx.Client, signer: RequestSigner) -> None:
+        self.http, self.signer = http, signer
+
+    def post(self, path: str, content: bytes) -> httpx.Response:
+        headers = {"Content-Type": "application/json"}
+        headers.update(self.signer.headers("POST", path, content))
+        return self.http.post(path, content=content, headers=headers)
+
+
 @pytest.fixture(scope="module")
-def http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
+def http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SignedPoster]:
+    from ca.officers import add_officer_in
     from ca.ops import ceremony
+    from ca.store.db import transaction
 
     state = tmp_path_factory.mktemp("hostile") / "state"
-    with in_process(state) as (client, _runtime):
+    with in_process(state) as (client, runtime):
         plan = EXAMPLE.read_text(encoding="utf-8")
         made = client.call(ceremony.INIT_TOKEN, ceremony.CeremonyFile(plan=plan))
         shares = [made.pin_shares[0].share, made.pin_shares[1].share]
@@ -36,12 +52,19 @@ def http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
             ceremony.RUN,
             ceremony.RunRequest(plan=plan, shares=shares, witnesses=["赵六 (公证员)"]),
         )
-        client.as_officer("mot-root-1").call(
-            ADD,
-            AddOfficerRequest(officer_id="gd-1", roles=["provincial-officer"], province="440000"),
-        )
-        client.http.headers["Jtca-Officer"] = "mot-root-1"
-        yield client.http
+        with transaction(runtime.engine) as session:
+            add_officer_in(
+                session,
+                officer_id="gd-1",
+                name="gd-1",
+                roles=["provincial-officer"],
+                province="440000",
+                actor="mot-root-1",
+                now=client.clock.now(),
+            )
+        signer = client.as_officer("mot-root-1").signer
+        assert signer is not None
+        yield SignedPoster(client.http, signer)
 
 
 def _fields(op_name: str) -> dict[str, Any]:
@@ -91,18 +114,16 @@ def _typed_bodies(fields: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("op_name", sorted(OPERATIONS))
-def test_hostile_bodies_get_problem_details_never_a_500(http: httpx.Client, op_name: str) -> None:
+def test_hostile_bodies_get_problem_details_never_a_500(http: SignedPoster, op_name: str) -> None:
     op = OPERATIONS[op_name]
     sent = 0
     for raw in RAW_BODIES:
-        response = http.post(op.path, content=raw, headers={"Content-Type": "application/json"})
+        response = http.post(op.path, raw)
         _check(op_name, raw[:40], response)
         sent += 1
     reached_fields = 0
     for body in _typed_bodies(_fields(op_name)):
-        response = http.post(
-            op.path, content=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
-        )
+        response = http.post(op.path, json.dumps(body).encode())
         _check(op_name, str(body)[:60], response)
         # the body was read as JSON and judged field by field (or by the use case itself)
         if response.status_code < 400 or response.json().get("field") != "(body)":
@@ -114,6 +135,8 @@ def test_hostile_bodies_get_problem_details_never_a_500(http: httpx.Client, op_n
 
 def _check(op_name: str, what: object, response: httpx.Response) -> None:
     assert response.status_code != 500, (op_name, what, response.text[:500])
+    # the officer's signed session carried every request: what was judged is the body
+    assert response.status_code != 401, (op_name, what, response.text[:500])
     assert "Traceback" not in response.text
     if response.status_code >= 400:
         assert response.headers["content-type"] == "application/problem+json", (op_name, what)
