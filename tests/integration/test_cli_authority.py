@@ -13,8 +13,11 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from cli_desk import Desks, share_args, write_shares
+from officer_desk import officer_pin
 
 JTCA = str(Path(sys.executable).with_name("jtca"))
 EXAMPLE = str(Path(__file__).resolve().parents[2] / "policies" / "ceremonies" / "root-example.toml")
@@ -42,40 +45,26 @@ def env(database, tmp_path: Path) -> Iterator[dict[str, str]]:  # type: ignore[n
 
 
 def test_ceremony_issue_verify_audit(env: dict[str, str], tmp_path: Path) -> None:
-    def jtca(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [JTCA, *args], capture_output=True, text=True, env=env, check=False, timeout=120
-        )
-        if ok:
-            assert result.returncode == 0, (args, result.stderr)
-        assert "Traceback" not in result.stderr
-        return result
+    desks = Desks(env, tmp_path / "desks")
+
+    def jtca(*args: str, officer: str | None = None, ok: bool = True) -> Any:
+        return desks.jtca(*args, officer=officer, ok=ok)
 
     steps = json.loads(jtca("ceremony", "plan", EXAMPLE, "--json").stdout)["steps"]
     assert any("index 1" in s for s in steps)
     shares = json.loads(jtca("ceremony", "init-token", EXAMPLE, "--json").stdout)["pin_shares"]
     assert shares[0]["custodian"].startswith("张三")
-    one, three = shares[0]["share"], shares[2]["share"]
+    one, three = write_shares(tmp_path / "custodians", [shares[0]["share"], shares[2]["share"]])
+    quorum = share_args([one, three])
 
     too_few = jtca(
-        "ceremony", "run", EXAMPLE, "--share", one, "--witness", "赵六 (公证员)", ok=False
+        "ceremony", "run", EXAMPLE, *share_args([one]), "--witness", "赵六 (公证员)", ok=False
     )
     assert too_few.returncode == 3
     assert "needs 2 of 3" in too_few.stderr
 
     run = json.loads(
-        jtca(
-            "ceremony",
-            "run",
-            EXAMPLE,
-            "--share",
-            one,
-            "--share",
-            three,
-            "--witness",
-            "赵六 (公证员)",
-            "--json",
-        ).stdout
+        jtca("ceremony", "run", EXAMPLE, *quorum, "--witness", "赵六 (公证员)", "--json").stdout
     )
     assert run["custodians_present"] == ["张三 (部密码管理处)", "王五 (部审计室)"]
     transcript = Path(run["transcript"])
@@ -84,6 +73,17 @@ def test_ceremony_issue_verify_audit(env: dict[str, str], tmp_path: Path) -> Non
     audit_key = next(k["public_key"] for k in run["keys"] if k["class"] == "audit")
     ca_key = json.loads(jtca("ca", "keys", "--json").stdout)[0]
     assert (ca_key["ca_index"], ca_key["status"]) == (1, "active")
+    # the ceremony's officers and a publisher, each with their own token, enrolled under the
+    # custodians' quorum and signed in at their own desk
+    desks.bootstrap(
+        [
+            ("mot-root-1", None, None),
+            ("ca-op-1", None, None),
+            ("auditor-1", None, None),
+            ("publisher-1", "publisher", None),
+        ],
+        [one, three],
+    )
 
     jtca("token", "init", "--token", "ISSUER-1")
     issuer_key = json.loads(
@@ -126,122 +126,44 @@ def test_ceremony_issue_verify_audit(env: dict[str, str], tmp_path: Path) -> Non
         "--out",
         str(too_long),
     )
-    denied = jtca(
-        "ca",
-        "issue",
-        "--request",
-        str(too_long),
-        "--ca-index",
-        "1",
-        "--actor",
-        "ca-op-1",
-        "--share",
-        one,
-        "--share",
-        three,
-        ok=False,
-    )
+    issue = ["ca", "issue", "--ca-index", "1", *quorum]
+    denied = jtca(*issue, "--request", str(too_long), officer="ca-op-1", ok=False)
     assert denied.returncode == 6
     assert "deny/lifetime-too-long" in denied.stderr
-    no_role = jtca(
-        "ca",
-        "issue",
-        "--request",
-        str(request),
-        "--ca-index",
-        "1",
-        "--actor",
-        "auditor-1",
-        "--share",
-        one,
-        "--share",
-        three,
-        ok=False,
-    )
+    no_role = jtca(*issue, "--request", str(request), officer="auditor-1", ok=False)
     assert "deny/no-role" in no_role.stderr
 
-    stranger = jtca(
-        "issuer",
-        "register",
-        "--issuer-id",
-        "02113450",
-        "--name",
-        "x",
-        "--actor",
-        "nobody",
-        ok=False,
-    )
+    register = ["issuer", "register", "--issuer-id", "02113450"]
+    stranger = jtca(*register, "--name", "x", ok=False)  # nobody signed in at this desk
     assert stranger.returncode == 6
-    assert "not a registered, active officer" in stranger.stderr
-    jtca(
-        "issuer",
-        "register",
-        "--issuer-id",
-        "02113450",
-        "--name",
-        "示例发行机构",
-        "--actor",
-        "ca-op-1",
-    )
+    assert stranger.stderr.startswith("jtca: Not signed in: ")
+    assert "jtca login --officer ID" in stranger.stderr
+    jtca(*register, "--name", "示例发行机构", officer="ca-op-1")
     officers = {o["id"]: o for o in json.loads(jtca("officer", "list", "--json").stdout)}
     assert officers["ca-op-1"]["roles"] == ["ministry-ca-operator"]
-    denied_add = jtca(
-        "officer",
-        "add",
-        "--id",
-        "gd-1",
-        "--role",
-        "provincial-officer",
-        "--province",
-        "440000",
-        "--actor",
-        "ca-op-1",
-        ok=False,
-    )
-    assert "only a ministry root officer" in denied_add.stderr
-    jtca(
-        "officer",
-        "add",
-        "--id",
-        "gd-1",
-        "--role",
-        "provincial-officer",
-        "--province",
-        "440000",
-        "--actor",
-        "mot-root-1",
-    )
-    no_province = jtca(
-        "officer",
-        "add",
-        "--id",
-        "gd-2",
-        "--role",
-        "provincial-officer",
-        "--actor",
-        "mot-root-1",
-        ok=False,
-    )
+    assert officers["ca-op-1"]["certificate"]["status"] == "active"
+
+    # enrolling an officer: only a ministry root officer asks, with the new officer's token
+    desks.keygen("gd-1")
+    enrol_gd = ["officer", "enrol", "--officer", "gd-1", "--role", "provincial-officer"]
+    pin = ("--pin-source", "env:NEW_PIN")
+    gd_pin = {"NEW_PIN": officer_pin("gd-1")}
+    denied_add = desks.jtca(*enrol_gd, "--province", "440000", *pin, officer="ca-op-1",
+                            ok=False, **gd_pin)  # fmt: skip
+    assert denied_add.returncode == 6
+    assert "deny/no-role" in denied_add.stderr
+    pending = desks.data(*enrol_gd, "--province", "440000", *pin, officer="mot-root-1", **gd_pin)
+    assert (pending["state"], pending["requested_by"]) == ("pending", "mot-root-1")
+    desks.keygen("gd-2")
+    no_province = desks.jtca("officer", "enrol", "--officer", "gd-2", "--role",
+                             "provincial-officer", *pin, officer="mot-root-1", ok=False,
+                             NEW_PIN=officer_pin("gd-2"))  # fmt: skip
     assert "needs a province code" in no_province.stderr
     assert json.loads(jtca("issuer", "list", "--json").stdout)[0]["issuer_id"] == "02113450"
     interop = tmp_path / "interop.bin"
     issued = json.loads(
         jtca(
-            "ca",
-            "issue",
-            "--request",
-            str(request),
-            "--ca-index",
-            "1",
-            "--actor",
-            "ca-op-1",
-            "--share",
-            one,
-            "--share",
-            three,
-            "--out",
-            str(interop),
-            "--json",
+            *issue, "--request", str(request), "--out", str(interop), "--json", officer="ca-op-1"
         ).stdout
     )
     assert issued["serial"] == 1
@@ -276,34 +198,12 @@ def test_ceremony_issue_verify_audit(env: dict[str, str], tmp_path: Path) -> Non
     assert report["signatures"] == {"ca": "valid", "issuer": "valid", "user": "valid"}
     assert report["interop_cert"]["serial"] == 1
 
-    refused = jtca(
-        "ca",
-        "revoke",
-        "--ca-index",
-        "1",
-        "--serial",
-        "1",
-        "--reason",
-        "r",
-        "--actor",
-        "auditor-1",
-        ok=False,
-    )
+    revoke = ["ca", "revoke", "--ca-index", "1", "--serial", "1", "--reason"]
+    refused = jtca(*revoke, "r", officer="auditor-1", ok=False)
     assert refused.returncode == 6
     assert "deny/no-role" in refused.stderr
-    jtca(
-        "ca",
-        "revoke",
-        "--ca-index",
-        "1",
-        "--serial",
-        "1",
-        "--reason",
-        "issuer key exposed",
-        "--actor",
-        "ca-op-1",
-    )
-    jtca("audit", "checkpoint", "--share", one, "--share", three)
+    jtca(*revoke, "issuer key exposed", officer="ca-op-1")
+    jtca("audit", "checkpoint", *quorum, officer="publisher-1")
     listed = json.loads(jtca("ca", "certificates", "--json").stdout)
     assert listed[0]["status"] == "revoked"
 
@@ -315,6 +215,8 @@ def test_ceremony_issue_verify_audit(env: dict[str, str], tmp_path: Path) -> Non
     actions = [e["action"] for e in json.loads(bundle.read_text())["events"]]
     for action in (
         "officer.add",
+        "officer.enrol.request",
+        "auth.sign-in",
         "ceremony.run",
         "key.generate",
         "certificate.issue",
