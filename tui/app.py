@@ -2,7 +2,13 @@
 officer's policy lets them see, keys 1–9 to switch, ``?`` for help, ctrl+p for the command
 palette, ctrl+q to quit.
 
-Blocking work (the token login, the database) runs in thread workers. Errors reach the officer
+Signing in is ``jtca login``'s (issue #12): the officer id and the PIN of the officer's own
+token (``officer-<id>`` in the embedded SoftHSM2 unless ``--token``/``--module`` say
+otherwise) open that token, which signs the service's challenge; the session's requests are
+signed, and the token stays open to sign the officer's approvals until they sign out, quit or
+the session ends (the service answers 401: back to the sign-in form, saying why).
+
+Blocking work (the officer's token, the service) runs in thread workers. Errors reach the officer
 as a notification with a title and a message, never a traceback: message handlers and actions
 are guarded where they run (``Guarded``, ``run_action``), and ``_handle_exception`` — which
 Textual 8 calls for anything else and which would print a traceback and exit — is overridden to
@@ -31,9 +37,10 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Input, Static
 from textual.worker import WorkerFailed
 
-from ca.client.console import Console
+from ca.client.console import Console, session_over
 from ca.client.http import Client
 from ca.clock import Clock
+from tui.demo_credentials import DemoOfficer, read_demo_officers
 from tui.screens import SCREENS
 from tui.screens.base import ConsoleScreen, Guarded, describe_error
 from tui.screens.panels import WorkProgress
@@ -132,59 +139,74 @@ class NavBar(Static):
 
 # -- sign-in ------------------------------------------------------------------------------------
 class SignInScreen(Guarded, Screen[None]):
-    """Sign in with an officer id and the PIN of a token you hold, or the root token's share
-    quorum."""
+    """Sign in with your officer id and the PIN of your own token."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+t", "toggle_mode", "PIN / shares"),
+        Binding("ctrl+t", "demo_pin", "Demo PIN"),
     ]
     DEFAULT_CSS = """
     SignInScreen { align: center middle; }
     SignInScreen #form { width: 64; height: auto; border: round $primary; padding: 0 1; }
     SignInScreen #form Input { margin: 0; }
     SignInScreen .hint { color: $text-muted; }
-    SignInScreen #shares { height: auto; }
-    SignInScreen #shares.hidden, SignInScreen #pin.hidden { display: none; }
     """
 
-    def __init__(self, officer: str | None, demo_hint: str | None) -> None:
+    def __init__(
+        self, officer: str | None, demo_hint: str | None, demo: dict[str, DemoOfficer]
+    ) -> None:
         super().__init__()
         self.officer = officer or ""
         self.demo_hint = demo_hint
-        self.share_mode = False
+        self.demo = demo
 
     def compose(self) -> ComposeResult:
         with Vertical(id="form"):
             yield Static(f"[b]{APP_NAME}[/b]", id="form-title")
-            yield Static("Sign in with your officer id and your token PIN.", classes="hint")
-            yield Input(self.officer, placeholder="officer id", id="officer")
-            yield Input(placeholder="token PIN", password=True, id="pin")
-            with Vertical(id="shares", classes="hidden"):
-                yield Input(placeholder="root token share 1", password=True, id="share-1")
-                yield Input(placeholder="root token share 2", password=True, id="share-2")
             yield Static(
-                "enter: sign in · ctrl+t: PIN / share quorum · ctrl+q: quit", classes="hint"
+                "Sign in with your officer id and the PIN of your own token.", classes="hint"
             )
+            yield Input(self.officer, placeholder="officer id", id="officer")
+            yield Input(placeholder="PIN of your token", password=True, id="pin")
+            yield Static("enter: sign in · ctrl+q: quit", classes="hint")
             if self.demo_hint:
-                yield Static(f"Demo: credentials in {self.demo_hint}", id="demo-hint", markup=False)
+                yield Static(
+                    f"Demo: credentials in {self.demo_hint}\n"
+                    "ctrl+t: the PIN of the demo officer typed",
+                    id="demo-hint",
+                    markup=False,
+                )
             yield WorkProgress()
         yield Footer()
 
     def on_mount(self) -> None:
         self.query_one("#pin" if self.officer else "#officer", Input).focus()
 
-    def action_toggle_mode(self) -> None:
-        self.share_mode = not self.share_mode
-        self.query_one("#shares").set_class(not self.share_mode, "hidden")
-        self.query_one("#pin").set_class(self.share_mode, "hidden")
-        self.query_one("#share-1" if self.share_mode else "#pin", Input).focus()
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "demo_pin":
+            return bool(self.demo)
+        return True
+
+    def action_demo_pin(self) -> None:
+        """Fill in the PIN the demo credentials list for the officer typed."""
+        officer = self.query_one("#officer", Input).value.strip()
+        found = self.demo.get(officer)
+        if found is None:
+            known = ", ".join(sorted(self.demo))
+            self.app.notify(
+                f"Type a demo officer's id first ({known}).",
+                title="Demo PIN",
+                severity="warning",
+                markup=False,
+            )
+            self.query_one("#officer", Input).focus()
+            return
+        self.query_one("#pin", Input).value = found.pin
+        self.query_one("#pin", Input).focus()
 
     @on(Input.Submitted)
     def next_or_submit(self, event: Input.Submitted) -> None:
-        order = ["officer", "share-1", "share-2"] if self.share_mode else ["officer", "pin"]
-        at = order.index(event.input.id or "officer") if event.input.id in order else 0
-        if at + 1 < len(order) and not self.query_one(f"#{order[at + 1]}", Input).value:
-            self.query_one(f"#{order[at + 1]}", Input).focus()
+        if event.input.id == "officer" and not self.query_one("#pin", Input).value:
+            self.query_one("#pin", Input).focus()
             return
         self.submit()
 
@@ -194,26 +216,24 @@ class SignInScreen(Guarded, Screen[None]):
             self.query_one("#officer", Input).focus()
             self.app.notify("Type your officer id.", title="Sign in", severity="warning")
             return
+        pin = self.query_one("#pin", Input).value
+        if not pin:
+            self.query_one("#pin", Input).focus()
+            self.app.notify("Type the PIN of your token.", title="Sign in", severity="warning")
+            return
         app = self.app
         if not isinstance(app, JtcaApp):
             return
         progress = self.query_one(WorkProgress)
         if progress.has_class("running"):
             return  # a sign-in is under way
-        progress.show(
-            "Signing in: the token checks the " + ("shares…" if self.share_mode else "PIN…")
-        )
-        if self.share_mode:
-            shares = [self.query_one(f"#share-{i}", Input).value.strip() for i in (1, 2)]
-            app.sign_in(officer, shares=[s for s in shares if s])
-        else:
-            app.sign_in(officer, pin=self.query_one("#pin", Input).value)
+        progress.show("Signing in: your token checks the PIN and signs the challenge…")
+        app.sign_in(officer, pin=pin)
 
     def clear_secrets(self) -> None:
         self.query_one(WorkProgress).hide()
-        for name in ("pin", "share-1", "share-2"):
-            self.query_one(f"#{name}", Input).value = ""
-        self.query_one("#share-1" if self.share_mode else "#pin", Input).focus()
+        self.query_one("#pin", Input).value = ""
+        self.query_one("#pin", Input).focus()
 
 
 # -- help ---------------------------------------------------------------------------------------
@@ -309,11 +329,15 @@ class JtcaApp(Guarded, App[None]):
         officer: str | None = None,
         demo_credentials: Path | None = None,
         clock: Clock | None = None,
+        token_label: str | None = None,
+        token_module: str | None = None,
     ) -> None:
         super().__init__()
         self.client = client  # the service, spoken to before sign-in (the sign-in itself)
         self.officer = officer
         self.demo_credentials = demo_credentials
+        self.token_label = token_label  # None: officer-<id> (or the demo's label)
+        self.token_module = token_module  # None: the embedded SoftHSM2 under the state folder
         self.clock = clock  # None: the service's time (``ca.client.console.ServiceClock``)
         self.signed_in: Console | None = None  # the officer signed in (App.console is Rich's)
         self.entries: list[ScreenEntry] = []
@@ -326,8 +350,14 @@ class JtcaApp(Guarded, App[None]):
         self.push_screen(self._sign_in_screen())
 
     def _sign_in_screen(self) -> SignInScreen:
-        hint = display_path(self.demo_credentials) if self.demo_credentials else None
-        return SignInScreen(self.officer, hint)
+        return SignInScreen(self.officer, self._demo_hint(), self.demo_officers())
+
+    def _demo_hint(self) -> str | None:
+        return display_path(self.demo_credentials) if self.demo_credentials else None
+
+    def demo_officers(self) -> dict[str, DemoOfficer]:
+        """The demo officers the credentials file lists (none outside the demo)."""
+        return read_demo_officers(self.demo_credentials) if self.demo_credentials else {}
 
     # -- notifications, errors -------------------------------------------------------------
     def notify(
@@ -345,6 +375,9 @@ class JtcaApp(Guarded, App[None]):
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
     def report(self, exc: BaseException) -> None:
+        if session_over(exc) and self.signed_in is not None:
+            self.session_ended(exc)
+            return
         title, text = describe_error(exc)
         self.notify(text, title=title, severity="error", timeout=10, markup=False)
 
@@ -371,17 +404,26 @@ class JtcaApp(Guarded, App[None]):
             return True
 
     # -- sign in / out --------------------------------------------------------------------------
-    def sign_in(
-        self, officer: str, *, pin: str | None = None, shares: list[str] | None = None
-    ) -> None:
-        client, clock = self.client, self.clock
+    def sign_in(self, officer: str, *, pin: str) -> None:
+        """Open the officer's token with ``pin`` and sign in with it (a thread worker)."""
+        client, clock, module = self.client, self.clock, self.token_module
+        label = self.token_label
+        if label is None:
+            demo = self.demo_officers().get(officer)
+            label = demo.token_label if demo else None
 
         def work() -> None:
-            from ca.client.console import sign_in
+            from ca.client.console import open_token, sign_in
 
             try:
-                console = sign_in(client, officer, pin=pin, shares=shares or (), clock=clock)
+                token = open_token(officer, pin, label=label, module=module)
+            except Exception as exc:  # a wrong or locked PIN, no such token, no officer key
+                self.call_from_thread(self._refused, exc)
+                return
+            try:
+                console = sign_in(client, token, officer, clock=clock)
             except Exception as exc:
+                token.close()
                 self.call_from_thread(self._refused, exc)
                 return
             self.call_from_thread(self.signed_in_as, console)
@@ -389,7 +431,8 @@ class JtcaApp(Guarded, App[None]):
         self.run_worker(work, thread=True, group="sign-in", exclusive=True, exit_on_error=False)
 
     def _refused(self, exc: BaseException) -> None:
-        self.report(exc)
+        title, text = describe_error(exc)
+        self.notify(text, title=title, severity="error", timeout=10, markup=False)
         if isinstance(self.screen, SignInScreen):
             self.screen.clear_secrets()
 
@@ -415,22 +458,65 @@ class JtcaApp(Guarded, App[None]):
         return f"{actor.id} · {', '.join(sorted(actor.roles))} · {where}"
 
     async def action_sign_out(self) -> None:
+        console = await self._leave()
+        if console is None:
+            return
+        self._close(console, sign_out=True)
+        self.notify("Signed out.", title="Sign out", timeout=3)
+
+    def session_ended(self, exc: BaseException) -> None:
+        """The service refused the session (401: it expired, ended, or the officer or their
+        certificate is no longer in force): back to the sign-in form, saying why. A refusal
+        arriving after that (another worker's) is not shown again."""
         if self.signed_in is None:
             return
         console, self.signed_in = self.signed_in, None
+        _title, text = describe_error(exc)
+        self.notify(
+            text,
+            title="Session ended: sign in again",
+            severity="warning",
+            timeout=15,
+            markup=False,
+        )
+        self._close(console, sign_out=False)
+        self.run_worker(self._leave(console), group="navigation")
+
+    async def _leave(self, console: Console | None = None) -> Console | None:
+        """Back to the sign-in form, the officer's screens gone; the console left."""
+        console = console or self.signed_in
+        if console is None:
+            return None
+        self.signed_in = None
         self.entries = []
         self.sub_title = ""
+        while isinstance(self.screen, ModalScreen):  # help, a form: closed with the session
+            await self.pop_screen()
         await self.switch_screen(self._sign_in_screen())
         for key, screen in list(self._screens.items()):
             self.uninstall_screen(screen)
             del self._screens[key]
         self._current = ""
-        console.close()
-        self.notify("Signed out.", title="Sign out", timeout=3)
+        return console
+
+    def _close(self, console: Console, *, sign_out: bool) -> None:
+        """End the session at the service (``sign_out``) and close the officer's token, in a
+        thread worker."""
+
+        def work() -> None:
+            try:
+                if sign_out:
+                    console.sign_out()
+                else:
+                    console.close()
+            except Exception as exc:
+                self.call_from_thread(self.report, exc)
+
+        self.run_worker(work, thread=True, group="sign-out", exit_on_error=False)
 
     def on_unmount(self) -> None:
         if self.signed_in is not None:
-            self.signed_in.close()
+            self.signed_in.close()  # the token; the session key dies with this process
 
     # -- navigation -------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -501,7 +587,10 @@ class JtcaApp(Guarded, App[None]):
             lines += [f"  {key:<9} {b.description}" for key, b in self.screen_keys(current)]
             lines.append("")
         if self.signed_in is None:
-            lines += ["Sign in", "  ctrl+t    switch between token PIN and share quorum", ""]
+            lines += ["Sign in", "  your officer id, then the PIN of your own token"]
+            if self.demo_credentials:
+                lines.append("  ctrl+t    the typed demo officer's PIN (demo credentials)")
+            lines.append("")
         else:
             lines.append(f"Screens for {self.signed_in.actor.id}")
             for entry in self.entries:

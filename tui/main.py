@@ -2,7 +2,10 @@
 config file, or the embedded default on the state folder); ``jtca demo`` makes the state folder
 (``JTCA_STATE``, default ``./state``) a demo one, starts its embedded service, has the service
 seed the demo world on first use (``demo.seed``) and opens the console on it. The console is a
-client: it never opens the database or a token itself."""
+client: it never opens the database or an authority token; the only token it opens is the
+signing-in officer's own, as ``jtca login`` does (``--token``, ``--module``; ``officer-<id>`` in
+the state folder's SoftHSM2 by default). It does not reuse a ``jtca login`` session of this
+machine: the console's officer signs in with their token's PIN."""
 
 from __future__ import annotations
 
@@ -32,6 +35,15 @@ def _console(args: list[str]) -> int:
 
     parser = argparse.ArgumentParser(prog=f"jtca {args[0]}")
     parser.add_argument("--officer", help="pre-fill the sign-in form with this officer id")
+    parser.add_argument(
+        "--token", metavar="LABEL", help="the label of your token (default: officer-<id>)"
+    )
+    parser.add_argument(
+        "--module",
+        metavar="PATH",
+        help="the PKCS#11 module of your token, e.g. a USB key's (default: the embedded SoftHSM2 "
+        "under the state folder)",
+    )
     if args[0] == "demo":
         parser.add_argument("--no-console", action="store_true", help="seed only")
     options = parser.parse_args(args[1:])
@@ -47,11 +59,17 @@ def _console(args: list[str]) -> int:
             print("jtca demo: no terminal here; run `jtca demo` in a terminal to open the console")
             return 0
     else:
-        client = connect()
+        client = connect(anonymous=True)
     from tui.app import JtcaApp
 
     try:
-        app = JtcaApp(client, officer=options.officer, demo_credentials=credentials)
+        app = JtcaApp(
+            client,
+            officer=options.officer,
+            demo_credentials=credentials,
+            token_label=options.token,
+            token_module=options.module,
+        )
         app.run()
     finally:
         client.close()
@@ -77,7 +95,7 @@ def _demo() -> tuple[Client, Path]:
             title="Demo refused",
         )
     mark_state(target.state, "demo")
-    client = connect(target=target)
+    client = connect(target=target, anonymous=True)
     try:
         status = client.call(demo.STATUS, Empty())
         if status.seeded and status.credentials:

@@ -1,15 +1,18 @@
 """What the officers' console (``tui/``) does, without the screens: one signed-in officer's
 client of the authority service (issue #7, issue #11).
 
-The console holds no business rule, no query and no token: every method here is one call of an
-operation (``ca.ops.*``) through ``ca.client.http.Client`` — the same operations the command
-line calls — so policy, province scope, dual control and audit are the service's. This module
-adds only the signed-in officer and small conveniences for the screens (reading a file the
-officer names, writing the packages the service returns).
+The console holds no business rule, no query and no authority token: every method here is one
+call of an operation (``ca.ops.*``) through ``ca.client.http.Client`` — the same operations the
+command line calls — so policy, province scope, dual control and audit are the service's. This
+module adds only the signed-in officer and small conveniences for the screens (reading a file
+the officer names, writing the packages the service returns).
 
-Signing in (``sign_in``): the officer id and the PIN of a token they hold, or the root token's
-share quorum, go to the service in the request body; the service lets the token check them and
-audits every attempt (``console.sign-in``).
+Signing in (``open_token`` then ``sign_in``, issue #12) is ``jtca login``'s: the officer's own
+token (``ca.site.officer_token``, label ``officer-<id>`` by default) is opened with the PIN
+typed at the console, signs the service's challenge and a fresh session key, and every request
+of the session is signed with that key. The token stays open while the officer is signed in:
+each approval or rejection is signed by it (``Console.decide``) over the exact request decided,
+without the PIN being typed again. ``Console.close`` closes it.
 """
 
 from __future__ import annotations
@@ -18,16 +21,17 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
-from ca.client.http import Client
+from ca.client.http import Client, ServiceError
 from ca.clock import Clock
 from ca.errors import JtcaError
-from ca.ops import audit, ceremony, city, issuance, lists, packages
+from ca.ops import approvals, audit, auth, ceremony, city, issuance, lists, officers, packages
 from ca.ops import console as ops
 from ca.ops.base import Empty
 
 if TYPE_CHECKING:
+    from ca.site.officer_token import OfficerToken
     from ca.site.vault import SiteVault
 
 KEY_ACTIONS = {  # policy action -> the operation that requests it
@@ -39,9 +43,46 @@ CLEANUP = "city-key.cleanup-dormant"
 DESTROY = "city-key.destroy-material"
 
 
+DECIDABLE: Final = ("application", "action", "emergency", "enrolment")
+
+
 class BadInput(JtcaError):
     title = "Bad input"
     exit_code = 3
+
+
+class RequestChanged(JtcaError):
+    title = "Request changed"
+    exit_code = 5
+
+
+def subject_of(kind: str, item_id: int) -> str:
+    """What a decision on a pending item of ``kind`` is signed over: ``application 7``,
+    ``action 3`` (a key action or an emergency publication), ``enrolment 2``."""
+    if kind not in DECIDABLE:
+        raise BadInput(f"nothing to decide of kind {kind!r}")
+    return f"{'action' if kind == 'emergency' else kind} {int(item_id)}"
+
+
+def session_over(exc: BaseException) -> bool:
+    """Whether the service refused the officer's session itself (HTTP 401: expired, ended,
+    the officer or their certificate no longer in force): sign in again."""
+    return isinstance(exc, ServiceError) and exc.status == 401
+
+
+class TypedPin:
+    """The PIN typed at the console's sign-in, handed to the officer's token."""
+
+    def __init__(self, pin: str) -> None:
+        self._pin = pin
+
+    def pin(self) -> str:
+        if not self._pin:
+            raise BadInput("type the PIN of your token", title="No PIN")
+        return self._pin
+
+    def describe(self) -> str:
+        return "the PIN typed at sign-in"
 
 
 class ServiceClock:
@@ -60,11 +101,13 @@ class ServiceClock:
 class Console:
     """A signed-in officer's view of the authority; ``client`` speaks as that officer."""
 
-    client: Client
-    actor: ops.Officer
+    client: Client  # signs every request with the session's key
+    actor: auth.Officer
     actions: frozenset[str]
     clock: Clock
-    how: str = ""
+    token: OfficerToken | None = field(default=None, repr=False)  # signs decisions
+    certificate_serial: int = 0
+    expires_at: int = 0  # the session's absolute limit (the service's time)
     _closed: bool = field(default=False, repr=False)
 
     # -- who, what ----------------------------------------------------------------------------
@@ -80,9 +123,29 @@ class Console:
         CA index, lifetime…) is decided by the service for each subject."""
         return action in self.actions
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self) -> None:
-        """Forget the officer (the HTTP client belongs to whoever made it)."""
+        """Forget the officer and close their token (the HTTP client belongs to whoever made
+        it). Blocks on the token: call it from a thread worker."""
         self._closed = True
+        token, self.token = self.token, None
+        if token is not None:
+            token.close()
+
+    def sign_out(self) -> None:
+        """End the session at the service (audited), then ``close``. A session the service
+        has already ended (expired, refused) is simply closed here."""
+        try:
+            if not self._closed:
+                self.client.call(auth.SIGN_OUT, Empty())
+        except ServiceError as exc:
+            if not session_over(exc):
+                raise
+        finally:
+            self.close()
 
     # -- the console's own views ----------------------------------------------------------------
     def dashboard(self) -> ops.Dashboard:
@@ -151,6 +214,16 @@ class Console:
         raise BadInput(f"no key action {action!r}")
 
     # -- approvals (dual control) ------------------------------------------------------------
+    def signed_request(self, kind: str, item_id: int) -> approvals.PendingRequestView:
+        """The exact request that opened a pending item, as its requester signed it: what an
+        approver sees (operation, requester, SM3) before signing a decision on it."""
+        return self.client.call(
+            approvals.REQUEST, approvals.SubjectRequest(subject=subject_of(kind, item_id))
+        )
+
+    def enrolments(self) -> list[officers.Enrolment]:
+        return self.client.call(officers.ENROLMENTS, Empty()).enrolments
+
     def decide(
         self,
         kind: str,
@@ -159,25 +232,59 @@ class Console:
         approve: bool,
         reason: str = "",
         shares: Sequence[str] = (),
+        digest: str | None = None,
     ) -> str:
-        """Approve or reject a pending item of ``pending()``; the item's state afterwards. An
-        emergency publication's last approval publishes: ``shares`` open the signing key."""
+        """Approve or reject a pending item of ``pending()``; the item's state afterwards.
+
+        The decision is signed by the officer's own token over the request that opened the
+        item (``ca.site.officer_token.sign_decision`` fetches it and checks its SM3); with
+        ``digest`` — the SM3 the officer was shown — a request that is no longer that one is
+        not signed. An emergency publication's last approval publishes: ``shares`` open the
+        signing key."""
+        from ca.site.officer_token import sign_decision
+
+        subject = subject_of(kind, item_id)
+        if self.token is None:
+            raise BadInput(
+                "this session has no officer token to sign decisions with: sign in again",
+                title="Decision not signed",
+            )
+        at, signature, request = sign_decision(self.client, self.token, subject, approve=approve)
+        if digest is not None and request.digest != digest:
+            raise RequestChanged(
+                f"{subject}: the request on record (SM3 {request.digest[:16]}…) is not the one "
+                f"you were shown (SM3 {digest[:16]}…); nothing was signed — look at it again"
+            )
         if kind == "emergency":
             op = lists.APPROVE if approve else lists.REJECT
             return self.client.call(
-                op, lists.DecideRequest(request=item_id, reason=reason, shares=list(shares))
-            ).state
-        if kind in ("application", "action"):
-            return self.client.call(
-                city.DECIDE,
-                city.DecideRequest(
-                    kind=kind,  # type: ignore[arg-type]
-                    id=item_id,
-                    approve=approve,
+                op,
+                lists.DecideRequest(
+                    request=item_id,
                     reason=reason,
+                    shares=list(shares),
+                    at=at,
+                    signature=signature,
                 ),
             ).state
-        raise BadInput(f"nothing to decide of kind {kind!r}")
+        if kind == "enrolment":
+            return self.client.call(
+                officers.DECIDE,
+                officers.Decision(
+                    id=item_id, approve=approve, reason=reason, at=at, signature=signature
+                ),
+            ).state
+        return self.client.call(
+            city.DECIDE,
+            city.DecideRequest(
+                kind=kind,  # type: ignore[arg-type]
+                id=item_id,
+                approve=approve,
+                reason=reason,
+                at=at,
+                signature=signature,
+            ),
+        ).state
 
     # -- cities -------------------------------------------------------------------------------
     def apply(self, cities: Sequence[str]) -> city.Application:
@@ -361,25 +468,52 @@ class Console:
         )
 
 
-def sign_in(
-    client: Client,
+def open_token(
     officer_id: str,
+    pin: str,
     *,
-    pin: str | None = None,
-    shares: Sequence[str] = (),
-    clock: Clock | None = None,
+    label: str | None = None,
+    module: str | None = None,
+    state: Path | None = None,
+) -> OfficerToken:
+    """The officer's own token (``officer-<id>`` unless ``label``; the embedded SoftHSM2 under
+    the state folder unless ``module``), logged in with ``pin`` and holding an officer key: a
+    wrong PIN is ``Wrong PIN``, a locked one ``PIN locked``, here, before the service is
+    asked anything. Blocks on the token: call it from a thread worker."""
+    from ca.site.officer_token import OfficerToken, default_label
+
+    officer = officer_id.strip()
+    if not officer:
+        raise BadInput("type your officer id", title="Sign in")
+    token = OfficerToken(label or default_label(officer), TypedPin(pin), module=module, state=state)
+    try:
+        token.public_key  # noqa: B018 - logs in, checks the PIN, finds the officer key
+    except BaseException:
+        token.close()
+        raise
+    return token
+
+
+def sign_in(
+    client: Client, token: OfficerToken, officer_id: str, *, clock: Clock | None = None
 ) -> Console:
-    """The officer, proven by a token PIN or the root token's share quorum; refused by the
-    service (``Sign-in refused``) with a reason that does not say which part was wrong.
-    ``clock`` stands in for the service's time (tests); by default the service's own."""
-    signed = client.call(
-        ops.SIGN_IN,
-        ops.SignInRequest(officer=officer_id.strip(), pin=pin, shares=list(shares)),
-    )
+    """``officer_id`` signed in with their ``token`` by challenge and response, as ``jtca
+    login`` does (``ca.site.officer_token.sign_in``); the console keeps ``token`` to sign
+    decisions. ``clock`` stands in for the service's time (tests); by default this machine
+    signs with its own time and shows the service's."""
+    from ca.site.officer_token import sign_in as token_sign_in
+    from ca.site.officer_token import signed_client
+
+    now = clock.now if clock is not None else None
+    data = token_sign_in(client.signed_in(None), token, officer_id.strip(), clock=now)
+    signed = signed_client(client, data, clock=now)
+    who = signed.call(auth.WHOAMI, Empty())
     return Console(
-        client=client.as_officer(signed.officer.id),
-        actor=signed.officer,
-        actions=frozenset(signed.actions),
-        clock=clock or ServiceClock(signed.now),
-        how=signed.how,
+        client=signed,
+        actor=who.officer,
+        actions=frozenset(who.actions),
+        clock=clock or ServiceClock(who.last_seen),
+        token=token,
+        certificate_serial=who.certificate_serial,
+        expires_at=who.expires_at,
     )

@@ -1,57 +1,20 @@
-"""Operations of the officers' console (``tui/``): signing in, and the views that are the
-console's own — the dashboard, the approvals waiting for this officer, the audit log a page at
-a time. Every other action of the console is an operation of its area (``ca.ops.city``,
-``ca.ops.lists``, ...), the same one the command line calls.
+"""Operations of the officers' console (``tui/``): the views that are the console's own — the
+dashboard, the approvals waiting for this officer, the audit log a page at a time. Every other
+action of the console is an operation of its area (``ca.ops.city``, ``ca.ops.lists``,
+``ca.ops.officers``...), the same one the command line calls.
 
-Signing in proves the officer with the PIN of a token they hold (their province's key token,
-or the ministry's) or with the root token's share quorum: the secret travels in the request body
-to the service, which holds the tokens and lets the token itself check it. Issue #12 replaces
-this with personal tokens and signed challenges.
+The console signs in exactly as ``jtca login`` does (issue #12): the officer's own token signs
+the service's challenge (``ca.ops.auth``), and every request of the session is signed.
 """
 
 from __future__ import annotations
 
-from typing import Final, Literal
+from typing import Literal
 
 from pydantic import Field
 
 from ca.ops.base import Empty, Model, operation
 from ca.ops.city import KeySummary, KeyView
-
-MAX_SECRET: Final = 256  # a PIN or one share of the root token's PIN
-
-
-class Officer(Model):
-    """An officer as the policy sees them."""
-
-    id: str
-    name: str
-    roles: list[str]
-    province: str | None  # GB/T 2260 province code of a provincial officer, else None
-
-
-class SignInRequest(Model):
-    """The officer id and either the PIN of their token or the root token's shares."""
-
-    officer: str = Field(max_length=200)
-    pin: str | None = Field(default=None, max_length=MAX_SECRET)
-    shares: list[str] = Field(default_factory=list, max_length=16)
-
-
-class SignedIn(Model):
-    officer: Officer
-    actions: list[str]  # the policy actions the officer's roles grant (scope decided per subject)
-    how: str  # which secret proved them: 'PIN of the 440000 key token', 'share quorum …'
-    now: int  # the service's time at sign-in (Unix seconds)
-
-
-SIGN_IN = operation(
-    "console.sign-in",
-    SignInRequest,
-    SignedIn,
-    "sign an officer in with their token's PIN or the root token's share quorum (audited)",
-    officer=False,
-)
 
 
 # -- the dashboard ------------------------------------------------------------------------------
@@ -80,15 +43,16 @@ DASHBOARD = operation(
 
 
 # -- approvals ----------------------------------------------------------------------------------
-PendingKind = Literal["application", "action", "emergency"]
+PendingKind = Literal["application", "action", "emergency", "enrolment"]
 
 
 class PendingItem(Model):
-    """A request awaiting a decision: a key application (第九条), a key action (第十、十一条) or
-    an emergency publication (第三十四条)."""
+    """A request awaiting a decision: a key application (第九条), a key action (第十、十一条),
+    an emergency publication (第三十四条) or an officer's enrolment (issue #12)."""
 
     kind: PendingKind
     id: int
+    subject: str  # what the approver signs a decision on: "application 7", "enrolment 2"
     what: str
     by: str  # the requesting officer
     at: int  # when it was requested

@@ -1,12 +1,6 @@
-"""Use cases of the console area: sign-in, the dashboard, the approvals awaiting an officer, the
-audit log a page at a time (see ``ca.ops.console``).
-
-Signing in: a registered, active officer proves themselves with the PIN of a token they hold —
-their province's key token for a provincial officer, the ministry key token otherwise — or with
-the custodians' quorum of shares of the ministry root token. The service holds the tokens: the
-PIN is checked by logging in to the token itself, and every attempt, good or bad, is audited
-(never the secret). A refusal does not say which part was wrong.
-"""
+"""Use cases of the console area: the dashboard, the approvals awaiting an officer, the audit log
+a page at a time (see ``ca.ops.console``). Officers sign in to the console as to the command
+line, with their own token (``ca.service.auth``)."""
 
 from __future__ import annotations
 
@@ -14,12 +8,10 @@ from typing import Final
 
 from sqlmodel import Session, col, func, select
 
-from ca import applications, audit
+from ca import applications
 from ca.citykeys import misuse, queries
-from ca.citykeys.common import MINISTRY, get_key
-from ca.errors import JtcaError
+from ca.citykeys.common import get_key
 from ca.lists.asn1 import ListType
-from ca.officers import OfficerError, actor_of
 from ca.ops import console as ops
 from ca.ops.base import Empty
 from ca.ops.city import KeySummary
@@ -28,31 +20,8 @@ from ca.service.city import key_view
 from ca.service.context import Context
 from ca.service.registry import handles
 from ca.signing import load_policy
-from ca.store.db import transaction
-from ca.store.models import AuditEvent, CeremonyRun, Officer, PendingAction, TransportKey
-from hsm.pkcs11.uri import Pkcs11Uri
-from policies.rules import Actor
-
-SIGN_IN: Final = "console.sign-in"  # the audit action (``….refused`` for a refusal)
-REFUSED: Final = "unknown officer or wrong PIN"
-
-
-class SignInRefused(JtcaError):
-    title = "Sign-in refused"
-    exit_code = 6
-
-
-class _FixedPin:
-    """The PIN typed at sign-in, handed to the token once."""
-
-    def __init__(self, pin: str) -> None:
-        self._pin = pin
-
-    def pin(self) -> str:
-        return self._pin
-
-    def describe(self) -> str:
-        return "the PIN typed at sign-in"
+from ca.store.models import AuditEvent, CeremonyRun, OfficerEnrolment, PendingAction
+from policies.rules import Action, Actor
 
 
 def granted(actor: Actor) -> set[str]:
@@ -62,83 +31,12 @@ def granted(actor: Actor) -> set[str]:
     return {a for r in actor.roles if r in roles for a in roles[r].actions}
 
 
-def _token_of_holder(session: Session, holder: str) -> str | None:
-    return session.exec(
-        select(TransportKey.token)
-        .where(TransportKey.holder == holder)
-        .where(TransportKey.status == "active")
-        .order_by(col(TransportKey.id).desc())
-    ).first()
-
-
-def _root_token(session: Session, now: int) -> str | None:
-    record = publisher.current_certificate(session, "root", now)
-    return Pkcs11Uri.parse(record.key_uri).token if record else None
-
-
-def _audit_attempt(ctx: Context, officer: str, ok: bool, how: str) -> None:
-    with transaction(ctx.engine) as session:
-        audit.append(
-            session,
-            actor=officer.strip()[:200] or "(empty)",
-            action=SIGN_IN if ok else f"{SIGN_IN}.refused",
-            subject="console",
-            details={"how": how},
-            at=ctx.now(),
-        )
-
-
-@handles(ops.SIGN_IN)
-def sign_in(ctx: Context, req: ops.SignInRequest) -> ops.SignedIn:
-    officer_id = req.officer.strip()
-    try:
-        actor = actor_of(ctx.engine, officer_id)
-    except OfficerError:
-        _audit_attempt(ctx, officer_id, False, "unknown officer")
-        raise SignInRefused(REFUSED) from None
-    shares = [s.strip() for s in req.shares if s.strip()]
-    with Session(ctx.engine) as session:
-        if shares:
-            label = _root_token(session, ctx.now())
-            how = "share quorum of the root token"
-        else:
-            holder = actor.province if actor.province is not None else MINISTRY
-            label = _token_of_holder(session, holder)
-            how = f"PIN of the {holder} key token"
-        record = session.get(Officer, actor.id)
-        name = record.name if record else actor.id
-    if label is None:
-        raise SignInRefused(
-            "no token to sign in with yet: "
-            + ("run the root ceremony first" if shares else "register the transport key first")
-        )
-    from hsm.pkcs11.token import PinSource, QuorumPin, Token, TokenError
-    from hsm.softhsm import use_softhsm
-
-    source: PinSource = QuorumPin(shares) if shares else _FixedPin(req.pin or "")
-    try:
-        with ctx.runtime.tokens():  # one caller at a time in the token module
-            use_softhsm(ctx.runtime.state / "softhsm2")
-            with Token(label, source) as token:
-                token.run(lambda s: None)  # logs in: the token itself checks the PIN
-    except (TokenError, JtcaError) as exc:
-        _audit_attempt(ctx, actor.id, False, f"{how}: {exc.message}")
-        raise SignInRefused(REFUSED) from None
-    _audit_attempt(ctx, actor.id, True, how)
-    return ops.SignedIn(
-        officer=ops.Officer(
-            id=actor.id, name=name, roles=sorted(actor.roles), province=actor.province
-        ),
-        actions=sorted(granted(actor)),
-        how=how,
-        now=ctx.now(),
-    )
-
-
 # -- approvals ----------------------------------------------------------------------------------
 def pending_for(session: Session, actor: Actor) -> list[ops.PendingItem]:
-    """Applications, key actions and emergency publications awaiting a decision ``actor`` may
-    give: never their own requests, a province's officer only for their province's keys."""
+    """Applications, key actions, emergency publications and officer enrolments awaiting a
+    decision ``actor`` may give: never their own requests (nor their own enrolment), a
+    province's officer only for their province's keys. ``subject`` is what the decision's
+    signature names (``ca.officer_auth.approval_statement``)."""
     may = granted(actor)
     items: list[ops.PendingItem] = []
     if applications.APPROVE in may:
@@ -148,6 +46,7 @@ def pending_for(session: Session, actor: Actor) -> list[ops.PendingItem]:
                     ops.PendingItem(
                         kind="application",
                         id=app.id or 0,
+                        subject=f"application {app.id}",
                         what=f"key sets for {app.cities}",
                         by=app.applicant,
                         at=app.created_at,
@@ -164,6 +63,7 @@ def pending_for(session: Session, actor: Actor) -> list[ops.PendingItem]:
             ops.PendingItem(
                 kind="action",
                 id=action.id or 0,
+                subject=f"action {action.id}",
                 what=f"{action.action} of " + ", ".join(k.label for k in keys),
                 by=action.requested_by,
                 at=action.requested_at,
@@ -182,12 +82,33 @@ def pending_for(session: Session, actor: Actor) -> list[ops.PendingItem]:
                     ops.PendingItem(
                         kind="emergency",
                         id=request.id or 0,
+                        subject=f"action {request.id}",
                         what="emergency publication of every list",
                         by=request.requested_by,
                         at=request.requested_at,
                         reason=request.reason,
                     )
                 )
+    if Action.OFFICER_APPROVE in may:
+        for enrolment in session.exec(
+            select(OfficerEnrolment)
+            .where(OfficerEnrolment.state == "pending")
+            .order_by(col(OfficerEnrolment.id))
+        ):
+            if actor.id in (enrolment.requested_by, enrolment.officer_id):
+                continue
+            where = f" of {enrolment.province}" if enrolment.province else ""
+            items.append(
+                ops.PendingItem(
+                    kind="enrolment",
+                    id=enrolment.id or 0,
+                    subject=f"enrolment {enrolment.id}",
+                    what=f"certify {enrolment.officer_id}'s token key ({enrolment.roles}{where})",
+                    by=enrolment.requested_by,
+                    at=enrolment.requested_at,
+                    reason="",
+                )
+            )
     return items
 
 

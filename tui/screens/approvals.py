@@ -1,9 +1,14 @@
 """Approvals (4): dual control in the console. The items awaiting this officer's decision —
 key applications (第九条), key actions (suspend, revoke, dormant cleanup, material destruction;
-第十、十一条) and emergency publications (第三十四条) — never the officer's own requests.
-Approve or reject (with a reason) through ``Console.decide`` (``city.decide``, the lists'
-emergency decision); the service counts the approvers the policy requires and carries the action
-out on the last one."""
+第十、十一条), emergency publications (第三十四条) and officers' enrolments (issue #12) — never
+the officer's own requests.
+
+Before approving or rejecting, the officer is shown exactly what they decide on: the signed
+request that opened the item (``approvals.request``: operation, requester, time, its SM3). The
+decision is then signed by the officer's own token over that request (``Console.decide``:
+``city.decide``, the lists' emergency decision, ``officer.decide``); the service checks the
+signature, counts the approvers the policy requires and carries the action out on the last
+one."""
 
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ from textual.widgets import Footer, Static
 from ca.client.console import Console
 from ca.clock import iso_utc
 from ca.errors import JtcaError
+from ca.ops.approvals import PendingRequestView
 from ca.ops.console import PendingItem
 from tui.screens.forms import Field, FormModal, RowTable
 from tui.screens.panels import ProgressScreen, WorkProgress
@@ -33,6 +39,7 @@ class ApprovalsScreen(ProgressScreen):
         "city-key.cleanup-dormant",
         "city-key.destroy-material",
         "list.emergency-publish",
+        "officer.approve",
     )
 
     DEFAULT_CSS = """
@@ -106,46 +113,59 @@ class ApprovalsScreen(ProgressScreen):
         if item is None:
             self.fail(JtcaError("nothing to approve", title="Approve"))
             return
-
-        def confirmed(result: dict[str, str] | None) -> None:
-            if result is not None:
-                shares = [v.strip() for _, v in sorted(result.items()) if v.strip()]
-                self._decide(item, approve=True, reason="", shares=shares)
-
-        note = f"{item.what}\nasked by {item.by}" + (f": {item.reason}" if item.reason else "")
-        fields: list[Field] = []
-        if item.kind == "emergency":  # the last approval publishes: the signing key is opened
-            fields = [
-                Field(f"share-{i}", f"Root token PIN share {i}", password=True) for i in (1, 2)
-            ]
-            note += "\nThe last approval publishes every list: the root token's shares."
-        self.app.push_screen(
-            FormModal(f"Approve {item.kind} #{item.id}", fields, note=note), confirmed
-        )
+        self._show_request(item, approve=True)
 
     def action_reject(self) -> None:
         item = self._current()
         if item is None:
             self.fail(JtcaError("nothing to reject", title="Reject"))
             return
+        self._show_request(item, approve=False)
 
-        def given(result: dict[str, str] | None) -> None:
-            if result is not None:
-                self._decide(item, approve=False, reason=result["reason"])
+    def _show_request(self, item: PendingItem, *, approve: bool) -> None:
+        """Fetch the signed request behind ``item``, then ask: what is decided is shown."""
+        console = self.console
+        self.work(
+            lambda: console.signed_request(item.kind, item.id),
+            done=lambda request: self._ask(item, request, approve=approve),
+            busy="Fetching the request you decide on…",
+        )
 
+    def _ask(self, item: PendingItem, request: PendingRequestView, *, approve: bool) -> None:
+        note = describe_request(item, request)
+        token = self.console.token.label if self.console.token else "your token"
+        fields: list[Field] = []
+        if not approve:
+            fields = [Field("reason", "Why is it rejected?", placeholder="reason (required)")]
+        elif item.kind == "emergency":  # the last approval publishes: the signing key is opened
+            fields = [
+                Field(f"share-{i}", f"Root token PIN share {i}", password=True) for i in (1, 2)
+            ]
+            note += "\nThe last approval publishes every list: the root token's shares."
+        note += f"\nYour token {token} signs this {'approval' if approve else 'rejection'}."
+
+        def answered(result: dict[str, str] | None) -> None:
+            if result is None:
+                return
+            reason = result.pop("reason", "")
+            shares = [v.strip() for _, v in sorted(result.items()) if v.strip()]
+            self._decide(item, approve=approve, reason=reason, shares=shares, digest=request.digest)
+
+        verb = "Approve" if approve else "Reject"
         self.app.push_screen(
-            FormModal(
-                f"Reject {item.kind} #{item.id}",
-                [Field("reason", "Why is it rejected?", placeholder="reason (required)")],
-                note=item.what,
-            ),
-            given,
+            FormModal(f"{verb} {item.kind} #{item.id}", fields, note=note), answered
         )
 
     def _decide(
-        self, item: PendingItem, *, approve: bool, reason: str, shares: list[str] | None = None
+        self,
+        item: PendingItem,
+        *,
+        approve: bool,
+        reason: str,
+        shares: list[str],
+        digest: str,
     ) -> None:
-        kind, item_id = item.kind, item.id
+        kind, item_id, console = item.kind, item.id, self.console
 
         def done(state: str) -> None:
             verdict = "approved" if approve else "rejected"
@@ -155,9 +175,23 @@ class ApprovalsScreen(ProgressScreen):
             self.action_refresh()
 
         self.work(
-            lambda: self.console.decide(
-                kind, item_id, approve=approve, reason=reason, shares=shares or ()
+            lambda: console.decide(
+                kind, item_id, approve=approve, reason=reason, shares=shares, digest=digest
             ),
             done=done,
-            busy="Recording the decision…",
+            busy="Your token signs the decision…",
         )
+
+
+def describe_request(item: PendingItem, request: PendingRequestView) -> str:
+    """What the officer decides on: the item, and the signed request that opened it."""
+    body = request.body.decode("utf-8", errors="replace")
+    lines = [
+        item.what,
+        f"asked by {request.officer} at {iso_utc(request.at)} ({request.operation})",
+        f"request: {body if len(body) <= 64 else body[:63] + '…'}",
+        f"request SM3 {request.digest}",
+    ]
+    if item.reason:
+        lines.insert(2, f"reason: {item.reason}")
+    return "\n".join(lines)

@@ -13,7 +13,7 @@ from textual.message_pump import MessagePump
 from textual.screen import Screen
 from textual.worker import Worker
 
-from ca.client.console import Console
+from ca.client.console import Console, session_over
 from ca.errors import JtcaError
 
 T = TypeVar("T")
@@ -64,6 +64,12 @@ class ConsoleScreen(Guarded, Screen[None]):
         return not cls.ACTIONS or any(console.can(a) for a in cls.ACTIONS)
 
     def fail(self, exc: BaseException) -> None:
+        """Show ``exc``; when the service refused the session itself (it expired, or the
+        officer was suspended), the console's app signs the officer out (``session_ended``)."""
+        ended = getattr(self.app, "session_ended", None)
+        if ended is not None and session_over(exc):
+            ended(exc)
+            return
         title, message = describe_error(exc)
         self.app.notify(message, title=title, severity="error", timeout=10, markup=False)
 
