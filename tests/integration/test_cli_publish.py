@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cli_desk import Desks, share_args, write_shares
+from officer_desk import officer_pin
 from test_lists_openssl import VERIFIED, run_documented
 
 from hsm.custody import combine_secret
@@ -27,29 +29,28 @@ def test_publisher_end_to_end(database, tmp_path: Path) -> None:  # type: ignore
     state = tmp_path / "state"
     env = dict(os.environ, JTCA_STATE=str(state), JTCA_DATABASE_URL=url)
     env.pop("SOFTHSM2_CONF", None)
+    desks = Desks(env, tmp_path / "desks")
 
-    def jtca(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [JTCA, *args], capture_output=True, text=True, env=env, check=False, timeout=120
-        )
-        if ok:
-            assert result.returncode == 0, (args, result.stderr)
-        assert "Traceback" not in result.stderr
-        return result
+    def jtca(*args: str, officer: str | None = None, ok: bool = True) -> Any:
+        return desks.jtca(*args, officer=officer, ok=ok)
 
-    def data(*args: str) -> Any:
-        return json.loads(jtca(*args, "--json").stdout)
+    def data(*args: str, officer: str | None = None) -> Any:
+        return desks.data(*args, officer=officer)
 
     jtca("init")  # the state folder and its embedded service (on this test's database)
     shares = [s["share"] for s in data("ceremony", "init-token", EXAMPLE)["pin_shares"]]
-    key = ["--share", shares[0], "--share", shares[2]]
+    custodians = write_shares(tmp_path / "custodians", [shares[0], shares[2]])
+    key = share_args(custodians)
     jtca("ceremony", "run", EXAMPLE, *key, "--witness", "赵六 (公证员)")
-    for officer, role in (
-        ("publisher-1", "publisher"),
-        ("em-1", "emergency-publisher"),
-        ("em-2", "emergency-publisher"),
-    ):
-        jtca("officer", "add", "--id", officer, "--role", role, "--actor", "mot-root-1")
+    desks.bootstrap(
+        [
+            ("ca-op-1", None, None),
+            ("publisher-1", "publisher", None),
+            ("em-1", "emergency-publisher", None),
+            ("em-2", "emergency-publisher", None),
+        ],
+        custodians,
+    )
 
     # an issuer, its interop certificate, a ride QR code
     jtca("token", "init", "--token", "ISSUER-1")
@@ -73,30 +74,11 @@ def test_publisher_end_to_end(database, tmp_path: Path) -> None:  # type: ignore
         "--out",
         str(request),
     )
-    jtca(
-        "issuer",
-        "register",
-        "--issuer-id",
-        "02113450",
-        "--name",
-        "示例发行机构",
-        "--actor",
-        "ca-op-1",
-    )
+    jtca("issuer", "register", "--issuer-id", "02113450", "--name", "示例发行机构",
+         officer="ca-op-1")  # fmt: skip
     interop = tmp_path / "interop.bin"
-    jtca(
-        "ca",
-        "issue",
-        "--request",
-        str(request),
-        "--ca-index",
-        "1",
-        "--actor",
-        "ca-op-1",
-        *key,
-        "--out",
-        str(interop),
-    )
+    jtca("ca", "issue", "--request", str(request), "--ca-index", "1", *key,
+         "--out", str(interop), officer="ca-op-1")  # fmt: skip
     ride = tmp_path / "ride.bin"
     jtca(
         "issuer",
@@ -112,27 +94,35 @@ def test_publisher_end_to_end(database, tmp_path: Path) -> None:  # type: ignore
     )
 
     # nothing signs without the key; a dry run signs and writes nothing
-    no_key = jtca("publish", "--actor", "publisher-1", ok=False)
+    no_key = jtca("publish", officer="publisher-1", ok=False)
     assert no_key.returncode == 3
     assert "--share" in no_key.stderr
-    denied = jtca("publish", "--actor", "ca-op-1", *key, ok=False)
+    denied = jtca("publish", *key, officer="ca-op-1", ok=False)
     assert denied.returncode == 6
     assert "deny/no-role" in denied.stderr
-    dry = data("publish", "--actor", "publisher-1", "--dry-run")
+    nobody = jtca("publish", *key, ok=False)  # no session at this desk, no --officer
+    assert (nobody.returncode, nobody.stderr.startswith("jtca: Not signed in:")) == (6, True)
+    dry = data("publish", "--dry-run", officer="publisher-1")
     assert {d["action"] for d in dry} == {"would-publish"}
     lists = state / "lists"
     assert not (lists / "issuer-whitelist.der").exists()
 
-    first = {d["list"]: d for d in data("publish", "--actor", "publisher-1", *key)}
+    first = {d["list"]: d for d in data("publish", *key, officer="publisher-1")}
     assert {d["action"] for d in first.values()} == {"published"}
     assert first["issuer-whitelist"]["diff"]["added"] == ["02113450"]
     assert first["ca-key-list"]["entries"] == 1
     assert first["city-list"]["entries"] == 0
-    # the timer's run: the PIN from a credential file (docs/deploy), nothing to do the second time
+    # the timer's run (docs/deploy): no session file — it signs in for the run with the
+    # publisher's own token, whose PIN is a credential file like the list key's; nothing to do
+    # the second time
     pin_file = tmp_path / "publisher.pin"
     pin_file.write_bytes(combine_secret([shares[0], shares[2]]))
-    again = data("publish", "--actor", "publisher-1", "--pin-source", f"file:{pin_file}")
+    officer_pin_file = tmp_path / "publisher-officer.pin"
+    officer_pin_file.write_text(officer_pin("publisher-1"))
+    timer = ["--officer", "publisher-1", "--officer-pin-source", f"file:{officer_pin_file}"]
+    again = data("publish", *timer, "--pin-source", f"file:{pin_file}")
     assert {d["action"] for d in again} == {"unchanged"}  # idempotent
+    assert not desks.session_file("nobody").exists()  # the run's session was its own
 
     # anyone can check a published list: OpenSSL with the documented commands, and jtca
     root = tmp_path / "root.der"
@@ -165,19 +155,9 @@ def test_publisher_end_to_end(database, tmp_path: Path) -> None:  # type: ignore
     assert accepted["checks"]["acceptor"]["accepted"] is True
 
     # revoke the issuer's certificate: the next publish shows it, the acceptor refuses the QR
-    jtca(
-        "ca",
-        "revoke",
-        "--ca-index",
-        "1",
-        "--serial",
-        "1",
-        "--reason",
-        "key compromise",
-        "--actor",
-        "ca-op-1",
-    )
-    second = {d["list"]: d for d in data("publish", "--actor", "publisher-1", *key)}
+    jtca("ca", "revoke", "--ca-index", "1", "--serial", "1", "--reason", "key compromise",
+         officer="ca-op-1")  # fmt: skip
+    second = {d["list"]: d for d in data("publish", *key, officer="publisher-1")}
     assert second["issuer-whitelist"]["action"] == "published"
     assert second["issuer-whitelist"]["sequence"] == 2
     assert second["issuer-whitelist"]["diff"]["changed"] == {
@@ -201,20 +181,13 @@ def test_publisher_end_to_end(database, tmp_path: Path) -> None:  # type: ignore
     assert "rollback" in old.stderr
 
     # two publishers at once after a change: one new version, both succeed
-    jtca(
-        "issuer",
-        "register",
-        "--issuer-id",
-        "02113451",
-        "--name",
-        "另一发行机构",
-        "--actor",
-        "ca-op-1",
-    )  # not on the list until certified: content unchanged
+    jtca("issuer", "register", "--issuer-id", "02113451", "--name", "另一发行机构",
+         officer="ca-op-1")  # fmt: skip  # not on the list until certified: content unchanged
     procs = [
         subprocess.Popen(
-            [JTCA, "publish", "--actor", "publisher-1", *key, "--json"],
-            env=env,
+            [JTCA, "publish", *key, "--json"],
+            env=desks.env("publisher-1"),
+            stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -227,21 +200,21 @@ def test_publisher_end_to_end(database, tmp_path: Path) -> None:  # type: ignore
     assert [h["sequence"] for h in history] == [1, 2]
 
     # emergency publication (第三十四条): dual control, then every list at once
-    asked = data("lists", "emergency", "--reason", "issuer key leaked", "--actor", "em-1")
+    asked = data("lists", "emergency", "--reason", "issuer key leaked", officer="em-1")
     assert asked["state"] == "pending"
-    own = jtca("lists", "approve", str(asked["request"]), "--actor", "em-1", *key, ok=False)
+    approve = ["lists", "approve", str(asked["request"]), *key, "--officer-pin-source",
+               "env:OFFICER_PIN"]  # fmt: skip
+    own = jtca(*approve, officer="em-1", ok=False)
     assert own.returncode == 6
-    urgent = {
-        d["list"]: d
-        for d in data("lists", "approve", str(asked["request"]), "--actor", "em-2", *key)
-    }
+    assert "You sign: APPROVE action" in own.stderr  # shown before it was signed
+    urgent = {d["list"]: d for d in data(*approve, officer="em-2")}
     assert {d["why"] for d in urgent.values()} == {"emergency"}
     assert urgent["issuer-whitelist"]["sequence"] == 3
     assert data("lists", "history", "--list", "city-list")[-1]["emergency"] is True
 
     # another folder mirrors every version the service published, and the current lists
     mirror = tmp_path / "mirror"
-    quiet = data("publish", "--actor", "publisher-1", *key, "--out", str(mirror))
+    quiet = data("publish", *key, "--out", str(mirror), officer="publisher-1")
     assert {d["action"] for d in quiet} == {"unchanged"}
     archived = sorted(p.name for p in (mirror / "archive" / "issuer-whitelist").iterdir())
     assert archived == [f"issuer-whitelist-{n:010d}.der" for n in (1, 2, 3)]
@@ -253,25 +226,15 @@ def test_publisher_end_to_end(database, tmp_path: Path) -> None:  # type: ignore
     fd = os.open(state / "published" / ".publish.lock", os.O_RDWR)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        busy = jtca("publish", "--actor", "publisher-1", *key, "--wait", "0.5", ok=False)
+        busy = jtca("publish", *key, "--wait", "0.5", officer="publisher-1", ok=False)
     finally:
         os.close(fd)
     assert busy.returncode == 75, busy.stderr
     assert "Publisher busy" in busy.stderr
 
     # operators report loading; a bad row is refused with its line, the good one kept
-    jtca(
-        "lists",
-        "operator-add",
-        "--id",
-        "gz-metro",
-        "--name",
-        "广州地铁",
-        "--province",
-        "440000",
-        "--actor",
-        "ca-op-1",
-    )
+    jtca("lists", "operator-add", "--id", "gz-metro", "--name", "广州地铁", "--province",
+         "440000", officer="ca-op-1")  # fmt: skip
     report = tmp_path / "acks.csv"
     report.write_text(
         "operator,list,sequence,loaded_at,terminals\n"
@@ -279,7 +242,7 @@ def test_publisher_end_to_end(database, tmp_path: Path) -> None:  # type: ignore
         "gz-metro,city-list,9,2026-11-25T00:00:00Z,10\n",
         encoding="utf-8",
     )
-    loaded = jtca("lists", "ack", str(report), "--actor", "publisher-1", "--json", ok=False)
+    loaded = jtca("lists", "ack", str(report), "--json", officer="publisher-1", ok=False)
     assert loaded.returncode == 3
     refused_rows = json.loads(loaded.stdout)["refused"]
     assert [(r["line"], r["field"]) for r in refused_rows] == [(2, "loaded_at"), (3, "sequence")]
