@@ -13,7 +13,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from ca.errors import JtcaError
 
@@ -25,7 +25,13 @@ class UsageError(Exception):
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line naming the problem, not a usage dump."""
+    """argparse, but a usage error is one line naming the problem, not a usage dump; and no
+    abbreviated options: ``--share VALUE`` must not pass for ``--share-file`` (a share or a PIN
+    is never a command-line value, issue #12)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message} (see '{self.prog} --help')")

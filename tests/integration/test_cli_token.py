@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_desk import share_args, write_shares
 
 JTCA = str(Path(sys.executable).with_name("jtca"))
 
@@ -26,6 +27,7 @@ def jtca(tmp_path: Path):  # type: ignore[no-untyped-def]
             env=env,
             check=False,
             timeout=120,
+            stdin=subprocess.DEVNULL,  # a share is typed at a prompt only when no file is named
         )
         if ok:
             assert result.returncode == 0, result.stderr
@@ -122,7 +124,8 @@ def test_move_a_key_back_it_up_and_refuse_replays(jtca, tmp_path: Path) -> None:
         ).stdout
     )["shares"]
     assert len(shares) == 3
-    checked = jtca("check-shares", shares[0], shares[2])
+    files = write_shares(tmp_path / "custodians", shares)
+    checked = jtca("check-shares", *share_args([files[0], files[2]]))
     assert "combine" in checked.stdout
     restored = json.loads(
         jtca(
@@ -131,10 +134,7 @@ def test_move_a_key_back_it_up_and_refuse_replays(jtca, tmp_path: Path) -> None:
             "PROV2",
             "--archive",
             str(archive),
-            "--share",
-            shares[1],
-            "--share",
-            shares[2],
+            *share_args(files[1:]),
             "--json",
         ).stdout
     )
@@ -159,7 +159,7 @@ def test_move_a_key_back_it_up_and_refuse_replays(jtca, tmp_path: Path) -> None:
     assert "replayed" in replay.stderr
 
 
-def test_errors_are_one_line(jtca) -> None:  # type: ignore[no-untyped-def]
+def test_errors_are_one_line(jtca, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     missing = jtca("list", "--token", "NOPE", ok=False)
     assert missing.returncode == 5
     assert missing.stderr.count("\n") == 1
@@ -171,10 +171,17 @@ def test_errors_are_one_line(jtca) -> None:  # type: ignore[no-untyped-def]
     bad_uri = jtca("destroy", "--token", "T", "--key", "token=T", "--yes", ok=False)
     assert bad_uri.returncode == 3
     assert "--key: " in bad_uri.stderr
-    bad_share = jtca("check-shares", "JTCA1-2OF3-1-00000000-AAAA-00000000", ok=False)
+    bad = write_shares(tmp_path / "bad", ["JTCA1-2OF3-1-00000000-AAAA-00000000"])
+    bad_share = jtca("check-shares", *share_args(bad), ok=False)
     assert bad_share.returncode == 3
     assert "checksum" in bad_share.stderr
-    for result in (missing, refused, bad_uri, bad_share):
+    # a share is never a command-line argument: the option is gone, and a value is refused
+    on_line = jtca("check-shares", "JTCA1-2OF3-1-00000000-AAAA-00000000", ok=False)
+    assert on_line.returncode == 2
+    no_option = jtca("restore", "--token", "T", "--archive", "x", "--share", "s", ok=False)
+    assert no_option.returncode == 2
+    assert "unrecognized arguments: --share s" in no_option.stderr
+    for result in (missing, refused, bad_uri, bad_share, on_line, no_option):
         assert "Traceback" not in result.stderr
 
 
