@@ -36,7 +36,10 @@ def check_publish_command(argv: list[str]) -> None:
     args = build_parser().parse_args(argv[1:])
     assert args.handler is cmd_publish
     assert args.pin_source.startswith("file:")  # unattended: no shares, no prompt
-    assert args.actor == "publisher-1"
+    # it signs in for the run as publisher-1 with its own token, the PIN from a file (#12)
+    assert args.officer == "publisher-1"
+    assert args.officer_pin_source.startswith("file:")
+    assert "--actor" not in argv
     assert args.out == Path("/var/lib/jtca/lists")  # its own mirror, not the service's state
 
 
