@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -86,10 +88,10 @@ class Desk:
         ]
 
 
-@pytest.fixture
-def desk(tmp_path: Any) -> Iterator[Desk]:
+@contextmanager
+def desk_on(state: Path, url: str | None = None) -> Iterator[Desk]:
     clock = FixedClock(T0)
-    with in_process(tmp_path / "state", clock=clock) as (client, runtime):
+    with in_process(state, url=url, clock=clock) as (client, runtime):
         with transaction(runtime.engine) as session:
             for officer_id, role, province in OFFICERS:
                 add_officer_in(
@@ -102,6 +104,12 @@ def desk(tmp_path: Any) -> Iterator[Desk]:
                     now=T0,
                 )
         yield Desk(client, runtime, clock)
+
+
+@pytest.fixture
+def desk(tmp_path: Path) -> Iterator[Desk]:
+    with desk_on(tmp_path / "state") as made:
+        yield made
 
 
 # -- helpers: requests made by hand -----------------------------------------------------------
@@ -254,7 +262,13 @@ def test_a_request_altered_after_signing_is_refused(desk: Desk) -> None:
     assert desk.events(since, "city-key.apply") == []
 
 
-def test_a_replayed_request_is_refused(desk: Desk) -> None:
+def test_a_replayed_request_is_refused(database: Any, tmp_path: Path) -> None:
+    url, _ = database
+    with desk_on(tmp_path / "state", url) as desk:
+        replayed(desk)
+
+
+def replayed(desk: Desk) -> None:
     signer = signer_of(desk.as_("gd-1"))
     body = body_of(APPLY_440100)
     headers = signed_headers(signer, city_ops.APPLY, body)
@@ -378,27 +392,49 @@ def test_a_sign_in_with_a_spent_or_expired_challenge_is_refused(desk: Desk) -> N
 
 
 def test_a_wrong_pin_is_refused_by_the_token(desk: Desk) -> None:
-    from ca.site.officer_token import OfficerToken, sign_in
-    from hsm.pkcs11.token import TokenError
+    """The token itself refuses the PIN (C_Login: CKR_PIN_INCORRECT), before anything is
+    signed or sent. SoftHSM2 never locks a user PIN (it has no retry limit: its C_Login never
+    answers CKR_PIN_LOCKED, whatever the token's flags say), so the lock after a retry limit
+    that a USB key applies cannot be shown with it; hsm.pkcs11.token maps CKR_PIN_LOCKED to
+    "PIN locked … the security officer must reset it" for the tokens that do."""
+    from officer_desk import FixedPinSource
+    from pkcs11 import TokenFlag
+
+    from ca.site.officer_token import OfficerToken, default_label, sign_in
+    from hsm.pkcs11.token import TokenError, find_module, load_module
 
     desk.as_("gd-1")  # gd-1's token exists and is enrolled
-    from officer_desk import FixedPinSource
+    desk.client.token("gd-1").close()  # logged out: the next PIN goes to the token itself
 
-    wrong = OfficerToken("officer-gd-1", FixedPinSource("not-" + officer_pin("gd-1")),
-                         state=desk.runtime.state)  # fmt: skip
+    def flags() -> TokenFlag:
+        return load_module(find_module()).get_token(token_label=default_label("gd-1")).flags
+
+    assert not flags() & TokenFlag.USER_PIN_COUNT_LOW
     since = desk.last_seq()
-    with pytest.raises(TokenError) as caught:
-        sign_in(desk.client.signed_in(None), wrong, "gd-1", clock=desk.clock.now)
-    assert caught.value.title == "Wrong PIN"
-    assert "wrong PIN for token 'officer-gd-1'" in caught.value.message
-    assert officer_pin("gd-1") not in caught.value.message
-    # the PIN never left this machine: the service saw a challenge asked for, no sign-in
+    for attempt in range(5):
+        wrong = OfficerToken(
+            "officer-gd-1",
+            FixedPinSource(f"not-{officer_pin('gd-1')}-{attempt}"),
+            state=desk.runtime.state,
+        )
+        with pytest.raises(TokenError) as caught:
+            sign_in(desk.client.signed_in(None), wrong, "gd-1", clock=desk.clock.now)
+        assert caught.value.title == "Wrong PIN"
+        assert "wrong PIN for token 'officer-gd-1'" in caught.value.message
+        assert officer_pin("gd-1") not in caught.value.message
+        wrong.close()
+    assert flags() & TokenFlag.USER_PIN_COUNT_LOW  # the token counted the failures
+    assert not flags() & TokenFlag.USER_PIN_LOCKED  # and SoftHSM2 never locks
+    # the PIN never left this machine: the service saw challenges asked for, no sign-in
     assert desk.events(since, "auth.sign-in") == []
-    right = OfficerToken("officer-gd-1", FixedPinSource(officer_pin("gd-1")),
-                         state=desk.runtime.state)  # fmt: skip
+    assert desk.refusals(since) == []
+    right = OfficerToken(
+        "officer-gd-1", FixedPinSource(officer_pin("gd-1")), state=desk.runtime.state
+    )
     assert sign_in(desk.client.signed_in(None), right, "gd-1", clock=desk.clock.now).officer == (
         "gd-1"
     )
+    assert not flags() & TokenFlag.USER_PIN_COUNT_LOW  # cleared by the right PIN
 
 
 # -- suspended and revoked officers ----------------------------------------------------------
@@ -532,7 +568,11 @@ def test_self_approval_is_refused_whatever_token_signs_it(keyed: Desk) -> None:
     # gd-1's application, approved by gd-1 with gd-1's own token
     application = keyed.as_("gd-1").call(city_ops.APPLY, city_ops.ApplyRequest(cities=["440300"]))
     since = keyed.last_seq()
-    refused_call(lambda: decide(keyed, "gd-1", "application", application.id), 403)
+    refused_call(
+        lambda: decide(keyed, "gd-1", "application", application.id),
+        403,
+        "dual control: the applicant cannot approve their own application",
+    )
     # mot-root-1's revocation, approved by mot-root-1 with mot-root-1's own token
     requested = keyed.as_("mot-root-1").call(
         city_ops.REVOKE,
