@@ -20,10 +20,11 @@ from typing import Any
 
 import pytest
 from guangzhou_world import guangzhou_generated
+from officer_desk import DeskClient
 from sqlmodel import col, select
 
 from ca.audit import verify
-from ca.client.http import Client, ServiceError
+from ca.client.http import ServiceError
 from ca.clock import FixedClock
 from ca.service.runtime import Runtime
 from ca.site import packages as site
@@ -44,7 +45,7 @@ OFFICERS = (
 
 @dataclass
 class World:
-    client: Client
+    client: DeskClient
     runtime: Runtime
     state: Path
     province_site: SiteVault
@@ -52,7 +53,7 @@ class World:
     keys: list[int]
     out: Path
 
-    def as_(self, officer: str) -> Client:
+    def as_(self, officer: str) -> DeskClient:
         return self.client.as_officer(officer)
 
     def actions(self) -> list[AuditEvent]:
@@ -156,20 +157,25 @@ def test_jtca_city_packages(
     from ca.cli.main import main
 
     monkeypatch.setenv("JTCA_STATE", str(world.state))
-    monkeypatch.setattr(ca.client.http, "connect", lambda officer=None: world.as_(officer or ""))
+    desk = ["gd-1"]  # whose session this machine holds
+
+    def connect(*, target: object = None, anonymous: bool = False) -> DeskClient:
+        return world.as_(desk[0])
+
+    monkeypatch.setattr(ca.client.http, "connect", connect)
     sent = site.deliver(world.as_("mot-root-1"), world.province_site, keys=world.keys[:1],
                         out_dir=world.out / "to-gd", now=T0)  # fmt: skip
     sent[0].path.unlink()
     out = world.out / "fetched"
-    argv = ["city", "packages", "--key", str(sent[0].key), "--out", str(out), "--actor", "gd-1"]
+    argv = ["city", "packages", "--key", str(sent[0].key), "--out", str(out)]
     assert main([*argv, "--json"]) == 0
     (written,) = json.loads(capsys.readouterr().out)
     assert (written["to"], written["package"]) == ("440000", sent[0].package)
     assert Path(written["file"]) == out / sent[0].path.name
     assert main(argv) == 0
     assert capsys.readouterr().out.strip() == f"{sent[0].label} → 440000: {out / sent[0].path.name}"
-    refused = [*argv[:-1], "fj-1"]
-    assert main(refused) == 6
+    desk[0] = "fj-1"  # another province's officer, signed in at this machine
+    assert main(argv) == 6
     assert "deny/other-province" in capsys.readouterr().err
     done = site.import_package(
         world.as_("gd-1"), world.province_site, Path(written["file"]).read_bytes()

@@ -18,10 +18,11 @@ from typing import Any
 
 import pytest
 from guangzhou_world import CITY_TOKEN, MINISTRY_TOKEN, PROVINCE_TOKEN, guangzhou_generated
+from officer_desk import DeskClient
 from sqlmodel import col, select
 
 from ca.audit import verify
-from ca.client.http import Client, ServiceError
+from ca.client.http import ServiceError
 from ca.clock import FixedClock
 from ca.ops import packages as ops
 from ca.ops.base import Empty
@@ -49,7 +50,7 @@ Snapshot = Callable[[KeyStore], list[Any]]
 
 @dataclass
 class World:
-    client: Client
+    client: DeskClient
     runtime: Runtime
     state: Path
     province_site: SiteVault  # Guangdong's token, at the province
@@ -58,7 +59,7 @@ class World:
     application: int
     out: Path
 
-    def as_(self, officer: str) -> Client:
+    def as_(self, officer: str) -> DeskClient:
         return self.client.as_officer(officer)
 
     def keys_by_id(self) -> dict[int, CityKey]:

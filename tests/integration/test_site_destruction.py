@@ -8,6 +8,9 @@ service's clock moved) destroy-material is approved: the service destroys the mi
 only and records the province's and the city's as awaiting destruction. Each site then destroys
 its own copy in its own token and reports it; the service checks each report (the holder's
 copy, awaiting destruction, an officer of that province) and records it, audited.
+
+Officers sign in for real (``tests/officer_desk.DeskClient``) and sign each decision with their
+own token; when the service's clock moves past the sessions' idle limit they sign in again.
 """
 
 from __future__ import annotations
@@ -21,10 +24,11 @@ from typing import Any
 
 import pytest
 from guangzhou_world import CITY_TOKEN, MINISTRY_TOKEN, PROVINCE_TOKEN, guangzhou_generated
+from officer_desk import DeskClient
 from sqlmodel import col, select
 
 from ca.audit import verify
-from ca.client.http import Client, ServiceError
+from ca.client.http import ServiceError
 from ca.clock import FixedClock, iso_utc
 from ca.ops import city
 from ca.ops import packages as ops
@@ -54,7 +58,7 @@ OFFICERS = (
 
 @dataclass
 class World:
-    client: Client
+    client: DeskClient
     runtime: Runtime
     clock: FixedClock
     province_site: SiteVault  # Guangdong's token, at the province
@@ -64,8 +68,13 @@ class World:
     labels: set[str]
     uris: dict[tuple[int, str], str]  # (key, holder) → the copy's URI, as imported
 
-    def as_(self, officer: str) -> Client:
+    def as_(self, officer: str) -> DeskClient:
         return self.client.as_officer(officer)
+
+    def later(self, seconds: int) -> None:
+        """The service's clock moves on; the officers' sessions have gone idle."""
+        self.clock.advance(seconds)
+        signed_out(self.client)
 
     def copies(self) -> dict[tuple[int, str], KeyCopy]:
         with transaction(self.runtime.engine) as session:
@@ -83,6 +92,18 @@ class World:
 
 def _labels(store: KeyStore) -> set[str]:
     return {k.label for k in store.list_keys()}
+
+
+def signed_out(client: DeskClient) -> None:
+    """Forget every officer's session (they sign in again on their next request)."""
+    for officer_id, _, _ in OFFICERS:
+        client.forget(officer_id)
+
+
+def signed_decision(officer: DeskClient, action: int) -> city.DecideRequest:
+    """``officer``'s approval of key action ``action``, signed with their own token."""
+    at, signature = officer.decision(f"action {action}")
+    return city.DecideRequest(kind="action", id=action, approve=True, at=at, signature=signature)
 
 
 @pytest.fixture
@@ -120,10 +141,11 @@ def world(database: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ite
             city.REVOKE, city.KeyActionRequest(keys=ids, reason="token lost at the city")
         )
         assert revoke.action_id is not None
-        approve = city.DecideRequest(kind="action", id=revoke.action_id, approve=True)
         for approver in ("mot-root-2", "mot-root-3"):
-            client.as_officer(approver).call(city.DECIDE, approve)
+            signed = client.as_officer(approver)
+            signed.call(city.DECIDE, signed_decision(signed, revoke.action_id))
         clock.set(GRACE_PASSED)
+        signed_out(client)
         yield World(
             client,
             runtime,
@@ -152,9 +174,8 @@ def destroy_material(world: World) -> None:
     asked = world.as_("mot-root-1").call(city.DESTROY_MATERIAL, city.DestroyRequest())
     assert (asked.state, sorted(asked.keys)) == ("pending", sorted(world.labels))
     assert asked.action_id is not None
-    done = world.as_("mot-root-2").call(
-        city.DECIDE, city.DecideRequest(kind="action", id=asked.action_id, approve=True)
-    )
+    approver = world.as_("mot-root-2")
+    done = approver.call(city.DECIDE, signed_decision(approver, asked.action_id))
     assert done.state == "done"
 
 
@@ -210,7 +231,7 @@ def test_sites_destroy_their_own_copies(world: World) -> None:
                                             ops.Holder(holder="440100")).copies) == 2  # fmt: skip
 
     # the province destroys its copies in its own token and reports each
-    world.clock.advance(3600)
+    world.later(3600)
     done = destruction.destroy_copies(world.as_("gd-1"), world.province_site, "440000")
     assert sorted(c.key for c in done) == sorted(world.keys)
     assert {(c.holder, c.destroyed_at) for c in done} == {("440000", GRACE_PASSED + 3600)}
@@ -290,9 +311,8 @@ def test_a_key_not_destroyed_keeps_every_copy(world: World) -> None:
     one = world.keys[0]
     asked = world.as_("mot-root-1").call(city.DESTROY_MATERIAL, city.DestroyRequest(keys=[one]))
     assert asked.action_id is not None
-    world.as_("mot-root-3").call(
-        city.DECIDE, city.DecideRequest(kind="action", id=asked.action_id, approve=True)
-    )
+    approver = world.as_("mot-root-3")
+    approver.call(city.DECIDE, signed_decision(approver, asked.action_id))
     listed = destruction.awaiting(world.as_("gd-1"), "440100")
     assert [c.key for c in listed] == [one]
     other = world.keys[1]
@@ -312,13 +332,20 @@ def test_jtca_city_destroy_copies(
     from ca.cli.main import main
 
     monkeypatch.setenv("JTCA_STATE", str(world.runtime.state))
-    monkeypatch.setattr(ca.client.http, "connect", lambda officer=None: world.as_(officer or ""))
-    argv = ["city", "destroy-copies", "--holder", "440000", "--actor", "gd-1"]
+    desk = ["gd-1"]  # whose session this machine holds
+
+    def connect(*, target: object = None, anonymous: bool = False) -> DeskClient:
+        return world.as_(desk[0])
+
+    monkeypatch.setattr(ca.client.http, "connect", connect)
+    argv = ["city", "destroy-copies", "--holder", "440000"]
     assert main(argv) == 0
     assert capsys.readouterr().out.strip() == "no copy of 440000 awaits destruction"
     destroy_material(world)
-    assert main([*argv[:-1], "fj-1"]) == 6
+    desk[0] = "fj-1"  # another province's officer, signed in at this machine
+    assert main(argv) == 6
     assert "deny/other-province" in capsys.readouterr().err
+    desk[0] = "gd-1"
     assert main([*argv, "--json"]) == 0
     done = json.loads(capsys.readouterr().out)
     assert sorted(d["key"] for d in done) == sorted(world.keys)
