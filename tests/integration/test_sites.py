@@ -3,7 +3,12 @@ PKCS#11 token in a SoftHSM2 of the province's machine that the authority service
 opened with ``--module`` and a PIN from ``--pin-source env:VAR`` — registers its transport key,
 imports the ministry's packages and hands the keys on to a city whose token is the embedded
 default. The service's SoftHSM2 never holds the province's token, and no PIN of it is stored
-anywhere jtca keeps files."""
+anywhere jtca keeps files.
+
+Each officer signs in with ``jtca login`` and their own token (issue #12: a SoftHSM2 token
+``officer-ID`` in the state folder, its key certified by the officer CA); each command runs in
+that officer's session (``$JTCA_SESSION``), and the approval is signed with the approver's
+token, its PIN from ``--pin-source env:VAR``."""
 
 from __future__ import annotations
 
@@ -11,14 +16,18 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from officer_desk import enrol_directly, officer_pin, officer_token
 
+from ca.service.runtime import open_runtime
 from ca.store.db import transaction
 from hsm.pkcs11.token import find_module
+from hsm.softhsm import CONF_ENV
 
 JTCA = str(Path(sys.executable).with_name("jtca"))
 PROVINCE_PIN = "gd-pin-4711"
@@ -31,15 +40,21 @@ OFFICERS = (
 
 
 @pytest.fixture
-def env(database: Any, tmp_path: Path) -> Iterator[dict[str, str]]:
-    """`jtca init` on a fresh state folder (its embedded service stopped afterwards), and the
-    officers."""
+def env(
+    database: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[dict[str, dict[str, str]]]:
+    """`jtca init` on a fresh state folder (its embedded service stopped afterwards), the
+    officers registered, each with their own token in the state folder and its key certified,
+    each signed in with `jtca login`: the environment of each officer's command line."""
     url, engine = database
+    monkeypatch.setenv(CONF_ENV, "")  # the state folder's SoftHSM2 here; restored afterwards
+    state = tmp_path / "state"
     env = {k: v for k, v in os.environ.items() if k not in ("JTCA_URL", "JTCA_SERVER_CERT")}
     env.update(
-        JTCA_STATE=str(tmp_path / "state"),
+        JTCA_STATE=str(state),
         JTCA_DATABASE_URL=url,
         XDG_CONFIG_HOME=str(tmp_path / "xdg"),
+        XDG_STATE_HOME=str(tmp_path / "xdg-state"),
     )
     env.pop("SOFTHSM2_CONF", None)
     made = subprocess.run([JTCA, "init"], capture_output=True, text=True, env=env, timeout=120)
@@ -55,9 +70,32 @@ def env(database: Any, tmp_path: Path) -> Iterator[dict[str, str]]:
                 roles=[role],
                 province=province,
                 actor="test",
-                now=1_790_000_000,
+                now=int(time.time()),
             )
-    yield env
+    runtime = open_runtime(state, url=url)
+    try:
+        for officer_id, _, _ in OFFICERS:
+            with officer_token(state, officer_id) as token:
+                enrol_directly(runtime, token, officer_id, int(time.time()))
+    finally:
+        runtime.close()
+    officers: dict[str, dict[str, str]] = {"anyone": env}
+    for officer_id, _, _ in OFFICERS:
+        own = dict(
+            env,
+            JTCA_SESSION=str(tmp_path / "sessions" / f"{officer_id}.json"),
+            OFFICER_PIN=officer_pin(officer_id),
+        )
+        signed = subprocess.run(
+            [JTCA, "login", "--officer", officer_id, "--pin-source", "env:OFFICER_PIN"],
+            capture_output=True,
+            text=True,
+            env=own,
+            timeout=120,
+        )
+        assert signed.returncode == 0, signed.stderr
+        officers[officer_id] = own
+    yield officers
     subprocess.run(
         [JTCA, "service", "stop"], capture_output=True, text=True, env=env, timeout=60, check=False
     )
@@ -80,17 +118,19 @@ def province_machine(folder: Path) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("database", ["sqlite"], indirect=True)
-def test_a_province_with_its_own_token(env: dict[str, str], tmp_path: Path) -> None:
+def test_a_province_with_its_own_token(env: dict[str, dict[str, str]], tmp_path: Path) -> None:
     at_province = province_machine(tmp_path / "gd-machine")
     module = str(find_module())
     site = ["--module", module, "--pin-source", "env:GD_PIN"]
 
-    def jtca(*args: str, ok: bool = True, where: dict[str, str] | None = None) -> Any:
+    def jtca(
+        *args: str, ok: bool = True, where: dict[str, str] | None = None, officer: str = "anyone"
+    ) -> Any:
         result = subprocess.run(
             [JTCA, *args],
             capture_output=True,
             text=True,
-            env=dict(env, **(where or {})),
+            env=dict(env[officer], **(where or {})),
             check=False,
             timeout=120,
         )
@@ -99,48 +139,51 @@ def test_a_province_with_its_own_token(env: dict[str, str], tmp_path: Path) -> N
             assert result.returncode == 0, (args, result.stderr)
         return result
 
-    def data(*args: str, where: dict[str, str] | None = None) -> Any:
-        return json.loads(jtca(*args, "--json", where=where).stdout)
+    def data(*args: str, where: dict[str, str] | None = None, officer: str = "anyone") -> Any:
+        return json.loads(jtca(*args, "--json", where=where, officer=officer).stdout)
 
     ministry = data("city", "transport-key", "--holder", "ministry", "--token", "MOT-KEYS",
-                    "--actor", "mot-root-1")  # fmt: skip
+                    officer="mot-root-1")  # fmt: skip
     assert ministry["token"] == "MOT-KEYS"  # noqa: S105 - a token label
     # the ministry's token is the service's: no --module for it
     refused = jtca("city", "transport-key", "--holder", "ministry", "--token", "MOT-KEYS",
-                   "--actor", "mot-root-1", *site, ok=False)  # fmt: skip
+                   *site, ok=False, officer="mot-root-1")  # fmt: skip
     assert refused.returncode == 3
     # a PIN source goes with a module
-    refused = jtca("city", "import", "x.jkp", "--actor", "gd-1", "--pin-source", "env:GD_PIN",
-                   ok=False)  # fmt: skip
+    refused = jtca("city", "import", "x.jkp", "--pin-source", "env:GD_PIN", ok=False,
+                   officer="gd-1")  # fmt: skip
     assert (refused.returncode, "--module" in refused.stderr) == (3, True)
 
     province = data("city", "transport-key", "--holder", "440000", "--token", "GD-HSM",
-                    "--actor", "gd-1", *site, where=at_province)  # fmt: skip
+                    *site, where=at_province, officer="gd-1")  # fmt: skip
     assert province["uri"].startswith("pkcs11:token=GD-HSM;object=transport-440000-")
     city = data("city", "transport-key", "--holder", "440100", "--token", "GZ-KEYS",
-                "--actor", "gd-1")  # fmt: skip
+                officer="gd-1")  # fmt: skip
     assert city["token"] == "GZ-KEYS"  # noqa: S105 - a token label
 
-    application = data("city", "apply", "--city", "440100", "--actor", "gd-1")["application"]
-    data("city", "approve", "--application", str(application), "--actor", "ca-op-1")
-    data("city", "generate", str(application), "--actor", "mot-root-1")
+    application = data("city", "apply", "--city", "440100", officer="gd-1")["application"]
+    # the approval is signed with ca-op-1's own token (its PIN from the environment)
+    approved = data("city", "approve", "--application", str(application),
+                    "--pin-source", "env:OFFICER_PIN", officer="ca-op-1")  # fmt: skip
+    assert approved["state"] == "approved"
+    data("city", "generate", str(application), officer="mot-root-1")
     sent = data("city", "deliver", "--application", str(application),
-                "--out", str(tmp_path / "to-gd"), "--actor", "mot-root-1")  # fmt: skip
+                "--out", str(tmp_path / "to-gd"), officer="mot-root-1")  # fmt: skip
     assert {d["to"] for d in sent} == {"440000"}
 
     files = [d["file"] for d in sent]
-    imported = data("city", "import", *files, "--actor", "gd-1", *site, where=at_province)
+    imported = data("city", "import", *files, *site, where=at_province, officer="gd-1")
     assert {(i["token"], i["stage"]) for i in imported} == {("GD-HSM", "held-by-province")}
-    again = jtca("city", "import", files[0], "--actor", "gd-1", *site, where=at_province,
-                 ok=False)  # fmt: skip
+    again = jtca("city", "import", files[0], *site, where=at_province, ok=False,
+                 officer="gd-1")  # fmt: skip
     assert again.returncode == 4
     assert again.stderr.startswith(f"jtca: Key package refused: {files[0]}: replayed: ")
 
     onward = data("city", "deliver", "--application", str(application),
-                  "--out", str(tmp_path / "to-gz"), "--actor", "gd-1", *site,
-                  where=at_province)  # fmt: skip
+                  "--out", str(tmp_path / "to-gz"), *site, where=at_province,
+                  officer="gd-1")  # fmt: skip
     assert {d["to"] for d in onward} == {"440100"}
-    installed = data("city", "import", *[d["file"] for d in onward], "--actor", "gd-2")
+    installed = data("city", "import", *[d["file"] for d in onward], officer="gd-2")
     assert {(i["token"], i["stage"]) for i in installed} == {("GZ-KEYS", "installed")}
 
     # the keys are in the province's own token, read there with its module and PIN
@@ -151,7 +194,7 @@ def test_a_province_with_its_own_token(env: dict[str, str], tmp_path: Path) -> N
     embedded = data("token", "list")["tokens"]
     assert "GD-HSM" not in embedded
     assert {"MOT-KEYS", "GZ-KEYS"} <= set(embedded)
-    state = Path(env["JTCA_STATE"])
+    state = Path(env["anyone"]["JTCA_STATE"])
     assert not [p for p in state.rglob("*") if p.is_file() and PROVINCE_PIN.encode() in
                 p.read_bytes()]  # fmt: skip
     assert all(d["stage"] == "installed" for d in data("city", "keys", "--city", "440100"))
