@@ -95,9 +95,11 @@ def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def check_nonce(value: str, field: str = "nonce") -> str:
+def check_nonce(value: str, field: str = "nonce", reason: str = "bad-nonce") -> str:
     if not _NONCE.match(value):
-        raise AuthError(f"{field}: 16 to 64 base64url characters, got {value[:70]!r}")
+        raise AuthError(
+            f"{field}: 16 to 64 base64url characters, got {value[:70]!r}", reason=reason
+        )
     return value
 
 
@@ -196,7 +198,7 @@ def parse_signature_header(value: str) -> RequestSignature:
             f"{SIGNATURE_HEADER} t: Unix seconds, got {parts['t'][:20]!r}",
             reason="bad-signature-header",
         )
-    nonce = check_nonce(parts["n"], f"{SIGNATURE_HEADER} n")
+    nonce = check_nonce(parts["n"], f"{SIGNATURE_HEADER} n", "bad-signature-header")
     try:
         signature = base64.b64decode(parts["s"], validate=True)
     except (binascii.Error, ValueError):

@@ -2,11 +2,12 @@
 
 The officer CA is an SM2 key generated in the authority's own token ``MOT-OFFICERS`` the first
 time an officer is certified; its self-signed certificate is recorded (role ``officer-ca``) and
-written to ``state/officer-ca.pem`` for auditors. An officer certificate certifies the SM2 key
-the officer's personal token generated: the officer id is the subject's commonName and UID, the
-serial is unique and unpredictable, the validity is the policy's ``officers.certificate_days``,
-key usage digitalSignature and nonRepudiation (approvals are commitments), extended key usage
-officer authentication and clientAuth.
+served to anyone by ``officer.ca`` (``jtca officer ca --out FILE``) for offline checks. An
+officer certificate certifies the SM2 key the officer's personal token generated: the officer
+id is the subject's commonName (OU ``jtca officers``), the serial is unique and unpredictable,
+the validity is the policy's ``officers.certificate_days``, key usage digitalSignature and
+nonRepudiation (approvals are commitments), extended key usage officer authentication and
+clientAuth.
 """
 
 from __future__ import annotations

@@ -201,7 +201,7 @@ def without_secrets(body: bytes) -> bytes:
         data = json.loads(body)
     except ValueError:
         return body
-    if not isinstance(data, dict) or not SECRET_FIELDS & data.keys():
+    if not isinstance(data, dict) or not any(data.get(k) for k in SECRET_FIELDS):
         return body
     kept = {k: v for k, v in data.items() if k not in SECRET_FIELDS}
     return json.dumps(kept, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()

@@ -44,6 +44,7 @@ from ca.signing import load_policy
 from ca.store.db import transaction
 from ca.store.models import (
     Officer,
+    OfficerCertificate,
     OfficerSession,
     RequestNonce,
     SignInChallenge,
@@ -314,13 +315,18 @@ def authenticate(
         row = session.get(OfficerSession, session_id)
         if row is None:  # pragma: no cover - read just above
             raise AuthError("no such session: sign in", reason="unknown-session")
-        record, serial, _public = _officer_in_force(session, row.officer_id, now)
+        record, serial, public = _officer_in_force(session, row.officer_id, now)
         if serial != row.certificate_serial:
-            raise AuthError(
-                f"the session was opened with certificate {row.certificate_serial}, no longer "
-                f"in force: sign in again",
-                reason="certificate-not-in-force",
-            )
+            opened_with = session.get(OfficerCertificate, row.certificate_serial)
+            # a renewal certifies the same token key again: the session goes on under it; any
+            # other change (a new key, a suspension or revocation in between) ends it
+            if opened_with is None or opened_with.public_key != public:
+                raise AuthError(
+                    f"the session was opened with certificate {row.certificate_serial}, no "
+                    "longer in force: sign in again",
+                    reason="certificate-not-in-force",
+                )
+            row.certificate_serial = serial
         message = request_base(
             method=method,
             path=path,

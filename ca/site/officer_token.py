@@ -203,13 +203,15 @@ def sign_decision(
             "not signing"
         )
     data = client.signer.data
+    # the certificate in force now (a renewal since sign-in gives a new serial, same key)
+    serial = client.call(auth_ops.WHOAMI, Empty()).certificate_serial
     at = client.signer.clock()
     statement = approval_statement(
         subject=subject,
         request_digest=pending.digest,
         approve=approve,
         officer=data.officer,
-        serial=data.certificate_serial,
+        serial=serial,
         at=at,
     )
     return at, token.sign(statement), pending

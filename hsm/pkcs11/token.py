@@ -30,6 +30,7 @@ from typing import Final, Protocol, TypeVar
 import pkcs11
 import pkcs11.exceptions as p11e
 from pkcs11._pkcs11 import lib as Pkcs11Lib
+from pkcs11.constants import TokenFlag
 
 from hsm.errors import JtcaError
 
@@ -335,7 +336,8 @@ class Token:
             return session
         except p11e.PinIncorrect:
             raise TokenError(
-                f"wrong PIN for token {self.label!r} (from {self._pin_source.describe()})",
+                f"wrong PIN for token {self.label!r} (from {self._pin_source.describe()})"
+                + self._retry_warning(),
                 title="Wrong PIN",
             ) from None
         except p11e.PinLocked:
@@ -363,6 +365,28 @@ class Token:
                 f"token {self.label!r} has no user PIN yet (initialise it first)",
                 title="Token not initialised",
             ) from None
+
+    def _retry_warning(self) -> str:
+        """What the token says of its retry counter after a wrong PIN (PKCS#11 token flags,
+        read afresh): the final try before it locks, or that it has counted failures."""
+        try:
+            with MODULE_LOCK:
+                flags = int(self._token.slot.get_token().flags)
+        except p11e.PKCS11Error:
+            return ""
+        if flags & TokenFlag.USER_PIN_LOCKED:
+            return "; the token has now LOCKED its user PIN: the security officer must reset it"
+        if flags & TokenFlag.USER_PIN_FINAL_TRY:
+            return (
+                "; the token says this was the last try but one: one more wrong PIN locks it, "
+                "and only its security officer can reset it"
+            )
+        if flags & TokenFlag.USER_PIN_COUNT_LOW:
+            return (
+                "; the token has counted failed logins (its retry counter is low): at its limit "
+                "it locks, and only its security officer can reset it"
+            )
+        return ""
 
     def _acquire(self) -> pkcs11.Session:
         if self._generation != module_generation(self.module_path):
