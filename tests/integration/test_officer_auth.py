@@ -421,6 +421,9 @@ def test_a_wrong_pin_is_refused_by_the_token(desk: Desk) -> None:
             sign_in(desk.client.signed_in(None), wrong, "gd-1", clock=desk.clock.now)
         assert caught.value.title == "Wrong PIN"
         assert "wrong PIN for token 'officer-gd-1'" in caught.value.message
+        # what the token's retry counter says is said with it (read afresh after the failure)
+        assert "the token has counted failed logins" in caught.value.message
+        assert "only its security officer can reset it" in caught.value.message
         assert officer_pin("gd-1") not in caught.value.message
         wrong.close()
     assert flags() & TokenFlag.USER_PIN_COUNT_LOW  # the token counted the failures
