@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_desk import Desks, share_args, write_shares
+from cli_desks import Desks, share_args, write_shares
 from officer_desk import officer_pin
 
 JTCA = str(Path(sys.executable).with_name("jtca"))

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cli_desk import Desks, share_args, write_shares
+from cli_desks import Desks, share_args, write_shares
 from officer_desk import officer_pin
 from test_lists_openssl import VERIFIED, run_documented
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from cli_desk import share_args, write_shares
+from cli_desks import share_args, write_shares
 
 JTCA = str(Path(sys.executable).with_name("jtca"))
 
