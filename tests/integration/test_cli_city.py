@@ -14,12 +14,13 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_desk import PIN_SOURCE, Desks, share_args, write_shares
+from cli_desks import PIN_SOURCE, Desks, share_args, write_shares
 from PIL import Image
 
 JTCA = str(Path(sys.executable).with_name("jtca"))
@@ -39,23 +40,24 @@ def client_env(url: str, tmp_path: Path) -> dict[str, str]:
     return env
 
 
-@pytest.fixture(params=["embedded", "tls"])
-def env(request: pytest.FixtureRequest, database: Any, tmp_path: Path) -> Iterator[dict[str, str]]:
-    """The commands' environment, on a fresh state folder and database of each kind:
+@contextmanager
+def cli_service(kind: str, url: str, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """The commands' environment, on a fresh state folder and the database ``url``:
 
     - ``embedded``: `jtca init`, whose embedded service (Unix socket) is stopped afterwards;
     - ``tls``: a real `jtca serve` on loopback over TLS 1.3, the client pinning its self-made
       certificate with JTCA_URL and JTCA_SERVER_CERT and holding no database URL; the state
-      folder is then only the sites' tokens (province and city) for the client.
+      folder is then only the sites' and the officers' tokens for the client.
     """
-    url, _ = database
     env = client_env(url, tmp_path)
-    if request.param == "embedded":
+    if kind == "embedded":
         run = [JTCA, "init"], [JTCA, "service", "stop"]
         made = subprocess.run(run[0], capture_output=True, text=True, env=env, timeout=120)
         assert made.returncode == 0, made.stderr
-        yield env
-        subprocess.run(run[1], capture_output=True, text=True, env=env, timeout=60, check=False)
+        try:
+            yield env
+        finally:
+            subprocess.run(run[1], capture_output=True, text=True, env=env, timeout=60, check=False)
         return
     from test_service import clean_env, start_serve, stop_serve
 
@@ -73,6 +75,14 @@ def env(request: pytest.FixtureRequest, database: Any, tmp_path: Path) -> Iterat
         yield client
     finally:
         stop_serve(served)
+
+
+@pytest.fixture(params=["embedded", "tls"])
+def env(request: pytest.FixtureRequest, database: Any, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """The commands' environment (``cli_service``) on a database of each kind."""
+    url, _ = database
+    with cli_service(request.param, url, tmp_path) as made:
+        yield made
 
 
 def test_city_key_path_through_the_cli(env: dict[str, str], tmp_path: Path) -> None:
