@@ -191,3 +191,13 @@ def test_openssl_refuses_a_statement_changed_by_one_byte(
         done = run(command, tmp_path)
     assert done.returncode != 0
     assert VERIFIED not in done.stdout
+
+
+def test_the_operators_guide_quotes_exactly_these_commands() -> None:
+    """docs/officers.md tells auditors to run these very commands: the test above runs them,
+    so a change to either is caught here."""
+    from pathlib import Path
+
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "officers.md").read_text()
+    for command in (*OFFLINE_CHECK, REQUEST_DIGEST, CHAIN_CHECK):
+        assert command in guide, f"docs/officers.md does not quote: {command}"
