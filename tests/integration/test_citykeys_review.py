@@ -31,6 +31,7 @@ from citykey_fixtures import (
     installed,
     make_world,
 )
+from cli_desk import PIN_SOURCE, CliDesk
 from sqlmodel import Session, select
 
 from ca.applications import ApplicationError, apply
@@ -44,6 +45,7 @@ from ca.store.db import transaction
 from ca.store.models import CityKey, PendingAction
 from ca.usage import parse_usage_report
 from hsm.envelope import PackageRefused
+from hsm.softhsm import CONF_ENV
 
 HEADER = "key,city,first_use,last_use,used_in"
 JTCA = str(Path(sys.executable).with_name("jtca"))
@@ -457,21 +459,30 @@ Jtca = Callable[..., subprocess.CompletedProcess[str]]
 
 
 @pytest.fixture
-def cli(database: Any, tmp_path: Path) -> Iterator[Jtca]:
+def cli(database: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Jtca]:
     """``jtca`` as a client of the embedded service `jtca init` starts on a fresh state folder
-    with this database (stopped afterwards); never a traceback."""
+    with this database (stopped afterwards); never a traceback. ``jtca(..., officer=ID)`` runs
+    in ID's own session (``cli_desk.CliDesk``: their token, ``jtca login``)."""
     url, _ = database
+    monkeypatch.setenv(CONF_ENV, "")  # the state folder's SoftHSM2 here; restored afterwards
     env = {k: v for k, v in os.environ.items() if k not in ("JTCA_URL", "JTCA_SERVER_CERT")}
     env.update(
         JTCA_STATE=str(tmp_path / "state"),
         JTCA_DATABASE_URL=url,
         XDG_CONFIG_HOME=str(tmp_path / "xdg"),
+        XDG_STATE_HOME=str(tmp_path / "xdg-state"),
     )
     env.pop("SOFTHSM2_CONF", None)
+    desk = CliDesk(env, tmp_path / "state", url, tmp_path / "sessions")
 
-    def jtca(*args: str) -> subprocess.CompletedProcess[str]:
+    def jtca(*args: str, officer: str | None = None) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
-            [JTCA, *args], capture_output=True, text=True, env=env, check=False, timeout=120
+            [JTCA, *args],
+            capture_output=True,
+            text=True,
+            env=desk.env(officer),
+            check=False,
+            timeout=120,
         )
         assert "Traceback" not in result.stderr
         return result
@@ -503,27 +514,28 @@ def test_cli_import_reports_what_it_imported_before_a_refusal(
     _, engine = database
     _officers(engine)
     jtca = cli
-    for holder, token, actor in (("ministry", "MOT-KEYS", "mot-root-1"), ("440000", "GD", "gd-1")):
-        assert (
-            jtca(
-                "city", "transport-key", "--holder", holder, "--token", token, "--actor", actor
-            ).returncode
-            == 0
-        )
-    app = json.loads(jtca("city", "apply", "--city", "440100", "--actor", "gd-1", "--json").stdout)
-    jtca("city", "approve", "--application", str(app["application"]), "--actor", "ca-op-1")
-    assert (
-        jtca("city", "generate", str(app["application"]), "--actor", "mot-root-1").returncode == 0
+    for holder, token, officer in (
+        ("ministry", "MOT-KEYS", "mot-root-1"),
+        ("440000", "GD", "gd-1"),
+    ):
+        made = jtca("city", "transport-key", "--holder", holder, "--token", token, officer=officer)
+        assert made.returncode == 0, made.stderr
+    app = json.loads(jtca("city", "apply", "--city", "440100", "--json", officer="gd-1").stdout)
+    approved = jtca(
+        "city", "approve", "--application", str(app["application"]), *PIN_SOURCE, officer="ca-op-1"
     )
+    assert approved.returncode == 0, approved.stderr
+    made = jtca("city", "generate", str(app["application"]), officer="mot-root-1")
+    assert made.returncode == 0, made.stderr
     sent = json.loads(
         jtca(
             "city", "deliver", "--application", str(app["application"]),
-            "--out", str(tmp_path / "p"), "--actor", "mot-root-1", "--json",
+            "--out", str(tmp_path / "p"), "--json", officer="mot-root-1",
         ).stdout
     )  # fmt: skip
     empty = tmp_path / "empty.jkp"
     empty.write_bytes(b"")
-    result = jtca("city", "import", sent[0]["file"], str(empty), "--actor", "gd-1")
+    result = jtca("city", "import", sent[0]["file"], str(empty), officer="gd-1")
     assert result.returncode == 4
     assert "empty.jkp" in result.stderr
     assert sent[0]["label"] in result.stdout  # it was imported: say so
@@ -536,17 +548,18 @@ def test_cli_import_reports_what_it_imported_before_a_refusal(
         ("keys", "--class", "city-crad"),
         ("keys", "--limit", "-1"),
         ("keys", "--city", "abc"),
-        ("suspend", "--city", "abc", "--reason", "x", "--actor", "gd-1"),
+        ("suspend", "--city", "abc", "--reason", "x"),
     ],
     ids=["state-typo", "class-typo", "negative-limit", "keys-city-abc", "suspend-city-abc"],
 )
 def test_cli_filters_and_city_codes_are_checked(
     database: Any, cli: Jtca, args: tuple[str, ...]
 ) -> None:
-    """A typo in --state or --class, a negative --limit, or --city that is no city code: exit 3."""
+    """A typo in --state or --class, a negative --limit, or --city that is no city code: exit 3
+    (the suspension asked for by a signed-in officer of the province)."""
     _, engine = database
     _officers(engine)
-    result = cli("city", *args)
+    result = cli("city", *args, officer="gd-1" if args[0] == "suspend" else None)
     assert result.returncode == 3, (result.stdout, result.stderr)
     assert f"{args[1]} {args[2]}" in result.stderr
 
@@ -558,20 +571,20 @@ def test_cli_usage_files_that_cannot_be_read(database: Any, cli: Jtca, tmp_path:
     jtca = cli
     gbk = tmp_path / "gbk.csv"
     gbk.write_bytes((HEADER + "\n广州,440100,x,y,440106\n").encode("gbk"))
-    result = jtca("city", "usage", str(gbk), "--actor", "gd-1")
+    result = jtca("city", "usage", str(gbk), officer="gd-1")
     assert (result.returncode, "gbk.csv" in result.stderr) == (3, True)
     txt = tmp_path / "report.txt"
     txt.write_text(HEADER + "\n")
-    result = jtca("city", "usage", str(txt), "--actor", "gd-1")
+    result = jtca("city", "usage", str(txt), officer="gd-1")
     assert result.returncode == 3
     assert "--format" in result.stderr
     bom = tmp_path / "bom.csv"
     bom.write_bytes(b"\xef\xbb\xbf" + (HEADER + "\n" + _row("unknown-g1") + "\n").encode())
-    result = jtca("city", "usage", str(bom), "--actor", "gd-1", "--json")
+    result = jtca("city", "usage", str(bom), "--json", officer="gd-1")
     assert result.returncode == 0, result.stderr
     assert [v["reason"] for v in json.loads(result.stdout)["violations"]] == ["unknown-key"]
     empty = tmp_path / "empty.csv"
     empty.write_text("")
-    result = jtca("city", "usage", str(empty), "--actor", "gd-1")
+    result = jtca("city", "usage", str(empty), officer="gd-1")
     assert result.returncode == 3
     assert "empty" in result.stdout + result.stderr

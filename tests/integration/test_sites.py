@@ -22,9 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from officer_desk import enrol_directly, officer_pin, officer_token
+from cli_desk import PIN_SOURCE, CliDesk
 
-from ca.service.runtime import open_runtime
 from ca.store.db import transaction
 from hsm.pkcs11.token import find_module
 from hsm.softhsm import CONF_ENV
@@ -40,12 +39,9 @@ OFFICERS = (
 
 
 @pytest.fixture
-def env(
-    database: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[dict[str, dict[str, str]]]:
+def env(database: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliDesk]:
     """`jtca init` on a fresh state folder (its embedded service stopped afterwards), the
-    officers registered, each with their own token in the state folder and its key certified,
-    each signed in with `jtca login`: the environment of each officer's command line."""
+    officers registered; each signs in with their own token on first use (``CliDesk``)."""
     url, engine = database
     monkeypatch.setenv(CONF_ENV, "")  # the state folder's SoftHSM2 here; restored afterwards
     state = tmp_path / "state"
@@ -72,30 +68,7 @@ def env(
                 actor="test",
                 now=int(time.time()),
             )
-    runtime = open_runtime(state, url=url)
-    try:
-        for officer_id, _, _ in OFFICERS:
-            with officer_token(state, officer_id) as token:
-                enrol_directly(runtime, token, officer_id, int(time.time()))
-    finally:
-        runtime.close()
-    officers: dict[str, dict[str, str]] = {"anyone": env}
-    for officer_id, _, _ in OFFICERS:
-        own = dict(
-            env,
-            JTCA_SESSION=str(tmp_path / "sessions" / f"{officer_id}.json"),
-            OFFICER_PIN=officer_pin(officer_id),
-        )
-        signed = subprocess.run(
-            [JTCA, "login", "--officer", officer_id, "--pin-source", "env:OFFICER_PIN"],
-            capture_output=True,
-            text=True,
-            env=own,
-            timeout=120,
-        )
-        assert signed.returncode == 0, signed.stderr
-        officers[officer_id] = own
-    yield officers
+    yield CliDesk(env, state, url, tmp_path / "sessions")
     subprocess.run(
         [JTCA, "service", "stop"], capture_output=True, text=True, env=env, timeout=60, check=False
     )
@@ -118,19 +91,19 @@ def province_machine(folder: Path) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("database", ["sqlite"], indirect=True)
-def test_a_province_with_its_own_token(env: dict[str, dict[str, str]], tmp_path: Path) -> None:
+def test_a_province_with_its_own_token(env: CliDesk, tmp_path: Path) -> None:
     at_province = province_machine(tmp_path / "gd-machine")
     module = str(find_module())
     site = ["--module", module, "--pin-source", "env:GD_PIN"]
 
     def jtca(
-        *args: str, ok: bool = True, where: dict[str, str] | None = None, officer: str = "anyone"
+        *args: str, ok: bool = True, where: dict[str, str] | None = None, officer: str | None = None
     ) -> Any:
         result = subprocess.run(
             [JTCA, *args],
             capture_output=True,
             text=True,
-            env=dict(env[officer], **(where or {})),
+            env=dict(env.env(officer), **(where or {})),
             check=False,
             timeout=120,
         )
@@ -139,7 +112,7 @@ def test_a_province_with_its_own_token(env: dict[str, dict[str, str]], tmp_path:
             assert result.returncode == 0, (args, result.stderr)
         return result
 
-    def data(*args: str, where: dict[str, str] | None = None, officer: str = "anyone") -> Any:
+    def data(*args: str, where: dict[str, str] | None = None, officer: str | None = None) -> Any:
         return json.loads(jtca(*args, "--json", where=where, officer=officer).stdout)
 
     ministry = data("city", "transport-key", "--holder", "ministry", "--token", "MOT-KEYS",
@@ -164,7 +137,7 @@ def test_a_province_with_its_own_token(env: dict[str, dict[str, str]], tmp_path:
     application = data("city", "apply", "--city", "440100", officer="gd-1")["application"]
     # the approval is signed with ca-op-1's own token (its PIN from the environment)
     approved = data("city", "approve", "--application", str(application),
-                    "--pin-source", "env:OFFICER_PIN", officer="ca-op-1")  # fmt: skip
+                    *PIN_SOURCE, officer="ca-op-1")  # fmt: skip
     assert approved["state"] == "approved"
     data("city", "generate", str(application), officer="mot-root-1")
     sent = data("city", "deliver", "--application", str(application),
@@ -194,7 +167,7 @@ def test_a_province_with_its_own_token(env: dict[str, dict[str, str]], tmp_path:
     embedded = data("token", "list")["tokens"]
     assert "GD-HSM" not in embedded
     assert {"MOT-KEYS", "GZ-KEYS"} <= set(embedded)
-    state = Path(env["anyone"]["JTCA_STATE"])
+    state = env.state
     assert not [p for p in state.rglob("*") if p.is_file() and PROVINCE_PIN.encode() in
                 p.read_bytes()]  # fmt: skip
     assert all(d["stage"] == "installed" for d in data("city", "keys", "--city", "440100"))
