@@ -39,19 +39,43 @@ from ca.client.config import Target
 from ca.client.embedded import answers
 from ca.client.http import Client, http_for
 from ca.clock import SystemClock
+from ca.dualcontrol import SignedRequest, serving
+from ca.officer_auth import approval_statement, body_digest
+from ca.officer_certs import OFFICER_CA_TOKEN, issue_officer_certificate, open_officer_ca
 from ca.officers import actor_of, add_officer_in
 from ca.ops import city
 from ca.service.context import Context
 from ca.service.registry import call
 from ca.service.runtime import open_runtime
+from ca.site.officer_token import (
+    OfficerToken,
+    create_embedded_token,
+    default_label,
+    sign_decision,
+    sign_in,
+    signed_client,
+)
 from ca.store.db import transaction
 from ca.store.models import CityKey
 
 PROVINCE = "440000"
+BENCH_PIN = "bench-officer-pin"
 OFFICERS = (
     ("bench-mot-1", ["ministry-ca-operator"], None),
     ("bench-gd-1", ["provincial-officer"], PROVINCE),
 )
+
+
+class _Pin:
+    def pin(self) -> str:
+        return BENCH_PIN
+
+    def describe(self) -> str:
+        return "the benchmark's PIN"
+
+
+def officer_token(state: Path, officer_id: str) -> OfficerToken:
+    return OfficerToken(default_label(officer_id), _Pin(), state=state)
 
 
 @dataclass
@@ -119,6 +143,18 @@ def setup(state: Path, url: str | None, keys: int) -> list[int]:
                 actor="bench",
                 now=NOW,
             )
+    for officer_id, _roles, _province in OFFICERS:
+        # each officer's own token and key, certified as the root quorum's enrolment does
+        create_embedded_token(state, default_label(officer_id), BENCH_PIN)
+        token = officer_token(state, officer_id)
+        token.generate_key()
+        with transaction(runtime.engine) as session, runtime.tokens(create=True) as vault:
+            ca = open_officer_ca(session, vault.store(OFFICER_CA_TOKEN), now=NOW, actor="bench")
+            issue_officer_certificate(
+                session, ca, officer_id=officer_id, name=officer_id, public_key=token.public_key,
+                token_label=token.label, issued_by="bench", now=int(time.time()),
+            )  # fmt: skip
+        token.close()
     with Session(runtime.engine) as session:
         active = session.exec(
             select(CityKey.id)
@@ -162,21 +198,46 @@ def run(name: str, url: str | None, keys: int, clients: int, seconds: float) -> 
             result = call(contexts[ministry], city.PAGE, page)
             assert len(result.keys) == 500
 
+        approver_token = officer_token(state, ministry)
+        with Session(runtime.engine) as session:
+            from ca.officer_certs import certificate_in_force
+
+            serial = certificate_in_force(session, ministry, clock.now()).serial
+
         def action_in_process(_w: int, _i: int) -> None:
+            # the same use cases, with what the HTTP adapter would hand them: the signed
+            # request that opens the action, and the approver's token-signed decision
             key = take("in-process")
-            asked = call(
-                contexts[province], city.SUSPEND, city.KeyActionRequest(keys=[key], reason="bench")
-            )
+            ask = city.KeyActionRequest(keys=[key], reason="bench")
+            body = ask.model_dump_json().encode()
+            opened = serving.set(
+                SignedRequest(province, city.SUSPEND.name, body, body_digest(body), "bench", "",
+                              clock.now())
+            )  # fmt: skip
+            try:
+                asked = call(contexts[province], city.SUSPEND, ask)
+            finally:
+                serving.reset(opened)
             assert asked.state == "pending"
             assert asked.action_id is not None
+            at = clock.now()
+            statement = approval_statement(
+                subject=f"action {asked.action_id}", request_digest=body_digest(body),
+                approve=True, officer=ministry, serial=serial, at=at,
+            )  # fmt: skip
+            with lock:  # one token session, one signature at a time
+                signature = approver_token.sign(statement)
             done = call(
                 contexts[ministry], city.DECIDE,
-                city.DecideRequest(kind="action", id=asked.action_id, approve=True),
+                city.DecideRequest(
+                    kind="action", id=asked.action_id, approve=True, at=at, signature=signature
+                ),
             )  # fmt: skip
             assert done.state == "done", done
 
         local_page = hammer(clients, seconds, page_in_process)
         local_action = hammer(clients, seconds, action_in_process)
+        approver_token.close()
         runtime.close()
 
         # -- through a real jtca serve ------------------------------------------------------
@@ -197,8 +258,16 @@ def run(name: str, url: str | None, keys: int, clients: int, seconds: float) -> 
                     )
                 time.sleep(0.1)
             target = Target("environment", f"unix://{sock}")
-            ministry_clients = [Client(http_for(target), officer=ministry) for _ in range(clients)]
-            province_clients = [Client(http_for(target), officer=province) for _ in range(clients)]
+            tokens = {who: officer_token(state, who) for who in (ministry, province)}
+            anonymous = Client(http_for(target), target=target)
+            sessions = {who: sign_in(anonymous, tokens[who], who) for who in tokens}
+            anonymous.close()
+
+            def signed(who: str) -> Client:
+                return signed_client(Client(http_for(target), target=target), sessions[who])
+
+            ministry_clients = [signed(ministry) for _ in range(clients)]
+            province_clients = [signed(province) for _ in range(clients)]
 
             def page_service(w: int, _i: int) -> None:
                 result = ministry_clients[w].call(city.PAGE, page)
@@ -211,8 +280,16 @@ def run(name: str, url: str | None, keys: int, clients: int, seconds: float) -> 
                 )
                 assert asked.state == "pending"
                 assert asked.action_id is not None
+                with lock:  # one token session, one signature at a time
+                    at, signature, _ = sign_decision(
+                        ministry_clients[w], tokens[ministry], f"action {asked.action_id}",
+                        approve=True,
+                    )  # fmt: skip
                 done = ministry_clients[w].call(
-                    city.DECIDE, city.DecideRequest(kind="action", id=asked.action_id, approve=True)
+                    city.DECIDE,
+                    city.DecideRequest(
+                        kind="action", id=asked.action_id, approve=True, at=at, signature=signature
+                    ),
                 )
                 assert done.state == "done", done
 
@@ -220,6 +297,8 @@ def run(name: str, url: str | None, keys: int, clients: int, seconds: float) -> 
             remote_action = hammer(clients, seconds, action_service)
             for c in ministry_clients + province_clients:
                 c.close()
+            for t in tokens.values():
+                t.close()
         finally:
             server.terminate()
             server.wait(timeout=90)
