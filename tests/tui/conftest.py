@@ -1,7 +1,11 @@
-"""The console's tests run on a demo state folder seeded once per session by the service itself
-(``demo.seed`` through the in-process HTTP API: SoftHSM2 tokens, SQLite, policy, audit) and
+"""The console's tests run on a demo state folder made once per session as ``jtca demo`` makes it:
+the service seeds the history (``demo.seed`` through the in-process HTTP API: SoftHSM2 tokens,
+SQLite, policy, audit), then the demo's client (``ca.site.demo.complete``) gives every demo
+officer a personal SoftHSM2 token with an SM2 key made inside it, enrols it (``officer.enrol``,
+certificates from the officer CA) and does the day's work as signed requests. The folder is
 copied for each test, with the service's clock frozen at the seed's moment. The console talks to
-that service only through its HTTP API (``tests.service_fixtures.in_process``)."""
+that service only through its HTTP API (``tests.service_fixtures.in_process``) and signs in with
+the officers' own tokens (labels and PINs in ``demo-credentials.json``)."""
 
 from __future__ import annotations
 
@@ -15,9 +19,10 @@ from service_fixtures import in_process
 
 from ca.client.embedded import mark_state
 from ca.clock import FixedClock
-from ca.demodata import load_credentials
+from ca.demo_credentials import load_credentials
 from ca.ops import demo as demo_ops
 from ca.ops.base import Empty
+from ca.site.demo import complete
 from hsm.pkcs11.token import find_module, rescan
 
 
@@ -29,8 +34,11 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Path:
         env.delenv("JTCA_DATABASE_URL", raising=False)
         env.setenv("JTCA_STATE", str(state))
         env.delenv("SOFTHSM2_CONF", raising=False)
-        with in_process(state, clock=FixedClock(NOW)) as (client, _runtime):
+        clock = FixedClock(NOW)
+        with in_process(state, clock=clock) as (client, _runtime):
             client.call(demo_ops.SEED, Empty())
+            complete(client, state, clock=clock.now)
+    assert load_credentials(state).stage == "complete"
     return state
 
 

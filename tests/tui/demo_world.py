@@ -7,10 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ca.client.console import Console, sign_in
+from ca.client.console import Console, open_token, sign_in
 from ca.client.http import Client
 from ca.clock import FixedClock
-from ca.demodata import DemoCredentials
+from ca.demo_credentials import DemoCredentials
 from ca.service.runtime import Runtime
 
 NOW = 1_795_000_000  # 2026-11-18T11:06:40Z: the demo world's "now"
@@ -19,8 +19,10 @@ NOW = 1_795_000_000  # 2026-11-18T11:06:40Z: the demo world's "now"
 @dataclass
 class Demo:
     """A private copy of the seeded demo state and the service on it, in-process: ``client``
-    speaks to it over its HTTP API (no officer named); ``clock`` is the service's clock (move it
-    to stand later in time); ``runtime`` lets a test read back what the service recorded."""
+    speaks to it over its HTTP API (no officer signed in); ``clock`` is the service's clock
+    (move it to stand later in time); ``runtime`` lets a test read back what the service
+    recorded. Every demo officer holds a personal SoftHSM2 token in the state folder (label and
+    PIN in ``credentials``) whose key the officer CA certified."""
 
     state: Path
     credentials: DemoCredentials
@@ -28,11 +30,21 @@ class Demo:
     client: Client
     runtime: Runtime
 
-    def console(self, officer: str) -> Console:
-        """``officer`` signed in through the service: with their token's PIN, or — for the
-        root officers without one of their own — the root token's share quorum."""
-        if officer in self.credentials.pins:
-            return sign_in(
-                self.client, officer, pin=self.credentials.pins[officer], clock=self.clock
-            )
-        return sign_in(self.client, officer, shares=self.credentials.shares, clock=self.clock)
+    def pin(self, officer: str) -> str:
+        return self.credentials.pins[officer]
+
+    def console(self, officer: str, *, pin: str | None = None) -> Console:
+        """``officer`` signed in as the console does it: their own token opened with their PIN
+        (``pin`` to try another), challenge and response with the service; the token stays
+        open to sign decisions until ``Console.close``."""
+        token = open_token(
+            officer,
+            self.pin(officer) if pin is None else pin,
+            label=self.credentials.officer(officer).token_label,
+            state=self.state,
+        )
+        try:
+            return sign_in(self.client, token, officer, clock=self.clock)
+        except BaseException:
+            token.close()
+            raise

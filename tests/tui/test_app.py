@@ -11,13 +11,15 @@ import importlib.util
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import pytest
 from demo_world import Demo
 from sqlmodel import Session, select
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Static
 
+from ca.client.http import ServiceError
 from ca.ops.demo import CREDENTIALS
-from ca.store.models import CityKey
+from ca.store.models import AuditEvent, CityKey, OfficerSession
 from tui.app import JtcaApp, NavBar, SignInScreen
 from tui.screens import SCREENS
 from tui.screens.dashboard import DashboardScreen
@@ -44,19 +46,14 @@ async def settle(pilot: Pilot[None]) -> None:
         await pilot.pause()
 
 
-async def sign_in_as(pilot: Pilot[None], officer: str, *, pin: str = "", shares=()) -> None:
+async def sign_in_as(pilot: Pilot[None], officer: str, *, pin: str) -> None:
+    """The officer id typed, then the PIN of the officer's own token, then enter."""
     screen = pilot.app.screen
     assert isinstance(screen, SignInScreen)
     await pilot.click("#officer")
     await pilot.press(*officer)
-    if shares:
-        await pilot.press("ctrl+t")
-        screen.query_one("#share-1", Input).value = shares[0]
-        screen.query_one("#share-2", Input).value = shares[1]
-        screen.query_one("#share-2", Input).focus()
-    else:
-        screen.query_one("#pin", Input).value = pin
-        screen.query_one("#pin", Input).focus()
+    screen.query_one("#pin", Input).value = pin
+    screen.query_one("#pin", Input).focus()
     await pilot.press("enter")
     await settle(pilot)
 
@@ -82,7 +79,7 @@ async def test_sign_in_shows_the_dashboard(demo: Demo) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         assert "demo-credentials.json" in text_of(app, "#demo-hint")
-        await sign_in_as(pilot, "gd-1", pin=demo.credentials.pins["gd-1"])
+        await sign_in_as(pilot, "gd-1", pin=demo.pin("gd-1"))
         assert isinstance(app.screen, DashboardScreen)
         counts = text_of(app, "#counts")
         assert "Dormant             2" in counts
@@ -94,16 +91,113 @@ async def test_sign_in_shows_the_dashboard(demo: Demo) -> None:
 
 
 @aio
-async def test_sign_in_refused_stays_on_the_form(demo: Demo) -> None:
+async def test_a_wrong_pin_says_so_and_stays_on_the_form(demo: Demo) -> None:
     app = app_for(demo)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         await sign_in_as(pilot, "gd-1", pin="000000")
         assert isinstance(app.screen, SignInScreen)
-        assert ("Sign-in refused", "unknown officer or wrong PIN") in app.notices
+        ((title, message),) = app.errors
+        assert title == "Wrong PIN"
+        assert message.startswith(
+            "wrong PIN for token 'officer-gd-1' (from the PIN typed at sign-in)"
+        )  # and what the token's retry counter says, if anything
+        assert "Traceback" not in message
         assert app.screen.query_one("#pin", Input).value == ""  # the secret is cleared
+        assert app.screen.query_one("#pin", Input).has_focus
         assert app.signed_in is None
+        # another officer's PIN does not open gd-1's token either
+        await sign_in_as(pilot, "", pin=demo.pin("gd-2"))
+        assert app.errors[-1][0] == "Wrong PIN"
+        assert app.signed_in is None
+        # the right one does
+        await sign_in_as(pilot, "", pin=demo.pin("gd-1"))
+        assert isinstance(app.screen, DashboardScreen)
+        assert app.signed_in is not None
+        assert app.signed_in.actor.id == "gd-1"
     assert app.return_code in (None, 0)  # no traceback, no crash
+    with Session(demo.runtime.engine) as session:
+        actions = [e.action for e in session.exec(select(AuditEvent))]
+    assert "console.sign-in" not in actions  # the old sign-in by a shared token is gone
+    assert actions.count("auth.sign-in") >= 1
+
+
+@aio
+async def test_an_officer_without_a_token_here_is_told_so(demo: Demo) -> None:
+    app = app_for(demo)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await sign_in_as(pilot, "nobody", pin="123456")
+        assert isinstance(app.screen, SignInScreen)
+        ((title, message),) = app.errors
+        assert title == "Token missing"
+        assert message.startswith("no token labelled 'officer-nobody'")
+        assert app.signed_in is None
+
+
+@aio
+async def test_demo_pin_fills_the_form_from_the_demo_credentials(demo: Demo) -> None:
+    app = app_for(demo, demo=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert "ctrl+t" in text_of(app, "#demo-hint")
+        await pilot.press("ctrl+t")  # no officer typed yet
+        assert app.notices[-1][0] == "Demo PIN"
+        await pilot.press(*"ca-op-2", "ctrl+t", "enter")
+        await settle(pilot)
+        assert isinstance(app.screen, DashboardScreen)
+        assert app.signed_in is not None
+        assert app.signed_in.actor.id == "ca-op-2"
+    plain = app_for(demo)  # not the demo: no such key
+    async with plain.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert plain.screen.check_action("demo_pin", ()) is False
+
+
+@aio
+async def test_an_expired_session_returns_to_the_sign_in_form(demo: Demo) -> None:
+    app = app_for(demo)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await sign_in_as(pilot, "gd-1", pin=demo.pin("gd-1"))
+        assert isinstance(app.screen, DashboardScreen)
+        demo.clock.advance(16 * 60)  # the service's clock: past the 15 idle minutes
+        await pilot.press("2")  # the Keys screen asks the service: 401
+        await settle(pilot)
+        assert isinstance(app.screen, SignInScreen)
+        assert app.signed_in is None
+        assert (
+            "Session ended: sign in again",
+            "the session has expired (idle): sign in again",
+        ) in app.notices
+        assert app.errors == []
+        await sign_in_as(pilot, "gd-1", pin=demo.pin("gd-1"))  # and in again
+        assert isinstance(app.screen, DashboardScreen)
+
+
+@aio
+async def test_sign_out_ends_the_session_at_the_service(demo: Demo) -> None:
+    app = app_for(demo)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await sign_in_as(pilot, "gd-1", pin=demo.pin("gd-1"))
+        console = app.signed_in
+        assert console is not None
+        assert console.token is not None
+        assert console.client.signer is not None
+        session_id = console.client.signer.data.session
+        await pilot.press("ctrl+o")
+        await settle(pilot)
+        assert isinstance(app.screen, SignInScreen)
+        assert console.closed
+        assert console.token is None  # the officer's token is closed
+    with Session(demo.runtime.engine) as session:
+        ended = session.get(OfficerSession, session_id)
+    assert ended is not None
+    assert ended.ended_reason == "signed out"
+    with pytest.raises(ServiceError) as refused:
+        console.dashboard()
+    assert refused.value.status == 401
 
 
 @aio
@@ -111,14 +205,14 @@ async def test_what_each_officer_sees(demo: Demo) -> None:
     app = app_for(demo)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        await sign_in_as(pilot, "gd-1", pin=demo.credentials.pins["gd-1"])
+        await sign_in_as(pilot, "gd-1", pin=demo.pin("gd-1"))
         titles = {e.title for e in app.entries}
         assert {"Dashboard", "Keys"} <= titles
         assert not titles & {"Issuers", "Ceremony"}
         await pilot.press("ctrl+o")  # sign out
         await settle(pilot)
         assert isinstance(app.screen, SignInScreen)
-        await sign_in_as(pilot, "mot-root-1", shares=demo.credentials.shares)
+        await sign_in_as(pilot, "mot-root-1", pin=demo.pin("mot-root-1"))
         assert isinstance(app.screen, DashboardScreen)
         root = {e.title for e in app.entries}
         assert "Issuers" not in root  # the policy gives interop certificates to CA operators
@@ -126,7 +220,7 @@ async def test_what_each_officer_sees(demo: Demo) -> None:
             assert "Ceremony" in root
         await pilot.press("ctrl+o")
         await settle(pilot)
-        await sign_in_as(pilot, "ca-op-1", pin=demo.credentials.pins["ca-op-1"])
+        await sign_in_as(pilot, "ca-op-1", pin=demo.pin("ca-op-1"))
         assert "Issuers" in {e.title for e in app.entries}
         assert app.screen.query_one(NavBar).current == "1"
 
@@ -136,7 +230,7 @@ async def test_help_and_command_palette(demo: Demo) -> None:
     app = app_for(demo)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        await sign_in_as(pilot, "gd-1", pin=demo.credentials.pins["gd-1"])
+        await sign_in_as(pilot, "gd-1", pin=demo.pin("gd-1"))
         await pilot.press("question_mark")
         await pilot.pause()
         help_text = text_of(app, "#help-text")
@@ -159,7 +253,7 @@ async def test_keys_filter_sort_and_detail(demo: Demo) -> None:
     app = app_for(demo)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        await sign_in_as(pilot, "gd-1", pin=demo.credentials.pins["gd-1"])
+        await sign_in_as(pilot, "gd-1", pin=demo.pin("gd-1"))
         await pilot.press("2")
         await settle(pilot)
         screen = app.screen
@@ -205,7 +299,7 @@ async def test_suspend_from_the_keys_screen_under_dual_control(demo: Demo) -> No
     app = app_for(demo)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        await sign_in_as(pilot, "gd-1", pin=demo.credentials.pins["gd-1"])
+        await sign_in_as(pilot, "gd-1", pin=demo.pin("gd-1"))
         await pilot.press("2")
         await settle(pilot)
         await pilot.press("slash", *"city-qr-440100")
@@ -234,7 +328,7 @@ async def test_renew_refused_is_a_notification(demo: Demo) -> None:
     app = app_for(demo)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        await sign_in_as(pilot, "gd-1", pin=demo.credentials.pins["gd-1"])
+        await sign_in_as(pilot, "gd-1", pin=demo.pin("gd-1"))
         await pilot.press("2")
         await settle(pilot)
         await pilot.press("n")  # Guangzhou's card key: years before its renewal window
@@ -254,7 +348,7 @@ async def test_an_error_in_a_handler_is_a_notification(demo: Demo) -> None:
     app = app_for(demo)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        await sign_in_as(pilot, "gd-1", pin=demo.credentials.pins["gd-1"])
+        await sign_in_as(pilot, "gd-1", pin=demo.pin("gd-1"))
         screen = app.screen
 
         def broken() -> None:
@@ -274,7 +368,7 @@ async def test_palette_runs_screen_actions_and_keys_shows_only_allowed_ones(demo
     app = app_for(demo)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        await sign_in_as(pilot, "publisher-1", pin=demo.credentials.pins["publisher-1"])
+        await sign_in_as(pilot, "publisher-1", pin=demo.pin("publisher-1"))
         await pilot.press("2")
         await settle(pilot)
         screen = app.screen
@@ -283,7 +377,7 @@ async def test_palette_runs_screen_actions_and_keys_shows_only_allowed_ones(demo
         assert "  u         Suspend" not in app.help_text()
         await pilot.press("ctrl+o")
         await settle(pilot)
-        await sign_in_as(pilot, "gd-1", pin=demo.credentials.pins["gd-1"])
+        await sign_in_as(pilot, "gd-1", pin=demo.pin("gd-1"))
         await pilot.press("2")
         await settle(pilot)
         help_text = app.help_text()

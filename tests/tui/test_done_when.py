@@ -3,12 +3,12 @@
 in-process through the HTTP API (the console is a client of the service), with the demo's frozen
 clock, driven only by keys a person presses — the sign-in form, ``1``–``9``,
 the screens' bindings, the arrow keys, typing into forms, enter — and officers signing out
-(ctrl+o) and in between steps:
+(ctrl+o) and in between steps. Each officer signs in with the PIN of their own token (issue
+#12), and each approval is signed by the approver's token over the request it approves:
 
 a. gd-1 applies for 汕头 (440500)'s keys on Cities;
 b. ca-op-1 approves the application on Approvals;
-c. mot-root-1 (the root token's share quorum) generates the keys and delivers them on Cities;
-   gd-1 imports the packages;
+c. mot-root-1 generates the keys and delivers them on Cities; gd-1 imports the packages;
 d. gd-1 asks to suspend Guangzhou's misused QR key on Keys; ca-op-1 approves: suspended;
 e. gd-1 cleans up Shenzhen's two dormant keys on Cleanup; mot-root-1 approves: revoked;
 f. publisher-1 previews and publishes on Publication (root token shares): a new city list,
@@ -82,24 +82,16 @@ async def type_text(pilot: Pilot[None], text: str) -> None:
     await until(pilot, f"{text!r} typed", lambda: field.value == before + text)
 
 
-async def sign_in(
-    pilot: Pilot[None], officer: str, *, pin: str = "", shares: tuple[str, ...] = ()
-) -> None:
-    """Type the officer id and the PIN (or, after ctrl+t, two root token shares) into the
-    sign-in form; enter moves on and submits."""
+async def sign_in(pilot: Pilot[None], officer: str, *, pin: str) -> None:
+    """Type the officer id and the PIN of their own token into the sign-in form; enter moves
+    on and submits."""
     app = pilot.app
     assert isinstance(app, JtcaApp)
     await until(pilot, "the sign-in form", lambda: isinstance(app.screen, SignInScreen))
     await type_text(pilot, officer)
-    if shares:
-        await pilot.press("ctrl+t")  # the share quorum instead of a PIN
-        for share in shares:
-            await type_text(pilot, share)
-            await pilot.press("enter")
-    else:
-        await pilot.press("enter")  # on to the PIN
-        await type_text(pilot, pin)
-        await pilot.press("enter")
+    await pilot.press("enter")  # on to the PIN
+    await type_text(pilot, pin)
+    await pilot.press("enter")
     await until(pilot, f"{officer}'s dashboard", lambda: isinstance(app.screen, DashboardScreen))
     assert app.signed_in is not None
     assert app.signed_in.actor.id == officer
@@ -229,8 +221,8 @@ def test_an_officers_day_in_the_console(demo: Demo) -> None:
         assert application_of(demo, SHANTOU).state == "approved"
         await sign_out(pilot)
 
-        # c. mot-root-1 (share quorum) generates the keys and delivers them; gd-1 imports them
-        await sign_in(pilot, "mot-root-1", shares=shares)
+        # c. mot-root-1 generates the keys and delivers them; gd-1 imports them
+        await sign_in(pilot, "mot-root-1", pin=pins["mot-root-1"])
         await go(pilot, "3", CitiesScreen)
         await pilot.press("tab")  # the applications table
         await arrow_to(pilot, "applications", str(application.id))
@@ -292,7 +284,7 @@ def test_an_officers_day_in_the_console(demo: Demo) -> None:
         await sign_out(pilot)
 
         # e. (cont.) mot-root-1 approves the cleanup: both dormant keys are revoked
-        await sign_in(pilot, "mot-root-1", shares=shares)
+        await sign_in(pilot, "mot-root-1", pin=pins["mot-root-1"])
         await approve(pilot, f"action:{cleanup.id}")
         assert {k.state for k in keys_of(demo, SHENZHEN)} == {"revoked"}
         await sign_out(pilot)

@@ -132,6 +132,7 @@ def revoke_demo_issuer(demo: Demo) -> None:
 
 # -- publication -------------------------------------------------------------------------------
 def test_preview_shows_the_revocation_and_publish_makes_version_2(demo: Demo) -> None:
+    demo.clock.advance(60)  # a minute after the demo's publication: #2 is the newest
     revoke_demo_issuer(demo)
     publisher = console_of(demo, "publisher-1")
     screen = PublicationScreen(publisher)
@@ -245,12 +246,13 @@ def test_an_emergency_request_by_em_1_is_pending(demo: Demo) -> None:
 
 
 def test_acknowledgments_import_and_overdue(demo: Demo, tmp_path: Path) -> None:
+    demo.clock.advance(3600)  # an hour after the demo published the lists (at NOW)
     operator = console_of(demo, "ca-op-1")
     report = tmp_path / "acks.csv"
     report.write_text(
         "operator,list,sequence,loaded_at\n"
-        "gz-metro,issuer-whitelist,1,2026-11-18T10:30:00Z\n"
-        "nobody,city-list,1,2026-11-18T09:00:00Z\n",
+        "gz-metro,issuer-whitelist,1,2026-11-18T11:30:00Z\n"
+        "nobody,city-list,1,2026-11-18T11:40:00Z\n",
         encoding="utf-8",
     )
     screen = PublicationScreen(operator)
@@ -277,7 +279,9 @@ def test_acknowledgments_import_and_overdue(demo: Demo, tmp_path: Path) -> None:
 
     drive(screen, scenario)
 
-    demo.clock.set(NOW + 20 * DAY)  # the service's clock
+    demo.clock.set(NOW + 3600 + 20 * DAY)  # the service's clock: 20 days on
+    operator.close()  # its session ended at the idle limit long ago: ca-op-1 signs in again
+    operator = console_of(demo, "ca-op-1")
     screen = PublicationScreen(operator)
 
     async def overdue(pilot: Pilot[None], app: ScreenApp) -> None:
@@ -307,10 +311,10 @@ def test_audit_browse_newest_first_filter_and_pages(demo: Demo, monkeypatch: Any
         table = screen.query_one("#events", DataTable)
         shown = rows(table)
         assert [int(r[0]) for r in shown] == list(range(total, total - 20, -1))
-        assert shown[0][2:4] == ["auditor-1", "console.sign-in"]
+        assert shown[0][2:4] == ["auditor-1", "auth.sign-in"]
         detail = str(screen.query_one("#detail").render())
         assert f"#{total}" in detail
-        assert '"how": "PIN of the ministry key token"' in detail
+        assert f'"certificate_serial": {auditor.certificate_serial}' in detail
         await pilot.press("n")
         await settle(pilot)
         assert int(rows(table)[0][0]) == total - 20

@@ -20,7 +20,7 @@ from textual.app import App
 from textual.pilot import Pilot
 from textual.widgets import Input
 
-from ca.client.console import Console, sign_in
+from ca.client.console import Console
 from ca.errors import JtcaError
 from ca.ops import city as city_ops
 from ca.site.vault import SiteVault
@@ -40,7 +40,6 @@ from tui.screens.issuers import IssuersScreen
 SIZE = (80, 24)
 SHANTOU = "440500"
 SHENZHEN = "440300"
-ROOT_OFFICERS = ("mot-root-1", "mot-root-2", "mot-root-3")
 CLEANUP = "city-key.cleanup-dormant"
 DESTROY = "city-key.destroy-material"
 REVOKE = "city-key.revoke"
@@ -81,9 +80,7 @@ class OneScreen(App[None]):
 
 
 def console_of(demo: Demo, officer: str) -> Console:
-    """``officer`` signed in through the service (the root officers with the share quorum)."""
-    if officer in ROOT_OFFICERS:
-        return sign_in(demo.client, officer, shares=demo.credentials.shares, clock=demo.clock)
+    """``officer`` signed in with their own token (``Demo.console``)."""
     return demo.console(officer)
 
 
