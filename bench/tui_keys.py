@@ -38,18 +38,26 @@ from textual.app import App
 from textual.widgets import DataTable, Input
 
 from ca.api.app import create_app
-from ca.client.console import Console
+from ca.client.console import Console, open_token, sign_in
 from ca.client.http import Client
 from ca.clock import FixedClock
+from ca.officer_certs import OFFICER_CA_TOKEN, issue_officer_certificate, open_officer_ca
 from ca.officers import add_officer_in
-from ca.ops.console import Officer
-from ca.service.console import granted
 from ca.service.runtime import open_runtime
+from ca.site.officer_token import OfficerToken, create_embedded_token, default_label
 from ca.store.db import transaction
-from policies.rules import Actor
 from tui.screens.keys import DEBOUNCE, PAGE, KeyQuery, KeysScreen, find_page
 
 SIZE = (120, 40)
+BENCH_PIN = "bench-officer-pin"
+
+
+class _Pin:
+    def pin(self) -> str:
+        return BENCH_PIN
+
+    def describe(self) -> str:
+        return "the bench's PIN"
 
 
 class Bench(App[None]):
@@ -134,13 +142,21 @@ def main() -> None:
                 session, officer_id="bench", name="bench", roles=roles, province=None,
                 actor="bench", now=NOW,
             )  # fmt: skip
+        # the officer's own token and key, certified as the root quorum's enrolment does
+        create_embedded_token(state, default_label("bench"), BENCH_PIN)
+        with OfficerToken(default_label("bench"), _Pin(), state=state) as token:
+            public_key = token.generate_key()
+        with transaction(engine) as session, runtime.tokens(create=True) as vault:
+            ca = open_officer_ca(session, vault.store(OFFICER_CA_TOKEN), now=NOW, actor="bench")
+            issue_officer_certificate(
+                session, ca, officer_id="bench", name="bench", public_key=public_key,
+                token_label=default_label("bench"), issued_by="bench", now=NOW,
+            )  # fmt: skip
         clock = FixedClock(NOW)
         http = TestClient(create_app(runtime, clock=clock), raise_server_exceptions=False)
-        console = Console(
-            client=Client(http, officer="bench"),
-            actor=Officer(id="bench", name="bench", roles=roles, province=None),
-            actions=frozenset(granted(Actor("bench", frozenset(roles)))),
-            clock=clock,
+        # signed in as the console does it: the officer's token, challenge and response
+        console = sign_in(
+            Client(http), open_token("bench", BENCH_PIN, state=state), "bench", clock=clock
         )
         base = KeyQuery()
         baselines = {
@@ -159,6 +175,7 @@ def main() -> None:
                 f"  {label:<28}{baseline * 1000:>9.1f} ms{took * 1000:>13.1f} ms"
                 f"{took / baseline:>8.2f}"
             )
+        console.close()
         http.close()
         runtime.close()
 
