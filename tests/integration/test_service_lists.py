@@ -51,6 +51,7 @@ class World:
     state: Path
     env: dict[str, str]
     shares: list[str]  # two of the root token's three PIN shares: a quorum
+    share_files: list[Path]  # the same two, each in its custodian's file (--share-file)
 
 
 def jtca(env: dict[str, str], *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
@@ -79,19 +80,25 @@ def make_world(
     init: bool = True,
     officers: Sequence[tuple[str, str]] = PUBLISHERS,
 ) -> World:
-    """The root ceremony and the officers, through the command line as an operator would."""
+    """The root ceremony and the officers, through the command line as an operator would: each
+    officer's own token and key (``jtca officer keygen``), enrolled under the custodians'
+    quorum (``tests/cli_desks.py``). They sign in where they work (``Desks.login``)."""
+    from cli_desks import Desks, share_args, write_shares
+
     if init:
         jtca(env, "init")
     made = json.loads(jtca(env, "ceremony", "init-token", EXAMPLE, "--json").stdout)
     shares = [s["share"] for s in made["pin_shares"]]
     quorum = [shares[0], shares[2]]
+    files = write_shares(state.parent / f"{state.name}-custodians", quorum)
     jtca(
-        env, "ceremony", "run", EXAMPLE, "--share", quorum[0], "--share", quorum[1],
+        env, "ceremony", "run", EXAMPLE, *share_args(files),
         "--witness", WITNESS, "--transcript", str(state.parent / f"{state.name}-transcript.json"),
     )  # fmt: skip
+    desks = Desks(env, state.parent / f"{state.name}-desks")
     for officer, role in officers:
-        jtca(env, "officer", "add", "--id", officer, "--role", role, "--actor", "mot-root-1")
-    return World(state, env, quorum)
+        desks.enrol_by_quorum((officer, role, None), files)
+    return World(state, env, quorum, files)
 
 
 def service_world(

@@ -28,6 +28,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import httpx
+from cli_desks import Desks, share_args
 from test_service_lists import JTCA, client_env, jtca, make_world
 
 from ca.lists.asn1 import ListType
@@ -72,10 +73,11 @@ def service(state: Path, env: dict[str, str]) -> Iterator[Path]:
 
 
 def publish_runs(
-    env: dict[str, str], officer: str, shares: list[str], out: Path
+    env: dict[str, str], shares: list[Path], out: Path
 ) -> list[subprocess.CompletedProcess[str]]:
+    """``RUNS`` runs as the officer signed in in ``env`` (their own session file)."""
     argv = [
-        JTCA, "publish", "--actor", officer, "--share", shares[0], "--share", shares[1],
+        JTCA, "publish", *share_args(shares),
         "--out", str(out), "--validity-hours", "1", "--refresh-hours", "0.9999", "--json",
     ]  # fmt: skip
     return [
@@ -102,18 +104,21 @@ def test_two_publishers_with_their_own_folders(database, tmp_path: Path) -> None
         else:
             envs = [client_env(first, url)] * 2
             world = make_world(first, envs[0])
+        # each publisher signs in with their own token at the service they publish through
+        desks = [Desks(e, tmp_path / f"desks-{i}") for i, e in enumerate(envs)]
+        for index, desk in enumerate(desks):
+            desk.login(f"publisher-{index + 1}")
         # the lists' first versions with the short validity the runs below keep renewing
         jtca(
-            envs[0], "publish", "--actor", "publisher-1", "--share", world.shares[0],
-            "--share", world.shares[1], "--out", str(outs[0]), "--validity-hours", "1",
-            "--refresh-hours", "0.5",
+            desks[0].env("publisher-1"), "publish", *share_args(world.share_files),
+            "--out", str(outs[0]), "--validity-hours", "1", "--refresh-hours", "0.5",
         )  # fmt: skip
 
         results: dict[int, list[subprocess.CompletedProcess[str]]] = {}
 
         def run(index: int) -> None:
-            officer = f"publisher-{index + 1}"
-            results[index] = publish_runs(envs[index], officer, world.shares, outs[index])
+            env = desks[index].env(f"publisher-{index + 1}")
+            results[index] = publish_runs(env, world.share_files, outs[index])
 
         threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
         for thread in threads:
