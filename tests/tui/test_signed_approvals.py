@@ -156,7 +156,7 @@ def test_gd1_applies_and_a_second_officer_approves_with_a_signed_decision(demo: 
     assert note.splitlines()[1].startswith("asked by gd-1 at 2026-11-18T")
     assert note.splitlines()[1].endswith("(city.apply)")
     assert 'request: {"cities":["440500"]}' in note
-    assert f"request SM3 {digest}" in note
+    assert f"\nSM3 {digest}\n" in note
     assert note.endswith("Your token officer-ca-op-1 signs this approval.")
     approval = signed_approval(demo, subject, "ca-op-1")
     assert approval.decision == "approve"

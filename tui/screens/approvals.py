@@ -190,7 +190,7 @@ def describe_request(item: PendingItem, request: PendingRequestView) -> str:
         item.what,
         f"asked by {request.officer} at {iso_utc(request.at)} ({request.operation})",
         f"request: {body if len(body) <= 64 else body[:63] + '…'}",
-        f"request SM3 {request.digest}",
+        f"SM3 {request.digest}",
     ]
     if item.reason:
         lines.insert(2, f"reason: {item.reason}")
