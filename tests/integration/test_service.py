@@ -1,11 +1,12 @@
 """Issue #11: the authority as a service — the service itself, on SQLite and PostgreSQL.
 
 In-process (the ASGI app through Starlette's TestClient): health, readiness, the OpenAPI
-document, problem details for every kind of refusal, the body limit. Against a real
-``jtca serve`` process: TLS 1.3 only with a pinned self-made certificate, refusals of an
-unpinned or TLS 1.2 client, a schema behind or ahead of the code, ``jtca db upgrade``, the
-embedded default started once by concurrent clients, graceful shutdown, and no silent empty
-world.
+document, problem details for every kind of refusal, the body limit, no officer by naming one.
+Against a real ``jtca serve`` process: TLS 1.3 only with a pinned self-made certificate,
+refusals of an unpinned or TLS 1.2 client, an officer signing in with their own token and
+signed requests over TLS (issue #12), a schema behind or ahead of the code, ``jtca db
+upgrade``, the embedded default started once by concurrent clients, graceful shutdown, and no
+silent empty world.
 """
 
 from __future__ import annotations
@@ -26,9 +27,20 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
+from officer_desk import enrol_directly, officer_token
 from service_fixtures import in_process
 
-from ca.ops.base import OPERATIONS
+from ca.client.config import Target
+from ca.client.http import Client, ServiceError, http_for
+from ca.client.session import RequestSigner, SessionData
+from ca.ops import auth as auth_ops
+from ca.ops import lists as lists_ops
+from ca.ops.base import OPERATIONS, Empty
+from ca.service.runtime import open_runtime
+from ca.site.officer_token import sign_in
+from ca.store.db import transaction
+from hsm.sm.sm2 import SM2PrivateKey
+from hsm.softhsm import CONF_ENV
 
 JTCA = str(Path(sys.executable).with_name("jtca"))
 
@@ -119,15 +131,42 @@ def test_malformed_json_is_a_problem_not_a_crash(app: httpx.Client) -> None:
     assert response.json()["title"] == "Bad request"
 
 
-def test_unknown_officer_and_missing_officer_are_refused(app: httpx.Client) -> None:
-    response = app.post("/v1/system/info", json={}, headers={"Jtca-Officer": "nobody"})
-    assert response.status_code == 403
-    assert response.json()["exit_code"] == 6
-    assert "nobody" in response.json()["detail"]
-    needs_officer = next(op for op in OPERATIONS.values() if op.officer)
-    response = app.post(needs_officer.path, json={})
+def test_naming_an_officer_is_no_credential(app: httpx.Client) -> None:
+    """The header the command line once sent names nobody now (issue #12): a read is served as
+    anonymous, an operation that needs an officer is refused; an unknown session is refused
+    and audited, whatever it signed."""
+    named = {"Jtca-Officer": "mot-root-1"}
+    response = app.post("/v1/system/info", json={}, headers=named)
+    assert response.status_code == 200
+    assert response.json()["officer"] is None
+    needs_officer = next(op for op in OPERATIONS.values() if op.officer and op.mutating)
+    response = app.post(needs_officer.path, json={}, headers=named)
     assert response.status_code == 401, response.text
     assert response.json()["title"] == "Not signed in"
+    assert "sign in" in response.json()["detail"]
+
+    made_up = SessionData(
+        url="http://testserver",
+        service="jtca-authority:unknown",
+        session="0" * 32,
+        officer="mot-root-1",
+        roles=["ministry-root-officer"],
+        province=None,
+        certificate_serial=1,
+        expires_at=2**40,
+        session_key=SM2PrivateKey.generate().pkcs8_pem().decode(),
+        token_label="officer-mot-root-1",  # noqa: S106 - a token label
+        module=None,
+    )
+    body = b"{}"
+    headers = {"Content-Type": "application/json"}
+    headers.update(RequestSigner(made_up).headers("POST", needs_officer.path, body))
+    response = app.post(needs_officer.path, content=body, headers=headers)
+    assert response.status_code == 401, response.text
+    assert (response.json()["title"], response.json()["reason"]) == (
+        "Not authenticated",
+        "unknown-session",
+    )
 
 
 def test_unknown_path_and_method(app: httpx.Client) -> None:
@@ -168,6 +207,8 @@ class Served:
         self.url = url
         self.cert = cert
         self.env = env
+        self.state: Path | None = None  # the service's state folder and database, if known
+        self.database = ""
 
     def client_env(self, **extra: str) -> dict[str, str]:
         env = dict(self.env, JTCA_URL=self.url, JTCA_SERVER_CERT=str(self.cert))
@@ -198,7 +239,7 @@ def start_serve(state: Path, env: dict[str, str], *extra: str) -> Served:
                 with httpx.Client(verify=ssl.create_default_context(cafile=str(cert))) as c:
                     if c.get(url + "/healthz").status_code == 200:
                         return Served(process, url, cert, env)
-            except httpx.HTTPError:
+            except (httpx.HTTPError, ssl.SSLError):  # not up yet, or its PEM half-written
                 pass
         time.sleep(0.1)
     process.kill()
@@ -218,6 +259,7 @@ def served(database, tmp_path: Path) -> Iterator[Served]:  # type: ignore[no-unt
     env = clean_env(JTCA_DATABASE_URL=url)
     assert run("db", "upgrade", "--state", str(tmp_path / "state"), env=env).returncode == 0
     server = start_serve(tmp_path / "state", env)
+    server.state, server.database = tmp_path / "state", url
     yield server
     if server.process.poll() is None:
         stop_serve(server)
@@ -237,6 +279,58 @@ def test_serve_over_tls13_with_a_pinned_certificate(served: Served) -> None:
         context.wrap_socket(raw, server_hostname=host) as tls,
     ):
         assert tls.version() == "TLSv1.3"
+
+
+def test_an_officer_signs_in_and_signs_requests_over_tls(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A registered officer with their own token and certificate signs in to the real service
+    over TLS by challenge and response; their signed request is served once, its replay is
+    refused, and a client of the same service without the session is not signed in."""
+    assert served.state is not None
+    monkeypatch.setenv(CONF_ENV, "")  # the token is in the service's SoftHSM2 folder here
+    from ca.officers import add_officer_in
+
+    runtime = open_runtime(served.state, url=served.database)
+    try:
+        with transaction(runtime.engine) as session:
+            add_officer_in(
+                session,
+                officer_id="ca-op-1",
+                name="中心CA操作员",
+                roles=["ministry-ca-operator"],
+                province=None,
+                actor="test",
+                now=int(time.time()),
+            )
+        token = officer_token(served.state, "ca-op-1")
+        enrol_directly(runtime, token, "ca-op-1", int(time.time()))
+    finally:
+        runtime.close()
+    client = Client(http_for(Target("environment", served.url, server_cert=served.cert)))
+    try:
+        with token:
+            session = sign_in(client, token, "ca-op-1")
+        assert session.url == served.url
+        officer = client.signed_in(RequestSigner(session))
+        who = officer.call(auth_ops.WHOAMI, Empty())
+        assert (who.officer.id, who.certificate_serial) == ("ca-op-1", session.certificate_serial)
+        assert "list.register-operator" in who.actions
+
+        body = lists_ops.OperatorRequest(operator_id="gz-metro").model_dump_json().encode()
+        headers = {"Content-Type": "application/json"}
+        headers.update(officer.signer.headers("POST", lists_ops.OPERATOR_ADD.path, body))  # type: ignore[union-attr]
+        path = lists_ops.OPERATOR_ADD.path
+        first = client.http.post(path, content=body, headers=headers)
+        assert first.status_code == 200, first.text
+        assert first.json()["registered_by"] == "ca-op-1"
+        replayed = client.http.post(path, content=body, headers=headers)
+        assert (replayed.status_code, replayed.json()["reason"]) == (401, "replay")
+        with pytest.raises(ServiceError) as anonymous:
+            client.call(auth_ops.WHOAMI, Empty())
+        assert (anonymous.value.status, anonymous.value.title) == (401, "Not signed in")
+    finally:
+        client.close()
 
 
 def test_tls12_client_is_refused(served: Served) -> None:
