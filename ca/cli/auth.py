@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
 from ca.cli import desk
+from ca.errors import JtcaError
 
 
 def register(sub: Any) -> None:
@@ -63,6 +65,7 @@ def cmd_login(args: argparse.Namespace) -> int:
     finally:
         client.close()
     path = session_path(data.url)
+    _end_previous(path)
     save(path, data)
     out = {
         "officer": data.officer,
@@ -83,6 +86,29 @@ def cmd_login(args: argparse.Namespace) -> int:
     return 0
 
 
+def _end_previous(path: Path) -> None:
+    """A session this file still holds (another officer's, or an earlier one) is ended at the
+    service before the new one replaces it; if that fails, it ends by itself (idle limit)."""
+    from ca.client.session import RequestSigner, load
+    from ca.ops import auth as ops
+    from ca.ops.base import Empty
+
+    try:
+        old = load(path)
+    except JtcaError:
+        return
+    if old is None:
+        return
+    client = desk.connect(anonymous=True)
+    try:
+        if client.target is not None and client.target.url == old.url:
+            client.signed_in(RequestSigner(old)).call(ops.SIGN_OUT, Empty())
+    except (JtcaError, ValueError):
+        pass  # an ended session, or a file that is not one: nothing to end
+    finally:
+        client.close()
+
+
 def cmd_logout(args: argparse.Namespace) -> int:
     from ca.client.http import ServiceError
     from ca.client.session import remove, session_path
@@ -90,10 +116,10 @@ def cmd_logout(args: argparse.Namespace) -> int:
     from ca.ops.base import Empty
 
     client = desk.connect()
+    url = client.target.url if client.target else str(client.http.base_url)
+    officer = client.officer
+    ended = False
     try:
-        officer = client.officer
-        url = client.target.url if client.target else str(client.http.base_url)
-        ended = False
         if client.signer is not None:
             try:
                 client.call(ops.SIGN_OUT, Empty())
@@ -103,7 +129,7 @@ def cmd_logout(args: argparse.Namespace) -> int:
                     raise
     finally:
         client.close()
-    remove(session_path(url))
+        remove(session_path(url))  # the session key leaves this machine whatever the service said
     if officer is None:
         text = "not signed in: no session to end"
     elif ended:

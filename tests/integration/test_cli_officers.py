@@ -222,6 +222,16 @@ def test_sign_in_whoami_and_out(env: dict[str, str], tmp_path: Path) -> None:
     assert who["idle_seconds"] == 900
     assert who["expires_at"] - who["signed_in_at"] == 28800
 
+    # signing in again ends the session the file held, at the service too
+    earlier = tmp_path / "earlier-session.json"
+    earlier.write_text(session.read_text(encoding="utf-8"), encoding="utf-8")
+    earlier.chmod(0o600)
+    desks.login("gd-1")
+    replaced = jtca("whoami", officer="gd-1", ok=False, JTCA_SESSION=str(earlier))
+    assert replaced.returncode == 6
+    assert "the session has ended" in replaced.stderr
+    assert "(jtca login --officer ID)" in replaced.stderr
+
     # a session file others can read is refused, not used
     session.chmod(0o644)
     exposed = jtca("whoami", officer="gd-1", ok=False)
