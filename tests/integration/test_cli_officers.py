@@ -259,10 +259,34 @@ def test_sign_in_whoami_and_out(env: dict[str, str], tmp_path: Path) -> None:
     assert jtca("logout", officer="gd-1").stdout.startswith("not signed in")
     assert jtca("whoami", officer="gd-1", ok=False).returncode == 6
 
+    # renewal certifies the same token key again; revocation is final
+    before = desks.data("officer", "certificate", "--officer", "gd-1")["certificate"]
+    renewed = desks.data("officer", "renew", "--officer", "gd-1", officer="mot-root-1")
+    assert renewed["certificate"]["serial"] != before["serial"]
+    assert renewed["certificate"]["status"] == "active"
+    desks.login("gd-1")  # with the same token
+    revoked = desks.data("officer", "revoke", "--officer", "gd-1", "--reason", "left the post",
+                         officer="mot-root-1")  # fmt: skip
+    assert revoked["certificate"]["status"] == "revoked"
+    gone = jtca("login", "--officer", "gd-1", *PIN_SOURCE, officer="gd-1", ok=False)
+    assert gone.returncode == 6
+
+    # an enrolment the second root officer rejects, with a reason, signed by their token
+    desks.keygen("gd-9")
+    asked = desks.data("officer", "enrol", "--officer", "gd-9", "--role", "provincial-officer",
+                       "--province", "440000", "--pin-source", "env:NEW_PIN",
+                       officer="mot-root-1", NEW_PIN=officer_pin("gd-9"))  # fmt: skip
+    desks.login("mot-root-2")
+    reject = ["officer", "reject", "--enrolment", str(asked["enrolment"]), *PIN_SOURCE]
+    assert jtca(*reject, officer="mot-root-2", ok=False).returncode == 2  # a reason is needed
+    rejected = desks.data(*reject, "--reason", "not this key", officer="mot-root-2")
+    assert (rejected["state"], rejected["certificate"]) == ("rejected", None)
+    assert desks.data("officer", "enrolments", officer="mot-root-2") == []
+
     # the certificate and the officer CA, to check signatures offline
-    ca_pem, cert_pem = tmp_path / "officer-ca.pem", tmp_path / "gd-1.pem"
+    ca_pem, cert_pem = tmp_path / "officer-ca.pem", tmp_path / "mot-root-1.pem"
     jtca("officer", "ca", "--out", str(ca_pem))
-    jtca("officer", "certificate", "--officer", "gd-1", "--out", str(cert_pem))
+    jtca("officer", "certificate", "--officer", "mot-root-1", "--out", str(cert_pem))
     assert ca_pem.read_text().startswith("-----BEGIN CERTIFICATE-----")
     assert cert_pem.read_text().startswith("-----BEGIN CERTIFICATE-----")
 
