@@ -1,8 +1,8 @@
 """Officers: who may act, with which policy roles, bound to which province.
 
-The root ceremony file names the first officers; after that a ministry root officer adds
-officers (``jtca officer add``), audited. Commands take ``--actor ID`` and the roles come from
-here, never from the command line.
+The root ceremony file names the first officers; after that officers are enrolled with their
+own token's key (``ca.service.officers``, issue #12) and prove who they are by signing in. The
+roles come from here, never from the command line.
 """
 
 from __future__ import annotations
@@ -95,11 +95,12 @@ def add_officer(
 
 
 def actor_of(engine: Engine, officer_id: str) -> Actor:
-    """The registered, active officer behind ``--actor``, as the policy sees them."""
+    """The registered, active officer ``officer_id`` as the policy sees them (in-process
+    callers: the demo's history and benchmarks; a client is an officer only by signing in)."""
     with Session(engine) as session:
         officer = session.get(Officer, officer_id)
     if officer is None or officer.status != "active":
-        raise OfficerError(f"--actor {officer_id}: not a registered, active officer")
+        raise OfficerError(f"{officer_id}: not a registered, active officer")
     return Actor(officer.officer_id, frozenset(officer.roles.split(",")), officer.province)
 
 

@@ -46,7 +46,8 @@ def pin_source(spec: str | None, officer: str) -> PinSource:
         return PromptPin(f"PIN of {officer}'s token: ")
     if not (spec.startswith("env:") or spec.startswith("file:")):
         raise BadInput(
-            f"--pin-source {spec[:20]!r}: use env:VAR, file:PATH or prompt (a PIN is never "
+            "--pin-source: use env:VAR, file:PATH or prompt (the value given is not repeated "
+            "here, in case it was a PIN; a PIN is never "
             "typed on the command line)"
         )
     return pin_source_from_spec(spec)
