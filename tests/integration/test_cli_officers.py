@@ -204,6 +204,7 @@ def test_sign_in_whoami_and_out(env: dict[str, str], tmp_path: Path) -> None:
                  officer="gd-1", ok=False)  # fmt: skip
     assert typed.returncode == 3
     assert "never typed on the command line" in typed.stderr
+    assert officer_pin("gd-1") not in typed.stderr  # the mistaken value is not echoed back
 
     signed = desks.login("gd-1")
     assert (signed["roles"], signed["province"]) == (["provincial-officer"], "440000")
