@@ -31,7 +31,7 @@ from citykey_fixtures import (
     installed,
     make_world,
 )
-from cli_desk import PIN_SOURCE, CliDesk
+from cli_desks import PIN_SOURCE, Desks
 from sqlmodel import Session, select
 
 from ca.applications import ApplicationError, apply
@@ -462,7 +462,8 @@ Jtca = Callable[..., subprocess.CompletedProcess[str]]
 def cli(database: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Jtca]:
     """``jtca`` as a client of the embedded service `jtca init` starts on a fresh state folder
     with this database (stopped afterwards); never a traceback. ``jtca(..., officer=ID)`` runs
-    in ID's own session (``cli_desk.CliDesk``: their token, ``jtca login``)."""
+    in ID's own session (``tests/cli_desks.py``: their own token, certified the first time they
+    act, ``jtca login``)."""
     url, _ = database
     monkeypatch.setenv(CONF_ENV, "")  # the state folder's SoftHSM2 here; restored afterwards
     env = {k: v for k, v in os.environ.items() if k not in ("JTCA_URL", "JTCA_SERVER_CERT")}
@@ -473,14 +474,18 @@ def cli(database: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Itera
         XDG_STATE_HOME=str(tmp_path / "xdg-state"),
     )
     env.pop("SOFTHSM2_CONF", None)
-    desk = CliDesk(env, tmp_path / "state", url, tmp_path / "sessions")
+    desks = Desks(env, tmp_path / "desks")
+    signed_in: set[str] = set()
 
     def jtca(*args: str, officer: str | None = None) -> subprocess.CompletedProcess[str]:
+        if officer is not None and officer not in signed_in:
+            desks.certify_directly(tmp_path / "state", url, [officer])
+            signed_in.add(officer)
         result = subprocess.run(
             [JTCA, *args],
             capture_output=True,
             text=True,
-            env=desk.env(officer),
+            env=desks.env(officer),
             check=False,
             timeout=120,
         )

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_desk import PIN_SOURCE, CliDesk
+from cli_desks import PIN_SOURCE, Desks
 
 from ca.store.db import transaction
 from hsm.pkcs11.token import find_module
@@ -39,9 +39,10 @@ OFFICERS = (
 
 
 @pytest.fixture
-def env(database: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliDesk]:
+def env(database: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Desks]:
     """`jtca init` on a fresh state folder (its embedded service stopped afterwards), the
-    officers registered; each signs in with their own token on first use (``CliDesk``)."""
+    officers registered, each with their own token in the state folder and its key certified,
+    each signed in with `jtca login` at their own desk (``tests/cli_desks.py``)."""
     url, engine = database
     monkeypatch.setenv(CONF_ENV, "")  # the state folder's SoftHSM2 here; restored afterwards
     state = tmp_path / "state"
@@ -68,7 +69,9 @@ def env(database: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Itera
                 actor="test",
                 now=int(time.time()),
             )
-    yield CliDesk(env, state, url, tmp_path / "sessions")
+    desks = Desks(env, tmp_path / "desks")
+    desks.certify_directly(state, url, [officer_id for officer_id, _, _ in OFFICERS])
+    yield desks
     subprocess.run(
         [JTCA, "service", "stop"], capture_output=True, text=True, env=env, timeout=60, check=False
     )
@@ -91,7 +94,7 @@ def province_machine(folder: Path) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("database", ["sqlite"], indirect=True)
-def test_a_province_with_its_own_token(env: CliDesk, tmp_path: Path) -> None:
+def test_a_province_with_its_own_token(env: Desks, tmp_path: Path) -> None:
     at_province = province_machine(tmp_path / "gd-machine")
     module = str(find_module())
     site = ["--module", module, "--pin-source", "env:GD_PIN"]
@@ -167,7 +170,7 @@ def test_a_province_with_its_own_token(env: CliDesk, tmp_path: Path) -> None:
     embedded = data("token", "list")["tokens"]
     assert "GD-HSM" not in embedded
     assert {"MOT-KEYS", "GZ-KEYS"} <= set(embedded)
-    state = env.state
+    state = Path(env.base["JTCA_STATE"])
     assert not [p for p in state.rglob("*") if p.is_file() and PROVINCE_PIN.encode() in
                 p.read_bytes()]  # fmt: skip
     assert all(d["stage"] == "installed" for d in data("city", "keys", "--city", "440100"))
