@@ -42,6 +42,15 @@ def register(sub: Any) -> None:
     c.add_argument("--json", action="store_true")
     c.set_defaults(handler=cmd_checkpoint)
 
+    a = asub.add_parser(
+        "approval",
+        help="write the evidence of a subject's signed decisions, to check with OpenSSL alone",
+    )
+    a.add_argument("--subject", required=True, help="e.g. 'application 7', 'action 3'")
+    a.add_argument("--out", type=Path, required=True, help="a folder: one sub-folder per decision")
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(handler=cmd_approval)
+
     e = asub.add_parser("export", help="write every event and checkpoint to a verifiable bundle")
     e.add_argument("--out", type=Path, required=True)
     e.add_argument("--json", action="store_true")
@@ -97,6 +106,72 @@ def cmd_export(args: argparse.Namespace) -> int:
     write_atomically(args.out, exported.bundle)
     data = {"bundle": str(args.out), "events": exported.events}
     print(json.dumps(data) if args.json else f"wrote {args.out}: {exported.events} events")
+    return 0
+
+
+OFFLINE_CHECK: Final = (  # the commands docs/officers.md gives (tests run them verbatim)
+    "openssl x509 -in officer.pem -pubkey -noout -out officer.pub",
+    "openssl dgst -sm3 -verify officer.pub -sigopt distid:1234567812345678 "
+    "-signature approval.sig approval.txt",
+    "openssl dgst -sm3 request.json",
+    "openssl verify -vfyopt distid:1234567812345678 -CAfile officer-ca.pem officer.pem",
+)
+OFFLINE_CHECK_TEXT: Final = (
+    "Check each decision offline, in its folder, with OpenSSL alone (docs/officers.md); the "
+    "third command's SM3 equals the request-sm3 line of approval.txt:\n"
+    + "".join(f"  {command}\n" for command in OFFLINE_CHECK)
+)
+
+
+def cmd_approval(args: argparse.Namespace) -> int:
+    """Per decision, a folder ``<out>/<n>-<officer>/`` with approval.txt (the signed statement,
+    byte for byte), approval.sig (DER), officer.pem (the certificate it was made under),
+    officer-ca.pem and request.json (the request decided, byte for byte)."""
+    from ca.ops import approvals as ops
+
+    client = desk.connect()
+    try:
+        evidence = client.call(ops.EVIDENCE, ops.SubjectRequest(subject=args.subject))
+    finally:
+        client.close()
+    written: list[dict[str, Any]] = []
+    for n, decision in enumerate(evidence.decisions, 1):
+        if decision.statement is None or decision.signature is None or not decision.certificate_pem:
+            written.append({"officer": decision.officer, "signed": False})
+            continue
+        folder = args.out / f"{n}-{decision.officer}"
+        folder.mkdir(parents=True, exist_ok=True)
+        write_atomically(folder / "approval.txt", decision.statement.encode())
+        write_atomically(folder / "approval.sig", decision.signature)
+        write_atomically(folder / "officer.pem", decision.certificate_pem.encode())
+        write_atomically(folder / "officer-ca.pem", evidence.officer_ca_pem.encode())
+        write_atomically(folder / "request.json", evidence.request.body)
+        (folder / "CHECK.txt").write_text(OFFLINE_CHECK_TEXT)
+        written.append(
+            {
+                "officer": decision.officer,
+                "decision": decision.decision,
+                "signed": True,
+                "certificate_serial": decision.certificate_serial,
+                "folder": str(folder),
+            }
+        )
+    if args.json:
+        print(json.dumps({"subject": evidence.subject, "decisions": written}))
+        return 0
+    print(
+        f"{evidence.subject}: asked by {evidence.request.officer} ({evidence.request.operation}),"
+        f" request SM3 {evidence.request.digest}"
+    )
+    for item in written:
+        if item["signed"]:
+            print(
+                f"  {item['decision']} by {item['officer']} (certificate "
+                f"{item['certificate_serial']}): {item['folder']}"
+            )
+        else:
+            print(f"  {item['officer']}: decided before decisions were signed, nothing to check")
+    print(OFFLINE_CHECK_TEXT, end="")
     return 0
 
 

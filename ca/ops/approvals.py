@@ -31,3 +31,34 @@ REQUEST = operation(
     "the signed request that opened a pending subject, as the approver signs it",
     mutating=False,
 )
+
+
+class SignedDecisionView(Model):
+    """One decision on the subject with what checks it offline: the signed statement, the
+    approver's DER signature and the certificate it was made under (PEM)."""
+
+    officer: str
+    decision: str  # approve | reject
+    reason: str
+    at: int
+    statement: str | None  # None: decided before decisions were signed (issue #12)
+    signature: bytes | None  # DER SM2 signature over statement
+    certificate_serial: int | None
+    certificate_pem: str | None
+
+
+class Evidence(Model):
+    subject: str
+    request: PendingRequestView
+    officer_ca_pem: str
+    decisions: list[SignedDecisionView]
+
+
+EVIDENCE = operation(
+    "approvals.evidence",
+    SubjectRequest,
+    Evidence,
+    "the request that opened a subject and every signed decision on it, with the approvers' "
+    "certificates and the officer CA: what an auditor checks offline with OpenSSL",
+    mutating=False,
+)

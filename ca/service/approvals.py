@@ -10,18 +10,19 @@ can check them offline with OpenSSL and the officer's certificate (docs/officers
 
 from __future__ import annotations
 
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from ca.dualcontrol import SignedDecision
 from ca.errors import JtcaError
 from ca.officer_auth import AuthError, approval_statement, verify
-from ca.officer_certs import OfficerCertificateError, certificate_in_force
+from ca.officer_certs import OfficerCertificateError, certificate_in_force, officer_ca_record
 from ca.ops import approvals as ops
 from ca.service.auth import refuse
 from ca.service.context import Context
 from ca.service.registry import handles
 from ca.signing import load_policy
-from ca.store.models import PendingRequest
+from ca.store.models import Approval, OfficerCertificate, PendingRequest
+from ca.x509 import pem
 from hsm.sm.sm2 import SM2PublicKey, raw_to_der
 
 
@@ -40,11 +41,44 @@ def pending_request(session: Session, subject: str) -> PendingRequest:
     return row
 
 
-@handles(ops.REQUEST)
-def request(ctx: Context, req: ops.SubjectRequest) -> ops.PendingRequestView:
+@handles(ops.EVIDENCE)
+def evidence(ctx: Context, req: ops.SubjectRequest) -> ops.Evidence:
     ctx.actor()
     with Session(ctx.engine) as session:
         row = pending_request(session, req.subject)
+        ca = officer_ca_record(session)
+        decisions = []
+        for approval in session.exec(
+            select(Approval).where(Approval.subject == req.subject).order_by(col(Approval.id))
+        ):
+            cert = (
+                session.get(OfficerCertificate, approval.certificate_serial)
+                if approval.certificate_serial is not None
+                else None
+            )
+            decisions.append(
+                ops.SignedDecisionView(
+                    officer=approval.approver,
+                    decision=approval.decision,
+                    reason=approval.reason,
+                    at=approval.at,
+                    statement=approval.statement,
+                    signature=approval.signature,
+                    certificate_serial=approval.certificate_serial,
+                    certificate_pem=pem(cert.der).decode() if cert else None,
+                )
+            )
+    if ca is None:  # pragma: no cover - a signed request implies an enrolled officer
+        raise NoSignedRequest("no officer CA yet")
+    return ops.Evidence(
+        subject=row.subject,
+        request=_view(row),
+        officer_ca_pem=pem(bytes.fromhex(ca.der)).decode(),
+        decisions=decisions,
+    )
+
+
+def _view(row: PendingRequest) -> ops.PendingRequestView:
     return ops.PendingRequestView(
         subject=row.subject,
         officer=row.officer_id,
@@ -53,6 +87,14 @@ def request(ctx: Context, req: ops.SubjectRequest) -> ops.PendingRequestView:
         digest=row.digest,
         at=row.at,
     )
+
+
+@handles(ops.REQUEST)
+def request(ctx: Context, req: ops.SubjectRequest) -> ops.PendingRequestView:
+    ctx.actor()
+    with Session(ctx.engine) as session:
+        row = pending_request(session, req.subject)
+    return _view(row)
 
 
 def verify_decision(

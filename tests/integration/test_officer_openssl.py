@@ -201,3 +201,46 @@ def test_the_operators_guide_quotes_exactly_these_commands() -> None:
     guide = (Path(__file__).resolve().parents[2] / "docs" / "officers.md").read_text()
     for command in (*OFFLINE_CHECK, REQUEST_DIGEST, CHAIN_CHECK):
         assert command in guide, f"docs/officers.md does not quote: {command}"
+
+
+def test_jtca_audit_approval_writes_what_openssl_checks(
+    approved: Approved,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``jtca audit approval --subject S --out DIR`` writes, per signed decision, the five files
+    the documented commands read; run verbatim in that folder, OpenSSL says who approved what."""
+    import argparse
+
+    import ca.cli.desk
+    from ca.cli.audit import OFFLINE_CHECK as PRINTED, cmd_approval
+
+    auditor = approved.client.as_officer("gd-1")  # any signed-in officer may read the evidence
+    monkeypatch.setattr(ca.cli.desk, "connect", lambda anonymous=False: auditor)
+    monkeypatch.setattr(type(auditor), "close", lambda self: None)
+    out = tmp_path / "evidence"
+    code = cmd_approval(argparse.Namespace(subject=approved.subject, out=out, json=True))
+    assert code == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert listed["subject"] == approved.subject
+    [decision] = listed["decisions"]
+    assert (decision["officer"], decision["decision"], decision["signed"]) == (
+        "ca-op-1", "approve", True,
+    )  # fmt: skip
+    folder = Path(decision["folder"])
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "CHECK.txt", "approval.sig", "approval.txt", "officer-ca.pem", "officer.pem",
+        "request.json",
+    ]  # fmt: skip
+    # what the command prints is what this module runs and the guide quotes
+    assert PRINTED == (*OFFLINE_CHECK, REQUEST_DIGEST, CHAIN_CHECK)
+    details = json.loads(approved.event.details)
+    assert (folder / "approval.txt").read_text() == details["statement"]
+    assert run(OFFLINE_CHECK[0], folder).returncode == 0
+    verified = run(OFFLINE_CHECK[1], folder)
+    assert verified.stdout.strip() == VERIFIED, verified.stderr
+    digest = run(REQUEST_DIGEST, folder)
+    assert digest.stdout.strip().endswith(details["request_sm3"])
+    chain = run(CHAIN_CHECK, folder)
+    assert chain.stdout.strip() == "officer.pem: OK", chain.stderr
