@@ -94,7 +94,7 @@ def init_ceremony_token(ctx: Context, req: ops.CeremonyFile) -> ops.TokenShares:
     with transaction(ctx.engine) as session:
         audit.append(
             session,
-            actor=f"ceremony:{ceremony.name}",
+            actor=ctx.officer.id if ctx.officer else f"ceremony:{ceremony.name}",
             action="ceremony.init-token",
             subject=ceremony.token,
             details={

@@ -459,6 +459,10 @@ def test_ceremony_officers_issuers_interop_audit(
     assert exported.events == len(actions) == checkpoint.seq + 1
     events = json.loads(exported.bundle)["events"]
     assert [e["actor"] for e in events if e["action"] == "audit.checkpoint"][-1] == "publisher-1"
+    assert [e["actor"] for e in events if e["action"] == "ceremony.init-token"] == [
+        "ceremony:MOT root key ceremony 2026-12",  # before any officer: the custodians'
+        "mot-root-1",  # after: the signed-in officer who asked
+    ]
     for action in (
         "ceremony.init-token",
         "ceremony.run",
