@@ -214,7 +214,8 @@ def test_jtca_audit_approval_writes_what_openssl_checks(
     import argparse
 
     import ca.cli.desk
-    from ca.cli.audit import OFFLINE_CHECK as PRINTED, cmd_approval
+    from ca.cli.audit import OFFLINE_CHECK as PRINTED
+    from ca.cli.audit import cmd_approval
 
     auditor = approved.client.as_officer("gd-1")  # any signed-in officer may read the evidence
     monkeypatch.setattr(ca.cli.desk, "connect", lambda anonymous=False: auditor)
@@ -234,7 +235,7 @@ def test_jtca_audit_approval_writes_what_openssl_checks(
         "request.json",
     ]  # fmt: skip
     # what the command prints is what this module runs and the guide quotes
-    assert PRINTED == (*OFFLINE_CHECK, REQUEST_DIGEST, CHAIN_CHECK)
+    assert (*OFFLINE_CHECK, REQUEST_DIGEST, CHAIN_CHECK) == PRINTED
     details = json.loads(approved.event.details)
     assert (folder / "approval.txt").read_text() == details["statement"]
     assert run(OFFLINE_CHECK[0], folder).returncode == 0
