@@ -305,7 +305,6 @@ APPLICATIONS = operation(
     ApplicationList,
     "applications and their state (a provincial officer: their province's)",
     mutating=False,
-    officer=False,
 )
 DECIDE = operation(
     "city.decide",
@@ -325,7 +324,6 @@ KEYS = operation(
     KeyList,
     "city keys matching every filter, soonest end first",
     mutating=False,
-    officer=False,
 )
 PAGE = operation(
     "city.page",
@@ -333,16 +331,14 @@ PAGE = operation(
     KeyPage,
     "one sorted page of the keys matching the filters and free text, and the total",
     mutating=False,
-    officer=False,
 )
-SHOW = operation("city.show", KeyRequest, KeyView, "one key, whole", mutating=False, officer=False)
+SHOW = operation("city.show", KeyRequest, KeyView, "one key, whole", mutating=False)
 SUMMARY = operation(
     "city.summary",
     SummaryRequest,
     KeySummary,
     "the dashboard's counts",
     mutating=False,
-    officer=False,
 )
 RENEW = operation(
     "city.renew", KeyRequest, KeyView, "make an active key's successor in its renewal window"
@@ -381,7 +377,6 @@ ACTIONS = operation(
     PendingActions,
     "key actions awaiting approvers",
     mutating=False,
-    officer=False,
 )
 REPORT = operation(
     "city.report",
@@ -389,7 +384,6 @@ REPORT = operation(
     KeyReport,
     "the expiry report's rows",
     mutating=False,
-    officer=False,
 )
 PURGE = operation(
     "city.purge",

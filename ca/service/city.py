@@ -7,7 +7,8 @@ policy checks, dual control, the action and its audit event are the domain funct
 Province scope is decided here, once, for every client: a provincial officer reads their own
 province only (a filter naming another province, or one key of another province, is refused as
 ``deny/other-province``), and the policy refuses their actions on any other province's city or
-key. A read without an officer sees every province, as the command line's reads always did.
+key. Every read needs a signed-in officer (a province's keys are nobody else's business); a
+ministry officer reads every province.
 
 The ministry's tokens are reached only through ``ctx.runtime.tokens()``, and only by the use
 cases that use them (generate, renew, destroy-material, and the approval that carries out a
@@ -78,9 +79,10 @@ MAX_DAYS: Final = 36_500  # a hundred years: any longer horizon is a typo
 
 def province_scope(ctx: Context, asked: str | None) -> str | None:
     """The province a read is limited to: the officer's own for a provincial officer (asking
-    for another is refused), else what was asked (None: every province)."""
-    officer = ctx.officer
-    if officer is None or officer.province is None:
+    for another is refused), else what was asked (None: every province). No officer, no read
+    (``NotSignedIn``)."""
+    officer = ctx.actor()
+    if officer.province is None:
         return asked
     if asked is not None and asked != officer.province:
         raise OutOfScope(
@@ -91,8 +93,8 @@ def province_scope(ctx: Context, asked: str | None) -> str | None:
 
 
 def _check_key_scope(ctx: Context, key: CityKey) -> None:
-    officer = ctx.officer
-    if officer is not None and officer.province is not None and key.province != officer.province:
+    officer = ctx.actor()
+    if officer.province is not None and key.province != officer.province:
         raise OutOfScope(
             f"deny/other-province: key {key.id} is of province {key.province}; "
             f"{officer.id} sees only province {officer.province}"
@@ -351,6 +353,7 @@ def find_page(ctx: Context, request: ops.PageRequest) -> ops.KeyPage:
 
 @handles(ops.SHOW)
 def show(ctx: Context, request: ops.KeyRequest) -> ops.KeyView:
+    ctx.actor()  # no officer, no answer (not even whether the key exists)
     now = ctx.now()
     with Session(ctx.engine) as session:
         key = queries.keys_by_id(session, [request.key]).get(request.key)

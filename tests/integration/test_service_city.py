@@ -141,10 +141,12 @@ def test_apply_approve_generate(service: Service) -> None:
         ("440100", "广州市", "440000", "pre-active", "generated")
     }
     assert all(k.not_before == T0 and k.days_left > 0 for k in keys)
-    listed = service.as_(None).call(ops.APPLICATIONS, ops.ApplicationsRequest()).applications
-    assert [(a.state, a.applicant) for a in listed] == [("generated", "gd-1")]
+    listed = service.as_("mot-root-1").call(ops.APPLICATIONS, ops.ApplicationsRequest())
+    assert [(a.state, a.applicant) for a in listed.applications] == [("generated", "gd-1")]
     with pytest.raises(ServiceError) as twice:
-        service.as_("mot-root-1").call(ops.GENERATE, ops.GenerateRequest(application=listed[0].id))
+        service.as_("mot-root-1").call(
+            ops.GENERATE, ops.GenerateRequest(application=listed.applications[0].id)
+        )
     assert (twice.value.exit_code, twice.value.title) == (6, "Key application")
     assert "only an approved application" in twice.value.message
 
@@ -252,7 +254,7 @@ def test_a_decision_counts_only_signed_by_the_deciders_own_token(service: Servic
             ("ca-op-1", "clock-skew"),
         ]
         assert session.exec(select(Approval).where(Approval.subject == subject)).all() == []
-    listed = service.as_(None).call(ops.APPLICATIONS, ops.ApplicationsRequest())
+    listed = service.as_("gd-2").call(ops.APPLICATIONS, ops.ApplicationsRequest())
     assert [a.state for a in listed.applications] == ["pending"]  # nothing counted
 
     decided = operator.call(
@@ -310,7 +312,7 @@ def test_another_provinces_city_or_key_is_refused(service: Service) -> None:
     assert service.as_("fj-1").call(ops.SUMMARY, ops.SummaryRequest()).total == 0
     assert service.as_("fj-1").call(ops.APPLICATIONS, ops.ApplicationsRequest()).applications == []
     assert len(service.as_("gd-2").call(ops.KEYS, ops.KeysRequest()).keys) == 2
-    assert len(service.as_(None).call(ops.KEYS, ops.KeysRequest()).keys) == 2
+    assert len(service.as_("mot-root-1").call(ops.KEYS, ops.KeysRequest()).keys) == 2
 
 
 def test_a_bad_city_code_names_the_field(service: Service) -> None:
@@ -331,13 +333,13 @@ def test_a_bad_city_code_names_the_field(service: Service) -> None:
         ({"expiring": -1}, "expiring"),
         ({"limit": 0}, "limit"),
     ):
-        response = service.post(ops.KEYS, body)
+        response = service.post(ops.KEYS, body, officer="gd-1")
         assert response.status_code == 422, body
         assert response.json()["field"] == field
         assert response.json()["detail"].startswith(f"{field} {next(iter(body.values()))}:")
-    response = service.post(ops.KEYS, {"limit": "many"})  # not even an integer: the model says
+    response = service.post(ops.KEYS, {"limit": "many"}, officer="gd-1")  # the model says
     assert (response.status_code, response.json()["field"]) == (422, "limit")
-    response = service.post(ops.PAGE, {"sort": "colour"})
+    response = service.post(ops.PAGE, {"sort": "colour"}, officer="gd-1")
     assert (response.status_code, response.json()["field"]) == (422, "sort")
     response = service.post(ops.SUSPEND, {"city": "abc", "reason": "x"}, officer="gd-1")
     assert (response.status_code, response.json()["field"]) == (422, "city")
@@ -346,10 +348,11 @@ def test_a_bad_city_code_names_the_field(service: Service) -> None:
 def test_a_page_of_keys_and_the_total(service: Service) -> None:
     keys = generated(service, GUANGDONG)
     assert len(keys) == 6
-    page = service.as_(None).call(ops.PAGE, ops.PageRequest(sort="label", limit=4))
+    ministry = service.as_("mot-root-1")
+    page = ministry.call(ops.PAGE, ops.PageRequest(sort="label", limit=4))
     assert page.total == 6
     assert [k.label for k in page.keys] == sorted(k.label for k in keys)[:4]
-    last = service.as_(None).call(ops.PAGE, ops.PageRequest(sort="label", descending=True, limit=1))
+    last = ministry.call(ops.PAGE, ops.PageRequest(sort="label", descending=True, limit=1))
     assert [k.label for k in last.keys] == [max(k.label for k in keys)]
     named = service.as_("gd-1").call(ops.PAGE, ops.PageRequest(text="深圳"))
     assert (named.total, {k.city for k in named.keys}) == (2, {"440300"})
@@ -358,7 +361,7 @@ def test_a_page_of_keys_and_the_total(service: Service) -> None:
     elsewhere = service.as_("fj-1").call(ops.PAGE, ops.PageRequest())
     assert (elsewhere.total, elsewhere.keys) == (0, [])
     with pytest.raises(ServiceError) as refused:
-        service.as_(None).call(ops.PAGE, ops.PageRequest(limit=100_000))
+        ministry.call(ops.PAGE, ops.PageRequest(limit=100_000))
     assert (refused.value.status, refused.value.field) == (422, "limit")
 
 
@@ -372,13 +375,13 @@ def test_a_key_view_round_trip(service: Service) -> None:
     assert len(shown.public_key) == 66
     assert shown.label == "city-qr-440100-g1"
     assert (shown.kind, shown.generation, shown.application) == ("sm2", 1, qr.application)
-    listed = service.as_(None).call(ops.KEYS, ops.KeysRequest(city="440100", key_class="city-qr"))
+    listed = service.as_("gd-2").call(ops.KEYS, ops.KeysRequest(city="440100", key_class="city-qr"))
     assert listed.keys == [shown]
-    missing = service.post(ops.SHOW, {"key": 999_999})
+    missing = service.post(ops.SHOW, {"key": 999_999}, officer="gd-1")
     assert (missing.status_code, missing.json()["exit_code"]) == (404, 6)
     assert missing.json()["detail"] == "no city key 999999"
     service.advance(10 * DAY)
-    later = service.as_(None).call(ops.SHOW, ops.KeyRequest(key=qr.id))
+    later = service.as_("gd-1").call(ops.SHOW, ops.KeyRequest(key=qr.id))
     assert later.days_left == shown.days_left - 10
 
 
@@ -390,7 +393,7 @@ def test_a_key_action_under_dual_control(service: Service) -> None:
     )
     assert (requested.state, requested.required, requested.keys) == ("pending", 2, [card.label])
     assert requested.action_id is not None
-    listed = service.as_(None).call(ops.ACTIONS, ops.ActionsRequest()).actions
+    listed = service.as_("ca-op-1").call(ops.ACTIONS, ops.ActionsRequest()).actions
     assert [(a.id, a.labels, a.approvals) for a in listed] == [
         (requested.action_id, [card.label], 0)
     ]
@@ -412,10 +415,10 @@ def test_a_key_action_under_dual_control(service: Service) -> None:
     assert "already decided" in twice.value.message
     done = service.decide("mot-root-3", "action", action)
     assert done.state == "done"
-    revoked = service.as_(None).call(ops.SHOW, ops.KeyRequest(key=card.id))
+    revoked = service.as_("mot-root-1").call(ops.SHOW, ops.KeyRequest(key=card.id))
     assert (revoked.state, revoked.reason) == ("revoked", "lost token")
     assert revoked.destroy_after == T0 + 30 * DAY
-    assert service.as_(None).call(ops.ACTIONS, ops.ActionsRequest()).actions == []
+    assert service.as_("mot-root-1").call(ops.ACTIONS, ops.ActionsRequest()).actions == []
 
     # after the grace period the material goes, from the ministry token, under dual control
     service.advance(31 * DAY)
@@ -424,7 +427,7 @@ def test_a_key_action_under_dual_control(service: Service) -> None:
     assert destroy.action_id is not None
     destroyed = service.decide("mot-root-2", "action", destroy.action_id)
     assert destroyed.state == "done"
-    gone = service.as_(None).call(ops.SHOW, ops.KeyRequest(key=card.id))
+    gone = service.as_("mot-root-1").call(ops.SHOW, ops.KeyRequest(key=card.id))
     assert (gone.state, gone.destroyed_at) == ("destroyed", T0 + 31 * DAY)
 
 
@@ -454,7 +457,7 @@ def test_usage_reports_summary_and_report_rows(service: Service) -> None:
             ops.USAGE, ops.UsageRequest(report=text, format="csv", source="usage.csv")
         )
     assert again.value.title == "Report already imported"
-    flagged = service.as_(None).call(ops.KEYS, ops.KeysRequest(violations=True)).keys
+    flagged = service.as_("mot-root-1").call(ops.KEYS, ops.KeysRequest(violations=True)).keys
     assert [k.label for k in flagged] == [qr.label]
     assert "violation" in flagged[0].flags
 
@@ -462,7 +465,7 @@ def test_usage_reports_summary_and_report_rows(service: Service) -> None:
     assert (counts.total, counts.violations, counts.states["pre-active"]) == (4, 1, 4)
     assert set(counts.states) >= {"pre-active", "active", "suspended", "revoked", "destroyed"}
 
-    rows = service.as_(None).call(ops.REPORT, ops.ReportRequest(province="440000"))
+    rows = service.as_("ca-op-1").call(ops.REPORT, ops.ReportRequest(province="440000"))
     assert (rows.generated_at, rows.scope) == (T0 + DAY, "province 440000")
     assert sorted(k.label for k in rows.keys) == sorted(k.label for k in keys)
     assert service.as_("fj-1").call(ops.REPORT, ops.ReportRequest()).scope == "province 350000"
@@ -474,3 +477,102 @@ def test_no_officer_no_action(service: Service) -> None:
     assert response.json()["exit_code"] == 6
     swept = service.as_(None).call(ops.SWEEP, Empty())  # time-driven: no officer needed
     assert swept.changed == []
+
+
+def test_no_officer_no_read(service: Service) -> None:
+    """A province's keys, applications and pending actions are no anonymous caller's: every
+    read is refused with 401 before the use case runs (not even whether a key exists), and each
+    refusal is audited as auth.refused, reason no-session."""
+    keys = generated(service, ["440100"])
+    reads: list[tuple[Operation[Any, Any], dict[str, Any]]] = [
+        (ops.KEYS, {}),
+        (ops.PAGE, {}),
+        (ops.SHOW, {"key": keys[0].id}),
+        (ops.SHOW, {"key": 999_999}),
+        (ops.SUMMARY, {}),
+        (ops.REPORT, {"province": "440000"}),
+        (ops.APPLICATIONS, {}),
+        (ops.ACTIONS, {}),
+    ]
+    for op, body in reads:
+        response = service.post(op, body)
+        assert response.status_code == 401, op.name
+        problem = response.json()
+        assert (problem["title"], problem["exit_code"]) == ("Not signed in", 6), op.name
+        assert problem["detail"] == (
+            f"{op.name} needs a signed-in officer: sign in first (jtca login)"
+        )
+        assert "440100" not in response.text
+        assert "Traceback" not in response.text
+    with pytest.raises(ServiceError) as refused:  # the client says the same
+        service.as_(None).call(ops.KEYS, ops.KeysRequest())
+    assert (refused.value.status, refused.value.title) == (401, "Not signed in")
+    with Session(service.runtime.engine) as session:
+        audited = session.exec(
+            select(AuditEvent)
+            .where(AuditEvent.action == "auth.refused")
+            .order_by(col(AuditEvent.seq))
+        ).all()
+    assert [(e.actor, e.subject, json.loads(e.details)["reason"]) for e in audited] == [
+        ("anonymous", op.name, "no-session") for op, _ in reads
+    ] + [("anonymous", "city.keys", "no-session")]
+
+
+def test_a_provincial_officer_reads_their_own_province_only(service: Service) -> None:
+    """Keys of two provinces: each provincial officer's keys, page, summary, report,
+    applications and pending actions are their own province's, asked for or not; a ministry
+    officer reads both."""
+    guangdong = generated(service, ["440100"])
+    fujian_application = service.as_("fj-1").call(ops.APPLY, ops.ApplyRequest(cities=["350100"]))
+    service.decide("ca-op-1", "application", fujian_application.id)
+    fujian = (
+        service.as_("mot-root-1")
+        .call(ops.GENERATE, ops.GenerateRequest(application=fujian_application.id))
+        .keys
+    )
+    revoking = service.as_("mot-root-1").call(  # a Guangdong key's revocation, pending
+        ops.REVOKE, ops.KeyActionRequest(keys=[guangdong[0].id], reason="lost")
+    )
+    assert revoking.state == "pending"
+    labels = {
+        "440000": sorted(k.label for k in guangdong),
+        "350000": sorted(k.label for k in fujian),
+    }
+    for officer, province in (("gd-2", "440000"), ("fj-1", "350000")):
+        reader = service.as_(officer)
+        assert (
+            sorted(k.label for k in reader.call(ops.KEYS, ops.KeysRequest()).keys)
+            == labels[province]
+        ), officer
+        page = reader.call(ops.PAGE, ops.PageRequest())
+        assert (page.total, sorted(k.label for k in page.keys)) == (2, labels[province])
+        assert reader.call(ops.SUMMARY, ops.SummaryRequest()).total == 2
+        report = reader.call(ops.REPORT, ops.ReportRequest())
+        assert (report.scope, sorted(k.label for k in report.keys)) == (
+            f"province {province}",
+            labels[province],
+        )
+        applications = reader.call(ops.APPLICATIONS, ops.ApplicationsRequest()).applications
+        assert {a.province for a in applications} == {province}
+        actions = reader.call(ops.ACTIONS, ops.ActionsRequest()).actions
+        assert [a.id for a in actions] == ([revoking.action_id] if province == "440000" else [])
+        other = fujian[0] if province == "440000" else guangdong[0]
+        with pytest.raises(ServiceError) as refused:
+            reader.call(ops.SHOW, ops.KeyRequest(key=other.id))
+        assert (refused.value.status, refused.value.exit_code) == (403, 6)
+        assert refused.value.message.startswith("deny/other-province")
+    ministry = service.as_("ca-op-1")
+    assert sorted(k.label for k in ministry.call(ops.KEYS, ops.KeysRequest()).keys) == sorted(
+        labels["440000"] + labels["350000"]
+    )
+    assert ministry.call(ops.SUMMARY, ops.SummaryRequest()).total == 4
+    assert ministry.call(ops.REPORT, ops.ReportRequest()).scope == "national"
+    assert {
+        a.province for a in ministry.call(ops.APPLICATIONS, ops.ApplicationsRequest()).applications
+    } == {"440000", "350000"}
+    with Session(service.runtime.engine) as session:
+        refusals = session.exec(select(AuditEvent).where(AuditEvent.action == "auth.refused")).all()
+    assert sorted((e.actor, e.subject) for e in refusals) == [
+        ("fj-1", "city.show"),
+        ("gd-2", "city.show"),
+    ]
