@@ -1,5 +1,9 @@
 """Operations of the audit area: the tamper-evident audit log (see ca/ops/base.py).
 
+Every one needs a signed-in officer whose role the policy grants the action of the same name
+(``audit.verify``, ``audit.export``, ``audit.checkpoint``): the log names every officer, key
+and province, so it is not for anyone who can reach the service.
+
 Verifying an exported bundle needs no service at all (``ca.audit_chain.verify_bundle``): the
 command line does it on the auditor's machine and reports it with the same ``VerifyResult``.
 """
@@ -88,9 +92,9 @@ VERIFY = operation(
     "audit.verify",
     VerifyRequest,
     VerifyResult,
-    "walk the audit chain and its checkpoints in the database; name every tampered row",
+    "walk the audit chain and its checkpoints in the database; name every tampered row "
+    "(an officer allowed audit.verify)",
     mutating=False,
-    officer=False,
 )
 CHECKPOINT = operation(
     "audit.checkpoint",
@@ -103,7 +107,6 @@ EXPORT = operation(
     "audit.export",
     Empty,
     AuditBundle,
-    "every event and checkpoint in one verifiable bundle",
+    "every event and checkpoint in one verifiable bundle (an officer allowed audit.export)",
     mutating=False,
-    officer=False,
 )

@@ -24,6 +24,9 @@ from policies.rules import Action, Subject
 
 @handles(ops.VERIFY)
 def verify(ctx: Context, req: ops.VerifyRequest) -> ops.VerifyResult:
+    """The chain and its checkpoints walked here, for a signed-in officer the policy allows
+    ``audit.verify`` (the auditor's role, and the ministry officers' who run the ceremonies)."""
+    require(ctx.actor(), Action.AUDIT_VERIFY, Subject(), ctx.now())
     trusted = audit.trusted_keys(req.audit_keys)
     with Session(ctx.engine) as session:
         report = audit.verify(session, trusted or None)
@@ -48,6 +51,9 @@ def checkpoint(ctx: Context, req: ops.CheckpointRequest) -> ops.CheckpointResult
 
 @handles(ops.EXPORT)
 def export(ctx: Context, _request: Empty) -> ops.AuditBundle:
+    """The whole log, for a signed-in officer the policy allows ``audit.export`` (the
+    auditor's role): every officer, key and province is named in it."""
+    require(ctx.actor(), Action.AUDIT_EXPORT, Subject(), ctx.now())
     with Session(ctx.engine) as session:
         bundle = audit.export_bundle(session)
     return ops.AuditBundle(bundle=bundle, events=len(json.loads(bundle)["events"]))

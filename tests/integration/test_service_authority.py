@@ -20,8 +20,10 @@ import pytest
 import sqlalchemy as sa
 from officer_desk import DeskClient
 from service_fixtures import in_process
+from sqlmodel import Session
 
 import ca.service.issuance as issuance_service
+from ca import audit
 from ca.audit_chain import verify_bundle
 from ca.authorization import require as real_require
 from ca.ceremony import transcript_message
@@ -414,12 +416,27 @@ def test_ceremony_officers_issuers_interop_audit(
         (2, "active"),
     ]
 
-    # The audit log: clean, checkpointed with the audit key, exported, then tampered with.
+    # The audit log: clean, checkpointed with the audit key, exported, then tampered with;
+    # read by signed-in officers the policy allows (audit.verify, audit.export) only.
     verify = audit_ops.VerifyRequest(audit_keys=[audit_key])
-    clean = client.call(audit_ops.VERIFY, verify)
-    assert (clean.ok, clean.checkpoints, clean.findings) == (True, 2, [])
+    as_auditor = client.as_officer("auditor-1")
     refused(
-        lambda: client.call(audit_ops.VERIFY, audit_ops.VerifyRequest(audit_keys=["abcd"])),
+        lambda: client.call(audit_ops.VERIFY, verify),
+        status=401,
+        exit_code=6,
+        needle="audit.verify needs a signed-in officer",
+    )
+    refused(
+        lambda: client.as_officer("gd-1").call(audit_ops.VERIFY, verify),
+        status=403,
+        exit_code=6,
+        needle="deny/no-role: gd-1 may not audit.verify",
+    )
+    clean = as_root.call(audit_ops.VERIFY, verify)  # the ceremony's own check (docs/ceremony.md)
+    assert (clean.ok, clean.checkpoints, clean.findings) == (True, 2, [])
+    assert as_auditor.call(audit_ops.VERIFY, verify) == clean
+    refused(
+        lambda: as_auditor.call(audit_ops.VERIFY, audit_ops.VerifyRequest(audit_keys=["abcd"])),
         status=422,
         exit_code=3,
         needle="--audit-key abcd",
@@ -442,7 +459,7 @@ def test_ceremony_officers_issuers_interop_audit(
     )
     assert publisher.state == "approved"
     as_publisher = client.as_officer("publisher-1")
-    before = client.call(audit_ops.VERIFY, verify).events
+    before = as_auditor.call(audit_ops.VERIFY, verify).events
     checkpoint = as_publisher.call(audit_ops.CHECKPOINT, audit_ops.CheckpointRequest(shares=shares))
     assert checkpoint.seq == before
     assert checkpoint.key.startswith("pkcs11:token=MOT-ROOT")
@@ -454,7 +471,7 @@ def test_ceremony_officers_issuers_interop_audit(
         exit_code=3,
         needle="needs 2 of 3",
     )
-    exported = client.call(audit_ops.EXPORT, Empty())
+    exported = as_auditor.call(audit_ops.EXPORT, Empty())
     actions = [e["action"] for e in json.loads(exported.bundle)["events"]]
     assert exported.events == len(actions) == checkpoint.seq + 1
     events = json.loads(exported.bundle)["events"]
@@ -482,26 +499,54 @@ def test_ceremony_officers_issuers_interop_audit(
         exported.bundle, [SM2PublicKey.from_bytes(bytes.fromhex(audit_key))]
     )
     assert (bundle_report.ok, bundle_report.checkpoints) == (True, 3)
+    # the whole log is the auditor's alone: nobody else exports it, each refusal audited
+    refused(
+        lambda: client.call(audit_ops.EXPORT, Empty()),
+        status=401,
+        exit_code=6,
+        needle="audit.export needs a signed-in officer",
+    )
+    for officer in ("mot-root-1", "ca-op-1", "publisher-1", "gd-1"):
+        refused(
+            lambda officer=officer: client.as_officer(officer).call(audit_ops.EXPORT, Empty()),
+            status=403,
+            exit_code=6,
+            needle=f"deny/no-role: {officer} may not audit.export",
+        )
+    later = json.loads(as_auditor.call(audit_ops.EXPORT, Empty()).bundle)["events"]
+    assert [
+        (e["actor"], json.loads(e["details"])["reason"])
+        for e in later[exported.events :]
+        if e["action"] == "auth.refused" and e["subject"] == "audit.export"
+    ] == [
+        ("anonymous", "no-session"),
+        ("mot-root-1", "deny/no-role"),
+        ("ca-op-1", "deny/no-role"),
+        ("publisher-1", "deny/no-role"),
+        ("gd-1", "deny/no-role"),
+    ]
 
     with runtime.engine.begin() as connection:
         connection.execute(
             sa.text("UPDATE audit_event SET actor = 'mallory' WHERE seq = :seq"), {"seq": 3}
         )
-    tampered = client.call(audit_ops.VERIFY, verify)
+    tampered = as_auditor.call(audit_ops.VERIFY, verify)
     assert not tampered.ok
     assert [(f.seq, f.problem) for f in tampered.findings] == [(3, "edited")]
     assert "row 3 was edited" in tampered.findings[0].message
 
 
 def test_operations_need_an_officer_where_they_act(service: tuple[DeskClient, Runtime]) -> None:
-    """Acting operations refuse a request without a signed-in officer (401); reads and the
-    ceremony's own operations before any officer is enrolled (the custodians' quorum is their
-    authority) do not."""
-    client, _ = service
+    """Acting operations and the audit log's reads refuse a request without a signed-in officer
+    (401); the public reads and the ceremony's own operations before any officer is enrolled
+    (the custodians' quorum is their authority) do not."""
+    client, runtime = service
     for op, request in (
         (officer_ops.SUSPEND, officer_ops.OfficerAction(officer_id="x", reason="r")),
         (issuance_ops.REVOKE, issuance_ops.RevokeRequest(ca_index=1, serial=1, reason="r")),
         (audit_ops.CHECKPOINT, audit_ops.CheckpointRequest(shares=["x"])),
+        (audit_ops.VERIFY, audit_ops.VerifyRequest()),
+        (audit_ops.EXPORT, Empty()),
     ):
         refused(
             lambda op=op, request=request: client.call(op, request),
@@ -511,13 +556,20 @@ def test_operations_need_an_officer_where_they_act(service: tuple[DeskClient, Ru
         )
     assert client.call(issuance_ops.KEYS, Empty()).keys == []
     assert client.call(officer_ops.LIST, Empty()).officers == []
-    refusals = json.loads(client.call(audit_ops.EXPORT, Empty()).bundle)["events"]
+    with Session(runtime.engine) as session:  # the log read here: nobody may read it there
+        refusals = json.loads(audit.export_bundle(session))["events"]
+        empty = audit.verify(session)
     assert [(e["actor"], e["action"], e["subject"]) for e in refusals] == [
         ("anonymous", "auth.refused", name)
-        for name in ("officer.suspend", "ca.revoke", "audit.checkpoint")
+        for name in (
+            "officer.suspend",
+            "ca.revoke",
+            "audit.checkpoint",
+            "audit.verify",
+            "audit.export",
+        )
     ]  # each refusal audited, and nothing else happened
-    empty = client.call(audit_ops.VERIFY, audit_ops.VerifyRequest())
-    assert (empty.ok, empty.events) == (True, 3)
+    assert (empty.ok, empty.events) == (True, 5)
     broken = ceremony_ops.CeremonyFile(plan='[ceremony]\nname = "x"\nkind = "party"\n')
     refused(
         lambda: client.call(ceremony_ops.INIT_TOKEN, broken),
