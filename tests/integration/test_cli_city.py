@@ -144,7 +144,11 @@ def test_city_key_path_through_the_cli(env: dict[str, str], tmp_path: Path) -> N
     assert {i["stage"] for i in installed} == {"installed"}
     assert {i["token"] for i in installed} == {"GZ-KEYS"}
 
-    listing = data("city", "keys", "--city", "440100")
+    nobody = jtca("city", "keys", "--city", "440100", ok=False)  # the keys are no one else's
+    assert nobody.returncode == 6
+    assert nobody.stderr.startswith("jtca: Not signed in: city.keys needs a signed-in officer")
+    assert nobody.stdout == ""
+    listing = data("city", "keys", "--city", "440100", officer="gd-1")
     assert {(k["state"], k["stage"]) for k in listing} == {("pre-active", "installed")}
     assert {k["city_name"] for k in listing} == {"广州市"}
     qr = next(k for k in listing if k["class"] == "city-qr")
@@ -167,7 +171,7 @@ def test_city_key_path_through_the_cli(env: dict[str, str], tmp_path: Path) -> N
     assert [(r["line"], r["field"]) for r in result["refused"]] == [(3, "last_use")]
     assert [(v["line"], v["reason"]) for v in result["violations"]] == [(4, "scope-violation")]
     assert sorted(result["activated"]) == sorted([qr["label"], card["label"]])
-    flagged = data("city", "keys", "--violations")
+    flagged = data("city", "keys", "--violations", officer="gd-1")
     assert [k["label"] for k in flagged] == [card["label"]]
     assert "violation" in flagged[0]["flags"]
 
@@ -175,25 +179,40 @@ def test_city_key_path_through_the_cli(env: dict[str, str], tmp_path: Path) -> N
         "city", "suspend", "--key", str(qr["id"]), "--reason", "used in Fujian", officer="gd-1"
     )
     assert pending["state"] == "pending"
-    assert data("city", "actions")[0]["id"] == pending["action_id"]
+    assert data("city", "actions", officer="gd-2")[0]["id"] == pending["action_id"]
+    assert data("city", "actions", officer="fj-1") == []  # another province's officer
     done = data("city", "approve", "--action", str(pending["action_id"]), *PIN_SOURCE,
                 officer="gd-2")  # fmt: skip
     assert done["state"] == "done"
-    assert [k["label"] for k in data("city", "keys", "--suspended")] == [qr["label"]]
-    assert data("city", "summary")["suspended"] == 1
+    assert [k["label"] for k in data("city", "keys", "--suspended", officer="gd-1")] == [
+        qr["label"]
+    ]
+    assert data("city", "summary", officer="gd-1")["suspended"] == 1
+    assert data("city", "summary", officer="fj-1")["total"] == 0  # their province has none
+    elsewhere = jtca("city", "summary", "--province", "440000", officer="fj-1", ok=False)
+    assert elsewhere.returncode == 6
+    assert "deny/other-province" in elsewhere.stderr
 
-    written = data("city", "report", "--out", str(tmp_path / "report"))
+    written = data("city", "report", "--out", str(tmp_path / "report"), officer="mot-root-1")
     assert set(written) == {"csv", "markdown", "chart"}
     with Image.open(written["chart"]) as chart:
         assert chart.format == "PNG"
     assert qr["label"] in Path(written["markdown"]).read_text(encoding="utf-8")
 
-    expiring = data("city", "keys", "--expiring", "1900")
+    expiring = data("city", "keys", "--expiring", "1900", officer="gd-1")
     assert len(expiring) == 2
-    assert data("city", "keys", "--expiring", "30") == []
-    bad = jtca("city", "keys", "--expiring", "-1", ok=False)
+    assert data("city", "keys", "--expiring", "30", officer="gd-1") == []
+    bad = jtca("city", "keys", "--expiring", "-1", officer="gd-1", ok=False)
     assert bad.returncode == 3
     assert bad.stderr.startswith("jtca: Bad input: --expiring -1")
 
-    verified = json.loads(jtca("audit", "verify", "--json").stdout)
+    verified = json.loads(jtca("audit", "verify", "--json", officer="mot-root-1").stdout)
     assert verified["ok"] is True
+    for officer, op in (("gd-1", "verify"), ("mot-root-1", "export")):  # not their role
+        words = ["--out", str(tmp_path / "bundle.json")] if op == "export" else []
+        denied = jtca("audit", op, *words, officer=officer, ok=False)
+        assert denied.returncode == 6
+        assert denied.stderr.startswith(
+            f"jtca: Not allowed by policy: deny/no-role: {officer} may not audit.{op}"
+        ), denied.stderr
+    assert not (tmp_path / "bundle.json").exists()
