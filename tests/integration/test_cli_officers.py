@@ -86,7 +86,7 @@ def test_the_officer_story_with_two_personal_tokens(env: dict[str, str], tmp_pat
     jtca, data = desks.jtca, desks.data
     custodians = root_ceremony(desks, tmp_path / "custodians")
     # the first officers: enrolled under the custodians' quorum, each signed in at their desk
-    desks.bootstrap([*ROOTS, ("ca-op-1", None, None)], custodians)
+    desks.bootstrap([*ROOTS, ("ca-op-1", None, None), ("auditor-1", None, None)], custodians)
     # the two provincial officers: dual-control enrolment with their own new tokens
     for officer in PROVINCE:
         enrol_by_two_root_officers(desks, officer)
@@ -161,11 +161,14 @@ def test_the_officer_story_with_two_personal_tokens(env: dict[str, str], tmp_pat
     # → approve (gd-2, with gd-2's own token)
     done = data("city", "approve", "--action", action, *PIN_SOURCE, officer="gd-2")
     assert done["state"] == "done"
-    assert [k["label"] for k in data("city", "keys", "--suspended")] == [qr["label"]]
+    assert [k["label"] for k in data("city", "keys", "--suspended", officer="gd-2")] == [
+        qr["label"]
+    ]
 
-    # the audit log keeps each approval's token signature over exactly what was approved
+    # the audit log (the auditor's to export) keeps each approval's token signature over
+    # exactly what was approved
     bundle = tmp_path / "audit.json"
-    jtca("audit", "export", "--out", str(bundle))
+    jtca("audit", "export", "--out", str(bundle), officer="auditor-1")
     events = json.loads(bundle.read_text(encoding="utf-8"))["events"]
     details = [(e["actor"], e["subject"], json.loads(e["details"] or "{}")) for e in events]
     signed = {(who, what): d for who, what, d in details if "signature" in d}
@@ -175,7 +178,7 @@ def test_the_officer_story_with_two_personal_tokens(env: dict[str, str], tmp_pat
     assert approval["certificate_serial"] == whoami["ca-op-1"]["certificate_serial"]
     suspension = signed[("gd-2", f"action {action}")]
     assert suspension["certificate_serial"] == whoami["gd-2"]["certificate_serial"]
-    assert json.loads(jtca("audit", "verify", "--json").stdout)["ok"] is True
+    assert json.loads(jtca("audit", "verify", "--json", officer="auditor-1").stdout)["ok"] is True
 
 
 def test_sign_in_whoami_and_out(env: dict[str, str], tmp_path: Path) -> None:
