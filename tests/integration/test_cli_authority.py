@@ -207,11 +207,18 @@ def test_ceremony_issue_verify_audit(env: dict[str, str], tmp_path: Path) -> Non
     listed = json.loads(jtca("ca", "certificates", "--json").stdout)
     assert listed[0]["status"] == "revoked"
 
-    verified = json.loads(jtca("audit", "verify", "--audit-key", audit_key, "--json").stdout)
+    nobody_reads = jtca("audit", "verify", "--audit-key", audit_key, ok=False)  # no session
+    assert nobody_reads.returncode == 6
+    assert nobody_reads.stderr.startswith(
+        "jtca: Not signed in: audit.verify needs a signed-in officer"
+    )
+    verified = json.loads(
+        jtca("audit", "verify", "--audit-key", audit_key, "--json", officer="auditor-1").stdout
+    )
     assert verified["ok"] is True
     assert verified["checkpoints"] == 2
     bundle = tmp_path / "audit.json"
-    jtca("audit", "export", "--out", str(bundle))
+    jtca("audit", "export", "--out", str(bundle), officer="auditor-1")
     actions = [e["action"] for e in json.loads(bundle.read_text())["events"]]
     for action in (
         "officer.add",
