@@ -247,4 +247,4 @@ def test_publisher_end_to_end(database, tmp_path: Path) -> None:  # type: ignore
     refused_rows = json.loads(loaded.stdout)["refused"]
     assert [(r["line"], r["field"]) for r in refused_rows] == [(2, "loaded_at"), (3, "sequence")]
     assert data("lists", "overdue") == []  # nothing is 15 days old yet
-    assert json.loads(jtca("audit", "verify", "--json").stdout)["ok"] is True
+    assert json.loads(jtca("audit", "verify", "--json", officer="ca-op-1").stdout)["ok"] is True
