@@ -561,10 +561,10 @@ def test_cli_filters_and_city_codes_are_checked(
     database: Any, cli: Jtca, args: tuple[str, ...]
 ) -> None:
     """A typo in --state or --class, a negative --limit, or --city that is no city code: exit 3
-    (the suspension asked for by a signed-in officer of the province)."""
+    (asked by a signed-in officer of the province: no read or action is sent without one)."""
     _, engine = database
     _officers(engine)
-    result = cli("city", *args, officer="gd-1" if args[0] == "suspend" else None)
+    result = cli("city", *args, officer="gd-1")
     assert result.returncode == 3, (result.stdout, result.stderr)
     assert f"{args[1]} {args[2]}" in result.stderr
 
