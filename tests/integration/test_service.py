@@ -110,6 +110,36 @@ def test_openapi_lists_every_operation(app: httpx.Client) -> None:
     assert "/readyz" in paths
 
 
+def test_only_public_reads_and_bootstrap_paths_need_no_officer(app: httpx.Client) -> None:
+    """Everything else needs a signed-in officer (issue #12): a province's keys, applications
+    and pending actions, and the audit log, are read by officers only (each refused without a
+    session: tests/integration/test_service_city.py, test_service_authority.py)."""
+    assert app.get("/openapi.json").status_code == 200  # every operation is registered
+    public = sorted(name for name, op in OPERATIONS.items() if not op.officer)
+    assert public == [
+        "auth.challenge",  # sign-in itself
+        "auth.sign-in",
+        "ca.certificates",  # what terminals and issuers verify against
+        "ca.keys",
+        "ceremony.init-token",  # before any officer: the custodians' quorum is the authority
+        "ceremony.run",
+        "city.sweep",  # time-driven, chooses nothing
+        "demo.seed",  # an empty demo state folder only
+        "demo.status",
+        "issuer.list",
+        "lists.freshness",  # the published lists, as terminals see them
+        "lists.history",
+        "lists.overdue",
+        "lists.root",
+        "lists.version",
+        "officer.ca",  # what anyone needs to check an approval offline
+        "officer.certificate",
+        "officer.enrol",  # the root share quorum's bootstrap (with a session: a request)
+        "officer.list",
+        "system.info",
+    ]
+
+
 def test_problem_details_name_the_field(app: httpx.Client) -> None:
     response = app.post("/v1/system/info", json={"surplus": 1})
     assert response.status_code == 422
