@@ -466,7 +466,10 @@ class Token:
         out (python-pkcs11 logs out on close): private objects then look absent. So when an
         operation finds its object missing, the login is checked, and restored, once.
         """
-        for attempt in (1, 2):
+        busy = 0
+        attempt = 0
+        while attempt < 2:
+            attempt += 1
             try:
                 with self.session() as session:
                     return operation(session)
@@ -479,6 +482,21 @@ class Token:
             except ObjectMissing:
                 if attempt == 2 or not self._logged_in_again():
                     raise
+            except p11e.GeneralError:
+                # SoftHSM2 answers CKR_GENERAL_ERROR while another process rewrites the
+                # token's files (two services on one token folder): a passing state. The call
+                # failed whole (SoftHSM2 changes an object store atomically), so it is tried
+                # again, a few times, with the session it failed on thrown away.
+                busy += 1
+                if busy >= FIND_ATTEMPTS:
+                    raise TokenError(
+                        f"token {self.label!r}: the module kept failing (CKR_GENERAL_ERROR) "
+                        f"after {FIND_ATTEMPTS} attempts",
+                        title="Token unavailable",
+                    ) from None
+                self._discard_pool()
+                time.sleep(0.02 * busy)
+                attempt -= 1
             except p11e.PKCS11Error as exc:
                 raise TokenError(
                     f"token {self.label!r}: {type(exc).__name__} {exc}".strip()
