@@ -48,20 +48,12 @@ def _until(at: int) -> str:
 
 def cmd_login(args: argparse.Namespace) -> int:
     from ca.client.session import save, session_path
-    from ca.site.officer_token import OfficerToken, default_label, pin_source, sign_in
 
     client = desk.connect(anonymous=True)
     try:
-        token = OfficerToken(
-            args.token or default_label(args.officer),
-            pin_source(args.pin_source, args.officer),
-            module=args.module,
-            state=desk.state(),
+        data = desk.sign_in_with_token(
+            client, args.officer, token=args.token, module=args.module, pin=args.pin_source
         )
-        try:
-            data = sign_in(client, token, args.officer)
-        finally:
-            token.close()
     finally:
         client.close()
     path = session_path(data.url)

@@ -57,6 +57,23 @@ def connect(*, anonymous: bool = False) -> Client:
     return open_client(anonymous=anonymous)
 
 
+def sign_in_with_token(
+    client: Client, officer: str, *, token: str | None, module: str | None, pin: str | None
+) -> SessionData:
+    """Challenge and response with the officer's own token (``token`` or ``officer-<id>``,
+    the embedded SoftHSM2 unless ``module``; the PIN from ``pin``: env:, file: or a prompt);
+    the token is closed again."""
+    from ca.site.officer_token import OfficerToken, default_label, pin_source, sign_in
+
+    opened = OfficerToken(
+        token or default_label(officer), pin_source(pin, officer), module=module, state=state()
+    )
+    try:
+        return sign_in(client, opened, officer)
+    finally:
+        opened.close()
+
+
 def signed_in(client: Client, what: str) -> SessionData:
     """The session's data, or a refusal saying how to sign in (before any request is sent)."""
     if client.signer is None:

@@ -220,20 +220,16 @@ def _run_client(args: argparse.Namespace) -> Client:
         return _connect("jtca publish")
     from ca.cli import desk
     from ca.client.session import RequestSigner
-    from ca.site.officer_token import OfficerToken, default_label, pin_source, sign_in
 
     client = desk.connect(anonymous=True)
     try:
-        token = OfficerToken(
-            args.officer_token or default_label(args.officer),
-            pin_source(args.officer_pin_source, args.officer),
+        data = desk.sign_in_with_token(
+            client,
+            args.officer,
+            token=args.officer_token,
             module=args.officer_module,
-            state=desk.state(),
+            pin=args.officer_pin_source,
         )
-        try:
-            data = sign_in(client, token, args.officer)
-        finally:
-            token.close()
     except BaseException:
         client.close()
         raise

@@ -32,7 +32,7 @@ from ca.officer_certs import (
     officer_ca_record,
     open_officer_ca,
 )
-from ca.officers import OfficerError, check_officer
+from ca.officers import OfficerError, add_officer_in, check_officer
 from ca.ops import officers as ops
 from ca.ops.base import Empty
 from ca.service.approvals import verify_decision
@@ -149,28 +149,17 @@ def _roles_for(
 def _register(
     session: Session, row: OfficerEnrolment | ops.EnrolRequest, by: str, now: int
 ) -> Officer:
-    officer = Officer(
-        officer_id=row.officer_id,
-        name=row.name or row.officer_id,
-        roles=",".join(sorted(row.roles)) if isinstance(row.roles, list) else row.roles,
-        province=row.province,
-        added_at=now,
-        added_by=by,
-    )
-    session.add(officer)
-    audit.append(
+    """Register the enrolled officer (``ca.officers.add_officer_in``: checked and audited)."""
+    roles = row.roles if isinstance(row.roles, list) else row.roles.split(",")
+    return add_officer_in(
         session,
+        officer_id=row.officer_id,
+        name=row.name,
+        roles=list(roles),
+        province=row.province,
         actor=by,
-        action="officer.add",
-        subject=f"officer {officer.officer_id}",
-        details={
-            "roles": officer.roles.split(","),
-            "province": officer.province,
-            "name": officer.name,
-        },
-        at=now,
+        now=now,
     )
-    return officer
 
 
 def _check_quorum(ctx: Context, shares: list[str]) -> None:
