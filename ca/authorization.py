@@ -50,3 +50,10 @@ def require(actor: Actor, action: str, subject: Subject, now: int) -> None:
     decision = decide(load_policy(), actor, action, subject, datetime.fromtimestamp(now, UTC))
     if not decision.allowed:
         raise PolicyDenied(f"{decision.reason}: {actor.id} may not {action}")
+
+
+def granted(actor: Actor) -> set[str]:
+    """Every policy action one of ``actor``'s roles grants (the scope is decided per subject
+    when the action is taken)."""
+    roles = load_policy().roles
+    return {a for r in actor.roles if r in roles for a in roles[r].actions}

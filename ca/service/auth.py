@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, delete, select
 
 from ca import audit
+from ca.authorization import granted
 from ca.officer_auth import (
     NONCE_BYTES,
     AuthError,
@@ -104,11 +105,6 @@ def _officer_view(record: Officer) -> ops.Officer:
         roles=sorted(record.roles.split(",")),
         province=record.province,
     )
-
-
-def granted(actor: Actor) -> list[str]:
-    roles = load_policy().roles
-    return sorted({a for r in actor.roles if r in roles for a in roles[r].actions})
 
 
 def _officer_in_force(session: Session, officer_id: str, now: int) -> tuple[Officer, int, bytes]:
@@ -222,7 +218,7 @@ def sign_in(ctx: Context, req: ops.SignInRequest) -> ops.Session:
         session=session_id,
         officer=_officer_view(record),
         certificate_serial=serial,
-        actions=granted(actor),
+        actions=sorted(granted(actor)),
         service=service,
         now=now,
         idle_seconds=policy.session_idle_seconds,
@@ -267,7 +263,7 @@ def whoami(ctx: Context, _req: Empty) -> ops.WhoAmI:
         last_seen=row.last_seen,
         expires_at=row.expires_at,
         idle_seconds=load_policy().officers.session_idle_seconds,
-        actions=granted(actor),
+        actions=sorted(granted(actor)),
     )
 
 

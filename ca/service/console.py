@@ -9,6 +9,7 @@ from typing import Final
 from sqlmodel import Session, col, func, select
 
 from ca import applications
+from ca.authorization import granted
 from ca.citykeys import misuse, queries
 from ca.citykeys.common import get_key
 from ca.lists.asn1 import ListType
@@ -19,16 +20,8 @@ from ca.publish import acks, emergency, publisher
 from ca.service.city import key_view
 from ca.service.context import Context
 from ca.service.registry import handles
-from ca.signing import load_policy
 from ca.store.models import AuditEvent, CeremonyRun, OfficerEnrolment, PendingAction
 from policies.rules import Action, Actor
-
-
-def granted(actor: Actor) -> set[str]:
-    """Every policy action one of ``actor``'s roles grants (the scope is decided per subject
-    when the action is taken)."""
-    roles = load_policy().roles
-    return {a for r in actor.roles if r in roles for a in roles[r].actions}
 
 
 # -- approvals ----------------------------------------------------------------------------------
