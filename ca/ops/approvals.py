@@ -22,6 +22,9 @@ class PendingRequestView(Model):
     body: bytes  # exactly the bytes they signed
     digest: str  # hex SM3 of body
     at: int
+    # the asking officer's certificate in force, which their signed decision names (0 in the
+    # evidence of a decision, where each decision carries its own)
+    signer_certificate_serial: int = 0
 
 
 REQUEST = operation(

@@ -94,7 +94,7 @@ def request(ctx: Context, req: ops.SubjectRequest) -> ops.PendingRequestView:
     ctx.actor()
     with Session(ctx.engine) as session:
         row = pending_request(session, req.subject)
-    return _view(row)
+    return _view(row).model_copy(update={"signer_certificate_serial": ctx.certificate_serial or 0})
 
 
 def verify_decision(

@@ -204,8 +204,9 @@ def sign_decision(
             "not signing"
         )
     data = client.signer.data
-    # the certificate in force now (a renewal since sign-in gives a new serial, same key)
-    serial = client.call(auth_ops.WHOAMI, Empty()).certificate_serial
+    # the certificate in force now, as the service found it for this very request (a renewal
+    # since sign-in gives a new serial for the same key)
+    serial = pending.signer_certificate_serial
     at = client.signer.clock()
     statement = approval_statement(
         subject=subject,
