@@ -29,14 +29,20 @@ def screen(session: str) -> str:
 
 
 def wait_for(session: str, text: str) -> str:
+    """The screen once ``text`` is on it. On failure, every different screen seen while
+    waiting is shown (a notification that explains a refusal fades after 10 s)."""
     deadline = time.monotonic() + WAIT
     shown = ""
+    seen: list[str] = []
     while time.monotonic() < deadline:
         shown = screen(session)
         if text in shown:
             return shown
+        if not seen or seen[-1] != shown:
+            seen.append(shown)
         time.sleep(0.2)
-    raise AssertionError(f"{text!r} did not appear within {WAIT} s; the screen:\n{shown}")
+    history = "\n---- then ----\n".join(seen[-6:])
+    raise AssertionError(f"{text!r} did not appear within {WAIT} s; the screens seen:\n{history}")
 
 
 def alive(session: str) -> bool:
