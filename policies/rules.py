@@ -50,6 +50,7 @@ class Action:
     AUDIT_VERIFY: Final = "audit.verify"
     AUDIT_EXPORT: Final = "audit.export"
     AUDIT_CHECKPOINT: Final = "audit.checkpoint"
+    LOG_WITNESS: Final = "log.witness"  # issue #13: register or remove a witness of the log
     OFFICER_ENROL: Final = "officer.enrol"  # issue #12: certify an officer's token key
     OFFICER_APPROVE: Final = "officer.approve"  # the second officer of an enrolment
     OFFICER_SUSPEND: Final = "officer.suspend"  # suspend, reinstate, revoke a certificate
@@ -137,6 +138,21 @@ class OfficerPolicy:
     challenge_seconds: int = 120
 
 
+@dataclass(frozen=True, slots=True)
+class LogPolicy:
+    """Issue #13: the audit log as a witnessed Merkle log. ``origin`` is the first line of every
+    checkpoint and the name its signature line carries (C2SP tlog-checkpoint: no spaces, no
+    '+'); a checkpoint is signed after every batch of changes, at most every
+    ``checkpoint_seconds``; it counts as witnessed when ``witness_quorum`` witnesses cosigned it.
+    """
+
+    origin: str = "jtca.mot.gov.cn/audit"
+    checkpoint_seconds: int = 10
+    witness_quorum: int = 1
+
+
+MAX_ORIGIN: Final = 200  # characters of a log origin line
+
 MIN_RECORD_YEARS: Final = 10  # 第二十九条: 报表等 ≥ 10 年
 MIN_TRANSACTION_YEARS: Final = 5  # 第二十九条: 交易数据 ≥ 5 年
 
@@ -151,6 +167,7 @@ class Policy:
     vendor_mechanisms: tuple[MechanismEntry, ...] = ()
     retention: Retention = Retention()
     officers: OfficerPolicy = OfficerPolicy()
+    log: LogPolicy = LogPolicy()
 
     @property
     def city_key_classes(self) -> list[KeyClass]:
@@ -320,6 +337,7 @@ def parse_policy(text: str) -> Policy:
             "vendor_mechanism",
             "retention",
             "officers",
+            "log",
         },
         "(file)",
     )
@@ -358,6 +376,7 @@ def parse_policy(text: str) -> Policy:
         mechanisms,
         _retention(doc),
         _officers(doc),
+        _log(doc),
     )
 
 
@@ -397,6 +416,33 @@ def _officers(doc: dict[str, Any]) -> OfficerPolicy:
             "officers.session_idle_seconds", "may not exceed officers.session_absolute_seconds"
         )
     return chosen
+
+
+def _log(doc: dict[str, Any]) -> LogPolicy:
+    table = _table(doc, "log", "")
+    _only(table, {"origin", "checkpoint_seconds", "witness_quorum"}, "log")
+    default = LogPolicy()
+    origin = table.get("origin", default.origin)
+    # C2SP tlog-checkpoint: the origin line is non-empty and has no spaces and no '+'
+    if not isinstance(origin, str) or not origin:
+        raise PolicyFileError("log.origin", f"must be a non-empty string, got {origin!r}")
+    if len(origin) > MAX_ORIGIN:
+        raise PolicyFileError("log.origin", f"is {len(origin)} characters, at most {MAX_ORIGIN}")
+    bad = next((ch for ch in origin if ch.isspace() or ch == "+" or not ch.isprintable()), None)
+    if bad is not None:
+        raise PolicyFileError(
+            "log.origin", f"{origin!r} contains {bad!r}: an origin has no spaces and no '+'"
+        )
+    return LogPolicy(
+        origin,
+        _whole(
+            table.get("checkpoint_seconds", default.checkpoint_seconds),
+            "log.checkpoint_seconds",
+            1,
+            3600,
+        ),
+        _whole(table.get("witness_quorum", default.witness_quorum), "log.witness_quorum", 0, 16),
+    )
 
 
 # -- evaluation ----------------------------------------------------------------------------

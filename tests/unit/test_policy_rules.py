@@ -14,6 +14,7 @@ from policies.rules import (
     DEFAULT_POLICY_PATH,
     REASONS,
     Actor,
+    LogPolicy,
     PolicyFileError,
     Subject,
     decide,
@@ -181,6 +182,31 @@ def test_shipped_policy() -> None:
     assert raised.retention.record_years == 15
 
 
+def test_log_section() -> None:
+    """Issue #13: the shipped [log] section, its defaults when it is left out, and the action
+    that registers witnesses."""
+    assert POLICY.log == LogPolicy("jtca.mot.gov.cn/audit", 10, 1)
+    assert "log.witness" in ACTIONS
+    assert "log.witness" in POLICY.roles["ministry-root-officer"].actions
+    assert decide(POLICY, ROOT_OFFICER, "log.witness", Subject(), NOW).allowed
+    assert decide(POLICY, AUDITOR, "log.witness", Subject(), NOW).reason == "deny/no-role"
+    assert "checkpoints" in POLICY.key_classes["audit"].purpose
+    start, end = TEXT.index("[log]\n"), TEXT.index("witness_quorum = 1")
+    without = TEXT[:start] + TEXT[TEXT.index("\n", end) + 1 :]
+    assert "[log]" not in without
+    assert parse_policy(without).log == LogPolicy()
+    chosen = parse_policy(
+        edit('origin = "jtca.mot.gov.cn/audit"', 'origin = "log.example/交通"')
+        .replace("checkpoint_seconds = 10", "checkpoint_seconds = 3600")
+        .replace("witness_quorum = 1", "witness_quorum = 0")
+    )
+    assert chosen.log == LogPolicy("log.example/交通", 3600, 0)
+    assert parse_policy(edit("witness_quorum = 1", "witness_quorum = 16")).log.witness_quorum == 16
+    assert parse_policy(edit("checkpoint_seconds = 10", "checkpoint_seconds = 1")).log == LogPolicy(
+        checkpoint_seconds=1
+    )
+
+
 def edit(old: str, new: str) -> str:
     assert old in TEXT, old
     return TEXT.replace(old, new, 1)
@@ -243,6 +269,20 @@ def edit(old: str, new: str) -> str:
             "retention.destroy_grace_days",
         ),
         (edit("[retention]\n", "[retention]\npurge_now = true\n"), "retention.purge_now"),
+        # issue #13: the log's section, validated like [officers]
+        (edit("[log]\n", "[log]\nwitnesses = 3\n"), "log.witnesses"),
+        (edit("checkpoint_seconds = 10", "checkpoint_seconds = 0"), "log.checkpoint_seconds"),
+        (edit("checkpoint_seconds = 10", "checkpoint_seconds = 3601"), "log.checkpoint_seconds"),
+        (edit("checkpoint_seconds = 10", 'checkpoint_seconds = "10"'), "log.checkpoint_seconds"),
+        (edit("witness_quorum = 1", "witness_quorum = 17"), "log.witness_quorum"),
+        (edit("witness_quorum = 1", "witness_quorum = -1"), "log.witness_quorum"),
+        (edit("witness_quorum = 1", "witness_quorum = true"), "log.witness_quorum"),
+        (edit('origin = "jtca.mot.gov.cn/audit"', 'origin = "jtca audit"'), "log.origin"),
+        (edit('origin = "jtca.mot.gov.cn/audit"', 'origin = "jtca+audit"'), "log.origin"),
+        (edit('origin = "jtca.mot.gov.cn/audit"', 'origin = ""'), "log.origin"),
+        (edit('origin = "jtca.mot.gov.cn/audit"', "origin = 7"), "log.origin"),
+        (edit('origin = "jtca.mot.gov.cn/audit"', f'origin = "{"a" * 201}"'), "log.origin"),
+        (edit("[log]\n", "[logs]\n"), "(file).logs"),
     ],
     ids=[
         "fail/algorithm",
@@ -266,6 +306,19 @@ def edit(old: str, new: str) -> str:
         "fail/transaction-years-below-5",
         "fail/grace-negative",
         "fail/retention-unknown-key",
+        "fail/log-unknown-key",
+        "fail/checkpoint-seconds-zero",
+        "fail/checkpoint-seconds-above-3600",
+        "fail/checkpoint-seconds-text",
+        "fail/witness-quorum-above-16",
+        "fail/witness-quorum-negative",
+        "fail/witness-quorum-bool",
+        "fail/origin-space",
+        "fail/origin-plus",
+        "fail/origin-empty",
+        "fail/origin-number",
+        "fail/origin-too-long",
+        "fail/log-section-misspelt",
     ],
 )
 def test_errors_name_the_key(text: str, key: str) -> None:
