@@ -72,6 +72,9 @@ LIST_SIGNING_EKU: Final = "2.25.314018244813644786663921559268712153068"
 # certificate also carries id-kp-clientAuth (RFC 5280 §4.2.1.12) for TLS client use.
 OFFICER_AUTH_EKU: Final = "2.25.166652005787899299548680334204906300642"
 CLIENT_AUTH_EKU: Final = "1.3.6.1.5.5.7.3.2"
+# Extended key usage of the audit key's certificate (issue #13): signing the audit log's
+# checkpoints. The same kind of PLACEHOLDER arc (a version-4 UUID); issue #15 revisits them all.
+LOG_SIGNING_EKU: Final = "2.25.156941433549926278660178708138188744851"
 
 MAX_SERIAL: Final = (1 << 159) - 1  # RFC 5280 §4.1.2.2: at most 20 octets, positive
 KEY_ID_SIZE: Final = 20
