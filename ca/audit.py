@@ -1,65 +1,150 @@
-"""The tamper-evident audit log: a hash chain of events, checkpoints signed in the token.
+"""The audit log: a Merkle log (RFC 9162 §2.1 with SM3) of every audit event and of every
+certificate, list and key package the authority makes (issue #13).
 
-Every state change calls ``append`` inside its own transaction, so the change and its event
-commit together or not at all. Each event's hash is ``SM3(prev_hash ‖ canonical content)``;
-the single-row head is locked while appending, so the chain has one writer at a time on
-PostgreSQL (row lock) and on SQLite (the write transaction begins immediately).
+Every state change calls ``append`` inside its own transaction, so the change and its entry
+commit together or not at all. The single-row head is locked while appending, so the log has one
+writer at a time (a row lock on PostgreSQL; SQLite's write transaction begins immediately). Each
+entry's leaf hash is stored with it, and every perfect subtree it completes goes to ``log_node``:
+any root, inclusion proof or consistency proof then costs O(log n) reads (``DbTree``).
 
-``verify`` walks the chain and names every edited, deleted, inserted or reordered row;
-checkpoints (the head at a sequence number, signed by the audit key) catch a rewrite of the
-whole chain and a cut-off tail before the last checkpoint. ``export_bundle`` writes a file that
-``verify_bundle`` checks without the database. Retention (第二十九条: at least 10 years): jtca
-has no way to delete an event at all; a deleted row is a finding of ``verify``. Archiving is an
-export, never a delete. The hashing and the verification of plain rows are pure and live in
-``ca.audit_chain`` (an auditor verifies a bundle with no database); they are re-exported here.
+``checkpoint`` signs the tree head with the audit key as a C2SP signed note; the service writes it
+to the checkpoint folder outside the database (``ca.log.folder``), where verification and
+witnesses find it. Entries newer than the last checkpoint are sealed: the service signs each leaf
+hash with a per-process session key that the audit key registered in a ``log.seal-key`` entry,
+so a row added behind the service's back is found before the next checkpoint could cover it.
+Verification is pure (``ca.log.verify``) and trusts only audit keys from certificate files.
+Retention (第二十九条: at least 10 years): jtca has no way to delete an entry.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from typing import Any
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from sqlmodel import Session, col, select
 
-from ca.audit_chain import (  # the chain's pure part, re-exported
-    BUNDLE_FORMAT,
-    GENESIS,
-    AuditError,
-    Finding,
-    VerifyReport,
-    canonical,
-    checkpoint_message,
-    event_hash,
-    trusted_keys,
-    verify_bundle,
-    verify_chain,
+from ca.errors import BadInput, CodecError, JtcaError
+from ca.log.entry import LogEntry, canonical
+from ca.log.merkle import (
+    ProofError,
+    completed_nodes,
+    root_hash,
 )
-from ca.errors import BadInput
-from ca.store.models import AuditCheckpoint, AuditEvent, AuditHead, KeyRecord
+from ca.log.merkle import (
+    consistency_proof as _consistency_proof,
+)
+from ca.log.merkle import (
+    inclusion_proof as _inclusion_proof,
+)
+from ca.log.note import (
+    COSIGNATURE_TYPE,
+    Checkpoint,
+    NoteSignature,
+    SignedNote,
+    Verifier,
+    check_cosignature,
+    sign_checkpoint,
+)
+from ca.log.verify import (
+    BUNDLE_FORMAT,
+    SEAL_KEY_ACTION,
+    Finding,
+    Report,
+    registered_seal_key,
+    seal_key_statement,
+    seal_message,
+    seal_problem,
+    verify_log,
+)
+from ca.store.models import (
+    AuditEvent,
+    AuditHead,
+    KeyRecord,
+    LogCheckpoint,
+    LogCosignature,
+    LogNode,
+    LogWitness,
+)
 from hsm.signer import Signer
-from hsm.sm.sm2 import SM2PublicKey
+from hsm.sm.sm2 import SM2PublicKey, raw_to_der
 
 __all__ = [
     "BUNDLE_FORMAT",
-    "GENESIS",
     "AuditError",
+    "DbTree",
     "Finding",
-    "VerifyReport",
+    "Report",
+    "Sealer",
+    "SessionSealer",
     "active_audit_key",
+    "add_cosignature",
     "append",
     "canonical",
     "checkpoint",
-    "checkpoint_message",
-    "event_hash",
+    "checkpoint_at",
+    "consistency_proof",
+    "cosigned_note",
+    "entry",
     "export_bundle",
-    "trusted_keys",
+    "inclusion_proof",
+    "install_sealer",
+    "latest_checkpoint",
+    "register_seal_key",
+    "root",
+    "rows",
+    "tree_size",
+    "unsealed_since",
     "verify",
-    "verify_bundle",
-    "verify_chain",
 ]
 
 
+class AuditError(JtcaError):
+    title = "Audit log"
+    exit_code = 8
+
+
+# -- sealing -----------------------------------------------------------------------------------
+class Sealer(Protocol):
+    """Signs the leaf hash of every entry this process appends (see the module's docstring)."""
+
+    @property
+    def key_seq(self) -> int: ...
+
+    def seal(self, leaf: bytes) -> bytes:
+        """Raw r || s over ``seal_message(leaf)``."""
+        ...
+
+
+@dataclass(frozen=True)
+class SessionSealer:
+    """A sealer over a session signer registered in entry ``key_seq``."""
+
+    key_seq: int
+    signer: Signer
+
+    def seal(self, leaf: bytes) -> bytes:
+        return self.signer.sign(seal_message(leaf))
+
+
+_sealer: Sealer | None = None
+_sealer_lock = threading.Lock()
+
+
+def install_sealer(sealer: Sealer | None) -> None:
+    """The process's sealer from now on (``None``: entries are written unsealed)."""
+    global _sealer
+    with _sealer_lock:
+        _sealer = sealer
+
+
+def current_sealer() -> Sealer | None:
+    return _sealer
+
+
+# -- appending ---------------------------------------------------------------------------------
 def append(
     session: Session,
     *,
@@ -68,113 +153,312 @@ def append(
     subject: str,
     details: dict[str, Any] | None = None,
     at: int,
+    kind: str = "event",
+    object_sm3: str | None = None,
 ) -> AuditEvent:
-    """Add an event to the chain in the caller's transaction (it commits with the change)."""
+    """Add an entry to the log in the caller's transaction (it commits with the change)."""
     if not actor or not action:
-        raise AuditError("an audit event needs an actor and an action")
+        raise AuditError("an audit entry needs an actor and an action")
     head = session.exec(select(AuditHead).where(AuditHead.id == 1).with_for_update()).one()
-    text = canonical(details or {})
     seq = head.seq + 1
-    digest = event_hash(head.hash, seq, at, actor, action, subject, text)
+    text = canonical(details or {})
+    try:
+        leaf = LogEntry(seq, at, kind, actor, action, subject, object_sm3, text).leaf_hash()
+    except CodecError as exc:
+        raise AuditError(f"cannot log {action} on {subject!r}: {exc}") from None
+    sealer = _sealer
     event = AuditEvent(
         seq=seq,
         at=at,
+        kind=kind,
         actor=actor,
         action=action,
         subject=subject,
+        object_sm3=object_sm3,
         details=text,
-        prev_hash=head.hash,
-        hash=digest,
+        leaf_hash=leaf.hex(),
+        seal=sealer.seal(leaf).hex() if sealer is not None else None,
+        seal_key=sealer.key_seq if sealer is not None else None,
     )
-    head.seq, head.hash = seq, digest
+    tree = DbTree(session, seq - 1)
+    for level, index, digest in completed_nodes(seq - 1, leaf, tree.perfect):
+        session.add(LogNode(level=level, idx=index, hash=digest.hex()))
+    head.seq = seq
     session.add(event)
     session.add(head)
     session.flush()
     return event
 
 
-def checkpoint(
-    session: Session, signer: Signer, *, at: int, actor: str = "jtca"
-) -> AuditCheckpoint:
-    """Sign the current head with the audit key (and audit that it was signed, by ``actor``:
-    the officer who asked, or the ceremony's own ``jtca``)."""
-    head = session.exec(select(AuditHead).where(AuditHead.id == 1).with_for_update()).one()
-    signature = signer.sign(checkpoint_message(head.seq, head.hash, at))
-    record = AuditCheckpoint(
-        seq=head.seq,
-        hash=head.hash,
+def register_seal_key(
+    session: Session, audit_signer: Signer, public_key: SM2PublicKey, at: int
+) -> int:
+    """Register a session's seal key: a ``log.seal-key`` entry carrying the audit key's DER
+    signature over ``seal_key_statement``; returns the entry's seq (the sealer's ``key_seq``)."""
+    public_hex = public_key.compressed.hex()
+    signature = raw_to_der(audit_signer.sign(seal_key_statement(public_hex, at)))
+    event = append(
+        session,
+        actor="jtca",
+        action=SEAL_KEY_ACTION,
+        subject=f"seal key {public_hex[:16]}",
+        details={
+            "public_key": public_hex,
+            "signature": signature.hex(),
+            "audit_key": audit_signer.key_uri,
+            "audit_public_key": audit_signer.public_key.compressed.hex(),
+            "path": audit_signer.path.value,
+        },
         at=at,
+    )
+    return event.seq
+
+
+# -- reading the tree --------------------------------------------------------------------------
+class DbTree:
+    """The database's tree as a ``SubtreeSource``: leaves from ``audit_event.leaf_hash``, the
+    perfect subtrees above them from ``log_node``."""
+
+    def __init__(self, session: Session, size: int | None = None) -> None:
+        self._session = session
+        self._size = tree_size(session) if size is None else size
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def perfect(self, level: int, index: int) -> bytes:
+        if level == 0:
+            found = self._session.exec(
+                select(AuditEvent.leaf_hash).where(AuditEvent.seq == index + 1)
+            ).first()
+        else:
+            found = self._session.exec(
+                select(LogNode.hash).where(LogNode.level == level).where(LogNode.idx == index)
+            ).first()
+        if found is None:
+            what = f"entry {index + 1}" if level == 0 else f"subtree (level {level}, {index})"
+            raise ProofError(f"the log's {what} is missing from the database")
+        return bytes.fromhex(found)
+
+
+def tree_size(session: Session) -> int:
+    return session.exec(select(AuditHead.seq).where(AuditHead.id == 1)).one()
+
+
+def root(session: Session, size: int | None = None) -> bytes:
+    return root_hash(DbTree(session), size)
+
+
+def inclusion_proof(session: Session, index: int, size: int) -> list[bytes]:
+    return _inclusion_proof(DbTree(session), index, size)
+
+
+def consistency_proof(session: Session, first: int, second: int) -> list[bytes]:
+    return _consistency_proof(DbTree(session), first, second)
+
+
+def _as_entry(row: AuditEvent) -> LogEntry:
+    return LogEntry(
+        row.seq, row.at, row.kind, row.actor, row.action, row.subject, row.object_sm3, row.details
+    )
+
+
+def entry(session: Session, seq: int) -> LogEntry:
+    row = session.get(AuditEvent, seq)
+    if row is None:
+        raise BadInput(f"no log entry {seq}")
+    return _as_entry(row)
+
+
+# -- checkpoints and cosignatures --------------------------------------------------------------
+def checkpoint(session: Session, signer: Signer, *, at: int, origin: str) -> LogCheckpoint:
+    """Sign the current tree head with the audit key (a C2SP checkpoint, key name = origin)."""
+    size = tree_size(session)
+    head = root(session, size)
+    note = sign_checkpoint(
+        Checkpoint(origin, size, head),
+        origin,
+        signer.public_key,
+        lambda message: raw_to_der(signer.sign(message)),
+    )
+    record = LogCheckpoint(
+        size=size,
+        root=head.hex(),
+        at=at,
+        note=note.text(),
         key_uri=signer.key_uri,
-        public_key=signer.public_key.compressed.hex(),
         signing_path=signer.path.value,
-        signature=signature.hex(),
     )
     session.add(record)
     session.flush()
-    append(
-        session,
-        actor=actor,
-        action="audit.checkpoint",
-        subject=f"seq {head.seq}",
-        details={"hash": head.hash, "key": signer.key_uri, "path": signer.path.value},
-        at=at,
-    )
     return record
 
 
-def _event_dict(e: AuditEvent) -> dict[str, Any]:
-    return {
-        "seq": e.seq,
-        "at": e.at,
-        "actor": e.actor,
-        "action": e.action,
-        "subject": e.subject,
-        "details": e.details,
-        "prev_hash": e.prev_hash,
-        "hash": e.hash,
-    }
+def latest_checkpoint(session: Session) -> LogCheckpoint | None:
+    return session.exec(
+        select(LogCheckpoint).order_by(col(LogCheckpoint.size).desc(), col(LogCheckpoint.id).desc())
+    ).first()
 
 
-def _checkpoint_dict(c: AuditCheckpoint) -> dict[str, Any]:
-    return {
-        "seq": c.seq,
-        "hash": c.hash,
-        "at": c.at,
-        "key_uri": c.key_uri,
-        "public_key": c.public_key,
-        "signing_path": c.signing_path,
-        "signature": c.signature,
-    }
+def checkpoint_at(session: Session, size: int) -> LogCheckpoint | None:
+    return session.exec(
+        select(LogCheckpoint)
+        .where(LogCheckpoint.size == size)
+        .order_by(col(LogCheckpoint.id).desc())
+    ).first()
+
+
+def witness_verifier(witness: LogWitness) -> Verifier:
+    return Verifier(
+        witness.name, SM2PublicKey.from_bytes(bytes.fromhex(witness.public_key)), COSIGNATURE_TYPE
+    )
+
+
+def add_cosignature(
+    session: Session,
+    record: LogCheckpoint,
+    witness: LogWitness,
+    signature: NoteSignature,
+    at: int,
+) -> LogCosignature:
+    """Store a witness's cosignature of ``record`` once it verifies (one per witness and
+    checkpoint: a second one is answered with the first). Cosignatures are not log entries: an
+    entry per cosignature would grow the log, and the next checkpoint, for ever."""
+    if witness.state != "active":
+        raise AuditError(f"witness {witness.name} was removed; its cosignatures no longer count")
+    note = SignedNote.parse(record.note)
+    timestamp = check_cosignature(note.body, signature, witness_verifier(witness))
+    if record.id is None or witness.id is None:
+        raise AuditError("the checkpoint or the witness is not stored yet")
+    existing = session.exec(
+        select(LogCosignature)
+        .where(LogCosignature.checkpoint_id == record.id)
+        .where(LogCosignature.witness_id == witness.id)
+    ).first()
+    if existing is not None:
+        return existing
+    stored = LogCosignature(
+        checkpoint_id=record.id,
+        witness_id=witness.id,
+        timestamp=timestamp,
+        line=signature.line().rstrip("\n"),
+        received_at=at,
+    )
+    session.add(stored)
+    session.flush()
+    return stored
+
+
+def cosignatures(session: Session, record: LogCheckpoint) -> list[LogCosignature]:
+    return list(
+        session.exec(
+            select(LogCosignature)
+            .where(LogCosignature.checkpoint_id == record.id)
+            .order_by(col(LogCosignature.id))
+        )
+    )
+
+
+def cosigned_note(session: Session, record: LogCheckpoint) -> str:
+    """The checkpoint with every stored cosignature line after the log's own signature."""
+    text = record.note
+    for stored in cosignatures(session, record):
+        text += stored.line + "\n"
+    return text
+
+
+# -- verification ------------------------------------------------------------------------------
+def rows(session: Session) -> Iterator[dict[str, Any]]:
+    for e in session.exec(select(AuditEvent).order_by(col(AuditEvent.seq))):
+        yield {
+            "seq": e.seq,
+            "at": e.at,
+            "kind": e.kind,
+            "actor": e.actor,
+            "action": e.action,
+            "subject": e.subject,
+            "object_sm3": e.object_sm3,
+            "details": e.details,
+            "leaf_hash": e.leaf_hash,
+            "seal": e.seal,
+            "seal_key": e.seal_key,
+        }
+
+
+def stored_nodes(session: Session) -> Iterator[tuple[int, int, str]]:
+    for n in session.exec(select(LogNode).order_by(col(LogNode.level), col(LogNode.idx))):
+        yield n.level, n.idx, n.hash
 
 
 def verify(
-    session: Session, trusted_audit_keys: Sequence[SM2PublicKey] | None = None
-) -> VerifyReport:
-    head = session.exec(select(AuditHead).where(AuditHead.id == 1)).one()
-    events = (
-        _event_dict(e) for e in session.exec(select(AuditEvent).order_by(col(AuditEvent.seq)))
-    )
-    checkpoints = [
-        _checkpoint_dict(c)
-        for c in session.exec(select(AuditCheckpoint).order_by(col(AuditCheckpoint.seq)))
+    session: Session,
+    *,
+    checkpoints: Sequence[tuple[str, bytes]],
+    audit_keys: Sequence[SM2PublicKey],
+) -> Report:
+    """The database's log against ``checkpoints`` (from outside it; the database's own notes are
+    added as one more source, trusted only if signed by ``audit_keys``)."""
+    own = [
+        (f"database checkpoint {c.id} (size {c.size})", cosigned_note(session, c).encode())
+        for c in session.exec(select(LogCheckpoint).order_by(col(LogCheckpoint.id)))
     ]
-    return verify_chain(
-        events, checkpoints, head=(head.seq, head.hash), trusted_audit_keys=trusted_audit_keys
+    witnesses = [
+        witness_verifier(w)
+        for w in session.exec(select(LogWitness).where(LogWitness.state == "active"))
+    ]
+    return verify_log(
+        rows(session),
+        checkpoints=[*checkpoints, *own],
+        audit_keys=audit_keys,
+        nodes=stored_nodes(session),
+        witnesses=witnesses,
     )
+
+
+def unsealed_since(session: Session, size: int, audit_key: SM2PublicKey) -> list[Finding]:
+    """Entries after ``size`` whose seal does not verify (what a checkpointer must never sign),
+    given the audit key the service itself holds."""
+    seal_keys: dict[int, SM2PublicKey] = {}
+    for e in session.exec(select(AuditEvent).where(AuditEvent.action == SEAL_KEY_ACTION)):
+        key = registered_seal_key(_as_entry(e), [audit_key])
+        if key is not None:
+            seal_keys[e.seq] = key
+    findings: list[Finding] = []
+    for e in session.exec(
+        select(AuditEvent).where(AuditEvent.seq > size).order_by(col(AuditEvent.seq))
+    ):
+        try:
+            leaf = _as_entry(e).leaf_hash()
+        except CodecError as exc:
+            findings.append(Finding(e.seq, "edited", f"entry {e.seq} cannot be encoded: {exc}"))
+            continue
+        if leaf.hex() != e.leaf_hash:
+            findings.append(Finding(e.seq, "edited", f"entry {e.seq} does not give its leaf hash"))
+            continue
+        problem = seal_problem(
+            {"seq": e.seq, "seal": e.seal, "seal_key": e.seal_key}, leaf, seal_keys
+        )
+        if problem and e.action != SEAL_KEY_ACTION:
+            findings.append(Finding(e.seq, "unsealed", f"entry {e.seq} {problem}"))
+    return findings
 
 
 def export_bundle(session: Session) -> bytes:
-    """Every event and checkpoint, and the head, in one JSON file ``verify_bundle`` checks."""
-    head = session.exec(select(AuditHead).where(AuditHead.id == 1)).one()
+    """Every entry, stored subtree and database checkpoint in one JSON file that an auditor
+    verifies with no service (``jtca audit verify --bundle``, ``ca.log.verify``)."""
     bundle = {
         "format": BUNDLE_FORMAT,
-        "head": {"seq": head.seq, "hash": head.hash},
-        "events": [
-            _event_dict(e) for e in session.exec(select(AuditEvent).order_by(col(AuditEvent.seq)))
-        ],
+        "size": tree_size(session),
+        "entries": list(rows(session)),
+        "nodes": [[level, idx, digest] for level, idx, digest in stored_nodes(session)],
         "checkpoints": [
-            _checkpoint_dict(c)
-            for c in session.exec(select(AuditCheckpoint).order_by(col(AuditCheckpoint.seq)))
+            cosigned_note(session, c)
+            for c in session.exec(select(LogCheckpoint).order_by(col(LogCheckpoint.id)))
+        ],
+        "witnesses": [
+            {"name": w.name, "public_key": w.public_key, "state": w.state}
+            for w in session.exec(select(LogWitness).order_by(col(LogWitness.id)))
         ],
     }
     return json.dumps(bundle, ensure_ascii=False, indent=1).encode("utf-8")

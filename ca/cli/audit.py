@@ -1,7 +1,8 @@
-"""``jtca audit``: verify the chain (at the service) or an exported bundle (here, with no
-service: an auditor's own check), sign a checkpoint (the custodians' shares from files or
-hidden prompts), export a verifiable bundle. Every command that asks the service needs a
-signed-in officer (``jtca login``) whose role the policy grants that action."""
+"""``jtca audit``: verify the log (at the service, against checkpoint files found here and
+the audit certificate file; or an exported bundle here, with no service: an auditor's own check),
+sign a checkpoint now, export a verifiable bundle, write the evidence of signed approvals. Every
+command that asks a remote service needs a signed-in officer (``jtca login``) whose role the
+policy grants that action; verifying the embedded state needs none."""
 
 from __future__ import annotations
 
@@ -25,21 +26,52 @@ def register(sub: Any) -> None:
     asub = p.add_subparsers(dest="audit_command", metavar="COMMAND", parser_class=type(p))
     asub.required = True
 
-    v = asub.add_parser("verify", help="check the chain and its checkpoints; name any tampering")
-    v.add_argument("--bundle", type=Path, help="verify an exported bundle instead of the database")
+    v = asub.add_parser(
+        "verify",
+        help="check the log against checkpoints from outside the database; name any tampering",
+    )
+    v.add_argument("--bundle", type=Path, help="verify an exported bundle here, with no service")
     v.add_argument(
-        "--audit-key",
+        "--checkpoint",
         action="append",
+        type=Path,
         default=[],
-        metavar="HEXPOINT",
-        help="trusted audit public key(s) for the checkpoints",
+        metavar="PATH",
+        help="a checkpoint file, or a folder of them (a checkpoint folder, a witness's folder)",
+    )
+    v.add_argument(
+        "--witness-dir",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="DIR",
+        help="a witness's folder: its copies of the checkpoints it cosigned",
+    )
+    v.add_argument(
+        "--audit-cert",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="PEM",
+        help="the audit certificate from the root ceremony (default: the state folder's "
+        "ceremonies/audit-*.pem)",
+    )
+    v.add_argument(
+        "--root-cert",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="PEM",
+        help="the root certificate the audit certificate must chain to",
     )
     v.add_argument("--json", action="store_true")
     v.set_defaults(handler=cmd_verify)
 
-    c = asub.add_parser("checkpoint", help="sign the chain's head with the audit key (periodic)")
-    desk.add_share_options(c, "a custodian's share of the root token's PIN")
-    c.add_argument("--module", metavar="PATH", help=argparse.SUPPRESS)
+    c = asub.add_parser(
+        "checkpoint",
+        help="sign a checkpoint of the log now (the service also "
+        "signs one after every batch of changes)",
+    )
     c.add_argument("--json", action="store_true")
     c.set_defaults(handler=cmd_checkpoint)
 
@@ -58,35 +90,109 @@ def register(sub: Any) -> None:
     e.set_defaults(handler=cmd_export)
 
 
-def verify_bundle_here(path: Path, audit_keys: list[str]) -> VerifyResult:
-    """An exported bundle checked on this machine: no service, no database (pure)."""
-    from ca.audit_chain import trusted_keys, verify_bundle
-    from ca.ops.audit import VerifyResult
-
-    keys = trusted_keys(audit_keys)
+def _read(path: Path, what: str) -> bytes:
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except OSError as exc:
-        raise BadInput(f"cannot read {path}: {exc.strerror}") from None
-    return VerifyResult.of(verify_bundle(data, keys or None))
+        raise BadInput(f"cannot read {what} {path}: {exc.strerror}") from None
+
+
+def _local_anchors(args: argparse.Namespace, state: Path | None) -> tuple[list[Path], list[Path]]:
+    """The certificate files to trust: those given, else the embedded state's anchor files."""
+    from ca.log.anchors import anchor_files
+
+    if args.audit_cert or state is None:
+        return list(args.audit_cert), list(args.root_cert)
+    audit_files, root_files = anchor_files(state)
+    return audit_files, list(args.root_cert) or root_files
+
+
+def verify_bundle_here(args: argparse.Namespace) -> VerifyResult:
+    """An exported bundle checked on this machine: no service, no database (pure)."""
+    from ca.log.anchors import read_anchor, verifiers_from
+    from ca.log.verify import read_checkpoint_files, verify_bundle
+    from ca.ops.audit import VerifyResult
+    from ca.tokens import state_dir
+
+    state = state_dir()
+    audit_files, root_files = _local_anchors(args, state if state.is_dir() else None)
+    if not audit_files:
+        raise BadInput("--audit-cert: give the root ceremony's audit certificate file")
+    anchors = [read_anchor(p) for p in audit_files]
+    verifiers = verifiers_from(anchors, [read_anchor(p) for p in root_files], "jtca")
+    sources = read_checkpoint_files([*args.checkpoint, *args.witness_dir])
+    keys = [v.public_key for v in verifiers]
+    report = verify_bundle(
+        _read(args.bundle, "the bundle"),
+        checkpoints=sources,
+        audit_keys=keys,
+        source=str(args.bundle),
+    )
+    return VerifyResult.of(
+        report,
+        anchors=[
+            f"{a.name}: audit key {k.compressed.hex()[:16]}…"
+            for a, k in zip(anchors, keys, strict=False)
+        ],
+    )
+
+
+def verify_at_service(args: argparse.Namespace) -> VerifyResult:
+    """The database's log checked by the service against the checkpoint files found here."""
+    from ca.log.verify import read_checkpoint_files
+    from ca.ops import audit as ops
+
+    client = desk.connect()
+    try:
+        state = client.target.state if client.target is not None else None
+        if state is None:  # a remote service: an officer allowed audit.verify
+            desk.signed_in(client, ops.VERIFY.name)
+        sources = read_checkpoint_files([*args.checkpoint, *args.witness_dir])
+        request = ops.VerifyRequest(
+            checkpoints=[
+                ops.CheckpointFile(source=name, note=data.decode("utf-8", "replace"))
+                for name, data in sources
+            ],
+            audit_certificates=[
+                ops.CertificateFile(
+                    source=str(p), pem=_read(p, "the certificate").decode("latin-1")
+                )
+                for p in args.audit_cert
+            ],
+            root_certificates=[
+                ops.CertificateFile(
+                    source=str(p), pem=_read(p, "the certificate").decode("latin-1")
+                )
+                for p in args.root_cert
+            ],
+        )
+        return client.call(ops.VERIFY, request)
+    finally:
+        client.close()
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    if args.bundle is not None:
-        report = verify_bundle_here(args.bundle, args.audit_key)
-    else:
-        from ca.ops import audit as ops
-
-        # an officer the policy allows audit.verify: not sent without a session
-        report = desk.call(ops.VERIFY, ops.VerifyRequest(audit_keys=args.audit_key))
+    report = verify_bundle_here(args) if args.bundle is not None else verify_at_service(args)
     if args.json:
         print(json.dumps(report.model_dump(mode="json"), ensure_ascii=False, indent=2))
-    else:
-        findings = report.findings
-        verdict = "intact" if report.ok else f"TAMPERED ({len(findings)} findings)"
-        print(f"audit chain: {report.events} events, {report.checkpoints} checkpoints: {verdict}")
-        for f in findings:
-            print(f"  row {f.seq}: {f.problem}: {f.message}")
+        return 0 if report.ok else EXIT_TAMPERED
+    verdict = "intact" if report.ok else f"TAMPERED ({len(report.findings)} findings)"
+    print(f"audit log: {report.events} entries: {verdict}")
+    for anchor in report.anchors:
+        print(f"  trusted {anchor}")
+    if report.newest_checkpoint is not None:
+        quorum = f" (quorum {report.witness_quorum})" if report.witness_quorum else ""
+        witnessed = ", ".join(report.witnessed_by) or "no witness yet"
+        print(
+            f"  newest checkpoint: {report.newest_checkpoint} entries, from {report.newest_source}"
+            f"; cosigned by {witnessed}{quorum}"
+        )
+        print(
+            f"  {report.checkpoints} signed checkpoints found; {report.sealed} newer entries sealed"
+        )
+    for f in report.findings:
+        where = f"entry {f.seq}" if f.seq else "log"
+        print(f"  {where}: {f.problem}: {f.message}")
     return 0 if report.ok else EXIT_TAMPERED
 
 
@@ -96,8 +202,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     exported = desk.call(ops.EXPORT, Empty())  # an officer allowed audit.export (the auditor)
     write_atomically(args.out, exported.bundle)
-    data = {"bundle": str(args.out), "events": exported.events}
-    print(json.dumps(data) if args.json else f"wrote {args.out}: {exported.events} events")
+    data = {"bundle": str(args.out), "entries": exported.events}
+    print(json.dumps(data) if args.json else f"wrote {args.out}: {exported.events} entries")
     return 0
 
 
@@ -168,22 +274,10 @@ def cmd_approval(args: argparse.Namespace) -> int:
 
 
 def cmd_checkpoint(args: argparse.Namespace) -> int:
-    from ca.client.http import connect
     from ca.ops import audit as ops
+    from ca.ops.base import Empty
 
-    if args.module is not None:
-        raise BadInput(
-            "--module: the authority's service opens the ministry's tokens with its own "
-            "PKCS#11 module; configure it where the service runs"
-        )
-    client = connect()
-    try:
-        if ops.CHECKPOINT.officer:  # asked for by an officer allowed audit.checkpoint
-            desk.signed_in(client, ops.CHECKPOINT.name)
-        shares = desk.read_shares(args.share_file)
-        made = client.call(ops.CHECKPOINT, ops.CheckpointRequest(shares=shares))
-    finally:
-        client.close()
-    data = {"seq": made.seq, "hash": made.hash, "key": made.key}
-    print(json.dumps(data) if args.json else f"checkpoint at row {made.seq}: {made.hash}")
+    made = desk.call(ops.CHECKPOINT, Empty())  # an officer allowed audit.checkpoint
+    data = {"size": made.size, "root": made.root, "key": made.key}
+    print(json.dumps(data) if args.json else f"checkpoint of {made.size} entries: root {made.root}")
     return 0

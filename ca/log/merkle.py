@@ -16,7 +16,7 @@ is checked against the RFC 6962 SHA-256 vectors (tests/vectors/merkle_rfc6962.js
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol
 
@@ -284,6 +284,12 @@ class MemoryTree:
 
     def root(self, size: int | None = None) -> bytes:
         return root_hash(self, size, self._hasher)
+
+    def nodes(self) -> Iterator[tuple[int, int, bytes]]:
+        """Every perfect subtree above the leaves, as ``(level, index, hash)``."""
+        for level, row in enumerate(self._levels[1:], 1):
+            for index, digest in enumerate(row):
+                yield level, index, digest
 
 
 def completed_nodes(

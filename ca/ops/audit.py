@@ -1,67 +1,77 @@
-"""Operations of the audit area: the tamper-evident audit log (see ca/ops/base.py).
+"""Operations of the audit area: the witnessed Merkle log (see ca/ops/base.py, docs/audit.md).
 
-Every one needs a signed-in officer whose role the policy grants the action of the same name
-(``audit.verify``, ``audit.export``, ``audit.checkpoint``): the log names every officer, key
-and province, so it is not for anyone who can reach the service.
-
-Verifying an exported bundle needs no service at all (``ca.audit_chain.verify_bundle``): the
-command line does it on the auditor's machine and reports it with the same ``VerifyResult``.
+``audit.verify`` checks the database's log against checkpoints found outside the database, with
+audit keys from the root ceremony's certificate files: a signed-in officer whose role the policy
+grants ``audit.verify`` — or, on the embedded state, whoever can reach its socket (they own the
+state folder already). ``audit.export`` (the whole log: it names every officer, key and province)
+is the auditor's. ``audit.checkpoint`` signs a checkpoint now (the service also signs one after
+every batch of changes by itself). Verifying an exported bundle needs no service at all.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
 
 from pydantic import Field
 
+from ca.log.verify import Report
 from ca.ops.base import Empty, Model, operation
 
 
-class VerifyRequest(Model):
-    """Trusted audit public keys (hex SM2 points, from the ceremony transcript); with none,
-    each checkpoint is checked against the key it names."""
+class CheckpointFile(Model):
+    source: str  # where it was found (a path), named in findings
+    note: str  # the signed note, as found
 
-    audit_keys: list[str] = Field(default_factory=list)
+
+class CertificateFile(Model):
+    source: str  # the file's name, named when it is refused
+    data: bytes  # PEM or DER
+
+
+class VerifyRequest(Model):
+    """Checkpoints from outside the database (the checkpoint folder, witnesses' copies, files
+    given by hand) and the trust anchors: the audit certificate(s) from the root ceremony and,
+    optionally, the root certificate(s) they must chain to. With no audit certificate, the
+    service uses the anchor files its own ceremonies left in its state folder."""
+
+    checkpoints: list[CheckpointFile] = Field(default_factory=list)
+    audit_certificates: list[CertificateFile] = Field(default_factory=list)
+    root_certificates: list[CertificateFile] = Field(default_factory=list)
 
 
 class FindingView(Model):
-    seq: int
-    problem: str  # edited | deleted | inserted-or-reordered | bad-checkpoint | truncated | head
+    seq: int  # the entry concerned (0: the log as a whole)
+    problem: str  # see ca/log/verify.py: deleted, edited, rewritten, rolled-back, unsealed…
     message: str
-
-
-class _Finding(Protocol):
-    seq: int
-    problem: str
-    message: str
-
-
-class _Report(Protocol):
-    """``ca.audit_chain.VerifyReport``, as far as a result needs it."""
-
-    events: int
-    checkpoints: int
-
-    @property
-    def findings(self) -> Sequence[_Finding]: ...
-
-    @property
-    def ok(self) -> bool: ...
 
 
 class VerifyResult(Model):
     ok: bool
-    events: int
-    checkpoints: int
+    events: int  # entries in the log
+    checkpoints: int  # validly signed checkpoints found
+    newest_checkpoint: int | None = None  # its tree size
+    newest_source: str | None = None
+    witnessed_by: list[str] = Field(default_factory=list)
+    witness_quorum: int = 0
+    sealed: int = 0  # entries newer than the newest checkpoint, each sealed by the service
+    anchors: list[str] = Field(default_factory=list)  # the audit keys trusted, and from where
     findings: list[FindingView]
 
     @classmethod
-    def of(cls, report: _Report) -> VerifyResult:
+    def of(
+        cls, report: Report, *, anchors: Sequence[str] = (), witness_quorum: int = 0
+    ) -> VerifyResult:
+        newest = report.newest
         return cls(
             ok=report.ok,
-            events=report.events,
+            events=report.entries,
             checkpoints=report.checkpoints,
+            newest_checkpoint=newest.checkpoint.size if newest else None,
+            newest_source=newest.source if newest else None,
+            witnessed_by=list(report.witnesses),
+            witness_quorum=witness_quorum,
+            sealed=report.sealed,
+            anchors=list(anchors),
             findings=[
                 FindingView(seq=f.seq, problem=f.problem, message=f.message)
                 for f in report.findings
@@ -69,20 +79,16 @@ class VerifyResult(Model):
         )
 
 
-class CheckpointRequest(Model):
-    """The root token's share quorum: the audit key signs in the root token."""
-
-    shares: list[str]
-
-
 class CheckpointResult(Model):
-    seq: int
-    hash: str
+    size: int
+    root: str  # hex
     key: str  # the audit key's PKCS#11 URI
+    note: str  # the signed note
 
 
 class AuditBundle(Model):
-    """Every event and checkpoint and the head, as the JSON file ``verify_bundle`` checks."""
+    """Every entry, stored subtree, database checkpoint and witness, as the JSON file
+    ``jtca audit verify --bundle`` checks."""
 
     bundle: bytes
     events: int
@@ -92,21 +98,24 @@ VERIFY = operation(
     "audit.verify",
     VerifyRequest,
     VerifyResult,
-    "walk the audit chain and its checkpoints in the database; name every tampered row "
-    "(an officer allowed audit.verify)",
+    "check the database's log against checkpoints from outside it, trusting only the audit "
+    "certificate files; name every tampered entry (an officer allowed audit.verify; anyone on "
+    "the embedded state)",
     mutating=False,
+    officer=False,
 )
 CHECKPOINT = operation(
     "audit.checkpoint",
-    CheckpointRequest,
+    Empty,
     CheckpointResult,
-    "sign the chain's head with the audit key (in the root token, opened by the share quorum), "
-    "asked for by an officer allowed audit.checkpoint",
+    "sign a checkpoint of the log now with the audit key and write it to the checkpoint folder "
+    "(an officer allowed audit.checkpoint; the service also does it after every batch)",
 )
 EXPORT = operation(
     "audit.export",
     Empty,
     AuditBundle,
-    "every event and checkpoint in one verifiable bundle (an officer allowed audit.export)",
+    "every entry, subtree hash and checkpoint in one verifiable bundle (an officer allowed "
+    "audit.export)",
     mutating=False,
 )

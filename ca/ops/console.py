@@ -86,8 +86,10 @@ class AuditEventView(Model):
     action: str
     subject: str
     details: str  # as stored (JSON text)
-    hash: str
-    prev_hash: str
+    kind: str  # event | certificate | list | package
+    object_sm3: str | None  # SM3 of the certificate, list or package logged
+    leaf_hash: str  # SM3(0x00 || entry): its leaf in the Merkle log
+    sealed: bool  # signed by the service's registered seal key
 
 
 class AuditPage(Model):

@@ -1,6 +1,6 @@
-"""Use cases of the audit area: verify the chain in the database, sign a checkpoint with the
-audit key, export a verifiable bundle (see ca/service/__init__.py). Verifying an exported bundle
-is the auditor's own business, done without the service (``ca.audit_chain``)."""
+"""Use cases of the audit area: verify the log against evidence from outside the database, sign
+a checkpoint now, export a verifiable bundle (see ca/service/__init__.py). Verifying an exported
+bundle is the auditor's own business, done without the service (``ca.audit.verify_bundle``)."""
 
 from __future__ import annotations
 
@@ -10,43 +10,74 @@ from sqlmodel import Session
 
 from ca import audit
 from ca.authorization import require
+from ca.errors import BadInput
 from ca.ops import audit as ops
 from ca.ops.base import Empty
-from ca.service.ceremony import quorum_token
-from ca.service.context import Context
+from ca.service.context import Context, NotSignedIn
 from ca.service.registry import handles
-from ca.signing import token_signer
-from ca.store.db import transaction
-from hsm.pkcs11.keys import KeyStore
-from hsm.pkcs11.uri import Pkcs11Uri
+from ca.signing import load_policy
+from hsm.sm.sm2 import SM2PublicKey
 from policies.rules import Action, Subject
+
+
+def trust_anchors(
+    ctx: Context, audit_files: list[ops.CertificateFile], root_files: list[ops.CertificateFile]
+) -> tuple[list[SM2PublicKey], list[str]]:
+    """The audit public keys to trust and where each came from: the certificates the caller
+    gave, else the anchor files the ceremonies left in the state folder. Never the database."""
+    from ca.log.anchors import Anchor, anchor_files, read_anchor, verifiers_from
+
+    if audit_files:
+        anchors = [Anchor(f.source, f.data) for f in audit_files]
+        roots = [Anchor(f.source, f.data) for f in root_files]
+    else:
+        audit_paths, root_paths = anchor_files(ctx.runtime.state)
+        if not audit_paths:
+            raise BadInput(
+                "no audit certificate: give the root ceremony's audit-<serial>.pem "
+                f"(there is none in {ctx.runtime.state / 'ceremonies'})"
+            )
+        anchors = [read_anchor(p) for p in audit_paths]
+        roots = [read_anchor(p) for p in root_paths]
+    verifiers = verifiers_from(anchors, roots, load_policy().log.origin)
+    described = [
+        f"{anchor.name}: audit key {v.public_key.compressed.hex()[:16]}…"
+        for anchor, v in zip(anchors, verifiers, strict=False)
+    ]
+    return [v.public_key for v in verifiers], described
 
 
 @handles(ops.VERIFY)
 def verify(ctx: Context, req: ops.VerifyRequest) -> ops.VerifyResult:
-    """The chain and its checkpoints walked here, for a signed-in officer the policy allows
-    ``audit.verify`` (the auditor's role, and the ministry officers' who run the ceremonies)."""
-    require(ctx.actor(), Action.AUDIT_VERIFY, Subject(), ctx.now())
-    trusted = audit.trusted_keys(req.audit_keys)
+    """The log walked here, against checkpoints from outside the database: those the caller
+    sends, the service's checkpoint folder, and the database's own (trusted only if signed)."""
+    if ctx.officer is not None:
+        require(ctx.officer, Action.AUDIT_VERIFY, Subject(), ctx.now())
+    elif not ctx.runtime.embedded:
+        raise NotSignedIn("audit.verify needs a signed-in officer: sign in first (jtca login)")
+    from ca.log.folder import CheckpointFolder
+
+    keys, anchors = trust_anchors(ctx, req.audit_certificates, req.root_certificates)
+    sources = [(c.source, c.note.encode("utf-8")) for c in req.checkpoints]
+    sources += [(str(p), data) for p, data in CheckpointFolder(ctx.runtime.log_folder).read_all()]
     with Session(ctx.engine) as session:
-        report = audit.verify(session, trusted or None)
-    return ops.VerifyResult.of(report)
+        report = audit.verify(session, checkpoints=sources, audit_keys=keys)
+    return ops.VerifyResult.of(
+        report, anchors=anchors, witness_quorum=load_policy().log.witness_quorum
+    )
 
 
 @handles(ops.CHECKPOINT)
-def checkpoint(ctx: Context, req: ops.CheckpointRequest) -> ops.CheckpointResult:
-    """The head signed by the audit key in the root token, opened by the share quorum, asked
-    for by a signed-in officer the policy allows ``audit.checkpoint`` (the publisher's role):
-    the quorum opens the token, the officer answers for the request."""
-    officer = ctx.actor()
-    require(officer, Action.AUDIT_CHECKPOINT, Subject(), ctx.now())
-    with Session(ctx.engine) as session:
-        uri = Pkcs11Uri.parse(audit.active_audit_key(session).uri)
-    with quorum_token(ctx, uri.token, req.shares) as token:
-        signer = token_signer(KeyStore(token), uri, "audit")
-        with transaction(ctx.engine) as session:
-            made = audit.checkpoint(session, signer, at=ctx.now(), actor=officer.id)
-            return ops.CheckpointResult(seq=made.seq, hash=made.hash, key=made.key_uri)
+def checkpoint(ctx: Context, _request: Empty) -> ops.CheckpointResult:
+    """A checkpoint now, asked for by a signed-in officer the policy allows ``audit.checkpoint``
+    (the publisher's role): the audit key in the service's log token signs it."""
+    from ca.service.logkeys import checkpoint_now
+
+    require(ctx.actor(), Action.AUDIT_CHECKPOINT, Subject(), ctx.now())
+    made = checkpoint_now(ctx.runtime, ctx.now(), force=True)
+    if made is None:
+        raise BadInput("the log is empty: nothing to checkpoint")
+    return ops.CheckpointResult(size=made.size, root=made.root, key=made.key_uri, note=made.note)
 
 
 @handles(ops.EXPORT)
@@ -56,4 +87,4 @@ def export(ctx: Context, _request: Empty) -> ops.AuditBundle:
     require(ctx.actor(), Action.AUDIT_EXPORT, Subject(), ctx.now())
     with Session(ctx.engine) as session:
         bundle = audit.export_bundle(session)
-    return ops.AuditBundle(bundle=bundle, events=len(json.loads(bundle)["events"]))
+    return ops.AuditBundle(bundle=bundle, events=len(json.loads(bundle)["entries"]))

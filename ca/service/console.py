@@ -172,8 +172,10 @@ def audit_page(ctx: Context, req: ops.AuditPageRequest) -> ops.AuditPage:
                     action=e.action,
                     subject=e.subject,
                     details=e.details,
-                    hash=e.hash,
-                    prev_hash=e.prev_hash,
+                    kind=e.kind,
+                    object_sm3=e.object_sm3,
+                    leaf_hash=e.leaf_hash,
+                    sealed=e.seal is not None,
                 )
                 for e in rows
             ],

@@ -12,43 +12,91 @@ from sqlmodel import Field, SQLModel, UniqueConstraint
 
 
 class AuditEvent(SQLModel, table=True):
-    """One link of the hash chain (第二十九条: kept at least 10 years)."""
+    """One entry of the Merkle log (第二十九条: kept at least 10 years): an audit event, or a
+    certificate, list or key package made (``kind``, with ``object_sm3`` of its bytes).
+
+    Its leaf index is ``seq - 1``; ``leaf_hash`` = SM3(0x00 ‖ the entry's encoding,
+    ``ca.log.entry``). ``seal`` is the service's signature over the leaf hash by the session key
+    registered in entry ``seal_key`` (a ``log.seal-key`` entry signed by the audit key): it
+    protects the entries newer than the last checkpoint (docs/audit.md)."""
 
     __tablename__ = "audit_event"
 
     seq: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})  # 1, 2, 3…
     at: int = Field(sa_type=BigInteger)  # Unix seconds, UTC (BIGINT: past 2038)
+    kind: str = Field(default="event", max_length=20)  # event | certificate | list | package
     actor: str = Field(max_length=200)
     action: str = Field(max_length=100, index=True)
     subject: str = Field(max_length=500)
+    object_sm3: str | None = Field(default=None, max_length=64)  # hex SM3 of the object's bytes
     details: str  # canonical JSON
-    prev_hash: str = Field(max_length=64)  # hex SM3 of the previous event (64 zeros for seq 1)
-    hash: str = Field(max_length=64)  # hex SM3(prev_hash || canonical content)
+    leaf_hash: str = Field(max_length=64)  # hex SM3(0x00 || entry)
+    seal: str | None = Field(default=None, max_length=128)  # raw r || s, hex
+    seal_key: int | None = Field(default=None, sa_type=BigInteger)  # seq of its log.seal-key
 
 
 class AuditHead(SQLModel, table=True):
-    """The chain's head, one row: appenders lock it, so the chain has one writer at a time."""
+    """The log's size, one row: appenders lock it, so the log has one writer at a time."""
 
     __tablename__ = "audit_head"
 
     id: int = Field(default=1, primary_key=True, sa_column_kwargs={"autoincrement": False})
-    seq: int = 0
-    hash: str = Field(default="0" * 64, max_length=64)
+    seq: int = 0  # the number of entries (the tree size)
 
 
-class AuditCheckpoint(SQLModel, table=True):
-    """The chain head at ``seq``, signed by the audit key in the token."""
+class LogNode(SQLModel, table=True):
+    """The hash of one complete perfect subtree of the log (level ≥ 1): leaves
+    ``[idx·2^level, (idx+1)·2^level)``. Written once, when its last leaf is appended."""
 
-    __tablename__ = "audit_checkpoint"
+    __tablename__ = "log_node"
+
+    level: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    idx: int = Field(
+        primary_key=True, sa_type=BigInteger, sa_column_kwargs={"autoincrement": False}
+    )
+    hash: str = Field(max_length=64)
+
+
+class LogCheckpoint(SQLModel, table=True):
+    """A signed checkpoint (C2SP tlog-checkpoint note) of the log at ``size`` entries. The same
+    note is written to the checkpoint folder outside the database, where verification reads it."""
+
+    __tablename__ = "log_checkpoint"
 
     id: int | None = Field(default=None, primary_key=True)
-    seq: int = Field(index=True)
-    hash: str = Field(max_length=64)
+    size: int = Field(sa_type=BigInteger, index=True)
+    root: str = Field(max_length=64)  # hex
     at: int = Field(sa_type=BigInteger)
+    note: str  # the signed note, the log's signature only (cosignatures: LogCosignature)
     key_uri: str = Field(max_length=500)
-    public_key: str = Field(max_length=66)  # compressed SM2 point, hex
     signing_path: str = Field(max_length=20)
-    signature: str = Field(max_length=128)  # raw r || s, hex
+
+
+class LogWitness(SQLModel, table=True):
+    """A witness whose cosignatures count (a province or any auditor): its name and SM2 key."""
+
+    __tablename__ = "log_witness"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=200, unique=True)
+    public_key: str = Field(max_length=66)  # compressed SM2 point, hex
+    state: str = Field(default="active", max_length=20)  # active | removed
+    added_at: int = Field(sa_type=BigInteger)
+    added_by: str = Field(max_length=100)
+
+
+class LogCosignature(SQLModel, table=True):
+    """A witness's cosignature of one checkpoint (C2SP tlog-cosignature, jtca's SM2 type)."""
+
+    __tablename__ = "log_cosignature"
+    __table_args__ = (UniqueConstraint("checkpoint_id", "witness_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    checkpoint_id: int = Field(index=True)
+    witness_id: int
+    timestamp: int = Field(sa_type=BigInteger)  # the cosignature's own time
+    line: str  # the signature line, '— name base64'
+    received_at: int = Field(sa_type=BigInteger)
 
 
 class SerialCounter(SQLModel, table=True):

@@ -18,7 +18,7 @@ def test_migrations_match_models(database) -> None:  # type: ignore[no-untyped-d
     assert differences == []
     with Session(engine) as session:
         head = session.exec(select(AuditHead)).one()
-    assert (head.id, head.seq, head.hash) == (1, 0, "0" * 64)
+    assert (head.id, head.seq) == (1, 0)
 
 
 def test_migrating_twice_changes_nothing(database) -> None:  # type: ignore[no-untyped-def]
@@ -48,5 +48,6 @@ def test_times_after_2038_fit(database) -> None:  # type: ignore[no-untyped-def]
     with transaction(engine) as session:
         audit.append(session, actor="t", action="t", subject="t", at=year_2100)
     with Session(engine) as session:
-        assert audit.verify(session).ok
-        assert session.exec(select(AuditEvent)).one().at == year_2100
+        row = session.exec(select(AuditEvent)).one()
+        assert row.at == year_2100
+        assert row.leaf_hash == audit.entry(session, 1).leaf_hash().hex()

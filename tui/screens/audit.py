@@ -36,8 +36,9 @@ def event_detail(event: AuditEventView) -> str:
         [
             f"#{event.seq}  {iso_utc(event.at)}  {event.actor}",
             f"{event.action}  ·  {event.subject}",
-            f"hash {event.hash}",
-            f"prev {event.prev_hash}",
+            f"entry {event.seq} ({event.kind}), leaf index {event.seq - 1}",
+            f"leaf {event.leaf_hash}" + ("  sealed" if event.sealed else ""),
+            *([f"object SM3 {event.object_sm3}"] if event.object_sm3 else []),
             details,
         ]
     )
