@@ -165,7 +165,7 @@ class Console:
         return self.client.call(ops.CLEANUP, Empty())
 
     def audit_verify(self) -> audit.VerifyResult:
-        """The whole chain and its signed checkpoints, verified at the service."""
+        """The whole log against the checkpoints outside the database, verified at the service."""
         return self.client.call(audit.VERIFY, audit.VerifyRequest())
 
     # -- keys -----------------------------------------------------------------------------------

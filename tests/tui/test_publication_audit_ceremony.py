@@ -343,8 +343,10 @@ def test_audit_verify_ok_then_finds_the_tampered_row(demo: Demo) -> None:
         assert screen.check_action("verify", ()) is True
         await pilot.press("v")
         await settle(pilot)
-        (notice,) = app.titled("Audit chain verified")
-        assert notice[1].endswith("OK — every link and checkpoint verifies.")
+        (notice,) = app.titled("Audit log verified")
+        assert (
+            "OK — the log matches every signed checkpoint found outside the database" in notice[1]
+        )
         assert isinstance(app.screen, ReportModal)
         await pilot.press("escape")
         with demo.runtime.engine.begin() as connection:
@@ -354,9 +356,9 @@ def test_audit_verify_ok_then_finds_the_tampered_row(demo: Demo) -> None:
             )
         await pilot.press("v")
         await settle(pilot)
-        (broken,) = app.titled("Audit chain broken")
+        (broken,) = app.titled("Audit log tampered")
         assert broken[2] == "error"
-        assert "seq 5  edited" in broken[1]
+        assert "entry 5  edited" in broken[1]
         assert screen.report is not None
         assert [f.seq for f in screen.report.findings][:1] == [5]
 
@@ -372,7 +374,7 @@ def test_verify_is_only_offered_to_those_who_may(demo: Demo) -> None:
         assert "v" not in footer_keys
         await pilot.press("v")
         await settle(pilot)
-        assert not app.titled("Audit chain verified")
+        assert not app.titled("Audit log verified")
         assert screen.report is None
         assert rows(screen.query_one("#events", DataTable))  # browsing is for everyone
 

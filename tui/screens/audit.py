@@ -1,6 +1,6 @@
-"""Audit: the hash-chained audit log (第二十九条), newest first, a page at a time
+"""Audit: the Merkle audit log (第二十九条), newest first, a page at a time
 (``console.audit-page``), filtered by action text; the highlighted event's details; and, for
-officers the policy lets (``audit.verify``), verifying the whole chain and its signed
+officers the policy lets (``audit.verify``), verifying the whole log against its signed
 checkpoints at the service (``audit.verify``)."""
 
 from __future__ import annotations
@@ -45,19 +45,24 @@ def event_detail(event: AuditEventView) -> str:
 
 
 def report_text(report: VerifyResult) -> str:
-    head = (
-        f"{report.events} events, {report.checkpoints} signed checkpoint"
-        f"{'s' if report.checkpoints != 1 else ''}: "
-    )
+    head = f"{report.events} entr{'ies' if report.events != 1 else 'y'}"
+    if report.newest_checkpoint is not None:
+        witnessed = ", ".join(report.witnessed_by) or "no witness yet"
+        head += f"; newest checkpoint {report.newest_checkpoint} (cosigned by {witnessed})"
+    head += ": "
     if report.ok:
-        return head + "OK — every link and checkpoint verifies."
-    lines = [head + f"{len(report.findings)} finding{'s' if len(report.findings) != 1 else ''}"]
-    lines += [f"  seq {f.seq}  {f.problem}: {f.message}" for f in report.findings]
+        return head + (
+            "OK — the log matches every signed checkpoint found outside the database, and "
+            f"the {report.sealed} newer entr{'ies are' if report.sealed != 1 else 'y is'} sealed."
+        )
+    count = len(report.findings)
+    lines = [head + f"{count} finding{'s' if count != 1 else ''}"]
+    lines += [f"  entry {f.seq}  {f.problem}: {f.message}" for f in report.findings]
     return "\n".join(lines)
 
 
 class AuditScreen(ProgressScreen):
-    """The audit log, newest first: filter by action, page, details; verify the chain."""
+    """The audit log, newest first: filter by action, page, details; verify the log."""
 
     KEY = "8"
     TITLE = "Audit"
@@ -69,7 +74,7 @@ class AuditScreen(ProgressScreen):
         Binding("p", "newer", "Newer"),
         Binding("g", "newest", "Newest"),
         Binding("r", "reload", "Reload"),
-        Binding("v", "verify", "Verify chain"),
+        Binding("v", "verify", "Verify log"),
     ]
     DEFAULT_CSS = """
     AuditScreen #filter { height: 1; border: none; padding: 0 1; }
@@ -211,17 +216,17 @@ class AuditScreen(ProgressScreen):
             self.report = report
             text = report_text(report)
             if report.ok:
-                self.app.notify(text, title="Audit chain verified", markup=False)
+                self.app.notify(text, title="Audit log verified", markup=False)
             else:
                 self.app.notify(
-                    text, title="Audit chain broken", severity="error", timeout=15, markup=False
+                    text, title="Audit log tampered", severity="error", timeout=15, markup=False
                 )
             self.app.push_screen(
                 ReportModal(
-                    "Audit chain verified" if report.ok else "Audit chain broken",
+                    "Audit log verified" if report.ok else "Audit log tampered",
                     text,
                     failed=not report.ok,
                 )
             )
 
-        self.work(self.console.audit_verify, done=done, busy="Verifying the audit chain…")
+        self.work(self.console.audit_verify, done=done, busy="Verifying the audit log…")
