@@ -15,9 +15,11 @@ non-ASCII as itself) followed by one LF:
 ``verify_proof`` checks, in this order, and raises ``LogProofError`` naming the failed step:
 ``bundle`` (the file's form), ``entry`` (it parses; its kind carries an object; its seq is
 index + 1), ``object`` (the entry's object digest is SM3 of the bytes in hand), ``checkpoint``
-(the note is signed by a trusted audit key; its size is ``size``), ``inclusion`` (the proof
-leads from the entry's leaf hash to the checkpoint's root) and ``witnesses`` (at least
-``quorum`` of the trusted witnesses cosigned it). Nothing here touches a database or a token.
+(the note is spelled canonically and signed by a trusted audit key; its size is ``size``),
+``inclusion`` (the proof leads from the entry's leaf hash to the checkpoint's root) and
+``witnesses`` (at least ``quorum`` of the trusted witnesses cosigned it). Every base64 value
+must be spelled canonically (its unused low bits zero), so a proof has one spelling. Nothing
+here touches a database or a token.
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ from ca.errors import CodecError
 from ca.log.entry import LogEntry, canonical
 from ca.log.merkle import HASH_SIZE, ProofError, verify_inclusion
 from ca.log.note import (
-    CHECKPOINT_TYPE,
     COSIGNATURE_TYPE,
     Checkpoint,
     NoteError,
@@ -42,7 +43,7 @@ from ca.log.note import (
     check_cosignature,
     verify_checkpoint,
 )
-from hsm.errors import InvalidKey, InvalidSignature, JtcaError
+from hsm.errors import InvalidKey, JtcaError
 from hsm.sm.sm2 import SM2PublicKey
 from hsm.sm.sm3 import sm3
 
@@ -164,9 +165,12 @@ def _unb64(text: object, what: str) -> bytes:
     if not isinstance(text, str):
         raise LogProofError("bundle", f"{what} is not a base64 string")
     try:
-        return base64.b64decode(text, validate=True)
+        data = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise LogProofError("bundle", f"{what}: {text[:40]!r} is not base64") from None
+    if _b64(data) != text:
+        raise LogProofError("bundle", f"{what}: {text[-8:]!r} ends in non-canonical base64")
+    return data
 
 
 # -- making ----------------------------------------------------------------------------------
@@ -178,8 +182,8 @@ def build(
     lead to the note's root (the signature is the reader's to check)."""
     proof = LogProof(entry, index, size, tuple(inclusion), checkpoint)
     parsed = _entry(proof)
+    note = _canonical_note(checkpoint)
     try:
-        note = SignedNote.parse(checkpoint)
         point = note.checkpoint()
     except (NoteError, UnicodeDecodeError) as exc:
         raise LogProofError("checkpoint", str(exc)) from None
@@ -209,6 +213,7 @@ def verify_proof(
             "object",
             f"entry {entry.seq} logs object {entry.object_sm3}, the file given has SM3 {digest}",
         )
+    _canonical_note(proof.checkpoint)
     try:
         point, note = verify_checkpoint(proof.checkpoint, verifiers)
     except NoteError as exc:
@@ -233,6 +238,19 @@ def _entry(proof: LogProof) -> LogEntry:
             f"entry {entry.seq} sits at index {entry.seq - 1}, the proof says {proof.index}",
         )
     return entry
+
+
+def _canonical_note(text: str) -> SignedNote:
+    """The note, refused unless it is exactly as written (base64 leaves the low bits of its
+    last character free: a signature line spelled two ways is one line, and a proof has one
+    spelling)."""
+    try:
+        note = SignedNote.parse(text)
+    except NoteError as exc:
+        raise LogProofError("checkpoint", exc.message) from None
+    if note.text() != text:
+        raise LogProofError("checkpoint", "the note is not in its canonical form (base64 spelling)")
+    return note
 
 
 def _size(point: Checkpoint, size: int) -> None:
@@ -272,17 +290,15 @@ def _witnessed(
 
 
 # -- trusted keys ----------------------------------------------------------------------------
-def audit_verifiers(public_key: SM2PublicKey, checkpoint: str) -> list[Verifier]:
-    """Verifiers for the trusted audit key under every name the note could carry it by: the
-    checkpoint's origin and the names on its signature lines. Trust is in the key alone (a
-    signature line counts only when its key ID matches this key under that name)."""
+def origin_of(bundle: bytes) -> str:
+    """The log origin on the proof's checkpoint: the name its audit key signs under
+    (``ca.log.anchors.verifiers_from`` makes the verifiers of that name from certificate files;
+    trust is in the certified key, whatever the origin says)."""
+    proof = LogProof.parse(bundle)
     try:
-        note = SignedNote.parse(checkpoint)
-        names = {note.checkpoint().origin}
+        return SignedNote.parse(proof.checkpoint).checkpoint().origin
     except (NoteError, UnicodeDecodeError) as exc:
         raise LogProofError("checkpoint", str(exc)) from None
-    names.update(s.name for s in note.signatures)
-    return [Verifier(name, public_key, CHECKPOINT_TYPE) for name in sorted(names)]
 
 
 def witness_verifier(spec: str) -> Verifier:
@@ -297,37 +313,6 @@ def witness_verifier(spec: str) -> Verifier:
     return Verifier(name, public_key, COSIGNATURE_TYPE)
 
 
-def certificate_der(data: bytes) -> bytes:
-    """DER bytes of a certificate file given as DER or PEM."""
-    from ca.x509 import pem_to_der
-
-    return pem_to_der(data) if data.lstrip().startswith(b"-----BEGIN") else data
-
-
-def audit_key(audit_certificate: bytes, root_certificate: bytes | None = None) -> SM2PublicKey:
-    """The audit public key from the ceremony's audit certificate file (PEM or DER), checked to
-    be signed by the root when the root certificate is given (itself self-signed)."""
-    from ca.x509 import certificate_info, verify_certificate
-
-    der = certificate_der(audit_certificate)
-    if root_certificate is None:
-        return certificate_info(der).public_key
-    root = certificate_der(root_certificate)
-    root_key = certificate_info(root).public_key
-    try:
-        verify_certificate(root, root_key)
-    except InvalidSignature as exc:
-        raise LogProofError(
-            "checkpoint", f"the root certificate is not self-signed: {exc}"
-        ) from None
-    try:
-        return verify_certificate(der, root_key).public_key
-    except InvalidSignature as exc:
-        raise LogProofError(
-            "checkpoint", f"the audit certificate is not signed by the root: {exc}"
-        ) from None
-
-
 __all__ = [
     "FORMAT",
     "STEPS",
@@ -335,10 +320,8 @@ __all__ = [
     "LogProof",
     "LogProofError",
     "ProofResult",
-    "audit_key",
-    "audit_verifiers",
     "build",
-    "certificate_der",
+    "origin_of",
     "verify_proof",
     "witness_verifier",
 ]

@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ca.log import proofbundle as pb
+from ca.log.anchors import Anchor, AnchorError, verifiers_from
 from ca.log.entry import LogEntry, canonical
 from ca.log.merkle import MemoryTree, inclusion_proof
 from ca.log.note import (
@@ -29,7 +30,7 @@ from ca.log.note import (
     cosign,
     sign_checkpoint,
 )
-from ca.x509 import issue_certificate, pem, self_signed_root
+from ca.x509 import LOG_SIGNING_EKU, issue_certificate, key_identifier, pem, self_signed_root
 from hsm.signer import SoftwareSigner
 from hsm.sm.sm2 import raw_to_der
 from hsm.sm.sm3 import sm3
@@ -253,6 +254,32 @@ def test_a_flipped_byte_anywhere_in_the_checkpoint_fails(world: World) -> None:
     assert seen == {"checkpoint", "witnesses"}
 
 
+def test_a_flipped_bit_anywhere_in_the_file_fails(world: World) -> None:
+    index = min(world.objects)
+    bundle, obj = world.proof(index), world.objects[index]
+    steps = set()
+    for i in range(len(bundle)):
+        for bit in (0x01, 0x20):
+            flipped = bytearray(bundle)
+            flipped[i] ^= bit
+            steps.add(step_of(bytes(flipped), obj, world, quorum=2))
+    assert steps == set(pb.STEPS)
+
+
+def test_base64_has_one_spelling(world: World) -> None:
+    index = min(world.objects)
+    bundle, obj = world.proof(index), world.objects[index]
+    value = fields(bundle)
+    last = str(value["inclusion"][-1])  # type: ignore[index]
+    assert last.endswith("=")  # 32 bytes: two unused low bits in the last character
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    other = last[:-2] + alphabet[alphabet.index(last[-2]) ^ 0x01] + "="
+    assert base64.b64decode(other) == base64.b64decode(last)
+    forged = rebuilt(bundle, inclusion=[*value["inclusion"][:-1], other])  # type: ignore[index]
+    with pytest.raises(pb.LogProofError, match="non-canonical base64"):
+        pb.verify_proof(forged, obj, world.verifiers)
+
+
 def test_a_checkpoint_signed_by_another_key_fails_at_checkpoint(world: World) -> None:
     index = min(world.objects)
     impostor = replace(world, audit=SoftwareSigner.generate())
@@ -331,39 +358,45 @@ def test_build_refuses_a_proof_that_cannot_verify(world: World) -> None:
 
 
 # -- the trusted keys --------------------------------------------------------------------------
-def test_audit_verifiers_trust_the_key_under_the_names_the_note_carries(world: World) -> None:
-    index = min(world.objects)
-    note = str(fields(world.proof(index))["checkpoint"])
-    verifiers = pb.audit_verifiers(world.audit.public_key, note)
-    assert ORIGIN in {v.name for v in verifiers}
-    pb.verify_proof(world.proof(index), world.objects[index], verifiers)
-    other = pb.audit_verifiers(SoftwareSigner.generate().public_key, note)
-    with pytest.raises(pb.LogProofError, match=r"checkpoint: .*no trusted audit key"):
-        pb.verify_proof(world.proof(index), world.objects[index], other)
-
-
-def test_the_audit_key_comes_from_its_certificate_checked_against_the_root() -> None:
-    root, audit = SoftwareSigner.generate(), SoftwareSigner.generate()
+def test_the_audit_key_comes_from_its_certificate_files_under_the_proofs_origin(
+    world: World,
+) -> None:
+    """What ``jtca lists check-proof --audit-cert --root-cert`` does: the verifier is the
+    certified key, named by the origin the proof's checkpoint carries."""
     start = datetime.fromtimestamp(NOW, UTC)
     name = {"C": "CN", "O": "Ministry of Transport", "CN": "root"}
-    root_der = self_signed_root(root, name, 1, start, start + timedelta(days=3650))
-    audit_der = issue_certificate(
-        root,
-        subject={"C": "CN", "O": "Ministry of Transport", "CN": "audit"},
-        subject_public_key=audit.public_key,
-        issuer_name=name,
-        serial=2,
-        not_before=start,
-        not_after=start + timedelta(days=3650),
-        ca=False,
-        path_length=None,
-        key_usage={"digital_signature"},
+    root = SoftwareSigner.generate()
+
+    def certify(key: SoftwareSigner, by: SoftwareSigner = root) -> bytes:
+        return issue_certificate(
+            by,
+            subject={"C": "CN", "O": "Ministry of Transport", "CN": "audit"},
+            subject_public_key=key.public_key,
+            issuer_name=name,
+            serial=2,
+            not_before=start,
+            not_after=start + timedelta(days=3650),
+            ca=False,
+            path_length=None,
+            key_usage={"digital_signature"},
+            extended_key_usage=[LOG_SIGNING_EKU],
+            issuer_key_id=key_identifier(by.public_key),
+        )
+
+    root_pem = Anchor("root.pem", pem(self_signed_root(root, name, 1, start, start + timedelta(9))))
+    index = min(world.objects)
+    bundle = world.proof(index)
+    assert pb.origin_of(bundle) == ORIGIN
+    trusted = verifiers_from([Anchor("audit.pem", pem(certify(world.audit)))], [root_pem], ORIGIN)
+    pb.verify_proof(bundle, world.objects[index], trusted)
+    stranger = verifiers_from(
+        [Anchor("other.pem", pem(certify(SoftwareSigner.generate())))], [root_pem], ORIGIN
     )
-    assert pb.audit_key(pem(audit_der)) == audit.public_key
-    assert pb.audit_key(audit_der, pem(root_der)) == audit.public_key
-    stranger = self_signed_root(SoftwareSigner.generate(), name, 1, start, start + timedelta(1))
-    with pytest.raises(pb.LogProofError, match="not signed by the root"):
-        pb.audit_key(audit_der, stranger)
+    with pytest.raises(pb.LogProofError, match=r"checkpoint: .*no trusted audit key"):
+        pb.verify_proof(bundle, world.objects[index], stranger)
+    forged = Anchor("forged.pem", pem(certify(world.audit, by=SoftwareSigner.generate())))
+    with pytest.raises(AnchorError, match=r"forged.pem: .* not signed by the root"):
+        verifiers_from([forged], [root_pem], ORIGIN)
 
 
 def test_witness_keys_are_name_equals_hex() -> None:
