@@ -29,6 +29,7 @@ from ca.log.merkle import leaf_hash
 
 FORMAT: Final = "jtca-log-entry/1"
 KINDS: Final = ("event", "certificate", "list", "package")
+MAX_NUMBER: Final = 10**19  # seq and at: at most 19 decimal digits (parse refuses more)
 MAX_ENTRY: Final = 1 << 20  # 1 MiB: an entry carries a digest, never the object itself
 _HEX64: Final = re.compile(r"[0-9a-f]{64}")
 _DECIMAL: Final = re.compile(r"0|[1-9][0-9]{0,18}")
@@ -58,8 +59,10 @@ class LogEntry:
         """The exact bytes hashed into the tree; refuses values no entry can hold."""
         if self.kind not in KINDS:
             raise CodecError("kind", 0, f"{self.kind!r} is not one of {', '.join(KINDS)}")
-        if self.seq < 1 or self.at < 0:
-            raise CodecError("seq", 0, f"seq {self.seq} / at {self.at} out of range")
+        if not 1 <= self.seq < MAX_NUMBER:
+            raise CodecError("seq", 0, f"{self.seq} is outside 1..{MAX_NUMBER - 1}")
+        if not 0 <= self.at < MAX_NUMBER:
+            raise CodecError("at", 0, f"{self.at} is outside 0..{MAX_NUMBER - 1}")
         if (self.kind == "event") != (self.object_sm3 is None):
             raise CodecError(
                 "object",
@@ -82,6 +85,14 @@ class LogEntry:
             f"object {self.object_sm3 or '-'}\n"
             f"details {self.details}\n"
         )
+        for name in ("actor", "action", "subject", "details"):
+            value = getattr(self, name)
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise CodecError(
+                    name, exc.start, f"U+{ord(value[exc.start]):04X} cannot be written in UTF-8"
+                ) from None
         return text.encode("utf-8")
 
     def leaf_hash(self) -> bytes:
@@ -116,9 +127,11 @@ class LogEntry:
             offset += len(line.encode("utf-8")) + 1
         strings: dict[str, str] = {}
         for name in ("actor", "action", "subject"):
+            if not values[name].startswith('"'):  # a JSON string, never a nested structure
+                raise CodecError(name, 0, f"{values[name][:40]!r} is not a JSON string")
             try:
                 value = json.loads(values[name])
-            except ValueError:
+            except (ValueError, RecursionError):
                 value = None
             if not isinstance(value, str) or json_string(value) != values[name]:
                 raise CodecError(

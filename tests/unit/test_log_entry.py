@@ -119,7 +119,8 @@ def test_canonical_json_sorts_keys_without_spaces() -> None:
 def test_encode_refuses_values_no_entry_can_hold() -> None:
     assert _encode_refusal(dataclasses.replace(EVENT, kind="note")).field == "kind"
     assert _encode_refusal(dataclasses.replace(EVENT, seq=0)).field == "seq"
-    assert "at -1" in _encode_refusal(dataclasses.replace(EVENT, at=-1)).message
+    refused = _encode_refusal(dataclasses.replace(EVENT, at=-1))
+    assert (refused.field, refused.problem) == ("at", "-1 is outside 0..9999999999999999999")
     assert _encode_refusal(dataclasses.replace(EVENT, object_sm3=DIGEST)).field == "object"
     assert _encode_refusal(dataclasses.replace(CERTIFICATE, object_sm3=None)).field == "object"
     for bad in (DIGEST.upper(), DIGEST[:-1], DIGEST + "0", "g" * 64, ""):
@@ -129,14 +130,12 @@ def test_encode_refuses_values_no_entry_can_hold() -> None:
         assert _encode_refusal(dataclasses.replace(EVENT, details=bad)).field == "details"
 
 
-@pytest.mark.xfail(strict=True, reason="encode lets UnicodeEncodeError out (reported, #13)")
 def test_encode_refuses_a_lone_surrogate_by_name() -> None:
     """json.loads('"\\ud800"') is a str Python holds but UTF-8 cannot: a request could carry
     one into an audit subject."""
     assert _encode_refusal(dataclasses.replace(EVENT, subject="\ud800")).field == "subject"
 
 
-@pytest.mark.xfail(strict=True, reason="encode writes a seq that parse refuses (reported, #13)")
 def test_encode_refuses_what_parse_would_refuse() -> None:
     _encode_refusal(dataclasses.replace(EVENT, seq=10**19))
 
@@ -215,7 +214,6 @@ def test_parse_refuses_a_reordered_entry() -> None:
     assert _refusal(b"\n".join(lines)).field == "line 6"
 
 
-@pytest.mark.xfail(strict=True, reason="json.loads lets RecursionError out (reported, #13)")
 def test_parse_refuses_a_deeply_nested_string_field_by_name() -> None:
     assert _refusal(_with_line(5, b"actor " + b"[" * 100_000)).field == "actor"
 
