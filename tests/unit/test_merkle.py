@@ -59,7 +59,7 @@ def _h(values: Sequence[str]) -> list[bytes]:
     return [bytes.fromhex(v) for v in values]
 
 
-def _refused(check: Callable[[], None]) -> ProofError:
+def _refused(check: Callable[[], object]) -> ProofError:
     with pytest.raises(ProofError) as caught:
         check()
     assert caught.value.message  # named, never a bare failure
