@@ -9,6 +9,10 @@
   audited and answered 401;
 - ``GET /healthz`` (the process answers) and ``GET /readyz`` (database reachable, schema
   current, token module loaded);
+- the audit log's public reads for witnesses and auditors (issue #13, ``ca.service.log``):
+  ``GET /log/checkpoint`` (the newest C2SP signed note with its cosignatures, text/plain),
+  ``GET /log/proof/inclusion?index=…&size=…`` and ``GET /log/proof/consistency?from=…&to=…``
+  (JSON, hashes in standard base64); no sign-in, a bad parameter is a 400 naming it;
 - request bodies over ``max_body`` bytes refused with 413 before they are read whole;
 - every error as problem details (``ca.api.problems``), never a stack trace.
 """
@@ -19,6 +23,7 @@ import functools
 import inspect
 import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -39,14 +44,18 @@ from ca.clock import Clock, SystemClock
 from ca.dualcontrol import SignedRequest, serving
 from ca.errors import JtcaError
 from ca.officer_auth import SESSION_HEADER, SIGNATURE_HEADER, AuthError, body_digest
-from ca.ops.base import OPERATIONS, Model, Operation
+from ca.ops import log as log_ops
+from ca.ops.base import OPERATIONS, Empty, Model, Operation
 from ca.service.auth import Authenticated, authenticate, refusal_audited, refuse
 from ca.service.context import Context, NotSignedIn
+from ca.service.log import ProofRequestError
 from ca.service.registry import load_all
 from ca.service.runtime import Runtime
 from ca.service.system import jtca_version
 
 REQUEST_ID_HEADER: Final = "X-Request-Id"
+NOTE_TYPE: Final = "text/plain; charset=utf-8"  # C2SP signed notes are UTF-8 text
+QUERY_INT: Final = re.compile(r"-?[0-9]{1,18}")  # fits the 64-bit columns, no '+', '_' or spaces
 DEFAULT_MAX_BODY: Final = 16 * 1024 * 1024  # a 10,000-issuer usage report is ~1 MiB
 
 log = logging.getLogger("jtca.api")
@@ -382,6 +391,7 @@ def create_app(
         body = {"status": "ok" if ok else "unavailable", "checks": checks}
         return JSONResponse(body, status_code=200 if ok else 503)
 
+    _log_routes(app, runtime, clock)
     for op in OPERATIONS.values():
         app.add_api_route(
             op.path,
@@ -394,6 +404,68 @@ def create_app(
             operation_id=op.name,
         )
     return BodyLimit(app, max_body)
+
+
+def _public_call(
+    runtime: Runtime, clock: Clock, request: Request, op: Operation[Any, Any], body: Model
+) -> Any:
+    """A public read (no officer) answered by the operation's own use case."""
+    ctx = Context(runtime=runtime, officer=None, clock=clock, request_id=_rid(request))
+    return HANDLERS[op.name](ctx, body)
+
+
+def query_int(request: Request, name: str) -> int:
+    """The query parameter ``name`` as a decimal integer; a 400 naming it otherwise."""
+    values = request.query_params.getlist(name)
+    if not values:
+        raise ProofRequestError(name, f"the query parameter {name} is missing")
+    if len(values) > 1:
+        raise ProofRequestError(name, f"the query parameter {name} is given {len(values)} times")
+    value = values[0]
+    if not QUERY_INT.fullmatch(value):
+        raise ProofRequestError(name, f"{name}={value[:40]!r} is not a decimal integer")
+    return int(value)
+
+
+def _log_routes(app: FastAPI, runtime: Runtime, clock: Clock) -> None:
+    """The audit log's public GET reads (issue #13): translation only, the rules are the use
+    cases' (``ca.service.log``)."""
+
+    @app.get(
+        "/log/checkpoint",
+        tags=["log"],
+        summary="the newest checkpoint as a C2SP signed note with its cosignatures",
+        response_class=Response,
+        responses={200: {"content": {NOTE_TYPE: {}}}},
+    )
+    def log_checkpoint(request: Request) -> Response:
+        found = _public_call(runtime, clock, request, log_ops.CHECKPOINT_GET, Empty())
+        return Response(found.note, media_type=NOTE_TYPE, headers={"Cache-Control": "no-cache"})
+
+    @app.get(
+        "/log/proof/inclusion",
+        tags=["log"],
+        summary="an inclusion proof of entry index (seq − 1) in the tree of size entries",
+        response_model=log_ops.InclusionProof,
+    )
+    def log_inclusion(request: Request) -> Response:
+        asked = log_ops.InclusionRequest(
+            index=query_int(request, "index"), size=query_int(request, "size")
+        )
+        found = _public_call(runtime, clock, request, log_ops.INCLUSION, asked)
+        return Response(found.model_dump_json(), media_type="application/json")
+
+    @app.get(
+        "/log/proof/consistency",
+        tags=["log"],
+        summary="a consistency proof between the trees of from and to entries",
+        response_model=log_ops.ConsistencyProof,
+    )
+    def log_consistency(request: Request) -> Response:
+        first, second = query_int(request, "from"), query_int(request, "to")
+        asked = log_ops.ConsistencyRequest.model_validate({"from": first, "to": second})
+        found = _public_call(runtime, clock, request, log_ops.CONSISTENCY, asked)
+        return Response(found.model_dump_json(), media_type="application/json")
 
 
 def _token_health(runtime: Runtime) -> str:

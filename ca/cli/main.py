@@ -56,6 +56,7 @@ COMMANDS: dict[str, str] = {
     "city": "city",
     "publish": "publish",
     "lists": "publish",
+    "witness": "witness",
 }
 
 

@@ -112,6 +112,21 @@ class Client:
                 f"cannot reach the authority service at {self._where()}: {exc}"
             ) from None
 
+    def read(self, path: str, params: dict[str, int | str] | None = None) -> httpx.Response:
+        """A plain ``GET`` of a public read (the audit log's checkpoint and proofs, issue #13):
+        the response when it succeeded, its problem details as a ``ServiceError`` otherwise."""
+        try:
+            response = self.http.get(
+                path, params=params, headers={"X-Request-Id": uuid.uuid4().hex}
+            )
+        except httpx.TransportError as exc:
+            raise ServiceUnavailable(
+                f"cannot reach the authority service at {self._where()}: {exc}"
+            ) from None
+        if response.status_code >= 400:
+            raise _problem(response)
+        return response
+
     def _where(self) -> str:
         return self.target.url if self.target else str(self.http.base_url)
 

@@ -12,6 +12,7 @@ from ca.ops import (  # noqa: F401
     demo,
     issuance,
     lists,
+    log,
     officers,
     packages,
     system,
