@@ -27,6 +27,7 @@ from ca.requests import InteropCertRequest
 from ca.store.db import transaction
 from ca.store.models import CaKey, InteropCertificateRecord, SerialCounter
 from hsm.signer import Signer
+from hsm.sm.sm3 import sm3
 
 ACTION_ISSUE: Final = "qr-ca.issue-interop-cert"
 ACTION_REVOKE: Final = "qr-ca.revoke-interop-cert"
@@ -100,6 +101,7 @@ def issue(
         serial=serial,
         issuer_public_key=request.public_key,
     )
+    encoded = certificate.encode()  # annex §三(五): the bytes the issuer receives
     record = InteropCertificateRecord(
         ca_index=ctx.ca_index,
         ca_key=ca_key_hex,
@@ -107,7 +109,7 @@ def issue(
         issuer_id=request.issuer_id,
         expiry=request.requested_expiry,
         issuer_public_key=request.public_key.compressed.hex(),
-        encoded=certificate.encode().hex(),
+        encoded=encoded.hex(),
         issued_at=ctx.now,
         issued_by=ctx.actor,
     )
@@ -119,6 +121,8 @@ def issue(
             actor=ctx.actor,
             action=ACTION_ISSUE,
             subject=f"issuer {request.issuer_id} serial {serial}",
+            kind="certificate",  # issue #13: the certificate's bytes are in the log by digest
+            object_sm3=sm3(encoded).hex(),
             details={
                 "ca_index": ctx.ca_index,
                 "ca_key": ca_key_hex,

@@ -100,6 +100,8 @@ def open_officer_ca(session: Session, store: KeyStore, *, now: int, actor: str) 
         actor=actor,
         action="officer-ca.create",
         subject=f"certificate {info.serial}",
+        kind="certificate",  # issue #13: the DER certificate is in the log by digest
+        object_sm3=sm3(der).hex(),
         details={"key_uri": str(key.uri), "sm3": record.sm3, "subject": info.subject},
         at=now,
     )
@@ -152,6 +154,8 @@ def issue_officer_certificate(
         actor=issued_by,
         action="officer.certificate.issue",
         subject=f"officer {officer_id}",
+        kind="certificate",  # issue #13: the DER certificate is in the log by digest
+        object_sm3=sm3(der).hex(),
         details={
             "serial": serial,
             "name": name,

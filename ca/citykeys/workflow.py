@@ -75,6 +75,7 @@ from hsm.errors import InvalidKey
 from hsm.pkcs11.keys import KeyKind, KeyNotFound, TokenKey
 from hsm.pkcs11.uri import Pkcs11Uri, UriError
 from hsm.sm.sm2 import SM2PublicKey
+from hsm.sm.sm3 import sm3
 from policies.rules import Actor, KeyClass, is_province_code, province_of
 
 GENERATE: Final = "city-key.generate"
@@ -585,6 +586,8 @@ def record_delivery(
                 actor=actor.id,
                 action=DELIVER,
                 subject=row.label,
+                kind="package",  # issue #13: the package file's bytes are in the log by digest
+                object_sm3=sm3(data).hex(),
                 details={
                     "from": hop.sender,
                     "to": hop.recipient,

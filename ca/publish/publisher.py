@@ -494,6 +494,8 @@ def _one(
         actor=actor.id,
         action=EMERGENCY if emergency else PUBLISH,
         subject=f"{list_type.value} {sequence}",
+        kind="list",  # issue #13: the signed DER list is in the log by digest
+        object_sm3=sm3_hex,
         details={
             "why": why,
             "reason": reason,
