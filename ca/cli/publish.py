@@ -137,6 +137,57 @@ def register(sub: Any) -> None:
     q.add_argument("--grace-hours", type=float, default=0.0)
     q.set_defaults(handler=cmd_verify)
 
+    q = lsub.add_parser(
+        "proof",
+        help="write a published version's log proof (jtca-log-proof/1, docs/lists.md)",
+        description="Fetch the proof that the audit log holds a published list version: its log "
+        "entry, the inclusion proof and the cosigned checkpoint covering it. Keep it beside the "
+        "list as <list file>.proof. Refused (exit 75) until a checkpoint covers the entry.",
+    )
+    q.add_argument("list_type", metavar="TYPE", choices=LIST_CHOICES)
+    q.add_argument("sequence", metavar="SEQUENCE", type=int)
+    q.add_argument("--out", type=Path, required=True, metavar="FILE")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(handler=cmd_proof)
+
+    q = lsub.add_parser(
+        "check-proof",
+        help="check a list's log proof offline, trusting only the audit certificate",
+        description="Check that the audit log holds this list: the proof's entry records the "
+        "list's SM3, the inclusion proof leads to the checkpoint's root, the checkpoint is "
+        "signed by the audit key the certificate file certifies (checked against the root "
+        "certificate when given) and, with --quorum, cosigned by enough of the witnesses "
+        "given. No service, no database, no token.",
+    )
+    q.add_argument("--list", type=Path, required=True, dest="list_file", metavar="LIST.der")
+    q.add_argument("--proof", type=Path, metavar="FILE", help="default: LIST.der.proof")
+    q.add_argument(
+        "--audit-cert",
+        type=Path,
+        action="append",
+        required=True,
+        metavar="PEM",
+        help="the audit key's certificate from the root ceremony (repeat for several)",
+    )
+    q.add_argument(
+        "--root-cert",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="PEM",
+        help="the root certificate the audit certificate must be signed by",
+    )
+    q.add_argument(
+        "--witness",
+        action="append",
+        default=[],
+        metavar="NAME=KEY",
+        help="a trusted witness: its name and SM2 public key in hex (repeat)",
+    )
+    q.add_argument("--quorum", type=int, default=0, help="witnesses that must have cosigned")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(handler=cmd_check_proof)
+
     q = lsub.add_parser("root", help="write the root certificate terminals trust (DER or PEM)")
     q.add_argument("--out", type=Path, required=True)
     q.add_argument("--pem", action="store_true")
@@ -549,6 +600,85 @@ def cmd_verify(args: argparse.Namespace) -> int:
         grace_seconds=_hours(args.grace_hours, "--grace-hours"),
     )
     print(render_json(verified))
+    return 0
+
+
+def cmd_proof(args: argparse.Namespace) -> int:
+    from ca.files import write_atomically
+    from ca.ops import lists as ops
+
+    request = _request(ops.ProofRequest, list_type=args.list_type, sequence=args.sequence)
+    client = _connect()
+    try:
+        found = client.call(ops.PROOF, request)
+    finally:
+        client.close()
+    write_atomically(args.out, found.proof)
+    if args.json:
+        data = found.model_dump(exclude={"proof"}) | {"file": str(args.out)}
+        print(json.dumps(data, ensure_ascii=False, indent=2))
+        return 0
+    witnessed = "witnessed" if found.witnessed else "not yet witnessed"
+    cosigners = ", ".join(found.cosigners) or "none"
+    print(
+        f"wrote {args.out}: {found.list_type} version {found.sequence} is log entry {found.seq}, "
+        f"in the checkpoint of {found.size} entries ({witnessed}: {len(found.cosigners)} of "
+        f"{found.quorum} cosignatures; cosigned by {cosigners})"
+    )
+    return 0
+
+
+def cmd_check_proof(args: argparse.Namespace) -> int:
+    """The log proof of a list, checked here with the audit certificate alone (docs/lists.md)."""
+    from ca.log import proofbundle
+    from ca.log.anchors import read_anchor, verifiers_from
+
+    if not 0 <= args.quorum <= len(args.witness):
+        raise BadInput(
+            f"--quorum {args.quorum}: 0 to the number of --witness given ({len(args.witness)})"
+        )
+    data = _read(args.list_file, "list")
+    proof_path = args.proof or args.list_file.with_name(args.list_file.name + proofbundle.SUFFIX)
+    bundle = _read(proof_path, "log proof")
+    verifiers = verifiers_from(
+        [read_anchor(p) for p in args.audit_cert],
+        [read_anchor(p) for p in args.root_cert],
+        proofbundle.origin_of(bundle),
+    )
+    witnesses = [proofbundle.witness_verifier(spec) for spec in args.witness]
+    result = proofbundle.verify_proof(bundle, data, verifiers, witnesses, args.quorum)
+    entry = result.entry
+    if args.json:
+        out = {
+            "ok": True,
+            "list": str(args.list_file),
+            "proof": str(proof_path),
+            "sm3": entry.object_sm3,
+            "entry": {
+                "seq": entry.seq,
+                "at": entry.at,
+                "kind": entry.kind,
+                "actor": entry.actor,
+                "action": entry.action,
+                "subject": entry.subject,
+            },
+            "index": result.index,
+            "size": result.size,
+            "root": result.checkpoint.root.hex(),
+            "origin": result.checkpoint.origin,
+            "signed_by": list(result.signed_by),
+            "witnessed_by": [{"name": n, "timestamp": ts} for n, ts in result.witnessed_by],
+        }
+        print(json.dumps(out, ensure_ascii=False, indent=2))
+        return 0
+    print(
+        f"log proof ok: {args.list_file} (SM3 {entry.object_sm3}) is log entry {entry.seq} "
+        f"({entry.action} {entry.subject!r} by {entry.actor}), in the checkpoint of "
+        f"{result.size} entries of {result.checkpoint.origin} signed by the audit key"
+    )
+    if result.witnessed_by:
+        names = ", ".join(name for name, _ in result.witnessed_by)
+        print(f"cosigned by {len(result.witnessed_by)} trusted witnesses: {names}")
     return 0
 
 

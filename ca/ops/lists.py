@@ -127,6 +127,39 @@ ROOT = operation(
 )
 
 
+# -- log proofs (issue #13) ------------------------------------------------------------------
+class ProofRequest(Model):
+    list_type: ListName
+    sequence: int = Field(ge=1)
+
+
+class LogProofFile(Model):
+    """A published version's log proof (``jtca-log-proof/1``, docs/lists.md "The log proof
+    file"): the bytes an operator keeps beside the list as ``<list file>.proof`` and checks with
+    the audit certificate alone (``jtca lists check-proof``)."""
+
+    list_type: ListName
+    sequence: int
+    sm3: str  # hex SM3 of the list's DER bytes: the entry's object line
+    seq: int  # the log entry that records the publication (leaf index seq - 1)
+    size: int  # the tree size of the checkpoint the proof leads to
+    cosigners: list[str]  # active witnesses whose cosignature the checkpoint carries
+    quorum: int  # policy [log] witness_quorum
+    witnessed: bool  # len(cosigners) >= quorum
+    proof: bytes = Field(repr=False)  # the file's bytes
+
+
+PROOF = operation(
+    "lists.proof",
+    ProofRequest,
+    LogProofFile,
+    "a published version's log proof: its log entry, the inclusion proof and the cosigned "
+    "checkpoint covering it (409 until a checkpoint covers it)",
+    mutating=False,
+    officer=False,
+)
+
+
 # -- views -----------------------------------------------------------------------------------
 class HistoryRequest(Model):
     list_type: ListName | None = None  # None: every list

@@ -10,19 +10,22 @@ from __future__ import annotations
 import json
 from typing import Final, cast
 
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
+from ca import audit
 from ca.authorization import require
 from ca.dualcontrol import deciding
 from ca.errors import BadInput, JtcaError
 from ca.lists.asn1 import ListType
+from ca.log import proofbundle
 from ca.ops import lists as ops
 from ca.ops.base import Empty
 from ca.publish import acks, emergency, publisher
 from ca.service.approvals import verify_decision
 from ca.service.context import Context
 from ca.service.registry import handles
-from ca.store.models import ListVersion
+from ca.signing import load_policy
+from ca.store.models import AuditEvent, ListVersion, LogCheckpoint, LogCosignature, LogWitness
 from hsm.pkcs11.keys import KeyStore
 from hsm.pkcs11.token import PinSource, QuorumPin, Token, TokenError, find_module, rescan
 from policies.rules import Actor, Subject
@@ -232,6 +235,120 @@ def root(ctx: Context, _req: Empty) -> ops.RootCertificate:
         raise BadInput("no valid root certificate: run the root ceremony first")
     der = bytes.fromhex(record.der)
     return ops.RootCertificate(der=der, pem=pem(der).decode("ascii"))
+
+
+# -- log proofs (issue #13) ------------------------------------------------------------------
+class NoLogEntry(JtcaError):
+    """A published version whose bytes no log entry records (published before lists were
+    logged by digest, issue #13): there is nothing to prove (HTTP 404)."""
+
+    title = "No log entry"
+    exit_code = 3
+    http_status = 404
+
+
+class NotYetInCheckpoint(JtcaError):
+    """The entry is in the log but no signed checkpoint covers it yet (HTTP 409: ask again
+    after the next checkpoint)."""
+
+    title = "Not yet in a checkpoint"
+    exit_code = 75
+    http_status = 409
+
+
+WITNESS_SCAN: Final = 32  # checkpoints looked at for one that meets the witness quorum
+
+
+def _active_cosigners(session: Session, record: LogCheckpoint) -> list[str]:
+    names = session.exec(
+        select(LogWitness.name)
+        .join(LogCosignature, col(LogCosignature.witness_id) == col(LogWitness.id))
+        .where(LogCosignature.checkpoint_id == record.id)
+        .where(LogWitness.state == "active")
+    )
+    return sorted(set(names))
+
+
+def _covering(session: Session, seq: int, what: str) -> tuple[LogCheckpoint, list[str]]:
+    """The checkpoint a proof of entry ``seq`` leads to: the newest covering it that the policy's
+    witness quorum cosigned, else the newest covering it. NotYetInCheckpoint when none does."""
+    newest = audit.latest_checkpoint(session)
+    if newest is None or newest.size < seq:
+        covered = f"covers {newest.size} entries" if newest is not None else "does not exist yet"
+        raise NotYetInCheckpoint(
+            f"{what} is log entry {seq} and the newest checkpoint {covered}: not yet in a "
+            f"checkpoint; the next one is due within {load_policy().log.checkpoint_seconds} "
+            "seconds"
+        )
+    quorum = load_policy().log.witness_quorum
+    candidates = session.exec(
+        select(LogCheckpoint)
+        .where(col(LogCheckpoint.size) >= seq)
+        .order_by(col(LogCheckpoint.size).desc(), col(LogCheckpoint.id).desc())
+        .limit(WITNESS_SCAN)
+    )
+    for record in candidates:
+        cosigners = _active_cosigners(session, record)
+        if len(cosigners) >= quorum:
+            return record, cosigners
+    return newest, _active_cosigners(session, newest)
+
+
+def object_proof(session: Session, seq: int, what: str) -> tuple[bytes, LogCheckpoint, list[str]]:
+    """The ``jtca-log-proof/1`` file of log entry ``seq`` (``ca.log.proofbundle``), the
+    checkpoint it leads to and that checkpoint's active cosigners; ``what`` names the object
+    in a refusal."""
+    record, cosigners = _covering(session, seq, what)
+    entry = audit.entry(session, seq)
+    inclusion = audit.inclusion_proof(session, seq - 1, record.size)
+    bundle = proofbundle.build(
+        entry.encode(), seq - 1, record.size, inclusion, audit.cosigned_note(session, record)
+    )
+    return bundle, record, cosigners
+
+
+def list_entry(session: Session, row: ListVersion) -> int:
+    """The seq of the log entry that records ``row``'s publication: kind ``list``, its subject
+    and the SM3 of its bytes."""
+    found = session.exec(
+        select(AuditEvent.seq)
+        .where(AuditEvent.kind == "list")
+        .where(AuditEvent.object_sm3 == row.sm3)
+        .where(AuditEvent.subject == f"{row.list_type} {row.sequence}")
+        .order_by(col(AuditEvent.seq))
+    ).first()
+    if found is None:
+        raise NoLogEntry(
+            f"{row.list_type} version {row.sequence} was published before lists were logged by "
+            "their digest (issue #13): no log entry records its bytes, so it has no log proof"
+        )
+    return found
+
+
+@handles(ops.PROOF)
+def proof(ctx: Context, req: ops.ProofRequest) -> ops.LogProofFile:
+    """A published version's log proof, public like the version itself: the entry names the
+    publishing officer and the diff, which ``lists.history`` shows anyone already."""
+    list_type = ListType(req.list_type)
+    with Session(ctx.engine) as session:
+        row = publisher.version(session, list_type, req.sequence)
+        if row is None:
+            raise VersionMissing(f"no version {req.sequence} of the {list_type.value} is published")
+        seq = list_entry(session, row)
+        what = f"{list_type.value} version {row.sequence}"
+        bundle, record, cosigners = object_proof(session, seq, what)
+    quorum = load_policy().log.witness_quorum
+    return ops.LogProofFile(
+        list_type=NAMES[list_type],
+        sequence=row.sequence,
+        sm3=row.sm3,
+        seq=seq,
+        size=record.size,
+        cosigners=cosigners,
+        quorum=quorum,
+        witnessed=len(cosigners) >= quorum,
+        proof=bundle,
+    )
 
 
 # -- views --------------------------------------------------------------------------------------
