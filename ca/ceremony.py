@@ -6,17 +6,25 @@ that and nothing else. Two kinds:
 
 - ``root``: in the root token, the ministry root key and its self-signed X.509 SM2 certificate,
   the central QR CA key(s) with their CA public key index, the list-signing key with a
-  certificate from the root, and the audit key. The token is unlocked by M of N custodians'
-  shares of its PIN (``init_token`` makes the token and the shares, once).
+  certificate from the root; in the service's own log token ``MOT-LOG`` the audit key, with a
+  certificate from the root (extended key usage log signing, ``ca.x509.LOG_SIGNING_EKU``). The
+  root token is unlocked by M of N custodians' shares of its PIN (``init_token`` makes the
+  token and the shares, once); the log token's PIN is the service's, so the audit key signs the
+  log's checkpoints unattended (ca/service/logkeys.py).
 - ``ca-rollover``: a new central QR CA key at a new index; the keys it replaces stay for
-  verification until the certificates they signed expire.
+  verification until the certificates they signed expire. The audit key stays as it is.
 
-Keys are generated in the token first; the database records (keys, CA keys, certificates, the
-transcript) and their audit events then commit in one transaction. If that transaction fails,
-the keys just generated are destroyed: no key without its record. The transcript (public keys,
-certificate hashes, custodians and witnesses present) is signed by the root key, stored, chained
-into the audit log, and closed with a checkpoint signed by the audit key. The file, its parser
-and its plan are pure and live in ``ca.ceremony_file`` (re-exported here).
+Keys are generated in the tokens first; the database records (keys, CA keys, certificates, the
+transcript) and their log entries then commit in one transaction — each certificate is an entry
+of kind ``certificate`` whose object hash is the SM3 of its DER (issue #13, point 5). If that
+transaction fails, the keys just generated are destroyed: no key without its record (a key a
+crash left in MOT-LOG under the audit key's label, recorded nowhere, is destroyed before a new
+one is made). The transcript (public keys, certificate hashes, custodians and witnesses present)
+is signed by the root key, stored and logged; the root ceremony starts sealing the log with the
+new audit key (``on_audit_key``) and the ceremony ends with a checkpoint signed by the audit key.
+The caller writes that checkpoint and the root and audit certificates outside the database
+(``Transcript.checkpoint``, ``Transcript.anchors``). The file, its parser and its plan are pure
+and live in ``ca.ceremony_file`` (re-exported here).
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -40,6 +49,7 @@ from ca.ceremony_file import (  # the file and its plan (pure), re-exported
     KeySpec,
     OfficerSpec,
     QrCaSpec,
+    audit_subject,
     load_ceremony,
     plan,
     read_ceremony,
@@ -58,6 +68,9 @@ from ca.store.models import (
 from hsm.custody import parse_share, split_secret
 from hsm.pkcs11.keys import KeyStore, TokenKey
 from hsm.pkcs11.token import QuorumPin, Token
+from hsm.pkcs11.uri import Pkcs11Uri
+from hsm.signer import Signer
+from hsm.sm.sm2 import SM2PublicKey
 from hsm.sm.sm3 import sm3
 
 YEAR: Final = 365 * 86400
@@ -70,6 +83,7 @@ __all__ = [
     "KeySpec",
     "OfficerSpec",
     "QrCaSpec",
+    "SealHook",
     "Transcript",
     "init_token_shares",
     "load_ceremony",
@@ -87,11 +101,22 @@ def init_token_shares(ceremony: Ceremony, pin: str) -> list[tuple[str, str]]:
 
 
 # -- running -----------------------------------------------------------------------------------
+# Called in the ceremony's transaction when the root ceremony made the audit key: start sealing
+# the log with it (ca.service.logkeys.seal_in); its return value is kept in ``Transcript.sealer``.
+SealHook = Callable[[Session, Signer, int], object]
+
+
 @dataclass
 class Transcript:
     data: dict[str, Any]
     signature: str
     signer_public_key: str
+    # What the caller writes outside the database after the commit (not part of the JSON file):
+    # the certificates made, as (role, serial, DER) — the trust anchors among them — and the
+    # checkpoint the ceremony ended with, as (tree size, signed note).
+    certificates: list[tuple[str, int, bytes]] = field(default_factory=list)
+    checkpoint: tuple[int, str] | None = None
+    sealer: object = None
 
     def json(self) -> str:
         return json.dumps(
@@ -104,20 +129,36 @@ class Transcript:
             indent=2,
         )
 
+    @property
+    def anchors(self) -> list[tuple[str, int, bytes]]:
+        """The root and audit certificates, (role, serial, DER): the log's trust anchors."""
+        return [c for c in self.certificates if c[0] in ("root", "audit")]
+
 
 def transcript_message(data: dict[str, Any]) -> bytes:
     return audit.canonical(["jtca ceremony transcript", data]).encode("utf-8")
 
 
 @dataclass
-class _Made:
-    """What the token now holds for this ceremony, before the database records it."""
+class _Key:
+    key_class: str
+    key: TokenKey
+    not_after: int
+    store: KeyStore
 
-    keys: list[tuple[str, TokenKey, int]] = field(default_factory=list)  # (class, key, not_after)
+
+@dataclass
+class _Made:
+    """What the tokens now hold for this ceremony, before the database records it."""
+
+    keys: list[_Key] = field(default_factory=list)
     certificates: list[tuple[str, bytes, TokenKey]] = field(default_factory=list)
     ca_keys: list[tuple[QrCaSpec, TokenKey]] = field(default_factory=list)
     root_signer: Any = None
-    audit_signer: Any = None
+    audit_signer: Signer | None = None
+    audit_public_key: SM2PublicKey | None = None
+    new_audit_key: bool = False
+    destroyed: list[str] = field(default_factory=list)  # unrecorded keys a crash left behind
 
 
 def run(
@@ -128,9 +169,19 @@ def run(
     shares: list[str],
     witnesses_present: list[str],
     now: datetime,
+    log_store: KeyStore | None = None,
+    on_audit_key: SealHook | None = None,
+    origin: str | None = None,
 ) -> Transcript:
-    """Run the ceremony exactly as planned; returns the signed transcript."""
+    """Run the ceremony exactly as planned; returns the signed transcript.
+
+    ``log_store`` is the service's log token (``MOT-LOG``): a root ceremony makes the audit key
+    there (and needs it); a ca-rollover signs its closing checkpoint with the audit key there
+    (without it the service's checkpointer signs the next one). ``on_audit_key`` starts
+    sealing the log with a new audit key in the ceremony's own transaction; ``origin`` is the
+    log's origin (the policy's ``[log] origin`` by default)."""
     from ca.officers import check_officer
+    from ca.signing import load_policy
 
     for officer in ceremony.officers:
         check_officer(officer.officer_id, list(officer.roles), officer.province)
@@ -139,6 +190,10 @@ def run(
         raise CeremonyError(f"witness {missing[0]!r} is not named in the ceremony file")
     if not witnesses_present:
         raise CeremonyError("at least one named witness must be present")
+    if ceremony.kind == "root" and log_store is None:
+        raise CeremonyError(
+            "a root ceremony makes the audit key in the service's log token: none was given"
+        )
     present = sorted({parse_share(s, i).index for i, s in enumerate(shares, 1)})
     with Session(engine) as session:
         if session.get(CeremonyRun, ceremony.name) is not None:
@@ -147,11 +202,24 @@ def run(
             k.key_class: k
             for k in session.exec(select(KeyRecord).where(KeyRecord.token == ceremony.token))
         }
-        if ceremony.kind == "ca-rollover" and not {"ministry-root", "audit"} <= existing.keys():
+        audit_record = session.exec(
+            select(KeyRecord)
+            .where(KeyRecord.key_class == "audit")
+            .where(KeyRecord.state == "active")
+        ).first()
+        if ceremony.kind == "ca-rollover" and (
+            "ministry-root" not in existing or audit_record is None
+        ):
             raise CeremonyError("a ca-rollover needs the root ceremony to have run first")
         if ceremony.kind == "root" and "ministry-root" in existing:
             raise CeremonyError(f"token {ceremony.token!r} already has a ministry root key")
+        if ceremony.kind == "root" and audit_record is not None:
+            raise CeremonyError(
+                f"the authority already has an audit key ({audit_record.uri}, made by "
+                f"{audit_record.origin}): one root ceremony per authority"
+            )
         taken = {c.ca_index for c in session.exec(select(CaKey))}
+        recorded = set(session.exec(select(KeyRecord.uri)))
     clash = sorted(taken & {c.index for c in ceremony.qr_cas})
     if clash:
         raise CeremonyError(f"CA public key index {clash[0]} is already in use")
@@ -159,16 +227,27 @@ def run(
     token = Token(ceremony.token, QuorumPin(shares), module=module)
     store = KeyStore(token)
     made = _Made()
+    previous_sealer = audit.current_sealer()
     try:
-        _generate(ceremony, store, made, now, existing)
+        _generate(ceremony, store, log_store, made, now, existing, audit_record, recorded)
         data = _transcript(ceremony, made, present, witnesses_present, now)
         signature = made.root_signer.sign(transcript_message(data))
         transcript = Transcript(data, signature.hex(), made.root_signer.public_key.compressed.hex())
-        _record(ceremony, engine, made, transcript, int(now.timestamp()))
+        _record(
+            ceremony,
+            engine,
+            made,
+            transcript,
+            int(now.timestamp()),
+            on_audit_key=on_audit_key,
+            origin=origin or load_policy().log.origin,
+        )
     except BaseException:
-        for _, key, _ in made.keys:  # no key without its record
+        if audit.current_sealer() is not previous_sealer:
+            audit.install_sealer(previous_sealer)  # no sealer whose key was never recorded
+        for made_key in made.keys:  # no key without its record
             with contextlib.suppress(JtcaError):
-                store.destroy(key.uri)
+                made_key.store.destroy(made_key.key.uri)
         raise
     finally:
         token.close()
@@ -176,19 +255,34 @@ def run(
 
 
 def _generate(
-    ceremony: Ceremony, store: KeyStore, made: _Made, now: datetime, existing: dict[str, KeyRecord]
+    ceremony: Ceremony,
+    store: KeyStore,
+    log_store: KeyStore | None,
+    made: _Made,
+    now: datetime,
+    existing: dict[str, KeyRecord],
+    audit_record: KeyRecord | None,
+    recorded: set[str],
 ) -> None:
-    from ca.x509 import LIST_SIGNING_EKU, issue_certificate, key_identifier, self_signed_root
-    from hsm.pkcs11.uri import Pkcs11Uri
+    from ca.x509 import (
+        LIST_SIGNING_EKU,
+        LOG_SIGNING_EKU,
+        issue_certificate,
+        key_identifier,
+        self_signed_root,
+    )
 
     def years(n: int) -> datetime:
         return now + timedelta(days=365 * n)
 
-    def generate(key_class: str, spec_label: str, validity_years: int) -> TokenKey:
-        key = store.generate_sm2(spec_label)
-        made.keys.append((key_class, key, int(years(validity_years).timestamp())))
+    def generate(
+        key_class: str, spec_label: str, validity_years: int, where: KeyStore = store
+    ) -> TokenKey:
+        key = where.generate_sm2(spec_label)
+        made.keys.append(_Key(key_class, key, int(years(validity_years).timestamp()), where))
         return key
 
+    root_end = years(ceremony.root.validity_years) if ceremony.root is not None else None
     if ceremony.root is not None:
         root_key = generate("ministry-root", ceremony.root.label, ceremony.root.validity_years)
         made.root_signer = token_signer(store, root_key.uri, "ministry-root")
@@ -209,32 +303,76 @@ def _generate(
         )
     for ca in ceremony.qr_cas:
         made.ca_keys.append((ca, generate("central-qr-ca", ca.label, ca.validity_years)))
+
+    def certify(
+        role: str, key: TokenKey, subject: dict[str, str], validity_years: int, eku: str
+    ) -> None:
+        if ceremony.root is None or root_end is None:
+            raise CeremonyError("only the root ceremony's root key certifies keys here")
+        if key.public_key is None:
+            raise CeremonyError(f"{key.uri}: the token returned no public key")
+        der = issue_certificate(
+            made.root_signer,
+            subject=subject,
+            subject_public_key=key.public_key,
+            issuer_name=ceremony.root.subject,
+            serial=_serial(),
+            not_before=now,
+            not_after=min(years(validity_years), root_end),  # never outlive the root
+            ca=False,
+            path_length=None,
+            key_usage={"digital_signature"},
+            extended_key_usage=[eku],
+            issuer_key_id=key_identifier(made.root_signer.public_key),
+        )
+        made.certificates.append((role, der, key))
+
     if ceremony.list_signing is not None and ceremony.root is not None:
         list_key = generate(
             "list-signing", ceremony.list_signing.label, ceremony.list_signing.validity_years
         )
-        if list_key.public_key is None:
-            raise CeremonyError(f"{list_key.uri}: the token returned no public key")
-        list_der = issue_certificate(
-            made.root_signer,
-            subject=ceremony.list_signing.subject,
-            subject_public_key=list_key.public_key,
-            issuer_name=ceremony.root.subject,
-            serial=_serial(),
-            not_before=now,
-            not_after=years(ceremony.list_signing.validity_years),
-            ca=False,
-            path_length=None,
-            key_usage={"digital_signature"},
-            extended_key_usage=[LIST_SIGNING_EKU],
-            issuer_key_id=key_identifier(made.root_signer.public_key),
+        certify(
+            "list-signing",
+            list_key,
+            ceremony.list_signing.subject,
+            ceremony.list_signing.validity_years,
+            LIST_SIGNING_EKU,
         )
-        made.certificates.append(("list-signing", list_der, list_key))
-    if ceremony.audit_key is not None:
-        audit_key = generate("audit", ceremony.audit_key.label, ceremony.audit_key.validity_years)
-        made.audit_signer = token_signer(store, audit_key.uri, "audit")
-    else:
-        made.audit_signer = token_signer(store, Pkcs11Uri.parse(existing["audit"].uri), "audit")
+    if ceremony.audit_key is not None and ceremony.root is not None:
+        if log_store is None:  # run() refuses a root ceremony without it
+            raise CeremonyError("the audit key needs the service's log token")
+        spec = ceremony.audit_key
+        for leftover in [k for k in log_store.list_keys() if k.label == spec.label]:
+            if str(leftover.uri) in recorded:
+                raise CeremonyError(
+                    f"{leftover.uri}: the log token already holds a recorded key labelled "
+                    f"{spec.label!r}; choose another [audit_key] label"
+                )
+            # A crash after generating and before recording left it: no key without its record.
+            log_store.destroy(leftover.uri)
+            made.destroyed.append(str(leftover.uri))
+        audit_key = generate("audit", spec.label, spec.validity_years, log_store)
+        made.audit_signer = token_signer(log_store, audit_key.uri, "audit")
+        made.audit_public_key = audit_key.public_key
+        made.new_audit_key = True
+        certify(
+            "audit",
+            audit_key,
+            audit_subject(ceremony, now.astimezone(UTC).year),
+            spec.validity_years,
+            LOG_SIGNING_EKU,
+        )
+    elif audit_record is not None:
+        # ca-rollover: the existing audit key closes the ceremony with a checkpoint, where the
+        # service can reach it (its log token) or the ceremony's own token holds it (a log
+        # made before issue #13)
+        uri = Pkcs11Uri.parse(audit_record.uri)
+        holder = {ceremony.token: store}
+        if log_store is not None:
+            holder[log_store.token.label] = log_store
+        if uri.token in holder and audit_record.public_key:
+            made.audit_signer = token_signer(holder[uri.token], uri, "audit")
+            made.audit_public_key = SM2PublicKey.from_bytes(bytes.fromhex(audit_record.public_key))
 
 
 def _serial() -> int:
@@ -273,12 +411,12 @@ def _transcript(
         "witnesses_present": sorted(witnesses),
         "keys": [
             {
-                "class": key_class,
-                "label": key.label,
-                "uri": str(key.uri),
-                "public_key": key.public_key.compressed.hex() if key.public_key else None,
+                "class": k.key_class,
+                "label": k.key.label,
+                "uri": str(k.key.uri),
+                "public_key": k.key.public_key.compressed.hex() if k.key.public_key else None,
             }
-            for key_class, key, _ in made.keys
+            for k in made.keys
         ],
         "ca_keys": [
             {
@@ -292,138 +430,200 @@ def _transcript(
             {"id": o.officer_id, "roles": list(o.roles), "province": o.province}
             for o in ceremony.officers
         ],
+        **({"unrecorded_keys_destroyed": made.destroyed} if made.destroyed else {}),
     }
 
 
 def _record(
-    ceremony: Ceremony, engine: Engine, made: _Made, transcript: Transcript, at: int
+    ceremony: Ceremony,
+    engine: Engine,
+    made: _Made,
+    transcript: Transcript,
+    at: int,
+    *,
+    on_audit_key: SealHook | None,
+    origin: str,
+) -> None:
+    previous_sealer = audit.current_sealer()
+    with transaction(engine) as session:
+        try:
+            _record_in(ceremony, session, made, transcript, at, on_audit_key, origin)
+        except BaseException:
+            # before the transaction rolls back: no entry sealed under a key never recorded
+            audit.install_sealer(previous_sealer)
+            raise
+
+
+def _record_in(
+    ceremony: Ceremony,
+    session: Session,
+    made: _Made,
+    transcript: Transcript,
+    at: int,
+    on_audit_key: SealHook | None,
+    origin: str,
 ) -> None:
     from ca.x509 import certificate_info
 
     actor = f"ceremony:{ceremony.name}"
-    with transaction(engine) as session:
-        for key_class, key, not_after in made.keys:
-            session.add(
-                KeyRecord(
-                    uri=str(key.uri),
-                    token=ceremony.token,
-                    label=key.label,
-                    kind=key.kind.value,
-                    key_class=key_class,
-                    public_key=key.public_key.compressed.hex() if key.public_key else None,
-                    created_at=at,
-                    not_after=not_after,
-                    origin=actor,
-                )
-            )
-            audit.append(
-                session,
-                actor=actor,
-                action="key.generate",
-                subject=str(key.uri),
-                details={
-                    "class": key_class,
-                    "public_key": key.public_key.compressed.hex() if key.public_key else None,
-                },
-                at=at,
-            )
-        if ceremony.kind == "ca-rollover":
-            for old in session.exec(select(CaKey).where(CaKey.status == "active")):
-                valid = session.exec(
-                    select(InteropCertificateRecord.expiry)
-                    .where(InteropCertificateRecord.ca_key == old.public_key)
-                    .where(InteropCertificateRecord.status == "valid")
-                ).all()
-                old.status = "verify-only"
-                old.verify_until = max([at, *(expiry_end(e) for e in valid)])
-                session.add(old)
-                audit.append(
-                    session,
-                    actor=actor,
-                    action="ca-key.verify-only",
-                    subject=f"ca {old.ca_index}",
-                    details={"public_key": old.public_key, "verify_until": old.verify_until},
-                    at=at,
-                )
-        for spec, key in made.ca_keys:
-            if key.public_key is None:
-                raise CeremonyError(f"{key.uri}: the token returned no public key")
-            not_after = at + spec.validity_years * YEAR
-            session.add(
-                CaKey(
-                    public_key=key.public_key.compressed.hex(),
-                    ca_index=spec.index,
-                    key_uri=str(key.uri),
-                    status="active",
-                    created_at=at,
-                    verify_until=not_after,
-                )
-            )
-            audit.append(
-                session,
-                actor=actor,
-                action="ca-key.activate",
-                subject=f"ca {spec.index}",
-                details={"public_key": key.public_key.compressed.hex()},
-                at=at,
-            )
-        for role, der, key in made.certificates:
-            info = certificate_info(der)
-            session.add(
-                CertificateRecord(
-                    role=role,
-                    subject=info.subject,
-                    serial=info.serial,
-                    der=der.hex(),
-                    sha256=hashlib.sha256(der).hexdigest(),
-                    sm3=sm3(der).hex(),
-                    not_before=int(info.not_before.timestamp()),
-                    not_after=int(info.not_after.timestamp()),
-                    key_uri=str(key.uri),
-                )
-            )
-            audit.append(
-                session,
-                actor=actor,
-                action="certificate.issue",
-                subject=role,
-                details={"subject": info.subject, "sha256": hashlib.sha256(der).hexdigest()},
-                at=at,
-            )
-        from ca.officers import add_officer_in
-
-        for officer in ceremony.officers:
-            add_officer_in(
-                session,
-                officer_id=officer.officer_id,
-                name=officer.name,
-                roles=list(officer.roles),
-                province=officer.province,
-                actor=actor,
-                now=at,
-            )
+    for made_key in made.keys:
+        key = made_key.key
         session.add(
-            CeremonyRun(
-                name=ceremony.name,
-                kind=ceremony.kind,
-                file_sha256=ceremony.file_sha256,
-                at=at,
-                transcript=audit.canonical(transcript.data),
-                signature=transcript.signature,
-                signer_public_key=transcript.signer_public_key,
+            KeyRecord(
+                uri=str(key.uri),
+                token=key.uri.token,
+                label=key.label,
+                kind=key.kind.value,
+                key_class=made_key.key_class,
+                public_key=key.public_key.compressed.hex() if key.public_key else None,
+                created_at=at,
+                not_after=made_key.not_after,
+                origin=actor,
             )
         )
         audit.append(
             session,
             actor=actor,
-            action="ceremony.run",
-            subject=ceremony.name,
+            action="key.generate",
+            subject=str(key.uri),
             details={
-                "transcript_sm3": sm3(transcript_message(transcript.data)).hex(),
-                "signature": transcript.signature,
-                "custodians_present": transcript.data["custodians_present"],
-                "witnesses_present": transcript.data["witnesses_present"],
+                "class": made_key.key_class,
+                "public_key": key.public_key.compressed.hex() if key.public_key else None,
             },
             at=at,
         )
-        audit.checkpoint(session, made.audit_signer, at=at)
+    if ceremony.kind == "ca-rollover":
+        for old in session.exec(select(CaKey).where(CaKey.status == "active")):
+            valid = session.exec(
+                select(InteropCertificateRecord.expiry)
+                .where(InteropCertificateRecord.ca_key == old.public_key)
+                .where(InteropCertificateRecord.status == "valid")
+            ).all()
+            old.status = "verify-only"
+            old.verify_until = max([at, *(expiry_end(e) for e in valid)])
+            session.add(old)
+            audit.append(
+                session,
+                actor=actor,
+                action="ca-key.verify-only",
+                subject=f"ca {old.ca_index}",
+                details={"public_key": old.public_key, "verify_until": old.verify_until},
+                at=at,
+            )
+    for spec, key in made.ca_keys:
+        if key.public_key is None:
+            raise CeremonyError(f"{key.uri}: the token returned no public key")
+        not_after = at + spec.validity_years * YEAR
+        session.add(
+            CaKey(
+                public_key=key.public_key.compressed.hex(),
+                ca_index=spec.index,
+                key_uri=str(key.uri),
+                status="active",
+                created_at=at,
+                verify_until=not_after,
+            )
+        )
+        audit.append(
+            session,
+            actor=actor,
+            action="ca-key.activate",
+            subject=f"ca {spec.index}",
+            details={"public_key": key.public_key.compressed.hex()},
+            at=at,
+        )
+    for role, der, key in made.certificates:
+        info = certificate_info(der)
+        session.add(
+            CertificateRecord(
+                role=role,
+                subject=info.subject,
+                serial=info.serial,
+                der=der.hex(),
+                sha256=hashlib.sha256(der).hexdigest(),
+                sm3=sm3(der).hex(),
+                not_before=int(info.not_before.timestamp()),
+                not_after=int(info.not_after.timestamp()),
+                key_uri=str(key.uri),
+            )
+        )
+        # issue #13, point 5: a certificate is an entry of the log; its object hash is the
+        # SM3 of its DER, so it can be handed out with an inclusion proof
+        audit.append(
+            session,
+            actor=actor,
+            action="certificate.issue",
+            subject=role,
+            details={
+                "subject": info.subject,
+                "serial": str(info.serial),
+                "sha256": hashlib.sha256(der).hexdigest(),
+                "key_uri": str(key.uri),
+            },
+            at=at,
+            kind="certificate",
+            object_sm3=sm3(der).hex(),
+        )
+        transcript.certificates.append((role, info.serial, der))
+    from ca.officers import add_officer_in
+
+    for officer in ceremony.officers:
+        add_officer_in(
+            session,
+            officer_id=officer.officer_id,
+            name=officer.name,
+            roles=list(officer.roles),
+            province=officer.province,
+            actor=actor,
+            now=at,
+        )
+    session.add(
+        CeremonyRun(
+            name=ceremony.name,
+            kind=ceremony.kind,
+            file_sha256=ceremony.file_sha256,
+            at=at,
+            transcript=audit.canonical(transcript.data),
+            signature=transcript.signature,
+            signer_public_key=transcript.signer_public_key,
+        )
+    )
+    audit.append(
+        session,
+        actor=actor,
+        action="ceremony.run",
+        subject=ceremony.name,
+        details={
+            "transcript_sm3": sm3(transcript_message(transcript.data)).hex(),
+            "signature": transcript.signature,
+            "custodians_present": transcript.data["custodians_present"],
+            "witnesses_present": transcript.data["witnesses_present"],
+        },
+        at=at,
+    )
+    if made.new_audit_key and on_audit_key is not None and made.audit_signer is not None:
+        # from now on every entry is sealed (ca/service/logkeys.py)
+        transcript.sealer = on_audit_key(session, made.audit_signer, at)
+    if made.audit_signer is not None:
+        _close_with_checkpoint(session, made, transcript, at, origin)
+
+
+def _close_with_checkpoint(
+    session: Session, made: _Made, transcript: Transcript, at: int, origin: str
+) -> None:
+    """The ceremony's last act: a checkpoint signed by the audit key. Entries logged since the
+    latest checkpoint must carry valid seals (a rollover never certifies a forged row); the
+    root ceremony's is the log's first checkpoint and covers the history before it."""
+    if made.audit_signer is None:
+        return
+    latest = audit.latest_checkpoint(session)
+    if latest is not None and made.audit_public_key is not None:
+        findings = audit.unsealed_since(session, latest.size, made.audit_public_key)
+        if findings:
+            raise CeremonyError(
+                f"entry {findings[0].seq} of the audit log has no valid seal "
+                f"({findings[0].message}): the ceremony signs no checkpoint over it; check the "
+                "log (jtca audit verify)"
+            )
+    checkpoint = audit.checkpoint(session, made.audit_signer, at=at, origin=origin)
+    transcript.checkpoint = (checkpoint.size, checkpoint.note)

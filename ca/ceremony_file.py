@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any, Final
 
 from ca.errors import JtcaError
+from ca.log.anchors import LOG_TOKEN  # the service's own token of the audit key (issue #13)
 
 KINDS: Final = frozenset({"root", "ca-rollover"})
 SUBJECT_KEYS: Final = frozenset({"CN", "O", "OU", "C", "L", "ST"})
+AUDIT_CN: Final = "交通一卡通审计日志签名"  # the default CN of the audit key's certificate
 
 
 class CeremonyError(JtcaError):
@@ -80,7 +82,9 @@ def _only(table: dict[str, Any], allowed: set[str], where: str) -> None:
         raise CeremonyError(f"{where}.{extra[0]}: unknown key (a typo must not pass unnoticed)")
 
 
-def _key_spec(table: Any, where: str, with_subject: bool) -> KeySpec:
+def _key_spec(
+    table: Any, where: str, with_subject: bool, *, subject_optional: bool = False
+) -> KeySpec:
     if not isinstance(table, dict):
         raise CeremonyError(f"{where}: must be a table")
     _only(
@@ -92,7 +96,7 @@ def _key_spec(table: Any, where: str, with_subject: bool) -> KeySpec:
     if not 1 <= years <= 30:
         raise CeremonyError(f"{where}.validity_years: {years} is outside 1-30")
     subject: dict[str, str] = {}
-    if with_subject:
+    if with_subject and not (subject_optional and "subject" not in table):
         raw = _need(table, "subject", dict, where)
         unknown = sorted(set(raw) - SUBJECT_KEYS)
         if unknown:
@@ -155,7 +159,11 @@ def load_ceremony(text: str) -> Ceremony:
     list_signing = (
         _key_spec(doc["list_signing"], "list_signing", True) if "list_signing" in doc else None
     )
-    audit_key = _key_spec(doc["audit_key"], "audit_key", False) if "audit_key" in doc else None
+    audit_key = (
+        _key_spec(doc["audit_key"], "audit_key", True, subject_optional=True)
+        if "audit_key" in doc
+        else None
+    )
     if kind == "root":
         for name, value in (
             ("root", root),
@@ -247,14 +255,39 @@ def plan(ceremony: Ceremony) -> list[str]:
             f"{ceremony.list_signing.validity_years} years"
         )
     if ceremony.audit_key:
-        steps.append(f"generate the audit key {ceremony.audit_key.label!r}")
+        steps.append(
+            f"generate the audit key {ceremony.audit_key.label!r} in the service's log token "
+            f"{LOG_TOKEN!r}, with a certificate from the root for "
+            f"{audit_subject(ceremony, None)['CN']!r}, {ceremony.audit_key.validity_years} years "
+            "(it signs the audit log's checkpoints unattended)"
+        )
     for officer in ceremony.officers:
         where = f" of {officer.province}" if officer.province else ""
         steps.append(
             f"register officer {officer.officer_id!r} as {', '.join(officer.roles)}{where}"
         )
     steps.append(
-        "record keys, CA keys and certificates; sign the transcript with the root key; "
-        "chain it into the audit log; checkpoint the log with the audit key"
+        "record keys, CA keys and certificates, each certificate an entry of the audit log; sign "
+        "the transcript with the root key; log it; checkpoint the log with the audit key"
     )
+    if ceremony.kind == "root":
+        steps.append(
+            "write the root and audit certificates as trust anchors outside the database "
+            "(ceremonies/root-<serial>.pem, ceremonies/audit-<serial>.pem)"
+        )
     return steps
+
+
+def audit_subject(ceremony: Ceremony, year: int | None) -> dict[str, str]:
+    """The audit key certificate's subject: ``[audit_key] subject`` when the file gives one,
+    else CN "交通一卡通审计日志签名 <year>" with the O and C of the list-signing certificate
+    (or of the root's). ``year`` None shows ``<year>`` (the year the ceremony runs)."""
+    spec = ceremony.audit_key
+    if spec is not None and spec.subject:
+        return dict(spec.subject)
+    like = (ceremony.list_signing.subject if ceremony.list_signing else {}) or (
+        ceremony.root.subject if ceremony.root else {}
+    )
+    subject: dict[str, str] = {k: like[k] for k in ("C", "O") if k in like}
+    subject["CN"] = f"{AUDIT_CN} {'<year>' if year is None else year}"
+    return subject

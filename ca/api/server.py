@@ -6,6 +6,10 @@ or with a server certificate it makes once under ``state/tls/`` (clients pin it 
 to start on a schema that is behind (``jtca db upgrade``) or ahead of the code; ``--embedded`` (the
 client's own start of the embedded default) upgrades the schema itself. SIGTERM and SIGINT stop
 it gracefully: it stops accepting and finishes the requests in flight.
+
+Before it serves, it starts keeping the audit log (issue #13, ``Runtime.start_log``): every entry
+it appends is sealed, and a checkpointer thread signs a checkpoint after every batch of changes
+into the checkpoint folder (``<state>/log``, or ``$JTCA_LOG_DIR``). Both stop with the service.
 """
 
 from __future__ import annotations
@@ -193,6 +197,7 @@ def serve(args: argparse.Namespace) -> int:
         pid_file.write_text(f"{os.getpid()}\n")
     if args.idle_exit:
         _idle_watch(server, activity, args.idle_exit)
+    runtime.start_log()  # seal entries, sign checkpoints (never fails the start: logged)
     print(
         f"jtca serve: {where} (state {state.resolve()}, database {runtime.database})",
         file=sys.stderr,

@@ -2,12 +2,17 @@
 which alone holds the ministry's tokens; the file's text, the shares and the witnesses travel
 in the request, the signed transcript comes back and is written here). The custodians' shares
 come from files (``--share-file``) or hidden prompts, never the command line. Once the
-authority has officers, the ceremony is also asked for by the officer signed in here."""
+authority has officers, the ceremony is also asked for by the officer signed in here.
+
+A root ceremony's root and audit certificates — the audit log's trust anchors (issue #13) — are
+written beside the transcript too, as ``<transcript stem>-root.pem`` and ``-audit.pem``: the
+copies the ministry keeps outside the authority's machine for verifiers and witnesses."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -126,13 +131,41 @@ def cmd_run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise BadInput(f"cannot write {out}: {exc.strerror}") from None
     write_atomically(out, outcome.transcript)
+    anchors = []
+    for cert in outcome.certificates:
+        if cert.role in ("root", "audit") and cert.pem:
+            target = out.with_name(f"{out.stem}-{cert.role}.pem")
+            write_atomically(target, cert.pem.encode("ascii"))
+            anchors.append((cert.role, target))
     if args.json:
         data = json.loads(outcome.transcript)["transcript"]
-        print(json.dumps({"transcript": str(out), **data}, ensure_ascii=False, indent=2))
+        print(
+            json.dumps(
+                {
+                    "transcript": str(out),
+                    "anchors": {role: str(path) for role, path in anchors},
+                    "service_anchors": outcome.anchors,
+                    "checkpoint": outcome.checkpoint,
+                    "warnings": outcome.warnings,
+                    **data,
+                },
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
     else:
         print(f"ceremony {outcome.ceremony!r} done; transcript {out}")
         for key in outcome.keys:
             print(f"  {key.key_class:<14} {key.public_key}  {key.uri}")
         for cert in outcome.certificates:
             print(f"  certificate {cert.role:<12} SHA-256 {cert.sha256}")
+        for role, path in anchors:
+            print(f"  trust anchor {role:<11} {path}")
+        for path in outcome.anchors:
+            print(f"  at the service {path}")
+        if outcome.checkpoint is not None:
+            first, size = outcome.checkpoint.split("\n")[:2]
+            print(f"  checkpoint   {first} size {size}")
+        for warning in outcome.warnings:
+            print(f"  warning: {warning}", file=sys.stderr)
     return 0

@@ -11,6 +11,8 @@ is their authority. A named officer must be allowed the ceremony's kind (``cerem
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from ca.ops.base import Model, operation
 
 
@@ -46,9 +48,11 @@ class CeremonyKey(Model):
 
 
 class CeremonyCertificate(Model):
-    role: str
+    role: str  # root | list-signing | audit
     subject: str
     sha256: str
+    serial: str = ""  # decimal
+    pem: str = ""  # the certificate (PEM): the root's and the audit key's are trust anchors
 
 
 class CeremonyOutcome(Model):
@@ -60,6 +64,12 @@ class CeremonyOutcome(Model):
     transcript: bytes
     keys: list[CeremonyKey]
     certificates: list[CeremonyCertificate]
+    # issue #13: where the service wrote the root and audit certificates, outside the database
+    # (<state>/ceremonies/root-<serial>.pem, audit-<serial>.pem); the checkpoint the ceremony
+    # ended with (a signed note); what could not be written after the commit
+    anchors: list[str] = Field(default_factory=list)
+    checkpoint: str | None = None
+    warnings: list[str] = Field(default_factory=list)
 
 
 INIT_TOKEN = operation(

@@ -1,18 +1,25 @@
-"""What the service holds: the database engine, the ministry's tokens, the state folder.
+"""What the service holds: the database engine, the ministry's tokens, the state folder, the
+audit log's checkpoint folder and its keeper.
 
 One ``Runtime`` per service process. The tokens are opened once and shared; calls into them are
 serialised by ``tokens()`` (a PKCS#11 session is not shared between threads, and SoftHSM2
 re-initialises on a new token). The database URL lives here and nowhere else.
+
+``start_log`` (``jtca serve``, the embedded service) seals every entry this process appends
+with a fresh session key registered under the audit key, and runs the ``Checkpointer`` thread
+that signs a checkpoint after every batch of changes into ``log_folder`` (``<state>/log``, or
+``$JTCA_LOG_DIR``); ``close`` stops both (ca/service/logkeys.py, issue #13).
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 from sqlalchemy.engine import Engine
 
@@ -21,13 +28,33 @@ from ca.store.db import database_url, make_engine
 from ca.store.schema import SchemaState, check_schema, upgrade
 from ca.tokens import EmbeddedVault
 
+if TYPE_CHECKING:
+    from ca.service.logkeys import Checkpointer
+
 Migrate = Literal["check", "upgrade"]
 PUBLISHED: Final = "published"  # the service's publication folder under the state folder
+LOG_FOLDER: Final = "log"  # the checkpoint folder under the state folder (ca.log.folder)
+LOG_DIR_ENV: Final = "JTCA_LOG_DIR"  # or the checkpoint folder named here
 
 
 class SchemaBehind(JtcaError):
     title = "Database schema is behind"
     exit_code = 7
+
+
+class TokensBusy(JtcaError):
+    """The ministry's tokens stayed in use by another operation for longer than the caller
+    would wait (the checkpointer waits a little, then tries again at its next turn)."""
+
+    title = "Tokens busy"
+    exit_code = 5
+    http_status = 503
+
+
+def log_folder_for(state: Path) -> Path:
+    """``$JTCA_LOG_DIR`` when set, else ``<state>/log``."""
+    chosen = os.environ.get(LOG_DIR_ENV)
+    return Path(chosen) if chosen else state / LOG_FOLDER
 
 
 @dataclass
@@ -37,22 +64,31 @@ class Runtime:
     engine: Engine
     embedded: bool = False
     published: Path = field(default=Path())
+    log_folder: Path = field(default=Path())
     _vault: EmbeddedVault | None = field(default=None, repr=False)
     _token_lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    _checkpointer: Checkpointer | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.published == Path():
             self.published = self.state / PUBLISHED
+        if self.log_folder == Path():
+            self.log_folder = log_folder_for(self.state)
 
     @property
     def database(self) -> str:
         return "sqlite" if self.url.startswith("sqlite") else "postgresql"
 
     @contextmanager
-    def tokens(self, *, create: bool = False) -> Iterator[EmbeddedVault]:
+    def tokens(
+        self, *, create: bool = False, timeout: float | None = None
+    ) -> Iterator[EmbeddedVault]:
         """The ministry's tokens, one caller at a time. ``create`` lets a missing token be made
-        (a holder's first transport key, a ceremony's token)."""
-        with self._token_lock:
+        (a holder's first transport key, a ceremony's token). With ``timeout``, TokensBusy when
+        another caller holds them longer than that many seconds."""
+        if not self._token_lock.acquire(timeout=-1 if timeout is None else timeout):
+            raise TokensBusy(f"the ministry's tokens stayed busy for {timeout} s")
+        try:
             if create:
                 vault = EmbeddedVault(self.state, create=True)
                 try:
@@ -63,11 +99,34 @@ class Runtime:
             if self._vault is None:
                 self._vault = EmbeddedVault(self.state)
             yield self._vault
+        finally:
+            self._token_lock.release()
+
+    def start_log(self, *, now: int | None = None, checkpointer: bool = True) -> None:
+        """Seal the entries this process appends (when the root ceremony has made the audit
+        key) and, with ``checkpointer``, sign checkpoints in a background thread. Safe to call
+        again; never raises for the log's sake (the service serves without it, loudly)."""
+        from ca.service.logkeys import Checkpointer, start_sealing_quietly
+
+        start_sealing_quietly(self, now)
+        if checkpointer and self._checkpointer is None:
+            self._checkpointer = Checkpointer(self)
+            self._checkpointer.start()
+
+    def stop_log(self) -> None:
+        """Stop the checkpointer thread and this runtime's sealing."""
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
+        from ca.service.logkeys import stop_sealing
+
+        stop_sealing(self)
 
     def schema(self) -> SchemaState:
         return check_schema(self.engine)
 
     def close(self) -> None:
+        self.stop_log()
         with self._token_lock:
             if self._vault is not None:
                 self._vault.close()
