@@ -456,3 +456,87 @@ def test_an_unsealed_entry_halts_the_checkpointer_for_good(world: World) -> None
     with Session(runtime.engine) as session:
         halts = list(session.exec(select(AuditEvent).where(AuditEvent.action == "log.halted")))
     assert [h.subject for h in halts] == [f"entry {forged}"]  # recorded once, loudly
+
+
+# -- the real command line and its embedded service ---------------------------------------------
+LATER_CEREMONY = """
+[ceremony]
+name = "MOT QR CA rollover, its token made early"
+kind = "ca-rollover"
+
+[token]
+label = "MOT-ROOT-2"
+custodians = ["张三 (部密码管理处)", "李四 (部科技司)"]
+threshold = 2
+
+[witnesses]
+names = ["赵六 (公证员)"]
+
+[[qr_ca]]
+index = 2
+label = "mot-qr-ca-2"
+validity_years = 10
+"""
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command line")
+def test_jtca_ceremony_run_keeps_the_anchors_and_the_service_checkpoints(tmp_path: Path) -> None:
+    """``jtca ceremony run`` writes the root and audit certificates beside the transcript; the
+    embedded service wrote its own copies and the closing checkpoint, and its checkpointer
+    thread signs the next checkpoint by itself after a change (the shipped policy's N = 10 s)."""
+    from cli_desks import JTCA, run, share_args, write_shares
+
+    state = tmp_path / "state"
+    env = dict(os.environ, JTCA_STATE=str(state), XDG_CONFIG_HOME=str(tmp_path / "config"))
+    for variable in ("SOFTHSM2_CONF", "JTCA_URL", "JTCA_SERVER_CERT", "JTCA_DATABASE_URL"):
+        env.pop(variable, None)
+    assert Path(JTCA).exists()
+    try:
+        run(env, "init")
+        made = json.loads(run(env, "ceremony", "init-token", str(EXAMPLE), "--json").stdout)
+        shares = [made["pin_shares"][0]["share"], made["pin_shares"][2]["share"]]
+        quorum = share_args(write_shares(tmp_path / "custodians", shares))
+        done = json.loads(
+            run(
+                env, "ceremony", "run", str(EXAMPLE), *quorum, "--witness", WITNESS, "--json"
+            ).stdout
+        )
+        transcript = Path(done["transcript"])
+        root_copy = transcript.with_name(f"{transcript.stem}-root.pem")
+        audit_copy = transcript.with_name(f"{transcript.stem}-audit.pem")
+        assert done["anchors"] == {"root": str(root_copy), "audit": str(audit_copy)}
+        audit_files, root_files = anchor_files(state)
+        assert sorted(done["service_anchors"]) == sorted(
+            str(p) for p in [*audit_files, *root_files]
+        )
+        assert audit_copy.read_bytes() == audit_files[0].read_bytes()
+        assert root_copy.read_bytes() == root_files[0].read_bytes()
+        assert done["warnings"] == []
+        checked = subprocess.run(
+            ["openssl", "verify", "-vfyopt", DISTID, "-CAfile", str(root_copy), str(audit_copy)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert checked.stdout.strip() == f"{audit_copy}: OK", checked.stderr
+
+        verifiers = audit_verifiers([audit_copy], [root_copy], ORIGIN)
+        folder = CheckpointFolder(state / "log")
+        assert folder.newest.read_text() == done["checkpoint"]
+        first, _ = verify_checkpoint(done["checkpoint"], verifiers)
+
+        # A change at the service (a token made for a later ceremony is logged): the embedded
+        # service's checkpointer signs a checkpoint over it by itself, within N seconds.
+        later = tmp_path / "second-token.toml"
+        later.write_text(LATER_CEREMONY, encoding="utf-8")
+        run(env, "ceremony", "init-token", str(later), "--json")
+        deadline = time.monotonic() + 30
+        while (folder.newest_size() or 0) <= first.size and time.monotonic() < deadline:
+            time.sleep(0.5)
+        newest, _ = verify_checkpoint(folder.newest.read_text(), verifiers)
+        assert newest.size > first.size
+        assert folder.history(first.size).exists()
+    finally:
+        subprocess.run(
+            [JTCA, "service", "stop"], capture_output=True, env=env, check=False, timeout=60
+        )
