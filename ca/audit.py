@@ -422,8 +422,8 @@ def unsealed_since(session: Session, size: int, audit_key: SM2PublicKey) -> list
     seal_keys: dict[int, SM2PublicKey] = {}
     for e in session.exec(select(AuditEvent).where(AuditEvent.action == SEAL_KEY_ACTION)):
         key = registered_seal_key(_as_entry(e), [audit_key])
-        if key is not None:
-            seal_keys[e.seq] = key
+        if key is not None and all(k.compressed != key.compressed for k in seal_keys.values()):
+            seal_keys[e.seq] = key  # a registration replayed in a later row is none
     findings: list[Finding] = []
     for e in session.exec(
         select(AuditEvent).where(AuditEvent.seq > size).order_by(col(AuditEvent.seq))

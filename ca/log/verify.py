@@ -196,8 +196,10 @@ def verify_log(
                 )
             if entry.action == SEAL_KEY_ACTION:
                 key = registered_seal_key(entry, audit_keys)
-                if key is not None:
-                    seal_keys[seq] = key
+                if key is not None and all(
+                    k.compressed != key.compressed for k in seal_keys.values()
+                ):
+                    seal_keys[seq] = key  # a registration replayed in a later row is none
         tree.append_leaf_hash(leaf)
         later.append((seq, leaf, row))
         expected = max(expected, seq + 1)
@@ -266,7 +268,7 @@ def verify_log(
     covered = min(newest.checkpoint.size, size)
     for seq, leaf, row in later[covered:]:
         problem = seal_problem(row, leaf, seal_keys)
-        if problem:
+        if problem and seq not in seal_keys:  # a registration the audit key signed is sealed
             report.findings.append(
                 Finding(
                     seq,

@@ -604,3 +604,39 @@ def test_a_seal_key_registration_needs_the_audit_key(database) -> None:  # type:
         (4, "unsealed"),
         (5, "unsealed"),
     ]
+
+
+def test_a_registration_after_the_newest_checkpoint_is_sealed_by_the_audit_key(database) -> None:  # type: ignore[no-untyped-def]
+    """A service that starts after the newest checkpoint registers its seal key in an entry of
+    its own (written before its sealer exists): the audit key's signature in it seals it, so an
+    intact log verifies. The same registration copied into a later row registers nothing."""
+    _, engine = database
+    audit_key = SoftwareSigner.generate()
+    fill(engine, 3)
+    outside = checkpoint_outside(engine, audit_key, T0 + 4)
+    session_key = SoftwareSigner.generate()
+    with transaction(engine) as session:
+        key_seq = audit.register_seal_key(session, audit_key, session_key.public_key, T0 + 5)
+    audit.install_sealer(audit.SessionSealer(key_seq, session_key))
+    fill(engine, 2, start=3)
+    with Session(engine) as session:
+        report = audit.verify(session, checkpoints=[outside], audit_keys=[audit_key.public_key])
+        assert report.ok, report.findings
+        assert report.sealed == 3
+        assert audit.unsealed_since(session, 3, audit_key.public_key) == []
+        registration = entries(session)[key_seq - 1]
+    audit.install_sealer(None)
+    with transaction(engine) as session:  # the registration replayed, under another subject
+        audit.append(
+            session,
+            actor="jtca",
+            action=registration.action,
+            subject="forged text riding on a replayed registration",
+            details=json.loads(registration.details),
+            at=registration.at,
+        )
+    with Session(engine) as session:
+        report = audit.verify(session, checkpoints=[outside], audit_keys=[audit_key.public_key])
+        unsealed = audit.unsealed_since(session, 3, audit_key.public_key)
+    assert problems(report) == {(7, "unsealed")}
+    assert [(f.seq, f.problem) for f in unsealed] == [(7, "unsealed")]
