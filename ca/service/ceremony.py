@@ -35,6 +35,7 @@ from ca.log.anchors import CEREMONIES, LOG_TOKEN, anchor_name
 from ca.ops import ceremony as ops
 from ca.service.context import Context, NotSignedIn
 from ca.service.registry import handles
+from ca.service.runtime import Runtime
 from ca.store.db import transaction
 from ca.store.models import OfficerCertificate
 from ca.tokens import EmbeddedVault
@@ -154,7 +155,7 @@ def run_ceremony(ctx: Context, req: ops.RunRequest) -> ops.CeremonyOutcome:
     if isinstance(transcript.sealer, audit.SessionSealer):
         audit_key = next(k["public_key"] for k in transcript.data["keys"] if k["class"] == "audit")
         logkeys.adopt_sealer(ctx.runtime, audit_key, transcript.sealer)
-    written, warnings = _write_outside(ctx, transcript)
+    written, warnings = write_outside(ctx.runtime, transcript)
     data = transcript.data
     pems = {serial: pem(der).decode("ascii") for _, serial, der in transcript.certificates}
     return ops.CeremonyOutcome(
@@ -200,15 +201,17 @@ def _log_store(vault: EmbeddedVault, ceremony: Ceremony) -> KeyStore | None:
         return None
 
 
-def _write_outside(ctx: Context, transcript: Transcript) -> tuple[list[str], list[str]]:
+def write_outside(runtime: Runtime, transcript: Transcript) -> tuple[list[str], list[str]]:
     """After the commit: the root and audit certificates as trust anchors beside the ceremony
-    transcripts, and the closing checkpoint in the checkpoint folder. A failure here does not
-    undo the ceremony (it is committed, and the outcome carries both): it is reported."""
+    transcripts (``<state>/ceremonies/root-<serial>.pem``, ``audit-<serial>.pem``), and the
+    closing checkpoint in the checkpoint folder; ``(files written, warnings)``. A failure here
+    does not undo the ceremony (it is committed, and the outcome carries both): it is reported.
+    """
     from ca.log.folder import CheckpointFolder
 
     written: list[str] = []
     warnings: list[str] = []
-    folder = ctx.runtime.state / CEREMONIES
+    folder = runtime.state / CEREMONIES
     for role, serial, der in transcript.anchors:
         target = folder / anchor_name(role, serial)
         try:
@@ -220,10 +223,10 @@ def _write_outside(ctx: Context, transcript: Transcript) -> tuple[list[str], lis
     if transcript.checkpoint is not None:
         size, note = transcript.checkpoint
         try:
-            CheckpointFolder(ctx.runtime.log_folder).write(note, size)
+            CheckpointFolder(runtime.log_folder).write(note, size)
         except (OSError, JtcaError) as exc:
             warnings.append(
-                f"the checkpoint was not written to {ctx.runtime.log_folder}: {exc} (the "
+                f"the checkpoint was not written to {runtime.log_folder}: {exc} (the "
                 "checkpointer writes it at its next turn)"
             )
     for warning in warnings:
