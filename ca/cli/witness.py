@@ -320,6 +320,7 @@ def cmd_cosign(args: argparse.Namespace) -> int:
         raise BadInput(f"--every: {args.every} seconds, use 1 to {MAX_EVERY}")
     if args.rounds < 0 or (args.rounds and args.every is None):
         raise BadInput("--rounds: a positive number of rounds, with --every")
+    pin_source(args.pin_source, "")  # a PIN given as the value is refused before anything
     folder = WitnessFolder(args.dir)
     config = folder.load()
     token = WitnessToken(

@@ -84,6 +84,7 @@ class CheckpointNote(Model):
     cosigners: list[str]  # active witnesses whose cosignature is stored, sorted
     quorum: int
     witnessed: bool
+    log_size: int  # entries in the log now: the next checkpoint will cover those past ``size``
 
 
 class CosignRequest(Model):

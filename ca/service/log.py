@@ -10,7 +10,6 @@ the ministry root officers' (policy action ``log.witness``) and is audited.
 from __future__ import annotations
 
 import base64
-from typing import Final
 
 from sqlmodel import Session, col, select
 
@@ -28,8 +27,6 @@ from ca.store.models import LogCheckpoint, LogCosignature, LogWitness
 from hsm.sm.sm2 import SM2PublicKey
 from hsm.sm.sm3 import sm3
 from policies.rules import Action, Subject
-
-WITNESS_ACTOR: Final = "witness "  # the audit actor of a cosignature: "witness <name>"
 
 
 class NoCheckpoint(JtcaError):
@@ -118,6 +115,7 @@ def checkpoint_get(ctx: Context, _req: Empty) -> ops.CheckpointNote:
             cosigners=cosigners,
             quorum=quorum,
             witnessed=len(cosigners) >= quorum,
+            log_size=audit.tree_size(session),
         )
 
 
@@ -188,7 +186,12 @@ def _signature_line(note: SignedNote, line: str) -> NoteSignature:
 @handles(ops.COSIGN)
 def cosign(ctx: Context, req: ops.CosignRequest) -> ops.CosignResult:
     """Store a registered witness's cosignature of the stored checkpoint of ``size`` entries
-    (an older checkpoint too) once it verifies with that witness's key; audited ``log.cosign``."""
+    (an older checkpoint too) once it verifies with that witness's key.
+
+    The stored cosignature is its own evidence (anyone can verify it with the witness's key)
+    and is not a log entry: an entry per cosignature would grow the log, so the checkpoint the
+    witnesses just cosigned would at once be replaced by a new one none of them had seen, and a
+    checkpoint served would never carry K cosignatures (``ca.audit.add_cosignature``)."""
     now = ctx.now()
     with transaction(ctx.engine) as session:
         record = audit.checkpoint_at(session, req.size)
@@ -205,29 +208,10 @@ def cosign(ctx: Context, req: ops.CosignRequest) -> ops.CosignResult:
                 f"witness {signature.name!r} {state}: its cosignature does not count "
                 "(a ministry root officer registers witnesses: jtca witness register)"
             )
-        already = session.exec(
-            select(LogCosignature)
-            .where(LogCosignature.checkpoint_id == record.id)
-            .where(LogCosignature.witness_id == witness.id)
-        ).first()
         try:
             stored = audit.add_cosignature(session, record, witness, signature, now)
         except NoteError as exc:
             raise CosignatureRefused(f"witness {witness.name}: {exc.message}") from None
-        if already is None:  # a retry of a stored cosignature is answered, not audited again
-            audit.append(
-                session,
-                actor=(WITNESS_ACTOR + witness.name)[:200],
-                action="log.cosign",
-                subject=f"checkpoint {record.size}",
-                details={
-                    "witness": witness.name,
-                    "size": record.size,
-                    "root": record.root,
-                    "timestamp": stored.timestamp,
-                },
-                at=now,
-            )
         cosigners = _cosigners(session, record)
         quorum = _quorum()
         return ops.CosignResult(
