@@ -383,8 +383,24 @@ class Checkpointer:
         self._thread = threading.Thread(target=self.run, name="jtca-checkpointer", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = 10.0, *, final: bool = True) -> LogCheckpoint | None:
+        """End the thread; with ``final``, sign a last checkpoint over the changes made since
+        the latest one (the service is stopping: they would wait for its next start)."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        if self._thread is None:
+            return None
+        self._thread.join(timeout)
+        self._thread = None
+        if not final:
+            return None
+        try:
+            made = checkpoint_now(self.runtime, self.clock.now(), origin=self.origin)
+        except JtcaError as exc:
+            log.warning("no checkpoint on stopping: %s: %s", exc.title, exc.message)
+            return None
+        except Exception:  # stopping must finish whatever happens
+            log.exception("no checkpoint on stopping")
+            return None
+        if made is not None:
+            self.signed += 1
+        return made

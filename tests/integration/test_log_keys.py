@@ -434,6 +434,23 @@ def test_the_checkpointer_thread_signs_by_itself(world: World) -> None:
     )
 
 
+def test_stopping_the_checkpointer_signs_what_changed_since(world: World) -> None:
+    runtime = world.runtime
+    folder = CheckpointFolder(runtime.log_folder)
+    keeper = Checkpointer(runtime, seconds=3600)  # never due while this test runs
+    keeper.start()
+    log_something(runtime, "just before the service stops", int(time.time()))
+    time.sleep(1.5)
+    assert folder.newest_size() != tree_size(runtime)
+    made = keeper.stop()
+    assert made is not None
+    assert made.size == tree_size(runtime) == folder.newest_size()
+    # nothing changed since: stopping again signs nothing
+    again = Checkpointer(runtime, seconds=3600)
+    again.start()
+    assert again.stop() is None
+
+
 def test_an_unsealed_entry_halts_the_checkpointer_for_good(world: World) -> None:
     runtime, t0 = world.runtime, world.clock.now()
     folder = CheckpointFolder(runtime.log_folder)
