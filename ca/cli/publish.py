@@ -6,8 +6,11 @@ The service publishes into its own publication folder. ``jtca publish --out DIR`
 every version the folder lacks goes to ``DIR/archive/<type>/<type>-<sequence>.der`` and each
 list's current version to ``DIR/<type>.der`` with its JSON rendering ``DIR/<type>.json``, each
 file written atomically, the current ones only after they pass the terminal-side check against
-the root — the layout terminals and ``jtca qr inspect --lists DIR`` read. ``jtca lists verify``
-needs no service: it is what a terminal does.
+the root — the layout terminals and ``jtca qr inspect --lists DIR`` read. Each version's log
+proof (issue #13, docs/lists.md) goes beside it as ``<file>.proof`` once a checkpoint covers it
+(a version published by this run gets its proof on the next run, or from ``jtca lists proof``).
+``jtca lists verify`` needs no service: it is what a terminal does; ``jtca lists check-proof``
+checks a proof with the audit certificate alone.
 
 Commands act as the officer of this machine's session (``jtca login``, issue #12); a timer's
 unattended ``jtca publish --officer ID --officer-pin-source file:…`` signs in for its run only.
@@ -40,6 +43,7 @@ M = TypeVar("M", bound="Model")
 LIST_CHOICES: Final = ["issuer-whitelist", "city-list", "ca-key-list"]  # ca.ops.lists.LIST_NAMES
 LOAD_DEADLINE_DAYS: Final = 15  # 第十二条
 LOCK_NAME: Final = ".publish.lock"  # a mirror folder's lock: one writer of its files at a time
+PROOF_SUFFIX: Final = ".proof"  # ca.log.proofbundle.SUFFIX: a version's log proof beside it
 
 
 class NoPin(JtcaError):
@@ -364,6 +368,12 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _sm3(data: bytes) -> str:
+    from hsm.sm.sm3 import sm3
+
+    return sm3(data).hex()
+
+
 # -- the mirror ----------------------------------------------------------------------------
 def archive_path(out: Path, list_type: str, sequence: int) -> Path:
     return out / "archive" / list_type / f"{list_type}-{sequence:010d}.der"
@@ -445,7 +455,53 @@ def mirror(client: Client, out: Path, result: ops.PublishResult) -> None:
                 root.append(client.call(ops.ROOT, Empty()).der)
             data = archive_path(out, name, current.sequence).read_bytes()
             write_atomically(out / f"{name}.json", _rendered(data, current, root[0]))
+            with contextlib.suppress(FileNotFoundError):  # the old version's proof, not this one's
+                (out / f"{name}.der{PROOF_SUFFIX}").unlink()
             write_atomically(target, data)
+        for current in result.current:
+            _mirror_proofs(client, out, current)
+
+
+def _mirror_proofs(client: Client, out: Path, current: ops.CurrentVersion) -> None:
+    """Each mirrored version's log proof beside it (``<file>.proof``, docs/lists.md), newest
+    first: one a checkpoint covers is written (and copied beside the current file); one no
+    checkpoint covers yet is left for the next run; the walk stops at a version that has its
+    proof already or that no log entry records (published before lists were logged)."""
+    from ca.client.http import ServiceError
+    from ca.files import write_atomically
+    from ca.ops import lists as ops
+
+    name = current.list_type
+    for sequence in range(current.sequence, 0, -1):
+        path = archive_path(out, name, sequence)
+        proof_path = path.with_name(path.name + PROOF_SUFFIX)
+        if proof_path.exists():
+            break
+        if not path.exists():
+            continue
+        try:
+            found = client.call(ops.PROOF, ops.ProofRequest(list_type=name, sequence=sequence))
+        except ServiceError as exc:
+            if exc.status == 409:  # not yet in a checkpoint: the next run writes it
+                continue
+            if exc.status != 404:
+                print(f"jtca: warning: {name} version {sequence}: {exc.message}", file=sys.stderr)
+            break
+        if found.sm3 != _sm3(path.read_bytes()):
+            raise MirrorError(
+                f"the service sent a log proof of {name} version {sequence} for other bytes "
+                f"(SM3 {found.sm3}) than the version mirrored"
+            )
+        write_atomically(proof_path, found.proof)
+    current_proof = archive_path(out, name, current.sequence)
+    current_proof = current_proof.with_name(current_proof.name + PROOF_SUFFIX)
+    beside = out / f"{name}.der{PROOF_SUFFIX}"
+    if (
+        current_proof.exists()
+        and not beside.exists()
+        and _held_sequence(out, name) == current.sequence
+    ):
+        write_atomically(beside, current_proof.read_bytes())
 
 
 def _rendered(data: bytes, current: ops.CurrentVersion, root_der: bytes) -> bytes:

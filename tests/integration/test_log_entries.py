@@ -270,6 +270,12 @@ def test_certificates_and_lists_are_entries_and_a_lists_proof_verifies_offline(
     )
     assert (missing.status, missing.exit_code) == (404, 3)
 
+    # jtca publish's mirror: no proof before a checkpoint covers the version
+    mirror = tmp_path / "mirror"
+    cli_publish.mirror(_Borrowed(a.client), mirror, result)  # type: ignore[arg-type]
+    assert (mirror / "city-list.der").read_bytes() == city.der
+    assert not list(mirror.rglob("*.proof"))
+
     # the service's checkpointing signs with the audit key in MOT-LOG; a witness cosigns it
     sign_checkpoint(runtime, a.now + 5)
     with Session(runtime.engine) as session:
@@ -384,6 +390,15 @@ def test_certificates_and_lists_are_entries_and_a_lists_proof_verifies_offline(
                 1,
             )
         assert caught.value.step in {"checkpoint", "witnesses"}, (i, caught.value.message)
+    # the next mirror run writes each version's proof beside it, and beside the current file
+    cli_publish.mirror(_Borrowed(a.client), mirror, result)  # type: ignore[arg-type]
+    for published in result.published:
+        name = published.list_type
+        archived = cli_publish.archive_path(mirror, name, published.sequence)
+        beside = mirror / f"{name}.der.proof"
+        assert beside.read_bytes() == archived.with_name(archived.name + ".proof").read_bytes()
+        pb.verify_proof(beside.read_bytes(), (mirror / f"{name}.der").read_bytes(), verifiers)
+
     # a proof of another list does not prove this one
     other = next(f for f in result.published if f.list_type == "issuer-whitelist")
     other_proof = a.client.call(
