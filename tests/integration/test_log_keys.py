@@ -314,6 +314,17 @@ def test_anchor_files_outside_the_database(world: World, tmp_path: Path) -> None
         audit_verifiers(audit_files, [garbage], ORIGIN)
 
 
+def test_the_checkpoint_folder_is_state_log_or_jtca_log_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ca.service.runtime import LOG_DIR_ENV, log_folder_for
+
+    monkeypatch.delenv(LOG_DIR_ENV, raising=False)
+    assert log_folder_for(tmp_path) == tmp_path / "log"
+    monkeypatch.setenv(LOG_DIR_ENV, str(tmp_path / "elsewhere"))
+    assert log_folder_for(tmp_path) == tmp_path / "elsewhere"
+
+
 # -- sealing -----------------------------------------------------------------------------------
 def test_sealing_registers_one_seal_key_per_process_start(
     database,
