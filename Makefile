@@ -16,6 +16,7 @@ bench:
 	.venv/bin/python bench/qr_verify.py
 	.venv/bin/python bench/token_sign.py
 	.venv/bin/python bench/officers.py
+	.venv/bin/python bench/log.py
 	pg="$$(scripts/pg-test-server start)" && .venv/bin/python bench/issue_interop.py --postgres "$$pg" && \
 	  .venv/bin/python bench/city_scan.py --postgres "$$pg" && .venv/bin/python bench/lists.py && \
 	  .venv/bin/python bench/tui_keys.py && \
