@@ -427,3 +427,22 @@ def test_the_checkpoint_is_served_on_the_unix_socket_too(log: Log, tmp_path: Pat
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def test_hostile_query_strings_are_named_never_a_500(log: Log) -> None:
+    """Whatever the query string, the answer is a proof or a named 400, never a 500."""
+    log.fill(3)
+    values = ["１２", "0x1", "1e3", " 1", "1 ", "\x00", "%", "9" * 5000, "--1", "١", "∞"]
+    rng = random.Random(7)  # noqa: S311 - reproducible bytes, not keys
+    values += [bytes(rng.randrange(256) for _ in range(8)).decode("latin-1") for _ in range(20)]
+    http = log.client.http
+    for value in values:
+        for path, good, bad in (
+            ("/log/proof/inclusion", {"size": "3"}, "index"),
+            ("/log/proof/inclusion", {"index": "0"}, "size"),
+            ("/log/proof/consistency", {"to": "3"}, "from"),
+            ("/log/proof/consistency", {"from": "1"}, "to"),
+        ):
+            answer = http.get(path, params={**good, bad: value})
+            assert answer.status_code == 400, (path, bad, value, answer.text)
+            assert answer.json()["field"] == bad
