@@ -589,6 +589,8 @@ def test_completed_nodes_are_exactly_the_perfect_subtrees_the_tree_holds(
         assert made == expected
     # the store answers every root and proof the tree does
     assert len(store.nodes) == sum(MAX >> level for level in range(MAX.bit_length()))
+    above = {key: value for key, value in store.nodes.items() if key[0] >= 1}
+    assert {(level, index): digest for level, index, digest in tree.nodes()} == above
     for size in range(1, MAX + 1, 7):
         assert root_hash(store, size, hasher) == tree.root(size)
         assert inclusion_proof(store, size // 2, size, hasher) == inclusion_proof(
