@@ -45,9 +45,8 @@ from ca.ops import log as log_ops
 from ca.ops import officers as officer_ops
 from ca.ops.base import Empty
 from ca.requests import make_request
-from ca.service.logkeys import LOG_TOKEN, audit_key_record, audit_signer
+from ca.service.logkeys import checkpoint_now
 from ca.service.runtime import Runtime
-from ca.signing import load_policy
 from ca.site import packages as site
 from ca.store.db import transaction
 from ca.store.models import AuditEvent
@@ -176,17 +175,6 @@ class _Borrowed:
         pass
 
 
-def sign_checkpoint(runtime: Runtime, at: int) -> None:
-    """A checkpoint signed as the service's checkpointing signs it: the audit key in the
-    service's own token MOT-LOG, key name = the policy's origin (``ca.service.logkeys``)."""
-    with transaction(runtime.engine) as session:
-        record = audit_key_record(session)
-        assert record is not None
-        with runtime.tokens() as vault:
-            signer = audit_signer(vault.store(LOG_TOKEN), record)
-            audit.checkpoint(session, signer, at=at, origin=load_policy().log.origin)
-
-
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     """The console script with no service, no state and no token (what an operator runs)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JTCA_", "SOFTHSM2"))}
@@ -277,11 +265,10 @@ def test_certificates_and_lists_are_entries_and_a_lists_proof_verifies_offline(
     assert not list(mirror.rglob("*.proof"))
 
     # the service's checkpointing signs with the audit key in MOT-LOG; a witness cosigns it
-    sign_checkpoint(runtime, a.now + 5)
-    with Session(runtime.engine) as session:
-        made = audit.latest_checkpoint(session)
-        assert made is not None
-        session.expunge(made)
+    made = checkpoint_now(runtime, a.now + 5)
+    assert made is not None
+    # written to the checkpoint folder outside the database too
+    assert (runtime.log_folder / "checkpoint").read_text(encoding="utf-8") == made.note
     witness = SoftwareSigner.generate()
     a.client.as_officer("mot-root-1").call(
         log_ops.WITNESS_ADD,
