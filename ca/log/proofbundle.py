@@ -93,11 +93,13 @@ class LogProof:
         if len(data) > MAX_BUNDLE:
             raise LogProofError("bundle", f"{len(data)} bytes, more than {MAX_BUNDLE}")
         try:
-            value: Any = json.loads(data.decode("utf-8"))
+            value: Any = json.loads(data.decode("utf-8"), object_pairs_hook=_unique_members)
         except UnicodeDecodeError as exc:
             raise LogProofError("bundle", f"not UTF-8 (byte {exc.start})") from None
         except ValueError as exc:
             raise LogProofError("bundle", f"not JSON: {exc}") from None
+        except RecursionError:
+            raise LogProofError("bundle", "not JSON: nested too deeply") from None
         if not isinstance(value, dict):
             raise LogProofError("bundle", "not a JSON object")
         if sorted(value) != list(FIELDS):
@@ -155,6 +157,14 @@ class ProofResult:
     checkpoint: Checkpoint
     signed_by: tuple[str, ...]  # the trusted audit key names whose signature verified
     witnessed_by: tuple[tuple[str, int], ...]  # (witness, cosignature timestamp)
+
+
+def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    names = [name for name, _ in pairs]
+    for name in names:
+        if names.count(name) > 1:
+            raise ValueError(f"the member {name[:40]!r} appears twice")
+    return dict(pairs)
 
 
 def _b64(data: bytes) -> str:

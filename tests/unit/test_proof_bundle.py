@@ -344,8 +344,24 @@ def test_a_malformed_file_fails_at_bundle(world: World, change, message) -> None
 
 
 def test_not_json_fails_at_bundle(world: World) -> None:
-    for data in (b"", b"\xff", b"[]", b"{", b"x" * (pb.MAX_BUNDLE + 1)):
+    for data in (
+        b"",
+        b"\xff",
+        b"[]",
+        b"{",
+        b"x" * (pb.MAX_BUNDLE + 1),
+        b"[" * 100_000,  # nested beyond the parser's depth
+        b'{"size":' + b"9" * 5000 + b"}",  # an integer too long to read
+    ):
         assert step_of(data, b"", world) == "bundle"
+
+
+def test_a_member_given_twice_fails_at_bundle(world: World) -> None:
+    index = min(world.objects)
+    bundle = world.proof(index)
+    twice = bundle.replace(b'"index":', b'"index":0,"index":', 1)
+    with pytest.raises(pb.LogProofError, match="'index' appears twice"):
+        pb.verify_proof(twice, world.objects[index], world.verifiers)
 
 
 def test_build_refuses_a_proof_that_cannot_verify(world: World) -> None:
@@ -413,3 +429,32 @@ def test_witness_keys_are_name_equals_hex() -> None:
 def test_signed_note_round_trip_is_what_the_file_carries(world: World) -> None:
     note = world.note(world.tree.size)
     assert SignedNote.parse(note).text() == note
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=600) | st.text(max_size=300).map(str.encode))
+def test_any_bytes_are_a_proof_or_a_named_refusal(data: bytes) -> None:
+    """Fuzz: arbitrary bytes never raise anything but LogProofError."""
+    with pytest.raises(pb.LogProofError) as caught:
+        pb.verify_proof(data, b"", [])
+    assert caught.value.step in pb.STEPS
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_any_mutation_of_a_real_proof_is_refused_by_name(data: st.DataObject) -> None:
+    w = _FUZZ_WORLD
+    index = min(w.objects)
+    bundle = bytearray(_FUZZ_BUNDLE)
+    for _ in range(data.draw(st.integers(min_value=1, max_value=4))):
+        at = data.draw(st.integers(min_value=0, max_value=len(bundle) - 1))
+        bundle[at] = data.draw(
+            st.integers(min_value=0, max_value=255).filter(lambda b, at=at: b != bundle[at])
+        )
+    with pytest.raises(pb.LogProofError) as caught:
+        pb.verify_proof(bytes(bundle), w.objects[index], w.verifiers, w.witness_verifiers, 2)
+    assert caught.value.step in pb.STEPS
+
+
+_FUZZ_WORLD = make_world(9)
+_FUZZ_BUNDLE = _FUZZ_WORLD.proof(min(_FUZZ_WORLD.objects))
