@@ -154,15 +154,11 @@ def verify_at_service(args: argparse.Namespace) -> VerifyResult:
                 for name, data in sources
             ],
             audit_certificates=[
-                ops.CertificateFile(
-                    source=str(p), pem=_read(p, "the certificate").decode("latin-1")
-                )
+                ops.CertificateFile(source=str(p), data=_read(p, "the certificate"))
                 for p in args.audit_cert
             ],
             root_certificates=[
-                ops.CertificateFile(
-                    source=str(p), pem=_read(p, "the certificate").decode("latin-1")
-                )
+                ops.CertificateFile(source=str(p), data=_read(p, "the certificate"))
                 for p in args.root_cert
             ],
         )

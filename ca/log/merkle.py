@@ -160,6 +160,15 @@ def consistency_proof(
     return proof
 
 
+def _check_lengths(proof: Sequence[bytes], **hashes: bytes) -> None:
+    for name, value in hashes.items():
+        if len(value) != HASH_SIZE:
+            raise ProofError(f"the {name.replace('_', ' ')} is {len(value)} bytes, not {HASH_SIZE}")
+    for n, value in enumerate(proof):
+        if len(value) != HASH_SIZE:
+            raise ProofError(f"proof hash {n} is {len(value)} bytes, not {HASH_SIZE}")
+
+
 def verify_inclusion(
     index: int,
     size: int,
@@ -169,6 +178,7 @@ def verify_inclusion(
     hasher: TreeHasher = SM3_HASHER,
 ) -> None:
     """RFC 9162 §2.1.3.2. Raises ProofError; returns nothing when the leaf is in the tree."""
+    _check_lengths(leaf=leaf, root=root, proof=proof)
     if not 0 <= index < size:
         raise ProofError(f"index {index} is not in a tree of size {size}")
     fn, sn, r = index, size - 1, leaf
@@ -203,6 +213,7 @@ def verify_consistency(
     hasher: TreeHasher = SM3_HASHER,
 ) -> None:
     """RFC 9162 §2.1.4.2: the tree of size ``second`` extends the one of size ``first``."""
+    _check_lengths(first_root=first_root, second_root=second_root, proof=proof)
     if not 1 <= first <= second:
         raise ProofError(f"no consistency proof from size {first} to size {second}")
     if first == second:

@@ -52,10 +52,14 @@ def key_id(name: str, signature_type: bytes, public_key: SM2PublicKey) -> bytes:
 
 
 def _b64decode(text: str, what: str) -> bytes:
+    """Standard base64 in its one canonical spelling (so one note has one text)."""
     try:
-        return base64.b64decode(text, validate=True)
+        data = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise NoteError(f"{what}: {text[:40]!r} is not base64") from None
+    if base64.b64encode(data).decode() != text:
+        raise NoteError(f"{what}: {text[:40]!r} is not base64 in its canonical spelling")
+    return data
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +82,10 @@ class Checkpoint:
 
     @classmethod
     def parse_body(cls, body: bytes) -> Checkpoint:
-        text = body.decode("utf-8")
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise NoteError(f"the checkpoint text is not UTF-8 (byte {exc.start})") from None
         lines = text.split("\n")
         if len(lines) < 4 or lines[-1] != "":
             raise NoteError("a checkpoint has an origin line, a size line and a root hash line")
@@ -124,7 +131,10 @@ class SignedNote:
 
     @classmethod
     def parse(cls, data: bytes | str) -> SignedNote:
-        raw = data.encode("utf-8") if isinstance(data, str) else data
+        try:
+            raw = data.encode("utf-8") if isinstance(data, str) else data
+        except UnicodeEncodeError as exc:
+            raise NoteError(f"the note cannot be written in UTF-8 (offset {exc.start})") from None
         if len(raw) > MAX_NOTE:
             raise NoteError(f"the note is {len(raw)} bytes, more than {MAX_NOTE}")
         try:
@@ -132,7 +142,7 @@ class SignedNote:
         except UnicodeDecodeError as exc:
             raise NoteError(f"the note is not UTF-8 (byte {exc.start})") from None
         for i, ch in enumerate(text):
-            if ch < " " and ch != "\n":
+            if (ch < " " and ch != "\n") or ch == "\x7f":
                 raise NoteError(f"a control character U+{ord(ch):04X} at offset {i}")
         cut = text.rfind("\n\n")
         if cut < 0 or not text.endswith("\n"):

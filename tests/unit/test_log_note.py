@@ -126,7 +126,6 @@ def test_a_malformed_checkpoint_text_is_refused_by_line(body: bytes, named: str)
     assert named in caught.value.message
 
 
-@pytest.mark.xfail(strict=True, reason="parse_body lets UnicodeDecodeError out (reported, #13)")
 def test_a_checkpoint_text_that_is_not_utf8_is_refused_by_name() -> None:
     with pytest.raises(NoteError):
         Checkpoint.parse_body(b"\xff\n5\n" + base64.b64encode(bytes(32)) + b"\n")
@@ -190,7 +189,6 @@ def test_a_note_too_big_or_with_too_many_signatures_is_refused() -> None:
     assert "bytes, more than" in _parse_refused(big).message
 
 
-@pytest.mark.xfail(strict=True, reason="parse lets UnicodeEncodeError out (reported, #13)")
 def test_a_note_given_as_text_with_a_lone_surrogate_is_refused_by_name() -> None:
     _parse_refused("o\ud800\n5\nAAAA\n\n— k AAAAAAA=\n")
 
