@@ -521,6 +521,15 @@ def test_witnesses_cosign_and_catch_a_copied_log(
     assert len(shown["split_views"]) == 3
     text = a.jtca("witness", "show", "--dir", str(folders["gd"])).stdout
     assert "SPLIT VIEW recorded" in text
+
+    # the witnesses' folders as auditors use them (jtca audit verify --witness-dir): gd's copies
+    # agree with A's database; sc's copy of B's tree of A's size does not
+    clean = a.jtca("audit", "verify", "--witness-dir", str(folders["gd"]), "--json", ok=False)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    forked = a.jtca("audit", "verify", "--witness-dir", str(folders["sc"]), "--json", ok=False)
+    assert forked.returncode == 8, forked.stdout + forked.stderr
+    found = {f["problem"] for f in json.loads(forked.stdout)["findings"]}
+    assert "split-view" in found, forked.stdout
     b.stop()
 
 
