@@ -774,12 +774,6 @@ def test_jtca_audit_verify_names_a_rollback_and_fails(world: World) -> None:
     verdict.expect("rolled-back", None, world.history(world.b), f"covers {world.b} entries")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: ca/cli/audit.py verify_at_service builds ops.CertificateFile(source=, pem=) "
-    "but the model's field is data: bytes (extra fields forbidden): 'internal error: "
-    "ValidationError' for any --audit-cert or --root-cert",
-)
 def test_jtca_audit_verify_takes_the_audit_certificate_given(world: World) -> None:
     """``--audit-cert`` names the trust anchor by hand (an auditor's own copy of the file)."""
     audit_pems, root_pems = anchor_files(world.state)
