@@ -214,11 +214,18 @@ class Witness:
             )
         offered = self.log.checkpoint()
         checkpoint, note = self._verify(config, offered)
-        last = self.folder.newest()
+        # its newest copy: the largest size kept (``checkpoint`` names it too, unless lost)
+        sizes = self.folder.sizes()
+        last = self.folder.copy_at(sizes[-1]) if sizes else self.folder.newest()
         previous: int | None = None
         proof: list[bytes] = []
         if last is not None:
-            mine, mine_note = _parse_own(last, self.folder.checkpoints.newest)
+            where = (
+                self.folder.checkpoints.history(sizes[-1])
+                if sizes
+                else self.folder.checkpoints.newest
+            )
+            mine, mine_note = _parse_own(last, where)
             previous = mine.size
             at_size = self.folder.copy_at(checkpoint.size)
             if at_size is not None:

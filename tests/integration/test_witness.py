@@ -242,6 +242,12 @@ def test_a_witness_refuses_every_other_view(
     assert "signed by no trusted audit key" in refused.value.message
     assert rogue.size not in own_roots(folder_path)
 
+    # losing its newest-copy file does not make it start afresh: the copies by size remain
+    (folder_path / "checkpoint").unlink()
+    with pytest.raises(SplitView) as caught:
+        at_b.round()
+    assert "does not extend the tree of size" in caught.value.headline
+
     # A goes on growing: cosigned; B's view never was, at any size
     a.fill(3, "a")
     onward = a.checkpoint()
@@ -252,7 +258,7 @@ def test_a_witness_refuses_every_other_view(
         grown.size: bytes.fromhex(grown.root),
         onward.size: bytes.fromhex(onward.root),
     }
-    assert len(folder.split_views()) == 3
+    assert len(folder.split_views()) == 4
     assert not any(r == bytes.fromhex(c.root) for c in (smaller, same, larger)
                    for r in own_roots(folder_path).values())  # fmt: skip
     token.close()
