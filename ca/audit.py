@@ -24,6 +24,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, col, select
 
 from ca.errors import BadInput, CodecError, JtcaError
@@ -87,6 +88,8 @@ __all__ = [
     "checkpoint_at",
     "consistency_proof",
     "cosigned_note",
+    "current_sealer",
+    "database_of",
     "entry",
     "export_bundle",
     "inclusion_proof",
@@ -120,28 +123,58 @@ class Sealer(Protocol):
 
 @dataclass(frozen=True)
 class SessionSealer:
-    """A sealer over a session signer registered in entry ``key_seq``."""
+    """A sealer over a session signer registered in entry ``key_seq`` of the log in
+    ``database`` (``database_of``; "" seals in any database: tests)."""
 
     key_seq: int
     signer: Signer
+    database: str = ""
 
     def seal(self, leaf: bytes) -> bytes:
         return self.signer.sign(seal_message(leaf))
 
 
-_sealer: Sealer | None = None
+_sealers: dict[str, Sealer] = {}  # database (``database_of``) -> its sealer in this process
 _sealer_lock = threading.Lock()
 
 
-def install_sealer(sealer: Sealer | None) -> None:
-    """The process's sealer from now on (``None``: entries are written unsealed)."""
-    global _sealer
+def database_of(bind: Session | Engine) -> str:
+    """The database a session or engine writes to, as sealers are keyed (password hidden)."""
+    engine = bind.get_bind() if isinstance(bind, Session) else bind
+    url = engine.engine.url if isinstance(engine, Connection) else engine.url
+    return url.render_as_string(hide_password=True)
+
+
+def install_sealer(sealer: Sealer | None, *, database: str | None = None) -> None:
+    """Seal this process's entries in ``database`` (default: the sealer's own, else any) with
+    ``sealer`` from now on. ``None`` stops sealing in ``database``, or everywhere when no
+    database is named. One process may serve several databases (tests): each has its own."""
     with _sealer_lock:
-        _sealer = sealer
+        if sealer is None:
+            if database is None:
+                _sealers.clear()
+            else:
+                _sealers.pop(database, None)
+            return
+        key = database if database is not None else str(getattr(sealer, "database", ""))
+        _sealers[key] = sealer
 
 
-def current_sealer() -> Sealer | None:
-    return _sealer
+def current_sealer(database: str | None = None) -> Sealer | None:
+    """The sealer of ``database`` (exactly), or with none named, the only one installed."""
+    with _sealer_lock:
+        if database is not None:
+            return _sealers.get(database)
+        if len(_sealers) == 1:
+            return next(iter(_sealers.values()))
+        return _sealers.get("")
+
+
+def _sealer_for(session: Session) -> Sealer | None:
+    with _sealer_lock:
+        if not _sealers:
+            return None
+        return _sealers.get(database_of(session)) or _sealers.get("")
 
 
 # -- appending ---------------------------------------------------------------------------------
@@ -166,7 +199,7 @@ def append(
         leaf = LogEntry(seq, at, kind, actor, action, subject, object_sm3, text).leaf_hash()
     except CodecError as exc:
         raise AuditError(f"cannot log {action} on {subject!r}: {exc}") from None
-    sealer = _sealer
+    sealer = _sealer_for(session)
     event = AuditEvent(
         seq=seq,
         at=at,

@@ -227,7 +227,8 @@ def run(
     token = Token(ceremony.token, QuorumPin(shares), module=module)
     store = KeyStore(token)
     made = _Made()
-    previous_sealer = audit.current_sealer()
+    database = audit.database_of(engine)
+    previous_sealer = audit.current_sealer(database)
     try:
         _generate(ceremony, store, log_store, made, now, existing, audit_record, recorded)
         data = _transcript(ceremony, made, present, witnesses_present, now)
@@ -243,8 +244,9 @@ def run(
             origin=origin or load_policy().log.origin,
         )
     except BaseException:
-        if audit.current_sealer() is not previous_sealer:
-            audit.install_sealer(previous_sealer)  # no sealer whose key was never recorded
+        if audit.current_sealer(database) is not previous_sealer:
+            # no sealer whose key was never recorded
+            audit.install_sealer(previous_sealer, database=database)
         for made_key in made.keys:  # no key without its record
             with contextlib.suppress(JtcaError):
                 made_key.store.destroy(made_key.key.uri)
@@ -444,13 +446,14 @@ def _record(
     on_audit_key: SealHook | None,
     origin: str,
 ) -> None:
-    previous_sealer = audit.current_sealer()
+    database = audit.database_of(engine)
+    previous_sealer = audit.current_sealer(database)
     with transaction(engine) as session:
         try:
             _record_in(ceremony, session, made, transcript, at, on_audit_key, origin)
         except BaseException:
             # before the transaction rolls back: no entry sealed under a key never recorded
-            audit.install_sealer(previous_sealer)
+            audit.install_sealer(previous_sealer, database=database)
             raise
 
 

@@ -110,7 +110,7 @@ class _Sealing:
 
 
 _state_lock = threading.RLock()
-_sealing: _Sealing | None = None
+_sealing: dict[int, _Sealing] = {}  # id(runtime) -> its sealing
 _halts_recorded: set[tuple[str, int]] = set()  # (database URL, entry seq) logged as log.halted
 _halted: dict[str, str] = {}  # database URL -> the refusal, while the log is halted
 _sealing_problems: dict[int, str] = {}  # id(runtime) -> why sealing could not start (logged)
@@ -123,16 +123,18 @@ def seal_in(session: Session, signer: Signer, at: int) -> audit.SessionSealer:
     must put the previous sealer back before it rolls back (``ca.audit.install_sealer``)."""
     session_key = SoftwareSigner.generate()
     key_seq = audit.register_seal_key(session, signer, session_key.public_key, at)
-    sealer = audit.SessionSealer(key_seq, session_key)
-    audit.install_sealer(sealer)
+    database = audit.database_of(session)
+    sealer = audit.SessionSealer(key_seq, session_key, database)
+    audit.install_sealer(sealer, database=database)
     return sealer
 
 
 def _ours(runtime: Runtime) -> _Sealing | None:
-    current = _sealing
-    if current is None or current.owner != id(runtime):
-        return None
-    if audit.current_sealer() is not current.sealer:
+    current = _sealing.get(id(runtime))
+    if (
+        current is None
+        or audit.current_sealer(audit.database_of(runtime.engine)) is not current.sealer
+    ):
         return None
     return current
 
@@ -140,9 +142,8 @@ def _ours(runtime: Runtime) -> _Sealing | None:
 def adopt_sealer(runtime: Runtime, audit_key: str, sealer: audit.SessionSealer) -> None:
     """Remember that ``sealer`` (installed by a root ceremony in ``runtime``'s service) is this
     process's sealing, so ``start_sealing`` does not register another key."""
-    global _sealing
     with _state_lock:
-        _sealing = _Sealing(id(runtime), audit_key, sealer)
+        _sealing[id(runtime)] = _Sealing(id(runtime), audit_key, sealer)
 
 
 def start_sealing(runtime: Runtime, now: int | None = None) -> int | None:
@@ -150,7 +151,6 @@ def start_sealing(runtime: Runtime, now: int | None = None) -> int | None:
     the audit key in MOT-LOG (one ``log.seal-key`` entry) and install its sealer. Returns the
     seal key's entry seq, or None when there is no audit key yet (before the root ceremony).
     Idempotent for a runtime: a second call registers nothing."""
-    global _sealing
     at = int(time.time()) if now is None else now
     with _state_lock:
         current = _ours(runtime)
@@ -159,7 +159,8 @@ def start_sealing(runtime: Runtime, now: int | None = None) -> int | None:
         with Session(runtime.engine) as session:  # no write lock while there is no audit key
             if audit_key_record(session) is None:
                 return None
-        previous = audit.current_sealer()
+        database = audit.database_of(runtime.engine)
+        previous = audit.current_sealer(database)
         with transaction(runtime.engine) as session:
             record = audit_key_record(session)
             if record is None:
@@ -171,9 +172,9 @@ def start_sealing(runtime: Runtime, now: int | None = None) -> int | None:
                     sealer = seal_in(session, signer, at)
                 session.flush()
             except BaseException:
-                audit.install_sealer(previous)  # before the transaction rolls back
+                audit.install_sealer(previous, database=database)  # before the rollback
                 raise
-        _sealing = _Sealing(id(runtime), public, sealer)
+        _sealing[id(runtime)] = _Sealing(id(runtime), public, sealer)
         log.info("sealing log entries with seal key %s (entry %d)", public[:16], sealer.key_seq)
         return sealer.key_seq
 
@@ -198,13 +199,17 @@ def start_sealing_quietly(runtime: Runtime, now: int | None = None) -> int | Non
 
 def stop_sealing(runtime: Runtime | None = None) -> None:
     """Entries are no longer sealed by this process (by ``runtime``'s sealing only, if given)."""
-    global _sealing
     with _state_lock:
-        if _sealing is None or (runtime is not None and _sealing.owner != id(runtime)):
-            return
-        if audit.current_sealer() is _sealing.sealer:
+        if runtime is None:
+            _sealing.clear()
             audit.install_sealer(None)
-        _sealing = None
+            return
+        current = _sealing.pop(id(runtime), None)
+        if current is None:
+            return
+        database = audit.database_of(runtime.engine)
+        if audit.current_sealer(database) is current.sealer:
+            audit.install_sealer(None, database=database)
 
 
 # -- checkpoints -------------------------------------------------------------------------------
@@ -350,7 +355,8 @@ class Checkpointer:
     def tick(self, now: int | None = None) -> LogCheckpoint | None:
         """One turn: a checkpoint if one is due, else None. Never raises."""
         at = self.clock.now() if now is None else now
-        if audit.current_sealer() is None:  # no one seals yet: the root ceremony ran since
+        if audit.current_sealer(audit.database_of(self.runtime.engine)) is None:
+            # no one seals yet: the root ceremony ran since
             start_sealing_quietly(self.runtime, at)
         try:
             if not self.due(at):
