@@ -26,6 +26,7 @@ authority (``demo.seed`` is refused anywhere but an empty embedded default).
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
@@ -33,7 +34,7 @@ from typing import Final
 from sqlalchemy.engine import Engine
 
 from ca.applications import apply, decide_application
-from ca.ceremony import init_token_shares, read_ceremony, run
+from ca.ceremony import SealHook, Transcript, init_token_shares, read_ceremony, run
 from ca.citykeys import workflow
 from ca.demo_credentials import (
     DemoCredentials,
@@ -42,6 +43,7 @@ from ca.demo_credentials import (
     token_label,
     write_credentials,
 )
+from ca.log.anchors import LOG_TOKEN
 from ca.officers import actor_of, add_officer, officers
 from ca.ops.demo import CREDENTIALS
 from ca.tokens import EmbeddedVault
@@ -77,11 +79,22 @@ def is_seeded(state: Path) -> bool:
     return (state / CREDENTIALS).is_file()
 
 
-def seed(state: Path, engine: Engine, vault: EmbeddedVault, now: int) -> DemoCredentials:
+def seed(
+    state: Path,
+    engine: Engine,
+    vault: EmbeddedVault,
+    now: int,
+    *,
+    on_audit_key: SealHook | None = None,
+    on_ceremony: Callable[[Transcript], None] | None = None,
+) -> DemoCredentials:
     """Seed the empty database ``engine`` and the tokens of ``state`` with the demo world's
     history up to ``now`` (``vault`` may create tokens) and write the credentials file, stage
     ``seeded``: the demo's client makes the officers' tokens and the day's work
-    (``ca.site.demo``)."""
+    (``ca.site.demo``). The audit key goes to the service's log token (``MOT-LOG``, in
+    ``vault``); ``on_audit_key`` starts sealing the log in the ceremony's transaction and
+    ``on_ceremony`` gets the transcript once it is committed (the service writes the trust
+    anchors and the closing checkpoint outside the database)."""
     if is_seeded(state):
         raise FileExistsError(f"{state} is seeded already")
     use_softhsm(state / "softhsm2")
@@ -92,14 +105,18 @@ def seed(state: Path, engine: Engine, vault: EmbeddedVault, now: int) -> DemoCre
     pin = secrets.token_urlsafe(12)
     init_token(ceremony.token, pin, secrets.token_urlsafe(12))
     shares = [s for _, s in init_token_shares(ceremony, pin)][: ceremony.threshold]
-    run(
+    transcript = run(
         ceremony,
         engine,
         module=None,
         shares=shares,
         witnesses_present=[ceremony.witnesses[0]],
         now=datetime.fromtimestamp(start, UTC),
+        log_store=vault.store(LOG_TOKEN),
+        on_audit_key=on_audit_key,
     )
+    if on_ceremony is not None:
+        on_ceremony(transcript)
     root = actor_of(engine, "mot-root-1")
     for officer_id, name, roles, province in OFFICERS:
         add_officer(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from sqlmodel import Session, select
 
+from ca.ceremony import Transcript
 from ca.errors import JtcaError
 from ca.ops import demo as ops
 from ca.ops.base import Empty
@@ -53,9 +54,26 @@ def seed(ctx: Context, _req: Empty) -> ops.Seeded:
             f"the database of {runtime.state} is not empty: demo data goes only into a fresh "
             "state folder (set JTCA_STATE to a new folder and run jtca demo)"
         )
+    from ca import audit
+    from ca.service import logkeys
+    from ca.service.ceremony import write_outside
+
+    def after_ceremony(transcript: Transcript) -> None:  # as ceremony.run does
+        if isinstance(transcript.sealer, audit.SessionSealer):
+            key = next(k["public_key"] for k in transcript.data["keys"] if k["class"] == "audit")
+            logkeys.adopt_sealer(runtime, key, transcript.sealer)
+        write_outside(runtime, transcript)
+
     with runtime.tokens(create=True) as vault:
         try:
-            seeded = seed_world(runtime.state, ctx.engine, vault, ctx.now())
+            seeded = seed_world(
+                runtime.state,
+                ctx.engine,
+                vault,
+                ctx.now(),
+                on_audit_key=logkeys.seal_in,
+                on_ceremony=after_ceremony,
+            )
         except FileExistsError as exc:
             raise DemoRefused(f"{exc}: demo data goes only into a fresh state folder") from None
     return ops.Seeded(

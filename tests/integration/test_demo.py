@@ -166,6 +166,22 @@ def test_jtca_demo_no_console_seeds_through_the_embedded_service(tmp_path: Path)
         assert len(secrets.shares) == 2
         for secret in [*secrets.pins.values(), *secrets.shares]:
             assert secret not in first.stdout
+        # the demo's log verifies on the embedded state, no one signed in, against the
+        # checkpoints in state/log and the audit certificate the ceremony left outside the
+        # database (issue #13)
+        assert sorted(p.name.split("-")[0] for p in (state / "ceremonies").glob("*.pem")) == [
+            "audit",
+            "root",
+        ]
+        checked = jtca(state, "audit", "verify", "--json")
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        verdict = json.loads(checked.stdout)
+        assert verdict["ok"] is True
+        assert verdict["findings"] == []
+        assert verdict["newest_checkpoint"] >= 1
+        assert str(state / "log") in verdict["newest_source"] or "database" in verdict[
+            "newest_source"
+        ]
 
         target = Target("embedded", f"unix://{socket_path(state)}", state=state)
         client = connect(target=target, anonymous=True)
@@ -276,7 +292,7 @@ def test_jtca_demo_no_console_seeds_through_the_embedded_service(tmp_path: Path)
                 (sessions / "current.json").rename(saved)
 
         # the day's approvals are signed: the suspension's approval names ca-op-2's certificate
-        events = json.loads(bundle)["events"]
+        events = json.loads(bundle)["entries"]
         approvals = [e for e in events if e["action"] == "city-key.suspend.approve"]
         assert len(approvals) == 1
         details = approvals[0]["details"]
