@@ -55,6 +55,7 @@ from ca.log.verify import (
     Finding,
     Report,
     registered_seal_key,
+    seal_key_entry_fields,
     seal_key_statement,
     seal_message,
     seal_problem,
@@ -226,24 +227,24 @@ def append(
 def register_seal_key(
     session: Session, audit_signer: Signer, public_key: SM2PublicKey, at: int
 ) -> int:
-    """Register a session's seal key: a ``log.seal-key`` entry carrying the audit key's DER
-    signature over ``seal_key_statement``; returns the entry's seq (the sealer's ``key_seq``)."""
+    """Register a session's seal key: a ``log.seal-key`` entry whose every field the audit key's
+    DER signature over ``seal_key_statement`` binds; returns the entry's seq (the sealer's
+    ``key_seq``)."""
+    head = session.exec(select(AuditHead).where(AuditHead.id == 1).with_for_update()).one()
+    seq = head.seq + 1  # the head stays locked: append gives this entry exactly this seq
     public_hex = public_key.compressed.hex()
-    signature = raw_to_der(audit_signer.sign(seal_key_statement(public_hex, at)))
+    signature = raw_to_der(audit_signer.sign(seal_key_statement(seq, at, public_hex))).hex()
+    actor, subject, details = seal_key_entry_fields(public_hex, signature)
     event = append(
         session,
-        actor="jtca",
+        actor=actor,
         action=SEAL_KEY_ACTION,
-        subject=f"seal key {public_hex[:16]}",
-        details={
-            "public_key": public_hex,
-            "signature": signature.hex(),
-            "audit_key": audit_signer.key_uri,
-            "audit_public_key": audit_signer.public_key.compressed.hex(),
-            "path": audit_signer.path.value,
-        },
+        subject=subject,
+        details=json.loads(details),
         at=at,
     )
+    if event.seq != seq:
+        raise AuditError(f"the seal key's entry became {event.seq}, not {seq}")
     return event.seq
 
 
@@ -446,6 +447,7 @@ def verify(
         audit_keys=audit_keys,
         nodes=stored_nodes(session),
         witnesses=witnesses,
+        head=tree_size(session),
     )
 
 

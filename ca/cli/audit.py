@@ -112,7 +112,7 @@ def verify_bundle_here(args: argparse.Namespace) -> VerifyResult:
     from ca.log.anchors import read_anchor, verifiers_from
     from ca.log.verify import read_checkpoint_files, verify_bundle
     from ca.ops.audit import VerifyResult
-    from ca.tokens import state_dir
+    from ca.client.config import state_dir
 
     state = state_dir()
     audit_files, root_files = _local_anchors(args, state if state.is_dir() else None)

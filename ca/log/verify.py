@@ -55,9 +55,20 @@ def seal_message(leaf: bytes) -> bytes:
     return SEAL_DOMAIN + leaf
 
 
-def seal_key_statement(public_key_hex: str, at: int) -> bytes:
-    """What the audit key signs to register a session's seal key (a ``log.seal-key`` entry)."""
-    return f"jtca-log-seal-key/1\n{public_key_hex}\n{at}\n".encode()
+def seal_key_statement(seq: int, at: int, public_key_hex: str) -> bytes:
+    """What the audit key signs to register a session's seal key: the whole ``log.seal-key``
+    entry is this statement's (its seq, time and key; actor ``jtca``, subject
+    ``seal key <first 16 hex digits>`` and details ``{"public_key","signature"}`` are fixed), so
+    no field of a registration can change unnoticed."""
+    return f"jtca-log-seal-key/2\nseq {seq}\nat {at}\nkey {public_key_hex}\n".encode()
+
+
+def seal_key_entry_fields(public_key_hex: str, signature_hex: str) -> tuple[str, str, str]:
+    """``(actor, subject, details)`` of the registration entry of ``public_key_hex``."""
+    from ca.log.entry import canonical
+
+    details = canonical({"public_key": public_key_hex, "signature": signature_hex})
+    return "jtca", f"seal key {public_key_hex[:16]}", details
 
 
 @dataclass(frozen=True)
@@ -156,10 +167,12 @@ def verify_log(
     audit_keys: Sequence[SM2PublicKey],
     nodes: Iterable[tuple[int, int, str]] | None = None,
     witnesses: Sequence[Verifier] = (),
+    head: int | None = None,
 ) -> Report:
     """Check the log's rows (ordered by seq) against the checkpoints. ``nodes`` are the stored
     subtree hashes ``(level, index, hex)``; ``witnesses`` the keys whose cosignatures on the
-    newest checkpoint are counted."""
+    newest checkpoint are counted; ``head`` the size the log's head records (the size the
+    service has served proofs for)."""
     report = Report()
     found = read_checkpoints(checkpoints, audit_keys, report)
     tree = MemoryTree()
@@ -204,6 +217,25 @@ def verify_log(
         later.append((seq, leaf, row))
         expected = max(expected, seq + 1)
     size = tree.size
+    if head is not None and head > expected - 1:
+        missing = f"{expected}" if head == expected else f"{expected}–{head}"
+        report.findings.append(
+            Finding(
+                expected,
+                "deleted",
+                f"entries {missing} are missing: the log's head records {head} entries, the "
+                f"rows end at {expected - 1} (the tail was cut)",
+            )
+        )
+    elif head is not None and head < expected - 1:
+        report.findings.append(
+            Finding(
+                head + 1,
+                "reordered",
+                f"entries {head + 1}–{expected - 1} are beyond the log's head ({head}): rows "
+                "were added behind the service's back",
+            )
+        )
     if nodes is not None:
         recomputed = {(level, index): digest.hex() for level, index, digest in tree.nodes()}
         for level, index, digest in nodes:
@@ -283,15 +315,22 @@ def verify_log(
 
 
 def registered_seal_key(entry: LogEntry, audit_keys: Sequence[SM2PublicKey]) -> SM2PublicKey | None:
-    """The session key a ``log.seal-key`` entry registers, if a trusted audit key signed it."""
+    """The session key a ``log.seal-key`` entry registers, if a trusted audit key signed the
+    statement of exactly this entry (``seal_key_statement``); else None."""
     try:
         details = json.loads(entry.details)
         public_hex = str(details["public_key"])
-        signature = bytes.fromhex(str(details["signature"]))
+        signature_hex = str(details["signature"])
+        signature = bytes.fromhex(signature_hex)
         key = SM2PublicKey.from_bytes(bytes.fromhex(public_hex))
-    except (ValueError, KeyError, TypeError, InvalidKey):
+    except (ValueError, KeyError, TypeError, InvalidKey, RecursionError):
         return None
-    statement = seal_key_statement(public_hex, entry.at)
+    fields = (entry.actor, entry.subject, entry.details)
+    if (entry.kind, entry.object_sm3) != ("event", None) or fields != seal_key_entry_fields(
+        public_hex, signature_hex
+    ):
+        return None
+    statement = seal_key_statement(entry.seq, entry.at, public_hex)
     for audit_key in audit_keys:
         try:
             audit_key.verify_der(signature, statement)
@@ -348,6 +387,7 @@ def verify_bundle(
         if not isinstance(bundle, dict) or bundle.get("format") != BUNDLE_FORMAT:
             raise ValueError(f"format is not {BUNDLE_FORMAT}")
         entries = list(bundle["entries"])
+        head = int(bundle["size"])
         nodes = [(int(a), int(b), str(c)) for a, b, c in bundle["nodes"]]
         own = [
             (f"{source} checkpoint {n}", str(text).encode())
@@ -370,6 +410,7 @@ def verify_bundle(
         audit_keys=audit_keys,
         nodes=nodes,
         witnesses=witnesses,
+        head=head,
     )
 
 

@@ -33,6 +33,7 @@ from ca import audit
 from ca.clock import Clock, SystemClock
 from ca.errors import BadInput, JtcaError
 from ca.log.anchors import LOG_TOKEN
+from ca.log.note import Checkpoint
 from ca.service.runtime import Runtime
 from ca.signing import load_policy, token_signer
 from ca.store.db import transaction
@@ -113,6 +114,7 @@ _state_lock = threading.RLock()
 _sealing: dict[int, _Sealing] = {}  # id(runtime) -> its sealing
 _halts_recorded: set[tuple[str, int]] = set()  # (database URL, entry seq) logged as log.halted
 _halted: dict[str, str] = {}  # database URL -> the refusal, while the log is halted
+_seen: dict[str, int] = {}  # database URL -> the largest log size this process saw committed
 _sealing_problems: dict[int, str] = {}  # id(runtime) -> why sealing could not start (logged)
 
 
@@ -227,11 +229,18 @@ def _loud(message: str) -> None:
 def _halt(runtime: Runtime, size: int, findings: list[audit.Finding], now: int) -> LogHalted:
     first = findings[0]
     more = f" (and {len(findings) - 1} more)" if len(findings) > 1 else ""
-    message = (
-        f"entry {first.seq} of the audit log has no valid seal ({first.message}){more}, after the "
-        f"checkpoint of {size} entries: no checkpoint is signed over it. The database was "
-        "changed outside jtca, or by a process that did not seal; check it (jtca audit verify)"
-    )
+    if first.problem in ("unsealed", "edited"):
+        message = (
+            f"entry {first.seq} of the audit log has no valid seal ({first.message}){more}, "
+            f"after the checkpoint of {size} entries: no checkpoint is signed over it. The "
+            "database was changed outside jtca, or by a process that did not seal; check it "
+            "(jtca audit verify)"
+        )
+    else:
+        message = (
+            f"{first.message}{more}: no checkpoint is signed over this log. The database was "
+            "changed outside jtca; check it (jtca audit verify)"
+        )
     _halted[runtime.url] = message
     key = (runtime.url, first.seq)
     if key not in _halts_recorded:
@@ -253,6 +262,64 @@ def _halt(runtime: Runtime, size: int, findings: list[audit.Finding], now: int) 
         except Exception as exc:  # the refusal stands whether or not it could be logged
             log.error("could not record the halt in the audit log: %s", exc)
     return LogHalted(message)
+
+
+def _folder_newest(runtime: Runtime, public: SM2PublicKey) -> Checkpoint | None:
+    """The newest checkpoint in the folder outside the database that the audit key signed (a
+    file that does not verify is reported, and not trusted)."""
+    from ca.log.folder import CheckpointFolder
+    from ca.log.verify import Report, read_checkpoints
+
+    report = Report()
+    files = [(str(path), data) for path, data in CheckpointFolder(runtime.log_folder).read_all()]
+    found = read_checkpoints(files, [public], report)
+    for finding in report.findings:
+        if finding.problem == "bad-checkpoint":
+            log.warning("checkpoint folder: %s", finding.message)
+    return found[-1].checkpoint if found else None
+
+
+def _against_outside(
+    session: Session, runtime: Runtime, public: SM2PublicKey, size: int
+) -> tuple[int, list[audit.Finding]]:
+    """The log checked against what lives outside its database before anything is signed:
+    the newest checkpoint in the folder (the tree must extend it) and the largest size this
+    process has seen committed (a log never shrinks). ``(its size, findings)``."""
+    findings: list[audit.Finding] = []
+    seen = _seen.get(runtime.url, 0)
+    if size < seen:
+        findings.append(
+            audit.Finding(
+                size + 1,
+                "rolled-back",
+                f"the log holds {size} entries, this service saw {seen}: entries "
+                f"{size + 1}–{seen} were cut off or the database was rolled back",
+            )
+        )
+    outside = _folder_newest(runtime, public)
+    if outside is None:
+        return 0, findings
+    if outside.size > size:
+        findings.append(
+            audit.Finding(
+                size + 1,
+                "rolled-back",
+                f"the log holds {size} entries, the checkpoint in {runtime.log_folder} covers "
+                f"{outside.size}: entries {size + 1}–{outside.size} were cut off or the "
+                "database was rolled back to an earlier copy",
+            )
+        )
+    elif outside.size and audit.root(session, outside.size) != outside.root:
+        findings.append(
+            audit.Finding(
+                1,
+                "rewritten",
+                f"the log's first {outside.size} entries do not give the root of the checkpoint "
+                f"in {runtime.log_folder}: entries were changed and the hashes rebuilt, or the "
+                "database is another log",
+            )
+        )
+    return outside.size, findings
 
 
 def _folder_catch_up(runtime: Runtime, latest: LogCheckpoint) -> None:
@@ -295,10 +362,13 @@ def checkpoint_now(
     made: LogCheckpoint | None = None
     with transaction(runtime.engine) as session:
         latest = audit.latest_checkpoint(session)
-        since = latest.size if latest is not None else 0
+        size = audit.tree_size(session)
+        outside, findings = _against_outside(session, runtime, public, size)
+        since = max(latest.size if latest is not None else 0, outside)
         # The first checkpoint covers the history before any seal (the root ceremony's does);
-        # every later one only entries that carry a valid seal.
-        findings = audit.unsealed_since(session, since, public) if latest is not None else []
+        # every later one — in the database or in the folder — only entries with a valid seal.
+        if not findings and (latest is not None or outside):
+            findings = audit.unsealed_since(session, since, public)
         if not findings:
             with runtime.tokens(timeout=TOKEN_WAIT) as vault:
                 signer = audit_signer(vault.store(LOG_TOKEN), record)
@@ -310,6 +380,7 @@ def checkpoint_now(
     if made is None:  # pragma: no cover - signed whenever nothing was found
         raise LogKeyError("no checkpoint was signed")
     _halted.pop(runtime.url, None)
+    _seen[runtime.url] = max(_seen.get(runtime.url, 0), made.size)
     CheckpointFolder(runtime.log_folder).write(made.note, made.size)
     log.info("checkpoint of %d entries signed", made.size)
     return made
@@ -346,6 +417,8 @@ class Checkpointer:
         with Session(self.runtime.engine) as session:
             size = audit.tree_size(session)
             latest = audit.latest_checkpoint(session)
+        with _state_lock:  # a log never shrinks: checkpoint_now refuses one smaller than this
+            _seen[self.runtime.url] = max(_seen.get(self.runtime.url, 0), size)
         if size == 0:
             return False
         if latest is None:

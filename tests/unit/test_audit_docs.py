@@ -189,8 +189,8 @@ def test_the_page_states_the_codes_constants() -> None:
     assert '`0xFF ‖ "jtca/sm2-sm3-cosignature/v1"`' in TEXT
     assert SEAL_DOMAIN == b"jtca-log-seal/1\n"
     assert "`jtca-log-seal/1` LF ‖ the entry's 32-byte leaf hash" in TEXT
-    assert seal_key_statement("KEY", 7) == b"jtca-log-seal-key/1\nKEY\n7\n"
-    assert "jtca-log-seal-key/1 LF <public_key hex> LF <the entry's at> LF" in TEXT
+    assert seal_key_statement(9, 7, "KEY") == b"jtca-log-seal-key/2\nseq 9\nat 7\nkey KEY\n"
+    assert "jtca-log-seal-key/2 LF seq <seq> LF at <at> LF key <public_key hex> LF" in TEXT
     assert f"default {LogPolicy().origin}" in TEXT
     assert f"(default {LogPolicy().checkpoint_seconds}, 1–3600" in TEXT
     assert f"(K, default {LogPolicy().witness_quorum}; 0–16)" in TEXT
