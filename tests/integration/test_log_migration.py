@@ -412,8 +412,10 @@ def test_jtca_db_upgrade_names_the_row(tmp_path: Path) -> None:
         timeout=120,
         stdin=subprocess.DEVNULL,
     )
-    assert result.returncode != 0
+    assert result.returncode == 7, result.stderr  # StoreError's exit status, not "internal error"
     assert "Traceback" not in result.stderr
+    assert "internal error" not in result.stderr
+    assert "Audit chain broken: not migrated" in result.stderr
     assert "at row 5 (expected row 5)" in result.stderr, result.stderr
     engine = make_engine(f"sqlite:///{state / 'jtca.db'}")
     try:

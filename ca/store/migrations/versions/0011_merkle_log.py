@@ -21,6 +21,7 @@ from alembic import op
 
 from ca.log.entry import LogEntry, canonical
 from ca.log.merkle import MemoryTree
+from ca.store.db import StoreError
 from hsm.sm.sm3 import sm3
 
 revision = "0011"
@@ -31,8 +32,10 @@ depends_on = None
 GENESIS = "0" * 64
 
 
-class ChainBroken(RuntimeError):
-    pass
+class ChainBroken(StoreError):
+    """The old hash chain does not verify: the upgrade stops (exit 7), naming the row."""
+
+    title = "Audit chain broken: not migrated"
 
 
 def _legacy_hash(
