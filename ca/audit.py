@@ -22,7 +22,7 @@ import json
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, col, select
@@ -73,6 +73,8 @@ from ca.store.models import (
 from hsm.signer import Signer
 from hsm.sm.sm2 import SM2PublicKey, raw_to_der
 
+RESUME_ACTION: Final = "log.resume"
+
 __all__ = [
     "BUNDLE_FORMAT",
     "AuditError",
@@ -97,6 +99,7 @@ __all__ = [
     "install_sealer",
     "latest_checkpoint",
     "register_seal_key",
+    "resumed_through",
     "root",
     "rows",
     "tree_size",
@@ -451,14 +454,20 @@ def verify(
     )
 
 
-def unsealed_since(session: Session, size: int, audit_key: SM2PublicKey) -> list[Finding]:
-    """Entries after ``size`` whose seal does not verify (what a checkpointer must never sign),
-    given the audit key the service itself holds."""
+def _seal_keys(session: Session, audit_key: SM2PublicKey) -> dict[int, SM2PublicKey]:
+    """The seal keys the audit key registered, by the seq of their registration."""
     seal_keys: dict[int, SM2PublicKey] = {}
     for e in session.exec(select(AuditEvent).where(AuditEvent.action == SEAL_KEY_ACTION)):
         key = registered_seal_key(_as_entry(e), [audit_key])
         if key is not None and all(k.compressed != key.compressed for k in seal_keys.values()):
             seal_keys[e.seq] = key  # a registration replayed in a later row is none
+    return seal_keys
+
+
+def unsealed_since(session: Session, size: int, audit_key: SM2PublicKey) -> list[Finding]:
+    """Entries after ``size`` whose seal does not verify (what a checkpointer must never sign),
+    given the audit key the service itself holds."""
+    seal_keys = _seal_keys(session, audit_key)
     findings: list[Finding] = []
     for e in session.exec(
         select(AuditEvent).where(AuditEvent.seq > size).order_by(col(AuditEvent.seq))
@@ -477,6 +486,26 @@ def unsealed_since(session: Session, size: int, audit_key: SM2PublicKey) -> list
         if problem and e.seq not in seal_keys:  # a registration the audit key signed
             findings.append(Finding(e.seq, "unsealed", f"entry {e.seq} {problem}"))
     return findings
+
+
+def resumed_through(session: Session, audit_key: SM2PublicKey) -> int:
+    """The highest entry an officer let checkpoints cover after a halt: the ``through`` of the
+    ``log.resume`` entries that carry a valid seal (a resume forged in the database has none
+    and lets nothing through); 0 when there is none."""
+    seal_keys = _seal_keys(session, audit_key)
+    through = 0
+    for e in session.exec(select(AuditEvent).where(AuditEvent.action == RESUME_ACTION)):
+        try:
+            leaf = _as_entry(e).leaf_hash()
+            named = int(json.loads(e.details)["through"])
+        except (CodecError, ValueError, KeyError, TypeError):
+            continue
+        if leaf.hex() != e.leaf_hash or named >= e.seq:
+            continue
+        if seal_problem({"seq": e.seq, "seal": e.seal, "seal_key": e.seal_key}, leaf, seal_keys):
+            continue
+        through = max(through, named)
+    return through
 
 
 def export_bundle(session: Session) -> bytes:

@@ -51,6 +51,7 @@ class Action:
     AUDIT_EXPORT: Final = "audit.export"
     AUDIT_CHECKPOINT: Final = "audit.checkpoint"
     LOG_WITNESS: Final = "log.witness"  # issue #13: register or remove a witness of the log
+    AUDIT_RESUME: Final = "audit.resume"  # issue #13: let checkpoints cover a halt's entries
     OFFICER_ENROL: Final = "officer.enrol"  # issue #12: certify an officer's token key
     OFFICER_APPROVE: Final = "officer.approve"  # the second officer of an enrolment
     OFFICER_SUSPEND: Final = "officer.suspend"  # suspend, reinstate, revoke a certificate

@@ -75,6 +75,21 @@ def register(sub: Any) -> None:
     c.add_argument("--json", action="store_true")
     c.set_defaults(handler=cmd_checkpoint)
 
+    r = asub.add_parser(
+        "resume",
+        help="after investigating a halted log, let checkpoints cover its unsealed entries",
+    )
+    r.add_argument(
+        "--through",
+        type=int,
+        required=True,
+        metavar="ENTRY",
+        help="the last entry investigated (every unsealed entry up to it is let through)",
+    )
+    r.add_argument("--reason", required=True, help="what the investigation found (kept in the log)")
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(handler=cmd_resume)
+
     a = asub.add_parser(
         "approval",
         help="write the evidence of a subject's signed decisions, to check with OpenSSL alone",
@@ -109,10 +124,10 @@ def _local_anchors(args: argparse.Namespace, state: Path | None) -> tuple[list[P
 
 def verify_bundle_here(args: argparse.Namespace) -> VerifyResult:
     """An exported bundle checked on this machine: no service, no database (pure)."""
+    from ca.client.config import state_dir
     from ca.log.anchors import read_anchor, verifiers_from
     from ca.log.verify import read_checkpoint_files, verify_bundle
     from ca.ops.audit import VerifyResult
-    from ca.client.config import state_dir
 
     state = state_dir()
     audit_files, root_files = _local_anchors(args, state if state.is_dir() else None)
@@ -186,6 +201,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(
             f"  {report.checkpoints} signed checkpoints found; {report.sealed} newer entries sealed"
         )
+    if report.halted:
+        print(f"  HALTED: the service signs no checkpoint: {report.halted}")
     for f in report.findings:
         where = f"entry {f.seq}" if f.seq else "log"
         print(f"  {where}: {f.problem}: {f.message}")
@@ -266,6 +283,22 @@ def cmd_approval(args: argparse.Namespace) -> int:
         else:
             print(f"  {item['officer']}: decided before decisions were signed, nothing to check")
     print(OFFLINE_CHECK_TEXT, end="")
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from ca.ops import audit as ops
+
+    done = desk.call(ops.RESUME, ops.ResumeRequest(through=args.through, reason=args.reason))
+    if args.json:
+        print(json.dumps(done.model_dump(mode="json")))
+        return 0
+    listed = ", ".join(str(n) for n in done.entries)
+    print(f"let through the unsealed entries {listed} (up to {done.through}); recorded in the log")
+    if done.checkpoint is not None:
+        print(f"checkpoint of {done.checkpoint} entries signed")
+    else:
+        print("no checkpoint yet: later entries still stop it (jtca audit verify)")
     return 0
 
 

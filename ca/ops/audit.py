@@ -55,11 +55,17 @@ class VerifyResult(Model):
     witness_quorum: int = 0
     sealed: int = 0  # entries newer than the newest checkpoint, each sealed by the service
     anchors: list[str] = Field(default_factory=list)  # the audit keys trusted, and from where
+    halted: str | None = None  # why the service signs no checkpoint now (see audit.resume)
     findings: list[FindingView]
 
     @classmethod
     def of(
-        cls, report: Report, *, anchors: Sequence[str] = (), witness_quorum: int = 0
+        cls,
+        report: Report,
+        *,
+        anchors: Sequence[str] = (),
+        witness_quorum: int = 0,
+        halted: str | None = None,
     ) -> VerifyResult:
         newest = report.newest
         return cls(
@@ -72,6 +78,7 @@ class VerifyResult(Model):
             witness_quorum=witness_quorum,
             sealed=report.sealed,
             anchors=list(anchors),
+            halted=halted,
             findings=[
                 FindingView(seq=f.seq, problem=f.problem, message=f.message)
                 for f in report.findings
@@ -84,6 +91,21 @@ class CheckpointResult(Model):
     root: str  # hex
     key: str  # the audit key's PKCS#11 URI
     note: str  # the signed note
+
+
+class ResumeRequest(Model):
+    """After a halt (an entry without a valid seal after the newest checkpoint), the officer who
+    investigated it lets checkpoints cover the entries up to ``through``: the finding and the
+    reason are recorded in the log, the entries stay, and the next checkpoint covers them."""
+
+    through: int = Field(ge=1)
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class ResumeResult(Model):
+    through: int
+    entries: list[int]  # the unsealed entries let through
+    checkpoint: int | None  # the size of the checkpoint signed after it, if one could be
 
 
 class AuditBundle(Model):
@@ -110,6 +132,13 @@ CHECKPOINT = operation(
     CheckpointResult,
     "sign a checkpoint of the log now with the audit key and write it to the checkpoint folder "
     "(an officer allowed audit.checkpoint; the service also does it after every batch)",
+)
+RESUME = operation(
+    "audit.resume",
+    ResumeRequest,
+    ResumeResult,
+    "after investigating a halted log, record the finding and let checkpoints cover the "
+    "unsealed entries up to one named (an officer allowed audit.resume)",
 )
 EXPORT = operation(
     "audit.export",

@@ -4,6 +4,7 @@ bundle is the auditor's own business, done without the service (``ca.audit.verif
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 from sqlmodel import Session
@@ -16,6 +17,7 @@ from ca.ops.base import Empty
 from ca.service.context import Context, NotSignedIn
 from ca.service.registry import handles
 from ca.signing import load_policy
+from ca.store.db import transaction
 from hsm.sm.sm2 import SM2PublicKey
 from policies.rules import Action, Subject
 
@@ -62,8 +64,13 @@ def verify(ctx: Context, req: ops.VerifyRequest) -> ops.VerifyResult:
     sources += [(str(p), data) for p, data in CheckpointFolder(ctx.runtime.log_folder).read_all()]
     with Session(ctx.engine) as session:
         report = audit.verify(session, checkpoints=sources, audit_keys=keys)
+    from ca.service.logkeys import halted
+
     return ops.VerifyResult.of(
-        report, anchors=anchors, witness_quorum=load_policy().log.witness_quorum
+        report,
+        anchors=anchors,
+        witness_quorum=load_policy().log.witness_quorum,
+        halted=halted(ctx.runtime),
     )
 
 
@@ -78,6 +85,61 @@ def checkpoint(ctx: Context, _request: Empty) -> ops.CheckpointResult:
     if made is None:
         raise BadInput("the log is empty: nothing to checkpoint")
     return ops.CheckpointResult(size=made.size, root=made.root, key=made.key_uri, note=made.note)
+
+
+@handles(ops.RESUME)
+def resume(ctx: Context, req: ops.ResumeRequest) -> ops.ResumeResult:
+    """The way out of a halt, for a signed-in officer the policy allows ``audit.resume`` (a
+    ministry root officer) who investigated it: the unsealed entries up to ``through`` stay in
+    the log, a sealed ``log.resume`` entry records who let them through and why, and the next
+    checkpoint covers them. A tree that no longer extends the checkpoints outside the database
+    (rolled back, rewritten) cannot be resumed: its checkpoints would contradict the witnessed
+    ones."""
+    from ca.service import logkeys
+
+    officer = ctx.actor()
+    require(officer, Action.AUDIT_RESUME, Subject(), ctx.now())
+    with transaction(ctx.engine) as session:
+        record = logkeys.audit_key_record(session)
+        if record is None:
+            raise BadInput("no audit key: run the root ceremony first")
+        public = logkeys.audit_public_key(record)
+        size = audit.tree_size(session)
+        if req.through > size:
+            raise BadInput(f"through {req.through}: the log holds {size} entries")
+        _, findings = logkeys.pending_findings(session, ctx.runtime, public)
+        other = [f for f in findings if f.problem != "unsealed"]
+        if other:
+            raise BadInput(
+                f"the log cannot be resumed: {other[0].message} (only entries without a valid "
+                "seal can be let through; investigate with jtca audit verify)"
+            )
+        entries = [f.seq for f in findings if f.seq <= req.through]
+        if not entries:
+            raise BadInput(
+                f"through {req.through}: no entry up to it lacks a valid seal; nothing to resume"
+            )
+        if audit.current_sealer(audit.database_of(session)) is None:
+            raise BadInput("the service is not sealing entries (see its log): cannot resume")
+        audit.append(
+            session,
+            actor=officer.id,
+            action=audit.RESUME_ACTION,
+            subject=f"entries up to {req.through}",
+            details={
+                "through": req.through,
+                "reason": req.reason,
+                "unsealed": entries,
+                "halted": logkeys.halted(ctx.runtime),
+            },
+            at=ctx.now(),
+        )
+    made = None
+    with contextlib.suppress(logkeys.LogHalted):  # later entries still need a look; it stands
+        made = logkeys.checkpoint_now(ctx.runtime, ctx.now(), force=True)
+    return ops.ResumeResult(
+        through=req.through, entries=entries, checkpoint=made.size if made is not None else None
+    )
 
 
 @handles(ops.EXPORT)

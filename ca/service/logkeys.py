@@ -332,6 +332,29 @@ def _folder_catch_up(runtime: Runtime, latest: LogCheckpoint) -> None:
         folder.write(latest.note, latest.size)
 
 
+def pending_findings(
+    session: Session, runtime: Runtime, public: SM2PublicKey
+) -> tuple[int, list[audit.Finding]]:
+    """What stops a checkpoint now: ``(the size checked from, findings)``. The tree must extend
+    the newest checkpoint outside the database and not have shrunk; then every entry after the
+    newer of the latest checkpoints (the database's, the folder's) needs a valid seal, except
+    the unsealed entries an officer investigated and let through (``audit.resume``)."""
+    latest = audit.latest_checkpoint(session)
+    size = audit.tree_size(session)
+    outside, findings = _against_outside(session, runtime, public, size)
+    since = max(latest.size if latest is not None else 0, outside)
+    # The first checkpoint covers the history before any seal (the root ceremony's does);
+    # every later one — in the database or in the folder — only entries with a valid seal.
+    if not findings and (latest is not None or outside):
+        through = audit.resumed_through(session, public)
+        findings = [
+            f
+            for f in audit.unsealed_since(session, since, public)
+            if not (f.problem == "unsealed" and f.seq <= through)
+        ]
+    return since, findings
+
+
 def checkpoint_now(
     runtime: Runtime, now: int, *, force: bool = False, origin: str | None = None
 ) -> LogCheckpoint | None:
@@ -361,14 +384,7 @@ def checkpoint_now(
     public = audit_public_key(record)
     made: LogCheckpoint | None = None
     with transaction(runtime.engine) as session:
-        latest = audit.latest_checkpoint(session)
-        size = audit.tree_size(session)
-        outside, findings = _against_outside(session, runtime, public, size)
-        since = max(latest.size if latest is not None else 0, outside)
-        # The first checkpoint covers the history before any seal (the root ceremony's does);
-        # every later one — in the database or in the folder — only entries with a valid seal.
-        if not findings and (latest is not None or outside):
-            findings = audit.unsealed_since(session, since, public)
+        since, findings = pending_findings(session, runtime, public)
         if not findings:
             with runtime.tokens(timeout=TOKEN_WAIT) as vault:
                 signer = audit_signer(vault.store(LOG_TOKEN), record)

@@ -864,3 +864,85 @@ def test_an_edited_seal_key_registration_after_the_newest_checkpoint_is_named(
     for verdict in verdicts(world):
         assert not verdict.ok
         verdict.expect("unsealed", key_seq)
+
+
+# -- the way out of a halt -----------------------------------------------------------------------
+def forge_unsealed(world: World, action: str = "issuer.register", **details: Any) -> int:
+    """A row appended by hand against the database: right leaf hash and subtrees, no seal."""
+    engine = make_engine(f"sqlite:///{world.db}")
+    previous = audit.current_sealer()
+    audit.install_sealer(None)
+    try:
+        with Session(engine) as session, session.begin():
+            made = audit.append(
+                session,
+                actor="ca-op-1",
+                action=action,
+                subject="issuer 02119999",
+                details=details or {"name": "not a real issuer"},
+                at=NOW,
+            )
+            return made.seq
+    finally:
+        audit.install_sealer(previous)
+        engine.dispose()
+
+
+def test_a_halt_is_resumed_by_a_root_officer_and_recorded(world: World) -> None:
+    """The checkpointer halts on a forged row; a ministry root officer who investigated it
+    lets it through with a reason; the finding stays in the log (log.halted, log.resume), the
+    next checkpoint covers the row, and the log verifies again. Nobody else can, a resume
+    forged in the database lets nothing through, and what is not a missing seal cannot be
+    resumed."""
+    forged = forge_unsealed(world)
+    with in_process(world.state, clock=FixedClock(NOW + 120)) as (client, runtime):
+        logkeys.start_sealing(runtime, NOW + 120)
+        with pytest.raises(logkeys.LogHalted, match=f"entry {forged} of the audit log"):
+            logkeys.checkpoint_now(runtime, NOW + 120, force=True)
+        verdict = client.call(audit_ops.VERIFY, audit_ops.VerifyRequest())
+        assert verdict.halted is not None
+        assert f"entry {forged}" in verdict.halted
+        resume = audit_ops.ResumeRequest(through=forged, reason="case 2026-17: test row")
+        with pytest.raises(JtcaError, match=r"may not audit\.resume"):
+            client.as_officer("ca-op-1").call(audit_ops.RESUME, resume)
+        with pytest.raises(JtcaError, match="no entry up to it lacks a valid seal"):
+            client.as_officer("mot-root-1").call(
+                audit_ops.RESUME, audit_ops.ResumeRequest(through=forged - 1, reason="too early")
+            )
+        done = client.as_officer("mot-root-1").call(audit_ops.RESUME, resume)
+        assert done.entries == [forged]
+        assert done.checkpoint is not None
+        assert done.checkpoint > forged
+        assert logkeys.halted(runtime) is None
+        after = client.call(audit_ops.VERIFY, audit_ops.VerifyRequest())
+        assert after.ok, after.findings
+        assert after.halted is None
+        assert after.newest_checkpoint == done.checkpoint
+        with Session(runtime.engine) as session:
+            actions = [audit.entry(session, n).action for n in range(forged, done.checkpoint + 1)]
+        assert "log.halted" in actions
+        assert "log.resume" in actions
+        logkeys.stop_sealing(runtime)
+
+
+def test_a_resume_forged_in_the_database_lets_nothing_through(world: World) -> None:
+    forged = forge_unsealed(world)
+    forge_unsealed(world, action="log.resume", through=forged, reason="trust me")
+    with in_process(world.state, clock=FixedClock(NOW + 120)) as (_client, runtime):
+        logkeys.start_sealing(runtime, NOW + 120)
+        with pytest.raises(logkeys.LogHalted, match=f"entry {forged} of the audit log"):
+            logkeys.checkpoint_now(runtime, NOW + 120, force=True)
+        logkeys.stop_sealing(runtime)
+
+
+def test_a_rolled_back_log_cannot_be_resumed(world: World) -> None:
+    """Only missing seals can be let through: a log that no longer extends the checkpoints
+    outside its database would contradict what the witnesses cosigned."""
+    tamper_cut_back(world)
+    with in_process(world.state, clock=FixedClock(NOW + 120)) as (client, runtime):
+        logkeys.start_sealing(runtime, NOW + 120)
+        with pytest.raises(JtcaError, match="cannot be resumed: the log"):
+            client.as_officer("mot-root-1").call(
+                audit_ops.RESUME, audit_ops.ResumeRequest(through=1, reason="restore")
+            )
+        logkeys.stop_sealing(runtime)
