@@ -212,15 +212,41 @@ def test_publisher_end_to_end(database, tmp_path: Path) -> None:  # type: ignore
     assert urgent["issuer-whitelist"]["sequence"] == 3
     assert data("lists", "history", "--list", "city-list")[-1]["emergency"] is True
 
-    # another folder mirrors every version the service published, and the current lists
+    # another folder mirrors every version the service published, and the current lists, each
+    # with its log proof beside it (docs/lists.md) once a checkpoint covers it: the publisher
+    # asks for one now rather than wait for the service's own
+    jtca("audit", "checkpoint", officer="publisher-1")
     mirror = tmp_path / "mirror"
     quiet = data("publish", *key, "--out", str(mirror), officer="publisher-1")
     assert {d["action"] for d in quiet} == {"unchanged"}
-    archived = sorted(p.name for p in (mirror / "archive" / "issuer-whitelist").iterdir())
-    assert archived == [f"issuer-whitelist-{n:010d}.der" for n in (1, 2, 3)]
+    archive = mirror / "archive" / "issuer-whitelist"
+    versions = [f"issuer-whitelist-{n:010d}.der" for n in (1, 2, 3)]
+    assert sorted(p.name for p in archive.glob("*.der")) == versions
+    assert sorted(p.name for p in archive.glob("*.proof")) == [f"{v}.proof" for v in versions]
+    for version in versions:
+        proof = json.loads((archive / f"{version}.proof").read_text(encoding="utf-8"))
+        assert proof["format"] == "jtca-log-proof/1"
     for name in ("issuer-whitelist", "city-list", "ca-key-list"):
         assert (mirror / f"{name}.der").read_bytes() == (lists / f"{name}.der").read_bytes()
         assert json.loads((mirror / f"{name}.json").read_text(encoding="utf-8"))["sequence"] > 1
+    # the proof beside the current list is its own, and checks offline with the audit
+    # certificate the root ceremony left; another version's proof is refused at its object
+    beside = mirror / "issuer-whitelist.der.proof"
+    assert beside.read_bytes() == (archive / f"{versions[2]}.proof").read_bytes()
+    audit_certs = sorted((state / "ceremonies").glob("audit-*.pem"))
+    assert len(audit_certs) == 1
+    anchors = ["--audit-cert", str(audit_certs[0])]
+    held = data("lists", "check-proof", "--list", str(mirror / "issuer-whitelist.der"), *anchors)
+    assert (held["ok"], held["entry"]["action"], held["entry"]["subject"]) == (
+        True,
+        "list.emergency-publish",
+        "issuer-whitelist 3",
+    )
+    assert held["entry"]["seq"] == held["index"] + 1 <= held["size"]
+    other = jtca("lists", "check-proof", "--list", str(archive / versions[1]),
+                 "--proof", str(beside), *anchors, ok=False)  # fmt: skip
+    assert other.returncode == 8
+    assert other.stderr.startswith("jtca: Log proof: object: "), other.stderr
 
     # while another publisher holds the lock, a run gives up after --wait with 75 (EX_TEMPFAIL)
     fd = os.open(state / "published" / ".publish.lock", os.O_RDWR)
