@@ -21,6 +21,7 @@ import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,16 +30,21 @@ import pytest
 import sqlalchemy as sa
 from officer_desk import enrol_directly, officer_token
 from service_fixtures import in_process
+from starlette.testclient import TestClient
 
+from ca.api.app import create_app
 from ca.client.config import Target
 from ca.client.http import Client, ServiceError, http_for
 from ca.client.session import RequestSigner, SessionData
+from ca.ops import audit as audit_ops
 from ca.ops import auth as auth_ops
 from ca.ops import lists as lists_ops
 from ca.ops.base import OPERATIONS, Empty
 from ca.service.runtime import open_runtime
 from ca.site.officer_token import sign_in
 from ca.store.db import transaction
+from ca.x509 import LOG_SIGNING_EKU, issue_certificate, key_identifier, pem
+from hsm.signer import SoftwareSigner
 from hsm.sm.sm2 import SM2PrivateKey
 from hsm.softhsm import CONF_ENV
 
@@ -110,13 +116,19 @@ def test_openapi_lists_every_operation(app: httpx.Client) -> None:
     assert "/readyz" in paths
 
 
-def test_only_public_reads_and_bootstrap_paths_need_no_officer(app: httpx.Client) -> None:
+def test_only_public_reads_and_bootstrap_paths_need_no_officer(
+    database,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
     """Everything else needs a signed-in officer (issue #12): a province's keys, applications
     and pending actions, and the audit log, are read by officers only (each refused without a
-    session: tests/integration/test_service_city.py, test_service_authority.py)."""
-    assert app.get("/openapi.json").status_code == 200  # every operation is registered
+    session: tests/integration/test_service_city.py, test_service_authority.py). The log's
+    checkpoints and proofs are public, and a witness's cosignature is its own credential (issue
+    #13). ``audit.verify`` checks the caller itself: anyone on the embedded state (they own its
+    folder already), a signed-in officer anywhere else."""
     public = sorted(name for name, op in OPERATIONS.items() if not op.officer)
     assert public == [
+        "audit.verify",  # decides by itself: embedded, or an officer (below)
         "auth.challenge",  # sign-in itself
         "auth.sign-in",
         "ca.certificates",  # what terminals and issuers verify against
@@ -130,14 +142,76 @@ def test_only_public_reads_and_bootstrap_paths_need_no_officer(app: httpx.Client
         "lists.freshness",  # the published lists, as terminals see them
         "lists.history",
         "lists.overdue",
+        "lists.proof",  # a published version's log proof, public like the version
         "lists.root",
         "lists.version",
+        "log.checkpoint-get",  # what witnesses and auditors fetch (docs/witness.md)
+        "log.consistency",
+        "log.cosign",  # the cosignature is checked against a registered witness's key
+        "log.inclusion",
         "officer.ca",  # what anyone needs to check an approval offline
         "officer.certificate",
         "officer.enrol",  # the root share quorum's bootstrap (with a session: a request)
         "officer.list",
         "system.info",
     ]
+
+    # audit.verify with nobody signed in: the embedded service answers (here an empty log,
+    # trusting the audit certificate given), the same database served otherwise refuses
+    url, _ = database
+    root, audit_key = SoftwareSigner.generate(), SoftwareSigner.generate()
+    anchor = audit_ops.CertificateFile(
+        source="audit-11.pem", data=audit_certificate(root, audit_key)
+    )
+    request = audit_ops.VerifyRequest(audit_certificates=[anchor]).model_dump_json()
+    headers = {"Content-Type": "application/json"}
+    state = tmp_path / "state"
+    with in_process(state, url=url) as (client, runtime):
+        assert client.http.get("/openapi.json").status_code == 200  # every operation registered
+        assert runtime.embedded
+        answered = client.http.post(audit_ops.VERIFY.path, content=request, headers=headers)
+        assert answered.status_code == 200, answered.text
+        report = audit_ops.VerifyResult.model_validate(answered.json())
+        # an empty log and no checkpoint anywhere: answered, and nothing vouches for it
+        assert (report.ok, report.events, report.checkpoints) == (False, 0, 0)
+        assert [(f.seq, f.problem) for f in report.findings] == [(0, "unanchored")], report
+        assert report.anchors == [
+            f"audit-11.pem: audit key {audit_key.public_key.compressed.hex()[:16]}…"
+        ]
+    served = open_runtime(state, url=url, embedded=False)
+    try:
+        with TestClient(create_app(served), raise_server_exceptions=False) as http:
+            refused = http.post(audit_ops.VERIFY.path, content=request, headers=headers)
+            assert refused.status_code == 401, refused.text
+            assert refused.json()["title"] == "Not signed in"
+            assert "audit.verify needs a signed-in officer" in refused.json()["detail"]
+            # the public reads stay public there
+            info = http.post(lists_ops.HISTORY.path, json={})
+            assert info.status_code == 200, info.text
+    finally:
+        served.close()
+
+
+def audit_certificate(root: SoftwareSigner, key: SoftwareSigner) -> bytes:
+    """An audit key certificate (log-signing EKU) made with software keys, as the root
+    ceremony makes one with its tokens."""
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    return pem(
+        issue_certificate(
+            root,
+            subject={"C": "CN", "O": "中华人民共和国交通运输部", "CN": "审计日志签名"},
+            subject_public_key=key.public_key,
+            issuer_name={"C": "CN", "CN": "根CA"},
+            serial=11,
+            not_before=now,
+            not_after=now + timedelta(days=365),
+            ca=False,
+            path_length=None,
+            key_usage={"digital_signature"},
+            extended_key_usage=[LOG_SIGNING_EKU],
+            issuer_key_id=key_identifier(root.public_key),
+        )
+    )
 
 
 def test_problem_details_name_the_field(app: httpx.Client) -> None:
