@@ -19,22 +19,25 @@ from typing import Any
 import pytest
 from guangzhou_world import CITY_TOKEN, MINISTRY_TOKEN, PROVINCE_TOKEN, guangzhou_generated
 from officer_desk import DeskClient
-from sqlmodel import col, select
+from sqlmodel import Session, select
 
-from ca.audit import verify
+from ca import audit
 from ca.client.http import ServiceError
 from ca.clock import FixedClock
+from ca.log.merkle import MemoryTree
 from ca.ops import packages as ops
 from ca.ops.base import Empty
 from ca.service.runtime import Runtime
 from ca.site import packages as site
 from ca.site.vault import SiteVault
 from ca.store.db import transaction
-from ca.store.models import AuditEvent, CityKey
+from ca.store.models import CityKey
 from hsm.envelope import export_key, read_package
 from hsm.pkcs11.keys import KeyKind, KeyStore, TokenKey
 from hsm.pkcs11.uri import Pkcs11Uri
+from hsm.signer import SoftwareSigner
 from hsm.sm.sm2 import SM2PublicKey
+from hsm.sm.sm3 import sm3
 from hsm.softhsm import CONF_ENV
 
 T0 = 1_790_000_000  # 2026-09-21T13:33:20Z
@@ -195,13 +198,30 @@ def test_ministry_to_province_to_city(world: World) -> None:
             assert copy.public_key is not None
             assert copy.public_key.compressed.hex() == key.public_key
 
-    # every step audited by the service, the chain intact; the service opened only its token
-    with transaction(world.runtime.engine) as session:
-        actions = [e.action for e in session.exec(select(AuditEvent).order_by(col(AuditEvent.seq)))]
-        assert verify(session).ok
+    # every step audited by the service, each package made an entry of kind package with the
+    # SM3 of the file delivered; the log intact: the database's tree is the one its entries hash
+    # to, and it verifies against a checkpoint signed with an audit key from outside it; the
+    # service opened only its token
+    with Session(world.runtime.engine) as session:
+        entries = [audit.entry(session, seq) for seq in range(1, audit.tree_size(session) + 1)]
+        tree = MemoryTree()
+        for entry in entries:
+            tree.append(entry.encode())
+        assert audit.root(session) == tree.root()
+        audit_key = SoftwareSigner.generate()
+        record = audit.checkpoint(session, audit_key, at=T0, origin="test")
+        report = audit.verify(
+            session, checkpoints=[("test", record.note.encode())], audit_keys=[audit_key.public_key]
+        )
+        assert (report.ok, report.entries, report.findings) == (True, tree.size, [])
+        session.rollback()  # the test's checkpoint is no evidence of the world
+    actions = [e.action for e in entries]
     assert actions.count("transport-key.register") == 3
-    assert actions.count("city-key.deliver") == 4
     assert actions.count("city-key.import") == 4
+    delivered = [(e.kind, e.object_sm3) for e in entries if e.action == "city-key.deliver"]
+    assert sorted(delivered, key=str) == sorted(
+        (("package", sm3(d.path.read_bytes()).hex()) for d in [*sent, *onward]), key=str
+    )
     opened = world.runtime._vault._open if world.runtime._vault is not None else {}
     assert set(opened) <= {MINISTRY_TOKEN}
 
