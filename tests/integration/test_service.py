@@ -117,8 +117,7 @@ def test_openapi_lists_every_operation(app: httpx.Client) -> None:
 
 
 def test_only_public_reads_and_bootstrap_paths_need_no_officer(
-    database,  # type: ignore[no-untyped-def]
-    tmp_path: Path,
+    database: Any, tmp_path: Path
 ) -> None:
     """Everything else needs a signed-in officer (issue #12): a province's keys, applications
     and pending actions, and the audit log, are read by officers only (each refused without a

@@ -5,7 +5,9 @@ enrolled under the root share quorum and later ones requested by a root officer 
 by a second one's token signature (issue #12), an issuer's registration decided on its issuer
 id, an interop certificate issued with the root token's share quorum and revoked by CA index
 and serial, ceremonies and checkpoints asked for by signed-in officers only once officers are
-enrolled, and the audit chain verified, checkpointed, exported and found tampered with."""
+enrolled, and the audit log (a Merkle log, issue #13) verified against the checkpoints outside
+the database with the ceremony's audit certificate, checkpointed by the service's own audit key,
+exported and found tampered with."""
 
 from __future__ import annotations
 
@@ -24,11 +26,14 @@ from sqlmodel import Session
 
 import ca.service.issuance as issuance_service
 from ca import audit
-from ca.audit_chain import verify_bundle
 from ca.authorization import require as real_require
 from ca.ceremony import transcript_message
 from ca.client.http import ServiceError
 from ca.clock import FixedClock
+from ca.log.folder import CheckpointFolder
+from ca.log.merkle import MemoryTree
+from ca.log.note import Verifier, verify_checkpoint
+from ca.log.verify import Report, verify_bundle
 from ca.ops import audit as audit_ops
 from ca.ops import ceremony as ceremony_ops
 from ca.ops import issuance as issuance_ops
@@ -38,15 +43,18 @@ from ca.qr.codec import decode_interop_certificate
 from ca.requests import make_request
 from ca.service.runtime import Runtime
 from ca.site.officer_token import sign_in
+from ca.x509 import pem_to_der
 from hsm.pkcs11.token import find_module, rescan
 from hsm.signer import SoftwareSigner
 from hsm.sm.sm2 import SM2PublicKey
+from hsm.sm.sm3 import sm3
 from hsm.softhsm import CONF_ENV
 from policies.rules import Actor, Subject
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "policies" / "ceremonies" / "root-example.toml"
 NOW = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
 WITNESS = "赵六 (公证员)"
+ORIGIN = "jtca.mot.gov.cn/audit"  # the policy's [log] origin: the checkpoints' key name
 ISSUER_ID = "02113450"
 ROLLOVER = """
 [ceremony]
@@ -164,7 +172,7 @@ def test_ceremony_officers_issuers_interop_audit(
         "list-signing",
         "audit",
     ]
-    assert {c.role for c in outcome.certificates} == {"root", "list-signing"}
+    assert {c.role for c in outcome.certificates} == {"root", "list-signing", "audit"}
     audit_key = next(k.public_key for k in outcome.keys if k.key_class == "audit")
     assert audit_key is not None
     ca_keys = client.call(issuance_ops.KEYS, Empty()).keys
@@ -416,16 +424,14 @@ def test_ceremony_officers_issuers_interop_audit(
         (2, "active"),
     ]
 
-    # The audit log: clean, checkpointed with the audit key, exported, then tampered with;
-    # read by signed-in officers the policy allows (audit.verify, audit.export) only.
-    verify = audit_ops.VerifyRequest(audit_keys=[audit_key])
+    # The audit log (issue #13): verified against the checkpoints outside the database,
+    # trusting only the audit certificate the ceremony wrote; checkpointed by the service's own
+    # audit key in MOT-LOG; exported and verified with no service; then tampered with.
+    audit_pem = next(c.pem for c in outcome.certificates if c.role == "audit").encode()
+    audit_public = SM2PublicKey.from_bytes(bytes.fromhex(audit_key))
+    anchor = audit_ops.CertificateFile(source="audit.pem", data=audit_pem)
+    verify = audit_ops.VerifyRequest(audit_certificates=[anchor])
     as_auditor = client.as_officer("auditor-1")
-    refused(
-        lambda: client.call(audit_ops.VERIFY, verify),
-        status=401,
-        exit_code=6,
-        needle="audit.verify needs a signed-in officer",
-    )
     refused(
         lambda: client.as_officer("gd-1").call(audit_ops.VERIFY, verify),
         status=403,
@@ -433,23 +439,47 @@ def test_ceremony_officers_issuers_interop_audit(
         needle="deny/no-role: gd-1 may not audit.verify",
     )
     clean = as_root.call(audit_ops.VERIFY, verify)  # the ceremony's own check (docs/ceremony.md)
-    assert (clean.ok, clean.checkpoints, clean.findings) == (True, 2, [])
+    assert (clean.ok, clean.findings) == (True, [])
+    assert clean.anchors == [f"audit.pem: audit key {audit_public.compressed.hex()[:16]}…"]
+    # the ceremony's closing checkpoint is the newest, in the folder outside the database;
+    # every entry after it is sealed by the service
+    assert clean.newest_checkpoint is not None
+    assert CheckpointFolder(runtime.log_folder).newest_size() == clean.newest_checkpoint
+    assert 0 < clean.newest_checkpoint < clean.events
+    assert clean.sealed == clean.events - clean.newest_checkpoint
     assert as_auditor.call(audit_ops.VERIFY, verify) == clean
-    refused(
-        lambda: as_auditor.call(audit_ops.VERIFY, audit_ops.VerifyRequest(audit_keys=["abcd"])),
-        status=422,
-        exit_code=3,
-        needle="--audit-key abcd",
+    # on the embedded state, whoever reaches its socket owns the state folder already: a
+    # request with no officer is answered (a served one is refused: test_service.py)
+    assert client.call(audit_ops.VERIFY, verify) == clean
+    # with no certificate given, the anchor files the ceremony left in the state folder
+    own = as_auditor.call(audit_ops.VERIFY, audit_ops.VerifyRequest())
+    assert own.model_copy(update={"anchors": clean.anchors}) == clean
+    assert [a.split(": ")[0] for a in own.anchors] == [
+        str(p) for p in sorted((runtime.state / "ceremonies").glob("audit-*.pem"))
+    ]
+    # a certificate that does not certify an audit key is refused by name
+    list_pem = next(c.pem for c in outcome.certificates if c.role == "list-signing").encode()
+    wrong = audit_ops.CertificateFile(source="lists.pem", data=list_pem)
+    untrusted = refused(
+        lambda: as_auditor.call(
+            audit_ops.VERIFY, audit_ops.VerifyRequest(audit_certificates=[wrong])
+        ),
+        status=409,
+        exit_code=8,
+        needle="lists.pem: C=CN, O=中华人民共和国交通运输部, CN=交通一卡通名单签名 2026 is not an "
+        "audit key certificate",
     )
-    # a checkpoint: the quorum opens the token, an officer allowed audit.checkpoint asks
+    assert untrusted.title == "Trust anchor refused"
+    # a checkpoint now: the audit key in the service's own token signs it, asked for by an
+    # officer allowed audit.checkpoint; no custodian's share is asked for any more
     refused(
-        lambda: client.call(audit_ops.CHECKPOINT, audit_ops.CheckpointRequest(shares=shares)),
+        lambda: client.call(audit_ops.CHECKPOINT, Empty()),
         status=401,
         exit_code=6,
         needle="audit.checkpoint needs a signed-in officer",
     )
     refused(
-        lambda: as_root.call(audit_ops.CHECKPOINT, audit_ops.CheckpointRequest(shares=shares)),
+        lambda: as_root.call(audit_ops.CHECKPOINT, Empty()),
         status=403,
         exit_code=6,
         needle="deny/no-role: mot-root-1 may not audit.checkpoint",
@@ -459,30 +489,44 @@ def test_ceremony_officers_issuers_interop_audit(
     )
     assert publisher.state == "approved"
     as_publisher = client.as_officer("publisher-1")
-    before = as_auditor.call(audit_ops.VERIFY, verify).events
-    checkpoint = as_publisher.call(audit_ops.CHECKPOINT, audit_ops.CheckpointRequest(shares=shares))
-    assert checkpoint.seq == before
-    assert checkpoint.key.startswith("pkcs11:token=MOT-ROOT")
-    refused(
-        lambda: as_publisher.call(
-            audit_ops.CHECKPOINT, audit_ops.CheckpointRequest(shares=shares[:1])
-        ),
-        status=422,
-        exit_code=3,
-        needle="needs 2 of 3",
+    checkpoint = as_publisher.call(audit_ops.CHECKPOINT, Empty())
+    assert checkpoint.key.startswith("pkcs11:token=MOT-LOG;")
+    with Session(runtime.engine) as session:
+        assert checkpoint.size == audit.tree_size(session)
+        assert checkpoint.root == audit.root(session, checkpoint.size).hex()
+    signed, _ = verify_checkpoint(checkpoint.note, [Verifier(ORIGIN, audit_public)])
+    assert (signed.origin, signed.size, signed.root.hex()) == (
+        ORIGIN,
+        checkpoint.size,
+        checkpoint.root,
     )
+    assert (runtime.log_folder / "checkpoint").read_text(encoding="utf-8") == checkpoint.note
+    assert as_publisher.call(audit_ops.CHECKPOINT, Empty()) == checkpoint  # nothing new to sign
+    body = json.dumps({"shares": shares}).encode()  # the old request: refused by its field
+    headers = {"Content-Type": "application/json"}
+    assert as_publisher.signer is not None
+    headers.update(as_publisher.signer.headers("POST", audit_ops.CHECKPOINT.path, body))
+    shares_sent = client.http.post(audit_ops.CHECKPOINT.path, content=body, headers=headers)
+    assert (shares_sent.status_code, shares_sent.json()["field"]) == (422, "shares")
+    after = as_auditor.call(audit_ops.VERIFY, verify)
+    assert (after.ok, after.newest_checkpoint) == (True, checkpoint.size)
+
     exported = as_auditor.call(audit_ops.EXPORT, Empty())
-    actions = [e["action"] for e in json.loads(exported.bundle)["events"]]
-    assert exported.events == len(actions) == checkpoint.seq + 1
-    events = json.loads(exported.bundle)["events"]
-    assert [e["actor"] for e in events if e["action"] == "audit.checkpoint"][-1] == "publisher-1"
-    assert [e["actor"] for e in events if e["action"] == "ceremony.init-token"] == [
+    bundle = json.loads(exported.bundle)
+    entries = bundle["entries"]
+    assert exported.events == len(entries) == bundle["size"] >= checkpoint.size
+    assert [e["seq"] for e in entries] == list(range(1, len(entries) + 1))
+    assert checkpoint.note in bundle["checkpoints"]
+    actions = [e["action"] for e in entries]
+    assert [e["actor"] for e in entries if e["action"] == "ceremony.init-token"] == [
         "ceremony:MOT root key ceremony 2026-12",  # before any officer: the custodians'
         "mot-root-1",  # after: the signed-in officer who asked
     ]
     for action in (
         "ceremony.init-token",
         "ceremony.run",
+        "certificate.issue",
+        "log.seal-key",
         "officer.add",
         "officer.enrol.request",
         "officer.enrol.approve",
@@ -492,13 +536,32 @@ def test_ceremony_officers_issuers_interop_audit(
         "qr-ca.allocate-serial",
         "qr-ca.issue-interop-cert",
         "qr-ca.revoke-interop-cert",
-        "audit.checkpoint",
     ):
         assert action in actions, action
-    bundle_report = verify_bundle(
-        exported.bundle, [SM2PublicKey.from_bytes(bytes.fromhex(audit_key))]
+    # the audit key's certificate is itself an entry: SM3 of its DER on the object line
+    certified = [
+        e for e in entries if (e["action"], e["subject"]) == ("certificate.issue", "audit")
+    ]
+    assert [(e["kind"], e["object_sm3"]) for e in certified] == [
+        ("certificate", sm3(pem_to_der(audit_pem)).hex())
+    ]
+    folder = [("checkpoint folder", checkpoint.note.encode())]
+    bundle_report = verify_bundle(exported.bundle, checkpoints=folder, audit_keys=[audit_public])
+    assert (bundle_report.ok, bundle_report.entries) == (True, exported.events)
+    assert bundle_report.newest is not None
+    assert bundle_report.newest.checkpoint.size == checkpoint.size
+    # an entry of the bundle edited is named; a checkpoint signed by another key is no anchor
+    forged = json.loads(exported.bundle)
+    forged["entries"][2]["actor"] = "mallory"
+    edited = verify_bundle(
+        json.dumps(forged).encode(), checkpoints=folder, audit_keys=[audit_public]
     )
-    assert (bundle_report.ok, bundle_report.checkpoints) == (True, 3)
+    assert named_edit(edited) == 3
+    stranger = verify_bundle(
+        exported.bundle, checkpoints=folder, audit_keys=[SoftwareSigner.generate().public_key]
+    )
+    assert (stranger.ok, stranger.checkpoints) == (False, 0)
+    assert "unanchored" in {f.problem for f in stranger.findings}
     # the whole log is the auditor's alone: nobody else exports it, each refusal audited
     refused(
         lambda: client.call(audit_ops.EXPORT, Empty()),
@@ -513,7 +576,7 @@ def test_ceremony_officers_issuers_interop_audit(
             exit_code=6,
             needle=f"deny/no-role: {officer} may not audit.export",
         )
-    later = json.loads(as_auditor.call(audit_ops.EXPORT, Empty()).bundle)["events"]
+    later = json.loads(as_auditor.call(audit_ops.EXPORT, Empty()).bundle)["entries"]
     assert [
         (e["actor"], json.loads(e["details"])["reason"])
         for e in later[exported.events :]
@@ -526,26 +589,36 @@ def test_ceremony_officers_issuers_interop_audit(
         ("gd-1", "deny/no-role"),
     ]
 
+    # an entry the checkpoint covers, edited in the database: named by its seq
     with runtime.engine.begin() as connection:
         connection.execute(
             sa.text("UPDATE audit_event SET actor = 'mallory' WHERE seq = :seq"), {"seq": 3}
         )
     tampered = as_auditor.call(audit_ops.VERIFY, verify)
     assert not tampered.ok
-    assert [(f.seq, f.problem) for f in tampered.findings] == [(3, "edited")]
-    assert "row 3 was edited" in tampered.findings[0].message
+    assert named_edit(tampered) == 3
+
+
+def named_edit(report: Report | audit_ops.VerifyResult) -> int:
+    """The one entry an edit is named at (and its message's start): the subtree hashes above it
+    and the checkpoints over it no longer match either, and nothing else is found."""
+    found = [(f.seq, f.problem, f.message) for f in report.findings]
+    assert {problem for _, problem, _ in found} == {"edited", "node", "rewritten"}, found
+    [(seq, _, message)] = [f for f in found if f[1] == "edited"]
+    assert message.startswith(f"entry {seq} was edited: its content gives leaf hash "), message
+    return seq
 
 
 def test_operations_need_an_officer_where_they_act(service: tuple[DeskClient, Runtime]) -> None:
-    """Acting operations and the audit log's reads refuse a request without a signed-in officer
-    (401); the public reads and the ceremony's own operations before any officer is enrolled
-    (the custodians' quorum is their authority) do not."""
+    """Acting operations and the audit log's export refuse a request without a signed-in
+    officer (401); the public reads and the ceremony's own operations before any officer is
+    enrolled (the custodians' quorum is their authority) do not, nor audit.verify on the
+    embedded state (its caller owns the state folder; a served one refuses: test_service.py)."""
     client, runtime = service
     for op, request in (
         (officer_ops.SUSPEND, officer_ops.OfficerAction(officer_id="x", reason="r")),
         (issuance_ops.REVOKE, issuance_ops.RevokeRequest(ca_index=1, serial=1, reason="r")),
-        (audit_ops.CHECKPOINT, audit_ops.CheckpointRequest(shares=["x"])),
-        (audit_ops.VERIFY, audit_ops.VerifyRequest()),
+        (audit_ops.CHECKPOINT, Empty()),
         (audit_ops.EXPORT, Empty()),
     ):
         refused(
@@ -554,22 +627,26 @@ def test_operations_need_an_officer_where_they_act(service: tuple[DeskClient, Ru
             exit_code=6,
             needle=f"{op.name} needs a signed-in officer",
         )
+    # audit.verify is answered, and before the root ceremony there is nothing to trust
+    refused(
+        lambda: client.call(audit_ops.VERIFY, audit_ops.VerifyRequest()),
+        status=422,
+        exit_code=3,
+        needle="no audit certificate: give the root ceremony's audit-<serial>.pem",
+    )
     assert client.call(issuance_ops.KEYS, Empty()).keys == []
     assert client.call(officer_ops.LIST, Empty()).officers == []
     with Session(runtime.engine) as session:  # the log read here: nobody may read it there
-        refusals = json.loads(audit.export_bundle(session))["events"]
-        empty = audit.verify(session)
+        refusals = json.loads(audit.export_bundle(session))["entries"]
+        tree = MemoryTree()
+        for seq in range(1, audit.tree_size(session) + 1):
+            tree.append(audit.entry(session, seq).encode())
+        assert audit.root(session) == tree.root()
     assert [(e["actor"], e["action"], e["subject"]) for e in refusals] == [
         ("anonymous", "auth.refused", name)
-        for name in (
-            "officer.suspend",
-            "ca.revoke",
-            "audit.checkpoint",
-            "audit.verify",
-            "audit.export",
-        )
+        for name in ("officer.suspend", "ca.revoke", "audit.checkpoint", "audit.export")
     ]  # each refusal audited, and nothing else happened
-    assert (empty.ok, empty.events) == (True, 5)
+    assert tree.size == 4
     broken = ceremony_ops.CeremonyFile(plan='[ceremony]\nname = "x"\nkind = "party"\n')
     refused(
         lambda: client.call(ceremony_ops.INIT_TOKEN, broken),
