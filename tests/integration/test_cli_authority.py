@@ -19,6 +19,8 @@ import pytest
 from cli_desks import Desks, share_args, write_shares
 from officer_desk import officer_pin
 
+from hsm.sm.sm2 import SM2PublicKey
+
 JTCA = str(Path(sys.executable).with_name("jtca"))
 EXAMPLE = str(Path(__file__).resolve().parents[2] / "policies" / "ceremonies" / "root-example.toml")
 
@@ -203,23 +205,34 @@ def test_ceremony_issue_verify_audit(env: dict[str, str], tmp_path: Path) -> Non
     assert refused.returncode == 6
     assert "deny/no-role" in refused.stderr
     jtca(*revoke, "issuer key exposed", officer="ca-op-1")
-    jtca("audit", "checkpoint", *quorum, officer="publisher-1")
+    # a checkpoint now: the audit key in the service's own token MOT-LOG signs it, asked for by
+    # the publisher; no custodian's share (the old --share-file is no option of it)
+    checkpoint = json.loads(jtca("audit", "checkpoint", "--json", officer="publisher-1").stdout)
+    assert checkpoint["key"].startswith("pkcs11:token=MOT-LOG;")
+    old_way = jtca("audit", "checkpoint", *quorum, officer="publisher-1", ok=False)
+    assert (old_way.returncode, "unrecognized arguments: --share-file" in old_way.stderr) == (
+        2,
+        True,
+    )
     listed = json.loads(jtca("ca", "certificates", "--json").stdout)
     assert listed[0]["status"] == "revoked"
 
-    nobody_reads = jtca("audit", "verify", "--audit-key", audit_key, ok=False)  # no session
-    assert nobody_reads.returncode == 6
-    assert nobody_reads.stderr.startswith(
-        "jtca: Not signed in: audit.verify needs a signed-in officer"
-    )
-    verified = json.loads(
-        jtca("audit", "verify", "--audit-key", audit_key, "--json", officer="auditor-1").stdout
-    )
-    assert verified["ok"] is True
-    assert verified["checkpoints"] == 2
+    # the log verified against the checkpoints outside the database, trusting only the audit
+    # certificate the ceremony left in the state folder: on the embedded state nobody need sign
+    # in; the auditor's answer is the same
+    state = Path(env["JTCA_STATE"])
+    [audit_cert] = sorted((state / "ceremonies").glob("audit-*.pem"))
+    anyone = json.loads(jtca("audit", "verify", "--json").stdout)
+    assert (anyone["ok"], anyone["findings"]) == (True, [])
+    assert anyone["newest_checkpoint"] >= checkpoint["size"]
+    compressed = SM2PublicKey.from_bytes(bytes.fromhex(audit_key)).compressed.hex()
+    assert anyone["anchors"] == [f"{audit_cert}: audit key {compressed[:16]}…"]
+    verified = json.loads(jtca("audit", "verify", "--json", officer="auditor-1").stdout)
+    assert (verified["ok"], verified["newest_checkpoint"]) == (True, anyone["newest_checkpoint"])
     bundle = tmp_path / "audit.json"
     jtca("audit", "export", "--out", str(bundle), officer="auditor-1")
-    actions = [e["action"] for e in json.loads(bundle.read_text())["events"]]
+    entries = json.loads(bundle.read_text())["entries"]
+    actions = [e["action"] for e in entries]
     for action in (
         "officer.add",
         "officer.enrol.request",
@@ -227,20 +240,23 @@ def test_ceremony_issue_verify_audit(env: dict[str, str], tmp_path: Path) -> Non
         "ceremony.run",
         "key.generate",
         "certificate.issue",
+        "log.seal-key",
         "ca-key.activate",
-        "audit.checkpoint",
         "qr-ca.allocate-serial",
         "qr-ca.issue-interop-cert",
         "qr-ca.revoke-interop-cert",
     ):
         assert action in actions, action
-    assert json.loads(jtca("audit", "verify", "--bundle", str(bundle), "--json").stdout)["ok"]
+    folder = ["--checkpoint", str(state / "log")]
+    here = json.loads(jtca("audit", "verify", "--bundle", str(bundle), *folder, "--json").stdout)
+    assert (here["ok"], here["events"]) == (True, len(entries))
+    assert here["newest_checkpoint"] >= checkpoint["size"]
 
     # Planning a ceremony and verifying a bundle need no service and no state folder at all.
     elsewhere = dict(env, JTCA_STATE=str(tmp_path / "no-state-here"))
     for args in (
         ("ceremony", "plan", EXAMPLE, "--json"),
-        ("audit", "verify", "--bundle", str(bundle), "--audit-key", audit_key, "--json"),
+        ("audit", "verify", "--bundle", str(bundle), "--audit-cert", str(audit_cert), "--json"),
     ):
         offline = subprocess.run(
             [JTCA, *args], capture_output=True, text=True, env=elsewhere, check=False, timeout=60
@@ -255,8 +271,9 @@ def test_ceremony_issue_verify_audit(env: dict[str, str], tmp_path: Path) -> Non
 
     # A tampered bundle is named, with exit status 8.
     data = json.loads(bundle.read_text())
-    data["events"][2]["actor"] = "mallory"
+    data["entries"][2]["actor"] = "mallory"
     bundle.write_text(json.dumps(data))
-    tampered = jtca("audit", "verify", "--bundle", str(bundle), ok=False)
+    tampered = jtca("audit", "verify", "--bundle", str(bundle), *folder, ok=False)
     assert tampered.returncode == 8
-    assert "row 3: edited" in tampered.stdout
+    assert tampered.stdout.startswith(f"audit log: {len(entries)} entries: TAMPERED (")
+    assert "  entry 3: edited: entry 3 was edited: its content gives leaf hash " in tampered.stdout
