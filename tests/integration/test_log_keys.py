@@ -37,6 +37,7 @@ from ca.clock import FixedClock
 from ca.log.anchors import LOG_TOKEN, AnchorError, anchor_files, audit_verifiers
 from ca.log.folder import CheckpointFolder
 from ca.log.note import verify_checkpoint
+from ca.log.verify import seal_key_statement
 from ca.ops import ceremony as ceremony_ops
 from ca.service.logkeys import (
     Checkpointer,
@@ -54,7 +55,7 @@ from hsm.pkcs11.keys import KeyStore
 from hsm.pkcs11.token import find_module, rescan
 from hsm.pkcs11.uri import Pkcs11Uri
 from hsm.signer import SoftwareSigner
-from hsm.sm.sm2 import SM2_CURVE_OID_DER
+from hsm.sm.sm2 import SM2_CURVE_OID_DER, SM2PublicKey
 from hsm.softhsm import CONF_ENV
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "policies" / "ceremonies" / "root-example.toml"
@@ -360,8 +361,12 @@ def test_sealing_registers_one_seal_key_per_process_start(
             keys = seal_keys(runtime)
             assert [k.seq for k in keys] == [first.seq, second]
             details = json.loads(keys[1].details)
-            assert details["audit_public_key"] == next(
-                k.public_key for k in world_keys(runtime) if k.key_class == "audit"
+            assert set(details) == {"public_key", "signature"}  # every field bound (docs/audit.md)
+            audit_key = next(k.public_key for k in world_keys(runtime) if k.key_class == "audit")
+            assert audit_key is not None
+            SM2PublicKey.from_bytes(bytes.fromhex(audit_key)).verify_der(
+                bytes.fromhex(details["signature"]),
+                seal_key_statement(keys[1].seq, keys[1].at, details["public_key"]),
             )
             seq = log_something(runtime, "after the restart", clock.now())
             with Session(runtime.engine) as session:

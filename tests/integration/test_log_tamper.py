@@ -316,7 +316,7 @@ class Verdict:
 
 def by_operation(world: World) -> Verdict:
     """``audit.verify`` at the embedded service, no officer signed in."""
-    with in_process(world.state, clock=FixedClock(NOW)) as (client, _runtime):
+    with in_process(world.state, clock=FixedClock(NOW), seal=False) as (client, _runtime):
         assert client.signer is None
         result = client.call(audit_ops.VERIFY, audit_ops.VerifyRequest())
     return Verdict(
@@ -423,7 +423,7 @@ def verdicts(world: World) -> list[Verdict]:
 def test_an_intact_world_verifies(world: World) -> None:
     for verdict in verdicts(world):
         assert verdict.ok, verdict.findings
-    with in_process(world.state, clock=FixedClock(NOW)) as (client, _runtime):
+    with in_process(world.state, clock=FixedClock(NOW), seal=False) as (client, _runtime):
         result = client.call(audit_ops.VERIFY, audit_ops.VerifyRequest())
     assert (result.events, result.newest_checkpoint) == (world.n, world.b)
     assert result.sealed == world.n - world.b
