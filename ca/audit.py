@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
@@ -97,6 +97,7 @@ __all__ = [
     "export_bundle",
     "inclusion_proof",
     "install_sealer",
+    "install_sealer_factory",
     "latest_checkpoint",
     "register_seal_key",
     "resumed_through",
@@ -181,6 +182,41 @@ def _sealer_for(session: Session) -> Sealer | None:
         return _sealers.get(database_of(session)) or _sealers.get("")
 
 
+SealerFactory = Callable[[Session], "Sealer | None"]
+_factories: dict[str, SealerFactory] = {}  # database -> how this process starts sealing late
+_making = threading.local()
+
+
+def install_sealer_factory(database: str, factory: SealerFactory | None) -> None:
+    """How this process starts sealing ``database`` at its first append that finds no sealer
+    (the root ceremony ran in another process after this one started): ``factory(session)``
+    registers a seal key in the caller's transaction and installs its sealer, or returns None."""
+    with _sealer_lock:
+        if factory is None:
+            _factories.pop(database, None)
+        else:
+            _factories[database] = factory
+
+
+def clear_sealer_factories() -> None:
+    with _sealer_lock:
+        _factories.clear()
+
+
+def _late_sealer(session: Session) -> Sealer | None:
+    if getattr(_making, "active", False):  # the factory's own registration entry
+        return None
+    with _sealer_lock:
+        factory = _factories.get(database_of(session))
+    if factory is None:
+        return None
+    _making.active = True
+    try:
+        return factory(session)
+    finally:
+        _making.active = False
+
+
 # -- appending ---------------------------------------------------------------------------------
 def append(
     session: Session,
@@ -196,6 +232,7 @@ def append(
     """Add an entry to the log in the caller's transaction (it commits with the change)."""
     if not actor or not action:
         raise AuditError("an audit entry needs an actor and an action")
+    sealer = _sealer_for(session) or _late_sealer(session)
     head = session.exec(select(AuditHead).where(AuditHead.id == 1).with_for_update()).one()
     seq = head.seq + 1
     text = canonical(details or {})
@@ -203,7 +240,6 @@ def append(
         leaf = LogEntry(seq, at, kind, actor, action, subject, object_sm3, text).leaf_hash()
     except CodecError as exc:
         raise AuditError(f"cannot log {action} on {subject!r}: {exc}") from None
-    sealer = _sealer_for(session)
     event = AuditEvent(
         seq=seq,
         at=at,
@@ -238,14 +274,19 @@ def register_seal_key(
     public_hex = public_key.compressed.hex()
     signature = raw_to_der(audit_signer.sign(seal_key_statement(seq, at, public_hex))).hex()
     actor, subject, details = seal_key_entry_fields(public_hex, signature)
-    event = append(
-        session,
-        actor=actor,
-        action=SEAL_KEY_ACTION,
-        subject=subject,
-        details=json.loads(details),
-        at=at,
-    )
+    outer = getattr(_making, "active", False)
+    _making.active = True  # a registration is its own proof: it never starts late sealing
+    try:
+        event = append(
+            session,
+            actor=actor,
+            action=SEAL_KEY_ACTION,
+            subject=subject,
+            details=json.loads(details),
+            at=at,
+        )
+    finally:
+        _making.active = outer
     if event.seq != seq:
         raise AuditError(f"the seal key's entry became {event.seq}, not {seq}")
     return event.seq

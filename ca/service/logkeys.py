@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass
 from typing import Final
 
+from sqlalchemy import event
 from sqlmodel import Session, select
 
 from ca import audit
@@ -38,7 +39,9 @@ from ca.service.runtime import Runtime
 from ca.signing import load_policy, token_signer
 from ca.store.db import transaction
 from ca.store.models import KeyRecord, LogCheckpoint
+from ca.tokens import EmbeddedVault
 from hsm.pkcs11.keys import KeyStore
+from hsm.pkcs11.token import TokenError, find_module, rescan
 from hsm.pkcs11.uri import Pkcs11Uri
 from hsm.signer import Signer, SoftwareSigner
 from hsm.sm.sm2 import SM2PublicKey
@@ -118,6 +121,58 @@ _seen: dict[str, int] = {}  # database URL -> the largest log size this process 
 _sealing_problems: dict[int, str] = {}  # id(runtime) -> why sealing could not start (logged)
 
 
+def log_store(vault: EmbeddedVault) -> KeyStore:
+    """The service's log token; rescanned once when missing (a root ceremony run by another
+    service process made it after this one loaded the PKCS#11 module)."""
+    try:
+        return vault.store(LOG_TOKEN)
+    except TokenError:
+        rescan(find_module())
+        return vault.store(LOG_TOKEN)
+
+
+def late_sealing(runtime: Runtime) -> audit.SealerFactory:
+    """What ``ca.audit.append`` calls when it finds no sealer for ``runtime``'s database: once
+    the log has a checkpoint and an audit key (a root ceremony ran, maybe in another process),
+    register a seal key in the appender's own transaction and seal from that entry on. If the
+    transaction rolls back, the sealer goes with it (its registration never existed)."""
+
+    def factory(session: Session) -> audit.Sealer | None:
+        if session.exec(select(LogCheckpoint.id).limit(1)).first() is None:
+            return None  # before the root ceremony's checkpoint, which covers these entries
+        record = audit_key_record(session)
+        if record is None:
+            return None
+        database = audit.database_of(session)
+        try:
+            with runtime.tokens(timeout=TOKEN_WAIT) as vault:
+                sealer = seal_in(session, audit_signer(log_store(vault), record), int(time.time()))
+        except JtcaError as exc:
+            _loud(f"jtca: cannot seal the audit log: {exc.title}: {exc.message}")
+            return None
+        public = audit_public_key(record).compressed.hex()
+        with _state_lock:
+            _sealing[id(runtime)] = _Sealing(id(runtime), public, sealer)
+        committed: list[bool] = []
+
+        def undo(_session: Session) -> None:
+            if committed:
+                return
+            with _state_lock:
+                if audit.current_sealer(database) is sealer:
+                    audit.install_sealer(None, database=database)
+                current = _sealing.get(id(runtime))
+                if current is not None and current.sealer is sealer:
+                    del _sealing[id(runtime)]
+
+        event.listen(session, "after_commit", lambda _s: committed.append(True), once=True)
+        event.listen(session, "after_rollback", undo, once=True)
+        log.info("sealing log entries late with seal key entry %d", sealer.key_seq)
+        return sealer
+
+    return factory
+
+
 def seal_in(session: Session, signer: Signer, at: int) -> audit.SessionSealer:
     """A fresh in-process SM2 session key registered under the audit key ``signer`` in the
     caller's transaction, and installed as the process's sealer at once (so an entry appended
@@ -170,7 +225,7 @@ def start_sealing(runtime: Runtime, now: int | None = None) -> int | None:
             public = audit_public_key(record).compressed.hex()
             try:
                 with runtime.tokens() as vault:
-                    signer = audit_signer(vault.store(LOG_TOKEN), record)
+                    signer = audit_signer(log_store(vault), record)
                     sealer = seal_in(session, signer, at)
                 session.flush()
             except BaseException:
@@ -183,7 +238,9 @@ def start_sealing(runtime: Runtime, now: int | None = None) -> int | None:
 
 def start_sealing_quietly(runtime: Runtime, now: int | None = None) -> int | None:
     """``start_sealing``, a failure logged once (the service serves on; its checkpointer tries
-    again, and refuses to sign over entries that carry no seal)."""
+    again, and refuses to sign over entries that carry no seal). From now on an append that
+    finds no sealer starts sealing itself (``late_sealing``)."""
+    audit.install_sealer_factory(audit.database_of(runtime.engine), late_sealing(runtime))
     try:
         key_seq = start_sealing(runtime, now)
     except JtcaError as exc:
@@ -205,7 +262,9 @@ def stop_sealing(runtime: Runtime | None = None) -> None:
         if runtime is None:
             _sealing.clear()
             audit.install_sealer(None)
+            audit.clear_sealer_factories()
             return
+        audit.install_sealer_factory(audit.database_of(runtime.engine), None)
         current = _sealing.pop(id(runtime), None)
         if current is None:
             return
@@ -387,7 +446,7 @@ def checkpoint_now(
         since, findings = pending_findings(session, runtime, public)
         if not findings:
             with runtime.tokens(timeout=TOKEN_WAIT) as vault:
-                signer = audit_signer(vault.store(LOG_TOKEN), record)
+                signer = audit_signer(log_store(vault), record)
                 made = audit.checkpoint(session, signer, at=now, origin=chosen)
             session.flush()
             session.expunge(made)  # still readable after the commit

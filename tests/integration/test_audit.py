@@ -29,7 +29,7 @@ from ca.log.note import (
     verify_checkpoint,
     verify_cosignature,
 )
-from ca.log.verify import verify_bundle
+from ca.log.verify import seal_key_statement, verify_bundle
 from ca.store.db import transaction
 from ca.store.models import AuditEvent, LogCosignature, LogNode, LogWitness, SerialCounter
 from hsm.signer import SoftwareSigner
@@ -541,7 +541,11 @@ def test_sealed_entries_verify_and_a_forged_row_does_not(database) -> None:  # t
             )
         registered = json.loads(rows[4].details)
         assert registered["public_key"] == session_key.public_key.compressed.hex()
-        assert registered["audit_public_key"] == audit_key.public_key.compressed.hex()
+        assert set(registered) == {"public_key", "signature"}  # the rest is bound, not stored
+        audit_key.public_key.verify_der(
+            bytes.fromhex(registered["signature"]),
+            seal_key_statement(5, T0 + 5, registered["public_key"]),
+        )
         assert audit.unsealed_since(session, 5, audit_key.public_key) == []
         report = audit.verify(session, checkpoints=[outside], audit_keys=[audit_key.public_key])
         assert report.ok, report.findings

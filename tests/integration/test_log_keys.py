@@ -472,8 +472,10 @@ def test_an_unsealed_entry_halts_the_checkpointer_for_good(world: World) -> None
     folder = CheckpointFolder(runtime.log_folder)
     before = folder.newest_size()
     log_something(runtime, "sealed", t0 + 1)
-    # An entry no sealing process wrote: what a row forged in the database looks like.
+    # An entry no sealing process wrote: what a row forged in the database looks like (no
+    # sealer, and no late sealing either: the writer is not this service).
     audit.install_sealer(None)
+    audit.install_sealer_factory(audit.database_of(runtime.engine), None)
     forged = log_something(runtime, "forged", t0 + 2)
     start_sealing(runtime)  # sealing again (a new seal key) does not launder it
     log_something(runtime, "sealed again", t0 + 3)
