@@ -487,10 +487,20 @@ def _mirror_proofs(client: Client, out: Path, current: ops.CurrentVersion) -> No
             if exc.status != 404:
                 print(f"jtca: warning: {name} version {sequence}: {exc.message}", file=sys.stderr)
             break
-        if found.sm3 != _sm3(path.read_bytes()):
+        from ca.log.entry import LogEntry
+        from ca.log.proofbundle import LogProof
+
+        mirrored = _sm3(path.read_bytes())
+        try:  # the proof's own entry must name the bytes mirrored, whatever the service says
+            logged = LogEntry.parse(LogProof.parse(found.proof).entry).object_sm3
+        except JtcaError as exc:
+            raise MirrorError(
+                f"the service sent an unreadable log proof of {name} version {sequence}: {exc}"
+            ) from None
+        if mirrored not in (found.sm3, logged) or found.sm3 != logged:
             raise MirrorError(
                 f"the service sent a log proof of {name} version {sequence} for other bytes "
-                f"(SM3 {found.sm3}) than the version mirrored"
+                f"(its entry names SM3 {logged}) than the version mirrored (SM3 {mirrored})"
             )
         write_atomically(proof_path, found.proof)
     current_proof = archive_path(out, name, current.sequence)

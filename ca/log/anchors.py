@@ -43,6 +43,8 @@ class AnchorError(NoteError):
     """A trust anchor file that cannot be trusted; the message names the file."""
 
     title = "Trust anchor refused"
+    exit_code = 3  # a certificate file that cannot be used as given: bad input
+    http_status = 422
 
 
 @dataclass(frozen=True, slots=True)

@@ -144,7 +144,10 @@ def read_checkpoints(
                 )
             )
     report.checkpoints = len(found)
-    return sorted(found, key=lambda f: f.checkpoint.size)
+    # by size; of equal trees a copy from outside the database is named first as the newest
+    return sorted(
+        found, key=lambda f: (f.checkpoint.size, not f.source.startswith("database checkpoint"))
+    )
 
 
 def _entry(row: Mapping[str, Any]) -> LogEntry:
@@ -390,7 +393,7 @@ def verify_bundle(
         head = int(bundle["size"])
         nodes = [(int(a), int(b), str(c)) for a, b, c in bundle["nodes"]]
         own = [
-            (f"{source} checkpoint {n}", str(text).encode())
+            (f"database checkpoint {n} (in {source})", str(text).encode())
             for n, text in enumerate(bundle["checkpoints"], 1)
         ]
         witnesses = [

@@ -464,8 +464,8 @@ def test_ceremony_officers_issuers_interop_audit(
         lambda: as_auditor.call(
             audit_ops.VERIFY, audit_ops.VerifyRequest(audit_certificates=[wrong])
         ),
-        status=409,
-        exit_code=8,
+        status=422,
+        exit_code=3,
         needle="lists.pem: C=CN, O=中华人民共和国交通运输部, CN=交通一卡通名单签名 2026 is not an "
         "audit key certificate",
     )
