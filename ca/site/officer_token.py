@@ -10,7 +10,6 @@ a hidden prompt, ``env:VAR`` or ``file:PATH``, never the command line.
 # The named exception to "ca.cli imports no hsm" (issue #11): an officer's own token.
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,15 +17,15 @@ from typing import Final
 
 from ca.client.http import Client
 from ca.client.session import RequestSigner, SessionData
-from ca.errors import BadInput, JtcaError
+from ca.errors import JtcaError
 from ca.officer_auth import approval_statement, body_digest, enrolment_message, sign_in_message
 from ca.ops import approvals as approval_ops
 from ca.ops import auth as auth_ops
 from ca.ops.base import Empty
-from hsm.pkcs11.keys import KeyStore, TokenKey
-from hsm.pkcs11.signer import TokenSigner
-from hsm.pkcs11.token import PinSource, PromptPin, Token, pin_source_from_spec
-from hsm.sm.sm2 import SM2PrivateKey, SM2PublicKey
+from ca.site.personal_token import PersonalToken, create_softhsm_token
+from ca.site.personal_token import pin_source as personal_pin_source
+from hsm.pkcs11.token import PinSource
+from hsm.sm.sm2 import SM2PrivateKey
 
 KEY_LABEL: Final = "officer-auth"
 
@@ -42,29 +41,20 @@ class DecisionRefused(JtcaError):
 
 def pin_source(spec: str | None, officer: str) -> PinSource:
     """``env:VAR`` or ``file:PATH``; ``None`` or ``prompt`` asks at a hidden prompt."""
-    if spec is None or spec == "prompt":
-        return PromptPin(f"PIN of {officer}'s token: ")
-    if not (spec.startswith("env:") or spec.startswith("file:")):
-        raise BadInput(
-            "--pin-source: use env:VAR, file:PATH or prompt (the value given is not repeated "
-            "here, in case it was a PIN; a PIN is never "
-            "typed on the command line)"
-        )
-    return pin_source_from_spec(spec)
+    return personal_pin_source(spec, f"PIN of {officer}'s token: ")
 
 
 def create_embedded_token(state: Path, label: str, pin: str) -> None:
     """A fresh SoftHSM2 token for one officer under the state folder (tests, the demo)."""
-    from hsm.softhsm import init_token, token_labels, use_softhsm
-
-    use_softhsm(state / "softhsm2")
-    if label in token_labels():
-        raise BadInput(f"a token labelled {label!r} already exists")
-    init_token(label, pin, secrets.token_hex(8))
+    create_softhsm_token(state / "softhsm2", label, pin)
 
 
-class OfficerToken:
+class OfficerToken(PersonalToken):
     """One officer's token, opened with their PIN."""
+
+    key_label = KEY_LABEL
+    holder = "an officer"
+    keygen = "jtca officer keygen --token {label}"
 
     def __init__(
         self,
@@ -74,71 +64,15 @@ class OfficerToken:
         module: str | None = None,
         state: Path | None = None,
     ) -> None:
-        if module is None:
-            from ca.tokens import state_dir
-            from hsm.softhsm import use_softhsm
+        from ca.tokens import state_dir
 
-            use_softhsm((state or state_dir()) / "softhsm2")
-        self.label = label
-        self.module = module
-        self._token = Token(label, pin, module=module)
-        self._store = KeyStore(self._token)
-        self._signer: TokenSigner | None = None
-
-    def _key(self) -> TokenKey | None:
-        for key in self._store.list_keys():
-            if key.label == KEY_LABEL and key.public_key is not None:
-                return key
-        return None
-
-    def generate_key(self) -> SM2PublicKey:
-        """Generate the officer's key in the token (once: an existing key is refused)."""
-        if self._key() is not None:
-            raise BadInput(
-                f"token {self.label!r} already holds an officer key ({KEY_LABEL}); enrol it, "
-                "or use a fresh token for a new key"
-            )
-        key = self._store.generate_sm2(KEY_LABEL)
-        if key.public_key is None:  # pragma: no cover - generate_sm2 returns the point
-            raise BadInput(f"token {self.label!r} returned no public key")
-        return key.public_key
-
-    def signer(self) -> TokenSigner:
-        if self._signer is None:
-            from ca.signing import load_policy, vendor_mechanisms
-
-            key = self._key()
-            if key is None:
-                raise BadInput(
-                    f"token {self.label!r} holds no officer key: make one with "
-                    f"jtca officer keygen --token {self.label}"
-                )
-            self._signer = TokenSigner(
-                self._store, key.uri, vendor_mechanisms=vendor_mechanisms(load_policy())
-            )
-        return self._signer
-
-    @property
-    def public_key(self) -> SM2PublicKey:
-        return self.signer().public_key
-
-    def sign(self, message: bytes) -> bytes:
-        return self.signer().sign(message)
+        super().__init__(label, pin, module=module, softhsm=(state or state_dir()) / "softhsm2")
 
     def proof(self, officer_id: str) -> bytes:
         """Proof of possession for an enrolment (``ca.officer_auth.enrolment_message``)."""
         return self.sign(
             enrolment_message(officer=officer_id, public_key=self.public_key.uncompressed)
         )
-
-    def close(self) -> None:
-        self._token.close()
-
-    def __enter__(self) -> OfficerToken:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def sign_in(
