@@ -17,8 +17,8 @@ auditor runs with no service), and for some cases through the real ``jtca`` comm
 cannot be forged (they need the service's session key, which never leaves its memory).
 
 Last, the service started on a tampered database must not certify the tampering: its
-checkpointer refuses to sign. Gaps found while writing these tests are kept as strict xfails
-whose reasons name the defect.
+checkpointer refuses to sign (halts), and only a ministry root officer's recorded ``audit.resume``
+lets unsealed entries through — never a cut, rolled-back or rewritten tree.
 """
 
 from __future__ import annotations
