@@ -103,32 +103,10 @@ def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
     print(json.dumps(data, ensure_ascii=False, indent=2) if args.json else text)
 
 
-class _GivenPin:
-    """A PIN already read (a new token's, asked for once and used twice)."""
-
-    def __init__(self, pin: str) -> None:
-        self._pin = pin
-
-    def pin(self) -> str:
-        return self._pin
-
-    def describe(self) -> str:
-        return "the PIN given for the new token"
-
-
 def _new_pin(spec: str | None, officer: str) -> str:
-    from ca.site.officer_token import pin_source
+    from ca.site.personal_token import new_pin
 
-    if spec is not None and spec != "prompt":
-        return pin_source(spec, officer).pin()
-    import getpass
-
-    first = getpass.getpass(f"New PIN for {officer}'s token: ")
-    if not first:
-        raise BadInput("no PIN entered")
-    if getpass.getpass("The same PIN again: ") != first:
-        raise BadInput("the two PINs differ; nothing was made")
-    return first
+    return new_pin(spec, officer)
 
 
 def _token(args: argparse.Namespace, pin: Any = None) -> Any:
@@ -209,7 +187,9 @@ def cmd_keygen(args: argparse.Namespace) -> int:
                 "--create-token makes a SoftHSM2 token in the state folder; a USB key is "
                 "initialised with its vendor's tool, then named with --module and --token"
             )
-        pin = _GivenPin(_new_pin(args.pin_source, args.officer))
+        from ca.site.personal_token import GivenPin
+
+        pin = GivenPin(_new_pin(args.pin_source, args.officer))
         create_embedded_token(desk.state(), label, pin.pin())
     token = _token(args, pin)
     try:

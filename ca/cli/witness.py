@@ -129,32 +129,10 @@ def _iso(at: int | None) -> str | None:
     return iso_utc(at) if at is not None else None
 
 
-class _GivenPin:
-    """A PIN already read (a new token's, asked for once and used twice)."""
-
-    def __init__(self, pin: str) -> None:
-        self._pin = pin
-
-    def pin(self) -> str:
-        return self._pin
-
-    def describe(self) -> str:
-        return "the PIN given for the new token"
-
-
 def _new_pin(spec: str | None, name: str) -> str:
-    from ca.witness.token import pin_source
+    from ca.site.personal_token import new_pin
 
-    if spec is not None and spec != "prompt":
-        return pin_source(spec, name).pin()
-    import getpass
-
-    first = getpass.getpass(f"New PIN for witness {name}'s token: ")
-    if not first:
-        raise BadInput("no PIN entered")
-    if getpass.getpass("The same PIN again: ") != first:
-        raise BadInput("the two PINs differ; nothing was made")
-    return first
+    return new_pin(spec, f"witness {name}")
 
 
 def _read_cert(path: Path, what: str) -> bytes:
@@ -201,7 +179,9 @@ def cmd_init(args: argparse.Namespace) -> int:
     softhsm = None if args.module else (desk.state() / "softhsm2").resolve()
     pin: Any = None
     if args.create_token and softhsm is not None:
-        pin = _GivenPin(_new_pin(args.pin_source, args.name))
+        from ca.site.personal_token import GivenPin
+
+        pin = GivenPin(_new_pin(args.pin_source, args.name))
         create_embedded_token(softhsm, label, pin.pin())
     token = WitnessToken(
         label, pin or pin_source(args.pin_source, args.name), module=args.module, softhsm=softhsm

@@ -36,6 +36,34 @@ def pin_source(spec: str | None, prompt: str) -> PinSource:
     return pin_source_from_spec(spec)
 
 
+class GivenPin:
+    """A PIN already read (a new token's, asked for once and used twice)."""
+
+    def __init__(self, pin: str) -> None:
+        self._pin = pin
+
+    def pin(self) -> str:
+        return self._pin
+
+    def describe(self) -> str:
+        return "the PIN given for the new token"
+
+
+def new_pin(spec: str | None, whose: str) -> str:
+    """The PIN of a token about to be made for ``whose`` ("mot-root-1", "witness w1"): from
+    ``env:``/``file:``, else asked twice at a hidden prompt."""
+    if spec is not None and spec != "prompt":
+        return pin_source(spec, f"PIN of {whose}'s token: ").pin()
+    import getpass
+
+    first = getpass.getpass(f"New PIN for {whose}'s token: ")
+    if not first:
+        raise BadInput("no PIN entered")
+    if getpass.getpass("The same PIN again: ") != first:
+        raise BadInput("the two PINs differ; nothing was made")
+    return first
+
+
 def create_softhsm_token(softhsm: Path, label: str, pin: str) -> None:
     """A fresh SoftHSM2 token ``label`` in the SoftHSM2 folder ``softhsm`` (refused if taken)."""
     from hsm.softhsm import init_token, token_labels, use_softhsm
