@@ -24,10 +24,10 @@ from typing import Any
 
 import pytest
 from guangzhou_world import CITY_TOKEN, MINISTRY_TOKEN, PROVINCE_TOKEN, guangzhou_generated
+from log_intact import log_intact
 from officer_desk import DeskClient
 from sqlmodel import col, select
 
-from ca.audit import verify
 from ca.client.http import ServiceError
 from ca.clock import FixedClock, iso_utc
 from ca.ops import city
@@ -84,7 +84,7 @@ class World:
 
     def audit(self) -> list[AuditEvent]:
         with transaction(self.runtime.engine) as session:
-            assert verify(session).ok
+            assert log_intact(session)
             rows = list(session.exec(select(AuditEvent).order_by(col(AuditEvent.seq))))
             session.expunge_all()
             return rows
