@@ -52,6 +52,7 @@ class Action:
     AUDIT_CHECKPOINT: Final = "audit.checkpoint"
     LOG_WITNESS: Final = "log.witness"  # issue #13: register or remove a witness of the log
     AUDIT_RESUME: Final = "audit.resume"  # issue #13: let checkpoints cover a halt's entries
+    SYSTEM_RECOVER: Final = "system.recover"  # issue #14: finish or undo what a crash left
     OFFICER_ENROL: Final = "officer.enrol"  # issue #12: certify an officer's token key
     OFFICER_APPROVE: Final = "officer.approve"  # the second officer of an enrolment
     OFFICER_SUSPEND: Final = "officer.suspend"  # suspend, reinstate, revoke a certificate

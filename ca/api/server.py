@@ -198,6 +198,14 @@ def serve(args: argparse.Namespace) -> int:
     if args.idle_exit:
         _idle_watch(server, activity, args.idle_exit)
     runtime.start_log()  # seal entries, sign checkpoints (never fails the start: logged)
+    from ca.service.recovery import recover_quietly
+
+    for item in recover_quietly(runtime, now=int(time.time())):  # what a crash left (#14)
+        print(
+            f"jtca serve: recovered intent {item.intent} ({item.operation} on {item.subject}): "
+            f"{item.result}: {item.outcome}",
+            file=sys.stderr,
+        )
     print(
         f"jtca serve: {where} (state {state.resolve()}, database {runtime.database})",
         file=sys.stderr,

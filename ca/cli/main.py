@@ -46,6 +46,7 @@ COMMANDS: dict[str, str] = {
     "init": "service",
     "config": "service",
     "service": "service",
+    "recover": "service",
     "qr": "qr",
     "token": "token",
     "audit": "audit",

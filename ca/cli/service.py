@@ -35,6 +35,13 @@ def register(sub: Any) -> None:
     q.set_defaults(handler=cmd_status)
     q = ssub.add_parser("stop", help="stop the embedded service of the state folder")
     q.set_defaults(handler=cmd_stop)
+    r = sub.add_parser(
+        "recover",
+        help="finish or undo every operation a crash left unfinished (service and this site)",
+    )
+    r.add_argument("--operation", metavar="NAME", help="only this operation (city.generate, …)")
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(handler=cmd_recover)
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -104,3 +111,40 @@ def cmd_stop(args: argparse.Namespace) -> int:
     else:
         print(f"jtca service: no embedded service running for {state.resolve()}")
     return 0
+
+
+def cmd_recover(args: argparse.Namespace) -> int:
+    """Recover at the service (an officer allowed system.recover), then this site's own token
+    work (key packages opened, backups restored) left by a dead client."""
+    from ca.cli import desk
+    from ca.ops import system as ops
+
+    result = desk.call(ops.RECOVER, ops.RecoverRequest(operation=args.operation))
+    site = _recover_site(args.operation)
+    data: dict[str, Any] = {
+        "recovered": [r.model_dump() for r in result.recovered] + site,
+        "open": [i.model_dump() for i in result.open],
+    }
+    if args.json:
+        print(json.dumps(data))
+    else:
+        items = data["recovered"]
+        if not items:
+            print("nothing to recover")
+        for item in items:
+            print(
+                f"intent {item['intent']} ({item['operation']} on {item['subject']}): "
+                f"{item['result']}: {item['outcome']}"
+            )
+        for info in result.open:
+            who = "its process is running" if info.owner_alive else "not recovered"
+            print(f"still open: intent {info.intent} ({info.operation} on {info.subject}), {who}")
+    failed = [r for r in data["recovered"] if r["result"] == "failed"]
+    return 5 if failed else 0
+
+
+def _recover_site(operation: str | None) -> list[dict[str, Any]]:
+    """This site's journal (ca.site.recovery), when this client has one."""
+    from ca.site.recovery import recover_site_here
+
+    return recover_site_here(operation)

@@ -556,3 +556,27 @@ class ListAcknowledgment(SQLModel, table=True):
     terminals: int | None = None
     reported_at: int = Field(sa_type=BigInteger)
     report: str = Field(max_length=64)  # SHA-256 of the report file
+
+
+class Intent(SQLModel, table=True):
+    """An operation that touches a token or files, written before the token or the file system
+    is touched and settled after (issue #14): ``open`` until the operation's own last
+    transaction marks it ``completed``, or recovery rolls it ``rolled-forward`` or
+    ``rolled-back`` (``ca.service.recovery``). ``plan`` names everything the operation may
+    leave behind (token, labels and ids, files, serials) so recovery finds it without guessing;
+    ``progress`` records the steps done so far. ``owner`` is the process (host:pid:start time)
+    that began it: recovery touches an intent only when its owner is gone."""
+
+    __tablename__ = "intent"
+
+    id: int | None = Field(default=None, primary_key=True)
+    operation: str = Field(max_length=50, index=True)
+    subject: str = Field(max_length=200)
+    state: str = Field(default="open", max_length=20, index=True)
+    owner: str = Field(max_length=200)
+    actor: str = Field(max_length=200)
+    plan: str  # canonical JSON
+    progress: str = "{}"  # canonical JSON
+    began_at: int = Field(sa_type=BigInteger)
+    ended_at: int | None = Field(default=None, sa_type=BigInteger)
+    outcome: str | None = Field(default=None, max_length=1000)
