@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from hsm.names import token_label
 from hsm.pkcs11.keys import KeyStore, TokenKey
 from hsm.pkcs11.token import FilePin, Token, TokenError
 from hsm.softhsm import init_token, token_labels, use_softhsm
@@ -37,7 +38,7 @@ def embedded_token(label: str, state: Path | None = None, *, create: bool = True
     when ``create`` is true."""
     folder = (state or state_dir()) / "softhsm2"
     use_softhsm(folder)
-    pin_file = folder / f"{label}.pin"
+    pin_file = folder / f"{token_label(label)}.pin"  # BadName (exit 3): no path in a label
     if label not in token_labels():
         if not create:
             raise TokenError(
@@ -48,7 +49,7 @@ def embedded_token(label: str, state: Path | None = None, *, create: bool = True
         pin = secrets.token_hex(8)
         so_pin = secrets.token_hex(8)
         init_token(label, pin, so_pin)
-        fd = os.open(pin_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = os.open(pin_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "w") as out:
             out.write(pin + "\n")
     token = Token(label, FilePin(pin_file))
