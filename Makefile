@@ -1,4 +1,4 @@
-.PHONY: demo test bench
+.PHONY: demo test bench crash
 
 # First command of the README: set up a fresh clone, show the QR chain once, then open the
 # officers' console on demo data (seeded on first use under state/).
@@ -22,3 +22,10 @@ bench:
 	  .venv/bin/python bench/tui_keys.py && \
 	  .venv/bin/python bench/service.py --postgres "$$pg"; \
 	  status=$$?; scripts/pg-test-server stop; exit $$status
+
+# The long crash run (issue #14): 100 trials per operation (kill -9 at every token and file
+# boundary and at random moments), each line 'crash <operation>: trials T, kills K, failures F'.
+# The suite runs the same harness with 5 trials per operation.
+crash:
+	scripts/bootstrap
+	JTCA_CRASH_TRIALS=$${JTCA_CRASH_TRIALS:-100} .venv/bin/python -m pytest tests/crash -q -s -p no:randomly

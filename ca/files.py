@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 from ca.errors import BadInput
+from hsm.crashpoints import crash_point
 
 
 def write_atomically(path: Path, data: bytes) -> None:
@@ -26,6 +27,7 @@ def write_atomically(path: Path, data: bytes) -> None:
             out.flush()
             os.fsync(out.fileno())
         os.chmod(tmp, 0o644)
+        crash_point("files.write:before-rename")  # the temporary file whole, not yet in place
         os.replace(tmp, path)
     except OSError as exc:
         with contextlib.suppress(OSError):
