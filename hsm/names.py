@@ -9,13 +9,15 @@ the embedded vault's PIN files), ceremony labels, list types, file names.
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 from typing import Final
 
 from hsm.errors import JtcaError
 
 # PKCS#11 CK_TOKEN_INFO.label is 32 bytes, blank padded
-TOKEN_LABEL: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")
+TOKEN_LABEL: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}")
 # CKA_LABEL of an object: jtca's own labels (card-440100-g1, transport-44-1790000000, …)
 OBJECT_LABEL: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 # a file name inside a folder jtca owns: no separator, no leading dot, no '..'
@@ -40,7 +42,10 @@ def _check(pattern: re.Pattern[str], what: str, value: object, rule: str) -> str
 
 def token_label(value: object, what: str = "token label") -> str:
     return _check(
-        TOKEN_LABEL, what, value, "1-32 characters: letters, digits, '-' and '_', not first"
+        TOKEN_LABEL,
+        what,
+        value,
+        "1-32 characters: letters, digits, '.', '-' and '_' (not first; no '..')",
     )
 
 
@@ -64,3 +69,15 @@ def file_name(value: object, what: str = "file name") -> str:
 
 def slug(value: object, what: str = "name") -> str:
     return _check(SLUG, what, value, "1-64 characters: lower-case letters, digits and '-'")
+
+
+def path_in(folder: Path, name: object, what: str = "file name") -> Path:
+    """``folder / name`` for a plain ``name`` (``file_name``'s pattern), refused if the result
+    would resolve outside ``folder`` (a symbolic link already planted under that name)."""
+    checked = file_name(name, what)
+    path = folder / checked
+    if os.path.islink(path):
+        target = os.path.realpath(path)
+        if os.path.commonpath([target, os.path.realpath(folder)]) != os.path.realpath(folder):
+            raise BadName(f"{what} {checked!r}: {path} is a symbolic link out of {folder}")
+    return path

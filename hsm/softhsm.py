@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 from typing import Final
 
+from hsm.names import token_label
 from hsm.pkcs11.token import MODULE_LOCK, TokenError, find_module, load_module, rescan
 
 CONF_ENV: Final = "SOFTHSM2_CONF"
@@ -50,7 +51,12 @@ def use_softhsm(folder: Path) -> Path:
 
 
 def init_token(label: str, pin: str, so_pin: str) -> None:
-    """Initialise a fresh token in the configured SoftHSM2 folder and make it visible."""
+    """Initialise a fresh token in the configured SoftHSM2 folder and make it visible.
+
+    The label is checked first (``hsm.names.token_label``, BadName exit 3): the embedded
+    default keeps each token's PIN file beside it as ``<label>.pin``, so a label is a file name.
+    """
+    token_label(label)
     if CONF_ENV not in os.environ:
         raise TokenError("call use_softhsm(folder) before creating SoftHSM2 tokens")
     result = subprocess.run(

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import ClassVar, Final, Self
 
 from ca.errors import BadInput
+from hsm.names import token_label
 from hsm.pkcs11.keys import KeyStore, TokenKey
 from hsm.pkcs11.signer import TokenSigner
 from hsm.pkcs11.token import PinSource, PromptPin, Token, pin_source_from_spec
@@ -68,8 +69,7 @@ def create_softhsm_token(softhsm: Path, label: str, pin: str) -> None:
     """A fresh SoftHSM2 token ``label`` in the SoftHSM2 folder ``softhsm`` (refused if taken)."""
     from hsm.softhsm import init_token, token_labels, use_softhsm
 
-    if len(label.encode("utf-8")) > LABEL_MAX:
-        raise BadInput(f"--token: {label!r} is longer than {LABEL_MAX} bytes")
+    token_label(label, "--token")  # BadName (exit 3): 1-32 letters, digits, '-', '_'
     use_softhsm(softhsm)
     if label in token_labels():
         raise BadInput(f"a token labelled {label!r} already exists in {softhsm}")
@@ -87,6 +87,7 @@ class PersonalToken:
         if module is None:
             from hsm.softhsm import use_softhsm
 
+            token_label(label, "--token")  # the embedded SoftHSM2 made it: a checked label
             use_softhsm(softhsm)
         self.label = label
         self.module = module

@@ -32,6 +32,7 @@ from pkcs11.attributes import ALL_CAPABILITIES
 from pkcs11.constants import DEFAULT
 from pkcs11.types import Key, UnwrapMixin, WrapMixin
 
+from hsm.names import object_label
 from hsm.pkcs11.token import ObjectMissing, Token, TokenError
 from hsm.pkcs11.uri import Pkcs11Uri
 from hsm.sm.sm2 import SM2_CURVE_OID_DER, SM2PrivateKey, SM2PublicKey
@@ -164,6 +165,9 @@ class KeyStore:
     def _refuse_duplicate_label(self, label: str) -> None:
         if not label:
             raise TokenError("a key label must not be empty")
+        # Every key made or installed passes here: its label must fit hsm.names' pattern
+        # (BadName, exit 3) — labels name package files and appear in paths further on.
+        object_label(label)
 
         def exists(session: pkcs11.Session) -> bool:
             # consume the search fully: an abandoned search outlives its session

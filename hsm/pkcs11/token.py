@@ -183,16 +183,28 @@ class EnvPin:
 
 
 class FilePin:
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    """A PIN read from a file. ``nofollow`` (the embedded default's own PIN files, which jtca
+    wrote) refuses a symbolic link in the file's place instead of following it out of the
+    folder; a PIN file an operator names (``file:PATH``) may be a link (mounted secrets are)."""
+
+    def __init__(self, path: str | os.PathLike[str], *, nofollow: bool = False) -> None:
         self.path = Path(path)
+        self.nofollow = nofollow
 
     def pin(self) -> str:
+        flags = os.O_RDONLY | (os.O_NOFOLLOW if self.nofollow else 0)
         try:
-            value = self.path.read_text(encoding="utf-8").strip()
+            fd = os.open(self.path, flags)
+            with os.fdopen(fd, "rb") as source:
+                raw = source.read(4096)
         except OSError as exc:
             raise TokenError(
                 f"cannot read PIN file {self.path}: {exc.strerror}", title="No PIN"
             ) from None
+        try:
+            value = raw.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            raise TokenError(f"PIN file {self.path} is not UTF-8 text", title="No PIN") from None
         if not value:
             raise TokenError(f"PIN file {self.path} is empty", title="No PIN")
         return value
