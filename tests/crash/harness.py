@@ -292,7 +292,9 @@ def reused_serials(trial: Trial) -> list[str]:
         "select ca_key, serial, count(*) from interop_certificate group by ca_key, serial "
         "having count(*) > 1"
     )
-    problems = [f"serial {serial} of CA key {key[:16]}… issued {n} times" for key, serial, n in rows]
+    problems = [
+        f"serial {serial} of CA key {key[:16]}… issued {n} times" for key, serial, n in rows
+    ]
     for key, next_serial in trial.query("select ca_key, next_serial from serial_counter"):
         top = trial.query("select max(serial) from interop_certificate where ca_key = ?", key)
         if top and top[0][0] is not None and top[0][0] >= next_serial:
@@ -337,8 +339,9 @@ def check_invariants(
     problems += audit_findings(trial)
     trial.stop_service()  # the tokens are read with the service down
     unrecorded, missing = key_gaps(trial)
-    problems += [f"key {k} in the token with no record" for k in sorted(unrecorded - base.unrecorded)]
-    problems += [f"record of key {k} with no key in the token" for k in sorted(missing - base.missing)]
+    new_orphans = sorted(unrecorded - base.unrecorded)
+    problems += [f"key {k} in the token with no record" for k in new_orphans]
+    problems += [f"record of key {k}, no key in the token" for k in sorted(missing - base.missing)]
     return problems
 
 
@@ -398,7 +401,9 @@ class Template:
         return self._baseline
 
 
-def boundaries(template: Template, run: Callable[[Trial, str | None], Any], where: Path) -> list[str]:
+def boundaries(
+    template: Template, run: Callable[[Trial, str | None], Any], where: Path
+) -> list[str]:
     """The crash points ``run`` reaches, in order (a clean run with JTCA_CRASH_TRACE)."""
     trial = template.trial(where)
     trace = where / "trace.txt"
@@ -433,7 +438,8 @@ class Tally:
     failures: list[str] = field(default_factory=list)
 
     def line(self) -> str:
-        return f"crash {self.name}: trials {self.trials}, kills {self.kills}, failures {len(self.failures)}"
+        failures = len(self.failures)
+        return f"crash {self.name}: trials {self.trials}, kills {self.kills}, failures {failures}"
 
 
 def run_trials(
@@ -456,7 +462,7 @@ def run_trials(
     Trials cycle over every boundary (``boundaries``); every third trial instead SIGKILLs the
     service at a random moment of the operation's clean duration."""
     count = trials if trials is not None else TRIALS
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 - when to kill, not a secret
     base = template.baseline()
     started = time.monotonic()
     points = boundaries(template, run, tmp / f"{name}-trace")
