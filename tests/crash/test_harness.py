@@ -68,3 +68,48 @@ def test_the_invariants_catch_an_orphan_a_stray_file_and_a_dead_intent(
     assert any("MOT-KEYS" in p and "orphan-1" in p and "no record" in p for p in problems), problems
     assert any(".city-list.der.abc123.tmp" in p for p in problems), problems
     assert any("no.such-op" in p and "still open" in p for p in problems), problems
+
+
+def test_recover_needs_an_officer_the_policy_allows(
+    crash_template: Template, tmp_path: Path
+) -> None:
+    trial = crash_template.trial(tmp_path / "t")
+    trial.login("auditor-1")
+    refused = trial.jtca("recover", officer="auditor-1", ok=None)
+    assert refused.returncode != 0
+    assert "system.recover" in refused.stderr
+    nobody = trial.jtca("recover", ok=None)
+    assert nobody.returncode != 0
+    assert "jtca login" in nobody.stderr
+
+
+def test_an_intent_no_recoverer_knows_is_reported_not_dropped(
+    crash_template: Template, tmp_path: Path
+) -> None:
+    trial = crash_template.trial(tmp_path / "t")
+    trial.stop_service()
+    dead = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import os, signal, sys; from ca.store.db import make_engine;"
+            "from ca.store import intents;"
+            "intents.begin(make_engine(sys.argv[1]), 'no.such-op', 'x', {}, actor='t', now=1);"
+            "os.kill(os.getpid(), signal.SIGKILL)",
+            f"sqlite:///{trial.state / 'jtca.db'}",
+        ],
+        env=trial.env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert dead.returncode == -9, dead.stderr
+    trial.login(ROOT_OFFICER)
+    result = trial.jtca("recover", "--json", officer=ROOT_OFFICER, ok=None)
+    assert result.returncode == 5
+    report = json.loads(result.stdout)
+    assert [(r["operation"], r["result"]) for r in report["recovered"]] == [
+        ("no.such-op", "failed")
+    ]
+    assert "no recoverer" in report["recovered"][0]["outcome"]
+    assert [i["operation"] for i in report["open"]] == ["no.such-op"]
