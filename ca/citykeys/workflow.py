@@ -31,10 +31,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Callable, Sequence
+import logging
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import pkcs11
 from sqlalchemy.engine import Engine
@@ -61,8 +62,11 @@ from ca.lifecycle import KeyState
 from ca.ops.packages import package_file_name, transport_key_label
 from ca.registry.divisions import default_divisions
 from ca.signing import load_policy
+from ca.store import intents
 from ca.store.db import transaction
+from ca.store.intents import IntentRef
 from ca.store.models import CityKey, KeyApplication, KeyCopy, KeyPackageRecord, TransportKey
+from hsm.crashpoints import crash_point
 from hsm.envelope import (
     PackageRefused,
     forget_import,
@@ -72,7 +76,7 @@ from hsm.envelope import (
     verify_package,
 )
 from hsm.errors import InvalidKey
-from hsm.pkcs11.keys import KeyKind, KeyNotFound, TokenKey
+from hsm.pkcs11.keys import KeyKind, KeyNotFound, KeyStore, TokenKey
 from hsm.pkcs11.uri import Pkcs11Uri, UriError
 from hsm.sm.sm2 import SM2PublicKey
 from hsm.sm.sm3 import sm3
@@ -82,6 +86,8 @@ GENERATE: Final = "city-key.generate"
 DELIVER: Final = "city-key.deliver"
 IMPORT: Final = "city-key.import"
 REGISTER_TRANSPORT: Final = "transport-key.register"
+log = logging.getLogger("jtca.citykeys")
+
 REFETCH: Final = "city-key.package-fetched"  # the audit action of a package fetched again
 
 GENERATED: Final = "generated"
@@ -227,11 +233,233 @@ def active_transport_key(engine: Engine, holder: str) -> TransportKey | None:
 
 
 # -- generation -----------------------------------------------------------------------------
+GENERATE_INTENT: Final = "city.generate"  # the intent of a generation (ca.store.intents)
+RENEW_INTENT: Final = "city.renew"  # the intent of a renewal (ca.citykeys.renewal)
+CITY_KEY_INTENTS: Final = (GENERATE_INTENT, RENEW_INTENT)
+ORPHANS_DESTROYED: Final = "city-key.orphans-destroyed"  # stale objects under planned labels
+_OBJECT_TYPES: Final = {  # the key objects a city key leaves in the ministry token
+    pkcs11.ObjectClass.PRIVATE_KEY: "private",
+    pkcs11.ObjectClass.SECRET_KEY: "secret-key",
+    pkcs11.ObjectClass.PUBLIC_KEY: "public",
+}
+
+
+def generation_subject(application_id: int) -> str:
+    """The subject of an application's generation intent."""
+    return f"application {application_id}"
+
+
+def planned_key(
+    *, label: str, kind: str, city: str, key_class: str, generation: int
+) -> dict[str, Any]:
+    """One key object of an intent's plan. Its CKA_ID is drawn at random by the token layer
+    when the key is made, so it cannot be named beforehand: it is noted (``progress.made``) as
+    soon as the key exists, and the label — unique to a class, a city and a generation, and
+    claimed by one open intent at a time (``begin_city_key_intent``) — finds the objects of a
+    key whose id a crash kept from being noted."""
+    return {
+        "label": label,
+        "kind": kind,
+        "city": city,
+        "class": key_class,
+        "generation": generation,
+        "id": None,  # random (hsm.pkcs11.keys): see progress.made
+    }
+
+
+def planned_labels(intent: IntentRef) -> list[str]:
+    """The object labels an intent of a city key operation planned."""
+    return [str(o["label"]) for o in intent.plan.get("objects", [])]
+
+
+def begin_city_key_intent(
+    engine: Engine,
+    operation: str,
+    subject: str,
+    plan: Mapping[str, Any],
+    *,
+    actor: str,
+    now: int,
+) -> IntentRef:
+    """Write the intent of a generation or renewal before the ministry token is touched. The
+    ministry's transport key row is locked first, so intents that make keys in its token begin
+    one at a time, and one is refused (IntentBusy, exit 75) while another open intent — of a
+    live process, or one recovery has not reached — names one of its labels: an object under a
+    planned label that no record names is then this intent's own, to destroy on the way back."""
+    labels = {str(o["label"]) for o in plan["objects"]}
+    with transaction(engine) as session:
+        session.exec(
+            select(TransportKey)
+            .where(TransportKey.holder == MINISTRY)
+            .where(TransportKey.status == "active")
+            .with_for_update()
+        ).all()
+        for other in intents.open_intents(session):
+            if other.operation not in CITY_KEY_INTENTS:
+                continue
+            if (other.operation, other.subject) == (operation, subject):
+                continue  # begin_in's own refusal names it
+            shared = sorted(labels & set(planned_labels(other)))
+            if shared:
+                raise intents.IntentBusy(
+                    f"{other.operation} on {other.subject} (intent {other.id}, begun by "
+                    f"{other.actor}) is making {', '.join(shared)}: wait for it, or run "
+                    "`jtca recover` if its process is gone"
+                )
+        return intents.begin_in(session, operation, subject, plan, actor=actor, now=now)
+
+
+def _labelled_objects(store: KeyStore, label: str) -> list[tuple[str, bytes]]:
+    """(URI type, CKA_ID) of every key object labelled ``label`` in the store's token: private
+    and secret keys first (destroying a private key takes its public half with it), then public
+    keys (a half-made pair)."""
+
+    def collect(session: pkcs11.Session) -> list[tuple[str, bytes]]:
+        found = []
+        for obj in list(session.get_objects({pkcs11.Attribute.LABEL: label})):
+            kind = _OBJECT_TYPES.get(pkcs11.ObjectClass(obj[pkcs11.Attribute.CLASS]))
+            if kind is not None:
+                found.append((kind, bytes(obj[pkcs11.Attribute.ID])))
+        return sorted(found, key=lambda f: f[0] == "public")
+
+    return store.token.run(collect)
+
+
+def destroy_unrecorded(engine: Engine, store: KeyStore, labels: Sequence[str]) -> list[str]:
+    """Destroy every key object of the store's token under one of ``labels`` whose CKA_ID no
+    city key record names (no key without its record); returns the URIs destroyed. Idempotent:
+    a second run finds nothing. A label recorded with a URI that names no id is left alone."""
+    if not labels:
+        return []
+    with Session(engine) as session:
+        recorded = {
+            label: Pkcs11Uri.parse(uri).id
+            for label, uri in session.exec(
+                select(CityKey.label, CityKey.ministry_uri).where(col(CityKey.label).in_(labels))
+            )
+        }
+    destroyed: list[str] = []
+    for label in labels:
+        if label in recorded and recorded[label] is None:
+            continue
+        for kind, key_id in _labelled_objects(store, label):
+            if recorded.get(label) == key_id:
+                continue
+            uri = store.uri(label, key_id, kind)
+            with contextlib.suppress(KeyNotFound):  # a public half gone with its private key
+                store.destroy(uri)
+                destroyed.append(str(uri))
+    return destroyed
+
+
+def destroy_stale(
+    engine: Engine, store: KeyStore, intent: IntentRef, *, actor: str, now: int
+) -> None:
+    """Before the first key is made: objects under the intent's labels that no record names
+    were left by a crash before intents were written (no open intent claims them: they would
+    be refused as duplicate labels for ever). Destroyed, noted and audited."""
+    stale = destroy_unrecorded(engine, store, planned_labels(intent))
+    if stale:
+        with transaction(engine) as session:
+            intents.note_in(session, intent.id, stale_destroyed=stale)
+            audit.append(
+                session,
+                actor=actor,
+                action=ORPHANS_DESTROYED,
+                subject=intent.subject,
+                details={"intent": intent.id, "token": intent.plan["token"], "destroyed": stale},
+                at=now,
+            )
+
+
+def make_planned_key(
+    engine: Engine,
+    store: KeyStore,
+    intent: IntentRef,
+    planned: Mapping[str, Any],
+    made: dict[str, Any],
+) -> TokenKey:
+    """Generate one planned key, between its crash points, and note it (label, id, URI)."""
+    label, kind = str(planned["label"]), str(planned["kind"])
+    crash_point(f"{intent.operation}:before-token")
+    key = store.generate_sm2(label) if kind == KeyKind.SM2.value else store.generate_sm4(label)
+    crash_point(f"{intent.operation}:after-token")
+    made[label] = {"id": key.key_id.hex(), "uri": str(key.uri)}
+    intents.note(engine, intent.id, made=made)
+    return key
+
+
+def undo_city_key_intent(
+    engine: Engine, store: KeyStore, intent: IntentRef, *, now: int, error: BaseException
+) -> None:
+    """The clean way back of a generation or renewal that failed: its unrecorded objects are
+    destroyed and the intent abandoned. When even that fails (the token gone), the intent stays
+    open for recovery at the next start and the original error is raised."""
+    try:
+        destroyed = destroy_unrecorded(engine, store, planned_labels(intent))
+        intents.abandon(
+            engine,
+            intent.id,
+            now=now,
+            outcome=f"failed: {error}; destroyed {len(destroyed)} object(s)"[:1000],
+        )
+    except Exception as exc:  # the original error is the one to report
+        log.warning(
+            "intent %s (%s): undo failed, left for recovery: %s", intent.id, intent.operation, exc
+        )
+
+
+def recover_city_key_intent(
+    engine: Engine, vault: Vault, intent: IntentRef, *, actor: str, now: int
+) -> None:
+    """Recovery of a generation or renewal whose process died (``ca.service.recovery``): every
+    object under a planned label that no record names is destroyed (found by label and id);
+    then the intent is settled and audited (``intent.recover``) — rolled forward when the
+    records were committed (they are written with the intent's completion, in one transaction,
+    so this is defence only), else rolled back: the application stays approved, a renewed
+    key keeps no successor, and the operation is simply run again. Idempotent."""
+    labels = planned_labels(intent)
+    token = str(intent.plan["token"])
+    store = vault.store(token)
+    destroyed = destroy_unrecorded(engine, store, labels)
+    crash_point(f"{intent.operation}:recover-destroyed")
+    with transaction(engine) as session:
+        recorded = sorted(
+            session.exec(select(CityKey.label).where(col(CityKey.label).in_(labels))).all()
+        )
+        forward = bool(labels) and recorded == sorted(labels)
+        intents.settle(
+            session,
+            intent,
+            state=intents.ROLLED_FORWARD if forward else intents.ROLLED_BACK,
+            outcome=(
+                f"the records of {', '.join(recorded)} were committed"
+                if forward
+                else f"destroyed {len(destroyed)} unrecorded object(s) of {len(labels)} planned"
+            ),
+            now=now,
+            actor=actor,
+            details={
+                "token": token,
+                "labels": labels,
+                "recorded": recorded,
+                "destroyed": destroyed,
+            },
+        )
+
+
 def generate(
     engine: Engine, vault: Vault, actor: Actor, application_id: int, *, now: int
 ) -> list[CityKey]:
     """The key sets of an approved application, in the ministry token, one distinct key per
-    city and class. A city that already has a live key of a class is refused (renew it)."""
+    city and class. A city that already has a live key of a class is refused (renew it).
+
+    Crash-safe (issue #14): the intent ``city.generate`` on ``application N`` names the token
+    and every label before the token is touched; each key is noted as it is made; the records,
+    the application's state and the intent's completion are one transaction. A failure destroys
+    what was made; a crash leaves it to ``recover_city_key_intent``. Objects under a planned
+    label that no record names (left by a crash before intents were written) are destroyed
+    first, so such a run is not refused as a duplicate label."""
     policy = load_policy()
     classes = policy.city_key_classes
     if not classes:
@@ -276,17 +504,32 @@ def generate(
             for city in cities
             for cls in classes
         }
+    plan: dict[str, Any] = {
+        "token": ministry.token,
+        "application": application_id,
+        "objects": [
+            planned_key(
+                label=f"{cls.name}-{city}-g{generations[(city, cls.name)]}",
+                kind=cls.algorithm,
+                city=city,
+                key_class=cls.name,
+                generation=generations[(city, cls.name)],
+            )
+            for city in cities
+            for cls in classes
+        ],
+    }
     store = vault.store(ministry.token)
+    intent = begin_city_key_intent(
+        engine, GENERATE_INTENT, generation_subject(application_id), plan, actor=actor.id, now=now
+    )
     made: list[TokenKey] = []
     try:
-        for city in cities:
-            for cls in classes:
-                label = f"{cls.name}-{city}-g{generations[(city, cls.name)]}"
-                made.append(
-                    store.generate_sm2(label)
-                    if cls.algorithm == "sm2"
-                    else store.generate_sm4(label)
-                )
+        destroy_stale(engine, store, intent, actor=actor.id, now=now)
+        noted: dict[str, Any] = {}
+        for planned in intent.plan["objects"]:
+            made.append(make_planned_key(engine, store, intent, planned, noted))
+        crash_point(f"{GENERATE_INTENT}:before-record")
         rows: list[CityKey] = []
         with transaction(engine) as session:
             application = session.exec(
@@ -331,11 +574,12 @@ def generate(
                         at=now,
                     )
                     rows.append(row)
-            return [detached(session, r) for r in rows]
-    except BaseException:
-        for key in made:  # no key without its record
-            with contextlib.suppress(KeyNotFound):
-                store.destroy(key.uri)
+            intents.complete(session, intent.id, now=now)
+            result = [detached(session, r) for r in rows]
+        crash_point(f"{GENERATE_INTENT}:after-record")
+        return result
+    except BaseException as exc:
+        undo_city_key_intent(engine, store, intent, now=now, error=exc)
         raise
 
 
