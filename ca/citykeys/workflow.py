@@ -790,11 +790,13 @@ def record_delivery(
     *,
     now: int,
     written: Callable[[Sealed], None] | None = None,
+    intent_id: int | None = None,
 ) -> list[Sealed]:
     """Record the packages of a delivery and move each key on, audited, all or none. A key that
     moved on meanwhile, or a package recorded before (``replayed``), refuses the whole delivery.
     ``written`` runs inside the transaction for each package (writing it: a failure rolls the
-    records back)."""
+    records back). ``intent_id``: the delivery's intent (``ca.store.intents``), completed in the
+    same transaction as the records (issue #14: sealed packages and their records are one)."""
     results: list[Sealed] = []
     with transaction(engine) as session:
         for hop, data in packages:
@@ -846,7 +848,78 @@ def record_delivery(
             if written is not None:
                 written(sealed)
             results.append(sealed)
+        if intent_id is not None:
+            from ca.store import intents as delivery_intents
+
+            delivery_intents.complete(session, intent_id, now=now, outcome="recorded")
     return results
+
+
+@dataclass(frozen=True, slots=True)
+class AwaitingImport:
+    """A key delivered already whose package, recorded, awaits import: what a rerun of its
+    delivery fetches again (issue #14) instead of refusing a key that moved on."""
+
+    key_id: int
+    label: str
+    recipient: str
+    file_name: str
+
+
+def awaiting_import(
+    engine: Engine, actor: Actor, key_ids: Sequence[int], *, now: int
+) -> tuple[list[int], list[AwaitingImport]]:
+    """Split a delivery's keys: those still to deliver, and those delivered already (to the
+    province or the city) whose package awaits import and that ``actor`` may fetch again (the
+    ministry's officers, or the addressee's province's). Nothing changes."""
+    to_deliver: list[int] = []
+    awaiting: list[AwaitingImport] = []
+    with Session(engine) as session:
+        for key_id in key_ids:
+            key = session.get(CityKey, key_id)
+            if key is None or key.stage not in (TO_PROVINCE, TO_CITY):
+                to_deliver.append(key_id)  # plan_delivery says what is wrong with it
+                continue
+            recipient = key.province if key.stage == TO_PROVINCE else key.city
+            waiting = session.exec(
+                select(KeyPackageRecord.package_id)
+                .where(KeyPackageRecord.city_key_id == key_id)
+                .where(KeyPackageRecord.recipient == recipient)
+                .where(col(KeyPackageRecord.imported_at).is_(None))
+                .where(col(KeyPackageRecord.data).is_not(None))
+            ).first()
+            if waiting is None or KeyState(key.state) not in _LIVE:
+                to_deliver.append(key_id)
+                continue
+            if is_ministry(actor):
+                allowed(actor, DELIVER, key.city, key.key_class, now)
+            elif actor.province == _holder_province(recipient):
+                allowed(actor, IMPORT, key.city, key.key_class, now)
+            else:
+                to_deliver.append(key_id)
+                continue
+            awaiting.append(
+                AwaitingImport(
+                    key_id, key.label, recipient, package_file_name(key.label, recipient)
+                )
+            )
+    return to_deliver, awaiting
+
+
+def application_keys_awaiting_import(engine: Engine, application_id: int) -> list[int]:
+    """The keys of an application delivered (to the province or the city) and not yet
+    imported: a rerun of ``deliver --application`` after a crash fetches their packages."""
+    with Session(engine) as session:
+        return [
+            k
+            for k in session.exec(
+                select(CityKey.id)
+                .where(CityKey.application_id == application_id)
+                .where(col(CityKey.stage).in_([TO_PROVINCE, TO_CITY]))
+                .order_by(col(CityKey.id))
+            )
+            if k is not None
+        ]
 
 
 def deliver(
