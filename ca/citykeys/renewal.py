@@ -12,7 +12,6 @@ runs it; running it twice changes nothing the second time.
 
 from __future__ import annotations
 
-import contextlib
 from typing import Final
 
 from sqlalchemy.engine import Engine
@@ -29,22 +28,43 @@ from ca.citykeys.common import (
     get_key,
     transport_key,
 )
-from ca.citykeys.workflow import INSTALLED, record_generated
+from ca.citykeys.workflow import (
+    INSTALLED,
+    RENEW_INTENT,
+    begin_city_key_intent,
+    destroy_stale,
+    make_planned_key,
+    planned_key,
+    record_generated,
+    undo_city_key_intent,
+)
 from ca.clock import iso_utc
 from ca.expiry import DAY
 from ca.lifecycle import KeyEvent, KeyState, transition
 from ca.signing import load_policy
+from ca.store import intents
 from ca.store.db import transaction
 from ca.store.models import CityKey
-from hsm.pkcs11.keys import KeyNotFound
+from hsm.crashpoints import crash_point
 from policies.rules import Actor
 
 RENEW: Final = "city-key.renew"
 SWEEPER: Final = "jtca-sweep"  # the actor of time-driven transitions
 
 
+def renewal_subject(key_id: int) -> str:
+    """The subject of a key's renewal intent: the key renewed (its successor is one per key)."""
+    return f"key {key_id}"
+
+
 def renew(engine: Engine, vault: Vault, actor: Actor, key_id: int, *, now: int) -> CityKey:
-    """The successor of key ``key_id`` (see the module docstring); returns the new key."""
+    """The successor of key ``key_id`` (see the module docstring); returns the new key.
+
+    Crash-safe (issue #14): the intent ``city.renew`` on ``key N`` names the ministry token and
+    the successor's label before the token is touched; the key is noted (id, URI) once made;
+    the successor's record, the predecessor's link and the intent's completion are one
+    transaction. A failure destroys the new object; a crash leaves it to
+    ``ca.citykeys.workflow.recover_city_key_intent``, which leaves the predecessor untouched."""
     policy = load_policy()
     with transaction(engine) as session:
         old = get_key(session, key_id, lock=False)
@@ -63,10 +83,29 @@ def renew(engine: Engine, vault: Vault, actor: Actor, key_id: int, *, now: int) 
         ministry = transport_key(session, MINISTRY)
         generation = old.generation + 1
         session.expunge(old)
-    store = vault.store(ministry.token)
     label = f"{old.key_class}-{old.city}-g{generation}"
-    made = store.generate_sm2(label) if cls.algorithm == "sm2" else store.generate_sm4(label)
+    plan = {
+        "token": ministry.token,
+        "key": key_id,
+        "predecessor": old.label,
+        "objects": [
+            planned_key(
+                label=label,
+                kind=cls.algorithm,
+                city=old.city,
+                key_class=old.key_class,
+                generation=generation,
+            )
+        ],
+    }
+    store = vault.store(ministry.token)
+    intent = begin_city_key_intent(
+        engine, RENEW_INTENT, renewal_subject(key_id), plan, actor=actor.id, now=now
+    )
     try:
+        destroy_stale(engine, store, intent, actor=actor.id, now=now)
+        made = make_planned_key(engine, store, intent, intent.plan["objects"][0], {})
+        crash_point(f"{RENEW_INTENT}:before-record")
         with transaction(engine) as session:
             old = get_key(session, key_id)
             if old.successor_id is not None or old.state != KeyState.ACTIVE.value:
@@ -101,10 +140,12 @@ def renew(engine: Engine, vault: Vault, actor: Actor, key_id: int, *, now: int) 
                 },
                 at=now,
             )
-            return detached(session, new)
-    except BaseException:
-        with contextlib.suppress(KeyNotFound):  # no key without its record
-            store.destroy(made.uri)
+            intents.complete(session, intent.id, now=now)
+            result = detached(session, new)
+        crash_point(f"{RENEW_INTENT}:after-record")
+        return result
+    except BaseException as exc:
+        undo_city_key_intent(engine, store, intent, now=now, error=exc)
         raise
 
 

@@ -39,8 +39,11 @@ from ca.ops.base import Empty
 from ca.registry.divisions import default_divisions
 from ca.service.approvals import verify_decision
 from ca.service.context import Context
+from ca.service.recovery import RecoveryFailed, recover, recoverer
 from ca.service.registry import handles
+from ca.service.runtime import Runtime
 from ca.signing import load_policy
+from ca.store.intents import IntentRef
 from ca.store.models import CityKey, KeyApplication
 from hsm.pkcs11.keys import KeyStore
 from policies.rules import Actor, Policy
@@ -309,10 +312,45 @@ def decide(ctx: Context, request: ops.DecideRequest) -> ops.Decision:
     )
 
 
+# -- crash recovery of the key-making operations (issue #14) ----------------------------------
+@recoverer(workflow.GENERATE_INTENT)
+def _recover_generation(runtime: Runtime, intent: IntentRef, actor: str, now: int) -> None:
+    """A generation whose process died: its unrecorded objects destroyed, the application left
+    approved (``ca.citykeys.workflow.recover_city_key_intent``)."""
+    with runtime.tokens() as vault:
+        workflow.recover_city_key_intent(runtime.engine, vault, intent, actor=actor, now=now)
+
+
+@recoverer(workflow.RENEW_INTENT)
+def _recover_renewal(runtime: Runtime, intent: IntentRef, actor: str, now: int) -> None:
+    """A renewal whose process died: its unrecorded object destroyed, the predecessor as it
+    was (no successor), so the key is renewed again by a rerun."""
+    with runtime.tokens() as vault:
+        workflow.recover_city_key_intent(runtime.engine, vault, intent, actor=actor, now=now)
+
+
+def _recover_city_key_work(ctx: Context, operation: str, subject: str, now: int) -> None:
+    """Before a generation or a renewal: recover what dead runs of either left (any subject:
+    their labels are in the same ministry token and may be the ones this run needs), so a
+    rerun after a crash just works. Refused (RecoveryFailed) only when this operation's own
+    earlier run could not be recovered; another's failure is logged, and refuses this run
+    only if it claims one of its labels (IntentBusy, from ``begin_city_key_intent``)."""
+    for name in workflow.CITY_KEY_INTENTS:
+        for item in recover(ctx.runtime, now=now, operation=name):
+            if item.result == "failed" and (item.operation, item.subject) == (operation, subject):
+                raise RecoveryFailed(
+                    f"{operation} on {subject}: an earlier run left intent {item.intent} that "
+                    f"could not be recovered: {item.outcome}"
+                )
+
+
 @handles(ops.GENERATE)
 def generate(ctx: Context, request: ops.GenerateRequest) -> ops.KeyList:
     actor = ctx.actor()
     now = ctx.now()
+    _recover_city_key_work(
+        ctx, workflow.GENERATE_INTENT, workflow.generation_subject(request.application), now
+    )
     with ctx.runtime.tokens() as vault:
         keys = workflow.generate(ctx.engine, vault, actor, request.application, now=now)
     return ops.KeyList(keys=_views(keys, now))
@@ -385,6 +423,7 @@ def summary(ctx: Context, request: ops.SummaryRequest) -> ops.KeySummary:
 def renew(ctx: Context, request: ops.KeyRequest) -> ops.KeyView:
     actor = ctx.actor()
     now = ctx.now()
+    _recover_city_key_work(ctx, workflow.RENEW_INTENT, renewal.renewal_subject(request.key), now)
     with ctx.runtime.tokens() as vault:
         successor = renewal.renew(ctx.engine, vault, actor, request.key, now=now)
     return key_view(successor, now)
