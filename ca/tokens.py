@@ -10,16 +10,64 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 from hsm.names import token_label
 from hsm.pkcs11.keys import KeyStore, TokenKey
-from hsm.pkcs11.token import FilePin, Token, TokenError
+from hsm.pkcs11.token import FilePin, PinSource, Token, TokenError, find_module, rescan
 from hsm.softhsm import init_token, token_labels, use_softhsm
 
 STATE_ENV: Final = "JTCA_STATE"
+# Finding a token while other processes log in to it (issue #14, point 6): SoftHSM2 rewrites a
+# token's token.object at every login (its flags), and a look-up that reads it meanwhile sees
+# the token with no label ("Token missing") or fails (CKR_GENERAL_ERROR, "Token unavailable").
+# Both pass within milliseconds: the look-up is tried again, after one rescan for a token that
+# another process made since this one loaded the module.
+FIND_TRIES: Final = 6
+PASSING: Final = ("Token missing", "Token unavailable")
+
+
+def _pause(attempt: int) -> None:
+    time.sleep(0.01 * 2**attempt)  # 20, 40, 80, 160, 320 ms: 0.6 s in all
+
+
+def open_token(
+    label: str, pin_source: PinSource, module: str | os.PathLike[str] | None = None
+) -> Token:
+    """``Token(label, pin_source)``, found despite the passing states above. The caller holds
+    the runtime's token lock (a rescan voids other tokens' sessions, which they notice)."""
+    for attempt in range(1, FIND_TRIES + 1):
+        try:
+            return Token(label, pin_source, module)
+        except TokenError as exc:
+            if exc.title not in PASSING or attempt == FIND_TRIES:
+                raise
+            if attempt == 1 and exc.title == "Token missing":
+                rescan(find_module(module))
+                continue
+        _pause(attempt)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def token_present(label: str) -> bool:
+    """Whether the configured module has a token labelled ``label``, not mistaking a token
+    being rewritten by another process for an absent one (a second token of the same label
+    would be made): looked for again after a rescan and a few pauses before it is absent."""
+    for attempt in range(1, FIND_TRIES - 2):
+        try:
+            found = label in token_labels()
+        except Exception:  # a PKCS#11 error of a passing state: look again
+            found = False
+        if found:
+            return True
+        if attempt == 1:
+            rescan(find_module())
+        else:
+            _pause(attempt - 1)
+    return False
 
 
 def state_dir() -> Path:
@@ -39,7 +87,7 @@ def embedded_token(label: str, state: Path | None = None, *, create: bool = True
     folder = (state or state_dir()) / "softhsm2"
     use_softhsm(folder)
     pin_file = folder / f"{token_label(label)}.pin"  # BadName (exit 3): no path in a label
-    if label not in token_labels():
+    if not token_present(label):
         if not create:
             raise TokenError(
                 f"no token labelled {label!r} in the embedded SoftHSM2 under {folder} "
@@ -52,7 +100,7 @@ def embedded_token(label: str, state: Path | None = None, *, create: bool = True
         fd = os.open(pin_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "w") as out:
             out.write(pin + "\n")
-    token = Token(label, FilePin(pin_file))
+    token = open_token(label, FilePin(pin_file))
     return EmbeddedToken(token, KeyStore(token), pin_file)
 
 
