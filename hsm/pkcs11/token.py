@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import errno
 import functools
 import getpass
 import hashlib
@@ -211,6 +212,18 @@ class FilePin:
 
     def describe(self) -> str:
         return f"file:{self.path}"
+
+
+def write_pin_file(path: str | os.PathLike[str], pin: str) -> None:
+    """Write an embedded token's PIN file (mode 0600): never through a symbolic link planted
+    in its place (O_NOFOLLOW), and a refusal is a typed TokenError naming the file."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        why = "a symbolic link is in its place" if exc.errno == errno.ELOOP else exc.strerror
+        raise TokenError(f"cannot write PIN file {path}: {why}", title="PIN file refused") from None
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(pin + "\n")
 
 
 class PromptPin:
