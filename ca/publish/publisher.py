@@ -27,10 +27,18 @@ Inside them:
    is signed by the list-signing key, then loaded back exactly as a terminal would (signature,
    signer certified by the root, type, sequence, freshness) — a list a terminal would refuse is
    never published;
-4. the version is written to ``archive/<type>/<type>-<sequence>.der`` (write, fsync, rename),
-   then recorded with its bytes and audited in the run's transaction; after the commit the
-   current ``<type>.der`` and its JSON rendering are replaced atomically: a reader sees the old
-   list or the new one, never a part. A failed run removes the archive files it wrote.
+4. before the token signs, one intent per list type (``lists.publish``, subject the type;
+   ``ca.store.intents``) is committed naming the folder, the sequence expected, the archive
+   file and the current files; the version is recorded with its bytes and audited, and its
+   sequence noted on the intent, in the run's transaction; after the commit it is written to
+   ``archive/<type>/<type>-<sequence>.der`` and the current ``<type>.json`` and ``<type>.der``
+   are replaced (each write: a temporary file, fsync, rename), so a reader sees the old list
+   or the new one, never a part; then the intents are completed.
+
+A run killed anywhere leaves at most: stray ``.<name>.<random>.tmp`` files (removed by the next
+run's sweep, under the folder lock), or a recorded version whose files are missing (written from
+the database's copy by recovery, ``recover``, or the next run's repair). A version never
+recorded leaves no file. See docs/publisher.md, "A publisher killed mid-run".
 
 ``dry_run`` reads only (no lock, no token): it reports what would change and why.
 """
@@ -41,6 +49,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import socket
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -62,14 +71,19 @@ from ca.lists.build import build_list
 from ca.lists.render import entry_to_dict, render_json
 from ca.lists.verify import VerifiedList, load_list
 from ca.publish.sources import content_digest, entries_for
+from ca.store import intents
 from ca.store.db import transaction
+from ca.store.intents import IntentRef
 from ca.store.models import CertificateRecord, ListVersion, ListVersionFile
+from hsm.crashpoints import crash_point
 from hsm.pkcs11.keys import KeyStore
 from hsm.signer import Signer
 from hsm.sm.sm3 import sm3
 from policies.rules import Actor, Subject
 
 PUBLISH: Final = "list.publish"
+OPERATION: Final = "lists.publish"  # the intent's operation (issue #14); its subject: the type
+TEMP_SUFFIX: Final = ".tmp"  # ca.files.write_atomically's temporary files: .<name>.<random>.tmp
 EMERGENCY: Final = "list.emergency-publish"
 HOUR: Final = 3600
 DEFAULT_VALIDITY: Final = 24 * HOUR  # nextUpdate = thisUpdate + 24 h
@@ -274,33 +288,141 @@ def version_bytes(session: Session, out_dir: Path, recorded: ListVersion) -> byt
 
 
 def _repair(session: Session, out_dir: Path, recorded: ListVersion) -> None:
-    """Make the newest recorded version the folder's current file (and archive it) if it is
-    not."""
+    """Make the newest recorded version the folder's current file, and its archive file whole,
+    if they are not (a crash after the record, a version another service process published)."""
     list_type = ListType(recorded.list_type)
     current = current_path(out_dir, list_type)
-    with contextlib.suppress(FileNotFoundError):
-        if _sha256(current.read_bytes()) == recorded.sha256:
+    with contextlib.suppress(OSError):
+        held = current.read_bytes()
+        if _sha256(held) == recorded.sha256:
+            _ensure_archived(session, out_dir, recorded, held)
             return
-    data = version_bytes(session, out_dir, recorded)
-    archived = out_dir / recorded.file
-    if data is None:
+    data = _ensure_archived(session, out_dir, recorded)
+    _write_current(out_dir, list_type, data, decode_signed_list(data).content)
+
+
+def _ensure_archived(
+    session: Session, out_dir: Path, recorded: ListVersion, known: bytes | None = None
+) -> bytes:
+    """The recorded version's bytes, its archive file in ``out_dir`` written (from ``known``,
+    bytes already checked against the record, else the database's copy) when it is missing or
+    not the one recorded."""
+    list_type = ListType(recorded.list_type)
+    archived = archive_path(out_dir, list_type, recorded.sequence)
+    with contextlib.suppress(OSError):
+        data = archived.read_bytes()
+        if _sha256(data) == recorded.sha256:
+            return data
+    data_or_none = known if known is not None else version_bytes(session, out_dir, recorded)
+    if data_or_none is None:
         raise PublishError(
             f"version {recorded.sequence} of the {list_type.value} is recorded but neither its "
             f"archive file {archived} nor the database holds its bytes: restore the file from "
             "backup before publishing"
         )
-    whole = False
-    with contextlib.suppress(OSError):
-        whole = _sha256(archived.read_bytes()) == recorded.sha256
-    if not whole:
-        archived.parent.mkdir(parents=True, exist_ok=True)
-        write_atomically(archived, data)
-    _write_current(out_dir, list_type, data, decode_signed_list(data).content)
+    archived.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(archived, data_or_none)
+    return data_or_none
 
 
 def _write_current(out_dir: Path, list_type: ListType, data: bytes, content: Any) -> None:
+    """The JSON rendering first, then the DER list terminals load: each replaced whole (a
+    reader sees the old file or the new one); a crash between leaves the old DER current,
+    which the next run or recovery replaces."""
     write_atomically(out_dir / f"{list_type.value}.json", render_json(content).encode("utf-8"))
+    crash_point(f"{OPERATION}:after-json")
     write_atomically(current_path(out_dir, list_type), data)
+
+
+def _stray(folder: Path) -> list[Path]:
+    """The temporary files ``write_atomically`` left in ``folder`` when its process died."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    return [folder / n for n in names if n.startswith(".") and n.endswith(TEMP_SUFFIX)]
+
+
+def sweep(session: Session, out_dir: Path, list_types: Sequence[ListType]) -> list[str]:
+    """Remove what a dead run left in the folder (called with the folder's lock held, so no
+    live writer of it is mid-write): stray temporary files in the folder and its archive
+    folders, and archive files above the newest recorded sequence of their list (written by a
+    run before this release, which archived before recording, and never recorded). Returns the
+    paths removed, relative to the folder."""
+    removed: list[Path] = _stray(out_dir)
+    for list_type in list_types:
+        folder = out_dir / "archive" / list_type.value
+        removed += _stray(folder)
+        newest = latest(session, list_type)
+        top = newest.sequence if newest is not None else 0
+        prefix = f"{list_type.value}-"
+        with contextlib.suppress(OSError):
+            for name in os.listdir(folder):
+                number = name[len(prefix) : -len(".der")]
+                ours = name.startswith(prefix) and name.endswith(".der") and number.isdigit()
+                if ours and int(number) > top:
+                    removed.append(folder / name)
+    for path in removed:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+    return [p.relative_to(out_dir).as_posix() for p in removed]
+
+
+# -- the intent (issue #14) ----------------------------------------------------------------
+def _plan_of(out_dir: Path, list_type: ListType, sequence: int) -> dict[str, Any]:
+    """What a run may leave behind for ``list_type``: the folder (on this host), the version
+    it expects to publish, its archive file and the current files, relative to the folder."""
+    return {
+        "host": socket.gethostname(),
+        "folder": str(out_dir.resolve()),
+        "list_type": list_type.value,
+        "sequence": sequence,
+        "archive": archive_path(out_dir, list_type, sequence).relative_to(out_dir).as_posix(),
+        "current": [f"{list_type.value}.der", f"{list_type.value}.json"],
+    }
+
+
+def _begin(
+    engine: Engine, settings: Settings, actor: Actor, now: int, deadline: float
+) -> dict[ListType, IntentRef]:
+    """One intent per list type (subject: the type), committed before the token signs or a
+    file is written. Not exclusive: publishers of several folders run at once and take turns
+    on the database's lock; the sequence a run really publishes is noted with its record."""
+    while True:
+        try:
+            with transaction(engine) as session:
+                begun: dict[ListType, IntentRef] = {}
+                for list_type in settings.types:
+                    previous = latest(session, list_type)
+                    expected = (previous.sequence if previous else 0) + 1
+                    begun[list_type] = intents.begin_in(
+                        session,
+                        OPERATION,
+                        list_type.value,
+                        _plan_of(settings.out_dir, list_type, expected),
+                        actor=actor.id,
+                        now=now,
+                        exclusive=False,
+                    )
+                return begun
+        except OperationalError as exc:
+            if not _busy(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(_POLL)
+
+
+def _end_intents(
+    engine: Engine, begun: dict[ListType, IntentRef], now: int, outcomes: dict[ListType, str]
+) -> None:
+    with transaction(engine) as session:
+        for list_type, intent in begun.items():
+            intents.complete(session, intent.id, now=now, outcome=outcomes.get(list_type, "done"))
+
+
+def _abandon(engine: Engine, begun: dict[ListType, IntentRef], now: int, why: str) -> None:
+    for intent in begun.values():
+        with contextlib.suppress(Exception):  # the error being raised is the one to report
+            intents.abandon(engine, intent.id, now=now, outcome=why)
 
 
 # -- one run ---------------------------------------------------------------------------------
@@ -328,9 +450,12 @@ def publish(
         raise PublishError("publishing needs the list-signing key")
     deadline = time.monotonic() + settings.lock_timeout
     with folder_lock(settings.out_dir, settings.lock_timeout):
+        with Session(engine) as session:
+            sweep(session, settings.out_dir, settings.types)
+        begun = _begin(engine, settings, actor, now, deadline)
+        crash_point(f"{OPERATION}:after-intent")
         outcomes: list[Outcome] = []
-        made: list[tuple[ListType, bytes, VerifiedList]] = []
-        archived: list[Path] = []
+        made: list[tuple[ListType, int, bytes, VerifiedList]] = []
         try:
             with database_lock(engine, max(0.0, deadline - time.monotonic())) as session:
                 for list_type in settings.types:
@@ -347,28 +472,119 @@ def publish(
                         now,
                         emergency=emergency,
                         reason=reason,
-                        archived=archived,
                     )
                     outcomes.append(outcome)
-                    if verified is not None and outcome.data is not None:
-                        made.append((list_type, outcome.data, verified))
+                    if verified is not None and outcome.data is not None and outcome.sequence:
+                        made.append((list_type, outcome.sequence, outcome.data, verified))
+                        # with the record: recovery rolls forward exactly what was recorded
+                        intents.note_in(
+                            session,
+                            begun[list_type].id,
+                            sequence=outcome.sequence,
+                            sha256=outcome.sha256,
+                            recorded=True,
+                        )
+                crash_point(f"{OPERATION}:before-commit")
         except IntegrityError:
-            _remove(archived)
+            _abandon(engine, begun, now, "a version was published meanwhile; nothing recorded")
             raise PublishError(
                 "a list version was published meanwhile by another publisher: run again"
             ) from None
-        except BaseException:
-            _remove(archived)  # no archived version without its record
+        except BaseException as exc:
+            _abandon(engine, begun, now, f"failed before recording: {exc}"[:500])
             raise
-        for list_type, data, verified in made:
-            _write_current(settings.out_dir, list_type, data, verified)
+        crash_point(f"{OPERATION}:after-record")
+        try:
+            for list_type, sequence, data, verified in made:
+                path = archive_path(settings.out_dir, list_type, sequence)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                write_atomically(path, data)
+                crash_point(f"{OPERATION}:after-archive")
+                _write_current(settings.out_dir, list_type, data, verified)
+                crash_point(f"{OPERATION}:after-current")
+        except BaseException as exc:
+            # the versions are recorded: the next run in this folder (or recovery) writes them
+            why = f"recorded; files not written ({exc}): the next run writes them"
+            _end_intents(engine, begun, now, dict.fromkeys(begun, why))
+            raise
+        _end_intents(
+            engine,
+            begun,
+            now,
+            {o.list_type: f"{o.action} {o.sequence or 0}" for o in outcomes},
+        )
+        crash_point(f"{OPERATION}:after-complete")
     return outcomes
 
 
-def _remove(paths: Sequence[Path]) -> None:
-    for path in paths:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
+def recover(
+    engine: Engine, intent: IntentRef, *, actor: str, now: int, lock_timeout: float = 60.0
+) -> None:
+    """Recovery of a ``lists.publish`` intent whose run died (``ca.service.lists`` registers
+    it). The run noted its sequence in the transaction that recorded the version, so:
+
+    - recorded: rolled forward — the version's archive file, and the current files if it is
+      still the newest version, are written from the database's copy of its bytes;
+    - not recorded: rolled back — nothing of it is in the database, and the folder keeps
+      nothing of it either.
+
+    Either way stray temporary files and archive files above the newest recorded sequence are
+    removed, under the folder's lock. A folder on another host (or gone) is left to that
+    folder's own next run, which sweeps and repairs it the same way; the database needs
+    nothing. Idempotent: a recovery cut short is run again."""
+    plan = intent.plan
+    list_type = ListType(str(plan.get("list_type", intent.subject)))
+    folder = Path(str(plan.get("folder", "")))
+    here = plan.get("host") == socket.gethostname() and folder.is_absolute() and folder.is_dir()
+    sequence = intent.progress.get("sequence")
+    removed: list[str] = []
+    written: list[str] = []
+    with Session(engine) as session:
+        recorded = version(session, list_type, int(sequence)) if isinstance(sequence, int) else None
+    if here:
+        with folder_lock(folder, lock_timeout), Session(engine) as session:
+            removed = sweep(session, folder, (list_type,))
+            if recorded is not None:
+                archived = archive_path(folder, list_type, recorded.sequence)
+                if not archived.exists():
+                    written.append(archived.relative_to(folder).as_posix())
+                _ensure_archived(session, folder, recorded)
+            newest = latest(session, list_type)
+            if newest is not None:
+                before = _sha_or_none(current_path(folder, list_type))
+                _repair(session, folder, newest)
+                if before != newest.sha256:
+                    written.append(current_path(folder, list_type).name)
+    state = intents.ROLLED_FORWARD if recorded is not None else intents.ROLLED_BACK
+    if recorded is not None:
+        outcome = f"version {recorded.sequence} was recorded: its files written"
+    else:
+        outcome = "no version was recorded: nothing of the run kept"
+    if not here:
+        outcome += f"; the folder {folder} is not on this host: its next run repairs it"
+    with transaction(engine) as session:
+        intents.settle(
+            session,
+            intent,
+            state=state,
+            outcome=outcome,
+            now=now,
+            actor=actor,
+            details={
+                "list_type": list_type.value,
+                "sequence": recorded.sequence if recorded is not None else None,
+                "folder": str(folder),
+                "removed": removed,
+                "written": written,
+            },
+        )
+
+
+def _sha_or_none(path: Path) -> str | None:
+    try:
+        return _sha256(path.read_bytes())
+    except OSError:
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -440,7 +656,6 @@ def _one(
     *,
     emergency: bool,
     reason: str,
-    archived: list[Path],
 ) -> tuple[Outcome, VerifiedList | None]:
     plan = _plan(session, settings, list_type, previous, now, emergency=emergency)
     entries, changes, why = plan.entries, plan.changes, plan.why
@@ -466,11 +681,9 @@ def _one(
         now=now,
         grace_seconds=0,
     )
-    path = archive_path(settings.out_dir, list_type, sequence)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    crash_point(f"{OPERATION}:after-sign")
+    path = archive_path(settings.out_dir, list_type, sequence)  # written after the commit
     sha256, sm3_hex = _sha256(data), sm3(data).hex()
-    archived.append(path)
-    write_atomically(path, data)
     row = ListVersion(
         list_type=list_type.value,
         sequence=sequence,

@@ -8,6 +8,8 @@ found by one query (``ca.issuance.certificate_at``) whoever asks.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sqlmodel import Session
 
 from ca import issuance
@@ -18,14 +20,26 @@ from ca.registry.issuers import issuers, register_issuer
 from ca.requests import read_request
 from ca.service.ceremony import quorum_token
 from ca.service.context import Context
+from ca.service.recovery import recover_before, recoverer
 from ca.service.registry import handles
 from ca.signing import token_signer
+from ca.store.intents import IntentRef
 from ca.store.models import CaKey, InteropCertificateRecord, Issuer
 from hsm.pkcs11.keys import KeyStore
 from hsm.pkcs11.uri import Pkcs11Uri
 from policies.rules import Subject
 
+if TYPE_CHECKING:
+    from ca.service.runtime import Runtime
+
 ACTION_REGISTER_ISSUER = "issuer.register"
+
+
+@recoverer(issuance.OPERATION)
+def _recover_issue(runtime: Runtime, intent: IntentRef, actor: str, now: int) -> None:
+    """An issuance whose process died after reserving its serial: the serial voided (audit
+    ``qr.serial-void``), never reused (``ca.issuance.recover``)."""
+    issuance.recover(runtime.engine, intent, actor=actor, now=now)
 
 
 def ca_key_view(key: CaKey) -> ops.CaKeyView:
@@ -86,6 +100,10 @@ def issue_interop(ctx: Context, req: ops.IssueRequest) -> ops.InteropCertificate
     authorize(issuance.ACTION_ISSUE, request)
     with Session(ctx.engine) as session:
         ca_key = issuance.active_ca_key(session, req.ca_index)
+    # the serials a dead issuance under this key reserved are voided first (issue #14)
+    recover_before(
+        ctx.runtime, issuance.OPERATION, issuance.intent_subject(ca_key.public_key), now=now
+    )
     uri = Pkcs11Uri.parse(ca_key.key_uri)
     with quorum_token(ctx, uri.token, req.shares) as token:
         signer = token_signer(KeyStore(token), uri, "central-qr-ca")

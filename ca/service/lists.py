@@ -8,7 +8,7 @@ database; operators, acknowledgments and emergency publication under dual contro
 from __future__ import annotations
 
 import json
-from typing import Final, cast
+from typing import TYPE_CHECKING, Final, cast
 
 from sqlmodel import Session, col, select
 
@@ -23,12 +23,18 @@ from ca.ops.base import Empty
 from ca.publish import acks, emergency, publisher
 from ca.service.approvals import verify_decision
 from ca.service.context import Context
+from ca.service.recovery import recover_before, recoverer
 from ca.service.registry import handles
 from ca.signing import load_policy
+from ca.store.intents import IntentRef
 from ca.store.models import AuditEvent, ListVersion, LogCheckpoint, LogCosignature, LogWitness
+from ca.tokens import open_token
 from hsm.pkcs11.keys import KeyStore
-from hsm.pkcs11.token import PinSource, QuorumPin, Token, TokenError, find_module, rescan
+from hsm.pkcs11.token import PinSource, QuorumPin, Token
 from policies.rules import Actor, Subject
+
+if TYPE_CHECKING:
+    from ca.service.runtime import Runtime
 
 NAMES: Final[dict[ListType, ops.ListName]] = {ListType(n): n for n in ops.LIST_NAMES}
 NO_KEY: Final = (
@@ -70,14 +76,17 @@ def _pin_source(unlock: ops.KeyUnlock) -> PinSource:
 
 def _open_token(label: str, source: PinSource) -> Token:
     """The token ``label``; a token made by another process since this one loaded the module
-    (a ceremony, another service process on the same tokens) is found after a rescan."""
-    try:
-        return Token(label, source)
-    except TokenError as exc:
-        if exc.title != "Token missing":
-            raise
-    rescan(find_module())  # the caller holds the runtime's token lock: no session is in use
-    return Token(label, source)
+    (a ceremony, another service process on the same tokens) is found after a rescan, and one
+    another process is logging in to meanwhile is looked for again (``ca.tokens.open_token``:
+    the caller holds the runtime's token lock, no session is in use)."""
+    return open_token(label, source)
+
+
+@recoverer(publisher.OPERATION)
+def _recover_publish(runtime: Runtime, intent: IntentRef, actor: str, now: int) -> None:
+    """A publisher run that died: its recorded version's files written, or nothing of an
+    unrecorded one kept, stray temporary files removed (``ca.publish.publisher.recover``)."""
+    publisher.recover(runtime.engine, intent, actor=actor, now=now)
 
 
 def _diff(diff: publisher.Diff | dict[str, object]) -> ops.Diff:
@@ -121,6 +130,9 @@ def run_publisher(
     )
     urgent = emergency_id is not None
     require(actor, publisher.EMERGENCY if urgent else publisher.PUBLISH, Subject(), now)
+    if not dry_run:
+        for list_type in types:  # what a dead run of these lists left, first (issue #14)
+            recover_before(ctx.runtime, publisher.OPERATION, list_type.value, now=now)
     reason = ""
     if emergency_id is not None:
         reason = emergency.approved(ctx.engine, emergency_id).reason
