@@ -25,6 +25,17 @@ new audit key (``on_audit_key``) and the ceremony ends with a checkpoint signed 
 The caller writes that checkpoint and the root and audit certificates outside the database
 (``Transcript.checkpoint``, ``Transcript.anchors``). The file, its parser and its plan are pure
 and live in ``ca.ceremony_file`` (re-exported here).
+
+A power cut (issue #14): before the first key is generated, ``run`` writes an intent
+(``ceremony.run``, subject the ceremony's name) whose plan names every key it will make (token
+and label; each key's CKA_ID is noted as soon as it exists), the serials of the certificates it
+will issue and the files written after the commit (``ceremonies/root-<serial>.pem``,
+``audit-<serial>.pem``, ``<file sha12>.json``). The intent is completed once those files are
+written (``write_files``), or in the record transaction when there are none to write. A cut
+ceremony whose records never committed is rolled back (its unrecorded keys destroyed), one whose
+records committed is rolled forward (the files written from the records): here with the
+custodians' quorum when the same ceremony runs again, in ``ca.service.ceremony`` at service start
+and with ``jtca recover``.
 """
 
 from __future__ import annotations
@@ -55,9 +66,12 @@ from ca.ceremony_file import (  # the file and its plan (pure), re-exported
     read_ceremony,
 )
 from ca.errors import JtcaError
+from ca.log.anchors import CEREMONIES, anchor_name
 from ca.qr.codec import expiry_end
 from ca.signing import token_signer
+from ca.store import intents
 from ca.store.db import transaction
+from ca.store.intents import IntentRef
 from ca.store.models import (
     CaKey,
     CeremonyRun,
@@ -65,6 +79,7 @@ from ca.store.models import (
     InteropCertificateRecord,
     KeyRecord,
 )
+from hsm.crashpoints import crash_point
 from hsm.custody import parse_share, split_secret
 from hsm.pkcs11.keys import KeyStore, TokenKey
 from hsm.pkcs11.token import QuorumPin, Token
@@ -74,9 +89,12 @@ from hsm.sm.sm2 import SM2PublicKey
 from hsm.sm.sm3 import sm3
 
 YEAR: Final = 365 * 86400
+OPERATION: Final = "ceremony.run"  # the intent's operation (ca.store.intents)
+ANCHOR_ROLES: Final = ("root", "audit")
 
 __all__ = [
     "KINDS",
+    "OPERATION",
     "SUBJECT_KEYS",
     "Ceremony",
     "CeremonyError",
@@ -85,12 +103,15 @@ __all__ = [
     "QrCaSpec",
     "SealHook",
     "Transcript",
+    "ceremony_plan",
     "init_token_shares",
     "load_ceremony",
     "plan",
     "read_ceremony",
+    "roll_back_keys",
     "run",
     "transcript_message",
+    "transcript_name",
 ]
 
 
@@ -139,6 +160,119 @@ def transcript_message(data: dict[str, Any]) -> bytes:
     return audit.canonical(["jtca ceremony transcript", data]).encode("utf-8")
 
 
+def transcript_name(ceremony: Ceremony) -> str:
+    """The transcript's file name in the ceremonies folder (the command line's name too)."""
+    return f"{ceremony.file_sha256[:12]}.json"
+
+
+def _certified_roles(ceremony: Ceremony) -> list[str]:
+    """The roles of the certificates the ceremony issues, in the order it issues them."""
+    if ceremony.root is None:
+        return []
+    roles = ["root"]
+    if ceremony.list_signing is not None:
+        roles.append("list-signing")
+    if ceremony.audit_key is not None:
+        roles.append("audit")
+    return roles
+
+
+def _planned_keys(ceremony: Ceremony, log_token: str | None) -> list[dict[str, str]]:
+    keys: list[dict[str, str]] = []
+    if ceremony.root is not None:
+        keys.append(
+            {"token": ceremony.token, "label": ceremony.root.label, "class": "ministry-root"}
+        )
+    for ca in ceremony.qr_cas:
+        keys.append({"token": ceremony.token, "label": ca.label, "class": "central-qr-ca"})
+    if ceremony.list_signing is not None and ceremony.root is not None:
+        keys.append(
+            {"token": ceremony.token, "label": ceremony.list_signing.label, "class": "list-signing"}
+        )
+    if ceremony.audit_key is not None and ceremony.root is not None and log_token is not None:
+        keys.append({"token": log_token, "label": ceremony.audit_key.label, "class": "audit"})
+    return keys
+
+
+def ceremony_plan(
+    ceremony: Ceremony, *, log_token: str | None, serials: dict[str, int], token_was_empty: bool
+) -> dict[str, Any]:
+    """What the ceremony may leave behind, for its intent: every key (token, label; the CKA_ID
+    of each is noted in the intent's progress as soon as the token made it), the certificates'
+    serials, and the files written after the commit, relative to the state folder."""
+    files = [f"{CEREMONIES}/{anchor_name(r, serials[r])}" for r in ANCHOR_ROLES if r in serials]
+    files.append(f"{CEREMONIES}/{transcript_name(ceremony)}")
+    return {
+        "ceremony": ceremony.name,
+        "kind": ceremony.kind,
+        "file_sha256": ceremony.file_sha256,
+        "token": ceremony.token,
+        "log_token": log_token,
+        "token_was_empty": token_was_empty,
+        "keys": _planned_keys(ceremony, log_token),
+        "serials": {role: str(serial) for role, serial in serials.items()},
+        "files": files,
+    }
+
+
+def roll_back_keys(
+    intent: IntentRef, stores: dict[str, KeyStore], recorded: set[str]
+) -> tuple[list[str], list[str]]:
+    """Destroy what the cut ceremony of ``intent`` made in the tokens of ``stores``: every key
+    under a planned label that no record names. Returns ``(destroyed URIs, tokens not
+    reached)``; a planned key recorded elsewhere is never touched. Idempotent."""
+    destroyed: list[str] = []
+    missed: list[str] = []
+    by_token: dict[str, set[str]] = {}
+    for key in intent.plan.get("keys", []):
+        by_token.setdefault(str(key["token"]), set()).add(str(key["label"]))
+    for token_label, labels in sorted(by_token.items()):
+        store = stores.get(token_label)
+        if store is None:
+            missed.append(token_label)
+            continue
+        for key in store.list_keys():
+            if key.label in labels and str(key.uri) not in recorded:
+                crash_point(f"{OPERATION}:recover-before-destroy")
+                store.destroy(key.uri)
+                destroyed.append(str(key.uri))
+    return destroyed, missed
+
+
+def _take_over(
+    engine: Engine,
+    ceremony: Ceremony,
+    stores: dict[str, KeyStore],
+    recorded: set[str],
+    now: int,
+) -> list[str]:
+    """A cut run of this ceremony whose records never committed (its process is gone): its keys
+    destroyed with the quorum this run holds, its intent settled as rolled back (audited)."""
+    destroyed: list[str] = []
+    with Session(engine) as session:
+        orphans = intents.orphaned(session, now=now, operation=OPERATION, subject=ceremony.name)
+    for intent in orphans:
+        gone, missed = roll_back_keys(intent, stores, recorded)
+        if missed:
+            raise CeremonyError(
+                f"an earlier run of {ceremony.name!r} (intent {intent.id}) made keys in token "
+                f"{missed[0]!r}, which this run does not open: run `jtca recover` first"
+            )
+        destroyed += gone
+        with transaction(engine) as session:
+            intents.settle(
+                session,
+                intent,
+                state=intents.ROLLED_BACK,
+                outcome=f"cut before its records committed; {len(gone)} unrecorded key(s) "
+                "destroyed with the custodians' quorum of the rerun",
+                now=now,
+                actor=f"ceremony:{ceremony.name}",
+                details={"destroyed": gone},
+            )
+    return destroyed
+
+
 @dataclass
 class _Key:
     key_class: str
@@ -159,6 +293,8 @@ class _Made:
     audit_public_key: SM2PublicKey | None = None
     new_audit_key: bool = False
     destroyed: list[str] = field(default_factory=list)  # unrecorded keys a crash left behind
+    serials: dict[str, int] = field(default_factory=dict)  # drawn before the intent
+    progress: Callable[..., None] | None = None  # notes each step in the intent
 
 
 def run(
@@ -172,6 +308,7 @@ def run(
     log_store: KeyStore | None = None,
     on_audit_key: SealHook | None = None,
     origin: str | None = None,
+    write_files: Callable[[Transcript], None] | None = None,
 ) -> Transcript:
     """Run the ceremony exactly as planned; returns the signed transcript.
 
@@ -179,7 +316,9 @@ def run(
     there (and needs it); a ca-rollover signs its closing checkpoint with the audit key there
     (without it the service's checkpointer signs the next one). ``on_audit_key`` starts
     sealing the log with a new audit key in the ceremony's own transaction; ``origin`` is the
-    log's origin (the policy's ``[log] origin`` by default)."""
+    log's origin (the policy's ``[log] origin`` by default). ``write_files`` writes the files
+    the plan names after the commit (``ca.service.ceremony.write_outside``); the intent is
+    completed once it returns (without it, in the record transaction)."""
     from ca.officers import check_officer
     from ca.signing import load_policy
 
@@ -224,35 +363,75 @@ def run(
     if clash:
         raise CeremonyError(f"CA public key index {clash[0]} is already in use")
 
+    at = int(now.timestamp())
     token = Token(ceremony.token, QuorumPin(shares), module=module)
     store = KeyStore(token)
     made = _Made()
     database = audit.database_of(engine)
     previous_sealer = audit.current_sealer(database)
+    intent: IntentRef | None = None
     try:
+        stores = {ceremony.token: store}
+        if log_store is not None:
+            stores[log_store.token.label] = log_store
+        # a cut run of this ceremony: undone with the quorum this run holds (no key without
+        # its record, never 'Duplicate key label' on the rerun)
+        made.destroyed += _take_over(engine, ceremony, stores, recorded, at)
+        token_was_empty = not store.list_keys()
+        made.serials = {role: _serial() for role in _certified_roles(ceremony)}
+        intent = intents.begin(
+            engine,
+            OPERATION,
+            ceremony.name,
+            ceremony_plan(
+                ceremony,
+                log_token=log_store.token.label if log_store is not None else None,
+                serials=made.serials,
+                token_was_empty=token_was_empty,
+            ),
+            actor=f"ceremony:{ceremony.name}",
+            now=at,
+        )
+        intent_id = intent.id
+        made.progress = lambda **step: intents.note(engine, intent_id, **step)
+        crash_point(f"{OPERATION}:after-intent")
         _generate(ceremony, store, log_store, made, now, existing, audit_record, recorded)
         data = _transcript(ceremony, made, present, witnesses_present, now)
         signature = made.root_signer.sign(transcript_message(data))
         transcript = Transcript(data, signature.hex(), made.root_signer.public_key.compressed.hex())
+        crash_point(f"{OPERATION}:before-record")
         _record(
             ceremony,
             engine,
             made,
             transcript,
-            int(now.timestamp()),
+            at,
             on_audit_key=on_audit_key,
             origin=origin or load_policy().log.origin,
+            intent_id=intent.id,
+            complete=write_files is None,
         )
-    except BaseException:
+    except BaseException as exc:
         if audit.current_sealer(database) is not previous_sealer:
             # no sealer whose key was never recorded
             audit.install_sealer(previous_sealer, database=database)
         for made_key in made.keys:  # no key without its record
             with contextlib.suppress(JtcaError):
                 made_key.store.destroy(made_key.key.uri)
+        if intent is not None:
+            with contextlib.suppress(Exception):
+                intents.abandon(
+                    engine, intent.id, now=at, outcome=f"failed, keys destroyed: {exc}"[:500]
+                )
         raise
     finally:
         token.close()
+    crash_point(f"{OPERATION}:after-record")
+    if write_files is not None and intent is not None:
+        write_files(transcript)
+        crash_point(f"{OPERATION}:after-files")
+        with transaction(engine) as session:
+            intents.complete(session, intent.id, now=at)
     return transcript
 
 
@@ -280,9 +459,20 @@ def _generate(
     def generate(
         key_class: str, spec_label: str, validity_years: int, where: KeyStore = store
     ) -> TokenKey:
+        if made.progress is not None:
+            made.progress(generating=spec_label, tokens_touched=sorted(
+                {k.store.token.label for k in made.keys} | {where.token.label}
+            ))  # fmt: skip
+        crash_point(f"{OPERATION}:before-key")
         key = where.generate_sm2(spec_label)
         made.keys.append(_Key(key_class, key, int(years(validity_years).timestamp()), where))
+        crash_point(f"{OPERATION}:after-key")
+        if made.progress is not None:
+            made.progress(made={k.key.label: k.key.key_id.hex() for k in made.keys})
         return key
+
+    def serial(role: str) -> int:
+        return made.serials.get(role) or _serial()
 
     root_end = years(ceremony.root.validity_years) if ceremony.root is not None else None
     if ceremony.root is not None:
@@ -291,7 +481,7 @@ def _generate(
         root_der = self_signed_root(
             made.root_signer,
             subject=ceremony.root.subject,
-            serial=_serial(),
+            serial=serial("root"),
             not_before=now,
             not_after=years(ceremony.root.validity_years),
             path_length=1,
@@ -318,7 +508,7 @@ def _generate(
             subject=subject,
             subject_public_key=key.public_key,
             issuer_name=ceremony.root.subject,
-            serial=_serial(),
+            serial=serial(role),
             not_before=now,
             not_after=min(years(validity_years), root_end),  # never outlive the root
             ca=False,
@@ -445,12 +635,20 @@ def _record(
     *,
     on_audit_key: SealHook | None,
     origin: str,
+    intent_id: int,
+    complete: bool,
 ) -> None:
     database = audit.database_of(engine)
     previous_sealer = audit.current_sealer(database)
     with transaction(engine) as session:
         try:
             _record_in(ceremony, session, made, transcript, at, on_audit_key, origin)
+            # the records and the intent's state commit together: a cut after this point is
+            # rolled forward (the files written from the records), never back
+            if complete:
+                intents.complete(session, intent_id, now=at)
+            else:
+                intents.note_in(session, intent_id, recorded=True)
         except BaseException:
             # before the transaction rolls back: no entry sealed under a key never recorded
             audit.install_sealer(previous_sealer, database=database)

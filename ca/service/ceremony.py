@@ -12,12 +12,24 @@ transaction. After the commit the service writes the trust anchors outside the d
 ``<state>/ceremonies/root-<serial>.pem`` and ``audit-<serial>.pem`` — and the ceremony's closing
 checkpoint to its checkpoint folder (issue #13). The outcome carries both certificates' PEM and
 the checkpoint, so the caller keeps copies of its own.
+
+A ceremony cut by a power cut (issue #14) is recovered here at service start, with ``jtca
+recover`` and before the same ceremony runs again (``recover_ceremony``): records committed, it
+is rolled forward (the anchors and the transcript written from the records); records not
+committed, it is rolled back — the unrecorded keys it made in ``MOT-LOG`` destroyed, and for a
+root ceremony whose token held nothing else, the root token itself removed (its keys need the
+custodians' quorum, which is kept nowhere; the custodians make it again with ``jtca ceremony
+init-token``). A ca-rollover's keys in the root token are destroyed by the rerun, which has the
+quorum (``ca.ceremony.run``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import secrets
+import subprocess
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -28,20 +40,33 @@ from sqlmodel import Session, select
 
 from ca import audit
 from ca.authorization import require
-from ca.ceremony import Ceremony, Transcript, init_token_shares, load_ceremony, run
+from ca.ceremony import (
+    OPERATION,
+    Ceremony,
+    CeremonyError,
+    Transcript,
+    init_token_shares,
+    load_ceremony,
+    roll_back_keys,
+    run,
+)
 from ca.errors import BadInput, JtcaError
 from ca.files import write_atomically
 from ca.log.anchors import CEREMONIES, LOG_TOKEN, anchor_name
 from ca.ops import ceremony as ops
 from ca.service.context import Context, NotSignedIn
+from ca.service.recovery import RecoveryFailed, recover_before, recoverer
 from ca.service.registry import handles
 from ca.service.runtime import Runtime
+from ca.store import intents
 from ca.store.db import transaction
-from ca.store.models import OfficerCertificate
+from ca.store.intents import IntentRef
+from ca.store.models import CeremonyRun, CertificateRecord, KeyRecord, OfficerCertificate
 from ca.tokens import EmbeddedVault
+from hsm.crashpoints import crash_point
 from hsm.pkcs11.keys import KeyStore
-from hsm.pkcs11.token import QuorumPin, Token
-from hsm.softhsm import init_token, token_labels, use_softhsm
+from hsm.pkcs11.token import QuorumPin, Token, find_module, rescan
+from hsm.softhsm import init_token, softhsm_util, token_labels, use_softhsm
 from policies.rules import Subject
 
 log = logging.getLogger("jtca.ceremony")
@@ -138,8 +163,20 @@ def run_ceremony(ctx: Context, req: ops.RunRequest) -> ops.CeremonyOutcome:
     ceremony = load_ceremony(req.plan)
     authorize(ctx, ceremony)
     origin = load_policy().log.origin
+    # a cut run of this ceremony: rolled forward from its records, or back; what needs the
+    # custodians' quorum is rolled back by run(), which holds it
+    with contextlib.suppress(RecoveryFailed):
+        recover_before(ctx.runtime, OPERATION, ceremony.name, now=ctx.now())
+    written: list[str] = []
+    warnings: list[str] = []
+
+    def write_files(transcript: Transcript) -> None:
+        written[:], warnings[:] = write_outside(ctx.runtime, transcript)
+
     with ctx.runtime.tokens(create=ceremony.kind == "root") as vault:
+        crash_point(f"{OPERATION}:before-log-token")
         log_store = _log_store(vault, ceremony)
+        crash_point(f"{OPERATION}:after-log-token")
         use_softhsm(softhsm_folder(ctx))
         transcript = run(
             ceremony,
@@ -151,11 +188,11 @@ def run_ceremony(ctx: Context, req: ops.RunRequest) -> ops.CeremonyOutcome:
             log_store=log_store,
             on_audit_key=logkeys.seal_in,
             origin=origin,
+            write_files=write_files,
         )
     if isinstance(transcript.sealer, audit.SessionSealer):
         audit_key = next(k["public_key"] for k in transcript.data["keys"] if k["class"] == "audit")
         logkeys.adopt_sealer(ctx.runtime, audit_key, transcript.sealer)
-    written, warnings = write_outside(ctx.runtime, transcript)
     data = transcript.data
     pems = {serial: pem(der).decode("ascii") for _, serial, der in transcript.certificates}
     return ops.CeremonyOutcome(
@@ -203,23 +240,18 @@ def _log_store(vault: EmbeddedVault, ceremony: Ceremony) -> KeyStore | None:
 
 def write_outside(runtime: Runtime, transcript: Transcript) -> tuple[list[str], list[str]]:
     """After the commit: the root and audit certificates as trust anchors beside the ceremony
-    transcripts (``<state>/ceremonies/root-<serial>.pem``, ``audit-<serial>.pem``), and the
-    closing checkpoint in the checkpoint folder; ``(files written, warnings)``. A failure here
-    does not undo the ceremony (it is committed, and the outcome carries both): it is reported.
-    """
+    transcripts (``<state>/ceremonies/root-<serial>.pem``, ``audit-<serial>.pem``), the signed
+    transcript itself (``<file sha12>.json``), and the closing checkpoint in the checkpoint
+    folder; ``(files written, warnings)``. A failure here does not undo the ceremony (it is
+    committed, and the outcome carries all of it): it is reported."""
     from ca.log.folder import CheckpointFolder
 
-    written: list[str] = []
-    warnings: list[str] = []
-    folder = runtime.state / CEREMONIES
-    for role, serial, der in transcript.anchors:
-        target = folder / anchor_name(role, serial)
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            write_atomically(target, pem(der))
-            written.append(str(target))
-        except (OSError, JtcaError) as exc:
-            warnings.append(f"the {role} certificate was not written to {target}: {exc}")
+    files = [
+        (role, anchor_name(role, serial), pem(der)) for role, serial, der in transcript.anchors
+    ]
+    name = f"{transcript.data.get('file_sha256', '')[:12]}.json"
+    files.append(("transcript", name, transcript.json().encode("utf-8")))
+    written, warnings = _write_files(runtime, files)
     if transcript.checkpoint is not None:
         size, note = transcript.checkpoint
         try:
@@ -231,4 +263,143 @@ def write_outside(runtime: Runtime, transcript: Transcript) -> tuple[list[str], 
             )
     for warning in warnings:
         log.error("ceremony: %s", warning)
+    # the anchors (the outcome's list); the transcript is written there too, beside them
+    return [w for w in written if w.endswith(".pem")], warnings
+
+
+def _write_files(
+    runtime: Runtime, files: list[tuple[str, str, bytes]]
+) -> tuple[list[str], list[str]]:
+    written: list[str] = []
+    warnings: list[str] = []
+    folder = runtime.state / CEREMONIES
+    for what, name, data in files:
+        target = folder / name
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            crash_point(f"{OPERATION}:before-file")
+            write_atomically(target, data)
+            crash_point(f"{OPERATION}:after-file")
+            written.append(str(target))
+        except (OSError, JtcaError) as exc:
+            warnings.append(f"the {what} was not written to {target}: {exc}")
     return written, warnings
+
+
+# -- recovery (issue #14) ----------------------------------------------------------------------
+def _stray_temporaries(folder: Path, names: list[str]) -> list[Path]:
+    """``write_atomically``'s temporary files of the planned names a cut left behind."""
+    if not folder.is_dir():
+        return []
+    return sorted(
+        path
+        for name in names
+        for path in folder.glob(f".{name}.*.tmp")
+        if path.is_file() and not path.is_symlink()
+    )
+
+
+def _from_records(
+    session: Session, plan: dict[str, object], run_row: CeremonyRun
+) -> list[tuple[str, str, bytes]]:
+    """The files a committed ceremony writes, made again from its records."""
+    serials = {int(str(v)) for v in dict(plan.get("serials") or {}).values()}  # type: ignore[call-overload]
+    files: list[tuple[str, str, bytes]] = []
+    for cert in session.exec(select(CertificateRecord)):
+        if cert.serial in serials and cert.role in ("root", "audit"):
+            files.append(
+                (cert.role, anchor_name(cert.role, cert.serial), pem(bytes.fromhex(cert.der)))
+            )
+    transcript = Transcript(
+        json.loads(run_row.transcript), run_row.signature, run_row.signer_public_key
+    )
+    files.append(("transcript", f"{run_row.file_sha256[:12]}.json", transcript.json().encode()))
+    return files
+
+
+def delete_softhsm_token(runtime: Runtime, label: str) -> bool:
+    """Remove the embedded SoftHSM2 token ``label`` (no PIN needed: its folder goes). Returns
+    whether it was there."""
+    use_softhsm(runtime.state / SOFTHSM)
+    if label not in token_labels():
+        return False
+    result = subprocess.run(
+        [softhsm_util(), "--delete-token", "--token", label],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    rescan(find_module())
+    if result.returncode != 0 and label in token_labels():
+        raise RecoveryFailed(f"softhsm2-util could not remove token {label!r}: {result.stderr}")
+    return True
+
+
+@recoverer(OPERATION)
+def recover_ceremony(runtime: Runtime, intent: IntentRef, actor: str, now: int) -> None:
+    """A ceremony whose process died. Records committed: rolled forward (the missing anchor
+    and transcript files written from them, stray temporaries removed). Not committed: rolled
+    back (see the module doc). Idempotent: recovery itself may be cut and run again."""
+    plan = dict(intent.plan)
+    folder = runtime.state / CEREMONIES
+    names = [Path(str(f)).name for f in plan.get("files", [])]
+    for stray in _stray_temporaries(folder, names):
+        stray.unlink(missing_ok=True)
+    with Session(runtime.engine) as session:
+        run_row = session.get(CeremonyRun, str(plan.get("ceremony")))
+        recorded = set(session.exec(select(KeyRecord.uri)))
+        committed = run_row is not None and run_row.file_sha256 == plan.get("file_sha256")
+        files = _from_records(session, plan, run_row) if committed and run_row else []
+    if committed:
+        missing = [f for f in files if not (folder / f[1]).is_file()]
+        written, warnings = _write_files(runtime, missing)
+        if warnings:
+            raise RecoveryFailed("; ".join(warnings))
+        with transaction(runtime.engine) as session:
+            intents.settle(
+                session,
+                intent,
+                state=intents.ROLLED_FORWARD,
+                outcome=f"records committed; {len(written)} missing file(s) written",
+                now=now,
+                actor=actor,
+                details={"written": [Path(w).name for w in written]},
+            )
+        return
+    root_token = str(plan.get("token"))
+    log_token = plan.get("log_token")
+    destroyed: list[str] = []
+    with runtime.tokens() as vault:
+        stores: dict[str, KeyStore] = {}
+        if isinstance(log_token, str):
+            use_softhsm(runtime.state / SOFTHSM)
+            if log_token in token_labels():
+                stores[log_token] = vault.store(log_token)
+        destroyed, missed = roll_back_keys(intent, stores, recorded)
+        touched = set(intent.progress.get("tokens_touched") or [])
+        removed = False
+        if root_token in missed and root_token in touched:
+            if plan.get("kind") != "root" or not plan.get("token_was_empty"):
+                raise CeremonyError(
+                    f"ceremony {plan.get('ceremony')!r} was cut after making keys in token "
+                    f"{root_token!r}, which only its custodians' quorum opens: run the ceremony "
+                    "again (it destroys them first)"
+                )
+            crash_point(f"{OPERATION}:recover-before-remove-token")
+            removed = delete_softhsm_token(runtime, root_token)
+    outcome = f"records never committed; {len(destroyed)} unrecorded key(s) destroyed"
+    if removed:
+        outcome += (
+            f"; token {root_token} removed (it held only this ceremony's keys): its custodians "
+            "make it again with `jtca ceremony init-token` and run the ceremony from the start"
+        )
+    with transaction(runtime.engine) as session:
+        intents.settle(
+            session,
+            intent,
+            state=intents.ROLLED_BACK,
+            outcome=outcome,
+            now=now,
+            actor=actor,
+            details={"destroyed": destroyed, "token_removed": root_token if removed else None},
+        )
