@@ -137,8 +137,19 @@ class Hop(Model):
     recipient_transport: TransportKeyInfo  # the package is sealed to it
 
 
+class Awaiting(Model):
+    """A key of the request delivered already, its package recorded and not yet imported: a
+    rerun (after a crash lost the files) fetches it again instead of failing (issue #14)."""
+
+    key: int
+    label: str
+    to: str
+    file: str  # LABEL.to-HOLDER.jkp
+
+
 class DeliveryPlan(Model):
     hops: list[Hop]
+    awaiting: list[Awaiting] = Field(default_factory=list)
 
 
 class SealedPackage(Model):
@@ -203,7 +214,8 @@ DELIVERY_PLAN = operation(
     "packages.delivery-plan",
     DeliveryRequest,
     DeliveryPlan,
-    "the next delivery of each key (checked for this officer): sender, recipient, transport keys",
+    "the next delivery of each key (checked for this officer): sender, recipient, transport "
+    "keys; keys delivered already whose package awaits import, to fetch again",
     mutating=False,
 )
 DELIVER = operation(

@@ -7,6 +7,15 @@ done by its site's client (``ca.site``) and reported here; every report is check
 records and the package itself before anything is recorded, and audited in the same
 transaction. The service never needs a site's PIN.
 
+Crashes (issue #14): the service's only token work here is sealing ministry → province
+packages with the ministry's keys, which leaves nothing in a token (the package is made in
+memory); the packages, their records and the delivery's intent (``packages.deliver`` in
+``ca.store.intents``) are one transaction, so a delivery is recorded whole or not at all. An
+intent left open by a dead process recorded nothing: its recoverer settles it rolled back. A
+rerun whose keys were delivered meanwhile is told which packages await import
+(``DeliveryPlan.awaiting``) and fetches them again instead of failing. The site's side (files
+written, packages opened into its token) is recovered from the site's journal (``ca.site``).
+
 Two more steps keep a site's work in its own hands: a ministry package whose file was lost is
 fetched again from its record (``fetch_package``), and the copies that destroy-material left in a
 province's or a city's token are listed for that site (``awaiting_destruction``) and recorded
@@ -15,6 +24,8 @@ gone when the site reports it destroyed them (``report_destroyed``).
 
 from __future__ import annotations
 
+from typing import Final
+
 from ca.citykeys import misuse, workflow
 from ca.citykeys.common import MINISTRY, CityKeyError
 from ca.errors import BadInput
@@ -22,8 +33,16 @@ from ca.ops import packages as ops
 from ca.ops.base import Empty
 from ca.registry.divisions import default_divisions
 from ca.service.context import Context
+from ca.service.recovery import recover_before, recoverer
 from ca.service.registry import handles
+from ca.service.runtime import Runtime
+from ca.store import intents
+from ca.store.db import transaction
+from ca.store.intents import IntentRef
 from ca.store.models import TransportKey
+from hsm.crashpoints import crash_point
+
+DELIVER_INTENT: Final = "packages.deliver"  # the intent of a ministry → province delivery
 
 
 def _transport(row: TransportKey) -> ops.TransportKeyInfo:
@@ -89,6 +108,8 @@ def _key_ids(ctx: Context, req: ops.DeliveryRequest) -> list[int]:
         if req.keys:
             raise BadInput("name keys or an application, not both")
         ids = workflow.application_keys_to_deliver(ctx.engine, req.application)
+        if not ids:  # a rerun after a crash: the packages recorded then are fetched again
+            ids = workflow.application_keys_awaiting_import(ctx.engine, req.application)
         if not ids:
             raise BadInput(f"--application {req.application}: no key of it awaits delivery")
         return ids
@@ -117,8 +138,16 @@ def _hop(hop: workflow.Hop) -> ops.Hop:
 
 @handles(ops.DELIVERY_PLAN)
 def delivery_plan(ctx: Context, req: ops.DeliveryRequest) -> ops.DeliveryPlan:
-    hops = workflow.plan_delivery(ctx.engine, ctx.actor(), _key_ids(ctx, req), now=ctx.now())
-    return ops.DeliveryPlan(hops=[_hop(h) for h in hops])
+    actor, now = ctx.actor(), ctx.now()
+    to_deliver, awaiting = workflow.awaiting_import(ctx.engine, actor, _key_ids(ctx, req), now=now)
+    hops = workflow.plan_delivery(ctx.engine, actor, to_deliver, now=now) if to_deliver else []
+    return ops.DeliveryPlan(
+        hops=[_hop(h) for h in hops],
+        awaiting=[
+            ops.Awaiting(key=a.key_id, label=a.label, to=a.recipient, file=a.file_name)
+            for a in awaiting
+        ],
+    )
 
 
 @handles(ops.DELIVER)
@@ -132,10 +161,46 @@ def deliver(ctx: Context, req: ops.DeliveryRequest) -> ops.SealedPackages:
             "with its own token, at its site (jtca city deliver there)",
             title="Delivery refused",
         )
-    with ctx.runtime.tokens() as vault:
-        packages = [(hop, workflow.seal(vault, hop, now=now)) for hop in hops]
-    done = workflow.record_delivery(ctx.engine, actor, packages, now=now)
+    subject = "keys " + ",".join(str(h.key.id) for h in hops)
+    recover_before(ctx.runtime, DELIVER_INTENT, subject, now=now)
+    plan = {
+        "token": hops[0].sender_transport.token if hops else None,
+        "sender_uri": hops[0].sender_transport.uri if hops else None,
+        "keys": [h.key.id for h in hops],
+        "labels": [h.key.label for h in hops],
+        "files": [ops.package_file_name(h.key.label, h.recipient) for h in hops],
+        "leaves": "nothing in a token: packages are sealed in memory, recorded in one transaction",
+    }
+    intent = intents.begin(ctx.engine, DELIVER_INTENT, subject, plan, actor=actor.id, now=now)
+    try:
+        crash_point("packages.deliver:service-before-seal")
+        with ctx.runtime.tokens() as vault:
+            packages = [(hop, workflow.seal(vault, hop, now=now)) for hop in hops]
+        crash_point("packages.deliver:service-after-seal")
+        done = workflow.record_delivery(ctx.engine, actor, packages, now=now, intent_id=intent.id)
+    except Exception as exc:  # a refusal or a token error: nothing recorded, nothing left
+        intents.abandon(ctx.engine, intent.id, now=now, outcome=str(exc) or type(exc).__name__)
+        raise
+    crash_point("packages.deliver:service-after-record")
     return ops.SealedPackages(packages=[_sealed(s) for s in done])
+
+
+@recoverer(DELIVER_INTENT)
+def _recover_delivery(runtime: Runtime, intent: IntentRef, actor: str, now: int) -> None:
+    """A ministry → province delivery whose process died before its records were committed
+    (they and the intent's completion are one transaction): the packages existed only in that
+    process's memory and sealing leaves nothing in a token, so nothing is left to undo; the
+    keys are still generated and the rerun delivers them."""
+    with transaction(runtime.engine) as session:
+        intents.settle(
+            session,
+            intent,
+            state=intents.ROLLED_BACK,
+            outcome="nothing recorded; no package left (sealed in memory only)",
+            now=now,
+            actor=actor,
+            details={"keys": list(intent.plan.get("keys") or [])},
+        )
 
 
 @handles(ops.REPORT_HANDED_ON)

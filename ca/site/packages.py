@@ -6,31 +6,63 @@ is destroyed again (with the package's replay marker), the package files of a ha
 removed — no key and no package without its record. When the answer to a report is lost (the
 connection broke), the site asks the service whether the report was recorded before it undoes
 anything, so a recorded step is never undone.
+
+Crashes (issue #14): a delivery and an import write an intent to the site's journal
+(``ca.site.journal``) before they touch a file or the token, and settle it when done. What a
+dead run left is recovered by the next run of the same operation (``recover_site_before``) and
+by ``jtca recover`` (``ca.site.recovery``):
+
+- ``packages.deliver`` names the folder, each key and its file: recovery removes the
+  ``.<file>.*.tmp`` files a write left there, writes again (fetched from the service) each
+  recorded package whose file is missing, and removes a hand-on's file the service never
+  recorded (its package id unknown there) — no package file without its record;
+- ``packages.import`` names the token, the key's label, the CKA_IDs that label already had and
+  the package: recovery finds the object the unwrap made by label and new id; if the service
+  has recorded the import it is kept; if not, a whole object is reported (rolled forward) and
+  one the service refuses, or a half-made one, is destroyed with the package's replay marker
+  (rolled back; the package can be imported again).
 """
 
 # The named exception to "ca.cli imports no hsm" (issue #11): a site's own token.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 import pkcs11
+from pkcs11 import Attribute, ObjectClass
 
 from ca.citykeys.sealing import point, seal_key
 from ca.client.http import Client, ServiceError
-from ca.errors import BadInput, JtcaError
+from ca.errors import BadInput, CodecError, JtcaError
 from ca.files import write_atomically
 from ca.ops import packages as ops
+from ca.site.journal import DONE_DIR, SiteIntent, SiteJournal, site_journal
+from ca.site.recovery import (
+    ROLLED_BACK,
+    ROLLED_FORWARD,
+    SiteContext,
+    recover_site_before,
+    site_recoverer,
+)
+from hsm.crashpoints import crash_point
 from hsm.envelope import forget_import, import_key, read_package
 from hsm.pkcs11.keys import KeyKind, KeyNotFound, KeyStore, TokenKey
 from hsm.pkcs11.uri import Pkcs11Uri
+from hsm.sm.sm4 import sm4_key_check_value
 
 R = TypeVar("R")
+
+DELIVER_OP: Final = "packages.deliver"  # the site journal's operations (ca.site.journal)
+IMPORT_OP: Final = "packages.import"
+COMPLETED: Final = "completed"
 
 
 class Tokens(Protocol):
@@ -132,38 +164,84 @@ def deliver(
     application: int | None = None,
     out_dir: Path,
     now: int,
+    journal: SiteJournal | None = None,
 ) -> list[DeliveredFile]:
     """Deliver keys to their next holder and write the packages to ``out_dir``: the ministry's
     (generated keys, to the province) are sealed by the service; a province hands the keys it
-    holds on to its cities from its own token (``hand_on``)."""
+    holds on to its cities from its own token (``hand_on``). Keys delivered already whose
+    package awaits import (a rerun after a crash) are fetched again.
+
+    The site's journal holds a ``packages.deliver`` intent naming the folder and every file
+    from before the first package is recorded or written until all are written."""
+    journal = journal if journal is not None else journal_here()
+    subject = (
+        f"application {application}"
+        if application is not None
+        else "keys " + ",".join(str(k) for k in sorted(keys))
+    )
+    recover_site_before(_context(client, tokens, journal, now), DELIVER_OP, subject)
     plan = client.call(
         ops.DELIVERY_PLAN, ops.DeliveryRequest(keys=list(keys), application=application)
     )
     prepare_folder(out_dir)
     senders = {hop.sender for hop in plan.hops}
-    if senders == {ops.MINISTRY}:
-        sealed = client.call(ops.DELIVER, ops.DeliveryRequest(keys=[h.key for h in plan.hops]))
-        return write_sealed(sealed, out_dir)
-    if ops.MINISTRY in senders:
+    if ops.MINISTRY in senders and len(senders) > 1:
         raise BadInput("the ministry's and a province's deliveries cannot go together")
-    return hand_on(client, tokens, plan.hops, out_dir=out_dir, now=now)
+    planned = [
+        {"key": hop.key, "file": ops.package_file_name(hop.label, hop.recipient)}
+        for hop in plan.hops
+    ] + [{"key": a.key, "file": a.file} for a in plan.awaiting]
+    for item in planned:
+        _file_in(out_dir, str(item["file"]))
+    intent = journal.begin(
+        DELIVER_OP,
+        subject,
+        {"folder": str(out_dir.resolve()), "packages": planned, "senders": sorted(senders)},
+        now=now,
+    )
+    try:
+        done: list[DeliveredFile] = []
+        if senders == {ops.MINISTRY}:
+            crash_point("packages.deliver:before-record")
+            sealed = client.call(ops.DELIVER, ops.DeliveryRequest(keys=[h.key for h in plan.hops]))
+            crash_point("packages.deliver:after-record")
+            intent = journal.note(intent, written={p.file: p.package for p in sealed.packages})
+            done += write_sealed(sealed, out_dir)
+        elif plan.hops:
+            done += hand_on(
+                client, tokens, plan.hops, out_dir=out_dir, now=now, journal=journal, intent=intent
+            )
+        for waiting in plan.awaiting:  # recorded before: fetched again
+            again = client.call(ops.FETCH_PACKAGE, ops.PackageRequest(key=waiting.key))
+            done += write_sealed(again, out_dir)
+    except ServiceError as exc:
+        if not _answered(exc):
+            raise  # no answer: the intent stays for recovery to settle from the records
+        # refused: what this run recorded stays recorded (its files are fetched again by
+        # recovery); a refusal before anything was recorded leaves nothing
+        _recover_delivery(_context(client, tokens, journal, now), intent)
+        raise
+    journal.end(intent, state=COMPLETED, outcome=f"{len(done)} package(s) written")
+    return done
 
 
 def write_sealed(sealed: ops.SealedPackages, out_dir: Path) -> list[DeliveredFile]:
     """Write the packages the service made (recorded already: a file that cannot be written
     is said plainly)."""
     done: list[DeliveredFile] = []
-    for package in sealed.packages:
+    for index, package in enumerate(sealed.packages, 1):
         path = _file_in(out_dir, package.file)
+        crash_point(f"packages.deliver:before-write-{index}")
         try:
             write_atomically(path, package.data)
-        except OSError as exc:
+        except (OSError, BadInput) as exc:
             raise JtcaError(
                 f"{package.label}: the delivery is recorded (package {package.package}), but "
-                f"{path} could not be written ({exc.strerror}); fetch it again with "
+                f"{path} could not be written ({exc}); fetch it again with "
                 f"jtca city packages --key {package.key} --out DIR",
                 title="Package not written",
             ) from None
+        crash_point(f"packages.deliver:after-write-{index}")
         done.append(DeliveredFile(package.key, package.label, package.to, package.package, path))
     return done
 
@@ -195,11 +273,31 @@ def seal(tokens: Tokens, hop: ops.Hop, *, now: int) -> bytes:
 
 
 def hand_on(
-    client: Client, tokens: Tokens, hops: Sequence[ops.Hop], *, out_dir: Path, now: int
+    client: Client,
+    tokens: Tokens,
+    hops: Sequence[ops.Hop],
+    *,
+    out_dir: Path,
+    now: int,
+    journal: SiteJournal | None = None,
+    intent: SiteIntent | None = None,
 ) -> list[DeliveredFile]:
     """Province → city: seal each key in the province's token, write the packages, report them
-    (all or none: a refused report removes the files)."""
+    (all or none: a refused report removes the files). With ``journal`` and ``intent`` (as
+    ``deliver`` calls it) each package id is noted before its file is written."""
+    crash_point("packages.deliver:before-seal")
     made = [(hop, seal(tokens, hop, now=now)) for hop in hops]
+    crash_point("packages.deliver:after-seal")
+    if journal is not None and intent is not None:
+        intent = journal.note(
+            intent,
+            written={
+                ops.package_file_name(hop.label, hop.recipient): read_package(data)[
+                    0
+                ].package_id.hex()
+                for hop, data in made
+            },
+        )
     written: list[Path] = []
 
     def undo() -> None:
@@ -208,10 +306,12 @@ def hand_on(
                 path.unlink()
 
     try:
-        for hop, data in made:
+        for index, (hop, data) in enumerate(made, 1):
             path = _file_in(out_dir, ops.package_file_name(hop.label, hop.recipient))
+            crash_point(f"packages.deliver:before-write-{index}")
             write_atomically(path, data)
             written.append(path)
+            crash_point(f"packages.deliver:after-write-{index}")
     except BaseException:
         undo()
         raise
@@ -238,7 +338,9 @@ def hand_on(
             )
         return ops.RecordedPackages(packages=recorded)  # STATUS refuses an unknown package
 
+    crash_point("packages.deliver:before-report")
     recorded = _report(lambda: client.call(ops.REPORT_HANDED_ON, report), confirm, undo)
+    crash_point("packages.deliver:after-report")
     return [
         DeliveredFile(p.key, p.label, p.to, p.package, out_dir / p.file) for p in recorded.packages
     ]
@@ -309,8 +411,302 @@ def report_import(
     return _report(lambda: client.call(ops.REPORT_IMPORT, report), confirm, undo)
 
 
-def import_package(client: Client, tokens: Tokens, data: bytes) -> ops.ImportedKey:
-    """Plan, open into the site's token, report: one package."""
-    plan = plan_import(client, data)
-    installed = open_package(tokens, plan, data)
-    return report_import(client, tokens, plan, data, installed)
+def import_package(
+    client: Client,
+    tokens: Tokens,
+    data: bytes,
+    *,
+    journal: SiteJournal | None = None,
+    now: int | None = None,
+) -> ops.ImportedKey:
+    """Plan, open into the site's token, report: one package. The site's journal holds a
+    ``packages.import`` intent naming the token, the key's label, the ids that label had and
+    the package, from before the unwrap until the report is answered. A rerun after a crash
+    whose import recovery reported (rolled forward) answers with the recorded import."""
+    journal = journal if journal is not None else journal_here()
+    now = now if now is not None else int(time.time())
+    package = read_package(data)[0].package_id.hex()  # malformed: refused before anything
+    subject = f"package {package}"
+    recover_site_before(_context(client, tokens, journal, now), IMPORT_OP, subject)
+    try:
+        plan = plan_import(client, data)
+    except ServiceError as exc:
+        if exc.reason == "replayed":
+            recovered = _recovered_import(client, journal, subject)
+            if recovered is not None:
+                return recovered
+        raise
+    store = tokens.store(plan.transport.token)
+    intent = journal.begin(
+        IMPORT_OP,
+        subject,
+        {
+            "token": plan.transport.token,
+            "label": plan.label,
+            "existing_ids": sorted(_objects_labelled(store, plan.label)),
+            "marker": _marker(plan.package),
+            "package": plan.package,
+            "key": plan.key,
+            "kind": plan.kind,
+            "data": data.hex(),  # sealed to this site's transport key: safe to keep
+        },
+        now=now,
+    )
+    try:
+        crash_point("packages.import:before-unwrap")
+        installed = open_package(tokens, plan, data)
+    except JtcaError as exc:  # refused by the envelope's checks: nothing was installed
+        journal.end(intent, state=ROLLED_BACK, outcome=f"refused: {exc}")
+        raise
+    crash_point("packages.import:after-unwrap")
+    intent = journal.note(intent, key_id=installed.key_id.hex(), uri=str(installed.uri))
+    try:
+        crash_point("packages.import:before-report")
+        done = report_import(client, tokens, plan, data, installed)
+    except JtcaError as exc:  # refused or unconfirmed: the key and the marker destroyed again
+        journal.end(intent, state=ROLLED_BACK, outcome=f"undone: {exc}")
+        raise
+    crash_point("packages.import:after-report")
+    journal.end(intent, state=COMPLETED, outcome=f"{done.label} in {done.token} ({done.stage})")
+    return done
+
+
+# -- the site's journal and recovery (issue #14) ------------------------------------------------
+def journal_here() -> SiteJournal:
+    """This client's journal: the embedded state folder's, else the user's."""
+    from ca.client.config import has_state, state_dir
+
+    state = state_dir()
+    return site_journal(state if has_state(state) else None)
+
+
+def _context(client: Client, tokens: Tokens, journal: SiteJournal, now: int) -> SiteContext:
+    """Recovery inside an operation: its own tokens and its own signed-in client."""
+    return SiteContext(journal, None, now, lambda: tokens, lambda: client)
+
+
+def _answered(exc: ServiceError) -> bool:
+    """The service answered and refused (a 4xx), as opposed to failing to answer."""
+    return 400 <= exc.status < 500
+
+
+def _marker(package: str) -> str:
+    return "jtca-pkg:" + package
+
+
+def _objects_labelled(store: KeyStore, label: str) -> dict[str, set[str]]:
+    """{CKA_ID hex: {object classes}} of every object labelled ``label`` in the token."""
+
+    def collect(session: pkcs11.Session) -> dict[str, set[str]]:
+        found: dict[str, set[str]] = {}
+        for obj in session.get_objects({Attribute.LABEL: label}):
+            key_id = bytes(obj[Attribute.ID]).hex()
+            found.setdefault(key_id, set()).add(ObjectClass(obj[Attribute.CLASS]).name)
+        return found
+
+    result: dict[str, set[str]] = store.token.run(collect)
+    return result
+
+
+def _destroy_labelled(store: KeyStore, label: str, ids: set[str]) -> int:
+    """Destroy every object labelled ``label`` whose CKA_ID is one of ``ids``."""
+
+    def destroy(session: pkcs11.Session) -> int:
+        count = 0
+        for obj in list(session.get_objects({Attribute.LABEL: label})):
+            if bytes(obj[Attribute.ID]).hex() in ids:
+                obj.destroy()
+                count += 1
+        return count
+
+    count: int = store.token.run(destroy)
+    return count
+
+
+def _has_marker(store: KeyStore, marker: str) -> bool:
+    def look(session: pkcs11.Session) -> bool:
+        query = {Attribute.CLASS: ObjectClass.DATA, Attribute.LABEL: marker}
+        return len(list(session.get_objects(query))) > 0
+
+    found: bool = store.token.run(look)
+    return found
+
+
+def _recovered_import(client: Client, journal: SiteJournal, subject: str) -> ops.ImportedKey | None:
+    """The import of ``subject`` as recorded, when this site's recovery rolled it forward (the
+    run that began it died): the rerun is then complete, not a replay."""
+    done = journal.folder / DONE_DIR
+    settled: list[dict[str, Any]] = []
+    if done.is_dir():
+        for path in done.glob("*.json"):
+            with contextlib.suppress(OSError, ValueError):
+                item = json.loads(path.read_text(encoding="utf-8"))
+                if isinstance(item, dict) and item.get("subject") == subject:
+                    settled.append(item)
+    if (
+        not settled
+        or max(settled, key=lambda i: i.get("began_at", 0)).get("state") != ROLLED_FORWARD
+    ):
+        return None
+    package = subject.removeprefix("package ")
+    status = client.call(ops.STATUS, ops.PackageId(package=package))
+    if status.imported_at is None or status.token is None or status.uri is None:
+        return None
+    return ops.ImportedKey(
+        key=status.key,
+        label=status.label,
+        holder=status.recipient,
+        token=status.token,
+        uri=status.uri,
+        stage=status.stage,
+    )
+
+
+@site_recoverer(IMPORT_OP)
+def _recover_import(ctx: SiteContext, intent: SiteIntent) -> tuple[str, str]:
+    """An import whose client died between its intent and its end. The objects it made are
+    those labelled as planned whose CKA_ID the label did not have before. Recorded by the
+    service (the report went through): kept. Not recorded: a whole object (the key, its
+    public half for SM2, the package's replay marker) is reported — rolled forward; if the
+    service refuses the report (another province's officer, the package no longer
+    importable), or the object is half made, it is destroyed with the marker — rolled back,
+    and the package can be imported again. No answer from the service: not settled (failed)."""
+    plan = intent.plan
+    token, label, package = str(plan["token"]), str(plan["label"]), str(plan["package"])
+    existing = {str(i) for i in plan.get("existing_ids") or []}
+    store: KeyStore = ctx.vault().store(token)
+    ours = {k: v for k, v in _objects_labelled(store, label).items() if k not in existing}
+    marker = _has_marker(store, _marker(package))
+    client: Client = ctx.client()
+    try:
+        status: ops.PackageStatus | None = client.call(ops.STATUS, ops.PackageId(package=package))
+    except ServiceError as exc:
+        if not (_answered(exc) and exc.reason == "unknown-package"):
+            raise JtcaError(
+                f"package {package}: cannot learn whether its import was recorded ({exc})"
+            ) from None
+        status = None  # not made by this authority: nothing of it may stay
+
+    def undo(why: str) -> tuple[str, str]:
+        gone = _destroy_labelled(store, label, set(ours))
+        forget_import(store, bytes.fromhex(package))
+        outcome = f"{why}; destroyed {gone} object(s) labelled {label} in {token}"
+        ctx.journal.end(intent, state=ROLLED_BACK, outcome=outcome)
+        return ROLLED_BACK, outcome
+
+    if status is not None and status.imported_at is not None:
+        recorded = Pkcs11Uri.parse(status.uri) if status.uri and status.token == token else None
+        keep = recorded.id.hex() if recorded is not None and recorded.id else None
+        if keep is not None and keep in ours:
+            ours.pop(keep)
+            stray = _destroy_labelled(store, label, set(ours))
+            outcome = f"the import was recorded ({status.uri})" + (
+                f"; destroyed {stray} stray object(s)" if stray else ""
+            )
+            ctx.journal.end(intent, state=ROLLED_FORWARD, outcome=outcome)
+            return ROLLED_FORWARD, outcome
+        if keep is None and not ours:
+            outcome = f"imported elsewhere ({status.token}); nothing of it here"
+            ctx.journal.end(intent, state=ROLLED_BACK, outcome=outcome)
+            return ROLLED_BACK, outcome
+        return undo(f"the import recorded is {status.uri}, not this token's object")
+    if status is None:
+        return undo(f"package {package} is unknown to the service")
+    whole = _whole(ours, plan.get("kind"))
+    if whole is None or not marker:
+        return undo("nothing or a half-made object was left" if ours else "nothing was left")
+    uri = store.uri(label, bytes.fromhex(whole), "private" if plan.get("kind") == "sm2" else
+                    "secret-key")  # fmt: skip
+    report = ops.ImportReport(
+        data=bytes.fromhex(str(plan["data"])),
+        token=token,
+        uri=str(uri),
+        public_key=store.public_key(uri).compressed.hex() if plan.get("kind") == "sm2" else None,
+        check_value=(
+            store.with_key_material(uri, lambda v: sm4_key_check_value(bytes(v))).hex()
+            if plan.get("kind") == "sm4"
+            else None
+        ),
+    )
+    try:
+        done = client.call(ops.REPORT_IMPORT, report)
+    except ServiceError as exc:
+        if not _answered(exc):
+            raise JtcaError(
+                f"package {package}: the report of its import went unanswered"
+            ) from None
+        return undo(f"the service refused the report ({exc.message})")
+    outcome = f"reported the import: {done.label} in {done.token} ({done.stage})"
+    ctx.journal.end(intent, state=ROLLED_FORWARD, outcome=outcome)
+    return ROLLED_FORWARD, outcome
+
+
+def _whole(ours: dict[str, set[str]], kind: Any) -> str | None:
+    """The one CKA_ID whose objects make a whole key (SM2: private and public; SM4: secret)."""
+    needed = {"PRIVATE_KEY", "PUBLIC_KEY"} if kind == "sm2" else {"SECRET_KEY"}
+    whole = [k for k, classes in ours.items() if needed <= classes]
+    return whole[0] if len(whole) == 1 and len(ours) == 1 else None
+
+
+@site_recoverer(DELIVER_OP)
+def _recover_delivery(ctx: SiteContext, intent: SiteIntent) -> tuple[str, str]:
+    """A delivery whose client died (or was refused) before every file was written. In its
+    folder: the temporary files of its packages removed; a file of this delivery whose package
+    the service does not know (a hand-on never reported) removed; each key's recorded package
+    whose file is missing fetched again and written. Rolled forward when a package of it is
+    recorded, back when none is."""
+    plan = intent.plan
+    folder = Path(str(plan["folder"]))
+    planned = [(int(p["key"]), str(p["file"])) for p in plan.get("packages") or []]
+    ours = {str(v) for v in dict(intent.progress.get("written") or {}).values()}
+    client: Client = ctx.client()
+    temporaries = 0
+    removed: list[str] = []
+    kept: list[str] = []
+    fetched: list[str] = []
+    for _key, name in planned:
+        path = _file_in(folder, name)
+        for stray in folder.glob(f".{name}.*.tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                stray.unlink()
+                temporaries += 1
+        if not path.is_file():
+            continue
+        try:
+            package = read_package(path.read_bytes())[0].package_id.hex()
+        except (OSError, CodecError, JtcaError):
+            continue  # not a package: not this delivery's
+        try:
+            client.call(ops.STATUS, ops.PackageId(package=package))
+            kept.append(name)
+        except ServiceError as exc:
+            if not (_answered(exc) and exc.reason == "unknown-package"):
+                raise JtcaError(
+                    f"{path}: cannot learn whether package {package} is recorded ({exc})"
+                ) from None
+            if package in ours:  # written by this delivery, never recorded
+                path.unlink(missing_ok=True)
+                removed.append(name)
+    for key, name in planned:
+        if (folder / name).is_file():
+            continue
+        try:
+            again = client.call(ops.FETCH_PACKAGE, ops.PackageRequest(key=key))
+        except ServiceError as exc:
+            if not _answered(exc) or exc.status in (401, 403):
+                raise JtcaError(
+                    f"key {key}: cannot learn whether its package is recorded ({exc})"
+                ) from None
+            continue  # no package of it awaits import: this delivery did not record it
+        for sealed in again.packages:
+            write_atomically(_file_in(folder, sealed.file), sealed.data)
+            fetched.append(sealed.file)
+    state = ROLLED_FORWARD if kept or fetched else ROLLED_BACK
+    parts = [f"{len(kept)} recorded file(s) in place", f"{len(fetched)} fetched again"]
+    if removed:
+        parts.append(f"{len(removed)} unrecorded file(s) removed")
+    if temporaries:
+        parts.append(f"{temporaries} temporary file(s) removed")
+    outcome = f"{folder}: " + ", ".join(parts)
+    ctx.journal.end(intent, state=state, outcome=outcome)
+    return state, outcome
