@@ -16,6 +16,11 @@ destruction): suspensions, revocations and their approvals change records only a
 for the tokens. A destruction carried out here destroys the ministry's copy only: a province's
 or a city's copy is recorded as awaiting destruction at its site (``destroy_site_copies=False``;
 the site destroys it in its own token and reports it, ``ca.service.packages``).
+
+Generate and renew are crash-safe (issue #14): each writes an intent before the ministry token
+is touched (``ca.citykeys.workflow``); the recoverers of ``city.generate`` and ``city.renew``
+are registered here, and both use cases first recover what dead runs of either left, so a rerun
+after a crash is never stuck.
 """
 
 from __future__ import annotations
