@@ -8,17 +8,22 @@ the file is checked and an unknown key is refused, so a typo never passes unnoti
 from __future__ import annotations
 
 import hashlib
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
 from ca.errors import JtcaError
 from ca.log.anchors import LOG_TOKEN  # the service's own token of the audit key (issue #13)
+from hsm.names import object_label, token_label
+from policies.bounded import BadFile, load_toml
 
 KINDS: Final = frozenset({"root", "ca-rollover"})
 SUBJECT_KEYS: Final = frozenset({"CN", "O", "OU", "C", "L", "ST"})
 AUDIT_CN: Final = "交通一卡通审计日志签名"  # the default CN of the audit key's certificate
+# X.509 upper bounds (RFC 5280 appendix A, ub-*): a longer value fails only at signing time
+SUBJECT_LENGTHS: Final = {"CN": 64, "O": 64, "OU": 64, "C": 2, "L": 128, "ST": 128}
+MAX_TEXT: Final = 200  # characters of a ceremony name, a custodian, a witness, an officer name
+MAX_PEOPLE: Final = 16  # custodians, witnesses, officers named in one file
 
 
 class CeremonyError(JtcaError):
@@ -70,7 +75,7 @@ def _need(table: dict[str, Any], key: str, kind: type, where: str) -> Any:
         raise CeremonyError(f"{where}.{key}: missing")
     value = table[key]
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise CeremonyError(f"{where}.{key}: must be {kind.__name__}, got {value!r}")
+        raise CeremonyError(f"{where}.{key}: must be {kind.__name__}, got {_shown(value)}")
     if isinstance(value, str) and not value.strip():
         raise CeremonyError(f"{where}.{key}: must not be empty")
     return value
@@ -103,15 +108,41 @@ def _key_spec(
             raise CeremonyError(f"{where}.subject.{unknown[0]}: not one of {sorted(SUBJECT_KEYS)}")
         if "CN" not in raw:
             raise CeremonyError(f"{where}.subject.CN: missing")
-        subject = {k: str(v) for k, v in raw.items()}
-    return KeySpec(_need(table, "label", str, where), years, subject)
+        for key, value in raw.items():
+            _text(value, f"{where}.subject.{key}", SUBJECT_LENGTHS[key])
+        if "C" in raw and not (raw["C"].isascii() and raw["C"].isalpha()):
+            raise CeremonyError(f"{where}.subject.C: {raw['C']!r} is not a two-letter country code")
+        subject = dict(raw)
+    label = object_label(_need(table, "label", str, where), f"{where}.label")
+    return KeySpec(label, years, subject)
 
 
-def load_ceremony(text: str) -> Ceremony:
+def _text(value: Any, where: str, longest: int = MAX_TEXT) -> str:
+    """A non-empty single-line string of at most ``longest`` characters."""
+    if not isinstance(value, str) or not value.strip():
+        raise CeremonyError(f"{where}: must be a non-empty string, got {_shown(value)}")
+    if len(value) > longest:
+        raise CeremonyError(f"{where}: {len(value)} characters, at most {longest}")
+    if not value.isprintable():
+        raise CeremonyError(f"{where}: {_shown(value)} contains a control character")
+    return value
+
+
+def _shown(value: Any) -> str:
+    """A value for an error message: its repr, cut short."""
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:57]}..."
+
+
+def load_ceremony(text: str | bytes, *, source: str = "(file)") -> Ceremony:
+    """The ceremony in ``text`` (the file's text, or its bytes), every key checked; labels
+    that become token or object labels pass ``hsm.names`` (``BadName`` naming the key)."""
     try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise CeremonyError(f"(file): not valid TOML: {exc}") from None
+        doc = load_toml(text, source=source)
+    except BadFile as exc:  # too big, not UTF-8, nested too deep, a number too long, not TOML
+        raise CeremonyError(exc.message) from None
+    if isinstance(text, bytes):
+        text = text.decode("utf-8")  # load_toml has checked it is UTF-8
     _only(
         doc,
         {"ceremony", "token", "witnesses", "root", "qr_ca", "list_signing", "audit_key", "officer"},
@@ -127,18 +158,30 @@ def load_ceremony(text: str) -> Ceremony:
     custodians = _need(token, "custodians", list, "token")
     if len(custodians) < 2 or not all(isinstance(c, str) and c.strip() for c in custodians):
         raise CeremonyError("token.custodians: at least two named custodians")
+    if len(custodians) > MAX_PEOPLE:
+        raise CeremonyError(f"token.custodians: {len(custodians)} named, at most {MAX_PEOPLE}")
+    for i, custodian in enumerate(custodians):
+        _text(custodian, f"token.custodians[{i}]")
     if len(set(custodians)) != len(custodians):
         raise CeremonyError("token.custodians: a custodian is named twice")
     threshold = _need(token, "threshold", int, "token")
     if not 2 <= threshold <= len(custodians):
         raise CeremonyError(f"token.threshold: {threshold} must be 2..{len(custodians)}")
-    witnesses = doc.get("witnesses", {}).get("names", [])
+    witness_table = doc.get("witnesses", {})
+    if not isinstance(witness_table, dict):
+        raise CeremonyError("witnesses: must be a table with names = [...]")
+    _only(witness_table, {"names"}, "witnesses")
+    witnesses = witness_table.get("names", [])
     if (
         not isinstance(witnesses, list)
         or not witnesses
         or not all(isinstance(w, str) for w in witnesses)
     ):
         raise CeremonyError("witnesses.names: at least one witness must be named")
+    if len(witnesses) > MAX_PEOPLE:
+        raise CeremonyError(f"witnesses.names: {len(witnesses)} named, at most {MAX_PEOPLE}")
+    for i, witness in enumerate(witnesses):
+        _text(witness, f"witnesses.names[{i}]")
     qr_cas = []
     raw_cas = doc.get("qr_ca", [])
     if not isinstance(raw_cas, list):
@@ -188,14 +231,18 @@ def load_ceremony(text: str) -> Ceremony:
         roles = _need(table, "roles", list, where)
         if not roles or not all(isinstance(r, str) for r in roles):
             raise CeremonyError(f"{where}.roles: a non-empty list of role names")
+        for j, role in enumerate(roles):
+            _text(role, f"{where}.roles[{j}]", 100)
         province = table.get("province")
-        if province is not None and not isinstance(province, str):
-            raise CeremonyError(f"{where}.province: must be a string")
-        officers.append(
-            OfficerSpec(
-                _need(table, "id", str, where), str(table.get("name", "")), tuple(roles), province
-            )
-        )
+        if province is not None:
+            _text(province, f"{where}.province", 6)
+        name = table.get("name", "")
+        if name != "":
+            _text(name, f"{where}.name")
+        officer_id = _text(_need(table, "id", str, where), f"{where}.id", 100)
+        officers.append(OfficerSpec(officer_id, name, tuple(roles), province))
+    if len(officers) > MAX_PEOPLE:
+        raise CeremonyError(f"officer: {len(officers)} named, at most {MAX_PEOPLE}")
     if kind == "root" and not any("ministry-root-officer" in o.roles for o in officers):
         raise CeremonyError("officer: a root ceremony names at least one ministry-root-officer")
     if kind == "ca-rollover" and officers:
@@ -204,9 +251,9 @@ def load_ceremony(text: str) -> Ceremony:
     if len(set(labels)) != len(labels):
         raise CeremonyError("labels: two keys share a label")
     return Ceremony(
-        name=_need(head, "name", str, "ceremony"),
+        name=_text(_need(head, "name", str, "ceremony"), "ceremony.name"),
         kind=kind,
-        token=_need(token, "label", str, "token"),
+        token=token_label(_need(token, "label", str, "token"), "token.label"),
         custodians=tuple(custodians),
         threshold=threshold,
         witnesses=tuple(witnesses),
@@ -221,9 +268,10 @@ def load_ceremony(text: str) -> Ceremony:
 
 def read_ceremony(path: Path) -> Ceremony:
     try:
-        return load_ceremony(path.read_text(encoding="utf-8"))
+        data = path.read_bytes()
     except OSError as exc:
         raise CeremonyError(f"cannot read {path}: {exc.strerror}") from None
+    return load_ceremony(data, source=str(path))
 
 
 def plan(ceremony: Ceremony) -> list[str]:
