@@ -2,17 +2,19 @@
 
 ``parse_policy(text)`` validates the whole file and names the key of any error
 (``key_classes.city-card.validity_days: …``); ``decide(policy, actor, action, subject, now)``
-returns a ``Decision`` with a reason code. No I/O and nothing of jtca is imported here: the
-caller reads the file.
+returns a ``Decision`` with a reason code. No I/O and nothing of jtca is imported here but
+``policies.bounded`` (the file is parsed within size, depth and number limits first, issue #14):
+the caller reads the file.
 """
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
+
+from policies.bounded import BadFile, load_toml
 
 DEFAULT_POLICY_PATH: Final = Path(__file__).parent / "authority.toml"
 
@@ -154,6 +156,8 @@ class LogPolicy:
 
 
 MAX_ORIGIN: Final = 200  # characters of a log origin line
+MAX_TEXT: Final = 200  # characters of a purpose, a vendor's name
+MAX_NAME: Final = 64  # characters of a key class or role name (they appear in labels and logs)
 
 MIN_RECORD_YEARS: Final = 10  # 第二十九条: 报表等 ≥ 10 年
 MIN_TRANSACTION_YEARS: Final = 5  # 第二十九条: 交易数据 ≥ 5 年
@@ -220,12 +224,22 @@ def _table(doc: dict[str, Any], key: str, where: str) -> dict[str, Any]:
 def _only(table: dict[str, Any], allowed: set[str], where: str) -> None:
     extra = sorted(set(table) - allowed)
     if extra:
-        raise PolicyFileError(f"{where}.{extra[0]}", "unknown key (typos must not pass)")
+        name = extra[0] if len(extra[0]) <= MAX_NAME and extra[0].isprintable() else None
+        raise PolicyFileError(
+            f"{where}.{name if name is not None else _shown(extra[0])}",
+            "unknown key (typos must not pass)",
+        )
+
+
+def _shown(value: Any) -> str:
+    """A value for an error message: its repr, cut short (a file may hold a long one)."""
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:57]}..."
 
 
 def _whole(value: Any, key: str, low: int, high: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise PolicyFileError(key, f"must be a whole number {low}-{high}, got {value!r}")
+        raise PolicyFileError(key, f"must be a whole number {low}-{high}, got {_shown(value)}")
     return value
 
 
@@ -238,9 +252,15 @@ def _int(table: dict[str, Any], key: str, where: str, low: int, high: int) -> in
 def _str(table: dict[str, Any], key: str, where: str, choices: frozenset[str] | None = None) -> str:
     value = table.get(key)
     if not isinstance(value, str) or not value.strip():
-        raise PolicyFileError(f"{where}.{key}", f"must be a non-empty string, got {value!r}")
+        raise PolicyFileError(f"{where}.{key}", f"must be a non-empty string, got {_shown(value)}")
     if choices is not None and value not in choices:
-        raise PolicyFileError(f"{where}.{key}", f"must be one of {sorted(choices)}, got {value!r}")
+        raise PolicyFileError(
+            f"{where}.{key}", f"must be one of {sorted(choices)}, got {_shown(value)}"
+        )
+    if len(value) > MAX_TEXT or not value.isprintable():
+        raise PolicyFileError(
+            f"{where}.{key}", f"{_shown(value)}: at most {MAX_TEXT} printable characters"
+        )
     return value
 
 
@@ -276,7 +296,9 @@ def _key_class(name: str, table: Any) -> KeyClass:
     dormancy = _int(table, "dormancy_days", where, 1, 36500) if "dormancy_days" in table else None
     host = table.get("host_assisted")
     if not isinstance(host, bool):
-        raise PolicyFileError(f"{where}.host_assisted", f"must be true or false, got {host!r}")
+        raise PolicyFileError(
+            f"{where}.host_assisted", f"must be true or false, got {_shown(host)}"
+        )
     return KeyClass(
         name,
         _str(table, "algorithm", where, ALGORITHMS),
@@ -299,8 +321,8 @@ def _role(name: str, table: Any) -> Role:
     if not isinstance(actions, list) or not actions:
         raise PolicyFileError(f"{where}.actions", "must be a non-empty list of actions")
     for i, action in enumerate(actions):
-        if action not in ACTIONS:
-            raise PolicyFileError(f"{where}.actions[{i}]", f"unknown action {action!r}")
+        if not isinstance(action, str) or action not in ACTIONS:
+            raise PolicyFileError(f"{where}.actions[{i}]", f"unknown action {_shown(action)}")
     return Role(name, _str(table, "scope", where, ROLE_SCOPES), frozenset(actions))
 
 
@@ -314,8 +336,8 @@ def _mechanism(i: int, raw: Any, seen: set[int]) -> MechanismEntry:
         raise PolicyFileError(f"{where}.mechanism", f"0x{number:08x} is listed twice")
     seen.add(number)
     output = raw.get("output", "raw")
-    if output not in ("raw", "der"):
-        raise PolicyFileError(f"{where}.output", f"must be 'raw' or 'der', got {output!r}")
+    if not isinstance(output, str) or output not in ("raw", "der"):
+        raise PolicyFileError(f"{where}.output", f"must be 'raw' or 'der', got {_shown(output)}")
     return MechanismEntry(
         _str(raw, "vendor", where),
         number,
@@ -324,11 +346,26 @@ def _mechanism(i: int, raw: Any, seen: set[int]) -> MechanismEntry:
     )
 
 
-def parse_policy(text: str) -> Policy:
+def _name(name: str, where: str) -> None:
+    """A key class, role or table name: printable, at most MAX_NAME characters."""
+    if not name or len(name) > MAX_NAME or not name.isprintable():
+        raise PolicyFileError(
+            f"{where}.{_shown(name)}", f"a name is 1-{MAX_NAME} printable characters"
+        )
+
+
+def parse_policy(text: str | bytes) -> Policy:
+    """The policy in ``text`` (the file's text or bytes), every key checked. A file too big,
+    not UTF-8, nested too deep or with a number too long is refused before it is parsed, the
+    place named (line, column, byte offset); every whole number is checked against its range."""
     try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise PolicyFileError("(file)", f"not valid TOML: {exc}") from None
+        doc = load_toml(text, source="(file)")
+    except BadFile as exc:
+        key = exc.field or "(file)"
+        where = exc.place.removeprefix(", ")
+        if exc.field is not None:
+            where = where.removesuffix(f"field {exc.field}").rstrip(", ")
+        raise PolicyFileError(key, f"{where}: {exc.problem}" if where else exc.problem) from None
     _only(
         doc,
         {
@@ -343,6 +380,9 @@ def parse_policy(text: str) -> Policy:
         },
         "(file)",
     )
+    for table_name in ("key_classes", "roles", "dual_control"):
+        for name in _table(doc, table_name, ""):
+            _name(name, table_name)
     classes = {n: _key_class(n, t) for n, t in _table(doc, "key_classes", "").items()}
     if not classes:
         raise PolicyFileError("key_classes", "at least one key class")
@@ -360,6 +400,8 @@ def parse_policy(text: str) -> Policy:
     indexes = qr.get("ca_indexes")
     if not isinstance(indexes, list) or not indexes:
         raise PolicyFileError("qr_issuance.ca_indexes", "must be a non-empty list")
+    if len(indexes) > 256:
+        raise PolicyFileError("qr_issuance.ca_indexes", f"{len(indexes)} indexes: at most 256")
     for i, index in enumerate(indexes):
         _whole(index, f"qr_issuance.ca_indexes[{i}]", 0, 255)
     if len(set(indexes)) != len(indexes):
@@ -427,7 +469,7 @@ def _log(doc: dict[str, Any]) -> LogPolicy:
     origin = table.get("origin", default.origin)
     # C2SP tlog-checkpoint: the origin line is non-empty and has no spaces and no '+'
     if not isinstance(origin, str) or not origin:
-        raise PolicyFileError("log.origin", f"must be a non-empty string, got {origin!r}")
+        raise PolicyFileError("log.origin", f"must be a non-empty string, got {_shown(origin)}")
     if len(origin) > MAX_ORIGIN:
         raise PolicyFileError("log.origin", f"is {len(origin)} characters, at most {MAX_ORIGIN}")
     bad = next((ch for ch in origin if ch.isspace() or ch == "+" or not ch.isprintable()), None)
