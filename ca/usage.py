@@ -6,18 +6,20 @@ A report says, per key, where and when it was used: ``key`` (the key's URI or la
 Malformed rows are refused one by one with their line number; good rows are kept whatever the
 bad ones do. A key used outside its granted city's region is a scope violation (第十条: keys
 are used only where granted, never across regions) and is flagged for suspension (第十一条).
+The file is read by ``policies.bounded`` first (size, UTF-8, nesting depth, digits of a number,
+CSV field size: issue #14), so a hostile file is refused whole with the place named, as one
+``RowError`` of field ``(file)`` (or the CSV column), never an exception.
 Pure: the caller reads the file and supplies the grants.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
+
+from policies.bounded import BadFile, load_json, read_csv
 
 COLUMNS: Final = ("key", "city", "first_use", "last_use", "used_in")
 
@@ -117,8 +119,18 @@ def _row(line: int, raw: Mapping[str, Any], now: int | None = None) -> UsageRow 
     )
 
 
+def refused(exc: BadFile) -> RowError:
+    """A whole file refused by ``policies.bounded``, as the one row error that says where: its
+    line is the row error's line, the column and byte offset lead the problem."""
+    where = f"column {exc.column}" if exc.column is not None else ""
+    if exc.offset is not None:
+        where = f"{where} (byte offset {exc.offset})" if where else f"byte offset {exc.offset}"
+    problem = f"{where}: {exc.problem}" if where else exc.problem
+    return RowError(exc.line or 1, exc.field or "(file)", problem)
+
+
 def parse_usage_report(
-    text: str, kind: str, *, now: int | None = None
+    text: str | bytes, kind: str, *, now: int | None = None, source: str = "(report)"
 ) -> tuple[list[UsageRow], list[RowError]]:
     """``kind`` is ``csv`` (header row with COLUMNS) or ``json`` (an array of objects). With
     ``now``, a use reported after it is refused (``last_use``)."""
@@ -136,38 +148,25 @@ def parse_usage_report(
             return [], [
                 RowError(1, COLUMNS[0], "column missing from the header (the file is empty)")
             ]
-        reader = csv.DictReader(io.StringIO(text))
         try:
-            header = tuple(reader.fieldnames or ())
-        except csv.Error as exc:
-            return [], [RowError(1, "(header)", f"not CSV: {exc}")]
-        absent = [c for c in COLUMNS if c not in header]
+            table = read_csv(text, source=source)
+        except BadFile as exc:
+            return [], [refused(exc)]
+        absent = [c for c in COLUMNS if c not in table.header]
         if absent:
             return [], [RowError(1, absent[0], "column missing from the header")]
-        last = reader.line_num
-        while True:
-            try:
-                record = next(reader)
-            except StopIteration:
-                break
-            except csv.Error as exc:  # e.g. a field over the csv module's size limit
-                last = max(reader.line_num, last + 1)
-                errors.append(RowError(last, "(row)", f"not CSV: {exc}"))
-                continue
-            last = reader.line_num
-            if None in record:
+        for row in table.rows:
+            if len(row.values) > len(table.header):
                 errors.append(
-                    RowError(reader.line_num, "(row)", "more values than the header has columns")
+                    RowError(row.line, "(row)", "more values than the header has columns")
                 )
                 continue
-            keep(_row(reader.line_num, record, now))
+            keep(_row(row.line, table.record(row), now))
     elif kind == "json":
         try:
-            items = json.loads(text)
-        except json.JSONDecodeError as exc:
-            return [], [RowError(exc.lineno, "(file)", f"not JSON: {exc.msg}")]
-        except RecursionError:
-            return [], [RowError(1, "(file)", "nested too deeply to be a report")]
+            items = load_json(text, source=source)
+        except BadFile as exc:
+            return [], [refused(exc)]
         if not isinstance(items, list):
             return [], [RowError(1, "(file)", "a JSON report is an array of objects")]
         for index, item in enumerate(items, 1):

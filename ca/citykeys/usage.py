@@ -71,8 +71,9 @@ def _suspicious(key: CityKey, row: UsageRow) -> str | None:
 def import_usage(
     engine: Engine, actor: Actor, text: str, kind: str, *, source: str, now: int
 ) -> UsageImport:
-    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    rows, errors = parse_usage_report(text, kind, now=now)
+    # surrogatepass: a lone surrogate is refused by the parser (naming its offset), not here
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    rows, errors = parse_usage_report(text, kind, now=now, source=source)
     result = UsageImport(digest, refused=list(errors))
     mine: list[UsageRow] = []
     for row in rows:
