@@ -7,13 +7,24 @@ key; the archive lists each key's label, kind, public point or check value and w
 and carries an HMAC-SM3 over all of it. Restore needs the quorum, checks the MAC, unwraps every
 key into the new token (all or nothing), and proves each one: an SM2 key by signing a challenge
 verified with the archived public key, an SM4 key by its check value.
+
+A restore cut by a power cut (issue #14) is finished by running it again: a key of the archive
+the token already holds under the same label — the same public point (and it signs as the
+original) or the same SM4 check value — is adopted, the rest installed, the replay markers
+completed; a different key under an archived label is refused by name, never overwritten and
+never a 'Duplicate key label'. The intent that names what the restore will install is the
+caller's (``ca.site.backup_recovery``); ``describe_archive`` gives it the archive's keys without
+the shares. Crash points: ``token.restore:before-key``/``after-key`` (once per key installed),
+``token.restore:before-markers``/``after-markers``.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -26,6 +37,7 @@ from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11.types import Key, WrapMixin
 
+from hsm.crashpoints import crash_point
 from hsm.custody import combine_secret, split_secret
 from hsm.errors import InvalidSignature, JtcaError
 from hsm.pkcs11.keys import KeyKind, KeyStore, TokenKey, _key_value, wipe
@@ -33,6 +45,7 @@ from hsm.sm.sm2 import SM2PublicKey
 from hsm.sm.sm4 import sm4_key_check_value
 
 FORMAT: Final = "jtca-token-backup/1"
+MAX_ARCHIVE: Final = 16 << 20  # a token backup larger than this is not one
 
 
 class BackupError(JtcaError):
@@ -147,43 +160,216 @@ def _wrap_under(
         wrapping.destroy()
 
 
-def restore_token(store: KeyStore, archive: bytes, shares: list[str]) -> list[TokenKey]:
-    """Restore every key of ``archive`` into ``store``'s token. All or nothing."""
+@dataclass(frozen=True, slots=True)
+class ArchivedKey:
+    """One key of an archive as its plan names it: label, kind and public identity."""
+
+    label: str
+    kind: KeyKind
+    public_key: str | None = None  # SM2: compressed point, hex
+    check_value: str | None = None  # SM4: 3-byte check value, hex
+
+    def as_plan(self) -> dict[str, str]:
+        out = {"label": self.label, "kind": self.kind.value}
+        if self.public_key is not None:
+            out["public_key"] = self.public_key
+        if self.check_value is not None:
+            out["check_value"] = self.check_value
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveInfo:
+    """What an archive holds, read without the shares (its MAC is checked at restore)."""
+
+    token: str
+    sha256: str
+    keys: list[ArchivedKey]
+    imported_packages: list[str]
+
+
+def _parse(archive: bytes, *, strict: bool = True) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The archive's JSON and its key entries; ``strict`` checks each entry's fields too (the
+    MAC, checked first where the shares are at hand, says more about a tampered one)."""
+    if len(archive) > MAX_ARCHIVE:
+        raise BackupError(f"not a jtca token backup: over {MAX_ARCHIVE} bytes")
     try:
-        doc = json.loads(archive)
+        doc = json.loads(archive.decode("utf-8"))
         if not isinstance(doc, dict):
             raise TypeError("the archive is not a JSON object")
-        body = {k: v for k, v in doc.items() if k != "mac"}
-        mac = doc["mac"]
         if doc["format"] != FORMAT:
-            raise BackupError(f"archive format {doc['format']!r} is not {FORMAT}")
+            raise BackupError(f"archive format {str(doc['format'])[:40]!r} is not {FORMAT}")
         entries = list(doc["keys"])
-        if not all(isinstance(e, dict) for e in entries):
-            raise TypeError("an archive entry is not a JSON object")
-    except (ValueError, KeyError, TypeError) as exc:
+        if "mac" not in doc:
+            raise KeyError("mac")
+        for i, entry in enumerate(entries):
+            if not isinstance(entry, dict):
+                raise TypeError(f"keys[{i}] is not a JSON object")
+            if not strict:
+                continue
+            if not isinstance(entry.get("label"), str) or not entry["label"]:
+                raise TypeError(f"keys[{i}].label is not a label")
+            kind = KeyKind(str(entry.get("kind")))
+            field = "public_key" if kind == KeyKind.SM2 else "check_value"
+            bytes.fromhex(str(entry[field]))
+        markers = [str(p) for p in doc.get("imported_packages", [])]
+        for marker in markers if strict else []:
+            bytes.fromhex(marker)
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
         raise BackupError(f"not a jtca token backup: {exc}") from None
+    return doc, entries
+
+
+def describe_archive(archive: bytes) -> ArchiveInfo:
+    """The keys an archive will install (for the restore's intent), checked for form only."""
+    doc, entries = _parse(archive)
+    keys = []
+    for entry in entries:
+        kind = KeyKind(entry["kind"])
+        keys.append(
+            ArchivedKey(
+                label=str(entry["label"]),
+                kind=kind,
+                public_key=str(entry["public_key"]) if kind == KeyKind.SM2 else None,
+                check_value=str(entry["check_value"]) if kind == KeyKind.SM4 else None,
+            )
+        )
+    return ArchiveInfo(
+        token=str(doc.get("token", "")),
+        sha256=hashlib.sha256(archive).hexdigest(),
+        keys=keys,
+        imported_packages=[str(p) for p in doc.get("imported_packages", [])],
+    )
+
+
+def holds(store: KeyStore, key: TokenKey, archived: ArchivedKey) -> bool:
+    """Whether ``key`` (in ``store``) is ``archived``: same label and kind, and the same SM2
+    public point — the key signs as it — or the same SM4 check value."""
+    if key.label != archived.label or key.kind != archived.kind:
+        return False
+    if key.kind == KeyKind.SM2:
+        if archived.public_key is None:
+            return False
+        public = SM2PublicKey.from_bytes(bytes.fromhex(archived.public_key))
+        if key.public_key is not None and key.public_key != public:
+            return False
+        challenge = secrets.token_bytes(32)
+        try:
+            public.verify(store.sign_host_assisted(key.uri, challenge), challenge)
+        except (InvalidSignature, JtcaError):
+            return False
+        return True
+    kcv = store.with_key_material(key.uri, lambda v: sm4_key_check_value(bytes(v)))
+    return archived.check_value is not None and kcv.hex() == archived.check_value
+
+
+def restore_markers(store: KeyStore, package_ids: list[str]) -> int:
+    """The replay markers of ``package_ids`` the token lacks; returns how many were made."""
+    have = set(store.token.run(_imported_packages))
+    missing = [p for p in package_ids if p not in have]
+    if missing:
+        store.token.run(partial(_restore_markers, package_ids=missing))
+    return len(missing)
+
+
+def _verified_wrap_key(doc: dict[str, Any], shares: list[str]) -> bytearray:
+    """The archive's wrapping key from the shares, once its MAC verifies (the caller wipes)."""
+    body = {k: v for k, v in doc.items() if k != "mac"}
     secret = bytearray(combine_secret(shares))
     try:
         wrap_key = bytearray(_derive(bytes(secret), b"jtca backup wrap"))
         mac_key = _derive(bytes(secret), b"jtca backup mac")
     finally:
         wipe(secret)
+    if not secrets.compare_digest(_mac(mac_key, body), str(doc.get("mac"))):
+        wipe(wrap_key)
+        raise BackupError("the archive's MAC does not verify: altered, or other shares")
+    return wrap_key
+
+
+def verify_archive(archive: bytes, shares: list[str]) -> ArchiveInfo:
+    """The archive's MAC checked with the custodians' shares, then its keys described: what a
+    restore's intent names before the first key is installed."""
+    doc, _ = _parse(archive, strict=False)
+    wipe(_verified_wrap_key(doc, shares))
+    return describe_archive(archive)
+
+
+RestoreStep = Callable[[str, TokenKey], None]  # ("installed" | "adopted", key)
+
+
+def restore_token(
+    store: KeyStore,
+    archive: bytes,
+    shares: list[str],
+    *,
+    progress: RestoreStep | None = None,
+    adopt: bool = False,
+) -> list[TokenKey]:
+    """Restore every key of ``archive`` into ``store``'s token. All or nothing for the keys
+    installed by this call: a failure destroys them again. With ``adopt`` (the rerun of a cut
+    restore, ``ca.site.backup_recovery``) a key of the archive the token already holds is
+    adopted, and kept on failure; without it, a label the token holds is refused
+    ('Duplicate key label'): restoring the same archive twice is a mistake."""
+    doc, entries = _parse(archive, strict=False)
+    wrap_key = _verified_wrap_key(doc, shares)
     try:
-        if not secrets.compare_digest(_mac(mac_key, body), str(mac)):
-            raise BackupError("the archive's MAC does not verify: altered, or other shares")
+        info = describe_archive(archive)
+        present = {k.label: k for k in store.list_keys()} if adopt else {}
         restored: list[TokenKey] = []
+        installed: list[TokenKey] = []
         try:
-            for entry in entries:
-                restored.append(_restore_one(store, entry, wrap_key))
-            markers = [str(p) for p in doc.get("imported_packages", [])]
-            store.token.run(partial(_restore_markers, package_ids=markers))
+            for entry, archived in zip(entries, info.keys, strict=True):
+                existing = present.get(archived.label)
+                if existing is not None:
+                    adopted = _adopt(store, existing, archived)
+                    if adopted is not None:
+                        restored.append(adopted)
+                        if progress is not None:
+                            progress("adopted", adopted)
+                        continue
+                crash_point("token.restore:before-key")
+                key = _restore_one(store, entry, wrap_key)
+                installed.append(key)
+                restored.append(key)
+                crash_point("token.restore:after-key")
+                if progress is not None:
+                    progress("installed", key)
+            crash_point("token.restore:before-markers")
+            restore_markers(store, info.imported_packages)
+            crash_point("token.restore:after-markers")
         except BaseException:
-            for key in restored:
+            for key in installed:
                 store.destroy(key.uri)
             raise
         return restored
     finally:
         wipe(wrap_key)
+
+
+def _adopt(store: KeyStore, existing: TokenKey, archived: ArchivedKey) -> TokenKey | None:
+    """The token already holds a key under an archived label: adopted when it is the archived
+    key (returned, with its public part or check value); destroyed when it is the archived key
+    cut half-way in (an SM2 private key whose public object was never made: None, to install
+    again whole); refused when it is another key."""
+    if holds(store, existing, archived):
+        if existing.kind == KeyKind.SM2 and existing.public_key is None:
+            store.destroy(existing.uri)
+            return None
+        if existing.kind == KeyKind.SM4 and archived.check_value is not None:
+            return TokenKey(
+                existing.uri,
+                existing.kind,
+                existing.label,
+                existing.key_id,
+                None,
+                bytes.fromhex(archived.check_value),
+            )
+        return existing
+    raise BackupError(
+        f"token {store.token.label!r} already holds another key labelled {archived.label!r} "
+        f"({existing.uri}): restore into a fresh token, or destroy that key first"
+    )
 
 
 def _restore_one(store: KeyStore, entry: dict[str, Any], wrap_key: bytearray) -> TokenKey:
@@ -193,7 +379,7 @@ def _restore_one(store: KeyStore, entry: dict[str, Any], wrap_key: bytearray) ->
         plain = bytearray(
             aes_key_unwrap_with_padding(bytes(wrap_key), base64.b64decode(entry["wrapped"]))
         )
-    except (InvalidUnwrap, ValueError):
+    except (InvalidUnwrap, ValueError, TypeError):
         raise BackupError(f"key {label!r} does not unwrap under the backup key") from None
     try:
         material = _key_value(plain)
