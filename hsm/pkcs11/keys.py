@@ -12,6 +12,9 @@ buffers wiped. Python's own integers and immutable bytes cannot be wiped; the bu
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
+import functools
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,12 +24,6 @@ from typing import Any, Final, TypeVar, cast
 import pkcs11
 import pkcs11.exceptions as p11e
 from asn1crypto.core import OctetString
-from asn1crypto.keys import ECPrivateKey, PrivateKeyInfo
-from cryptography.hazmat.primitives.keywrap import (
-    InvalidUnwrap,
-    aes_key_unwrap_with_padding,
-    aes_key_wrap_with_padding,
-)
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11.attributes import ALL_CAPABILITIES
 from pkcs11.constants import DEFAULT
@@ -65,8 +62,89 @@ class TokenKey:
 
 
 def wipe(buffer: bytearray) -> None:
-    for i in range(len(buffer)):
-        buffer[i] = 0
+    """Zero a buffer we own, in place (``ctypes.memset`` over the bytearray's storage)."""
+    if buffer:
+        ctypes.memset((ctypes.c_char * len(buffer)).from_buffer(buffer), 0, len(buffer))
+
+
+# -- AES key wrap with padding (RFC 5649) into buffers we own ---------------------------------
+# cryptography's aes_key_unwrap_with_padding returns immutable bytes and leaves its working
+# copies in freed Rust heap; this runs the same primitive in libcrypto (the library SoftHSM2
+# itself runs on) through ctypes, reading and writing only buffers passed in, and frees its
+# context with EVP_CIPHER_CTX_free, which cleanses it.
+_WRAP_ALLOW: Final = 0x1  # EVP_CIPHER_CTX_FLAG_WRAP_ALLOW (needed before OpenSSL 3, harmless after)
+
+
+@functools.cache
+def _libcrypto() -> ctypes.CDLL:
+    name = ctypes.util.find_library("crypto")
+    if name is None:  # pragma: no cover - every Debian/Ubuntu has libcrypto
+        raise TokenError("libcrypto not found: the host-assisted path unwraps keys with it")
+    lib = ctypes.CDLL(name)
+    lib.EVP_CIPHER_CTX_new.restype = ctypes.c_void_p
+    lib.EVP_CIPHER_CTX_free.argtypes = [ctypes.c_void_p]
+    lib.EVP_CIPHER_CTX_set_flags.argtypes = [ctypes.c_void_p, ctypes.c_int]
+    lib.EVP_aes_256_wrap_pad.restype = ctypes.c_void_p
+    lib.EVP_CipherInit_ex.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+        ctypes.c_int,
+    ]
+    lib.EVP_CipherUpdate.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+        ctypes.POINTER(ctypes.c_int),
+        ctypes.c_void_p,
+        ctypes.c_int,
+    ]
+    lib.EVP_CipherFinal_ex.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+        ctypes.POINTER(ctypes.c_int),
+    ]
+    return lib
+
+
+def _address(buffer: bytearray | bytes) -> int:
+    if isinstance(buffer, bytearray):
+        return ctypes.addressof((ctypes.c_char * max(1, len(buffer))).from_buffer(buffer))
+    return ctypes.cast(ctypes.c_char_p(buffer), ctypes.c_void_p).value or 0
+
+
+def _kwp(key: bytearray, data: bytearray | bytes, out: bytearray, *, encrypt: bool) -> int:
+    """AES-256 key wrap with padding of ``data`` under ``key`` into ``out`` (at least
+    len(data) + 8 bytes); returns the length written, or -1 when unwrapping fails (a wrong key
+    or altered data: ``out`` is zeroed then)."""
+    lib = _libcrypto()
+    ctx = lib.EVP_CIPHER_CTX_new()
+    if not ctx:  # pragma: no cover - out of memory
+        raise TokenError("libcrypto could not make a cipher context")
+    try:
+        lib.EVP_CIPHER_CTX_set_flags(ctx, _WRAP_ALLOW)
+        if (
+            lib.EVP_CipherInit_ex(
+                ctx, lib.EVP_aes_256_wrap_pad(), None, _address(key), None, int(encrypt)
+            )
+            != 1
+        ):  # pragma: no cover - libcrypto without AES key wrap
+            raise TokenError("libcrypto refused AES-256 key wrap with padding")
+        written = ctypes.c_int(0)
+        done = lib.EVP_CipherUpdate(
+            ctx, _address(out), ctypes.byref(written), _address(data), len(data)
+        )
+        if done != 1 or written.value < 0:
+            wipe(out)
+            return -1
+        final = ctypes.c_int(0)
+        if lib.EVP_CipherFinal_ex(ctx, _address(out) + written.value, ctypes.byref(final)) != 1:
+            wipe(out)
+            return -1
+        return written.value + final.value
+    finally:
+        lib.EVP_CIPHER_CTX_free(ctx)
 
 
 def _base_secret_template(label: str, key_id: bytes) -> dict[Attribute, Any]:
@@ -272,17 +350,21 @@ class KeyStore:
         """Unwrap the key ``uri`` names into this process for one use, then wipe it.
 
         ``use`` receives the raw key value: the 32-byte SM2 scalar or the 16-byte SM4 key.
+        The value lives only in bytearrays made here and zeroed before returning, whatever
+        ``use`` does: the wrapped key is unwrapped into one (``_kwp``, libcrypto through ctypes,
+        no immutable copy), the raw value is read out of its PKCS#8 in place into another.
+        ``use`` must not copy it into ``bytes`` or an ``int`` (those cannot be wiped).
         """
         wrapped, transport = self.token.run(lambda s: _wrap_out(s, self.find(s, uri)))
+        plain = bytearray(max(len(wrapped), 16))
         try:
             try:
-                plain = bytearray(aes_key_unwrap_with_padding(bytes(transport), wrapped))
-            except InvalidUnwrap:
-                raise TokenError(f"the wrapped form of {uri} did not unwrap") from None
-        finally:
-            wipe(transport)
-        try:
-            value = _key_value(plain)
+                size = _kwp(transport, wrapped, plain, encrypt=False)
+            finally:
+                wipe(transport)
+            if size < 0:
+                raise TokenError(f"the wrapped form of {uri} did not unwrap")
+            value = _key_value(memoryview(plain)[:size])
             try:
                 return use(value)
             finally:
@@ -291,8 +373,16 @@ class KeyStore:
             wipe(plain)
 
     def sign_host_assisted(self, uri: Pkcs11Uri, message: bytes) -> bytes:
+        """Sign ``message`` with the SM2 key ``uri`` names, unwrapped for this one signature:
+        the scalar goes from our buffer straight into Tongsuo (``from_scalar_buffer``) and the
+        key object is dropped before the buffer is wiped."""
+
         def sign(value: bytearray) -> bytes:
-            return SM2PrivateKey.from_scalar(bytes(value)).sign(message)
+            key = SM2PrivateKey.from_scalar_buffer(value)
+            try:
+                return key.sign(message)
+            finally:
+                del key  # EC_KEY_free: Tongsuo zeroes its BIGNUM of the scalar
 
         return self.with_key_material(uri, sign)
 
@@ -409,7 +499,11 @@ def _unwrap_into(
         object_class, key_type = ObjectClass.SECRET_KEY, KeyType.GENERIC_SECRET
     transport = bytearray(secrets.token_bytes(32))
     try:
-        wrapped = aes_key_wrap_with_padding(bytes(transport), bytes(plain))
+        sealed = bytearray(len(plain) + 16)
+        size = _kwp(transport, plain, sealed, encrypt=True)
+        if size < 0:  # pragma: no cover - wrapping a well-formed value cannot fail
+            raise TokenError(f"{label}: libcrypto could not wrap the key for the token")
+        wrapped = bytes(sealed[:size])  # ciphertext under the one-use transport key
         unwrapper = session.create_object(
             {
                 Attribute.CLASS: ObjectClass.SECRET_KEY,
@@ -482,19 +576,50 @@ def _wrap_out(session: pkcs11.Session, target: pkcs11.Object) -> tuple[bytes, by
     return bytes(wrapped), transport
 
 
-def _key_value(plain: bytearray) -> bytearray:
-    """The raw key value inside a wrapped key: an SM2 scalar from PKCS#8, or an SM4 key."""
+def _key_value(plain: bytearray | memoryview) -> bytearray:
+    """The raw key value inside a wrapped key, copied into a new bytearray (the caller wipes
+    both): an SM2 scalar out of PKCS#8, read in place (no parser's copies), or an SM4 key."""
     if len(plain) == SM4_KEY_SIZE:
         return bytearray(plain)
-    try:
-        info = PrivateKeyInfo.load(bytes(plain))
-        ec_key = info["private_key"].parsed
-        if not isinstance(ec_key, ECPrivateKey):
-            raise ValueError("not an EC private key")
-        scalar = int(ec_key["private_key"].native)
-    except (ValueError, TypeError, KeyError) as exc:
-        raise TokenError(f"unwrapped key material is not a PKCS#8 EC key: {exc}") from None
-    return bytearray(scalar.to_bytes(32, "big"))
+    view = memoryview(plain)
+    start, end = _ec_private_scalar(view)
+    if end - start > 32:
+        raise TokenError("unwrapped key material: the EC private key is longer than 32 bytes")
+    value = bytearray(32)
+    value[32 - (end - start) :] = view[start:end]
+    return value
+
+
+def _der(view: memoryview, at: int, end: int, tag: int) -> tuple[int, int]:
+    """The content (start, end) of the DER element with ``tag`` at ``at``, within ``end``."""
+    if at + 2 > end or view[at] != tag:
+        raise TokenError(
+            f"unwrapped key material is not a PKCS#8 EC key (offset {at}: expected tag 0x{tag:02x})"
+        )
+    length, at = view[at + 1], at + 2
+    if length & 0x80:
+        count = length & 0x7F
+        if count == 0 or count > 2 or at + count > end:
+            raise TokenError(f"unwrapped key material: bad DER length at offset {at - 1}")
+        length = 0
+        for _ in range(count):
+            length = (length << 8) | view[at]
+            at += 1
+    if at + length > end:
+        raise TokenError(f"unwrapped key material: element at offset {at} overruns its parent")
+    return at, at + length
+
+
+def _ec_private_scalar(view: memoryview) -> tuple[int, int]:
+    """Where the private key OCTET STRING's content lies in a PKCS#8 PrivateKeyInfo holding
+    an ECPrivateKey (RFC 5208, RFC 5915), read without copying."""
+    start, end = _der(view, 0, len(view), 0x30)  # PrivateKeyInfo
+    _, after = _der(view, start, end, 0x02)  # version
+    _, after = _der(view, after, end, 0x30)  # AlgorithmIdentifier
+    inner, inner_end = _der(view, after, end, 0x04)  # privateKey OCTET STRING
+    key, key_end = _der(view, inner, inner_end, 0x30)  # ECPrivateKey
+    _, after = _der(view, key, key_end, 0x02)  # version 1
+    return _der(view, after, key_end, 0x04)  # privateKey
 
 
 def _public_point(public: pkcs11.Object) -> SM2PublicKey:

@@ -306,6 +306,39 @@ class SM2PrivateKey:
         return cls(_t_ec.derive_private_key(value, _CURVE))
 
     @classmethod
+    def from_scalar_buffer(cls, d: bytearray | memoryview) -> SM2PrivateKey:
+        """A key from a 32-byte big-endian scalar in a buffer the caller owns and wipes,
+        making no Python copy of it: no ``bytes``, no ``int`` (``from_scalar`` makes both, and
+        tongsuopy's ``derive_private_key`` one more). Tongsuo reads the buffer in place
+        (``BN_bin2bn``); its BIGNUMs are freed with ``BN_clear_free``, which zeroes them, when the
+        key object goes (``EC_KEY_free``). Raises InvalidKey unless 1 <= d <= n-2."""
+        from tongsuopy.backends.tongsuo import backend as be
+        from tongsuopy.backends.tongsuo.ec import _EllipticCurvePrivateKey
+
+        if len(d) != 32:
+            raise InvalidKey(f"an SM2 private scalar is 32 bytes, got {len(d)}")
+        if not _in_range(d):
+            raise InvalidKey("an SM2 private scalar must lie in [1, n-2]")
+        lib, ffi = be._lib, be._ffi
+        ec_cdata = be._ec_key_new_by_curve(_CURVE)
+        group = lib.EC_KEY_get0_group(ec_cdata)
+        scalar = lib.BN_bin2bn(ffi.from_buffer(d), 32, ffi.NULL)
+        be.openssl_assert(scalar != ffi.NULL)
+        try:
+            point = ffi.gc(lib.EC_POINT_new(group), lib.EC_POINT_free)
+            be.openssl_assert(point != ffi.NULL)
+            bn_ctx = ffi.gc(lib.BN_CTX_new(), lib.BN_CTX_free)
+            be.openssl_assert(
+                lib.EC_POINT_mul(group, point, scalar, ffi.NULL, ffi.NULL, bn_ctx) == 1
+            )
+            be.openssl_assert(lib.EC_KEY_set_public_key(ec_cdata, point) == 1)
+            be.openssl_assert(lib.EC_KEY_set_private_key(ec_cdata, scalar) == 1)
+        finally:
+            lib.BN_clear_free(scalar)
+        evp_pkey = be._ec_cdata_to_evp_pkey(ec_cdata)
+        return cls(_EllipticCurvePrivateKey(be, ec_cdata, evp_pkey))
+
+    @classmethod
     def from_pem(cls, pem: bytes, password: bytes | None = None) -> SM2PrivateKey:
         try:
             key = _t_ser.load_pem_private_key(pem, password)
@@ -353,6 +386,23 @@ class SM2PrivateKey:
 
     def __repr__(self) -> str:
         return f"SM2PrivateKey(public={self._public.compressed.hex()})"
+
+
+_N_MINUS_1: Final = (N - 1).to_bytes(32, "big")
+
+
+def _in_range(d: bytearray | memoryview) -> bool:
+    """1 <= d <= n-2 for a 32-byte big-endian d, compared byte by byte (no int of d)."""
+    nonzero = 0
+    below = 0  # d < n-1, decided at the first byte that differs
+    decided = 0
+    for i in range(32):
+        byte, limit = d[i], _N_MINUS_1[i]
+        nonzero |= byte
+        if not decided and byte != limit:
+            below = 1 if byte < limit else 0
+            decided = 1
+    return bool(nonzero) and bool(below)
 
 
 def _pkey_crypt(key: object, data: bytes, *, encrypt: bool) -> bytes:
