@@ -53,7 +53,7 @@ from ca.store.db import transaction
 from ca.store.models import Approval, CityKey, KeyCopy, PendingAction, UsageViolation
 from hsm.pkcs11.keys import KeyNotFound
 from hsm.pkcs11.uri import Pkcs11Uri
-from policies.rules import Actor, is_province_code, province_of
+from policies.rules import Action, Actor, is_province_code, province_of
 
 SUSPEND: Final = "city-key.suspend"
 RESUME: Final = "city-key.resume"
@@ -158,6 +158,12 @@ def destroy_due(session: Session, now: int, province: str | None = None) -> list
     return list(session.exec(query.order_by(col(CityKey.id))))
 
 
+def key_ids_of(pending: PendingAction) -> list[int]:
+    """The keys a pending city key action names (``key_ids`` is "3,7"; an emergency
+    publication's row in the same table names none)."""
+    return [int(k) for k in pending.key_ids.split(",") if k.isascii() and k.strip().isdigit()]
+
+
 def request(
     engine: Engine,
     vault: Vault,
@@ -189,7 +195,7 @@ def request(
             .where(PendingAction.action == action)
         ).all()
         for pending_action in open_actions:
-            overlap = {int(k) for k in pending_action.key_ids.split(",")} & set(key_ids)
+            overlap = set(key_ids_of(pending_action)) & set(key_ids)
             if overlap:
                 label = next(k.label for k in keys if k.id in overlap)
                 raise ActionError(f"{label} already awaits {action} (action {pending_action.id})")
@@ -239,9 +245,18 @@ def decide(
         ).one_or_none()
         if pending is None:
             raise ActionError(f"no pending action {action_id}")
+        if pending.action not in EVENTS:  # the table also holds emergency publications
+            raise ActionError(
+                f"action {action_id} is not a city key action but a {pending.action} request"
+                + (
+                    f" (jtca lists approve {action_id})"
+                    if pending.action == Action.LIST_EMERGENCY_PUBLISH
+                    else ""
+                )
+            )
         if pending.state != "pending":
             raise ActionError(f"action {action_id} is already {pending.state}")
-        keys = [get_key(session, int(k)) for k in pending.key_ids.split(",")]
+        keys = [get_key(session, k) for k in key_ids_of(pending)]
         if actor.id != pending.requested_by:
             for key in keys:
                 allowed(actor, pending.action, key.city, key.key_class, now)
