@@ -348,6 +348,11 @@ def create_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        refused = body_refusal(exc.__cause__) if exc.status_code == 400 else None
+        if refused is not None:  # FastAPI's bare 400 for a JSON body it could not read
+            return problem(
+                422, "Bad request", refused, exit_code=3, field="(body)", request_id=_rid(request)
+            )
         title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
         return problem(exc.status_code, title, str(exc.detail), request_id=_rid(request))
 
@@ -404,6 +409,21 @@ def create_app(
             operation_id=op.name,
         )
     return BodyLimit(app, max_body)
+
+
+def body_refusal(exc: BaseException | None) -> str | None:
+    """What to tell a client whose JSON body the decoder could not read for a reason other than
+    its syntax (FastAPI answers a ``JSONDecodeError`` itself, with a 422 naming the offset, and
+    anything else with a bare 400 'There was an error parsing the body'): nested too deeply
+    for the decoder, not UTF-8 (UTF-16/32 are detected by their zero bytes), an integer over
+    the decoder's digit limit. ``None`` for anything else."""
+    if isinstance(exc, RecursionError):
+        return "the JSON body is nested too deeply to be a request"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"the body is not UTF-8 JSON: {exc.reason} at byte offset {exc.start}"
+    if isinstance(exc, ValueError):
+        return f"the JSON body cannot be read: {str(exc)[:120]}"
+    return None
 
 
 def _public_call(
