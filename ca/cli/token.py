@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from ca.cli import desk
 from ca.errors import BadInput
 from ca.files import write_atomically
 from ca.tokens import embedded_token, state_dir
-from hsm.backup import backup_token, restore_token
+from hsm.backup import Backup
 from hsm.custody import combine_secret, split_secret
 from hsm.envelope import export_key, import_key
 from hsm.errors import InvalidKey
@@ -289,21 +290,46 @@ def cmd_check_shares(args: argparse.Namespace) -> int:
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
-    backup = backup_token(open_store(args), threshold=args.threshold, custodians=args.custodians)
-    write_atomically(args.out, backup.archive)
-    data = {"archive": str(args.out), "shares": backup.shares}
-    text = f"wrote {args.out}; give one share to each custodian:\n" + "\n".join(backup.shares)
-    emit(args, data, text)
+    """The archive written atomically under a site intent (ca.site.backup_recovery): a cut
+    leaves at most a temporary file, removed by the next backup and by ``jtca recover``."""
+    from ca.site.backup_recovery import backup_into
+
+    def show(backup: Backup) -> None:
+        data = {"archive": str(args.out), "shares": backup.shares}
+        text = f"wrote {args.out}; give one share to each custodian:\n" + "\n".join(backup.shares)
+        emit(args, data, text)
+        sys.stdout.flush()
+
+    backup_into(
+        open_store(args), args.out, threshold=args.threshold, custodians=args.custodians, show=show
+    )
     return 0
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
+    """Under a site intent naming every key of the archive (ca.site.backup_recovery): a rerun
+    after a cut restore adopts the keys already restored and installs the rest."""
+    from ca.site.backup_recovery import restore_into
+
     try:
         archive = args.archive.read_bytes()
     except OSError as exc:
         raise BadInput(f"cannot read {args.archive}: {exc.strerror}") from None
     shares = desk.read_shares(args.share_file, what="the backup's key")
-    keys = restore_token(open_store(args), archive, shares)
+    keys, done = restore_into(
+        open_store(args),
+        args.archive,
+        archive,
+        shares,
+        module=args.module,
+        pin_source=args.pin_source,
+        state=state_dir(),
+    )
     rows = [key_json(k) for k in keys]
-    emit(args, {"restored": rows}, "\n".join(f"restored {k['uri']}" for k in rows))
+    adopted = set(done["adopted"])
+    emit(
+        args,
+        {"restored": rows, "adopted": sorted(adopted)},
+        "\n".join(f"{'adopted' if k['label'] in adopted else 'restored'} {k['uri']}" for k in rows),
+    )
     return 0
