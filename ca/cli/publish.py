@@ -401,6 +401,21 @@ def _held_sequence(out: Path, list_type: str) -> int:
         return 0
 
 
+def _sweep(out: Path) -> None:
+    """Remove the temporary files a mirror killed inside a write left (``.<name>.<random>.tmp``,
+    ``ca.files.write_atomically``) in the folder and its archive folders: called with the
+    folder's lock held, so no live mirror of it is mid-write (issue #14)."""
+    folders = [out]
+    with contextlib.suppress(OSError):
+        folders += [p for p in (out / "archive").iterdir() if p.is_dir()]
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            for path in folder.iterdir():
+                if path.name.startswith(".") and path.name.endswith(".tmp"):
+                    with contextlib.suppress(FileNotFoundError):
+                        path.unlink()
+
+
 def mirror(client: Client, out: Path, result: ops.PublishResult) -> None:
     """Write what the service published into ``out`` (see the module docstring): the versions
     this run published come with the result, the others the folder lacks are fetched
@@ -410,6 +425,7 @@ def mirror(client: Client, out: Path, result: ops.PublishResult) -> None:
     from ca.files import write_atomically
     from ca.ops import lists as ops
     from ca.ops.base import Empty
+    from hsm.crashpoints import crash_point
 
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -418,6 +434,7 @@ def mirror(client: Client, out: Path, result: ops.PublishResult) -> None:
     given = {(f.list_type, f.sequence): f for f in result.published}
     root: list[bytes] = []
     with _mirror_lock(out):
+        _sweep(out)
         for current in result.current:
             name = current.list_type
             for sequence in range(1, current.sequence + 1):
@@ -445,6 +462,7 @@ def mirror(client: Client, out: Path, result: ops.PublishResult) -> None:
                     )
                 path.parent.mkdir(parents=True, exist_ok=True)
                 write_atomically(path, found.der)
+                crash_point("lists.mirror:after-archive")
             target = out / f"{name}.der"
             with contextlib.suppress(OSError):
                 if _sha256(target.read_bytes()) == current.sha256:
@@ -455,9 +473,11 @@ def mirror(client: Client, out: Path, result: ops.PublishResult) -> None:
                 root.append(client.call(ops.ROOT, Empty()).der)
             data = archive_path(out, name, current.sequence).read_bytes()
             write_atomically(out / f"{name}.json", _rendered(data, current, root[0]))
+            crash_point("lists.mirror:after-json")
             with contextlib.suppress(FileNotFoundError):  # the old version's proof, not this one's
                 (out / f"{name}.der{PROOF_SUFFIX}").unlink()
             write_atomically(target, data)
+            crash_point("lists.mirror:after-current")
         for current in result.current:
             _mirror_proofs(client, out, current)
 
