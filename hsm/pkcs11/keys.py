@@ -16,7 +16,7 @@ import ctypes
 import ctypes.util
 import functools
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final, TypeVar, cast
@@ -67,6 +67,31 @@ def wipe(buffer: bytearray) -> None:
         ctypes.memset((ctypes.c_char * len(buffer)).from_buffer(buffer), 0, len(buffer))
 
 
+def _fresh_key(size: int = 32) -> bytearray:
+    """A random key made straight into a buffer we own (libcrypto's RAND_bytes): no ``bytes``
+    of it is ever made, as ``secrets.token_bytes`` would."""
+    buffer = bytearray(size)
+    if _libcrypto().RAND_bytes(_address(buffer), size) != 1:  # pragma: no cover
+        raise TokenError("libcrypto's random generator failed")
+    return buffer
+
+
+@contextlib.contextmanager
+def _lent(buffer: bytearray) -> Iterator[bytes]:
+    """An immutable copy of ``buffer`` for a PKCS#11 attribute template (python-pkcs11 takes
+    only ``bytes``), zeroed in place when the call is done: it is ours alone (made here, never
+    hashed or shared) and python-pkcs11 has copied what it needs. The pointer comes from
+    ctypes (``c_char_p`` of a ``bytes`` points at its own storage), not from object layout."""
+    value = bytes(buffer)
+    try:
+        yield value
+    finally:
+        address = ctypes.cast(ctypes.c_char_p(value), ctypes.c_void_p).value
+        if address and value:
+            ctypes.memset(address, 0, len(value))
+        del value
+
+
 # -- AES key wrap with padding (RFC 5649) into buffers we own ---------------------------------
 # cryptography's aes_key_unwrap_with_padding returns immutable bytes and leaves its working
 # copies in freed Rust heap; this runs the same primitive in libcrypto (the library SoftHSM2
@@ -81,6 +106,7 @@ def _libcrypto() -> ctypes.CDLL:
     if name is None:  # pragma: no cover - every Debian/Ubuntu has libcrypto
         raise TokenError("libcrypto not found: the host-assisted path unwraps keys with it")
     lib = ctypes.CDLL(name)
+    lib.RAND_bytes.argtypes = [ctypes.c_void_p, ctypes.c_int]
     lib.EVP_CIPHER_CTX_new.restype = ctypes.c_void_p
     lib.EVP_CIPHER_CTX_free.argtypes = [ctypes.c_void_p]
     lib.EVP_CIPHER_CTX_set_flags.argtypes = [ctypes.c_void_p, ctypes.c_int]
@@ -237,7 +263,7 @@ class KeyStore:
 
         self.token.run(generate)
         uri = self.uri(label, key_id, "secret-key")
-        kcv = self.with_key_material(uri, lambda value: sm4_key_check_value(bytes(value)))
+        kcv = self.with_key_material(uri, sm4_key_check_value)
         return TokenKey(uri=uri, kind=KeyKind.SM4, label=label, key_id=key_id, check_value=kcv)
 
     def _refuse_duplicate_label(self, label: str) -> None:
@@ -409,11 +435,12 @@ class KeyStore:
         self._refuse_duplicate_label(label)
         key_id = secrets.token_bytes(KEY_ID_SIZE)
         if kind == KeyKind.SM2:
-            private = SM2PrivateKey.from_scalar(bytes(material))
+            private = SM2PrivateKey.from_scalar_buffer(material)
             if public_key is not None and private.public_key != public_key:
                 raise TokenError(f"{label}: the private key does not match its public key")
             public_key = private.public_key
-            plain = bytearray(private.pkcs8_der())
+            del private
+            plain = _sm2_pkcs8(material, public_key)
         else:
             if len(material) != SM4_KEY_SIZE:
                 raise TokenError(f"{label}: an SM4 key is 16 bytes, got {len(material)}")
@@ -449,11 +476,33 @@ class KeyStore:
         )
         if kind == KeyKind.SM4 and check_value is not None:
             # Prove the import through the same path signing uses.
-            kcv = self.with_key_material(uri, lambda v: sm4_key_check_value(bytes(v)))
+            kcv = self.with_key_material(uri, sm4_key_check_value)
             if kcv != check_value:
                 self.destroy(uri)
                 raise TokenError(f"{label}: the installed key's check value differs")
         return key
+
+
+# PKCS#8 PrivateKeyInfo of an SM2 key (RFC 5208, RFC 5915): this prefix, the 32-byte scalar,
+# then [1] { BIT STRING 04 || X || Y } — the same bytes Tongsuo's encoder writes.
+_SM2_PKCS8_HEAD: Final = bytes.fromhex(
+    "308187020100301306072a8648ce3d020106082a811ccf5501822d046d306b0201010420"
+)
+_SM2_PKCS8_PUBLIC: Final = bytes.fromhex("a144034200")
+
+
+def _sm2_pkcs8(scalar: bytearray, public_key: SM2PublicKey) -> bytearray:
+    """The PKCS#8 DER of an SM2 key, built in a buffer we own (the caller wipes it): Tongsuo's
+    encoder would hand back an immutable ``bytes``."""
+    if len(scalar) != 32:
+        raise TokenError(f"an SM2 private key is 32 bytes, got {len(scalar)}")
+    head, tail = len(_SM2_PKCS8_HEAD), len(_SM2_PKCS8_HEAD) + 32
+    plain = bytearray(tail + len(_SM2_PKCS8_PUBLIC) + 65)  # sized once: never reallocated
+    plain[:head] = _SM2_PKCS8_HEAD
+    plain[head:tail] = scalar
+    plain[tail : tail + len(_SM2_PKCS8_PUBLIC)] = _SM2_PKCS8_PUBLIC
+    plain[tail + len(_SM2_PKCS8_PUBLIC) :] = public_key.uncompressed
+    return plain
 
 
 def _public_template(
@@ -497,25 +546,26 @@ def _unwrap_into(
     else:
         template |= {attr: False for attr in ALL_CAPABILITIES}
         object_class, key_type = ObjectClass.SECRET_KEY, KeyType.GENERIC_SECRET
-    transport = bytearray(secrets.token_bytes(32))
+    transport = _fresh_key()
     try:
         sealed = bytearray(len(plain) + 16)
         size = _kwp(transport, plain, sealed, encrypt=True)
         if size < 0:  # pragma: no cover - wrapping a well-formed value cannot fail
             raise TokenError(f"{label}: libcrypto could not wrap the key for the token")
         wrapped = bytes(sealed[:size])  # ciphertext under the one-use transport key
-        unwrapper = session.create_object(
-            {
-                Attribute.CLASS: ObjectClass.SECRET_KEY,
-                Attribute.KEY_TYPE: KeyType.AES,
-                Attribute.VALUE: bytes(transport),
-                Attribute.TOKEN: False,
-                Attribute.SENSITIVE: True,
-                Attribute.EXTRACTABLE: False,
-                Attribute.UNWRAP: True,
-                Attribute.WRAP: False,
-            }
-        )
+        with _lent(transport) as value:
+            unwrapper = session.create_object(
+                {
+                    Attribute.CLASS: ObjectClass.SECRET_KEY,
+                    Attribute.KEY_TYPE: KeyType.AES,
+                    Attribute.VALUE: value,
+                    Attribute.TOKEN: False,
+                    Attribute.SENSITIVE: True,
+                    Attribute.EXTRACTABLE: False,
+                    Attribute.UNWRAP: True,
+                    Attribute.WRAP: False,
+                }
+            )
     finally:
         wipe(transport)
     try:
@@ -534,36 +584,38 @@ def _unwrap_into(
     scalar = _key_value(plain)
     try:
         attrs = {k: v for k, v in template.items() if v is not DEFAULT}
-        return session.create_object(
-            attrs
-            | {
-                Attribute.CLASS: ObjectClass.PRIVATE_KEY,
-                Attribute.KEY_TYPE: KeyType.EC,
-                Attribute.EC_PARAMS: SM2_CURVE_OID_DER,
-                Attribute.VALUE: bytes(scalar),
-            }
-        )
+        with _lent(scalar) as value:
+            return session.create_object(
+                attrs
+                | {
+                    Attribute.CLASS: ObjectClass.PRIVATE_KEY,
+                    Attribute.KEY_TYPE: KeyType.EC,
+                    Attribute.EC_PARAMS: SM2_CURVE_OID_DER,
+                    Attribute.VALUE: value,
+                }
+            )
     finally:
         wipe(scalar)
 
 
 def _wrap_out(session: pkcs11.Session, target: pkcs11.Object) -> tuple[bytes, bytearray]:
-    transport = bytearray(secrets.token_bytes(32))
-    transport_key = session.create_object(
-        {
-            Attribute.CLASS: ObjectClass.SECRET_KEY,
-            Attribute.KEY_TYPE: KeyType.AES,
-            Attribute.VALUE: bytes(transport),
-            Attribute.TOKEN: False,  # a session object: gone when the session ends
-            Attribute.PRIVATE: True,
-            Attribute.SENSITIVE: True,
-            Attribute.EXTRACTABLE: False,
-            Attribute.WRAP: True,
-            Attribute.UNWRAP: False,
-            Attribute.ENCRYPT: False,
-            Attribute.DECRYPT: False,
-        }
-    )
+    transport = _fresh_key()
+    with _lent(transport) as value:
+        transport_key = session.create_object(
+            {
+                Attribute.CLASS: ObjectClass.SECRET_KEY,
+                Attribute.KEY_TYPE: KeyType.AES,
+                Attribute.VALUE: value,
+                Attribute.TOKEN: False,  # a session object: gone when the session ends
+                Attribute.PRIVATE: True,
+                Attribute.SENSITIVE: True,
+                Attribute.EXTRACTABLE: False,
+                Attribute.WRAP: True,
+                Attribute.UNWRAP: False,
+                Attribute.ENCRYPT: False,
+                Attribute.DECRYPT: False,
+            }
+        )
     try:
         wrapped = cast(WrapMixin, transport_key).wrap_key(
             cast(Key, target), mechanism=Mechanism.AES_KEY_WRAP_PAD
