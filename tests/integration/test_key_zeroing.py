@@ -23,6 +23,7 @@ read-write mapping is most often a CPython object arena).
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import os
 import re
@@ -32,16 +33,40 @@ from pathlib import Path
 from typing import Any
 
 SIGNATURES = 200
+RECORDED = SIGNATURES + 8  # transport keys noted (one per signature)
 
 
 # -- the process under test (this file run as a script) ----------------------------------------
-def _child(label: str, pin_variable: str, uri_text: str, mode: str) -> None:
+def _record_transport_keys() -> tuple[ctypes.Array[ctypes.c_ubyte], list[int]]:
+    """Note each one-use transport key as it is made, in a ctypes array (no Python copy):
+    with the wrapped bytes, a transport key left in memory would give the scalar back."""
+    from hsm.pkcs11 import keys
+
+    record = (ctypes.c_ubyte * (32 * RECORDED))()
+    made = [0]
+    fresh = keys._fresh_key
+
+    def recording(size: int = 32) -> bytearray:
+        key = fresh(size)
+        if size == 32 and made[0] < RECORDED:
+            source = (ctypes.c_char * size).from_buffer(key)
+            ctypes.memmove(ctypes.addressof(record) + 32 * made[0], source, size)
+            del source
+            made[0] += 1
+        return key
+
+    keys._fresh_key = recording  # type: ignore[assignment]
+    return record, made
+
+
+def _child(label: str, pin_variable: str, uri_text: str, mode: str, record_fd: str) -> None:
     from hsm.pkcs11.keys import KeyStore, _wrap_out, wipe
     from hsm.pkcs11.signer import TokenSigner
     from hsm.pkcs11.token import EnvPin, Token
     from hsm.pkcs11.uri import Pkcs11Uri
     from hsm.signer import SigningPath
 
+    record, made = _record_transport_keys()
     uri = Pkcs11Uri.parse(uri_text)
     token = Token(label, EnvPin(pin_variable))
     store = KeyStore(token)
@@ -57,6 +82,10 @@ def _child(label: str, pin_variable: str, uri_text: str, mode: str) -> None:
             message = b"zeroing %d" % i
             public.verify(signer.sign(message), message)
     gc.collect()
+    sys.stdout.write(f"record {ctypes.addressof(record)} {len(record)}\n")
+    sys.stdout.flush()
+    os.write(int(record_fd), memoryview(record).cast("B")[: 32 * made[0]])
+    os.close(int(record_fd))
     kept: list[object] = []
     while True:
         sys.stdout.write("ready\n")
@@ -72,11 +101,12 @@ def _child(label: str, pin_variable: str, uri_text: str, mode: str) -> None:
             kept.append(int.from_bytes(value, "big"))
 
         store.with_key_material(uri, keep)
+        kept.append(bytes(record[0:32]))  # and the first transport key
     token.close()
 
 
 if __name__ == "__main__":
-    _child(*sys.argv[1:5])
+    _child(*sys.argv[1:6])
     sys.exit(0)
 
 
@@ -96,9 +126,11 @@ def shapes(scalar: bytes) -> dict[str, bytes]:
     return {"big-endian": scalar, "little-endian": scalar[::-1], "python-int": digits}
 
 
-def scan(pid: int, needles: dict[str, bytes]) -> list[dict[str, Any]]:
+def scan(
+    pid: int, needles: dict[str, bytes], skip: tuple[int, int] = (0, 0)
+) -> list[dict[str, Any]]:
     """Every copy of a needle in the readable memory of process ``pid`` (its parent may read
-    /proc/<pid>/mem), with the mapping it lies in."""
+    /proc/<pid>/mem), with the mapping it lies in; nothing in ``skip`` (the test's own record)."""
     hits: list[dict[str, Any]] = []
     maps = Path(f"/proc/{pid}/maps").read_text().splitlines()
     fd = os.open(f"/proc/{pid}/mem", os.O_RDONLY)
@@ -115,6 +147,9 @@ def scan(pid: int, needles: dict[str, bytes]) -> list[dict[str, Any]]:
             for shape, needle in needles.items():
                 at = data.find(needle)
                 while at != -1:
+                    if skip[0] <= start + at < skip[1]:
+                        at = data.find(needle, at + 1)
+                        continue
                     hits.append(
                         {
                             "shape": shape,
@@ -143,13 +178,29 @@ class Signer:
     """The process under test, blocked between orders."""
 
     def __init__(self, label: str, variable: str, uri: str, mode: str) -> None:
+        read, write = os.pipe()
         self.process = subprocess.Popen(
-            [sys.executable, __file__, label, variable, uri, mode],
+            [sys.executable, __file__, label, variable, uri, mode, str(write)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
             cwd=Path(__file__).resolve().parents[2],
+            pass_fds=(write,),
         )
+        os.close(write)
+        self._keys = read
+
+    def transport_keys(self) -> tuple[list[bytes], tuple[int, int]]:
+        """The transport keys the process made, and where its own record of them lies."""
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline().split()
+        assert line[:1] == ["record"], line
+        address, size = int(line[1]), int(line[2])
+        data = b""
+        while chunk := os.read(self._keys, 65536):
+            data += chunk
+        os.close(self._keys)
+        return [data[i : i + 32] for i in range(0, len(data), 32)], (address, address + size)
 
     def ready(self) -> None:
         assert self.process.stdout is not None
@@ -185,11 +236,24 @@ def test_no_copy_of_the_scalar_after_200_host_assisted_signatures(
 
     signer = Signer(token.label, "JTCA_ZEROING_PIN", str(key.uri), mode)
     try:
+        transports, record = signer.transport_keys()
         signer.ready()
         hits = scan(signer.process.pid, needles)
+        # the last transport keys (most likely still lying in freed memory) and a sample of
+        # the others, as bytes and as AES key-schedule words (4-byte words byte-swapped)
+        chosen = {i: transports[i] for i in {*range(len(transports))[-16:], *range(0, 200, 20)}}
+        transport_needles = {
+            f"transport-key-{i}{form}": (
+                key if form == "" else b"".join(key[j : j + 4][::-1] for j in range(0, 32, 4))
+            )
+            for i, key in chosen.items()
+            for form in ("", "-words")
+        }
+        transport_hits = scan(signer.process.pid, transport_needles, skip=record)
         signer.order("copy")
         signer.ready()
         control = scan(signer.process.pid, needles)
+        control_transport = scan(signer.process.pid, transport_needles, skip=record)
     finally:
         code = signer.end()
     assert code == 0
@@ -197,6 +261,11 @@ def test_no_copy_of_the_scalar_after_200_host_assisted_signatures(
         "the scan did not find copies made on purpose:\n" + where(control)
     )
     assert hits == [], f"copies of the private scalar after 200 {mode} operations:\n" + where(hits)
+    assert len(transports) == SIGNATURES
+    assert "transport-key-0" in {h["shape"] for h in control_transport}
+    assert transport_hits == [], (
+        f"copies of one-use transport keys after 200 {mode} operations:\n" + where(transport_hits)
+    )
 
 
 def test_the_scalar_shapes_are_what_python_and_openssl_hold() -> None:
