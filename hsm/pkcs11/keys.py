@@ -6,7 +6,9 @@ private, sensitive (``CKA_VALUE`` never readable) and extractable only by wrappi
 
 The only way key material leaves a token is ``host_assisted``: ``C_WrapKey`` under a fresh
 AES-256 transport key made for that one operation, unwrapped in this process, used once, and the
-buffers wiped. Python's own integers and immutable bytes cannot be wiped; the buffers we own are.
+buffers wiped. The key lives only in bytearrays of ours (never an immutable ``bytes`` or an
+``int``): unwrapped by libcrypto through ctypes, read out of PKCS#8 in place, handed to Tongsuo
+in place (docs/tokens.md, "Key bytes in memory"; tests/integration/test_key_zeroing.py).
 """
 
 from __future__ import annotations
