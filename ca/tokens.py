@@ -22,16 +22,18 @@ from hsm.softhsm import init_token, token_labels, use_softhsm
 
 STATE_ENV: Final = "JTCA_STATE"
 # Finding a token while other processes log in to it (issue #14, point 6): SoftHSM2 rewrites a
-# token's token.object at every login (its flags), and a look-up that reads it meanwhile sees
-# the token with no label ("Token missing") or fails (CKR_GENERAL_ERROR, "Token unavailable").
-# Both pass within milliseconds: the look-up is tried again, after one rescan for a token that
-# another process made since this one loaded the module.
+# token's token.object at every login (its flags); a process that reads the file meanwhile
+# finds it empty, takes the token for invalid and shows its slot with no label ("Token
+# missing") until the module is initialised again, or fails the call (CKR_GENERAL_ERROR,
+# "Token unavailable"). Both states pass within milliseconds: the look-up is tried again, after
+# a rescan when the token was missing (the rescan also finds a token another process made since
+# this one loaded the module).
 FIND_TRIES: Final = 6
 PASSING: Final = ("Token missing", "Token unavailable")
 
 
 def _pause(attempt: int) -> None:
-    time.sleep(0.01 * 2**attempt)  # 20, 40, 80, 160, 320 ms: 0.6 s in all
+    time.sleep(0.01 * 2**attempt)  # 20, 40, 80, 160 ms between rescans; 320 ms when failing
 
 
 def open_token(
@@ -45,17 +47,18 @@ def open_token(
         except TokenError as exc:
             if exc.title not in PASSING or attempt == FIND_TRIES:
                 raise
-            if attempt == 1 and exc.title == "Token missing":
-                rescan(find_module(module))
-                continue
-        _pause(attempt)
+            missing = exc.title == "Token missing"
+        if attempt > 1 or not missing:
+            _pause(attempt - 1 if missing else attempt)
+        if missing:
+            rescan(find_module(module))
     raise AssertionError("unreachable")  # pragma: no cover
 
 
 def token_present(label: str) -> bool:
     """Whether the configured module has a token labelled ``label``, not mistaking a token
     being rewritten by another process for an absent one (a second token of the same label
-    would be made): looked for again after a rescan and a few pauses before it is absent."""
+    would be made): looked for again, after a rescan and a pause, before it is absent."""
     for attempt in range(1, FIND_TRIES - 2):
         try:
             found = label in token_labels()
@@ -63,11 +66,13 @@ def token_present(label: str) -> bool:
             found = False
         if found:
             return True
-        if attempt == 1:
-            rescan(find_module())
-        else:
+        if attempt > 1:
             _pause(attempt - 1)
-    return False
+        rescan(find_module())
+    try:
+        return label in token_labels()
+    except Exception:  # the module still failing: a token it cannot show is not there to use
+        return False
 
 
 def state_dir() -> Path:

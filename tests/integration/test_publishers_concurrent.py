@@ -21,6 +21,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from contextlib import ExitStack
@@ -82,8 +85,6 @@ def test_four_publishers_at_once_on_postgresql(database, tmp_path: Path) -> None
         start = threading.Barrier(PUBLISHERS)
 
         def run(index: int) -> None:
-            import subprocess
-
             env = desks[index].env(f"publisher-{index + 1}")
             argv = [
                 JTCA, "publish", *share_args(world.share_files), "--out", str(outs[index]),
@@ -148,3 +149,80 @@ def test_four_publishers_at_once_on_postgresql(database, tmp_path: Path) -> None
                     grace_seconds=0,
                 )
                 assert verified.sequence >= 1
+
+
+# What a process sees while another logs in to a token: SoftHSM2 rewrites the token's
+# token.object, and a read meanwhile finds it empty. Here the file is emptied by hand, the module
+# re-initialised (so the token is seen invalid, as the racing reader sees it), and given back
+# 0.1 s after the look-up began: the look-up of issue #11 (one rescan) fails, ca.tokens'
+# survives. Run in a child: a process of its own with its own SoftHSM2 folder.
+REWRITTEN = textwrap.dedent(
+    """
+    import sys, threading, time
+    from pathlib import Path
+    from hsm.pkcs11.token import FilePin, Token, TokenError, find_module, rescan
+    from hsm.softhsm import init_token, use_softhsm
+
+    folder = Path(sys.argv[1])
+    use_softhsm(folder)
+    init_token("MOT-ROOT", "1234", "5678")
+    pin = folder / "MOT-ROOT.pin"
+    pin.write_text("1234")
+    token_object = next(folder.glob("tokens/*/token.object"))
+    whole = token_object.read_bytes()
+
+    def rewritten() -> None:  # emptied, the module re-initialised: the reader's view
+        token_object.write_bytes(b"")
+        rescan(find_module())
+
+    def old_lookup() -> Token:  # ca/service/lists.py before issue #14
+        try:
+            return Token("MOT-ROOT", FilePin(pin))
+        except TokenError as exc:
+            if exc.title != "Token missing":
+                raise
+        rescan(find_module())
+        return Token("MOT-ROOT", FilePin(pin))
+
+    rewritten()
+    restore = threading.Timer(0.1, lambda: token_object.write_bytes(whole))
+    restore.start()
+    try:
+        old_lookup()
+        print("old: found")
+    except TokenError as exc:
+        print("old:", exc.title)
+    restore.join()
+
+    from ca.tokens import open_token, token_present
+
+    rewritten()
+    threading.Timer(0.1, lambda: token_object.write_bytes(whole)).start()
+    token = open_token("MOT-ROOT", FilePin(pin))
+    token.run(lambda session: None)  # logged in
+    token.close()
+    print("new: found")
+
+    rewritten()
+    threading.Timer(0.05, lambda: token_object.write_bytes(whole)).start()
+    print("present:", token_present("MOT-ROOT"))
+    print("absent:", token_present("NO-SUCH-TOKEN"))
+    """
+)
+
+
+def test_a_token_being_rewritten_is_not_taken_for_missing(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", REWRITTEN, str(tmp_path / "softhsm2")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "old: Token missing",  # the spurious error four publishers met
+        "new: found",
+        "present: True",  # so no second token of the label is made
+        "absent: False",
+    ], done.stdout
