@@ -63,6 +63,7 @@ R = TypeVar("R")
 DELIVER_OP: Final = "packages.deliver"  # the site journal's operations (ca.site.journal)
 IMPORT_OP: Final = "packages.import"
 COMPLETED: Final = "completed"
+_DENIED: Final = "Not allowed by policy"  # ca.authorization.PolicyDenied's title
 
 
 class Tokens(Protocol):
@@ -693,7 +694,7 @@ def _recover_delivery(ctx: SiteContext, intent: SiteIntent) -> tuple[str, str]:
         try:
             again = client.call(ops.FETCH_PACKAGE, ops.PackageRequest(key=key))
         except ServiceError as exc:
-            if not _answered(exc) or exc.status in (401, 403):
+            if not _answered(exc) or exc.status == 401 or exc.title == _DENIED:
                 raise JtcaError(
                     f"key {key}: cannot learn whether its package is recorded ({exc})"
                 ) from None
