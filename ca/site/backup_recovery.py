@@ -11,7 +11,8 @@ no database, so their intents are the site's own journal (``ca.site.journal``).
   (label, kind, public point or check value) and the replay markers it will make. A rerun with
   the same archive takes the cut run's intent over and adopts the keys already restored that
   are the archive's (``hsm.backup.restore_token(adopt=True)``), installs the rest, and never
-  says 'Duplicate key label'; a rerun with another archive first rolls the cut one back.
+  says 'Duplicate key label' (a token that already holds the archive's keys, restored before,
+  has them adopted the same way); a rerun with another archive first rolls the cut one back.
   ``jtca recover`` has no custodians' shares, so it cannot install what is missing: it rolls
   forward a restore whose every key is already in the token (completing the replay markers,
   which need no shares) and rolls back any other (destroying the archive's keys the cut run
@@ -141,10 +142,11 @@ def backup_into(
     intent = ctx.journal.begin(BACKUP_OP, str(target), plan, now=ctx.now)
     try:
         backup = backup_token(store, threshold=threshold, custodians=custodians)
+        # the archive's digest, so recovery knows it from an earlier one at the same path
+        intent = ctx.journal.note(intent, writing=hashlib.sha256(backup.archive).hexdigest())
         crash_point(f"{BACKUP_OP}:before-write")
         write_archive(target, backup.archive)
         crash_point(f"{BACKUP_OP}:after-write")
-        intent = ctx.journal.note(intent, written=hashlib.sha256(backup.archive).hexdigest())
         show(backup)
     except BaseException as exc:
         for stray in _temporaries(target.parent, target.name):
@@ -163,7 +165,7 @@ def recover_backup(ctx: SiteContext, intent: SiteIntent) -> tuple[str, str]:
     removed = _temporaries(target.parent, target.name) if target.name else []
     for stray in removed:
         stray.unlink(missing_ok=True)
-    written = intent.progress.get("written")
+    written = intent.progress.get("writing")
     whole = (
         bool(written)
         and target.is_file()
@@ -285,7 +287,7 @@ def restore_into(
         current[0] = ctx.journal.note(current[0], **{what: ids})
 
     try:
-        keys = restore_token(store, archive, shares, progress=step, adopt=resumed)
+        keys = restore_token(store, archive, shares, progress=step, adopt=True)
     except BaseException as exc:
         # all or nothing: what this call installed is gone already; what the cut run left goes
         destroyed = _roll_back(store, current[0].plan) if resumed else []
