@@ -187,8 +187,57 @@ def export_key(
     return package
 
 
+_PARSE_ERRORS: Final = (
+    ValueError,
+    TypeError,
+    KeyError,
+    IndexError,
+    OverflowError,
+    AttributeError,
+    RecursionError,
+)  # what asn1crypto raises on bytes it cannot read (an empty BIT STRING: IndexError)
+_NUMBERS: Final = {0x02: "an INTEGER", 0x0A: "an ENUMERATED", 0x06: "an OBJECT IDENTIFIER"}
+MAX_NUMBER_OCTETS: Final = 64  # no integer or OID of a package is longer
+
+
+def _costly_element(data: bytes) -> tuple[int, str] | None:
+    """The offset of the first element asn1crypto would take more than linear time to read,
+    and why, or ``None``: an identifier in the high-tag-number form (asn1crypto builds its
+    number from every continuation octet, quadratic in their count), or an INTEGER, ENUMERATED
+    or OBJECT IDENTIFIER over MAX_NUMBER_OCTETS octets. One pass over the headers in order,
+    no recursion; it stops quietly where the bytes stop making sense, for the strict parser to
+    name. (The twin of ``ca.lists.der.costly_element``: hsm imports nothing from ca.)"""
+    pos, size = 0, len(data)
+    while pos + 1 < size:
+        identifier = data[pos]
+        if identifier & 0x1F == 0x1F:
+            return pos, "an identifier in the high-tag-number form"
+        length = data[pos + 1]
+        start = pos + 2
+        if length == 0x80:  # indefinite: the contents (children, then 00 00) follow
+            pos = start
+            continue
+        if length & 0x80:
+            count = length & 0x7F
+            if count > 8 or start + count > size:
+                return None
+            length = int.from_bytes(data[start : start + count], "big")
+            start += count
+        kind = _NUMBERS.get(identifier)
+        if kind is not None and length > MAX_NUMBER_OCTETS:
+            return pos, f"{kind} of {length} octets (at most {MAX_NUMBER_OCTETS})"
+        pos = start if identifier & 0x20 else start + length
+    return None
+
+
 def read_package(data: bytes) -> tuple[PackageInfo, SignedKeyPackage]:
     """Parse a package strictly (DER, no trailing bytes); refuse truncated or malformed ones."""
+    data = bytes(data)
+    costly = _costly_element(data)
+    if costly is not None:
+        raise PackageRefused(
+            "malformed", f"not a jtca key package (at offset {costly[0]}: {costly[1]})"
+        )
     try:
         signed = SignedKeyPackage.load(data, strict=True)
         tbs = signed["tbs_package"]
@@ -200,7 +249,7 @@ def read_package(data: bytes) -> tuple[PackageInfo, SignedKeyPackage]:
         _ = signed["signature"].native
         if signed["signature"].contents[:1] != b"\x00":
             raise ValueError("the signature BIT STRING has unused bits")
-    except (ValueError, TypeError, KeyError) as exc:
+    except _PARSE_ERRORS as exc:
         raise PackageRefused("malformed", f"not a jtca key package ({exc})") from None
     if native["version"] != VERSION:
         raise PackageRefused("malformed", f"package version {native['version']} is not {VERSION}")

@@ -892,6 +892,9 @@ def decode_signed_list(data: bytes) -> SignedListParts:
     if not isinstance(data, bytes | bytearray | memoryview):
         raise ListContentError("SignedList", f"must be bytes, got {type(data).__name__}")
     data = bytes(data)
+    costly = der.costly_element(data)
+    if costly is not None:
+        raise ListContentError("SignedList", f"not DER: at offset {costly[0]}: {costly[1]}")
     signed = _guard("SignedList", lambda: _SignedList.load(data, strict=True))
     # asn1crypto reads the headers of all children at the first access: do it here, so that a
     # bad header is blamed on its parent rather than on the first field asked for.

@@ -276,7 +276,8 @@ def _where(exc: BaseException) -> str:
         return type(exc).__name__
     ours = [
         f for f in frames
-        if f.filename.startswith(PROJECT) and not f.filename.startswith(PROJECT + "tests/")
+        if f.filename.startswith(PROJECT)
+        and not f.filename.startswith((PROJECT + "tests/", PROJECT + ".venv/"))
     ]  # fmt: skip
     parts = [type(exc).__name__]
     if ours:

@@ -1,0 +1,99 @@
+"""What the fuzz suite found, kept as plain tests (each input rebuilt here, the finding named).
+
+- ``packages.read``: a package whose signature BIT STRING is empty raised IndexError from
+  asn1crypto (``hsm.envelope.read_package`` caught only ValueError, TypeError, KeyError) —
+  an 'internal error' for a file a site hands the authority.
+- ``packages.read``, ``lists.decode``: an identifier in the high-tag-number form with 70,000
+  continuation octets took over 1 s of CPU in asn1crypto's parser (it builds the tag number
+  octet by octet, quadratic); an INTEGER or OID the size of the file likewise. Both parsers
+  now refuse such an element by a linear scan before asn1crypto sees the bytes, naming its
+  offset (``ca.lists.der.costly_element``, ``hsm.envelope._costly_element``).
+"""
+
+from __future__ import annotations
+
+import pytest
+from asn1crypto import parser
+
+from ca.lists import der
+from ca.lists.asn1 import ListContentError, decode_signed_list
+from hsm.envelope import PackageRefused, read_package
+from tests.fuzz.targets import all_targets
+
+TARGETS = all_targets()
+PACKAGE = TARGETS["packages.read"].seeds[0]
+SIGNED_LIST = TARGETS["lists.decode"].seeds[0]
+
+
+def _children(data: bytes) -> list[bytes]:
+    """The elements inside the outer SEQUENCE, as they are."""
+    contents = parser.parse(data)[4]
+    parts = []
+    while contents:
+        size = parser.peek(contents)
+        parts.append(contents[:size])
+        contents = contents[size:]
+    return parts
+
+
+def test_a_package_with_an_empty_signature_bit_string_is_refused_as_malformed() -> None:
+    tbs, algorithm, _signature = _children(PACKAGE)
+    data = der.tlv(der.SEQUENCE, tbs + algorithm + b"\x03\x00")
+    with pytest.raises(PackageRefused) as refused:
+        read_package(data)
+    assert refused.value.reason == "malformed"
+
+
+@pytest.mark.parametrize("where", [0, 4, 40])
+def test_a_package_with_a_high_tag_number_is_refused_before_asn1crypto(where: int) -> None:
+    data = PACKAGE[:where] + b"\x1f" + b"\xff" * 70_000 + b"\x01" + PACKAGE[where:]
+    with pytest.raises(PackageRefused) as refused:
+        read_package(data)
+    assert refused.value.reason == "malformed"
+    assert "high-tag-number form" in refused.value.message
+
+
+def test_a_package_with_an_integer_the_size_of_the_file_is_refused() -> None:
+    huge = b"\x02\x83\x01\x11\x70" + b"\x7f" * 70_000
+    data = der.tlv(der.SEQUENCE, huge)
+    with pytest.raises(PackageRefused) as refused:
+        read_package(data)
+    assert "an INTEGER of 70000 octets" in refused.value.message
+
+
+@pytest.mark.parametrize(
+    ("data", "offset"),
+    [
+        (b"\xff" * 70_000 + SIGNED_LIST, 0),
+        (der.tlv(der.SEQUENCE, b"\x1f" + b"\xff" * 70_000 + b"\x01\x00"), 5),
+        (
+            der.tlv(der.SEQUENCE, SIGNED_LIST + b"\xbf" + b"\xff" * 70_000 + b"\x01\x00"),
+            5 + len(SIGNED_LIST),
+        ),
+    ],
+    ids=["first", "nested", "after-a-whole-list"],
+)
+def test_a_list_with_a_high_tag_number_is_refused_naming_the_offset(
+    data: bytes, offset: int
+) -> None:
+    with pytest.raises(ListContentError) as refused:
+        decode_signed_list(data)
+    assert str(refused.value) == (
+        f"SignedList: not DER: at offset {offset}: an identifier in the high-tag-number form"
+    )
+
+
+def test_a_list_with_an_oid_the_size_of_the_file_is_refused() -> None:
+    oid = b"\x06\x83\x01\x11\x70" + b"\x81" * 70_000
+    data = der.tlv(der.SEQUENCE, der.tlv(der.SEQUENCE, oid))
+    with pytest.raises(ListContentError) as refused:
+        decode_signed_list(data)
+    assert "an OBJECT IDENTIFIER of 70000 octets" in str(refused.value)
+
+
+def test_the_scan_passes_every_real_list_and_package() -> None:
+    for seed in TARGETS["lists.decode"].seeds:
+        assert der.costly_element(seed) is None
+        decode_signed_list(seed)
+    for seed in TARGETS["packages.read"].seeds:
+        read_package(seed)
