@@ -69,7 +69,7 @@ from ca.x509 import LIST_SIGNING_EKU, issue_certificate, self_signed_root
 from hsm.envelope import export_key, read_package, verify_package
 from hsm.signer import SoftwareSigner
 from hsm.sm.sm2 import SM2PrivateKey, SM2PublicKey
-from policies.rules import DEFAULT_POLICY_PATH
+from policies.rules import DEFAULT_POLICY_PATH, PolicyFileError, parse_policy
 
 REPO = Path(__file__).resolve().parents[2]
 CEREMONY_PLAN = REPO / "policies" / "ceremonies" / "root-example.toml"
@@ -463,6 +463,11 @@ def _file_targets() -> list[Target]:
         finally:
             signing._loaded.pop(path, None)
 
+    def policy_parse(data: bytes) -> None:
+        # the parser itself, on the file's bytes (policies.rules.parse_policy takes bytes): what
+        # load_policy would reach once it hands over the bytes rather than decoding them first
+        parse_policy(data)
+
     def ceremony(data: bytes) -> None:
         # as `jtca ceremony plan|run FILE` reads it; the service gets the same text
         steps = plan(load_ceremony(file_text(ceremony_file.write(data))))
@@ -475,6 +480,14 @@ def _file_targets() -> list[Target]:
     return [
         Target(
             "policy", policy, [DEFAULT_POLICY_PATH.read_bytes()], tokens=toml_tokens, kind="text"
+        ),
+        Target(
+            "policy.parse",
+            policy_parse,
+            [DEFAULT_POLICY_PATH.read_bytes()],
+            typed=(JtcaError, PolicyFileError),
+            tokens=toml_tokens,
+            kind="text",
         ),
         Target("ceremony", ceremony, [CEREMONY_PLAN.read_bytes()], tokens=toml_tokens, kind="text"),
     ]
