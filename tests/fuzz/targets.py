@@ -710,6 +710,42 @@ def _query_targets() -> list[Target]:
     ]  # fmt: skip
 
 
+# -- what a witness reads from the log's GET answers (ca/log/note.py, ca/witness/round.py) ------
+def _witness_targets() -> list[Target]:
+    from ca.log.note import Checkpoint, SignedNote, Verifier, sign_checkpoint, verify_checkpoint
+    from ca.witness.round import decode_proof
+    from hsm.sm.sm2 import raw_to_der
+
+    log_key = _signer(0x5001)
+    root = bytes(range(32))
+    note = sign_checkpoint(
+        Checkpoint("jtca.example/audit-log", 10, root),
+        "jtca.example/audit-log",
+        log_key.public_key,
+        lambda message: raw_to_der(log_key.sign(message)),
+    )
+    verifier = Verifier("jtca.example/audit-log", log_key.public_key)
+
+    def checkpoint(data: bytes) -> None:
+        # as `jtca witness cosign` reads GET /log/checkpoint: the note, its checkpoint, the
+        # log's signature over it
+        SignedNote.parse(data).checkpoint()
+        verify_checkpoint(data, [verifier])
+
+    proof = {"from": 3, "to": 10, "proof": [base64.b64encode(bytes([i]) * 32).decode()
+                                             for i in range(4)]}  # fmt: skip
+
+    def consistency(data: bytes) -> None:
+        decode_proof(data, 3, 10)
+
+    return [
+        Target("witness.checkpoint", checkpoint, [note.text().encode()], kind="text",
+               tokens=[b"\n", b"\n\n", "— ".encode(), b"+", b" "]),
+        Target("witness.consistency-proof", consistency, [json.dumps(proof).encode()],
+               kind="json", tokens=[b'"from"', b'"to"', b'"proof"', *JSON_TOKENS]),
+    ]  # fmt: skip
+
+
 def all_targets() -> dict[str, Target]:
     """Every target, seeds made (call once per run, in the parent process)."""
     found: list[Target] = [
@@ -721,6 +757,7 @@ def all_targets() -> dict[str, Target]:
         *_file_targets(),
         *_officer_targets(),
         *_query_targets(),
+        *_witness_targets(),
         *_body_targets(),
     ]
     for target in found:  # every seed is something the parser takes or refuses by type

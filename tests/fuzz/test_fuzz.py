@@ -68,7 +68,8 @@ def test_the_seeds_are_real_objects_the_parsers_take() -> None:
         *("qr.decode", "qr.verify", "lists.decode", "lists.verify", "packages.read"),
         *("packages.verify", "packages.envelope", "usage.csv", "usage.json", "policy"),
         *("policy.parse", "ceremony", "officer.enrolment", "http.signature-header"),
-        *("http.log-inclusion-query", "http.log-consistency-query"),
+        *("http.log-inclusion-query", "http.log-consistency-query", "witness.checkpoint"),
+        *("witness.consistency-proof",),
     ]
     for name in names:
         for seed in TARGETS[name].seeds:
