@@ -7,8 +7,9 @@ Malformed rows are refused one by one with their line number; good rows are kept
 bad ones do. A key used outside its granted city's region is a scope violation (第十条: keys
 are used only where granted, never across regions) and is flagged for suspension (第十一条).
 The file is read by ``policies.bounded`` first (size, UTF-8, nesting depth, digits of a number,
-CSV field size: issue #14), so a hostile file is refused whole with the place named, as one
-``RowError`` of field ``(file)`` (or the CSV column), never an exception.
+CSV field size: issue #14): a hostile file is refused whole with the place named, as one
+``RowError`` of field ``(file)`` (or the CSV column), never an exception; a CSV record with a
+field over the limit or a NUL byte is refused alone, the good rows kept.
 Pure: the caller reads the file and supplies the grants.
 """
 
@@ -156,6 +157,9 @@ def parse_usage_report(
         if absent:
             return [], [RowError(1, absent[0], "column missing from the header")]
         for row in table.rows:
+            if row.problem is not None:  # this row alone: a field too long, a NUL, not CSV
+                errors.append(refused(row.problem))
+                continue
             if len(row.values) > len(table.header):
                 errors.append(
                     RowError(row.line, "(row)", "more values than the header has columns")

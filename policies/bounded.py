@@ -99,9 +99,10 @@ def _fail(data: bytes, source: str, offset: int, problem: str) -> BadFile:
 
 
 def _checked(
-    data: bytes | str, source: str, max_bytes: int, *, strip_bom: bool
+    data: bytes | str, source: str, max_bytes: int, *, strip_bom: bool, allow_nul: bool = False
 ) -> tuple[bytes, str]:
-    """The bytes and their text: at most ``max_bytes``, UTF-8, no NUL."""
+    """The bytes and their text: at most ``max_bytes``, UTF-8, no NUL (unless ``allow_nul``:
+    CSV refuses a NUL row by row)."""
     if isinstance(data, str):
         given = data
         try:
@@ -122,7 +123,7 @@ def _checked(
         raise _fail(
             data, source, exc.start, f"not UTF-8 text ({exc.reason}: byte 0x{data[exc.start]:02x})"
         ) from None
-    nul = data.find(b"\x00")
+    nul = -1 if allow_nul else data.find(b"\x00")
     if nul >= 0:
         raise _fail(data, source, nul, "a NUL byte: not a text file")
     return data, text
@@ -349,8 +350,13 @@ def load_json(
 # -- CSV -------------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class CsvRow:
-    line: int  # the line the record ends on (csv's line_num), from 1; the header is line 1
+    """One record: its line (csv's line_num, the line it ends on; the header is line 1) and
+    values, or the ``problem`` that refuses this row alone (a field over the limit, a NUL byte,
+    too many columns, a quoting error) — the other rows are read on."""
+
+    line: int
     values: tuple[str, ...]
+    problem: BadFile | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -368,6 +374,29 @@ def _column(header: tuple[str, ...], index: int) -> str:
     return header[index] if 0 <= index < len(header) and header[index] else f"column {index + 1}"
 
 
+def _row_problem(
+    values: list[str],
+    header: tuple[str, ...],
+    source: str,
+    line: int,
+    max_field: int,
+    max_columns: int,
+) -> BadFile | None:
+    if len(values) > max_columns:
+        return BadFile(source, f"{len(values):,} columns: at most {max_columns}", line=line)
+    for index, value in enumerate(values):
+        if len(value) > max_field:
+            return BadFile(
+                source,
+                f"{len(value):,} characters: a field has at most {max_field:,}",
+                line=line,
+                field=_column(header, index),
+            )
+        if "\x00" in value:
+            return BadFile(source, "a NUL byte: not text", line=line, field=_column(header, index))
+    return None
+
+
 def read_csv(
     data: bytes | str,
     *,
@@ -376,48 +405,52 @@ def read_csv(
     max_field: int = MAX_FIELD,
     max_columns: int = MAX_COLUMNS,
 ) -> CsvTable:
-    """The header row and the records after it, or ``BadFile`` naming the line and field.
-    A UTF-8 byte order mark is skipped; an empty file has no header and is refused."""
-    _, text = _checked(data, source, max_bytes, strip_bom=True)
+    """The header row and the records after it. The whole file is refused (``BadFile``) when it
+    is too big, not UTF-8, empty or its header is bad; a bad record is refused alone, as a row
+    with a ``problem`` naming its line and field, and the good ones are kept. A UTF-8 byte order
+    mark is skipped."""
+    _, text = _checked(data, source, max_bytes, strip_bom=True, allow_nul=True)
     if not text.strip():
         raise BadFile(source, "empty: a CSV report starts with its header row", line=1)
     lines = text.splitlines()
     reader = csv.reader(io.StringIO(text, newline=""))
-    header: tuple[str, ...] = ()
+    header: tuple[str, ...] | None = None
     rows: list[CsvRow] = []
+    last = 0
     while True:
         try:
             values = next(reader)
         except StopIteration:
             break
         except csv.Error as exc:
-            line = reader.line_num
+            line = max(reader.line_num, last + 1)
             field = None
-            if "field larger than field limit" in str(exc) and 0 < line <= len(lines):
-                pieces = lines[line - 1].split(",")
-                if '"' not in lines[line - 1]:
+            if "field larger than field limit" in str(exc):
+                if 0 < line <= len(lines) and '"' not in lines[line - 1]:
+                    pieces = lines[line - 1].split(",")
                     index = next((i for i, p in enumerate(pieces) if len(p) > max_field), None)
                     if index is not None:
-                        field = _column(header, index)
-                problem = f"a field over {max_field:,} characters"
+                        field = _column(header or (), index)
+                reason = f"a field over {max_field:,} characters"
             else:
-                problem = f"not CSV: {exc}"
-            raise BadFile(source, problem, line=line, field=field) from None
-        line = reader.line_num
-        if len(values) > max_columns:
-            raise BadFile(source, f"{len(values):,} columns: at most {max_columns}", line=line)
-        for index, value in enumerate(values):
-            if len(value) > max_field:
-                raise BadFile(
-                    source,
-                    f"{len(value):,} characters: a field has at most {max_field:,}",
-                    line=line,
-                    field=_column(header, index),
-                )
-        if not header and not rows:
+                reason = f"not CSV: {exc}"
+            refused = BadFile(source, reason, line=line, field=field)
+            if header is None:
+                raise refused from None
+            rows.append(CsvRow(line, (), refused))
+            last = line
+            continue
+        last = line = reader.line_num
+        if header is None:
+            if not values:
+                continue  # blank lines before the header
+            problem = _row_problem(values, (), source, line, max_field, max_columns)
+            if problem is not None:
+                raise problem
             header = tuple(v.strip() for v in values)
             continue
         if not values:
             continue  # a blank line
-        rows.append(CsvRow(line, tuple(values)))
-    return CsvTable(header, tuple(rows))
+        problem = _row_problem(values, header, source, line, max_field, max_columns)
+        rows.append(CsvRow(line, () if problem else tuple(values), problem))
+    return CsvTable(header or (), tuple(rows))

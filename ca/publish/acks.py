@@ -95,7 +95,9 @@ def _rows(text: str, kind: str) -> tuple[list[tuple[int, dict[str, Any]]], list[
         absent = [c for c in COLUMNS if c not in table.header]
         if absent:
             return [], [RowError(1, absent[0], "column missing from the header")]
-        return [(row.line, table.record(row)) for row in table.rows], []
+        good = [(row.line, table.record(row)) for row in table.rows if row.problem is None]
+        bad = [refused(row.problem) for row in table.rows if row.problem is not None]
+        return good, bad
     if kind == "json":
         try:
             items = load_json(text, source="(report)")

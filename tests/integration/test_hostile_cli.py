@@ -27,6 +27,7 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "policies" / "ceremonies" / "roo
 PUBLISHER = Actor("publisher-1", frozenset({"publisher"}))
 EM1 = Actor("em-1", frozenset({"emergency-publisher"}))
 DIGITS = b"9" * 5000
+USAGE_HEADER = "key,city,first_use,last_use,used_in\n"
 
 
 def _example(**labels: str) -> bytes:
@@ -136,7 +137,7 @@ def test_unicode_digits_are_not_a_number(database) -> None:  # type: ignore[no-u
     [
         ('[{"key": ' + "9" * 5000 + "}]", "json", "column 10 (byte offset 9): a number of 5,000"),
         ("[" * 100_000, "json", "byte offset 32): nested deeper than 32"),
-        ("key,city\n" + "k" * (1 << 20) + ",1\n", "csv", "a field over"),
+        (USAGE_HEADER + "k" * (1 << 20) + ",1\n", "csv", "a field over"),
     ],
     ids=["big-int-json", "deep-json", "field-1mb-csv"],
 )

@@ -80,15 +80,13 @@ def test_json_brackets_and_digits_inside_strings_are_text() -> None:
     }
 
 
-CSV_CASES = {
-    "field-1mb": (b"key,city\nx,1\n" + b"a" * MB + b",2\n", "line 3, field key"),
-    "quoted-field-1mb": (b'key,city\nx,"' + b"a," * 300_000 + b'"\n', "line 2: a field over"),
-    "field-over-limit": (b"key,city\nx," + b"b" * 70_000 + b"\n", "line 2, field city"),
+CSV_CASES = {  # the whole file refused
     "not-utf8": (b"key,city\nx,\xff\n", "line 2, column 3 (byte offset 11)"),
-    "nul": (b"key,city\nx\x00,1\n", "line 2, column 2 (byte offset 10)"),
     "empty": (b"", "line 1"),
+    "blank": (b"\n\n", "line 1"),
     "huge": (b"a" * (10 * MB), "10,485,760 bytes"),
-    "many-columns": (b"," * 1000 + b"\n", "1,001 columns"),
+    "header-1mb": (b"a" * MB + b"\nx\n", "line 1, field column 1: a field over"),
+    "header-columns": (b"," * 1000 + b"\n", "line 1: 1,001 columns"),
 }
 
 
@@ -97,6 +95,25 @@ def test_csv_refused_with_the_place(data: bytes, place: str) -> None:
     with pytest.raises(BadFile) as caught:
         read_csv(data, source="report.csv")
     assert place in caught.value.message, caught.value.message
+
+
+CSV_ROWS = {  # one record refused, the good one after it kept
+    "field-1mb": (b"a" * MB + b",2", "line 2, field key: a field over 65,536"),
+    "quoted-field-1mb": (b'x,"' + b"a," * 300_000 + b'"', "line 2: a field over"),
+    "field-over-limit": (b"x," + b"b" * 70_000, "line 2, field city: 70,000 characters"),
+    "nul": (b"x\x00,1", "line 2, field key: a NUL byte"),
+    "many-columns": (b"," * 1000, "line 2: 1,001 columns"),
+}
+
+
+@pytest.mark.parametrize(("record", "place"), CSV_ROWS.values(), ids=CSV_ROWS.keys())
+def test_csv_bad_record_refused_alone(record: bytes, place: str) -> None:
+    table = read_csv(b"key,city\n" + record + b"\ngood,1\n", source="report.csv")
+    first, second = table.rows
+    assert first.problem is not None
+    assert first.values == ()
+    assert place in first.problem.message, first.problem.message
+    assert (second.values, second.problem) == (("good", "1"), None)
 
 
 def test_csv_rows_keep_their_lines() -> None:
@@ -179,13 +196,17 @@ def test_every_toml_and_json_parser_names_the_place(
     assert PLACE[case][fmt] in message, message
 
 
+USAGE_HEADER = b"key,city,first_use,last_use,used_in\n"
+ACK_HEADER = b"operator,list,sequence,loaded_at\n"
+
+
 @pytest.mark.parametrize(
     ("parse", "data", "place"),
     [
-        (_usage("csv"), b"key,city\n" + b"a" * MB + b",1\n", "line 2, key: a field over"),
-        (_ack("csv"), b"operator,list\n" + b"a" * MB + b",1\n", "line 2, operator: a field over"),
+        (_usage("csv"), USAGE_HEADER + b"a" * MB + b",1\n", "line 2, key: a field over"),
+        (_ack("csv"), ACK_HEADER + b"a" * MB + b",1\n", "line 2, operator: a field over"),
         (_usage("csv"), b"key,city\nx,\xff\n", "line 2, (file): column 3 (byte offset 11)"),
-        (_usage("csv"), b"key,city\nx\x00,1\n", "line 2, (file): column 2 (byte offset 10)"),
+        (_usage("csv"), USAGE_HEADER + b"x\x00,1\n", "line 2, key: a NUL byte"),
         (_usage("csv"), b"a" * (10 * MB), "10,485,760 bytes"),
         (_ack("csv"), b"a" * (10 * MB), "10,485,760 bytes"),
         (_ack("csv"), b"", "line 1, (file): empty"),
