@@ -200,8 +200,11 @@ def ceremony_plan(
     """What the ceremony may leave behind, for its intent: every key (token, label; the CKA_ID
     of each is noted in the intent's progress as soon as the token made it), the certificates'
     serials, and the files written after the commit, relative to the state folder."""
-    files = [f"{CEREMONIES}/{anchor_name(r, serials[r])}" for r in ANCHOR_ROLES if r in serials]
+    roles = [r for r in ANCHOR_ROLES if r in serials]
+    stem = ceremony.file_sha256[:12]
+    files = [f"{CEREMONIES}/{anchor_name(r, serials[r])}" for r in roles]
     files.append(f"{CEREMONIES}/{transcript_name(ceremony)}")
+    files += [f"{CEREMONIES}/{stem}-{r}.pem" for r in roles]  # the command line's copies
     return {
         "ceremony": ceremony.name,
         "kind": ceremony.kind,

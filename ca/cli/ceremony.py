@@ -101,6 +101,18 @@ def cmd_init_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _write_once(path: Path, data: bytes) -> None:
+    """Written atomically, unless the file holds these bytes already: the embedded service
+    writes the transcript and its certificate copies into its own ``ceremonies/`` folder, which
+    is where this command puts them by default (issue #14: one writer, one recovery)."""
+    try:
+        if path.is_file() and path.read_bytes() == data:
+            return
+    except OSError:
+        pass
+    write_atomically(path, data)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from ca.ops import ceremony as ops
 
@@ -130,12 +142,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise BadInput(f"cannot write {out}: {exc.strerror}") from None
-    write_atomically(out, outcome.transcript)
+    _write_once(out, outcome.transcript)
     anchors = []
     for cert in outcome.certificates:
         if cert.role in ("root", "audit") and cert.pem:
             target = out.with_name(f"{out.stem}-{cert.role}.pem")
-            write_atomically(target, cert.pem.encode("ascii"))
+            _write_once(target, cert.pem.encode("ascii"))
             anchors.append((cert.role, target))
     if args.json:
         data = json.loads(outcome.transcript)["transcript"]

@@ -246,11 +246,11 @@ def write_outside(runtime: Runtime, transcript: Transcript) -> tuple[list[str], 
     committed, and the outcome carries all of it): it is reported."""
     from ca.log.folder import CheckpointFolder
 
-    files = [
-        (role, anchor_name(role, serial), pem(der)) for role, serial, der in transcript.anchors
-    ]
-    name = f"{transcript.data.get('file_sha256', '')[:12]}.json"
-    files.append(("transcript", name, transcript.json().encode("utf-8")))
+    files = ceremony_files(
+        str(transcript.data.get("file_sha256", "")),
+        [(role, serial, der) for role, serial, der in transcript.anchors],
+        transcript.json().encode("utf-8"),
+    )
     written, warnings = _write_files(runtime, files)
     if transcript.checkpoint is not None:
         size, note = transcript.checkpoint
@@ -263,8 +263,23 @@ def write_outside(runtime: Runtime, transcript: Transcript) -> tuple[list[str], 
             )
     for warning in warnings:
         log.error("ceremony: %s", warning)
-    # the anchors (the outcome's list); the transcript is written there too, beside them
-    return [w for w in written if w.endswith(".pem")], warnings
+    # the anchors (the outcome's list); the transcript and its copies are there too
+    anchors = {anchor_name(role, serial) for role, serial, _ in transcript.anchors}
+    return [w for w in written if Path(w).name in anchors], warnings
+
+
+def ceremony_files(
+    file_sha256: str, anchors: list[tuple[str, int, bytes]], transcript: bytes
+) -> list[tuple[str, str, bytes]]:
+    """``(what, name, bytes)`` of every file a ceremony leaves in ``ceremonies/``: the trust
+    anchors ``root-<serial>.pem`` and ``audit-<serial>.pem``, the signed transcript
+    ``<sha12>.json`` and, beside it, the copies the command line keeps as ``<sha12>-root.pem``
+    and ``<sha12>-audit.pem`` (the same names, so an embedded client finds them written)."""
+    stem = file_sha256[:12]
+    files = [(role, anchor_name(role, serial), pem(der)) for role, serial, der in anchors]
+    files.append(("transcript", f"{stem}.json", transcript))
+    files += [(f"{role} copy", f"{stem}-{role}.pem", pem(der)) for role, _, der in anchors]
+    return files
 
 
 def _write_files(
@@ -304,17 +319,14 @@ def _from_records(
 ) -> list[tuple[str, str, bytes]]:
     """The files a committed ceremony writes, made again from its records."""
     serials = {int(str(v)) for v in dict(plan.get("serials") or {}).values()}  # type: ignore[call-overload]
-    files: list[tuple[str, str, bytes]] = []
+    anchors: list[tuple[str, int, bytes]] = []
     for cert in session.exec(select(CertificateRecord)):
         if cert.serial in serials and cert.role in ("root", "audit"):
-            files.append(
-                (cert.role, anchor_name(cert.role, cert.serial), pem(bytes.fromhex(cert.der)))
-            )
+            anchors.append((cert.role, cert.serial, bytes.fromhex(cert.der)))
     transcript = Transcript(
         json.loads(run_row.transcript), run_row.signature, run_row.signer_public_key
     )
-    files.append(("transcript", f"{run_row.file_sha256[:12]}.json", transcript.json().encode()))
-    return files
+    return ceremony_files(run_row.file_sha256, sorted(anchors), transcript.json().encode())
 
 
 def delete_softhsm_token(runtime: Runtime, label: str) -> bool:
@@ -386,7 +398,8 @@ def recover_ceremony(runtime: Runtime, intent: IntentRef, actor: str, now: int) 
                     "again (it destroys them first)"
                 )
             crash_point(f"{OPERATION}:recover-before-remove-token")
-            removed = delete_softhsm_token(runtime, root_token)
+            delete_softhsm_token(runtime, root_token)
+            removed = True  # now or by a recovery cut before it settled
     outcome = f"records never committed; {len(destroyed)} unrecorded key(s) destroyed"
     if removed:
         outcome += (
