@@ -26,7 +26,7 @@ from itertools import accumulate, count, islice
 from operator import sub
 from typing import Any, Final
 
-MAX_TOML_BYTES: Final = 256 * 1024  # a policy or ceremony file is a few KiB
+MAX_TOML_BYTES: Final = 64 * 1024  # a policy or ceremony file is a few KiB (authority.toml: 8)
 MAX_JSON_BYTES: Final = 2 * 1024 * 1024  # a usage report of 10,000 keys is ~1.5 MiB
 MAX_CSV_BYTES: Final = 2 * 1024 * 1024
 MAX_DEPTH: Final = 32  # arrays, tables and objects inside one another; TOML key segments

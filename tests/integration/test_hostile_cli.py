@@ -39,7 +39,8 @@ def _example(**labels: str) -> bytes:
 
 PLANS = {
     "binary": (bytes(range(256)) * 8, "Ceremony refused", "not UTF-8"),
-    "deep": (b"a = " + b"[" * 100_000 + b"]" * 100_000, "Ceremony refused", "byte offset 36"),
+    "deep": (b"a = " + b"[" * 30_000 + b"]" * 30_000, "Ceremony refused", "byte offset 36"),
+    "deep-100k": (b"a = " + b"[" * 100_000 + b"]" * 100_000, "Ceremony refused", "200,004 bytes"),
     "big-int": (b"[ceremony]\nname = " + DIGITS, "Ceremony refused", "line 2, column 8"),
     "nul": (b'[ceremony]\nname = "a\x00"', "Ceremony refused", "line 2, column 10"),
     "empty": (b"", "Ceremony refused", "ceremony: missing"),

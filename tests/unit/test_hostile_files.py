@@ -22,14 +22,20 @@ from policies.bounded import BadFile, load_json, load_toml, read_csv
 from policies.rules import PolicyFileError, parse_policy
 
 DEEP = 100_000
+DEEP_TOML = 30_000  # 100,000 brackets are over the 64 KiB of a TOML file: refused by size
 DIGITS = "9" * 5000
 MB = 1 << 20
 
 # -- the bounded loaders themselves -----------------------------------------------------------
 TOML_CASES = {
-    "deep-array": (b"a = " + b"[" * DEEP + b"]" * DEEP, "line 1, column 37 (byte offset 36)"),
-    "deep-inline-table": (b"a = " + b"{b=" * 50_000, "byte offset 100"),
+    "deep-array": (
+        b"a = " + b"[" * DEEP_TOML + b"]" * DEEP_TOML,
+        "line 1, column 37 (byte offset 36)",
+    ),
+    "deep-100k": (b"a = " + b"[" * DEEP + b"]" * DEEP, "200,004 bytes: at most 65,536"),
+    "deep-inline-table": (b"a = " + b"{b=" * 20_000, "byte offset 100"),
     "dotted-key": (b"a" + b".a" * 30_000 + b" = 1", "byte offset 63"),
+    "dotted-header": (b"[a" + b".a" * 30_000 + b"]", "a dotted key of more than 32 parts"),
     "big-int": (b"x = 1\nn = " + DIGITS.encode(), "line 2, column 5 (byte offset 10)"),
     "big-hex": (b"n = 0x" + b"f" * 5000, "field n"),
     "not-utf8": (b'a = "ok"\n\xff\xfe', "line 2, column 1 (byte offset 9)"),
@@ -124,7 +130,7 @@ def test_csv_rows_keep_their_lines() -> None:
 
 # -- every parser of a file a person hands us -------------------------------------------------
 HOSTILE = {
-    "deep": (b"a = " + b"[" * DEEP + b"]" * DEEP, b"[" * DEEP + b"]" * DEEP),
+    "deep": (b"a = " + b"[" * DEEP_TOML + b"]" * DEEP_TOML, b"[" * DEEP + b"]" * DEEP),
     "big-int": (b"a = " + DIGITS.encode(), b'[{"key": ' + DIGITS.encode() + b"}]"),
     "not-utf8": (b"a = 1\n\xff", b"[1,\n\xff]"),
     "nul": (b"a = 1\x00", b"[\x00]"),
