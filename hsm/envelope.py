@@ -198,6 +198,7 @@ _PARSE_ERRORS: Final = (
 )  # what asn1crypto raises on bytes it cannot read (an empty BIT STRING: IndexError)
 _NUMBERS: Final = {0x02: "an INTEGER", 0x0A: "an ENUMERATED", 0x06: "an OBJECT IDENTIFIER"}
 MAX_NUMBER_OCTETS: Final = 64  # no integer or OID of a package is longer
+MAX_PACKAGE: Final = 64 * 1024  # a package is under 1 KiB: one sealed key, names, a signature
 
 
 def _costly_element(data: bytes) -> tuple[int, str] | None:
@@ -208,7 +209,9 @@ def _costly_element(data: bytes) -> tuple[int, str] | None:
     no recursion; it stops quietly where the bytes stop making sense, for the strict parser to
     name. (The twin of ``ca.lists.der.costly_element``: hsm imports nothing from ca.)"""
     pos, size = 0, len(data)
-    while pos + 1 < size:
+    limit = size  # the end of the first element, once its length is read (trailing bytes are
+    # refused by the strict parser without being parsed)
+    while pos + 1 < limit:
         identifier = data[pos]
         if identifier & 0x1F == 0x1F:
             return pos, "an identifier in the high-tag-number form"
@@ -223,6 +226,8 @@ def _costly_element(data: bytes) -> tuple[int, str] | None:
                 return None
             length = int.from_bytes(data[start : start + count], "big")
             start += count
+        if pos == 0:
+            limit = min(size, start + length)
         kind = _NUMBERS.get(identifier)
         if kind is not None and length > MAX_NUMBER_OCTETS:
             return pos, f"{kind} of {length} octets (at most {MAX_NUMBER_OCTETS})"
@@ -233,6 +238,10 @@ def _costly_element(data: bytes) -> tuple[int, str] | None:
 def read_package(data: bytes) -> tuple[PackageInfo, SignedKeyPackage]:
     """Parse a package strictly (DER, no trailing bytes); refuse truncated or malformed ones."""
     data = bytes(data)
+    if len(data) > MAX_PACKAGE:
+        raise PackageRefused(
+            "malformed", f"not a jtca key package ({len(data)} bytes, at most {MAX_PACKAGE})"
+        )
     costly = _costly_element(data)
     if costly is not None:
         raise PackageRefused(

@@ -103,7 +103,9 @@ def costly_element(data: bytes) -> tuple[int, str] | None:
     stop making sense it stops quietly, for the strict parser to name the problem. The twin
     of this scan for key packages is ``hsm.envelope._costly_element`` (hsm imports no ca)."""
     pos, size = 0, len(data)
-    while pos + 1 < size:
+    limit = size  # the end of the first element, once its length is read (trailing bytes are
+    # refused by the strict parser without being parsed)
+    while pos + 1 < limit:
         identifier = data[pos]
         if identifier & 0x1F == 0x1F:
             return pos, "an identifier in the high-tag-number form"
@@ -118,6 +120,8 @@ def costly_element(data: bytes) -> tuple[int, str] | None:
                 return None
             length = int.from_bytes(data[start : start + count], "big")
             start += count
+        if pos == 0:
+            limit = min(size, start + length)
         kind = BIG_CONTENTS.get(identifier)
         if kind is not None and length > MAX_NUMBER_OCTETS:
             return pos, f"{kind} of {length} octets (at most {MAX_NUMBER_OCTETS})"

@@ -5,7 +5,8 @@
   an 'internal error' for a file a site hands the authority.
 - ``packages.read``, ``lists.decode``: an identifier in the high-tag-number form with 70,000
   continuation octets took over 1 s of CPU in asn1crypto's parser (it builds the tag number
-  octet by octet, quadratic); an INTEGER or OID the size of the file likewise. Both parsers
+  octet by octet, quadratic); an INTEGER or OID the size of the file likewise; a package
+  over 64 KiB is refused by its size (one is under 1 KiB). Both parsers
   now refuse such an element by a linear scan before asn1crypto sees the bytes, naming its
   offset (``ca.lists.der.costly_element``, ``hsm.envelope._costly_element``).
 """
@@ -46,7 +47,7 @@ def test_a_package_with_an_empty_signature_bit_string_is_refused_as_malformed() 
 
 @pytest.mark.parametrize("where", [0, 4, 40])
 def test_a_package_with_a_high_tag_number_is_refused_before_asn1crypto(where: int) -> None:
-    data = PACKAGE[:where] + b"\x1f" + b"\xff" * 70_000 + b"\x01" + PACKAGE[where:]
+    data = PACKAGE[:where] + b"\x1f" + b"\xff" * 60_000 + b"\x01" + PACKAGE[where:]
     with pytest.raises(PackageRefused) as refused:
         read_package(data)
     assert refused.value.reason == "malformed"
@@ -54,11 +55,11 @@ def test_a_package_with_a_high_tag_number_is_refused_before_asn1crypto(where: in
 
 
 def test_a_package_with_an_integer_the_size_of_the_file_is_refused() -> None:
-    huge = b"\x02\x83\x01\x11\x70" + b"\x7f" * 70_000
+    huge = b"\x02\x82\xea\x60" + b"\x7f" * 60_000
     data = der.tlv(der.SEQUENCE, huge)
     with pytest.raises(PackageRefused) as refused:
         read_package(data)
-    assert "an INTEGER of 70000 octets" in refused.value.message
+    assert "an INTEGER of 60000 octets" in refused.value.message
 
 
 @pytest.mark.parametrize(
@@ -97,3 +98,19 @@ def test_the_scan_passes_every_real_list_and_package() -> None:
         decode_signed_list(seed)
     for seed in TARGETS["packages.read"].seeds:
         read_package(seed)
+
+
+def test_a_package_over_64_kib_is_refused_by_its_size() -> None:
+    data = der.tlv(der.SEQUENCE, b"\x04\x00" * 40_000)
+    with pytest.raises(PackageRefused) as refused:
+        read_package(data)
+    assert f"{len(data)} bytes, at most 65536" in refused.value.message
+
+
+def test_the_scan_stops_at_the_end_of_the_first_element() -> None:
+    """Bytes after the list are refused by the strict parser as trailing data, unread: the
+    scan does not walk them either (a 16 MiB tail of tiny elements would cost seconds)."""
+    assert der.costly_element(SIGNED_LIST + b"\x1f" + b"\xff" * 1000) is None
+    with pytest.raises(ListContentError) as refused:
+        decode_signed_list(SIGNED_LIST + b"\x1f" + b"\xff" * 1000)
+    assert "trailing data" in str(refused.value)
