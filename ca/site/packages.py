@@ -73,24 +73,32 @@ class Tokens(Protocol):
 
 
 def _report(
-    report: Callable[[], R], confirm: Callable[[], R | None], undo: Callable[[], None]
+    report: Callable[[], R],
+    confirm: Callable[[], R | None],
+    undo: Callable[[], None],
+    *,
+    journaled: bool = False,
 ) -> R:
     """Send a report; undo the site's step if the service refuses it. If no answer came, ask
     the service (``confirm``) whether it recorded the report: keep the step if it did, undo it
-    if it did not or cannot say."""
+    if it did not. If it cannot say (the service is gone), undo it too — unless the step is
+    ``journaled``: then it is left as it is, its intent open in the site's journal, for
+    recovery to settle once the service can say (a step the service recorded in its last
+    moment must not be undone)."""
     try:
         return report()
-    except ServiceError:  # the service answered: refused
-        undo()
-        raise
-    except BaseException:
+    except BaseException as exc:
+        if isinstance(exc, ServiceError) and (_answered(exc) or not journaled):
+            undo()  # the service answered: refused
+            raise
         try:
-            found = confirm()
+            found, said = confirm(), True
         except Exception:
-            found = None
+            found, said = None, False
         if found is not None:
             return found
-        undo()
+        if said or not journaled:
+            undo()
         raise
 
 
@@ -340,7 +348,12 @@ def hand_on(
         return ops.RecordedPackages(packages=recorded)  # STATUS refuses an unknown package
 
     crash_point("packages.deliver:before-report")
-    recorded = _report(lambda: client.call(ops.REPORT_HANDED_ON, report), confirm, undo)
+    recorded = _report(
+        lambda: client.call(ops.REPORT_HANDED_ON, report),
+        confirm,
+        undo,
+        journaled=journal is not None and intent is not None,
+    )
     crash_point("packages.deliver:after-report")
     return [
         DeliveredFile(p.key, p.label, p.to, p.package, out_dir / p.file) for p in recorded.packages
@@ -376,7 +389,13 @@ def open_package(tokens: Tokens, plan: ops.ImportPlan, data: bytes) -> TokenKey:
 
 
 def report_import(
-    client: Client, tokens: Tokens, plan: ops.ImportPlan, data: bytes, installed: TokenKey
+    client: Client,
+    tokens: Tokens,
+    plan: ops.ImportPlan,
+    data: bytes,
+    installed: TokenKey,
+    *,
+    journaled: bool = False,
 ) -> ops.ImportedKey:
     """Report an opened package; if the service refuses the report, the key object and the
     package's replay marker are destroyed again (the package can be imported once the cause
@@ -409,7 +428,9 @@ def report_import(
         with contextlib.suppress(pkcs11.PKCS11Error):
             forget_import(store, bytes.fromhex(plan.package))
 
-    return _report(lambda: client.call(ops.REPORT_IMPORT, report), confirm, undo)
+    return _report(
+        lambda: client.call(ops.REPORT_IMPORT, report), confirm, undo, journaled=journaled
+    )
 
 
 def import_package(
@@ -463,10 +484,12 @@ def import_package(
     intent = journal.note(intent, key_id=installed.key_id.hex(), uri=str(installed.uri))
     try:
         crash_point("packages.import:before-report")
-        done = report_import(client, tokens, plan, data, installed)
-    except JtcaError as exc:  # refused or unconfirmed: the key and the marker destroyed again
-        journal.end(intent, state=ROLLED_BACK, outcome=f"undone: {exc}")
-        raise
+        done = report_import(client, tokens, plan, data, installed, journaled=True)
+    except JtcaError as exc:
+        if installed.key_id.hex() not in _objects_labelled(store, plan.label):
+            # refused (or not recorded): the key and the marker were destroyed again
+            journal.end(intent, state=ROLLED_BACK, outcome=f"undone: {exc}")
+        raise  # else no answer: the intent stays open for recovery to settle
     crash_point("packages.import:after-report")
     journal.end(intent, state=COMPLETED, outcome=f"{done.label} in {done.token} ({done.stage})")
     return done
