@@ -63,6 +63,8 @@ class BadFile(Exception):
         self.line = line
         self.column = column
         self.offset = offset
+        if field is not None and (len(field) > 200 or not field.isprintable()):
+            field = repr(field)[:200]  # a key of the file: shown, never printed raw
         self.field = field
         self.message = f"{source}{self.place}: {problem}"
         super().__init__(self.message)
@@ -146,7 +148,8 @@ _TOML_TOKEN: Final = re.compile(
   | (?P<dot>\.)
   | (?P<separator>[=,])
   | (?P<digits>[0-9_]+)
-  | (?P<word>[A-Za-z+:-][A-Za-z0-9_+:-]*)
+  | (?P<sign>[+:-])
+  | (?P<word>[A-Za-z][A-Za-z0-9_+:-]*)
   | (?P<other>[^ \t\r\n\#"'\[\]{}.=,A-Za-z0-9_+:-]+)
     """,
     re.VERBOSE,

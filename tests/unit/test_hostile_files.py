@@ -37,6 +37,7 @@ TOML_CASES = {
     "dotted-key": (b"a" + b".a" * 30_000 + b" = 1", "byte offset 63"),
     "dotted-header": (b"[a" + b".a" * 30_000 + b"]", "a dotted key of more than 32 parts"),
     "big-int": (b"x = 1\nn = " + DIGITS.encode(), "line 2, column 5 (byte offset 10)"),
+    "big-signed-int": (b"n = -" + DIGITS.encode(), "line 1, column 6 (byte offset 5)"),
     "big-hex": (b"n = 0x" + b"f" * 5000, "field n"),
     "not-utf8": (b'a = "ok"\n\xff\xfe', "line 2, column 1 (byte offset 9)"),
     "nul": (b'a = "x\x00"', "byte offset 6"),
