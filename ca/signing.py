@@ -25,11 +25,11 @@ def load_policy(path: Path | None = None) -> Policy:
     source = path or DEFAULT_POLICY_PATH
     if source not in _loaded:
         try:
-            text = source.read_text(encoding="utf-8")
+            data = source.read_bytes()  # parse_policy checks the bytes (UTF-8, size, depth)
         except OSError as exc:
             raise PolicyError(f"cannot read {source}: {exc.strerror}") from None
         try:
-            _loaded[source] = parse_policy(text)
+            _loaded[source] = parse_policy(data)
         except PolicyFileError as exc:
             raise PolicyError(f"{source}: {exc.message}") from None
     return _loaded[source]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -319,3 +320,14 @@ def test_ceremony_text_and_numbers_are_bounded(change: str, into: str, problem: 
     with pytest.raises(CeremonyError) as caught:
         load_ceremony(plan.replace(change, into))
     assert problem in caught.value.message, caught.value.message
+
+
+def test_a_policy_file_that_is_not_utf8_is_refused_with_its_offset(tmp_path: Path) -> None:
+    """``load_policy`` hands the file's bytes to the bounded parser (it decoded them itself
+    before, and a non-UTF-8 file escaped as an untyped UnicodeDecodeError)."""
+    from ca.signing import PolicyError, load_policy
+
+    path = tmp_path / "policy.toml"
+    path.write_bytes(b'x = "\xff\xfe"\n')
+    with pytest.raises(PolicyError, match=r"byte offset 5\): not UTF-8"):
+        load_policy(path)
