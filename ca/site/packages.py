@@ -228,7 +228,8 @@ def deliver(
             raise  # no answer: the intent stays for recovery to settle from the records
         # refused: what this run recorded stays recorded (its files are fetched again by
         # recovery); a refusal before anything was recorded leaves nothing
-        _recover_delivery(_context(client, tokens, journal, now), intent)
+        with contextlib.suppress(JtcaError):  # if not now, then by the next run or jtca recover
+            _recover_delivery(_context(client, tokens, journal, now), intent)
         raise
     journal.end(intent, state=COMPLETED, outcome=f"{len(done)} package(s) written")
     return done
@@ -586,7 +587,28 @@ def _recovered_import(client: Client, journal: SiteJournal, subject: str) -> ops
     )
 
 
+def _typed(
+    fn: Callable[[SiteContext, SiteIntent], tuple[str, str]],
+) -> Callable[[SiteContext, SiteIntent], tuple[str, str]]:
+    """A recoverer whose token, file or journal trouble is a typed error naming the intent
+    (``jtca recover`` lists it as failed; the intent stays open), never a traceback."""
+
+    def recover(ctx: SiteContext, intent: SiteIntent) -> tuple[str, str]:
+        try:
+            return fn(ctx, intent)
+        except (pkcs11.PKCS11Error, OSError, KeyError, ValueError, TypeError) as exc:
+            raise JtcaError(
+                f"site intent {intent.id} ({intent.operation} on {intent.subject}): "
+                f"{type(exc).__name__}: {exc}",
+                title="Recovery failed",
+            ) from None
+
+    recover.__doc__ = fn.__doc__
+    return recover
+
+
 @site_recoverer(IMPORT_OP)
+@_typed
 def _recover_import(ctx: SiteContext, intent: SiteIntent) -> tuple[str, str]:
     """An import whose client died between its intent and its end. The objects it made are
     those labelled as planned whose CKA_ID the label did not have before. Recorded by the
@@ -673,6 +695,7 @@ def _whole(ours: dict[str, set[str]], kind: Any) -> str | None:
 
 
 @site_recoverer(DELIVER_OP)
+@_typed
 def _recover_delivery(ctx: SiteContext, intent: SiteIntent) -> tuple[str, str]:
     """A delivery whose client died (or was refused) before every file was written. In its
     folder: the temporary files of its packages removed; a file of this delivery whose package
