@@ -422,3 +422,38 @@ def test_renew_killed_then_recovered(service: Service, point: str) -> None:
     assert successor.label == f"city-qr-{GUANGZHOU}-g2"
     assert successor.predecessor == qr.id
     assert len(_check_keys_match_records(runtime)) == 3
+
+
+def test_a_clean_failure_undoes_its_own_work_and_closes_its_intent(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not a crash: the records' transaction fails (the audit log refuses the entry) after both
+    keys were made. The run destroys them itself and closes its intent as rolled back, so the
+    same process can run it again at once (an open intent of a live process would refuse it)."""
+    from ca import audit
+
+    runtime = service.runtime
+    application = _approved(runtime.engine, [GUANGZHOU])
+    real_append = audit.append
+
+    def refuse(session: Any, *, action: str, **kwargs: Any) -> Any:
+        if action == "city-key.generate":
+            raise RuntimeError("the database refused the record")
+        return real_append(session, action=action, **kwargs)
+
+    monkeypatch.setattr(audit, "append", refuse)
+    with pytest.raises(RuntimeError, match="refused the record"):
+        workflow.generate(runtime.engine, _vault(runtime), ROOT1, application, now=T0)
+    monkeypatch.setattr(audit, "append", real_append)
+    assert _token_objects(runtime) == []
+    with Session(runtime.engine) as session:
+        (intent,) = intents.recent(session, limit=1)
+    assert (intent.operation, intent.state) == ("city.generate", "rolled-back")
+    assert intent.outcome is not None
+    assert "refused the record" in intent.outcome
+    assert "destroyed 2 object(s)" in intent.outcome
+    assert set(intent.progress["made"]) == {f"city-card-{GUANGZHOU}-g1", f"city-qr-{GUANGZHOU}-g1"}
+    assert _recoveries(runtime) == []  # its owner undid it: nothing for recovery
+    keys = workflow.generate(runtime.engine, _vault(runtime), ROOT1, application, now=T0 + 1)
+    assert len(keys) == 2
+    _check_keys_match_records(runtime)
