@@ -16,7 +16,9 @@ LEASE_SECONDS: Final = 3600  # an owner on another host: gone after this long
 
 
 def _start_ticks(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot, or None when it does not exist."""
+    """The process's start time in clock ticks since boot, or None when it does not exist or
+    is dead: a zombie (state Z or X) killed by SIGKILL and not yet reaped by its parent —
+    in a container whose first process does not reap, it stays one for good."""
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
             text = stat.read()
@@ -24,6 +26,8 @@ def _start_ticks(pid: int) -> str | None:
         return None
     # the command name (field 2) is in parentheses and may hold spaces or parentheses
     fields = text[text.rfind(")") + 2 :].split()
+    if not fields or fields[0] in ("Z", "X", "x"):
+        return None
     return fields[19] if len(fields) > 19 else None
 
 

@@ -31,9 +31,12 @@ _targets: dict[str, int] | None = None
 def _parse(spec: str) -> dict[str, int]:
     targets: dict[str, int] = {}
     for part in spec.split(","):
-        name, _, nth = part.strip().partition(":")
+        part = part.strip()
+        name, _, nth = part.rpartition(":")  # names hold ':' themselves (operation:step)
+        if not (name and nth.isdigit() and int(nth) > 0):
+            name, nth = part, "1"
         if name:
-            targets[name] = int(nth) if nth.isdigit() and int(nth) > 0 else 1
+            targets[name] = int(nth)
     return targets
 
 

@@ -143,10 +143,9 @@ class Trial:
     def service_pid(self) -> int | None:
         try:
             pid = int((self.state / "jtca-service.pid").read_text().strip())
-            os.kill(pid, 0)
         except (OSError, ValueError):
             return None
-        return pid
+        return pid if _running(pid) else None
 
     def stop_service(self) -> None:
         from ca.client.embedded import stop
@@ -169,9 +168,7 @@ class Trial:
                 pid = self.service_pid()
                 if pid is None:
                     return
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
+            if not _running(pid):
                 return
             time.sleep(0.05)
 
@@ -212,6 +209,17 @@ class Trial:
                     uri = Pkcs11Uri.parse(value)
                     found.add((uri.token or "", uri.object or "", (uri.id or b"").hex()))
         return found
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie: a service killed by SIGKILL whose parent (this container's first
+    process) has not reaped it still answers ``kill(pid, 0)``."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return False
+    return bool(fields) and fields[0] not in ("Z", "X", "x")
 
 
 # -- the invariants -----------------------------------------------------------------------------

@@ -5,10 +5,12 @@ The dead owner is a real process that began an intent and was killed with SIGKIL
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -105,3 +107,26 @@ def test_owner_liveness(tmp_path: Path) -> None:
     assert owner_alive("elsewhere:1:1", began_at=NOW, now=NOW + 10)
     assert not owner_alive("elsewhere:1:1", began_at=NOW, now=NOW + 10_000)
     assert not owner_alive("garbage", began_at=NOW, now=NOW)
+
+
+def test_a_killed_process_not_yet_reaped_is_gone() -> None:
+    """A process killed by SIGKILL stays a zombie until its parent reaps it (in a container
+    whose first process does not reap, for good): its /proc entry and start time remain, yet
+    it works on nothing."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    host = this_owner().split(":")[0]
+    with open(f"/proc/{child.pid}/stat") as stat:
+        start = stat.read().rsplit(")", 1)[1].split()[19]
+    owner = f"{host}:{child.pid}:{start}"
+    assert owner_alive(owner, began_at=NOW, now=NOW)
+    os.kill(child.pid, signal.SIGKILL)
+    stat = Path(f"/proc/{child.pid}/stat")
+    for _ in range(200):  # SIGKILL is delivered asynchronously
+        if stat.read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            break
+        time.sleep(0.05)
+    try:
+        assert os.path.exists(f"/proc/{child.pid}")  # a zombie, not reaped yet
+        assert not owner_alive(owner, began_at=NOW, now=NOW)
+    finally:
+        child.wait()
