@@ -8,7 +8,14 @@ import tempfile
 from pathlib import Path
 
 from ca.errors import BadInput
+from ca.owners import process_start
 from hsm.crashpoints import crash_point
+
+TEMP_SUFFIX = ".tmp"
+# The writer in every temporary file's name (.<name>.<pid>-<start>.<random>.tmp): a sweep can
+# tell a temporary file a dead process left (a crash between write and rename) from one a live
+# writer is about to rename.
+_WRITER = f"{os.getpid()}-{process_start(os.getpid()) or 0}"
 
 
 def write_atomically(path: Path, data: bytes) -> None:
@@ -18,7 +25,9 @@ def write_atomically(path: Path, data: bytes) -> None:
     temporary file."""
     directory = path.parent if str(path.parent) else Path(".")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{path.name}.{_WRITER}.", suffix=TEMP_SUFFIX, dir=directory
+        )
     except OSError as exc:
         raise BadInput(f"cannot write {path}: {exc.strerror}") from None
     try:
@@ -43,3 +52,33 @@ def write_atomically(path: Path, data: bytes) -> None:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def _writer_alive(token: str) -> bool:
+    pid_text, _, start = token.partition("-")
+    if not pid_text.isdigit():
+        return False
+    found = process_start(int(pid_text))
+    return found is not None and found == start
+
+
+def sweep_temporary(folder: Path, *, recursive: bool = True) -> list[Path]:
+    """Remove the temporary files of ``write_atomically`` that a dead writer left in ``folder``
+    (a process killed between the write and the rename); a live writer's are kept. A temporary
+    file whose name says no writer (older jtca) is removed too. Returns what was removed.
+    Writers on another host sharing the folder are not supported (pids are this host's)."""
+    removed: list[Path] = []
+    if not folder.is_dir():
+        return removed
+    pattern = f".*{TEMP_SUFFIX}"
+    for path in folder.rglob(pattern) if recursive else folder.glob(pattern):
+        if not path.is_file() or path.is_symlink():
+            continue
+        parts = path.name[1 : -len(TEMP_SUFFIX)].rsplit(".", 2)
+        writer = parts[1] if len(parts) == 3 else ""
+        if writer and _writer_alive(writer):
+            continue
+        with contextlib.suppress(OSError):
+            path.unlink()
+            removed.append(path)
+    return removed

@@ -15,7 +15,7 @@ from typing import Final
 LEASE_SECONDS: Final = 3600  # an owner on another host: gone after this long
 
 
-def _start_ticks(pid: int) -> str | None:
+def process_start(pid: int) -> str | None:
     """The process's start time in clock ticks since boot, or None when it does not exist or
     is dead: a zombie (state Z or X) killed by SIGKILL and not yet reaped by its parent —
     in a container whose first process does not reap, it stays one for good."""
@@ -34,7 +34,7 @@ def _start_ticks(pid: int) -> str | None:
 def this_owner() -> str:
     """This process, as an owner: ``host:pid:start``."""
     pid = os.getpid()
-    return f"{socket.gethostname()}:{pid}:{_start_ticks(pid) or '?'}"
+    return f"{socket.gethostname()}:{pid}:{process_start(pid) or '?'}"
 
 
 def owner_alive(owner: str, *, began_at: int, now: int, lease: int = LEASE_SECONDS) -> bool:
@@ -49,6 +49,6 @@ def owner_alive(owner: str, *, began_at: int, now: int, lease: int = LEASE_SECON
         return False
     pid = int(pid_text)
     if pid == os.getpid():
-        return start == (_start_ticks(pid) or "?")
-    found = _start_ticks(pid)
+        return start == (process_start(pid) or "?")
+    found = process_start(pid)
     return found is not None and (start == "?" or found == start)

@@ -144,8 +144,33 @@ def recover_before(runtime: Runtime, operation: str, subject: str, *, now: int) 
             )
 
 
+def sweep_state(runtime: Runtime) -> list[str]:
+    """The temporary files dead writers left anywhere in the service's folders (the state
+    folder but its tokens, the publication folder, the checkpoint folder): a crash between a
+    write and its rename leaves one (``ca.files.sweep_temporary``; a live writer's are kept)."""
+    from ca.files import sweep_temporary
+
+    removed: list[str] = []
+    folders = {runtime.state, runtime.published, runtime.log_folder}
+    for folder in sorted(folders):
+        if not folder.is_dir():
+            continue
+        for child in [folder, *(p for p in folder.iterdir() if p.is_dir())]:
+            if child.name == "softhsm2":
+                continue
+            for path in sweep_temporary(child, recursive=child != folder):
+                removed.append(str(path))
+                log.info("removed %s, a temporary file a dead writer left", path)
+    return removed
+
+
 def recover_quietly(runtime: Runtime, *, now: int) -> list[Recovered]:
-    """At service start: recover what dead processes left; never fails the start (logged)."""
+    """At service start: recover what dead processes left (intents, temporary files); never
+    fails the start (logged)."""
+    try:
+        sweep_state(runtime)
+    except OSError as exc:
+        log.error("sweeping temporary files at start failed: %s", exc)
     try:
         found = recover(runtime, now=now)
     except Exception as exc:  # a start must not die of its recovery; say so loudly

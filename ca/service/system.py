@@ -50,6 +50,10 @@ def recover(ctx: Context, req: ops.RecoverRequest) -> ops.RecoverResult:
         raise BadInput(
             f"operation {req.operation!r}: not one that recovery knows ({', '.join(registered())})"
         )
+    from ca.service.recovery import sweep_state
+
+    if req.operation is None:
+        sweep_state(ctx.runtime)  # temporary files dead writers left
     done = run_recovery(ctx.runtime, now=now, actor=officer.id, operation=req.operation)
     with Session(ctx.engine) as session:
         still = intents.open_intents(session, operation=req.operation)
