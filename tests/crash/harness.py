@@ -493,6 +493,9 @@ def run_trials(
                 what = f"JTCA_CRASH_AT={point}"
                 run(trial, point)
                 killed = _died(trial, point)
+            # a service started with the crash point that did not reach it must not carry it
+            # into the recovery and the rerun
+            trial.stop_service()
             tally.kills += int(killed)
             trial.jtca("recover", "--json", officer=ROOT_OFFICER)
             problems = check_invariants(trial, base, extra_folders=extra_folders(trial))
