@@ -171,7 +171,7 @@ def run_ceremony(ctx: Context, req: ops.RunRequest) -> ops.CeremonyOutcome:
     warnings: list[str] = []
 
     def write_files(transcript: Transcript) -> None:
-        written[:], warnings[:] = write_outside(ctx.runtime, transcript)
+        written[:], warnings[:] = write_outside(ctx.runtime, transcript, copies=True)
 
     with ctx.runtime.tokens(create=ceremony.kind == "root") as vault:
         crash_point(f"{OPERATION}:before-log-token")
@@ -238,12 +238,15 @@ def _log_store(vault: EmbeddedVault, ceremony: Ceremony) -> KeyStore | None:
         return None
 
 
-def write_outside(runtime: Runtime, transcript: Transcript) -> tuple[list[str], list[str]]:
+def write_outside(
+    runtime: Runtime, transcript: Transcript, *, copies: bool = False
+) -> tuple[list[str], list[str]]:
     """After the commit: the root and audit certificates as trust anchors beside the ceremony
     transcripts (``<state>/ceremonies/root-<serial>.pem``, ``audit-<serial>.pem``), the signed
     transcript itself (``<file sha12>.json``), and the closing checkpoint in the checkpoint
-    folder; ``(files written, warnings)``. A failure here does not undo the ceremony (it is
-    committed, and the outcome carries all of it): it is reported."""
+    folder; ``(files written, warnings)``; with ``copies``, the command line's copies of the
+    certificates beside the transcript too (``ceremony_files``). A failure here does not undo the
+    ceremony (it is committed, and the outcome carries all of it): it is reported."""
     from ca.log.folder import CheckpointFolder
 
     files = ceremony_files(
@@ -251,6 +254,8 @@ def write_outside(runtime: Runtime, transcript: Transcript) -> tuple[list[str], 
         [(role, serial, der) for role, serial, der in transcript.anchors],
         transcript.json().encode("utf-8"),
     )
+    if not copies:
+        files = [f for f in files if not f[0].endswith(" copy")]
     written, warnings = _write_files(runtime, files)
     if transcript.checkpoint is not None:
         size, note = transcript.checkpoint
