@@ -694,6 +694,15 @@ def _whole(ours: dict[str, set[str]], kind: Any) -> str | None:
     return whole[0] if len(whole) == 1 and len(ours) == 1 else None
 
 
+def _written_by_live_process(rest: str) -> bool:
+    """Whether the writer a temporary file's name carries (``<pid>-<start>.<random>.tmp``
+    after ``.<name>.``, ``ca.files.write_atomically``) is a live process."""
+    from ca.owners import process_start
+
+    pid, _, start = rest.split(".", 1)[0].partition("-")
+    return pid.isdigit() and start != "" and process_start(int(pid)) == start
+
+
 @site_recoverer(DELIVER_OP)
 @_typed
 def _recover_delivery(ctx: SiteContext, intent: SiteIntent) -> tuple[str, str]:
@@ -714,6 +723,8 @@ def _recover_delivery(ctx: SiteContext, intent: SiteIntent) -> tuple[str, str]:
     for _key, name in planned:
         path = _file_in(folder, name)
         for stray in folder.glob(f".{name}.*.tmp"):
+            if _written_by_live_process(stray.name[len(name) + 2 :]):
+                continue  # another run is about to rename it
             with contextlib.suppress(FileNotFoundError):
                 stray.unlink()
                 temporaries += 1
