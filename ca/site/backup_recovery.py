@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from ca.errors import BadInput, JtcaError
-from ca.owners import this_owner
+from ca.owners import process_start, this_owner
 from ca.site.journal import SiteIntent, site_journal
 from ca.site.recovery import (
     ROLLED_BACK,
@@ -82,17 +82,33 @@ def site_context() -> SiteContext:
 
 
 # -- backup --------------------------------------------------------------------------------
+_WRITER: Final = f"{os.getpid()}-{process_start(os.getpid()) or 0}"
+
+
 def _temporaries(folder: Path, name: str) -> list[Path]:
+    """The temporary files of ``name`` a dead writer left in ``folder`` (``ca.files``' naming:
+    ``.<name>.<pid>-<start>.<random>.tmp``); a live writer's are not listed."""
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.glob(f".{name}.*.tmp") if p.is_file() and not p.is_symlink())
+    found = []
+    for path in folder.glob(f".{name}.*.tmp"):
+        if not path.is_file() or path.is_symlink():
+            continue
+        writer = path.name[len(name) + 2 :].split(".", 1)[0]
+        pid, _, start = writer.partition("-")
+        if pid.isdigit() and process_start(int(pid)) == start:
+            continue  # a live writer about to rename it
+        found.append(path)
+    return sorted(found)
 
 
 def write_archive(path: Path, data: bytes) -> None:
-    """``ca.files.write_atomically``'s way (same temporary names), with a crash point between
-    the temporary written and its rename."""
+    """``ca.files.write_atomically``'s way (the same temporary names, naming the writer), with
+    this operation's own crash point between the temporary written and its rename."""
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{path.name}.{_WRITER}.", suffix=".tmp", dir=path.parent
+        )
     except OSError as exc:
         raise BadInput(f"cannot write {path}: {exc.strerror}") from None
     try:
