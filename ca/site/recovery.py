@@ -53,6 +53,7 @@ def site_recoverer(operation: str) -> Callable[[SiteRecoverer], SiteRecoverer]:
 
 
 def _load() -> None:
+    import ca.site.backup_recovery  # registers token.backup, token.restore
     import ca.site.packages  # noqa: F401  (registers the site's recoverers)
 
 
