@@ -15,9 +15,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from hsm.crashpoints import crash_point
 from hsm.names import token_label
 from hsm.pkcs11.keys import KeyStore, TokenKey
-from hsm.pkcs11.token import FilePin, PinSource, Token, TokenError, find_module, rescan
+from hsm.pkcs11.token import (
+    FilePin,
+    PinSource,
+    Token,
+    TokenError,
+    find_module,
+    rescan,
+    write_pin_file,
+)
 from hsm.softhsm import init_token, token_labels, use_softhsm
 
 STATE_ENV: Final = "JTCA_STATE"
@@ -101,11 +110,12 @@ def embedded_token(label: str, state: Path | None = None, *, create: bool = True
             )
         pin = secrets.token_hex(8)
         so_pin = secrets.token_hex(8)
+        # the PIN file first: a crash between the two leaves a PIN file with no token (the
+        # next creation writes it again), never a token whose PIN nobody knows
+        write_pin_file(pin_file, pin)
+        crash_point("token.create:after-pin-file")
         init_token(label, pin, so_pin)
-        fd = os.open(pin_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(pin + "\n")
-    token = open_token(label, FilePin(pin_file))
+    token = open_token(label, FilePin(pin_file, nofollow=True))
     return EmbeddedToken(token, KeyStore(token), pin_file)
 
 

@@ -115,19 +115,35 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 def cmd_recover(args: argparse.Namespace) -> int:
     """Recover at the service (an officer allowed system.recover), then this site's own token
-    work (key packages opened, backups restored) left by a dead client."""
+    work (key packages opened, backups restored) left by a dead client. A province's officer,
+    whom the policy does not let recover the service's operations, still recovers the site's."""
     from ca.cli import desk
+    from ca.errors import JtcaError
     from ca.ops import system as ops
 
-    result = desk.call(ops.RECOVER, ops.RecoverRequest(operation=args.operation))
+    refused: JtcaError | None = None
+    recovered: list[dict[str, Any]] = []
+    still: list[ops.IntentInfo] = []
+    try:
+        result = desk.call(ops.RECOVER, ops.RecoverRequest(operation=args.operation))
+        recovered = [r.model_dump() for r in result.recovered]
+        still = list(result.open)
+    except JtcaError as exc:
+        refused = exc
     site = _recover_site(args.operation)
+    if refused is not None and not site:
+        raise refused
     data: dict[str, Any] = {
-        "recovered": [r.model_dump() for r in result.recovered] + site,
-        "open": [i.model_dump() for i in result.open],
+        "recovered": recovered + site,
+        "open": [i.model_dump() for i in still],
     }
+    if refused is not None:
+        data["service"] = f"{refused.title}: {refused.message}"
     if args.json:
         print(json.dumps(data))
     else:
+        if refused is not None:
+            print(f"the service's operations were not recovered: {data['service']}")
         items = data["recovered"]
         if not items:
             print("nothing to recover")
@@ -136,7 +152,7 @@ def cmd_recover(args: argparse.Namespace) -> int:
                 f"intent {item['intent']} ({item['operation']} on {item['subject']}): "
                 f"{item['result']}: {item['outcome']}"
             )
-        for info in result.open:
+        for info in still:
             who = "its process is running" if info.owner_alive else "not recovered"
             print(f"still open: intent {info.intent} ({info.operation} on {info.subject}), {who}")
     failed = [r for r in data["recovered"] if r["result"] == "failed"]

@@ -41,8 +41,11 @@ def transport_key_label(holder: str, now: int) -> str:
 
 
 def package_file_name(label: str, recipient: str) -> str:
-    """The file a key package travels in: ``LABEL.to-HOLDER.jkp``."""
-    return f"{label}.to-{recipient}.jkp"
+    """The file a key package travels in: ``LABEL.to-HOLDER.jkp``, a plain file name (BadName,
+    exit 3, for a label or holder that would make it a path: issue #14)."""
+    from hsm.names import file_name
+
+    return file_name(f"{label}.to-{recipient}.jkp", "package file name")
 
 
 # -- transport keys ---------------------------------------------------------------------------

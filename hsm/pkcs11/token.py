@@ -224,6 +224,8 @@ def write_pin_file(path: str | os.PathLike[str], pin: str) -> None:
         raise TokenError(f"cannot write PIN file {path}: {why}", title="PIN file refused") from None
     with os.fdopen(fd, "w", encoding="utf-8") as out:
         out.write(pin + "\n")
+        out.flush()
+        os.fsync(out.fileno())  # on disk before the token it opens is made (a power cut)
 
 
 class PromptPin:

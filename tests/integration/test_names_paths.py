@@ -346,11 +346,6 @@ def test_a_site_writes_packages_only_under_plain_names(tmp_path: Path) -> None:
     assert _file_in(out, "card-440100-g1.to-44.jkp") == out / "card-440100-g1.to-44.jkp"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ca/ops/packages.py (the packages helper's) does not check yet: package_file_name "
-    "should return hsm.names.file_name(f'{label}.to-{recipient}.jkp', 'package file name')",
-)
 def test_package_file_names_are_checked() -> None:
     from ca.ops.packages import package_file_name
 
