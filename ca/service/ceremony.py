@@ -63,7 +63,7 @@ from ca.store import intents
 from ca.store.db import transaction
 from ca.store.intents import IntentRef
 from ca.store.models import CeremonyRun, CertificateRecord, KeyRecord, OfficerCertificate
-from ca.tokens import EmbeddedVault
+from ca.tokens import EmbeddedVault, open_token
 from hsm.crashpoints import crash_point
 from hsm.pkcs11.keys import KeyStore
 from hsm.pkcs11.token import QuorumPin, Token, find_module, rescan
@@ -86,7 +86,8 @@ def quorum_token(ctx: Context, label: str, shares: Sequence[str]) -> Iterator[To
     the runtime's token lock while it is open."""
     with ctx.runtime.tokens():
         use_softhsm(softhsm_folder(ctx))
-        with Token(label, QuorumPin(list(shares))) as token:
+        # open_token: a token another process's login is rewriting is not taken for missing
+        with open_token(label, QuorumPin(list(shares))) as token:
             yield token
 
 
