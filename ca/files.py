@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 from ca.errors import BadInput
@@ -18,11 +19,15 @@ TEMP_SUFFIX = ".tmp"
 _WRITER = f"{os.getpid()}-{process_start(os.getpid()) or 0}"
 
 
-def write_atomically(path: Path, data: bytes) -> None:
+def write_atomically(
+    path: Path, data: bytes, *, mode: int = 0o644, crash: str = "files.write:before-rename"
+) -> None:
     """Write ``data`` to a fresh temporary file in ``path``'s directory, fsync it, rename it
     over ``path`` and fsync the directory: a reader sees the old file or the new one, whole,
     and the new one survives a power cut once this returns. Two writers never share a
-    temporary file."""
+    temporary file; its name carries the writer (``.<name>.<pid>-<start>.<random>.tmp``).
+    ``crash`` names the crash point between the temporary file written and its rename (an
+    operation may give its own)."""
     directory = path.parent if str(path.parent) else Path(".")
     try:
         fd, tmp = tempfile.mkstemp(
@@ -35,8 +40,8 @@ def write_atomically(path: Path, data: bytes) -> None:
             out.write(data)
             out.flush()
             os.fsync(out.fileno())
-        os.chmod(tmp, 0o644)
-        crash_point("files.write:before-rename")  # the temporary file whole, not yet in place
+        os.chmod(tmp, mode)
+        crash_point(crash)  # the temporary file whole, not yet in place
         os.replace(tmp, path)
     except OSError as exc:
         with contextlib.suppress(OSError):
@@ -62,22 +67,37 @@ def _writer_alive(token: str) -> bool:
     return found is not None and found == start
 
 
-def sweep_temporary(folder: Path, *, recursive: bool = True) -> list[Path]:
-    """Remove the temporary files of ``write_atomically`` that a dead writer left in ``folder``
-    (a process killed between the write and the rename); a live writer's are kept. A temporary
-    file whose name says no writer (older jtca) is removed too. Returns what was removed.
-    Writers on another host sharing the folder are not supported (pids are this host's)."""
-    removed: list[Path] = []
-    if not folder.is_dir():
-        return removed
-    pattern = f".*{TEMP_SUFFIX}"
-    for path in folder.rglob(pattern) if recursive else folder.glob(pattern):
+def _dead_writers(paths: Iterable[Path]) -> list[Path]:
+    found = []
+    for path in paths:
         if not path.is_file() or path.is_symlink():
             continue
         parts = path.name[1 : -len(TEMP_SUFFIX)].rsplit(".", 2)
         writer = parts[1] if len(parts) == 3 else ""
         if writer and _writer_alive(writer):
-            continue
+            continue  # a live writer about to rename it
+        found.append(path)
+    return sorted(found)
+
+
+def stray_temporaries(folder: Path, name: str) -> list[Path]:
+    """The temporary files of ``write_atomically`` for the file ``name`` that a dead writer left
+    in ``folder`` (a process killed between the write and the rename); a live writer's are not
+    listed. One whose name says no writer (an older jtca's) is listed too."""
+    if not folder.is_dir():
+        return []
+    return _dead_writers(folder.glob(f".{name}.*{TEMP_SUFFIX}"))
+
+
+def sweep_temporary(folder: Path, *, recursive: bool = True) -> list[Path]:
+    """Remove every temporary file of ``write_atomically`` that a dead writer left in
+    ``folder`` (``stray_temporaries`` of any name); returns what was removed. Writers on
+    another host sharing the folder are not supported (pids are this host's)."""
+    removed: list[Path] = []
+    if not folder.is_dir():
+        return removed
+    pattern = f".*{TEMP_SUFFIX}"
+    for path in _dead_writers(folder.rglob(pattern) if recursive else folder.glob(pattern)):
         with contextlib.suppress(OSError):
             path.unlink()
             removed.append(path)

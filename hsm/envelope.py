@@ -41,6 +41,7 @@ import pkcs11
 from asn1crypto import algos, core  # untyped: the ASN.1 classes below subclass Any
 from pkcs11 import Attribute, ObjectClass
 
+from hsm.der_scan import costly_element
 from hsm.errors import InvalidKey, InvalidSignature, JtcaError
 from hsm.pkcs11.keys import KeyKind, KeyStore, TokenKey, wipe
 from hsm.signer import Signer
@@ -196,43 +197,13 @@ _PARSE_ERRORS: Final = (
     AttributeError,
     RecursionError,
 )  # what asn1crypto raises on bytes it cannot read (an empty BIT STRING: IndexError)
-_NUMBERS: Final = {0x02: "an INTEGER", 0x0A: "an ENUMERATED", 0x06: "an OBJECT IDENTIFIER"}
 MAX_NUMBER_OCTETS: Final = 64  # no integer or OID of a package is longer
 MAX_PACKAGE: Final = 64 * 1024  # a package is under 1 KiB: one sealed key, names, a signature
 
 
 def _costly_element(data: bytes) -> tuple[int, str] | None:
-    """The offset of the first element asn1crypto would take more than linear time to read,
-    and why, or ``None``: an identifier in the high-tag-number form (asn1crypto builds its
-    number from every continuation octet, quadratic in their count), or an INTEGER, ENUMERATED
-    or OBJECT IDENTIFIER over MAX_NUMBER_OCTETS octets. One pass over the headers in order,
-    no recursion; it stops quietly where the bytes stop making sense, for the strict parser to
-    name. (The twin of ``ca.lists.der.costly_element``: hsm imports nothing from ca.)"""
-    pos, size = 0, len(data)
-    limit = size  # the end of the first element, once its length is read (trailing bytes are
-    # refused by the strict parser without being parsed)
-    while pos + 1 < limit:
-        identifier = data[pos]
-        if identifier & 0x1F == 0x1F:
-            return pos, "an identifier in the high-tag-number form"
-        length = data[pos + 1]
-        start = pos + 2
-        if length == 0x80:  # indefinite: the contents (children, then 00 00) follow
-            pos = start
-            continue
-        if length & 0x80:
-            count = length & 0x7F
-            if count > 8 or start + count > size:
-                return None
-            length = int.from_bytes(data[start : start + count], "big")
-            start += count
-        if pos == 0:
-            limit = min(size, start + length)
-        kind = _NUMBERS.get(identifier)
-        if kind is not None and length > MAX_NUMBER_OCTETS:
-            return pos, f"{kind} of {length} octets (at most {MAX_NUMBER_OCTETS})"
-        pos = start if identifier & 0x20 else start + length
-    return None
+    """``hsm.der_scan.costly_element`` with a package's bound."""
+    return costly_element(data, MAX_NUMBER_OCTETS)
 
 
 def read_package(data: bytes) -> tuple[PackageInfo, SignedKeyPackage]:

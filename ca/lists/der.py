@@ -21,6 +21,8 @@ import re
 from datetime import UTC, datetime
 from typing import Final
 
+from hsm import der_scan
+
 # X.690 identifier octets (universal class), as single bytes
 INTEGER: Final = 0x02
 BIT_STRING: Final = 0x03
@@ -89,44 +91,12 @@ def generalized_time(seconds: int) -> bytes:
 
 
 # -- a linear pre-scan before asn1crypto ---------------------------------------------------------
-BIG_CONTENTS: Final = {0x02: "an INTEGER", 0x0A: "an ENUMERATED", 0x06: "an OBJECT IDENTIFIER"}
 MAX_NUMBER_OCTETS: Final = 64  # no integer or OID of a list or its certificate is longer
 
 
 def costly_element(data: bytes) -> tuple[int, str] | None:
-    """The offset of the first element asn1crypto would take more than linear time to read, and
-    why, or ``None``: an identifier in the high-tag-number form (asn1crypto builds the tag number
-    from every continuation octet, quadratic in their count; no field of ours has one), or an
-    INTEGER, ENUMERATED or OBJECT IDENTIFIER of more than MAX_NUMBER_OCTETS octets (a number
-    the size of the file). One pass over the headers in order, no recursion (a constructed
-    element's children follow its header; a primitive's contents are skipped); where the bytes
-    stop making sense it stops quietly, for the strict parser to name the problem. The twin
-    of this scan for key packages is ``hsm.envelope._costly_element`` (hsm imports no ca)."""
-    pos, size = 0, len(data)
-    limit = size  # the end of the first element, once its length is read (trailing bytes are
-    # refused by the strict parser without being parsed)
-    while pos + 1 < limit:
-        identifier = data[pos]
-        if identifier & 0x1F == 0x1F:
-            return pos, "an identifier in the high-tag-number form"
-        length = data[pos + 1]
-        start = pos + 2
-        if length == 0x80:  # indefinite: the contents (children, then 00 00) follow
-            pos = start
-            continue
-        if length & 0x80:
-            count = length & 0x7F
-            if count > 8 or start + count > size:
-                return None
-            length = int.from_bytes(data[start : start + count], "big")
-            start += count
-        if pos == 0:
-            limit = min(size, start + length)
-        kind = BIG_CONTENTS.get(identifier)
-        if kind is not None and length > MAX_NUMBER_OCTETS:
-            return pos, f"{kind} of {length} octets (at most {MAX_NUMBER_OCTETS})"
-        pos = start if identifier & 0x20 else start + length
-    return None
+    """``hsm.der_scan.costly_element``: what asn1crypto would read in more than linear time."""
+    return der_scan.costly_element(data, MAX_NUMBER_OCTETS)
 
 
 # -- reading --------------------------------------------------------------------------------------

@@ -51,10 +51,9 @@ from ca.ceremony import (
     run,
 )
 from ca.errors import BadInput, JtcaError
-from ca.files import write_atomically
+from ca.files import stray_temporaries, write_atomically
 from ca.log.anchors import CEREMONIES, LOG_TOKEN, anchor_name
 from ca.ops import ceremony as ops
-from ca.owners import process_start
 from ca.service.context import Context, NotSignedIn
 from ca.service.recovery import RecoveryFailed, recover_before, recoverer
 from ca.service.registry import handles
@@ -311,18 +310,7 @@ def _write_files(
 # -- recovery (issue #14) ----------------------------------------------------------------------
 def _stray_temporaries(folder: Path, names: list[str]) -> list[Path]:
     """``write_atomically``'s temporary files of the planned names a cut left behind."""
-    if not folder.is_dir():
-        return []
-    found = []
-    for name in names:
-        for path in folder.glob(f".{name}.*.tmp"):
-            writer = path.name[len(name) + 2 :].split(".", 1)[0]
-            pid, _, start = writer.partition("-")
-            if pid.isdigit() and process_start(int(pid)) == start:
-                continue  # a live writer's (``ca.files`` names it): about to be renamed
-            if path.is_file() and not path.is_symlink():
-                found.append(path)
-    return sorted(found)
+    return sorted(p for name in names for p in stray_temporaries(folder, name))
 
 
 def _from_records(

@@ -25,18 +25,16 @@ noted in the intent's progress as soon as the key exists.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
 from ca.errors import BadInput, JtcaError
-from ca.owners import process_start, this_owner
+from ca.files import stray_temporaries, write_atomically
+from ca.owners import this_owner
 from ca.site.journal import SiteIntent, site_journal
 from ca.site.recovery import (
     ROLLED_BACK,
@@ -82,57 +80,16 @@ def site_context() -> SiteContext:
 
 
 # -- backup --------------------------------------------------------------------------------
-_WRITER: Final = f"{os.getpid()}-{process_start(os.getpid()) or 0}"
-
-
 def _temporaries(folder: Path, name: str) -> list[Path]:
-    """The temporary files of ``name`` a dead writer left in ``folder`` (``ca.files``' naming:
-    ``.<name>.<pid>-<start>.<random>.tmp``); a live writer's are not listed."""
-    if not folder.is_dir():
-        return []
-    found = []
-    for path in folder.glob(f".{name}.*.tmp"):
-        if not path.is_file() or path.is_symlink():
-            continue
-        writer = path.name[len(name) + 2 :].split(".", 1)[0]
-        pid, _, start = writer.partition("-")
-        if pid.isdigit() and process_start(int(pid)) == start:
-            continue  # a live writer about to rename it
-        found.append(path)
-    return sorted(found)
+    """The temporary files of ``name`` a dead writer left in ``folder``."""
+    return stray_temporaries(folder, name)
 
 
 def write_archive(path: Path, data: bytes) -> None:
-    """``ca.files.write_atomically``'s way (the same temporary names, naming the writer), with
-    this operation's own crash point between the temporary written and its rename."""
-    try:
-        fd, tmp = tempfile.mkstemp(
-            prefix=f".{path.name}.{_WRITER}.", suffix=".tmp", dir=path.parent
-        )
-    except OSError as exc:
-        raise BadInput(f"cannot write {path}: {exc.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o600)  # wrapped keys only, but the custodians' business
-        crash_point(f"{BACKUP_OP}:before-rename")
-        os.replace(tmp, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise BadInput(f"cannot write {path}: {exc.strerror}") from None
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    """``ca.files.write_atomically`` (mode 0600: wrapped keys only, but the custodians'
+    business), with this operation's own crash point between the temporary file and its
+    rename."""
+    write_atomically(path, data, mode=0o600, crash=f"{BACKUP_OP}:before-rename")
 
 
 def backup_into(

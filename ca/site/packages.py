@@ -42,7 +42,7 @@ from pkcs11 import Attribute, ObjectClass
 from ca.citykeys.sealing import point, seal_key
 from ca.client.http import Client, ServiceError
 from ca.errors import BadInput, CodecError, JtcaError
-from ca.files import write_atomically
+from ca.files import stray_temporaries, write_atomically
 from ca.ops import packages as ops
 from ca.site.journal import DONE_DIR, SiteIntent, SiteJournal, site_journal
 from ca.site.recovery import (
@@ -694,15 +694,6 @@ def _whole(ours: dict[str, set[str]], kind: Any) -> str | None:
     return whole[0] if len(whole) == 1 and len(ours) == 1 else None
 
 
-def _written_by_live_process(rest: str) -> bool:
-    """Whether the writer a temporary file's name carries (``<pid>-<start>.<random>.tmp``
-    after ``.<name>.``, ``ca.files.write_atomically``) is a live process."""
-    from ca.owners import process_start
-
-    pid, _, start = rest.split(".", 1)[0].partition("-")
-    return pid.isdigit() and start != "" and process_start(int(pid)) == start
-
-
 @site_recoverer(DELIVER_OP)
 @_typed
 def _recover_delivery(ctx: SiteContext, intent: SiteIntent) -> tuple[str, str]:
@@ -722,9 +713,7 @@ def _recover_delivery(ctx: SiteContext, intent: SiteIntent) -> tuple[str, str]:
     fetched: list[str] = []
     for _key, name in planned:
         path = _file_in(folder, name)
-        for stray in folder.glob(f".{name}.*.tmp"):
-            if _written_by_live_process(stray.name[len(name) + 2 :]):
-                continue  # another run is about to rename it
+        for stray in stray_temporaries(folder, name):  # a live writer's are not listed
             with contextlib.suppress(FileNotFoundError):
                 stray.unlink()
                 temporaries += 1
