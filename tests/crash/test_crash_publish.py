@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import ROOT_OFFICER, Template, Trial, run_trials, traced
-from test_issue import issue, make_request, share_files
+from test_crash_issue import issue, make_request, share_files
 
 PUBLISHER = "publisher-1"
 LISTS = ("issuer-whitelist", "city-list", "ca-key-list")
