@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness import ROOT_OFFICER, Template, check_invariants
+from harness import ROOT_OFFICER, Template, Trial, check_invariants
 
 
 def test_a_fresh_copy_holds_every_invariant(crash_template: Template, tmp_path: Path) -> None:
@@ -48,22 +48,7 @@ def test_the_invariants_catch_an_orphan_a_stray_file_and_a_dead_intent(
     stray = trial.state / "published" / ".city-list.der.abc123.tmp"
     stray.parent.mkdir(exist_ok=True)
     stray.write_bytes(b"half")
-    dead = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import os, signal, sys; from ca.store.db import make_engine;"
-            "from ca.store import intents;"
-            "intents.begin(make_engine(sys.argv[1]), 'no.such-op', 'x', {}, actor='t', now=1);"
-            "os.kill(os.getpid(), signal.SIGKILL)",
-            f"sqlite:///{trial.state / 'jtca.db'}",
-        ],
-        env=trial.env(),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert dead.returncode == -9, dead.stderr
+    _leave_a_dead_intent(trial)
     problems = check_invariants(trial, base)
     assert any("MOT-KEYS" in p and "orphan-1" in p and "no record" in p for p in problems), problems
     assert any(".city-list.der.abc123.tmp" in p for p in problems), problems
@@ -88,6 +73,20 @@ def test_an_intent_no_recoverer_knows_is_reported_not_dropped(
 ) -> None:
     trial = crash_template.trial(tmp_path / "t")
     trial.stop_service()
+    _leave_a_dead_intent(trial)
+    trial.login(ROOT_OFFICER)
+    result = trial.jtca("recover", "--json", officer=ROOT_OFFICER, ok=None)
+    assert result.returncode == 5
+    report = json.loads(result.stdout)
+    assert [(r["operation"], r["result"]) for r in report["recovered"]] == [
+        ("no.such-op", "failed")
+    ]
+    assert "no recoverer" in report["recovered"][0]["outcome"]
+    assert [i["operation"] for i in report["open"]] == ["no.such-op"]
+
+
+def _leave_a_dead_intent(trial: Trial) -> None:
+    """An intent of an operation no recoverer knows, begun by a process then SIGKILLed."""
     dead = subprocess.run(
         [
             sys.executable,
@@ -104,12 +103,3 @@ def test_an_intent_no_recoverer_knows_is_reported_not_dropped(
         check=False,
     )
     assert dead.returncode == -9, dead.stderr
-    trial.login(ROOT_OFFICER)
-    result = trial.jtca("recover", "--json", officer=ROOT_OFFICER, ok=None)
-    assert result.returncode == 5
-    report = json.loads(result.stdout)
-    assert [(r["operation"], r["result"]) for r in report["recovered"]] == [
-        ("no.such-op", "failed")
-    ]
-    assert "no recoverer" in report["recovered"][0]["outcome"]
-    assert [i["operation"] for i in report["open"]] == ["no.such-op"]
