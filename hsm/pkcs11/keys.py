@@ -196,9 +196,10 @@ class KeyStore:
         return Pkcs11Uri(token=self.token.label, object=label, id=key_id, type=type_)
 
     # -- generation -----------------------------------------------------------------------
-    def generate_sm2(self, label: str, *, decrypt: bool = False) -> TokenKey:
-        """An SM2 key pair generated in the token. ``decrypt`` marks a transport key (one that
-        receives key packages)."""
+    def generate_sm2(self, label: str, *, decrypt: bool = False, sign: bool = True) -> TokenKey:
+        """An SM2 key pair generated in the token. ``decrypt`` marks an encryption key (one that
+        receives key packages); ``sign=False`` keeps it from signing (GM/T 0014/0015: a holder's
+        signing and encryption key pairs are kept apart)."""
         self._refuse_duplicate_label(label)
         key_id = secrets.token_bytes(KEY_ID_SIZE)
 
@@ -207,13 +208,13 @@ class KeyStore:
                 Attribute.TOKEN: True,
                 Attribute.PRIVATE: False,
                 Attribute.EC_PARAMS: SM2_CURVE_OID_DER,
-                Attribute.VERIFY: True,
+                Attribute.VERIFY: sign,
                 Attribute.ENCRYPT: decrypt,
                 Attribute.LABEL: label,
                 Attribute.ID: key_id,
             }
             private_template = _base_secret_template(label, key_id) | {
-                Attribute.SIGN: True,
+                Attribute.SIGN: sign,
                 Attribute.DECRYPT: decrypt,
             }
             try:
