@@ -11,6 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final
 
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
 from tongsuopy.crypto import hashes as _t_hashes
 from tongsuopy.crypto import serialization as _t_ser
 from tongsuopy.crypto.asymciphers import ec as _t_ec
@@ -99,46 +103,41 @@ def _b32(value: int) -> bytes:
     return value.to_bytes(32, "big")
 
 
-def _der_integer(value: bytes) -> bytes:
-    """DER INTEGER of a non-negative big-endian magnitude (shortest form, sign byte if needed)."""
-    i = 0
-    while i < len(value) - 1 and value[i] == 0:
-        i += 1
-    body = value[i:]
-    if body[0] & 0x80:
-        body = b"\x00" + body
-    return b"\x02" + bytes((len(body),)) + body
-
-
 def raw_to_der(raw: bytes) -> bytes:
-    """Raw ``r || s`` (32 + 32 bytes) to the DER ``SEQUENCE { r INTEGER, s INTEGER }``.
+    """Raw ``r || s`` (32 + 32 bytes) to the DER ``SEQUENCE { r INTEGER, s INTEGER }``
+    (the X9.62/RFC 3279 ``Dss-Sig-Value`` GM/T 0009 §7.3 repeats as ``SM2Signature``).
 
-    Raises InvalidSignature unless 1 ≤ r, s < n: such values can never verify, and refusing them
-    here keeps malformed input away from the C library.
+    The DER is written by ``cryptography`` (``encode_dss_signature``), not by hand. Raises
+    InvalidSignature unless 1 ≤ r, s < n: such values can never verify, and refusing them here
+    keeps malformed input away from the C library.
     """
     if len(raw) != RAW_SIGNATURE_SIZE:
         raise InvalidSignature(f"a raw SM2 signature is 64 bytes (r || s), got {len(raw)}")
-    r, s = raw[:32], raw[32:]
-    if not (0 < int.from_bytes(r, "big") < N and 0 < int.from_bytes(s, "big") < N):
+    r, s = int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big")
+    if not (0 < r < N and 0 < s < N):
         raise InvalidSignature("SM2 signature component r or s is outside [1, n-1]")
-    body = _der_integer(r) + _der_integer(s)
-    return b"\x30" + bytes((len(body),)) + body
+    return bytes(encode_dss_signature(r, s))
 
 
 def der_to_raw(der: bytes) -> bytes:
-    """DER ``SEQUENCE { r, s }`` to raw ``r || s``; strict DER only (no BER, no trailing data)."""
-    from asn1crypto.algos import DSASignature
+    """DER ``SEQUENCE { r, s }`` to raw ``r || s``; strict DER only.
 
+    ``cryptography``'s ``decode_dss_signature`` (rust-asn1, a DER parser) refuses BER lengths,
+    non-minimal and negative INTEGERs and trailing bytes; the result is then encoded again and
+    must be the input byte for byte, so exactly one encoding of each signature is accepted
+    whatever a future parser tolerates. Raises InvalidSignature, never anything else.
+    """
+    if not isinstance(der, bytes | bytearray | memoryview):
+        raise InvalidSignature(f"not a DER SM2 signature: {type(der).__name__}, not bytes")
+    data = bytes(der)
     try:
-        parsed = DSASignature.load(der, strict=True)
-        r = int(parsed["r"].native)
-        s = int(parsed["s"].native)
-        if parsed.dump(force=True) != der:
-            raise ValueError("not the canonical DER encoding")
-    except (ValueError, TypeError, KeyError) as exc:
+        r, s = decode_dss_signature(data)
+    except (ValueError, TypeError) as exc:
         raise InvalidSignature(f"not a DER SM2 signature: {exc}") from None
     if not (0 < r < N and 0 < s < N):
         raise InvalidSignature("SM2 signature component r or s is outside [1, n-1]")
+    if encode_dss_signature(r, s) != data:  # pragma: no cover - rust-asn1 parses DER only
+        raise InvalidSignature("not a DER SM2 signature: not the canonical DER encoding")
     return _b32(r) + _b32(s)
 
 

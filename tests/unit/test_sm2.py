@@ -337,6 +337,25 @@ _VALID_DER = bytes.fromhex("3006020101020101")  # r = s = 1, valid DER
         pytest.param(b"", id="empty"),
         pytest.param(b"\x02\x01\x01", id="bare-integer"),
         pytest.param(RAW, id="raw-not-der"),
+        # issue #15: the library parser (cryptography's decode_dss_signature) must keep these out
+        pytest.param(b"\x30\x05\x02\x00\x02\x01\x01", id="empty-integer"),
+        pytest.param(b"\x30\x06\x02\x01\x01\x02\x01\x01\x00", id="trailing-inside-length"),
+        pytest.param(b"\x30\x08\x02\x01\x01\x02\x01\x01\x05\x00", id="trailing-null-inside"),
+        pytest.param(b"\x30\x06\x02\x01\x01\x02\x02\x00", id="s-overruns-sequence"),
+        pytest.param(b"\x30\x82\x00\x06\x02\x01\x01\x02\x01\x01", id="ber-two-byte-length"),
+        pytest.param(b"\x30\x06\x02\x01\x00\x02\x01\x01", id="r-zero"),
+        pytest.param(b"\x30\x06\x02\x01\x01\x02\x01\x00", id="s-zero"),
+        pytest.param(
+            bytes.fromhex("3027022200") + b"\x80" + b"\x00" * 31 + bytes.fromhex("020101"),
+            id="non-minimal-high-r",
+        ),
+        pytest.param(
+            bytes.fromhex("30450221")
+            + N.to_bytes(33, "big")
+            + bytes.fromhex("0220")
+            + b"\x01" * 32,
+            id="r-equals-n",
+        ),
     ],
 )
 def test_der_to_raw_refuses_non_der(der: bytes) -> None:
@@ -347,6 +366,32 @@ def test_der_to_raw_refuses_non_der(der: bytes) -> None:
 def test_der_to_raw_refuses_a_non_bytes_argument() -> None:
     with pytest.raises(InvalidSignature):
         der_to_raw("3006020101020101")  # type: ignore[arg-type]
+
+
+def test_der_to_raw_takes_any_bytes_like_of_the_same_der() -> None:
+    der = raw_to_der(RAW)
+    assert der_to_raw(bytearray(der)) == der_to_raw(memoryview(der)) == RAW  # type: ignore[arg-type]
+
+
+def test_der_conversion_is_the_library_encoding() -> None:
+    """raw_to_der and der_to_raw are cryptography's encode/decode_dss_signature (issue #15,
+    point 7), with the SM2 range check around them: the same bytes, one encoding."""
+    from cryptography.hazmat.primitives.asymmetric.utils import (
+        decode_dss_signature,
+        encode_dss_signature,
+    )
+
+    for r, s in ((R, S), (1, 1), (N - 1, N - 1), (0x80, 0x7F), (2**255, 1)):
+        raw = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+        assert raw_to_der(raw) == encode_dss_signature(r, s)
+        assert decode_dss_signature(raw_to_der(raw)) == (r, s)
+        assert der_to_raw(encode_dss_signature(r, s)) == raw
+    # the library would encode r = n or r = 0; the SM2 range check refuses them both ways
+    for r in (0, N):
+        with pytest.raises(InvalidSignature, match=r"outside \[1, n-1\]"):
+            der_to_raw(encode_dss_signature(r, 1))
+        with pytest.raises(InvalidSignature, match=r"outside \[1, n-1\]"):
+            raw_to_der(r.to_bytes(32, "big") + (1).to_bytes(32, "big"))
 
 
 @settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
