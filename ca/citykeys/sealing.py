@@ -4,12 +4,16 @@ city). Tokens and keys only: no database, so a site's client may import it."""
 
 from __future__ import annotations
 
+import contextlib
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
+from ca.errors import JtcaError
+from ca.ops.packages import ENC, SIGN, registration_statement, transport_key_label
 from ca.signing import token_signer
 from hsm.envelope import export_key
-from hsm.pkcs11.keys import KeyKind, KeyStore, TokenKey
+from hsm.pkcs11.keys import KeyKind, KeyNotFound, KeyStore, TokenKey
 from hsm.pkcs11.uri import Pkcs11Uri
 from hsm.sm.sm2 import SM2PublicKey
 
@@ -22,6 +26,55 @@ class Stores(Protocol):
 
 def point(hex_point: str) -> SM2PublicKey:
     return SM2PublicKey.from_bytes(bytes.fromhex(hex_point))
+
+
+@dataclass(frozen=True, slots=True)
+class TransportPair:
+    """A holder's new transport keys in its token (issue #15): ``sign`` signs the packages it
+    sends, ``enc`` (CKA_DECRYPT, never CKA_SIGN) opens the packages enveloped to it; ``proof``
+    is the signing key's signature (hex r||s) over ``registration_statement``."""
+
+    token: str
+    sign: TokenKey
+    sign_public_key: str  # compressed, hex
+    enc: TokenKey
+    enc_public_key: str
+    proof: str
+
+    def destroy(self, store: KeyStore) -> None:
+        """Both key pairs gone from the token again (no key without its record)."""
+        for key in (self.enc, self.sign):
+            with contextlib.suppress(KeyNotFound):
+                store.destroy(key.uri)
+
+
+def make_transport_pair(store: KeyStore, *, holder: str, token: str, now: int) -> TransportPair:
+    """Generate ``holder``'s signing key pair (``transport-HOLDER-sign-…``) and encryption key
+    pair (``transport-HOLDER-enc-…``) in ``store`` and sign the registration statement with the
+    new signing key. A failure after the first key is made destroys what was made."""
+    sign = store.generate_sm2(transport_key_label(holder, now, SIGN))
+    enc: TokenKey | None = None
+    try:
+        enc = store.generate_sm2(transport_key_label(holder, now, ENC), decrypt=True, sign=False)
+        if sign.public_key is None or enc.public_key is None:
+            raise JtcaError(f"token {token!r} returned no public key for a transport key")
+        sign_hex, enc_hex = sign.public_key.compressed.hex(), enc.public_key.compressed.hex()
+        statement = registration_statement(
+            holder=holder,
+            token=token,
+            sign_uri=str(sign.uri),
+            sign_public_key=sign_hex,
+            uri=str(enc.uri),
+            public_key=enc_hex,
+        )
+        proof = token_signer(store, sign.uri, "transport").sign(statement).hex()
+        return TransportPair(token, sign, sign_hex, enc, enc_hex, proof)
+    except BaseException:
+        for key in (enc, sign):
+            if key is not None:
+                with contextlib.suppress(KeyNotFound):
+                    store.destroy(key.uri)
+        raise
 
 
 def seal_key(
@@ -39,8 +92,9 @@ def seal_key(
     recipient_public_key: str,
     now: int,
 ) -> bytes:
-    """The sender's copy of the key (``source_uri`` in ``source_token``) sealed to the
-    recipient's transport key and signed by the sender's transport key (``sender_uri``)."""
+    """The sender's copy of the key (``source_uri`` in ``source_token``) enveloped to the
+    recipient's encryption key (``recipient_public_key``) and signed by the sender's signing
+    key (``sender_uri``)."""
     uri = Pkcs11Uri.parse(source_uri)
     key = TokenKey(
         uri=uri,

@@ -2,8 +2,10 @@
 
 The application and its approval are ``ca.applications``. Here:
 
-- every holder (the ministry, a province, a city) has a **transport key** in its token: key
-  packages are sealed to it, and the packages it sends are signed by it;
+- every holder (the ministry, a province, a city) has **transport keys** in its token, two key
+  pairs kept apart (GM/T 0014/0015; issue #15): key packages are enveloped to its encryption
+  key, and the packages it sends are signed by its signing key. A holder's one key of before
+  (``legacy``) still opens and verifies old packages but takes part in no new one;
 - ``generate`` makes an approved application's key sets in the ministry token: for each city,
   one fresh key of each class of scope ``city`` in the policy (by default a card SM4 master key
   and a QR SM2 key pair). Every key is generated in the token on its own — never derived from
@@ -54,12 +56,12 @@ from ca.citykeys.common import (
     is_ministry,
     transport_key,
 )
-from ca.citykeys.sealing import point, seal_key
+from ca.citykeys.sealing import make_transport_pair, point, seal_key
 from ca.errors import BadInput
 from ca.expiry import DAY
 from ca.files import write_atomically
 from ca.lifecycle import KeyState
-from ca.ops.packages import package_file_name, transport_key_label
+from ca.ops.packages import package_file_name, registration_statement
 from ca.registry.divisions import default_divisions
 from ca.signing import load_policy
 from ca.store import intents
@@ -75,7 +77,7 @@ from hsm.envelope import (
     read_package,
     verify_package,
 )
-from hsm.errors import InvalidKey
+from hsm.errors import InvalidKey, InvalidSignature
 from hsm.pkcs11.keys import KeyKind, KeyNotFound, KeyStore, TokenKey
 from hsm.pkcs11.uri import Pkcs11Uri, UriError
 from hsm.sm.sm2 import SM2PublicKey
@@ -134,28 +136,68 @@ def record_transport_key(
     token: str,
     uri: str,
     public_key: str,
+    sign_uri: str,
+    sign_public_key: str,
+    proof: str,
     now: int,
 ) -> TransportKey:
-    """Record ``holder``'s new transport key (made in its token: here, or at the holder's site,
-    which reports only the public part) and retire the earlier one; audited. A URI that does not
-    name a private key in ``token``, a point that is not on the curve, or a key registered
-    before is refused."""
+    """Record ``holder``'s new transport keys (made in its token: here, or at the holder's
+    site, which reports only the public parts): the encryption key (``uri``, ``public_key``)
+    and the signing key (``sign_uri``, ``sign_public_key``), with the signing key's signature
+    ``proof`` over ``ops.registration_statement``; the earlier keys are retired; audited.
+    Refused: a URI that does not name a private key in ``token``, a point not on the curve, one
+    key for both halves, a proof that does not verify, or a key registered before."""
     check_transport_registration(actor, holder=holder, token=token, now=now)
+    halves: dict[str, tuple[str, SM2PublicKey]] = {}
+    for field, (half_uri, half_point) in {
+        "uri": (uri, public_key),
+        "sign_uri": (sign_uri, sign_public_key),
+    }.items():
+        try:
+            parsed = Pkcs11Uri.parse(half_uri)
+        except UriError as exc:
+            raise BadInput(f"{field} {half_uri!r}: {exc.message}") from None
+        if parsed.token != token or parsed.object is None or parsed.type not in (None, "private"):
+            raise BadInput(f"{field} {half_uri!r}: not a private key object in token {token!r}")
+        name = "public_key" if field == "uri" else "sign_public_key"
+        try:
+            sm2_point = SM2PublicKey.from_bytes(bytes.fromhex(half_point))
+        except (ValueError, InvalidKey) as exc:
+            raise BadInput(f"{name} {half_point[:16]}…: not an SM2 point ({exc})") from None
+        halves[field] = (half_uri, sm2_point)
+    compressed = halves["uri"][1].compressed.hex()
+    sign_compressed = halves["sign_uri"][1].compressed.hex()
+    if compressed == sign_compressed or uri == sign_uri:
+        raise CityKeyError(
+            "the signing key and the encryption key are one key: register two key pairs "
+            "(GM/T 0014/0015 keep them apart)",
+            title="Transport key refused",
+        )
+    statement = registration_statement(
+        holder=holder,
+        token=token,
+        sign_uri=sign_uri,
+        sign_public_key=sign_compressed,
+        uri=uri,
+        public_key=compressed,
+    )
     try:
-        parsed = Pkcs11Uri.parse(uri)
-    except UriError as exc:
-        raise BadInput(f"uri {uri!r}: {exc.message}") from None
-    if parsed.token != token or parsed.object is None or parsed.type not in (None, "private"):
-        raise BadInput(f"uri {uri!r}: not a private key object in token {token!r}")
-    try:
-        sm2_point = SM2PublicKey.from_bytes(bytes.fromhex(public_key))
-    except (ValueError, InvalidKey) as exc:
-        raise BadInput(f"public_key {public_key[:16]}…: not an SM2 point ({exc})") from None
-    compressed = sm2_point.compressed.hex()
+        halves["sign_uri"][1].verify(bytes.fromhex(proof), statement)
+    except (ValueError, InvalidSignature):
+        raise CityKeyError(
+            f"proof {proof[:16]}…: not the signing key {sign_compressed[:16]}…'s signature over "
+            "the registration of these keys (the registrant must hold the signing key)",
+            title="Transport key refused",
+        ) from None
+    points = (compressed, sign_compressed)
+    uris = (uri, sign_uri)
     with transaction(engine) as session:
         known = session.exec(
             select(TransportKey).where(
-                (TransportKey.public_key == compressed) | (TransportKey.uri == uri)
+                col(TransportKey.public_key).in_(points)
+                | col(TransportKey.sign_public_key).in_(points)
+                | col(TransportKey.uri).in_(uris)
+                | col(TransportKey.sign_uri).in_(uris)
             )
         ).first()
         if known is not None:
@@ -176,6 +218,9 @@ def record_transport_key(
             token=token,
             uri=uri,
             public_key=compressed,
+            sign_uri=sign_uri,
+            sign_public_key=sign_compressed,
+            legacy=False,
             created_at=now,
             created_by=actor.id,
         )
@@ -186,7 +231,13 @@ def record_transport_key(
             actor=actor.id,
             action=REGISTER_TRANSPORT,
             subject=f"transport key of {holder}",
-            details={"token": token, "uri": row.uri, "public_key": row.public_key},
+            details={
+                "token": token,
+                "sign_uri": row.sign_uri,
+                "sign_public_key": row.sign_public_key,
+                "enc_uri": row.uri,
+                "enc_public_key": row.public_key,
+            },
             at=now,
         )
         return detached(session, row)
@@ -195,27 +246,44 @@ def record_transport_key(
 def register_transport_key(
     engine: Engine, vault: Vault, actor: Actor, *, holder: str, token: str, now: int
 ) -> TransportKey:
-    """Generate the holder's transport key in its token and record it; a holder's earlier
-    transport key is retired (packages already sealed to it still open)."""
+    """Generate the holder's transport keys in its token — a signing key pair and an
+    encryption key pair (``make_transport_pair``) — and record them; a holder's earlier
+    transport keys are retired (packages already sealed to them still open)."""
     check_transport_registration(actor, holder=holder, token=token, now=now)
     store = vault.store(token)
-    key = store.generate_sm2(transport_key_label(holder, now), decrypt=True)
-    if key.public_key is None:
-        raise CityKeyError(f"token {token!r} returned no public key for the transport key")
+    pair = make_transport_pair(store, holder=holder, token=token, now=now)
     try:
         return record_transport_key(
             engine,
             actor,
             holder=holder,
             token=token,
-            uri=str(key.uri),
-            public_key=key.public_key.compressed.hex(),
+            uri=str(pair.enc.uri),
+            public_key=pair.enc_public_key,
+            sign_uri=str(pair.sign.uri),
+            sign_public_key=pair.sign_public_key,
+            proof=pair.proof,
             now=now,
         )
     except BaseException:
-        with contextlib.suppress(KeyNotFound):
-            store.destroy(key.uri)  # no key without its record
+        pair.destroy(store)  # no key without its record
         raise
+
+
+def dual(row: TransportKey, *, role: str) -> TransportKey:
+    """``row`` if it is a pair of pairs; a legacy row (one key that signed and decrypted) is
+    refused for a new package, naming its holder and how to rotate it. ``role``: what the
+    package would use it for ("sign" or "seal to")."""
+    if row.legacy or row.sign_uri is None or row.sign_public_key is None:
+        who = "the ministry" if row.holder == MINISTRY else row.holder
+        raise CityKeyError(
+            f"the transport key of {who} (token {row.token}) is a legacy key that both signs and "
+            f"decrypts: no new package is {'signed by' if role == 'sign' else 'sealed to'} it. "
+            f"{who} registers a signing and an encryption key pair first: jtca city "
+            f"transport-key --holder {row.holder} --token {row.token}",
+            title="Transport key must be rotated",
+        )
+    return row
 
 
 def active_transport_key(engine: Engine, holder: str) -> TransportKey | None:
@@ -733,8 +801,8 @@ def plan_delivery(engine: Engine, actor: Actor, key_ids: Sequence[int], *, now: 
                     sender,
                     recipient,
                     after,
-                    transport_key(session, sender),
-                    transport_key(session, recipient),
+                    dual(transport_key(session, sender), role="sign"),
+                    dual(transport_key(session, recipient), role="seal to"),
                     source,
                 )
             )
@@ -743,8 +811,8 @@ def plan_delivery(engine: Engine, actor: Actor, key_ids: Sequence[int], *, now: 
 
 
 def seal(vault: Vault, hop: Hop, *, now: int) -> bytes:
-    """The package of ``hop``: the sender's copy sealed to the recipient's transport key and
-    signed by the sender's (both in tokens ``vault`` reaches)."""
+    """The package of ``hop``: the sender's copy enveloped to the recipient's encryption key
+    and signed by the sender's signing key (in tokens ``vault`` reaches)."""
     return seal_key(
         vault,
         source_token=hop.source.token,
@@ -754,18 +822,18 @@ def seal(vault: Vault, hop: Hop, *, now: int) -> bytes:
         public_key=hop.key.public_key,
         check_value=hop.key.check_value,
         sender_token=hop.sender_transport.token,
-        sender_uri=hop.sender_transport.uri,
+        sender_uri=dual(hop.sender_transport, role="sign").sign_uri or "",
         recipient=hop.recipient,
-        recipient_public_key=hop.recipient_transport.public_key,
+        recipient_public_key=dual(hop.recipient_transport, role="seal to").public_key,
         now=now,
     )
 
 
 def check_sealed(hop: Hop, data: bytes) -> None:
-    """A package made at the sender's site for ``hop``: signed by the sender's transport key,
-    sealed to the recipient's, naming the recipient, carrying this key's label and check
-    value. PackageRefused with the reason otherwise."""
-    info = verify_package(data, [point(hop.sender_transport.public_key)])
+    """A package made at the sender's site for ``hop``: signed by the sender's signing key,
+    enveloped to the recipient's encryption key, naming the recipient, carrying this key's
+    label and check value. PackageRefused with the reason otherwise."""
+    info = verify_package(data, [point(dual(hop.sender_transport, role="sign").signing_public_key)])
     if info.recipient_key_id != key_id_of(point(hop.recipient_transport.public_key)):
         raise PackageRefused(
             "misaddressed",
@@ -1243,7 +1311,7 @@ def import_package(
         store,
         data,
         transport_key=transport,
-        trusted_senders=[point(s.public_key) for s in plan.senders],
+        trusted_senders=[point(s.signing_public_key) for s in plan.senders],
         label=plan.key.label,
     )
     try:

@@ -27,7 +27,11 @@ if TYPE_CHECKING:
 
 
 def register(command: Any) -> None:
-    q = command("transport-key", "make a holder's transport key in its token", cmd_transport)
+    q = command(
+        "transport-key",
+        "make a holder's transport keys (a signing and an encryption key pair) in its token",
+        cmd_transport,
+    )
     q.add_argument("--holder", required=True, help="'ministry', a province or a city code")
     q.add_argument("--token", required=True, metavar="LABEL", help="the holder's token")
     _site_token_options(q)
@@ -109,9 +113,38 @@ def cmd_transport(args: argparse.Namespace) -> int:
         row = site.register_transport_key(
             client, tokens, holder=args.holder, token=args.token, now=_now()
         )
-    data = {"holder": row.holder, "token": row.token, "uri": row.uri, "public_key": row.public_key}
-    _emit(args, data, f"transport key of {row.holder}: {row.uri}\n  public key {row.public_key}")
+    _emit(args, transport_data(row), transport_text(row))
     return 0
+
+
+def transport_data(row: Any) -> dict[str, Any]:
+    """A holder's transport keys (``ops.packages.TransportKeyInfo``) for ``--json``."""
+    return {
+        "holder": row.holder,
+        "token": row.token,
+        "sign": {"uri": row.sign_uri, "public_key": row.sign_public_key},
+        "enc": {"uri": row.uri, "public_key": row.public_key},
+        "legacy": row.legacy,
+        # the encryption key, under the names of before issue #15
+        "uri": row.uri,
+        "public_key": row.public_key,
+    }
+
+
+def transport_text(row: Any) -> str:
+    """The two halves of a holder's transport keys, one line each."""
+    if row.legacy or row.sign_uri is None:
+        return (
+            f"transport key of {row.holder} (legacy: one key signs and decrypts): {row.uri}\n"
+            f"  public key {row.public_key}"
+        )
+    return (
+        f"transport keys of {row.holder} in token {row.token}:\n"
+        f"  signing key    {row.sign_uri}\n"
+        f"    public key   {row.sign_public_key}\n"
+        f"  encryption key {row.uri}\n"
+        f"    public key   {row.public_key}"
+    )
 
 
 def cmd_deliver(args: argparse.Namespace) -> int:

@@ -338,8 +338,9 @@ class Console:
         return SiteVault(state=state_dir(), create=create)
 
     def register_transport_key(self, holder: str, token: str) -> packages.TransportKeyInfo:
-        """A new transport key for ``holder`` in ``token``: the ministry's is made at the
-        service; a province's or a city's here, in its own token (made if missing)."""
+        """New transport keys for ``holder`` in ``token`` — a signing and an encryption key
+        pair —: the ministry's are made at the service; a province's or a city's here, in its
+        own token (made if missing)."""
         from ca.site import packages as site
 
         with self._site_tokens(create=True) as tokens:

@@ -34,10 +34,38 @@ from ca.ops.base import Empty, Model, operation
 MINISTRY: Final = "ministry"  # the holder name of the ministry's transport key and token
 
 
-def transport_key_label(holder: str, now: int) -> str:
-    """The label of a transport key made at ``now``: ``transport-HOLDER-YYYYmmddHHMMSS`` (the
-    same at the service and at a site)."""
-    return f"transport-{holder}-{datetime.fromtimestamp(now, UTC).strftime('%Y%m%d%H%M%S')}"
+SIGN: Final = "sign"  # the two halves of a holder's transport keys (issue #15)
+ENC: Final = "enc"
+
+
+def transport_key_label(holder: str, now: int, half: str) -> str:
+    """The label of one half of a holder's transport keys made at ``now``:
+    ``transport-HOLDER-sign-YYYYmmddHHMMSS`` (the signing key pair) or
+    ``transport-HOLDER-enc-YYYYmmddHHMMSS`` (the encryption key pair); the same at the service
+    and at a site (``hsm.names.object_label`` holds: letters, digits and '-')."""
+    if half not in (SIGN, ENC):
+        raise ValueError(f"half {half!r}: {SIGN!r} or {ENC!r}")
+    stamp = datetime.fromtimestamp(now, UTC).strftime("%Y%m%d%H%M%S")
+    return f"transport-{holder}-{half}-{stamp}"
+
+
+def registration_statement(
+    *, holder: str, token: str, sign_uri: str, sign_public_key: str, uri: str, public_key: str
+) -> bytes:
+    """What a holder's new signing key signs when its transport keys are registered: the proof
+    that the registrant holds the signing key, binding the encryption key to it (SM2 signature,
+    default ID, over these UTF-8 bytes)."""
+    return "\n".join(
+        [
+            "jtca transport-key registration v1",
+            f"holder={holder}",
+            f"token={token}",
+            f"sign-uri={sign_uri}",
+            f"sign-public-key={sign_public_key.lower()}",
+            f"enc-uri={uri}",
+            f"enc-public-key={public_key.lower()}",
+        ]
+    ).encode("utf-8")
 
 
 def package_file_name(label: str, recipient: str) -> str:
@@ -56,20 +84,32 @@ class MinistryTransportKey(Model):
 
 
 class SiteTransportKey(Model):
-    """A province's or a city's transport key, made in its own token at its site: only the
-    public part and where it lives are reported."""
+    """A province's or a city's transport keys, made in its own token at its site: two key
+    pairs (issue #15), a signing one and an encryption one; only the public parts and where
+    they live are reported, with the signing key's signature over ``registration_statement``
+    (proof that the site holds it)."""
 
     holder: str  # a province code or a city code (GB/T 2260)
     token: str  # the token label at the site
-    uri: str  # RFC 7512 URI of the private key in that token
-    public_key: str  # compressed SM2 point, hex (66 characters)
+    uri: str  # RFC 7512 URI of the encryption private key in that token
+    public_key: str  # the encryption key: compressed SM2 point, hex (66 characters)
+    sign_uri: str  # RFC 7512 URI of the signing private key in that token
+    sign_public_key: str  # the signing key: compressed SM2 point, hex
+    proof: str  # hex r||s: the signing key's SM2 signature over registration_statement
 
 
 class TransportKeyInfo(Model):
+    """A holder's transport keys: the encryption key (``uri``, ``public_key``) packages are
+    enveloped to, the signing key (``sign_uri``, ``sign_public_key``) its packages are signed
+    with. ``legacy``: one key that did both (registered before issue #15; read only)."""
+
     holder: str
     token: str
     uri: str
     public_key: str
+    sign_uri: str | None = None
+    sign_public_key: str | None = None
+    legacy: bool = False
     status: str = "active"  # active | retired
 
 
@@ -88,13 +128,15 @@ MINISTRY_TRANSPORT_KEY = operation(
     "packages.ministry-transport-key",
     MinistryTransportKey,
     TransportKeyInfo,
-    "make the ministry's transport key in the ministry token (an earlier one is retired)",
+    "make the ministry's transport keys (a signing and an encryption key pair) in the ministry "
+    "token (earlier ones are retired)",
 )
 REGISTER_TRANSPORT_KEY = operation(
     "packages.register-transport-key",
     SiteTransportKey,
     TransportKeyInfo,
-    "register a province's or a city's transport key, made in its token at its site",
+    "register a province's or a city's transport keys (signing and encryption key pairs, the "
+    "signing key's proof of possession), made in its token at its site",
 )
 TRANSPORT_KEY = operation(
     "packages.transport-key",
@@ -136,8 +178,8 @@ class Hop(Model):
     sender: str  # 'ministry' or the province
     recipient: str  # the province or the city
     source: KeyCopyRef  # the sender's copy of the key
-    sender_transport: TransportKeyInfo  # signs the package
-    recipient_transport: TransportKeyInfo  # the package is sealed to it
+    sender_transport: TransportKeyInfo  # its signing key signs the package
+    recipient_transport: TransportKeyInfo  # the package is enveloped to its encryption key
 
 
 class Awaiting(Model):
@@ -270,8 +312,8 @@ class ImportPlan(Model):
     sender: str
     recipient: str
     stage_after: str  # held-by-province | installed
-    transport: TransportKeyInfo  # the recipient's transport key the package is sealed to
-    trusted_senders: list[str]  # the sender's transport public keys (hex)
+    transport: TransportKeyInfo  # the recipient's keys: its encryption key opens the package
+    trusted_senders: list[str]  # the sender's signing public keys, hex (a legacy row's one key)
 
 
 class ImportReport(Model):

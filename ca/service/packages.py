@@ -51,6 +51,9 @@ def _transport(row: TransportKey) -> ops.TransportKeyInfo:
         token=row.token,
         uri=row.uri,
         public_key=row.public_key,
+        sign_uri=row.sign_uri,
+        sign_public_key=row.sign_public_key,
+        legacy=row.legacy,
         status=row.status,
     )
 
@@ -81,6 +84,9 @@ def register_transport_key(ctx: Context, req: ops.SiteTransportKey) -> ops.Trans
             "the ministry's transport key is made in the ministry token by the service "
             "(jtca city transport-key --holder ministry), not reported by a site"
         )
+    # the site's new signing key signs the registration (proof of possession); the encryption
+    # key's possession is not proven here: a wrong one only keeps the registrant's own packages
+    # from opening, and the signature binds it to the holder (docs/citykeys.md)
     row = workflow.record_transport_key(
         ctx.engine,
         ctx.actor(),
@@ -88,6 +94,9 @@ def register_transport_key(ctx: Context, req: ops.SiteTransportKey) -> ops.Trans
         token=req.token,
         uri=req.uri,
         public_key=req.public_key,
+        sign_uri=req.sign_uri,
+        sign_public_key=req.sign_public_key,
+        proof=req.proof,
         now=ctx.now(),
     )
     return _transport(row)
@@ -165,7 +174,7 @@ def deliver(ctx: Context, req: ops.DeliveryRequest) -> ops.SealedPackages:
     recover_before(ctx.runtime, DELIVER_INTENT, subject, now=now)
     plan = {
         "token": hops[0].sender_transport.token if hops else None,
-        "sender_uri": hops[0].sender_transport.uri if hops else None,
+        "sender_uri": hops[0].sender_transport.sign_uri if hops else None,  # the signing key
         "keys": [h.key.id for h in hops],
         "labels": [h.key.label for h in hops],
         "files": [ops.package_file_name(h.key.label, h.recipient) for h in hops],
@@ -278,7 +287,7 @@ def import_plan(ctx: Context, req: ops.PackageBytes) -> ops.ImportPlan:
         recipient=plan.recipient,
         stage_after=plan.after,
         transport=_transport(plan.transport),
-        trusted_senders=[s.public_key for s in plan.senders],
+        trusted_senders=[s.signing_public_key for s in plan.senders],
     )
 
 

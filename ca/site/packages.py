@@ -39,7 +39,7 @@ from typing import Any, Final, Protocol, TypeVar
 import pkcs11
 from pkcs11 import Attribute, ObjectClass
 
-from ca.citykeys.sealing import point, seal_key
+from ca.citykeys.sealing import make_transport_pair, point, seal_key
 from ca.client.http import Client, ServiceError
 from ca.errors import BadInput, CodecError, JtcaError
 from ca.files import stray_temporaries, write_atomically
@@ -106,19 +106,25 @@ def _report(
 def register_transport_key(
     client: Client, tokens: Tokens, *, holder: str, token: str, now: int
 ) -> ops.TransportKeyInfo:
-    """A holder's new transport key: the ministry's is made by the service in the ministry
-    token; a province's or a city's here, in the site's token ``token``, and only its public
-    part is registered. An earlier key of the holder is retired."""
+    """A holder's new transport keys — a signing key pair and an encryption key pair (issue
+    #15) — : the ministry's are made by the service in the ministry token; a province's or a
+    city's here, in the site's token ``token``, and only the public parts are registered, with
+    the new signing key's signature over them (proof of possession). The holder's earlier keys
+    are retired; a refused report destroys both new key pairs again."""
     if holder == ops.MINISTRY:
         return client.call(ops.MINISTRY_TRANSPORT_KEY, ops.MinistryTransportKey(token=token))
     if not token.strip() or len(token) > 32:
         raise BadInput(f"--token {token!r}: a token label of 1-32 characters")
     store = tokens.store(token)
-    key = store.generate_sm2(ops.transport_key_label(holder, now), decrypt=True)
-    if key.public_key is None:
-        raise JtcaError(f"token {token!r} returned no public key for the transport key")
+    pair = make_transport_pair(store, holder=holder, token=token, now=now)
     report = ops.SiteTransportKey(
-        holder=holder, token=token, uri=str(key.uri), public_key=key.public_key.compressed.hex()
+        holder=holder,
+        token=token,
+        uri=str(pair.enc.uri),
+        public_key=pair.enc_public_key,
+        sign_uri=str(pair.sign.uri),
+        sign_public_key=pair.sign_public_key,
+        proof=pair.proof,
     )
 
     def confirm() -> ops.TransportKeyInfo | None:
@@ -126,8 +132,7 @@ def register_transport_key(
         return found if found is not None and found.public_key == report.public_key else None
 
     def undo() -> None:
-        with contextlib.suppress(KeyNotFound):
-            store.destroy(key.uri)  # no key without its record
+        pair.destroy(store)  # no key without its record
 
     return _report(lambda: client.call(ops.REGISTER_TRANSPORT_KEY, report), confirm, undo)
 
@@ -264,8 +269,17 @@ def fetch_package(client: Client, *, key: int, out_dir: Path) -> list[DeliveredF
 
 
 def seal(tokens: Tokens, hop: ops.Hop, *, now: int) -> bytes:
-    """The package of one hop, made in this site's token: the sender's copy of the key sealed
-    to the recipient's transport key, signed by the sender's transport key."""
+    """The package of one hop, made in this site's token: the sender's copy of the key
+    enveloped to the recipient's encryption key, signed by the sender's signing key (a legacy
+    key on either side is refused by the service's plan; checked again here)."""
+    for who, info in ((hop.sender, hop.sender_transport), (hop.recipient, hop.recipient_transport)):
+        if info.legacy or info.sign_uri is None:
+            raise JtcaError(
+                f"the transport key of {who} is a legacy key that both signs and decrypts: "
+                f"{who} registers a signing and an encryption key pair first "
+                f"(jtca city transport-key --holder {who} --token {info.token})",
+                title="Transport key must be rotated",
+            )
     return seal_key(
         tokens,
         source_token=hop.source.token,
@@ -275,7 +289,7 @@ def seal(tokens: Tokens, hop: ops.Hop, *, now: int) -> bytes:
         public_key=hop.public_key,
         check_value=hop.check_value,
         sender_token=hop.sender_transport.token,
-        sender_uri=hop.sender_transport.uri,
+        sender_uri=hop.sender_transport.sign_uri or "",
         recipient=hop.recipient,
         recipient_public_key=hop.recipient_transport.public_key,
         now=now,
@@ -370,8 +384,9 @@ def plan_import(client: Client, data: bytes) -> ops.ImportPlan:
 
 
 def open_package(tokens: Tokens, plan: ops.ImportPlan, data: bytes) -> TokenKey:
-    """Open the package into the token of the transport key it is sealed to, with every check
-    of ``hsm.envelope`` (trusted sender, signature, addressee, replay marker, check value)."""
+    """Open the package into the token of the encryption key it is enveloped to (a legacy
+    row's one key for an old package), with every check of ``hsm.envelope`` (trusted sender —
+    the sender's signing keys —, signature, addressee, replay marker, check value)."""
     uri = Pkcs11Uri.parse(plan.transport.uri)
     transport = TokenKey(
         uri=uri,

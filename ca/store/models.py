@@ -341,19 +341,35 @@ class RequestNonce(SQLModel, table=True):
 
 
 class TransportKey(SQLModel, table=True):
-    """A holder's transport key: key packages are sealed to it and signed by it (第九条: the
-    ministry hands city keys to the province, the province on to the city)."""
+    """A holder's transport keys (第九条: the ministry hands city keys to the province, the
+    province on to the city), two SM2 key pairs kept apart as GM/T 0014/0015 keep signing and
+    encryption keys apart (issue #15): key packages are enveloped to the holder's **encryption**
+    key (``uri``, ``public_key``: made with CKA_DECRYPT, never CKA_SIGN) and the packages it
+    sends are signed by its **signing** key (``sign_uri``, ``sign_public_key``).
+
+    A row registered before issue #15 is ``legacy``: one key pair that both signed and
+    decrypted (``uri``, ``public_key``; no signing half). It is still read — a package it
+    signed verifies against its one key, a package sealed to it opens — but no new package is
+    signed by it or sealed to it: its holder registers a new pair of pairs first."""
 
     __tablename__ = "transport_key"
 
     id: int | None = Field(default=None, primary_key=True)
     holder: str = Field(max_length=10, index=True)  # "ministry", a province or a city code
     token: str = Field(max_length=100)
-    uri: str = Field(max_length=500, unique=True)
+    uri: str = Field(max_length=500, unique=True)  # the encryption key (legacy: the one key)
     public_key: str = Field(max_length=66, unique=True)  # compressed SM2 point, hex
+    sign_uri: str | None = Field(default=None, max_length=500, unique=True)  # the signing key
+    sign_public_key: str | None = Field(default=None, max_length=66, unique=True)
+    legacy: bool = Field(default=False)  # one key signing and decrypting (before issue #15)
     status: str = Field(default="active", max_length=20)  # active | retired
     created_at: int = Field(sa_type=BigInteger)
     created_by: str = Field(max_length=100)
+
+    @property
+    def signing_public_key(self) -> str:
+        """The public key the holder's packages verify against (a legacy row's one key)."""
+        return self.sign_public_key if self.sign_public_key is not None else self.public_key
 
 
 class CityKey(SQLModel, table=True):

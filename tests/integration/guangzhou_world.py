@@ -79,7 +79,11 @@ def guangzhou_generated(
         ministry = client.as_officer("mot-root-1").call(
             ops.MINISTRY_TRANSPORT_KEY, ops.MinistryTransportKey(token=MINISTRY_TOKEN)
         )
-        assert (ministry.holder, ministry.token) == ("ministry", MINISTRY_TOKEN)
+        assert (ministry.holder, ministry.token, ministry.legacy) == (
+            "ministry",
+            MINISTRY_TOKEN,
+            False,
+        )
         gd1 = client.as_officer("gd-1")
         for holder, token, tokens in (
             ("440000", PROVINCE_TOKEN, province_site),
@@ -87,7 +91,11 @@ def guangzhou_generated(
         ):
             made = site.register_transport_key(gd1, tokens, holder=holder, token=token, now=now)
             assert (made.holder, made.token, made.status) == (holder, token, "active")
-            assert made.uri.startswith(f"pkcs11:token={token};object=transport-{holder}-")
+            # two key pairs (issue #15): the encryption key and the signing key apart
+            assert made.uri.startswith(f"pkcs11:token={token};object=transport-{holder}-enc-")
+            assert made.sign_uri is not None
+            assert made.sign_uri.startswith(f"pkcs11:token={token};object=transport-{holder}-sign-")
+            assert made.sign_public_key not in (None, made.public_key)
         application = gd1.call(city_ops.APPLY, city_ops.ApplyRequest(cities=["440100"])).id
         approver = client.as_officer("ca-op-1")
         at, signature = approver.decision(f"application {application}")

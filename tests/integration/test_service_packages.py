@@ -61,6 +61,7 @@ class World:
     keys: list[int]
     application: int
     out: Path
+    clock: FixedClock
 
     def as_(self, officer: str) -> DeskClient:
         return self.client.as_officer(officer)
@@ -79,7 +80,8 @@ def world(database: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ite
     url, engine = database
     monkeypatch.setenv(CONF_ENV, "")  # the state folder's SoftHSM2; restored afterwards
     state = tmp_path / "state"
-    with guangzhou_generated(engine, url, state, FixedClock(T0), OFFICERS) as made:
+    clock = FixedClock(T0)
+    with guangzhou_generated(engine, url, state, clock, OFFICERS) as made:
         yield World(
             made.client,
             made.runtime,
@@ -89,6 +91,7 @@ def world(database: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ite
             made.ids,
             made.application,
             tmp_path / "packages",
+            clock,
         )
 
 
@@ -323,7 +326,7 @@ def test_a_package_that_was_never_made_here_is_refused(world: World) -> None:
                 SM2PublicKey.from_bytes(bytes.fromhex(key.public_key)) if key.public_key else None,
                 bytes.fromhex(key.check_value) if key.check_value else None,
             ),
-            sender=token_signer(store, Pkcs11Uri.parse(ministry.uri), "transport"),
+            sender=token_signer(store, Pkcs11Uri.parse(ministry.sign_uri or ""), "transport"),
             recipient_transport_key=SM2PublicKey.from_bytes(bytes.fromhex(province.public_key)),
             recipient_name="440000",
         )
@@ -449,9 +452,7 @@ def test_a_refused_transport_key_registration_leaves_no_key(
     # a site may not report the ministry's key, nor report a key registered before
     held = gd1.call(ops.TRANSPORT_KEY, ops.Holder(holder="440000")).active
     assert held is not None
-    again = ops.SiteTransportKey(
-        holder="440000", token=held.token, uri=held.uri, public_key=held.public_key
-    )
+    again = _registration(world, held)
     assert "registered already" in _refused(
         lambda: gd1.call(ops.REGISTER_TRANSPORT_KEY, again), 403, 6, None
     )
@@ -461,3 +462,176 @@ def test_a_refused_transport_key_registration_leaves_no_key(
     )
     not_a_point = again.model_copy(update={"public_key": "02" + "ff" * 32})
     _refused(lambda: gd1.call(ops.REGISTER_TRANSPORT_KEY, not_a_point), 422, 3, None)
+
+
+def _registration(world: World, held: ops.TransportKeyInfo, **changes: str) -> ops.SiteTransportKey:
+    """A registration report of ``held``'s keys with ``changes``, its proof signed by the
+    province's signing key over the report as changed."""
+    from ca.signing import token_signer
+
+    assert held.sign_uri is not None
+    assert held.sign_public_key is not None
+    fields = {
+        "holder": "440000",
+        "token": held.token,
+        "uri": held.uri,
+        "public_key": held.public_key,
+        "sign_uri": held.sign_uri,
+        "sign_public_key": held.sign_public_key,
+    } | changes
+    store = world.province_site.store(PROVINCE_TOKEN)
+    signer = token_signer(store, Pkcs11Uri.parse(held.sign_uri), "transport")
+    proof = signer.sign(ops.registration_statement(**fields)).hex()
+    return ops.SiteTransportKey(**fields, proof=proof)
+
+
+def test_a_registration_proves_the_signing_key_and_keeps_the_halves_apart(
+    world: World, snapshot: Snapshot
+) -> None:
+    """Issue #15: the site's report carries the new signing key's signature over both public
+    keys; a proof by another key, over other keys, or one key for both halves is refused and
+    nothing is recorded."""
+    gd1 = world.as_("gd-1")
+    held = gd1.call(ops.TRANSPORT_KEY, ops.Holder(holder="440000")).active
+    assert held is not None
+    assert held.sign_public_key is not None
+    store = world.province_site.store(PROVINCE_TOKEN)
+    fresh_sign = store.generate_sm2("fresh-sign")
+    fresh_enc = store.generate_sm2("fresh-enc", decrypt=True, sign=False)
+    assert fresh_sign.public_key is not None
+    assert fresh_enc.public_key is not None
+    new = {
+        "uri": str(fresh_enc.uri),
+        "public_key": fresh_enc.public_key.compressed.hex(),
+        "sign_uri": str(fresh_sign.uri),
+        "sign_public_key": fresh_sign.public_key.compressed.hex(),
+    }
+    # signed by the old signing key, not the new one: the registrant does not prove it holds it
+    by_old = _registration(world, held, **new)
+    assert "registrant must hold the signing key" in _refused(
+        lambda: gd1.call(ops.REGISTER_TRANSPORT_KEY, by_old), 403, 6, None
+    )
+    fresh = held.model_copy(update={"sign_uri": new["sign_uri"]})
+    genuine = _registration(world, fresh, **new)
+    # the proof covers the encryption key: another one in its place is refused
+    swapped = genuine.model_copy(update={"public_key": held.public_key})
+    assert "registrant must hold the signing key" in _refused(
+        lambda: gd1.call(ops.REGISTER_TRANSPORT_KEY, swapped), 403, 6, None
+    )
+    # one key for both halves
+    one = _registration(
+        world, fresh, **(new | {"uri": new["sign_uri"], "public_key": new["sign_public_key"]})
+    )
+    assert "are one key" in _refused(
+        lambda: gd1.call(ops.REGISTER_TRANSPORT_KEY, one), 403, 6, None
+    )
+    still = gd1.call(ops.TRANSPORT_KEY, ops.Holder(holder="440000")).active
+    assert still == held
+    # the genuine report is recorded, the earlier keys retired
+    made = gd1.call(ops.REGISTER_TRANSPORT_KEY, genuine)
+    assert (made.uri, made.sign_uri, made.legacy) == (new["uri"], new["sign_uri"], False)
+    assert (made.public_key, made.sign_public_key) == (
+        new["public_key"],
+        new["sign_public_key"],
+    )
+
+
+def test_a_legacy_transport_key_is_read_but_never_used_for_a_new_package(world: World) -> None:
+    """Issue #15: a holder whose transport key is one key that signs and decrypts (a row of
+    before migration 0013) still opens a package sealed to it, and a package its one key signed
+    still verifies; but no new package is signed by it or sealed to it: the delivery is refused
+    naming the holder and the command that rotates it."""
+    from ca.citykeys import workflow
+    from ca.citykeys.common import MINISTRY
+    from ca.signing import token_signer
+    from ca.store.models import KeyCopy, TransportKey
+    from policies.rules import Actor
+
+    engine = world.runtime.engine
+    province_store = world.province_site.store(PROVINCE_TOKEN)
+    legacy_keys: dict[str, TokenKey] = {}
+    with world.runtime.tokens() as vault:
+        ministry_store = vault.store(MINISTRY_TOKEN)
+        legacy_keys[MINISTRY] = ministry_store.generate_sm2("transport-ministry-old", decrypt=True)
+        legacy_keys["440000"] = province_store.generate_sm2("transport-440000-old", decrypt=True)
+        with transaction(engine) as session:  # the rows as migration 0013 leaves them
+            for row in session.exec(select(TransportKey)):
+                row.status = "retired"
+                session.add(row)
+            for holder, token in ((MINISTRY, MINISTRY_TOKEN), ("440000", PROVINCE_TOKEN)):
+                one = legacy_keys[holder]
+                assert one.public_key is not None
+                session.add(
+                    TransportKey(
+                        holder=holder,
+                        token=token,
+                        uri=str(one.uri),
+                        public_key=one.public_key.compressed.hex(),
+                        legacy=True,
+                        created_at=T0 - 100,
+                        created_by="mot-root-1",
+                    )
+                )
+        gd1 = world.as_("gd-1")
+        shown = gd1.call(ops.TRANSPORT_KEY, ops.Holder(holder="ministry")).active
+        assert shown is not None
+        assert (shown.legacy, shown.sign_uri, shown.sign_public_key) == (True, None, None)
+        # a new package: refused, naming the legacy holder and how to rotate
+        mot = world.as_("mot-root-1")
+        request = ops.DeliveryRequest(keys=world.keys)
+        message = _refused(lambda: mot.call(ops.DELIVERY_PLAN, request), 403, 6, None)
+        assert "transport key of the ministry" in message
+        assert "legacy" in message
+        assert f"jtca city transport-key --holder ministry --token {MINISTRY_TOKEN}" in message
+        # an old package, made before the rotation (signed by the ministry's one key, sealed to
+        # the province's one key), recorded as the old jtca did
+        with transaction(engine) as session:
+            keys = {k.id: k for k in session.exec(select(CityKey))}
+            copies = {c.city_key_id: c for c in session.exec(select(KeyCopy))}
+            rows = {r.holder: r for r in session.exec(select(TransportKey))
+                    .all() if r.status == "active"}  # fmt: skip
+            session.expunge_all()
+        key = keys[world.keys[0]]
+        signer = token_signer(ministry_store, legacy_keys[MINISTRY].uri, "transport")
+        uri = Pkcs11Uri.parse(key.ministry_uri)
+        old_package = export_key(
+            ministry_store,
+            TokenKey(
+                uri,
+                KeyKind(key.kind),
+                key.label,
+                uri.id or b"",
+                SM2PublicKey.from_bytes(bytes.fromhex(key.public_key)) if key.public_key else None,
+                bytes.fromhex(key.check_value) if key.check_value else None,
+            ),
+            sender=signer,
+            recipient_transport_key=legacy_keys["440000"].public_key,  # type: ignore[arg-type]
+            recipient_name="440000",
+        )
+        root = Actor(id="mot-root-1", roles=frozenset({"ministry-root-officer"}), province=None)
+        hop = workflow.Hop(
+            key, MINISTRY, "440000", "delivered-to-province", rows[MINISTRY], rows["440000"],
+            copies[key.id],
+        )  # fmt: skip
+        workflow.record_delivery(engine, root, [(hop, old_package)], now=T0)
+    # read: the province opens it with its one key, the ministry's one key verifies it
+    imported = site.import_package(gd1, world.province_site, old_package)
+    assert (imported.label, imported.stage) == (key.label, "held-by-province")
+    # the ministry rotates; the province's legacy key is still refused as a recipient
+    world.clock.advance(60)  # new labels (transport-HOLDER-sign-YYYYmmddHHMMSS)
+    mot.call(ops.MINISTRY_TRANSPORT_KEY, ops.MinistryTransportKey(token=MINISTRY_TOKEN))
+    message = _refused(
+        lambda: mot.call(ops.DELIVERY_PLAN, ops.DeliveryRequest(keys=world.keys[1:])),
+        403,
+        6,
+        None,
+    )
+    assert "transport key of 440000" in message
+    assert "no new package is sealed to it" in message
+    # once the province rotates too, the delivery goes through with the new pairs
+    site.register_transport_key(gd1, world.province_site, holder="440000",
+                                token=PROVINCE_TOKEN, now=T0 + 5)  # fmt: skip
+    plan = mot.call(ops.DELIVERY_PLAN, ops.DeliveryRequest(keys=world.keys[1:]))
+    assert {(h.sender_transport.legacy, h.recipient_transport.legacy) for h in plan.hops} == {
+        (False, False)
+    }

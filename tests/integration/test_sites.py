@@ -132,7 +132,11 @@ def test_a_province_with_its_own_token(env: Desks, tmp_path: Path) -> None:
 
     province = data("city", "transport-key", "--holder", "440000", "--token", "GD-HSM",
                     *site, where=at_province, officer="gd-1")  # fmt: skip
-    assert province["uri"].startswith("pkcs11:token=GD-HSM;object=transport-440000-")
+    # two key pairs in the site's token (issue #15): a signing and an encryption key
+    assert province["enc"]["uri"].startswith("pkcs11:token=GD-HSM;object=transport-440000-enc-")
+    assert province["sign"]["uri"].startswith("pkcs11:token=GD-HSM;object=transport-440000-sign-")
+    assert province["sign"]["public_key"] != province["enc"]["public_key"]
+    assert province["legacy"] is False
     city = data("city", "transport-key", "--holder", "440100", "--token", "GZ-KEYS",
                 officer="gd-1")  # fmt: skip
     assert city["token"] == "GZ-KEYS"  # noqa: S105 - a token label

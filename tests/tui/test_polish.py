@@ -206,7 +206,10 @@ async def test_cities_registers_a_transport_key(demo: Demo) -> None:
         await pilot.press("enter")
         await settle(pilot)
         assert app.errors == []
-        assert [t for t, _ in app.notices if t == "Transport key registered"]
+        shown = [m for t, m in app.notices if t == "Transport keys registered"]
+        assert len(shown) == 1
+        assert "signing key pkcs11:" in shown[0]
+        assert "encryption key pkcs11:" in shown[0]
     with Session(demo.runtime.engine) as session:
         rows = session.exec(
             select(TransportKey)
@@ -216,6 +219,11 @@ async def test_cities_registers_a_transport_key(demo: Demo) -> None:
     assert [r.status for r in rows] == ["retired", "active"]
     assert rows[1].token == before.token
     assert rows[1].public_key != before.public_key
+    # both halves recorded, apart, and shown as the notice names them
+    assert rows[1].sign_public_key not in (None, rows[1].public_key)
+    assert rows[1].legacy is False
+    assert f"public {rows[1].sign_public_key}" in shown[0]
+    assert f"public {rows[1].public_key}" in shown[0]
 
 
 # -- 4, 5. the ceremony's file in a form; Reject on x; Renew confirmed ----------------------------

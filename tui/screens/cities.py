@@ -452,27 +452,33 @@ class CitiesScreen(ProgressScreen):
 
             def done(row: TransportKeyInfo) -> None:
                 self.app.notify(
-                    f"transport key of {row.holder} in token {row.token}: {row.uri}",
-                    title="Transport key registered",
-                    timeout=8,
+                    f"transport keys of {row.holder} in token {row.token}:\n"
+                    f"signing key {row.sign_uri}\n"
+                    f"  public {row.sign_public_key}\n"
+                    f"encryption key {row.uri}\n"
+                    f"  public {row.public_key}",
+                    title="Transport keys registered",
+                    timeout=12,
                     markup=False,
                 )
 
             self.work(
                 lambda: self.console.register_transport_key(who, label),
                 done=done,
-                busy="Generating the transport key in its token…",
+                busy="Generating the signing and the encryption key pairs in the token…",
             )
 
         self.app.push_screen(
             FormModal(
-                "Register a holder's transport key",
+                "Register a holder's transport keys",
                 [
                     Field("holder", "Holder: 'ministry', a province or a city code", holder),
                     Field("token", "The holder's token (label, made if missing)", token),
                 ],
-                note="A new SM2 key in the holder's token; the holder's earlier transport "
-                "key is retired (packages already sealed to it still open).",
+                note="Two new SM2 key pairs in the holder's token: a signing key (signs the "
+                "packages it sends) and an encryption key (packages for it are enveloped to it), "
+                "as GM/T 0014/0015 keep them apart. The holder's earlier transport keys are "
+                "retired (packages already sealed to them still open).",
             ),
             chosen,
         )
