@@ -112,10 +112,24 @@ class Role:
 
 @dataclass(frozen=True, slots=True)
 class MechanismEntry:
+    """A vendor SM2 signing mechanism and the tokens it is for: ``manufacturer`` is matched
+    exactly against CK_TOKEN_INFO.manufacturerID, ``model`` against CK_TOKEN_INFO.model (a
+    literal, or a pattern: ``*`` any run of characters, ``?`` one; ``"*"`` any model)."""
+
     vendor: str
     mechanism: int
     input: str
     output: str
+    manufacturer: str = ""
+    model: str = "*"
+
+
+@dataclass(frozen=True, slots=True)
+class UriPolicy:
+    """Issue #15: PKCS#11 URIs. ``allow_pin_value`` lets a URI carry its PIN in clear
+    (RFC 7512 ``pin-value``); off, such a URI is refused and a PIN comes from ``pin-source``."""
+
+    allow_pin_value: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +172,8 @@ class LogPolicy:
 MAX_ORIGIN: Final = 200  # characters of a log origin line
 MAX_TEXT: Final = 200  # characters of a purpose, a vendor's name
 MAX_NAME: Final = 64  # characters of a key class or role name (they appear in labels and logs)
+TOKEN_INFO_MANUFACTURER: Final = 32  # bytes of CK_TOKEN_INFO.manufacturerID (PKCS#11 §3.2)
+TOKEN_INFO_MODEL: Final = 16  # bytes of CK_TOKEN_INFO.model
 
 MIN_RECORD_YEARS: Final = 10  # 第二十九条: 报表等 ≥ 10 年
 MIN_TRANSACTION_YEARS: Final = 5  # 第二十九条: 交易数据 ≥ 5 年
@@ -174,6 +190,7 @@ class Policy:
     retention: Retention = Retention()
     officers: OfficerPolicy = OfficerPolicy()
     log: LogPolicy = LogPolicy()
+    pkcs11_uri: UriPolicy = UriPolicy()
 
     @property
     def city_key_classes(self) -> list[KeyClass]:
@@ -326,15 +343,27 @@ def _role(name: str, table: Any) -> Role:
     return Role(name, _str(table, "scope", where, ROLE_SCOPES), frozenset(actions))
 
 
-def _mechanism(i: int, raw: Any, seen: set[int]) -> MechanismEntry:
+def _mechanism(i: int, raw: Any, seen: set[tuple[str, str, int]]) -> MechanismEntry:
     where = f"vendor_mechanism[{i}]"
     if not isinstance(raw, dict):
         raise PolicyFileError(where, "must be a table")
-    _only(raw, {"vendor", "mechanism", "input", "output"}, where)
+    _only(raw, {"vendor", "manufacturer", "model", "mechanism", "input", "output"}, where)
     number = _int(raw, "mechanism", where, 0x80000000, 0xFFFFFFFF)
-    if number in seen:
-        raise PolicyFileError(f"{where}.mechanism", f"0x{number:08x} is listed twice")
-    seen.add(number)
+    manufacturer = _token_info(raw, "manufacturer", where, TOKEN_INFO_MANUFACTURER)
+    if "*" in manufacturer or "?" in manufacturer:
+        raise PolicyFileError(
+            f"{where}.manufacturer",
+            f"{_shown(manufacturer)}: a manufacturer is matched exactly, never as a pattern "
+            "(a vendor-defined number must not reach another maker's token)",
+        )
+    model = _token_info(raw, "model", where, TOKEN_INFO_MODEL)
+    key = (manufacturer, model, number)
+    if key in seen:
+        raise PolicyFileError(
+            f"{where}.mechanism",
+            f"0x{number:08x} is listed twice for manufacturer {manufacturer!r}, model {model!r}",
+        )
+    seen.add(key)
     output = raw.get("output", "raw")
     if not isinstance(output, str) or output not in ("raw", "der"):
         raise PolicyFileError(f"{where}.output", f"must be 'raw' or 'der', got {_shown(output)}")
@@ -343,7 +372,28 @@ def _mechanism(i: int, raw: Any, seen: set[int]) -> MechanismEntry:
         number,
         _str(raw, "input", where, frozenset({"message", "digest"})),
         output,
+        manufacturer,
+        model,
     )
+
+
+def _token_info(raw: dict[str, Any], key: str, where: str, size: int) -> str:
+    """A CK_TOKEN_INFO text field as the policy names it: required, no blank padding (the token
+    pads; jtca strips), at most ``size`` bytes of UTF-8."""
+    if key not in raw:
+        raise PolicyFileError(
+            f"{where}.{key}",
+            "missing: a vendor mechanism names the token manufacturer and model it is for "
+            "(CK_TOKEN_INFO; model may be '*')",
+        )
+    value = _str(raw, key, where)
+    if value != value.strip():
+        raise PolicyFileError(f"{where}.{key}", f"{_shown(value)}: no leading or trailing blanks")
+    if len(value.encode("utf-8")) > size:
+        raise PolicyFileError(
+            f"{where}.{key}", f"{_shown(value)}: CK_TOKEN_INFO holds at most {size} bytes"
+        )
+    return value
 
 
 def _name(name: str, where: str) -> None:
@@ -377,6 +427,7 @@ def parse_policy(text: str | bytes) -> Policy:
             "retention",
             "officers",
             "log",
+            "pkcs11_uri",
         },
         "(file)",
     )
@@ -409,7 +460,7 @@ def parse_policy(text: str | bytes) -> Policy:
     raw_mechanisms = doc.get("vendor_mechanism", [])
     if not isinstance(raw_mechanisms, list):
         raise PolicyFileError("vendor_mechanism", "must be an array of tables")
-    seen: set[int] = set()
+    seen: set[tuple[str, str, int]] = set()
     mechanisms = tuple(_mechanism(i, m, seen) for i, m in enumerate(raw_mechanisms))
     return Policy(
         classes,
@@ -421,7 +472,19 @@ def parse_policy(text: str | bytes) -> Policy:
         _retention(doc),
         _officers(doc),
         _log(doc),
+        _pkcs11_uri(doc),
     )
+
+
+def _pkcs11_uri(doc: dict[str, Any]) -> UriPolicy:
+    table = _table(doc, "pkcs11_uri", "")
+    _only(table, {"allow_pin_value"}, "pkcs11_uri")
+    allow = table.get("allow_pin_value", UriPolicy().allow_pin_value)
+    if not isinstance(allow, bool):
+        raise PolicyFileError(
+            "pkcs11_uri.allow_pin_value", f"must be true or false, got {_shown(allow)}"
+        )
+    return UriPolicy(allow)
 
 
 def _retention(doc: dict[str, Any]) -> Retention:

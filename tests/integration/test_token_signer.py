@@ -1,5 +1,8 @@
 """The Signer over a token key (hsm.pkcs11.signer): host-assisted on SoftHSM2, native by map.
 
+The map is matched on (manufacturer, model, mechanism number) from C_GetTokenInfo (issue #15):
+SoftHSM2's real manufacturer ("SoftHSM project") and mechanism list decide what is chosen here.
+
 SoftHSM2 has no SM2 mechanism, so the host-assisted path runs for real and its signatures are
 checked by Tongsuo (our verify) and by the OpenSSL 3 CLI. The native path cannot run here (no
 such hardware): its selection is tested against mechanism sets, and its pre-hash by standing in
@@ -19,6 +22,8 @@ from typing import Any
 import pkcs11
 import pytest
 from gmssl.sm2 import CryptSM2
+from hypothesis import given
+from hypothesis import strategies as st
 from pkcs11 import Attribute, Mechanism, ObjectClass
 
 from hsm.errors import InvalidSignature, JtcaError
@@ -28,10 +33,13 @@ from hsm.pkcs11.signer import (
     HostAssistedForbidden,
     MechanismInput,
     SignatureEncoding,
+    TokenIdentity,
     TokenSigner,
     VendorMechanism,
     choose_mechanism,
+    model_matches,
     normalise_signature,
+    token_identity,
 )
 from hsm.pkcs11.token import Token
 from hsm.signer import Signer, SigningPath
@@ -43,6 +51,11 @@ SANSEC = 0x80008102  # message in, Z computed by the token
 TASS_KOAL = 0x80008100  # pre-hashed e in
 LUNA = 0x80000B22
 EP11 = 0x8005000C
+SOFTHSM = TokenIdentity("SoftHSM project", "SoftHSM v2")  # what SoftHSM2 2.6 reports
+SANSEC_HSM = TokenIdentity("Sansec", "SJJ1012")
+TASS_HSM = TokenIdentity("TASS", "EVSM")
+LUNA_HSM = TokenIdentity("Safenet, Inc.", "Luna K7")
+EP11_HSM = TokenIdentity("IBM", "EP11")
 
 
 def _openssl_verify(tmp: Path, public_key: SM2PublicKey, signature: bytes, message: bytes) -> str:
@@ -108,17 +121,29 @@ def test_softhsm_signs_host_assisted(new_token: NewToken, tmp_path: Path) -> Non
 def test_policy_can_forbid_host_assisted_signing(new_token: NewToken) -> None:
     token, store, _ = new_token("FORBID")
     key = store.generate_sm2("root")
-    assert choose_mechanism(token.mechanisms, DEFAULT_VENDOR_MECHANISMS) is None
+    assert token_identity(store) == SOFTHSM
+    assert choose_mechanism(SOFTHSM, token.mechanisms, DEFAULT_VENDOR_MECHANISMS) is None
     with pytest.raises(HostAssistedForbidden) as caught:
         TokenSigner(store, key.uri, allow_host_assisted=False)
     assert caught.value.title == "Signing not allowed"
     assert str(key.uri) in caught.value.message
     assert token.label in caught.value.message
-    # where a native mechanism exists, the policy switch does not stand in the way
+    assert "'SoftHSM project'" in caught.value.message
+    assert "'SoftHSM v2'" in caught.value.message
+    # a token of another maker advertising TASS's number is still not TASS's token
+    with pytest.raises(HostAssistedForbidden):
+        TokenSigner(store, key.uri, allow_host_assisted=False, advertised_mechanisms={TASS_KOAL})
+    # where a native mechanism exists for the token's maker, the policy switch does not stand
+    # in the way
     native = TokenSigner(
-        store, key.uri, allow_host_assisted=False, advertised_mechanisms={TASS_KOAL}
+        store,
+        key.uri,
+        allow_host_assisted=False,
+        advertised_mechanisms={TASS_KOAL},
+        identity=TASS_HSM,
     )
     assert native.path == SigningPath.NATIVE
+    assert native.identity == TASS_HSM
 
 
 def test_the_token_advertised_mechanisms_are_what_selection_reads(new_token: NewToken) -> None:
@@ -128,44 +153,159 @@ def test_the_token_advertised_mechanisms_are_what_selection_reads(new_token: New
     key = store.generate_sm2("k")
     assert int(Mechanism.ECDSA) in token.mechanisms
     assert SANSEC not in token.mechanisms
-    pretend = VendorMechanism("pretend", int(Mechanism.ECDSA), MechanismInput.DIGEST)
+    pretend = VendorMechanism(
+        "pretend", int(Mechanism.ECDSA), MechanismInput.DIGEST, manufacturer="SoftHSM project"
+    )
     signer = TokenSigner(store, key.uri, vendor_mechanisms=[*DEFAULT_VENDOR_MECHANISMS, pretend])
+    assert signer.identity == SOFTHSM  # read from the token (C_GetTokenInfo)
     assert signer.path == SigningPath.NATIVE
     assert signer.mechanism == pretend
 
 
+def test_a_number_softhsm_advertises_under_another_makers_name_is_never_chosen(
+    new_token: NewToken, tmp_path: Path
+) -> None:
+    """Issue #15: a map entry whose number SoftHSM2 really advertises (CKM_ECDSA), but which
+    names another maker (or SoftHSM's maker with another model), is never chosen: the token
+    signs host-assisted, and with host-assisted forbidden it refuses, naming its maker."""
+    token, store, _ = new_token("MAKER")
+    key = store.generate_sm2("k")
+    ecdsa = int(Mechanism.ECDSA)
+    assert ecdsa in token.mechanisms
+    foreign = [
+        VendorMechanism("Sansec", ecdsa, MechanismInput.MESSAGE, manufacturer="Sansec"),
+        VendorMechanism("Luna", ecdsa, MechanismInput.DIGEST, manufacturer="Safenet, Inc."),
+        VendorMechanism("no maker", ecdsa, MechanismInput.DIGEST),  # names no manufacturer
+        VendorMechanism(
+            "case", ecdsa, MechanismInput.DIGEST, manufacturer="softhsm project", model="*"
+        ),
+        VendorMechanism(
+            "other model",
+            ecdsa,
+            MechanismInput.DIGEST,
+            manufacturer="SoftHSM project",
+            model="SoftHSM v1",
+        ),
+        VendorMechanism("prefix", ecdsa, MechanismInput.DIGEST, manufacturer="SoftHSM", model="*"),
+    ]
+    signer = TokenSigner(store, key.uri, vendor_mechanisms=foreign)
+    assert signer.mechanism is None
+    assert signer.path == SigningPath.HOST_ASSISTED
+    signature = signer.sign(b"never ECDSA")
+    out = _openssl_verify(tmp_path, signer.public_key, signature, b"never ECDSA")
+    assert out.startswith("0: "), out  # an SM2 signature, made host-assisted
+    with pytest.raises(HostAssistedForbidden, match="'SoftHSM project'"):
+        TokenSigner(store, key.uri, allow_host_assisted=False, vendor_mechanisms=foreign)
+    # the same number for SoftHSM's maker and a pattern of its model is chosen
+    mine = VendorMechanism(
+        "mine", ecdsa, MechanismInput.DIGEST, manufacturer="SoftHSM project", model="SoftHSM v*"
+    )
+    chosen = TokenSigner(store, key.uri, vendor_mechanisms=[*foreign, mine])
+    assert chosen.mechanism == mine
+
+
 # -- choosing a native mechanism --------------------------------------------------------
+ALL_VENDOR = {SANSEC, TASS_KOAL, LUNA, EP11}
+
+
 @pytest.mark.parametrize(
-    ("advertised", "expected"),
+    ("identity", "advertised", "expected"),
     [
-        pytest.param(set(), None, id="none"),
-        pytest.param({0x1041, 0x1050, 0x2109}, None, id="softhsm-like"),
-        pytest.param({TASS_KOAL}, "TASS/Koal", id="digest-only"),
-        pytest.param({SANSEC}, "Sansec", id="message-only"),
-        pytest.param({TASS_KOAL, SANSEC}, "Sansec", id="message-preferred"),
-        pytest.param({TASS_KOAL, EP11}, "IBM EP11", id="message-preferred-though-listed-later"),
-        pytest.param({LUNA, EP11}, "Thales Luna", id="map-order-among-message-kinds"),
-        pytest.param({SANSEC, LUNA, EP11, TASS_KOAL}, "Sansec", id="all"),
-        pytest.param({TASS_KOAL + 1, SANSEC + 1}, None, id="near-misses"),
+        pytest.param(SANSEC_HSM, set(), None, id="none"),
+        pytest.param(SOFTHSM, {0x1041, 0x1050, 0x2109}, None, id="softhsm-like"),
+        pytest.param(SOFTHSM, ALL_VENDOR, None, id="softhsm-advertising-every-vendor-number"),
+        pytest.param(TASS_HSM, {TASS_KOAL}, "TASS/Koal", id="digest-only"),
+        pytest.param(SANSEC_HSM, {SANSEC}, "Sansec", id="message-only"),
+        pytest.param(SANSEC_HSM, {TASS_KOAL, SANSEC}, "Sansec", id="own-makers-only"),
+        pytest.param(TASS_HSM, {TASS_KOAL, SANSEC}, "TASS/Koal", id="other-makers-number-ignored"),
+        pytest.param(SANSEC_HSM, {TASS_KOAL}, None, id="fail/another-makers-number"),
+        pytest.param(LUNA_HSM, ALL_VENDOR, "Thales Luna", id="luna-any-model"),
+        pytest.param(EP11_HSM, ALL_VENDOR, "IBM EP11", id="ep11-model"),
+        pytest.param(TokenIdentity("IBM", "CCA"), ALL_VENDOR, None, id="fail/ibm-other-model"),
+        pytest.param(TokenIdentity("IBM", "EP11x"), {EP11}, None, id="fail/model-not-prefix"),
+        pytest.param(TokenIdentity("ibm", "EP11"), {EP11}, None, id="fail/maker-case"),
+        pytest.param(TokenIdentity("", ""), ALL_VENDOR, None, id="fail/blank-maker"),
+        pytest.param(TokenIdentity("Acme", "X"), ALL_VENDOR, None, id="fail/unknown-maker"),
+        pytest.param(
+            TokenIdentity("  IBM  ", "EP11      "), {EP11}, "IBM EP11", id="blank-padded-info"
+        ),
+        pytest.param(SANSEC_HSM, {SANSEC + 1}, None, id="near-miss"),
     ],
 )
-def test_choose_mechanism(advertised: set[int], expected: str | None) -> None:
-    chosen = choose_mechanism(advertised, DEFAULT_VENDOR_MECHANISMS)
+def test_choose_mechanism(
+    identity: TokenIdentity, advertised: set[int], expected: str | None
+) -> None:
+    chosen = choose_mechanism(identity, advertised, DEFAULT_VENDOR_MECHANISMS)
     assert (chosen.vendor if chosen else None) == expected
     if chosen is not None:
         assert chosen.mechanism in advertised
+        assert chosen.manufacturer == identity.manufacturer
+    # a (manufacturer, model) pair is accepted as well as a TokenIdentity
+    pair = (identity.manufacturer, identity.model)
+    assert choose_mechanism(pair, advertised, DEFAULT_VENDOR_MECHANISMS) == chosen
+
+
+@given(
+    manufacturer=st.text(max_size=32),
+    model=st.text(max_size=16),
+    advertised=st.sets(st.integers(0x80000000, 0xFFFFFFFF), max_size=8),
+)
+def test_a_maker_no_entry_names_is_never_sent_a_vendor_number(
+    manufacturer: str, model: str, advertised: set[int]
+) -> None:
+    makers = {m.manufacturer for m in DEFAULT_VENDOR_MECHANISMS}
+    if manufacturer.strip() in makers:
+        manufacturer += "!"
+    known = [*DEFAULT_VENDOR_MECHANISMS, VendorMechanism("anon", SANSEC, MechanismInput.DIGEST)]
+    every = advertised | ALL_VENDOR
+    assert choose_mechanism((manufacturer, model), every, known) is None
 
 
 def test_choose_mechanism_with_a_policy_map() -> None:
-    digest_a = VendorMechanism("A", 0x80000001, MechanismInput.DIGEST)
-    digest_b = VendorMechanism("B", 0x80000002, MechanismInput.DIGEST, SignatureEncoding.DER)
-    message_c = VendorMechanism("C", 0x80000003, MechanismInput.MESSAGE)
+    maker = TokenIdentity("Maker", "M-2")
+    digest_a = VendorMechanism("A", 0x80000001, MechanismInput.DIGEST, manufacturer="Maker")
+    digest_b = VendorMechanism(
+        "B", 0x80000002, MechanismInput.DIGEST, SignatureEncoding.DER, manufacturer="Maker"
+    )
+    message_c = VendorMechanism("C", 0x80000003, MechanismInput.MESSAGE, manufacturer="Maker")
     known = [digest_a, digest_b, message_c]
-    assert choose_mechanism({0x80000002, 0x80000001}, known) is digest_a
-    assert choose_mechanism({0x80000002, 0x80000003}, known) is message_c
-    assert choose_mechanism({0x80000002}, known) is digest_b
-    assert choose_mechanism({SANSEC}, known) is None  # only what the map names counts
-    assert choose_mechanism(iter([0x80000003]), iter(known)) is message_c  # any iterables
+    assert choose_mechanism(maker, {0x80000002, 0x80000001}, known) is digest_a
+    assert choose_mechanism(maker, {0x80000002, 0x80000003}, known) is message_c
+    assert choose_mechanism(maker, {0x80000002}, known) is digest_b
+    assert choose_mechanism(maker, {SANSEC}, known) is None  # only what the map names counts
+    assert choose_mechanism(maker, iter([0x80000003]), iter(known)) is message_c  # iterables
+    # an entry naming the model exactly is preferred to a pattern, kind for kind
+    pattern = VendorMechanism("P", 0x80000004, MechanismInput.DIGEST, manufacturer="Maker")
+    exact = VendorMechanism(
+        "E", 0x80000005, MechanismInput.DIGEST, manufacturer="Maker", model="M-2"
+    )
+    assert choose_mechanism(maker, {0x80000004, 0x80000005}, [pattern, exact]) is exact
+    other = VendorMechanism(
+        "O", 0x80000005, MechanismInput.MESSAGE, manufacturer="Maker", model="M-3"
+    )
+    assert choose_mechanism(maker, {0x80000005}, [other]) is None
+
+
+@pytest.mark.parametrize(
+    ("pattern", "model", "matches"),
+    [
+        ("*", "anything", True),
+        ("*", "", True),
+        ("EP11", "EP11", True),
+        ("EP11", "EP11 ", True),  # CK_TOKEN_INFO pads with blanks
+        ("EP11", "EP1", False),
+        ("EP11", "ep11", False),
+        ("Luna *", "Luna K7", True),
+        ("Luna *", "LunaSA", False),
+        ("SJJ10??", "SJJ1012", True),
+        ("SJJ10??", "SJJ101", False),
+        ("a.b", "axb", False),  # regex characters are themselves
+        ("[ab]", "a", False),
+        ("[ab]", "[ab]", True),
+    ],
+)
+def test_model_patterns(pattern: str, model: str, matches: bool) -> None:
+    assert model_matches(pattern, model) is matches
 
 
 # -- the native path, with a stand-in for the token's C_Sign ------------------------------
@@ -239,7 +379,9 @@ def test_native_digest_mechanism_signs_e_computed_on_the_host(
     native_key: NativeKey, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = native_key.store
-    signer = TokenSigner(store, native_key.key.uri, advertised_mechanisms={TASS_KOAL})
+    signer = TokenSigner(
+        store, native_key.key.uri, advertised_mechanisms={TASS_KOAL}, identity=TASS_HSM
+    )
     assert signer.path == SigningPath.NATIVE
     assert signer.mechanism is not None
     assert signer.mechanism.vendor == "TASS/Koal"
@@ -270,7 +412,9 @@ def test_native_message_mechanism_sends_the_message_unchanged(
     native_key: NativeKey, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = native_key.store
-    signer = TokenSigner(store, native_key.key.uri, advertised_mechanisms={SANSEC, TASS_KOAL})
+    signer = TokenSigner(
+        store, native_key.key.uri, advertised_mechanisms={SANSEC, TASS_KOAL}, identity=SANSEC_HSM
+    )
     assert signer.mechanism is not None
     assert signer.mechanism.vendor == "Sansec"
     key_object = FakeKeyObject(native_key.engine, MechanismInput.MESSAGE)
@@ -286,13 +430,14 @@ def test_native_der_output_is_normalised_to_raw(
 ) -> None:
     store = native_key.store
     der_vendor = VendorMechanism(
-        "DER-vendor", 0x80001234, MechanismInput.DIGEST, SignatureEncoding.DER
+        "DER-vendor", 0x80001234, MechanismInput.DIGEST, SignatureEncoding.DER, "DER Co.", "*"
     )
     signer = TokenSigner(
         store,
         native_key.key.uri,
         vendor_mechanisms=[der_vendor],
         advertised_mechanisms={0x80001234},
+        identity=TokenIdentity("DER Co.", "D1"),
     )
     key_object = FakeKeyObject(native_key.engine, MechanismInput.DIGEST, der=True)
     _stand_in_for_the_token(monkeypatch, store, key_object)
@@ -331,7 +476,9 @@ def test_a_wrong_sized_native_signature_is_refused(
     native_key: NativeKey, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = native_key.store
-    signer = TokenSigner(store, native_key.key.uri, advertised_mechanisms={TASS_KOAL})
+    signer = TokenSigner(
+        store, native_key.key.uri, advertised_mechanisms={TASS_KOAL}, identity=TASS_HSM
+    )
     # a token that (wrongly) answers DER where the map says raw
     key_object = FakeKeyObject(native_key.engine, MechanismInput.DIGEST, der=True)
     _stand_in_for_the_token(monkeypatch, store, key_object)

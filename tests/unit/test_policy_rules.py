@@ -247,7 +247,13 @@ def edit(old: str, new: str) -> str:
             edit("max_interop_lifetime_months = 60", "max_interop_lifetime_months = 0"),
             "qr_issuance.max_interop_lifetime_months",
         ),
-        (edit("mechanism = 0x80008100", "mechanism = 0x80008102"), "vendor_mechanism[1].mechanism"),
+        (  # issue #15: a number is unique per maker and model (makers' numbers collide)
+            edit(
+                'manufacturer = "TASS"\nmodel = "*"\nmechanism = 0x80008100',
+                'manufacturer = "Sansec"\nmodel = "*"\nmechanism = 0x80008102',
+            ),
+            "vendor_mechanism[1].mechanism",
+        ),
         (edit('input = "digest"', 'input = "hash"'), "vendor_mechanism[1].input"),
         (TEXT + "\n[extras]\n", "(file).extras"),
         (
