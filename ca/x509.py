@@ -55,6 +55,15 @@ from asn1crypto import pem as asn1_pem
 from asn1crypto import x509 as asn1_x509
 
 from hsm.errors import InvalidKey, InvalidSignature, JtcaError
+from hsm.oids import (
+    LEGACY_LIST_SIGNING_EKU,
+    LEGACY_LOG_SIGNING_EKU,
+    LEGACY_OFFICER_AUTH_EKU,
+    arcs_fit_32_bits,
+)
+from hsm.oids import LIST_SIGNING_EKU as LIST_SIGNING_EKU  # re-exported
+from hsm.oids import LOG_SIGNING_EKU as LOG_SIGNING_EKU  # re-exported
+from hsm.oids import OFFICER_AUTH_EKU as OFFICER_AUTH_EKU  # re-exported
 from hsm.signer import Signer
 from hsm.sm.sm2 import SM2_CURVE_OID, SM2PublicKey, der_to_raw, raw_to_der
 from hsm.sm.sm3 import sm3
@@ -63,18 +72,21 @@ OID_SM2_WITH_SM3: Final = "1.2.156.10197.1.501"  # GM/T 0006-2012, SM2 signature
 OID_EC_PUBLIC_KEY: Final = "1.2.840.10045.2.1"  # RFC 5480 §2.1.1 id-ecPublicKey
 SM2_DISTID: Final = "1234567812345678"  # GM/T 0009-2012 §10, the default ID OpenSSL must be told
 
-# Extended key usage of the list-signing key (issuer whitelists, city lists, CA key lists).
-# PLACEHOLDER until the ministry assigns an OID: a UUID-derived arc (ITU-T X.667, 2.25.<int>).
-# The arc below is a proper version-4 UUID (uuid.uuid4()).
-LIST_SIGNING_EKU: Final = "2.25.314018244813644786663921559268712153068"
-# Extended key usage of an officer certificate (issue #12): officer authentication to the
-# authority — sign-in, approvals. The same kind of PLACEHOLDER arc (a version-4 UUID); the
-# certificate also carries id-kp-clientAuth (RFC 5280 §4.2.1.12) for TLS client use.
-OFFICER_AUTH_EKU: Final = "2.25.166652005787899299548680334204906300642"
+# jtca's extended key usages live in hsm.oids with every other jtca OID (issue #15): 32-bit
+# arcs under a PLACEHOLDER arc until the ministry assigns one (see that module and
+# docs/ceremony.md, "Certificate profiles"). Re-exported here, where certificates are made.
+# LIST_SIGNING_EKU: the list-signing key (issuer whitelists, city lists, CA key lists).
+# OFFICER_AUTH_EKU: an officer certificate (issue #12): sign-in, approvals; the certificate also
+# carries id-kp-clientAuth (RFC 5280 §4.2.1.12) for TLS client use.
+# LOG_SIGNING_EKU: the audit key's certificate (issue #13): the audit log's checkpoints.
 CLIENT_AUTH_EKU: Final = "1.3.6.1.5.5.7.3.2"
-# Extended key usage of the audit key's certificate (issue #13): signing the audit log's
-# checkpoints. The same kind of PLACEHOLDER arc (a version-4 UUID); issue #15 revisits them all.
-LOG_SIGNING_EKU: Final = "2.25.156941433549926278660178708138188744851"
+# The pre-#15 2.25.<UUID> OID each purpose had (a 128-bit arc): accepted when verifying, for
+# migration only (has_extended_key_usage); never issued (issue_certificate refuses it).
+LEGACY_EXTENDED_KEY_USAGE: Final[Mapping[str, str]] = {
+    LIST_SIGNING_EKU: LEGACY_LIST_SIGNING_EKU,
+    OFFICER_AUTH_EKU: LEGACY_OFFICER_AUTH_EKU,
+    LOG_SIGNING_EKU: LEGACY_LOG_SIGNING_EKU,
+}
 
 MAX_SERIAL: Final = (1 << 159) - 1  # RFC 5280 §4.1.2.2: at most 20 octets, positive
 KEY_ID_SIZE: Final = 20
@@ -256,6 +268,12 @@ def _extended_key_usage(purposes: Iterable[str]) -> list[str]:
                 f"extended key usage {purpose!r}: not a dotted OID or a known purpose name"
             )
         dotted = asn1_x509.KeyPurposeId(purpose).dotted
+        if not arcs_fit_32_bits(dotted):
+            # pkilint: FATAL itu.invalid_asn1_syntax; terminals with 32-bit arcs refuse it
+            raise CertificateError(
+                f"extended key usage {dotted}: an arc exceeds 32 bits, which parsers limited "
+                "to 32-bit arcs refuse (issue #15); use the OIDs of hsm.oids"
+            )
         if dotted in result:
             raise CertificateError(f"extended key usage {purpose!r} is listed twice")
         result.append(dotted)
@@ -533,6 +551,17 @@ def verify_certificate(
                 f"{info.not_after:%Y-%m-%d %H:%M:%S}Z, not at {moment:%Y-%m-%d %H:%M:%S}Z"
             )
     return info
+
+
+def has_extended_key_usage(info: CertificateInfo, purpose: str) -> bool:
+    """True if the certificate lists ``purpose`` (a dotted OID) as an extended key usage, or —
+    for migration only — the pre-#15 2.25 OID of the same jtca purpose, so that lists, audit
+    certificates and checkpoints made before the change still verify. Nothing issues the old
+    OIDs any more (``issue_certificate`` refuses arcs over 32 bits)."""
+    legacy = LEGACY_EXTENDED_KEY_USAGE.get(purpose)
+    return purpose in info.extended_key_usage or (
+        legacy is not None and legacy in info.extended_key_usage
+    )
 
 
 # -- armour -----------------------------------------------------------------------------------

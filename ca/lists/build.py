@@ -19,7 +19,13 @@ from ca.lists.asn1 import (
     encode_tbs,
     make_content,
 )
-from ca.x509 import LIST_SIGNING_EKU, CertificateError, CertificateInfo, certificate_info
+from ca.x509 import (
+    LIST_SIGNING_EKU,
+    CertificateError,
+    CertificateInfo,
+    certificate_info,
+    has_extended_key_usage,
+)
 from hsm.errors import InvalidSignature
 from hsm.signer import Signer
 from hsm.sm.sm2 import raw_to_der
@@ -55,7 +61,7 @@ def check_signer_certificate(
         )
     if "digital_signature" not in info.key_usage:
         raise ListContentError(SIGNER_CERTIFICATE, "lacks key usage digitalSignature")
-    if LIST_SIGNING_EKU not in info.extended_key_usage:
+    if not has_extended_key_usage(info, LIST_SIGNING_EKU):  # the pre-#15 OID too (migration)
         raise ListContentError(
             SIGNER_CERTIFICATE, f"lacks the list-signing extended key usage {LIST_SIGNING_EKU}"
         )

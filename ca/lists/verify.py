@@ -43,6 +43,7 @@ from ca.x509 import (
     CertificateError,
     CertificateInfo,
     certificate_info,
+    has_extended_key_usage,
     verify_certificate,
 )
 from hsm.errors import InvalidSignature
@@ -162,7 +163,7 @@ def _check_signer(
         raise _untrusted("the signer certificate is a CA certificate, not a list-signing one")
     if "digital_signature" not in signer.key_usage:
         raise _untrusted("the signer certificate lacks key usage digitalSignature")
-    if LIST_SIGNING_EKU not in signer.extended_key_usage:
+    if not has_extended_key_usage(signer, LIST_SIGNING_EKU):  # the pre-#15 OID too (migration)
         raise _untrusted(
             f"the signer certificate lacks the list-signing extended key usage {LIST_SIGNING_EKU}"
         )

@@ -26,6 +26,7 @@ from ca.x509 import (
     CertificateError,
     CertificateInfo,
     certificate_info,
+    has_extended_key_usage,
     pem_to_der,
     verify_certificate,
 )
@@ -119,7 +120,7 @@ def audit_key_of(anchor: Anchor, roots: Sequence[tuple[str, SM2PublicKey]]) -> S
     """The audit key an audit certificate certifies: SM2, extended key usage log signing,
     digitalSignature, not a CA, and (when ``roots`` are given) signed by one of them."""
     der, info = _info(anchor, "audit key")
-    if LOG_SIGNING_EKU not in info.extended_key_usage:
+    if not has_extended_key_usage(info, LOG_SIGNING_EKU):  # the pre-#15 OID too (migration)
         raise AnchorError(
             f"{anchor.name}: {info.subject} is not an audit key certificate (no log-signing "
             f"extended key usage {LOG_SIGNING_EKU})"

@@ -16,12 +16,20 @@ from typing import Any
 import pytest
 from asn1crypto import x509 as asn1_x509
 
+from ca.lists.asn1 import IssuerEntry, IssuerStatus, ListContentError, ListType
+from ca.lists.build import build_list
+from ca.lists.verify import load_list
+from ca.log.anchors import Anchor, AnchorError, audit_key_of, root_keys
 from ca.x509 import (
+    LEGACY_EXTENDED_KEY_USAGE,
     LIST_SIGNING_EKU,
+    LOG_SIGNING_EKU,
     MAX_SERIAL,
+    OFFICER_AUTH_EKU,
     SM2_DISTID,
     CertificateError,
     certificate_info,
+    has_extended_key_usage,
     issue_certificate,
     key_identifier,
     pem,
@@ -30,9 +38,15 @@ from ca.x509 import (
     verify_certificate,
 )
 from hsm.errors import InvalidSignature
+from hsm.oids import (
+    JTCA_ARC,
+    LEGACY_LIST_SIGNING_EKU,
+    LEGACY_LOG_SIGNING_EKU,
+    arcs_fit_32_bits,
+)
 from hsm.pkcs11.signer import TokenSigner
 from hsm.signer import Signer, SigningPath, SoftwareSigner
-from hsm.sm.sm2 import SM2PrivateKey, SM2PublicKey
+from hsm.sm.sm2 import SM2PrivateKey, SM2PublicKey, raw_to_der
 
 NOW = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
 AT = str(int((NOW + timedelta(days=1)).timestamp()))  # openssl verify -attime
@@ -529,3 +543,110 @@ def test_a_signer_that_is_not_its_key_yields_no_certificate() -> None:
     signer = MismatchedSigner()
     with pytest.raises(InvalidSignature, match=r"mislabelled.*no certificate was made"):
         make_root(signer)
+
+
+# -- jtca's OIDs: 32-bit arcs; the pre-#15 2.25 OIDs verified for migration, never issued ------
+def test_jtca_oids_fit_32_bit_arcs_under_one_placeholder_arc() -> None:
+    ours = {"list": LIST_SIGNING_EKU, "officer": OFFICER_AUTH_EKU, "log": LOG_SIGNING_EKU}
+    assert len(set(ours.values())) == 3
+    for name, oid in ours.items():
+        assert oid.startswith(JTCA_ARC + ".1."), name  # .1: extended key usages
+        assert arcs_fit_32_bits(oid), name
+        assert max(int(arc) for arc in oid.split(".")) < 1 << 32, name
+        # DER: no arc takes more than five base-128 octets
+        assert len(asn1_x509.KeyPurposeId(oid).dump()) < 2 + 5 * len(oid.split(".")), name
+    assert JTCA_ARC.startswith("1.3.6.1.4.1.32473.")  # RFC 5612's documentation PEN
+    for legacy in LEGACY_EXTENDED_KEY_USAGE.values():
+        assert not arcs_fit_32_bits(legacy)
+
+
+@pytest.mark.parametrize("legacy", sorted(LEGACY_EXTENDED_KEY_USAGE.values()))
+def test_the_pre_15_oids_are_never_issued(legacy: str) -> None:
+    root = SoftwareSigner.generate()
+    with pytest.raises(CertificateError, match=r"exceeds 32 bits.*hsm\.oids"):
+        make_list_cert(root, root.public_key, extended_key_usage=[legacy])
+
+
+def remade_with_eku(der: bytes, purposes: list[str], issuer: Signer) -> bytes:
+    """``der`` with its extended key usage replaced and signed again by ``issuer``: a
+    certificate as jtca issued it before issue #15 (issue_certificate no longer does)."""
+    cert = asn1_x509.Certificate.load(der)
+    tbs = cert["tbs_certificate"]
+    for extension in tbs["extensions"]:
+        if extension["extn_id"].native == "extended_key_usage":
+            extension["extn_value"] = asn1_x509.ExtKeyUsageSyntax(purposes)
+    tbs_der = tbs.dump(force=True)
+    return asn1_x509.Certificate(
+        {
+            "tbs_certificate": asn1_x509.TbsCertificate.load(tbs_der),
+            "signature_algorithm": cert["signature_algorithm"],
+            "signature_value": raw_to_der(issuer.sign(tbs_der)),
+        }
+    ).dump()
+
+
+def test_a_pre_15_list_signer_still_signs_and_verifies(tmp_path: Path) -> None:
+    """Migration: a list-signing certificate with the old 2.25 OID (made before issue #15)
+    still signs lists and terminals running jtca's verifier still take them; OpenSSL too."""
+    root, leaf = SoftwareSigner.generate(), SoftwareSigner.generate()
+    root_der = make_root(root)
+    old = remade_with_eku(make_list_cert(root, leaf.public_key), [LEGACY_LIST_SIGNING_EKU], root)
+    info = verify_certificate(old, root.public_key, at=NOW)
+    assert info.extended_key_usage == (LEGACY_LIST_SIGNING_EKU,)
+    assert has_extended_key_usage(info, LIST_SIGNING_EKU)
+    check_pair_with_openssl(tmp_path, root, root_der, old)
+    at = int(NOW.timestamp()) + 60
+    entries = [IssuerEntry("02113450", 1, 1, IssuerStatus.ACTIVE, "1230")]
+    data = build_list(
+        ListType.ISSUERS,
+        entries,
+        sequence=1,
+        this_update=at,
+        next_update=at + 86400,
+        signer=leaf,
+        signer_certificate_der=old,
+    )
+    taken = load_list(data, trusted_root_der=root_der, now=at + 60, grace_seconds=0)
+    assert taken.signer.extended_key_usage == (LEGACY_LIST_SIGNING_EKU,)
+
+
+def test_a_pre_15_oid_stands_only_for_its_own_purpose() -> None:
+    """The old log-signing OID does not make a list signer, nor the old list-signing OID an
+    audit key; an unrelated 2.25 OID makes neither."""
+    root, leaf = SoftwareSigner.generate(), SoftwareSigner.generate()
+    root_der = make_root(root)
+    at = int(NOW.timestamp()) + 60
+    for wrong in (LEGACY_LOG_SIGNING_EKU, "2.25.1"):
+        cert = remade_with_eku(make_list_cert(root, leaf.public_key), [wrong], root)
+        assert not has_extended_key_usage(certificate_info(cert), LIST_SIGNING_EKU)
+        with pytest.raises(ListContentError, match="list-signing extended key usage"):
+            build_list(
+                ListType.ISSUERS,
+                [],
+                sequence=1,
+                this_update=at,
+                next_update=at + 86400,
+                signer=leaf,
+                signer_certificate_der=cert,
+            )
+    audit_cert = remade_with_eku(
+        make_list_cert(root, leaf.public_key), [LEGACY_LIST_SIGNING_EKU], root
+    )
+    with pytest.raises(AnchorError, match="log-signing"):
+        audit_key_of(
+            Anchor("audit-1.pem", pem(audit_cert)), root_keys([Anchor("r.pem", pem(root_der))])
+        )
+
+
+def test_a_pre_15_audit_certificate_still_anchors_the_log() -> None:
+    """Migration: the audit key's certificate from a ceremony before issue #15 (old 2.25
+    log-signing OID) still names the key that signed the log's checkpoints."""
+    root, audit_key = SoftwareSigner.generate(), SoftwareSigner.generate()
+    root_der = make_root(root)
+    new = make_list_cert(
+        root, audit_key.public_key, extended_key_usage=[LOG_SIGNING_EKU], subject=LIST_NAME
+    )
+    old = remade_with_eku(new, [LEGACY_LOG_SIGNING_EKU], root)
+    roots = root_keys([Anchor("root-1.pem", pem(root_der))])
+    for der in (new, old):
+        assert audit_key_of(Anchor("audit-1.pem", pem(der)), roots) == audit_key.public_key
