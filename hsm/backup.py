@@ -2,8 +2,13 @@
 
 The backup secret (32 random bytes) never exists whole outside a ceremony: it is split into
 M-of-N custodian shares (``hsm.custody``). From it HKDF-SM3 derives a wrapping key and a MAC
-key. The token wraps each key (``C_WrapKey``, AES key wrap with padding) under the wrapping
-key; the archive lists each key's label, kind, public point or check value and wrapped form,
+key. Each key is wrapped (AES key wrap with padding) under the wrapping key: by the token
+(``C_WrapKey``) for a key made before issue #15, and for a ``CKA_WRAP_WITH_TRUSTED`` key by the
+token under its trusted wrapping key, then on the host under the backup's key
+(``KeyStore.wrap_under``; the same bytes either way). A ``CKA_EXTRACTABLE=FALSE`` key cannot be
+backed up: the backup is refused, naming it. Restored keys are installed the way the target
+token makes keys (``CKA_WRAP_WITH_TRUSTED`` when it holds a trusted wrapping key). The
+archive lists each key's label, kind, public point or check value and wrapped form,
 and carries an HMAC-SM3 over all of it. Restore needs the quorum, checks the MAC, unwraps every
 key into the new token (all or nothing), and proves each one: an SM2 key by signing a challenge
 verified with the archived public key, an SM4 key by its check value.
@@ -28,14 +33,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any, Final, cast
+from typing import Any, Final
 
 import pkcs11
 from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap_with_padding
-from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
-from pkcs11.types import Key, WrapMixin
+from pkcs11 import Attribute, ObjectClass
 
 from hsm.crashpoints import crash_point
 from hsm.custody import combine_secret, split_secret
@@ -81,7 +85,9 @@ def backup_token(store: KeyStore, *, threshold: int, custodians: int) -> Backup:
     entries = []
     try:
         for key in keys:
-            wrapped = store.token.run(partial(_wrap_under, store=store, key=key, wrap_key=wrap_key))
+            # the token's C_WrapKey under a key of the backup's value, or, for a key that may
+            # leave only under the token's trusted key, that and a rewrap on the host (issue #15)
+            wrapped = store.wrap_under(key.uri, wrap_key)
             entry: dict[str, Any] = {
                 "label": key.label,
                 "kind": key.kind.value,
@@ -132,32 +138,6 @@ def _restore_markers(session: pkcs11.Session, package_ids: list[str]) -> None:
 
     for package_id in package_ids:
         session.create_object(replay_marker(bytes.fromhex(package_id)))
-
-
-def _wrap_under(
-    session: pkcs11.Session, *, store: KeyStore, key: TokenKey, wrap_key: bytearray
-) -> bytes:
-    wrapping = session.create_object(
-        {
-            Attribute.CLASS: ObjectClass.SECRET_KEY,
-            Attribute.KEY_TYPE: KeyType.AES,
-            Attribute.VALUE: bytes(wrap_key),
-            Attribute.TOKEN: False,
-            Attribute.SENSITIVE: True,
-            Attribute.EXTRACTABLE: False,
-            Attribute.WRAP: True,
-            Attribute.UNWRAP: False,
-        }
-    )
-    try:
-        target = store.find(session, key.uri)
-        return bytes(
-            cast(WrapMixin, wrapping).wrap_key(
-                cast(Key, target), mechanism=Mechanism.AES_KEY_WRAP_PAD
-            )
-        )
-    finally:
-        wrapping.destroy()
 
 
 @dataclass(frozen=True, slots=True)

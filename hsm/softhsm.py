@@ -8,6 +8,7 @@ made with Debian's ``softhsm2-util``. Nothing here touches the user's own tokens
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -50,15 +51,36 @@ def use_softhsm(folder: Path) -> Path:
     return conf
 
 
-def init_token(label: str, pin: str, so_pin: str) -> None:
+def wrap_file(label: str) -> Path:
+    """Where the host keeps the value of token ``label``'s trusted wrapping key: ``<label>.wrap``
+    in the SoftHSM2 folder, beside the config (and the embedded default's ``<label>.pin``)."""
+    if CONF_ENV not in os.environ:
+        raise TokenError("call use_softhsm(folder) before creating SoftHSM2 tokens")
+    return Path(os.environ[CONF_ENV]).parent / f"{token_label(label)}.wrap"
+
+
+def init_token(label: str, pin: str, so_pin: str, *, trusted_wrap: bool = True) -> None:
     """Initialise a fresh token in the configured SoftHSM2 folder and make it visible.
 
     The label is checked first (``hsm.names.token_label``, BadName exit 3): the embedded
     default keeps each token's PIN file beside it as ``<label>.pin``, so a label is a file name.
+
+    With ``trusted_wrap`` (the default) the security officer, while its PIN is at hand, also
+    creates the token's trusted wrapping key (``hsm.pkcs11.keys.create_trusted_wrap_key``,
+    CKA_TRUSTED=TRUE): its value is first written to ``<label>.wrap`` (mode 0600, atomically)
+    beside the config, then the object is created. Keys generated afterwards are
+    CKA_WRAP_WITH_TRUSTED and leave the token only under that key (docs/tokens.md,
+    "Extractability"). A second token under a label the folder already has gets none (the
+    first one's file is never overwritten); a cut between the token and its key leaves a
+    token without one, which works as tokens made before this did.
     """
+    from hsm.pkcs11.keys import create_trusted_wrap_key, fresh_trusted_wrap_value, wipe
+    from hsm.pkcs11.token import write_secret_file
+
     token_label(label)
     if CONF_ENV not in os.environ:
         raise TokenError("call use_softhsm(folder) before creating SoftHSM2 tokens")
+    taken = trusted_wrap and label in token_labels()
     result = subprocess.run(
         [
             softhsm_util(),
@@ -78,6 +100,18 @@ def init_token(label: str, pin: str, so_pin: str) -> None:
     if result.returncode != 0:
         raise TokenError(f"softhsm2-util could not create token {label!r}: {result.stderr.strip()}")
     rescan(find_module())
+    if not trusted_wrap or taken:
+        return
+    # softhsm2-util names the slot the new token went to: the SO session opens that one
+    slot = re.search(r"reassigned to slot (\d+)", result.stdout)
+    value = fresh_trusted_wrap_value()
+    try:
+        write_secret_file(wrap_file(label), value)  # the file first: never a key no one holds
+        create_trusted_wrap_key(
+            label, so_pin, value, slot_id=int(slot.group(1)) if slot is not None else None
+        )
+    finally:
+        wipe(value)
 
 
 def token_labels() -> list[str]:

@@ -24,7 +24,7 @@ import pkcs11.exceptions as p11e
 import pytest
 from pkcs11 import Attribute
 
-from hsm.pkcs11.keys import KeyStore
+from hsm.pkcs11.keys import TRUSTED_WRAP_LABEL, KeyStore
 from hsm.pkcs11.token import EnvPin, Token
 from hsm.softhsm import CONF_ENV, init_token, use_softhsm
 
@@ -58,13 +58,17 @@ def unique_label(prefix: str) -> str:
 
 @pytest.fixture
 def new_token(softhsm: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[NewToken]:
-    """``new_token(label_prefix="T") -> (Token, KeyStore, pin)``: a fresh, empty token."""
+    """``new_token(label_prefix="T") -> (Token, KeyStore, pin)``: a fresh, empty token (with
+    the security officer's trusted wrapping key unless ``trusted_wrap=False``: a token made
+    before issue #15)."""
     opened: list[Token] = []
 
-    def make(label_prefix: str = "T", *, pin: str | None = None) -> tuple[Token, KeyStore, str]:
+    def make(
+        label_prefix: str = "T", *, pin: str | None = None, trusted_wrap: bool = True
+    ) -> tuple[Token, KeyStore, str]:
         label = unique_label(label_prefix)
         pin = pin or f"pin-{secrets.token_hex(6)}"
-        init_token(label, pin, SO_PIN)
+        init_token(label, pin, SO_PIN, trusted_wrap=trusted_wrap)
         variable = f"JTCA_TEST_PIN_{uuid.uuid4().hex[:8].upper()}"
         monkeypatch.setenv(variable, pin)
         token = Token(label, EnvPin(variable))
@@ -74,6 +78,13 @@ def new_token(softhsm: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[NewTok
     yield make
     for token in opened:
         token.close()
+
+
+def _trusted(obj: pkcs11.Object) -> bool:
+    try:
+        return bool(obj[Attribute.TRUSTED])
+    except p11e.AttributeTypeInvalid:  # not a key
+        return False
 
 
 def _object_row(obj: pkcs11.Object) -> tuple[int, str, bytes | None]:
@@ -87,11 +98,17 @@ def _object_row(obj: pkcs11.Object) -> tuple[int, str, bytes | None]:
 @pytest.fixture
 def snapshot() -> Callable[[KeyStore], Snapshot]:
     """Every object a logged-in session sees in a token, as sorted (class, label, id) rows,
-    read directly through python-pkcs11: to prove that nothing was half-imported."""
+    read directly through python-pkcs11: to prove that nothing was half-imported. The
+    security officer's trusted wrapping key (made with the token, never by an operation) is
+    left out."""
 
     def take(store: KeyStore) -> Snapshot:
         def collect(session: pkcs11.Session) -> Snapshot:
-            return sorted(_object_row(obj) for obj in list(session.get_objects()))
+            return sorted(
+                _object_row(obj)
+                for obj in list(session.get_objects())
+                if not (obj[Attribute.LABEL] == TRUSTED_WRAP_LABEL and _trusted(obj))
+            )
 
         return store.token.run(collect)
 

@@ -4,7 +4,9 @@ collection, the private scalar is nowhere in the signing process's memory.
 The test installs a key of a known random scalar in a real SoftHSM2 token, then starts a fresh
 Python process (this file run as a script) that never sees the scalar: it opens the token, signs
 200 times on the host-assisted path (``TokenSigner`` -> ``KeyStore.sign_host_assisted``: the key
-wrapped out of the token under a one-use AES key, unwrapped here, used once, wiped), runs
+wrapped out of the token under a one-use AES key — or, in a token made since issue #15, under
+the token's trusted wrapping key, whose value is read from the host's ``.wrap`` file for each
+operation — unwrapped here, used once, wiped), runs
 ``gc.collect()`` and then blocks on a pipe. Blocked, it allocates nothing, so every block freed
 by the signing is still as it was left; the test reads that process's memory — every readable
 region of ``/proc/<pid>/maps`` through ``/proc/<pid>/mem`` — for the scalar in the three shapes
@@ -72,8 +74,9 @@ def _child(label: str, pin_variable: str, uri_text: str, mode: str, record_fd: s
     store = KeyStore(token)
     if mode == "wrap-only":  # the token's half alone: no plaintext reaches our code
         for _ in range(SIGNATURES):
-            _, transport = store.token.run(lambda s: _wrap_out(s, store.find(s, uri)))
-            wipe(transport)
+            out = store.token.run(lambda s: _wrap_out(s, store.find(s, uri)))
+            # the key that unwraps it: one-use, or the trusted key's value read from its file
+            wipe(out.transport if out.transport is not None else store._trusted_value(out.key_id))
     else:
         signer = TokenSigner(store, uri, vendor_mechanisms=())
         assert signer.path == SigningPath.HOST_ASSISTED
@@ -218,15 +221,23 @@ class Signer:
         return self.process.wait(timeout=60)
 
 
-@pytest.mark.parametrize("mode", ["host-assisted", "wrap-only"])
+@pytest.mark.parametrize(
+    ("mode", "trusted_wrap"),
+    [("host-assisted", False), ("wrap-only", False), ("host-assisted", True), ("wrap-only", True)],
+    ids=["host-assisted", "wrap-only", "trusted-host-assisted", "trusted-wrap-only"],
+)
 def test_no_copy_of_the_scalar_after_200_host_assisted_signatures(
-    new_token: NewToken, monkeypatch: pytest.MonkeyPatch, mode: str
+    new_token: NewToken, monkeypatch: pytest.MonkeyPatch, mode: str, trusted_wrap: bool
 ) -> None:
+    """With ``trusted_wrap`` the key is CKA_WRAP_WITH_TRUSTED and leaves the token under the
+    token's trusted wrapping key: no one-use key is made (that is checked), and the trusted
+    key's value is not looked for — SoftHSM2 holds it in its own memory as a live token object
+    (a public object, kept unencrypted), so copies of it there are the token's, not ours."""
     import secrets
 
     from hsm.pkcs11.keys import KeyKind
 
-    token, store, pin = new_token("ZERO")
+    token, store, pin = new_token("ZERO", trusted_wrap=trusted_wrap)
     scalar = bytearray(secrets.token_bytes(32))
     scalar[0] = (scalar[0] & 0x7F) | 0x40  # below the order n; its int has 9 digits
     needles = shapes(bytes(scalar))
@@ -241,7 +252,11 @@ def test_no_copy_of_the_scalar_after_200_host_assisted_signatures(
         hits = scan(signer.process.pid, needles)
         # the last transport keys (most likely still lying in freed memory) and a sample of
         # the others, as bytes and as AES key-schedule words (4-byte words byte-swapped)
-        chosen = {i: transports[i] for i in {*range(len(transports))[-16:], *range(0, 200, 20)}}
+        chosen = {
+            i: transports[i]
+            for i in {*range(len(transports))[-16:], *range(0, 200, 20)}
+            if i < len(transports)
+        }
         transport_needles = {
             f"transport-key-{i}{form}": (
                 key if form == "" else b"".join(key[j : j + 4][::-1] for j in range(0, 32, 4))
@@ -261,6 +276,10 @@ def test_no_copy_of_the_scalar_after_200_host_assisted_signatures(
         "the scan did not find copies made on purpose:\n" + where(control)
     )
     assert hits == [], f"copies of the private scalar after 200 {mode} operations:\n" + where(hits)
+    assert store.key_attributes(key.uri).wrap_with_trusted is trusted_wrap
+    if trusted_wrap:
+        assert transports == [], "a one-use transport key was made for a WRAP_WITH_TRUSTED key"
+        return
     assert len(transports) == SIGNATURES
     assert "transport-key-0" in {h["shape"] for h in control_transport}
     assert transport_hits == [], (
