@@ -98,7 +98,7 @@ def model_matches(pattern: str, model: str) -> bool:
 # makers' names are what their tokens report in CK_TOKEN_INFO.manufacturerID as far as could be
 # checked without the hardware: IBM EP11 from openCryptoki's EP11 token (manufacturer "IBM",
 # model "EP11"); the others are unconfirmed (docs/tokens.md) and must be checked against the
-# token (jtca token show, or pkcs11-tool -L) before relying on them.
+# token (pkcs11-tool -L prints them) before relying on them.
 # The shipped policy file repeats them; this is the fallback when no policy names any.
 DEFAULT_VENDOR_MECHANISMS: Final = (
     VendorMechanism("Sansec", 0x80008102, MechanismInput.MESSAGE, manufacturer="Sansec"),
