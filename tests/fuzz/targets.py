@@ -272,8 +272,7 @@ def _package_targets() -> list[Target]:
             )
         )
     transport = SM2PrivateKey.from_scalar((0x3002).to_bytes(32, "big"))
-    sealed = [bytes(read_package(s)[1]["tbs_package"]["envelope"]["sym_encrypted_key"].native)
-              for s in seeds]  # fmt: skip
+    sealed = [read_package(s)[1].sealed_key for s in seeds]  # the SM2Ciphers of the content keys
 
     def packages_read(data: bytes) -> None:
         read_package(data)
@@ -282,7 +281,7 @@ def _package_targets() -> list[Target]:
         verify_package(data, [sender.public_key])
 
     def packages_envelope(data: bytes) -> None:
-        transport.decrypt(data)  # the sealed envelope key, as import_key opens it
+        transport.decrypt(data)  # the sealed content key, as import_key opens it
 
     return [
         Target("packages.read", packages_read, seeds, kind="der"),

@@ -2,7 +2,9 @@
 
 - ``packages.read``: a package whose signature BIT STRING is empty raised IndexError from
   asn1crypto (``hsm.envelope.read_package`` caught only ValueError, TypeError, KeyError) —
-  an 'internal error' for a file a site hands the authority.
+  an 'internal error' for a file a site hands the authority. (Issue #15's GM/T 0010 packages
+  carry the signature in an OCTET STRING; the same empty BIT STRING is kept as a regression in
+  the SM2EnvelopedKey's Sm2EncryptedPrivateKey.)
 - ``packages.read``, ``lists.decode``: an identifier in the high-tag-number form with 70,000
   continuation octets took over 1 s of CPU in asn1crypto's parser (it builds the tag number
   octet by octet, quadratic); an INTEGER or OID the size of the file likewise; a package
@@ -37,12 +39,20 @@ def _children(data: bytes) -> list[bytes]:
     return parts
 
 
-def test_a_package_with_an_empty_signature_bit_string_is_refused_as_malformed() -> None:
-    tbs, algorithm, _signature = _children(PACKAGE)
-    data = der.tlv(der.SEQUENCE, tbs + algorithm + b"\x03\x00")
+def test_a_package_with_an_empty_bit_string_is_refused_as_malformed() -> None:
+    from hsm.envelope import _assemble
+
+    sm2_package = TARGETS["packages.read"].seeds[1]
+    info, parsed = read_package(sm2_package)
+    *fields, _encrypted_private_key = _children(parsed.content)
+    content = der.tlv(der.SEQUENCE, b"".join(fields) + b"\x03\x00")
+    data = _assemble(
+        parsed.content_type, content, parsed.signed_bytes, info.sender_key_id, parsed.signature_der
+    )
     with pytest.raises(PackageRefused) as refused:
         read_package(data)
     assert refused.value.reason == "malformed"
+    assert "SM2EnvelopedKey" in refused.value.message
 
 
 @pytest.mark.parametrize("where", [0, 4, 40])
