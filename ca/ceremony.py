@@ -448,6 +448,7 @@ def _generate(
     audit_record: KeyRecord | None,
     recorded: set[str],
 ) -> None:
+    from ca.signing import load_policy
     from ca.x509 import (
         LIST_SIGNING_EKU,
         LOG_SIGNING_EKU,
@@ -455,6 +456,8 @@ def _generate(
         key_identifier,
         self_signed_root,
     )
+
+    policy = load_policy()
 
     def years(n: int) -> datetime:
         return now + timedelta(days=365 * n)
@@ -467,7 +470,8 @@ def _generate(
                 {k.store.token.label for k in made.keys} | {where.token.label}
             ))  # fmt: skip
         crash_point(f"{OPERATION}:before-key")
-        key = where.generate_sm2(spec_label)
+        # a class whose policy forbids host-assisted use: CKA_EXTRACTABLE=FALSE (issue #15)
+        key = where.generate_sm2(spec_label, host_assisted=policy.host_assisted_allowed(key_class))
         made.keys.append(_Key(key_class, key, int(years(validity_years).timestamp()), where))
         crash_point(f"{OPERATION}:after-key")
         if made.progress is not None:
@@ -610,6 +614,8 @@ def _transcript(
                 "label": k.key.label,
                 "uri": str(k.key.uri),
                 "public_key": k.key.public_key.compressed.hex() if k.key.public_key else None,
+                # as the token reports them, read back after generation (issue #15)
+                "attributes": k.store.key_attributes(k.key.uri).as_pkcs11(),
             }
             for k in made.keys
         ],

@@ -35,7 +35,7 @@ from hsm.backup import Backup
 from hsm.custody import combine_secret, split_secret
 from hsm.envelope import export_key, import_key
 from hsm.errors import InvalidKey
-from hsm.pkcs11.keys import KeyKind, KeyStore, TokenKey
+from hsm.pkcs11.keys import KeyAttributes, KeyKind, KeyStore, TokenKey
 from hsm.pkcs11.token import PinSource, PromptPin, Token, pin_source_from_spec
 from hsm.pkcs11.uri import Pkcs11Uri, UriError
 from hsm.signer import Signer
@@ -62,6 +62,12 @@ def register(sub: Any) -> None:
     p = tsub.add_parser("list", help="token labels, or the keys of one token")
     common(p, token_required=False)
     p.set_defaults(handler=cmd_list)
+
+    p = tsub.add_parser(
+        "show", help="a token's keys with their extractability attributes, and its wrapping key"
+    )
+    common(p)
+    p.set_defaults(handler=cmd_show)
 
     p = tsub.add_parser("keygen", help="generate an SM2 key pair or an SM4 key in the token")
     common(p)
@@ -209,6 +215,58 @@ def cmd_list(args: argparse.Namespace) -> int:
         for k in rows
     )
     emit(args, {"token": args.token, "keys": rows}, text or "(no keys)")
+    return 0
+
+
+def extraction(attributes: KeyAttributes, trusted_key: bool) -> str:
+    """How a key can leave its token, from its attributes (docs/tokens.md, Extractability)."""
+    if not attributes.extractable:
+        return "never"  # CKA_EXTRACTABLE=FALSE: not even wrapped
+    if attributes.wrap_with_trusted:
+        return "trusted-key-only" if trusted_key else "trusted-key-only (the token has none)"
+    return "any-wrapping-key"  # a key made before the token had a trusted wrapping key
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    store = open_store(args)
+    status = store.trusted_wrap_status()
+    rows = []
+    lines = [f"token {args.token}"]
+    if status.present:
+        lines.append(
+            f"trusted wrapping key: present; its value on this host: {status.file} "
+            + ("(matches)" if status.file_matches else "(MISSING or not this token's)")
+        )
+    else:
+        lines.append(
+            "trusted wrapping key: none (a token made before issue #15): its extractable keys "
+            "leave it under a one-use key of the host's, which anyone with the PIN could also "
+            "make"
+        )
+    for key in store.list_keys():
+        attributes = store.key_attributes(key.uri)
+        how = extraction(attributes, status.present)
+        rows.append(key_json(key) | {"attributes": attributes.as_pkcs11(), "extraction": how})
+        flags = "  ".join(f"{name}={'TRUE' if on else 'FALSE'}" for name, on in (
+            ("CKA_EXTRACTABLE", attributes.extractable),
+            ("CKA_NEVER_EXTRACTABLE", attributes.never_extractable),
+            ("CKA_ALWAYS_SENSITIVE", attributes.always_sensitive),
+            ("CKA_LOCAL", attributes.local),
+            ("CKA_WRAP_WITH_TRUSTED", attributes.wrap_with_trusted),
+            ("CKA_SIGN", attributes.sign),
+            ("CKA_DECRYPT", attributes.decrypt),
+        ))  # fmt: skip
+        lines.append(f"{key.kind.value}  {key.label}  {key.uri}\n    {flags}\n    leaves: {how}")
+    data = {
+        "token": args.token,
+        "trusted_wrapping_key": {
+            "present": status.present,
+            "file": str(status.file) if status.file is not None else None,
+            "file_matches": status.file_matches,
+        },
+        "keys": rows,
+    }
+    emit(args, data, "\n".join(lines if rows else [*lines, "(no keys)"]))
     return 0
 
 
