@@ -2,8 +2,11 @@
 
 ``state/softhsm2/`` holds the SoftHSM2 config and token directory. Each token made here gets a
 random PIN stored beside it (``<label>.pin``, mode 0600) so the demo and a single-machine
-installation run unattended. That is the embedded default only: a real deployment names its
-module and tokens and takes PINs from the environment, a file, a prompt or a custodian quorum.
+installation run unattended, and the value of its trusted wrapping key (``<label>.wrap``, mode
+0600, written by ``hsm.softhsm.init_token``; docs/tokens.md, "Extractability"): keys made in it
+leave it only under that key, for the host-assisted path. That is the embedded default only: a
+real deployment names its module and tokens and takes PINs from the environment, a file, a
+prompt or a custodian quorum.
 """
 
 from __future__ import annotations

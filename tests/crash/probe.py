@@ -39,6 +39,8 @@ def main(state: Path) -> None:
                     (ObjectClass.SECRET_KEY, "secret-key"),
                 ):
                     for obj in session.get_objects({Attribute.CLASS: cls}):
+                        if cls == ObjectClass.SECRET_KEY and obj[Attribute.TRUSTED]:
+                            continue  # the SO's trusted wrapping key, made with the token (#15)
                         rows.append(
                             [str(obj[Attribute.LABEL]), bytes(obj[Attribute.ID]).hex(), name]
                         )
