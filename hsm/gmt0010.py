@@ -104,7 +104,7 @@ class RawContentInfo(core.Asn1Value):  # type: ignore[misc]
 def content_info(content_type: str, der: bytes) -> bytes:
     """``ContentInfo { contentType, content [0] EXPLICIT ANY }`` around one DER element (written
     here: asn1crypto does not put an explicit tag on an ``Any``)."""
-    oid = core.ObjectIdentifier(content_type).dump()
+    oid = bytes(core.ObjectIdentifier(content_type).dump())
     inner = _header(0xA0, len(der)) + der
     return _header(0x30, len(oid) + len(inner)) + oid + inner
 
