@@ -1135,14 +1135,17 @@ def _holder_province(holder: str) -> str:
     return holder if is_province_code(holder) else province_of(holder)
 
 
-def plan_import(engine: Engine, actor: Actor, data: bytes, *, now: int) -> ImportPlan:
+def plan_import(
+    engine: Engine, actor: Actor, data: bytes, *, now: int, accept_legacy: bool = False
+) -> ImportPlan:
     """The database's checks of a package before it is opened, each refusal with its reason:
     ``malformed``; ``unknown-package`` (not made here); ``replayed`` (imported before, naming
     who); ``bad-signature`` (not the bytes that were sent); a key no longer live; an officer
     the policy refuses, or one of another province than the recipient's (``deny/…``); a key
     not at the stage this package delivers it to; ``misaddressed`` (sealed to no transport key
-    of its recipient)."""
-    info, _ = read_package(data)
+    of its recipient); ``legacy-format`` (a package of before issue #15) unless
+    ``accept_legacy`` (migration only)."""
+    info, _ = read_package(data, accept_legacy=accept_legacy)
     package_id = info.package_id.hex()
     with Session(engine) as session:
         package = session.get(KeyPackageRecord, package_id)
@@ -1203,12 +1206,13 @@ def record_import(
     public_key: str | None,
     check_value: str | None,
     now: int,
+    accept_legacy: bool = False,
 ) -> Imported:
     """Record that a package was opened into its recipient's token as ``uri`` (here, or at the
     recipient's site, which reports it), audited. Every check of ``plan_import`` again, and:
     the object is in the token of the transport key the package is sealed to, under the key's
     label, with the key's check value or public point; the package was not imported meanwhile."""
-    plan = plan_import(engine, actor, data, now=now)
+    plan = plan_import(engine, actor, data, now=now, accept_legacy=accept_legacy)
     key = plan.key
     if token != plan.transport.token:
         raise PackageRefused(
@@ -1291,13 +1295,21 @@ def package_status(
 
 
 def import_package(
-    engine: Engine, vault: Vault, actor: Actor, data: bytes, *, now: int
+    engine: Engine,
+    vault: Vault,
+    actor: Actor,
+    data: bytes,
+    *,
+    now: int,
+    accept_legacy: bool = False,
 ) -> Imported:
-    """Open a package into its recipient's token and record the copy. Refused, with its reason:
-    anything ``hsm.envelope`` refuses, a package this authority did not make, one already
-    imported, and one for a key no longer live. (One process holding every token; a site uses
-    the same checks through the service: ``ca.site``.)"""
-    plan = plan_import(engine, actor, data, now=now)
+    """Open a package into its recipient's token — with its encryption key (a legacy row's
+    one key) — and record the copy; the sender's signing keys are trusted (a legacy row's one
+    key). Refused, with its reason: anything ``hsm.envelope`` refuses (a package of before
+    issue #15 unless ``accept_legacy``, migration only), a package this authority did not make,
+    one already imported, and one for a key no longer live. (One process holding every token;
+    a site uses the same checks through the service: ``ca.site``.)"""
+    plan = plan_import(engine, actor, data, now=now, accept_legacy=accept_legacy)
     store = vault.store(plan.transport.token)
     transport_uri = Pkcs11Uri.parse(plan.transport.uri)
     transport = TokenKey(
@@ -1313,6 +1325,7 @@ def import_package(
         transport_key=transport,
         trusted_senders=[point(s.signing_public_key) for s in plan.senders],
         label=plan.key.label,
+        accept_legacy=accept_legacy,
     )
     try:
         return record_import(
@@ -1324,6 +1337,7 @@ def import_package(
             public_key=installed.public_key.compressed.hex() if installed.public_key else None,
             check_value=installed.check_value.hex() if installed.check_value else None,
             now=now,
+            accept_legacy=accept_legacy,
         )
     except BaseException:
         with contextlib.suppress(KeyNotFound):  # no key without its record

@@ -45,6 +45,12 @@ def register(command: Any) -> None:
 
     q = command("import", "open key packages into the recipient's token", cmd_import)
     q.add_argument("package", type=Path, nargs="+")
+    q.add_argument(
+        "--accept-legacy-format",
+        action="store_true",
+        help="migration only: also read packages of the format before issue #15 (else they "
+        "are refused legacy-format, exit 4)",
+    )
     _site_token_options(q)
 
     q = command("packages", "fetch again a key's recorded package that awaits import", cmd_packages)
@@ -180,7 +186,11 @@ def cmd_import(args: argparse.Namespace) -> int:
             except OSError as exc:
                 raise BadInput(f"cannot read {path}: {exc.strerror}") from None
             try:
-                results.append(site.import_package(client, tokens, data))
+                results.append(
+                    site.import_package(
+                        client, tokens, data, accept_legacy=args.accept_legacy_format
+                    )
+                )
             except JtcaError as exc:
                 # say what was imported before the refusal, and which file was refused
                 for done in results:

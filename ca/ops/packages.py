@@ -299,6 +299,9 @@ AWAITING_DELIVERY = operation(
 # -- import -----------------------------------------------------------------------------------
 class PackageBytes(Model):
     data: bytes
+    # migration only: read a package of the format before issue #15 (hsm.envelope_legacy);
+    # else such a package is refused ``legacy-format``
+    accept_legacy: bool = False
 
 
 class ImportPlan(Model):
@@ -324,6 +327,7 @@ class ImportReport(Model):
     uri: str
     public_key: str | None = None  # SM2: the imported key's public point
     check_value: str | None = None  # SM4: its key check value
+    accept_legacy: bool = False  # migration only: the package is of the format before #15
 
 
 class ImportedKey(Model):

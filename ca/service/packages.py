@@ -277,7 +277,9 @@ def awaiting_delivery(ctx: Context, _req: Empty) -> ops.KeysAwaitingDelivery:
 # -- import ---------------------------------------------------------------------------------------
 @handles(ops.IMPORT_PLAN)
 def import_plan(ctx: Context, req: ops.PackageBytes) -> ops.ImportPlan:
-    plan = workflow.plan_import(ctx.engine, ctx.actor(), req.data, now=ctx.now())
+    plan = workflow.plan_import(
+        ctx.engine, ctx.actor(), req.data, now=ctx.now(), accept_legacy=req.accept_legacy
+    )
     return ops.ImportPlan(
         package=plan.package_id,
         key=plan.key.id or 0,
@@ -302,6 +304,7 @@ def report_import(ctx: Context, req: ops.ImportReport) -> ops.ImportedKey:
         public_key=req.public_key,
         check_value=req.check_value,
         now=ctx.now(),
+        accept_legacy=req.accept_legacy,
     )
     return ops.ImportedKey(
         key=done.key_id,

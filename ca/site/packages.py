@@ -376,14 +376,17 @@ def hand_on(
 
 
 # -- import ---------------------------------------------------------------------------------------
-def plan_import(client: Client, data: bytes) -> ops.ImportPlan:
+def plan_import(client: Client, data: bytes, *, accept_legacy: bool = False) -> ops.ImportPlan:
     """The service's checks of a package before it is opened (``malformed`` is refused here
-    already): the plan names the token, the transport key and the senders to trust."""
-    read_package(data)
-    return client.call(ops.IMPORT_PLAN, ops.PackageBytes(data=data))
+    already): the plan names the token, the transport key and the senders to trust.
+    ``accept_legacy``: migration only (a package of before issue #15)."""
+    read_package(data, accept_legacy=accept_legacy)
+    return client.call(ops.IMPORT_PLAN, ops.PackageBytes(data=data, accept_legacy=accept_legacy))
 
 
-def open_package(tokens: Tokens, plan: ops.ImportPlan, data: bytes) -> TokenKey:
+def open_package(
+    tokens: Tokens, plan: ops.ImportPlan, data: bytes, *, accept_legacy: bool = False
+) -> TokenKey:
     """Open the package into the token of the encryption key it is enveloped to (a legacy
     row's one key for an old package), with every check of ``hsm.envelope`` (trusted sender —
     the sender's signing keys —, signature, addressee, replay marker, check value)."""
@@ -401,6 +404,7 @@ def open_package(tokens: Tokens, plan: ops.ImportPlan, data: bytes) -> TokenKey:
         transport_key=transport,
         trusted_senders=[point(s) for s in plan.trusted_senders],
         label=plan.label,
+        accept_legacy=accept_legacy,
     )
 
 
@@ -412,6 +416,7 @@ def report_import(
     installed: TokenKey,
     *,
     journaled: bool = False,
+    accept_legacy: bool = False,
 ) -> ops.ImportedKey:
     """Report an opened package; if the service refuses the report, the key object and the
     package's replay marker are destroyed again (the package can be imported once the cause
@@ -423,6 +428,7 @@ def report_import(
         uri=str(installed.uri),
         public_key=installed.public_key.compressed.hex() if installed.public_key else None,
         check_value=installed.check_value.hex() if installed.check_value else None,
+        accept_legacy=accept_legacy,
     )
 
     def confirm() -> ops.ImportedKey | None:
@@ -456,18 +462,22 @@ def import_package(
     *,
     journal: SiteJournal | None = None,
     now: int | None = None,
+    accept_legacy: bool = False,
 ) -> ops.ImportedKey:
     """Plan, open into the site's token, report: one package. The site's journal holds a
     ``packages.import`` intent naming the token, the key's label, the ids that label had and
     the package, from before the unwrap until the report is answered. A rerun after a crash
-    whose import recovery reported (rolled forward) answers with the recorded import."""
+    whose import recovery reported (rolled forward) answers with the recorded import.
+    ``accept_legacy`` (``--accept-legacy-format``): migration only, a package of the format
+    before issue #15 is read (hsm.envelope_legacy); else it is refused ``legacy-format``."""
     journal = journal if journal is not None else journal_here()
     now = now if now is not None else int(time.time())
-    package = read_package(data)[0].package_id.hex()  # malformed: refused before anything
+    # malformed: refused before anything
+    package = read_package(data, accept_legacy=accept_legacy)[0].package_id.hex()
     subject = f"package {package}"
     recover_site_before(_context(client, tokens, journal, now), IMPORT_OP, subject)
     try:
-        plan = plan_import(client, data)
+        plan = plan_import(client, data, accept_legacy=accept_legacy)
     except ServiceError as exc:
         if exc.reason == "replayed":
             recovered = _recovered_import(client, journal, subject)
@@ -487,12 +497,13 @@ def import_package(
             "key": plan.key,
             "kind": plan.kind,
             "data": data.hex(),  # sealed to this site's transport key: safe to keep
+            "accept_legacy": accept_legacy,  # migration only: recovery reports it the same way
         },
         now=now,
     )
     try:
         crash_point("packages.import:before-unwrap")
-        installed = open_package(tokens, plan, data)
+        installed = open_package(tokens, plan, data, accept_legacy=accept_legacy)
     except JtcaError as exc:  # refused by the envelope's checks: nothing was installed
         journal.end(intent, state=ROLLED_BACK, outcome=f"refused: {exc}")
         raise
@@ -500,7 +511,9 @@ def import_package(
     intent = journal.note(intent, key_id=installed.key_id.hex(), uri=str(installed.uri))
     try:
         crash_point("packages.import:before-report")
-        done = report_import(client, tokens, plan, data, installed, journaled=True)
+        done = report_import(
+            client, tokens, plan, data, installed, journaled=True, accept_legacy=accept_legacy
+        )
     except JtcaError as exc:
         if installed.key_id.hex() not in _objects_labelled(store, plan.label):
             # refused (or not recorded): the key and the marker were destroyed again
@@ -688,6 +701,7 @@ def _recover_import(ctx: SiteContext, intent: SiteIntent) -> tuple[str, str]:
             if plan.get("kind") == "sm4"
             else None
         ),
+        accept_legacy=bool(plan.get("accept_legacy", False)),
     )
     try:
         done = client.call(ops.REPORT_IMPORT, report)

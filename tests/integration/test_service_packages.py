@@ -541,11 +541,8 @@ def test_a_legacy_transport_key_is_read_but_never_used_for_a_new_package(world: 
     before migration 0013) still opens a package sealed to it, and a package its one key signed
     still verifies; but no new package is signed by it or sealed to it: the delivery is refused
     naming the holder and the command that rotates it."""
-    from ca.citykeys import workflow
     from ca.citykeys.common import MINISTRY
-    from ca.signing import token_signer
-    from ca.store.models import KeyCopy, TransportKey
-    from policies.rules import Actor
+    from ca.store.models import TransportKey
 
     engine = world.runtime.engine
     province_store = world.province_site.store(PROVINCE_TOKEN)
@@ -583,39 +580,30 @@ def test_a_legacy_transport_key_is_read_but_never_used_for_a_new_package(world: 
         assert "transport key of the ministry" in message
         assert "legacy" in message
         assert f"jtca city transport-key --holder ministry --token {MINISTRY_TOKEN}" in message
-        # an old package, made before the rotation (signed by the ministry's one key, sealed to
-        # the province's one key), recorded as the old jtca did
+        # an old package, in the format before issue #15, made before the rotation (signed by
+        # the ministry's one key, sealed to the province's one key) and recorded then
         with transaction(engine) as session:
-            keys = {k.id: k for k in session.exec(select(CityKey))}
-            copies = {c.city_key_id: c for c in session.exec(select(KeyCopy))}
-            rows = {r.holder: r for r in session.exec(select(TransportKey))
-                    .all() if r.status == "active"}  # fmt: skip
-            session.expunge_all()
-        key = keys[world.keys[0]]
-        signer = token_signer(ministry_store, legacy_keys[MINISTRY].uri, "transport")
-        uri = Pkcs11Uri.parse(key.ministry_uri)
-        old_package = export_key(
-            ministry_store,
-            TokenKey(
-                uri,
-                KeyKind(key.kind),
-                key.label,
-                uri.id or b"",
-                SM2PublicKey.from_bytes(bytes.fromhex(key.public_key)) if key.public_key else None,
-                bytes.fromhex(key.check_value) if key.check_value else None,
-            ),
-            sender=signer,
-            recipient_transport_key=legacy_keys["440000"].public_key,  # type: ignore[arg-type]
-            recipient_name="440000",
+            key = next(k for k in session.exec(select(CityKey)) if k.id == world.keys[0])
+            session.expunge(key)
+        old_package = _old_format_package(
+            ministry_store, key, legacy_keys[MINISTRY], legacy_keys["440000"]
         )
-        root = Actor(id="mot-root-1", roles=frozenset({"ministry-root-officer"}), province=None)
-        hop = workflow.Hop(
-            key, MINISTRY, "440000", "delivered-to-province", rows[MINISTRY], rows["440000"],
-            copies[key.id],
-        )  # fmt: skip
-        workflow.record_delivery(engine, root, [(hop, old_package)], now=T0)
-    # read: the province opens it with its one key, the ministry's one key verifies it
-    imported = site.import_package(gd1, world.province_site, old_package)
+        _recorded_as_of_old(engine, key, old_package)
+    # refused unless the migration reader is asked for; then read: the province opens it with
+    # its one key, the ministry's one key verifies it
+    from hsm.envelope import PackageRefused
+
+    with pytest.raises(PackageRefused) as refused:  # refused at the site, before the service
+        site.import_package(gd1, world.province_site, old_package)
+    assert refused.value.reason == "legacy-format"
+    # and by the service, if a site skipped its own check
+    _refused(
+        lambda: gd1.call(ops.IMPORT_PLAN, ops.PackageBytes(data=old_package)),
+        422,
+        4,
+        "legacy-format",
+    )
+    imported = site.import_package(gd1, world.province_site, old_package, accept_legacy=True)
     assert (imported.label, imported.stage) == (key.label, "held-by-province")
     # the ministry rotates; the province's legacy key is still refused as a recipient
     world.clock.advance(60)  # new labels (transport-HOLDER-sign-YYYYmmddHHMMSS)
@@ -635,3 +623,86 @@ def test_a_legacy_transport_key_is_read_but_never_used_for_a_new_package(world: 
     assert {(h.sender_transport.legacy, h.recipient_transport.legacy) for h in plan.hops} == {
         (False, False)
     }
+
+
+def _old_format_package(
+    ministry: KeyStore, key: CityKey, sender: TokenKey, recipient: TokenKey
+) -> bytes:
+    """``key``'s package as the jtca before issue #15 made it (hsm.envelope_legacy's format:
+    SM4-ECB under a key sealed with SM2 to the recipient's one key, signed by the sender's one
+    key), from the ministry's copy."""
+    from datetime import UTC, datetime
+
+    from hsm import envelope_legacy as legacy
+    from hsm.envelope import key_id_of
+    from hsm.sm.sm2 import raw_to_der
+    from hsm.sm.sm4 import sm4_encrypt_block
+
+    assert sender.public_key is not None
+    assert recipient.public_key is not None
+    envelope_key = bytes(range(100, 116))
+
+    def seal(material: bytearray) -> bytes:
+        blocks = range(0, len(material), 16)
+        return b"".join(
+            sm4_encrypt_block(envelope_key, bytes(material[i : i + 16])) for i in blocks
+        )
+
+    check = bytes.fromhex(key.public_key if key.kind == "sm2" else key.check_value or "")
+    if key.kind == "sm2":
+        check = SM2PublicKey.from_bytes(check).compressed
+    tbs = legacy.KeyPackage(
+        {
+            "version": 1,
+            "package_id": sm3(key.label.encode())[:16],
+            "created_at": datetime.fromtimestamp(T0 - 50, UTC),
+            "sender_key_id": key_id_of(sender.public_key),
+            "recipient_key_id": key_id_of(recipient.public_key),
+            "recipient_name": "440000",
+            "key_kind": 1 if key.kind == "sm2" else 2,
+            "key_label": key.label,
+            "check_value": check,
+            "envelope": {
+                "sym_alg_id": {"algorithm": legacy.OID_SM4_ECB},
+                "sym_encrypted_key": recipient.public_key.encrypt(envelope_key),
+                "encrypted_key": ministry.with_key_material(
+                    Pkcs11Uri.parse(key.ministry_uri), seal
+                ),
+            },
+        }
+    )
+    from ca.signing import token_signer
+
+    signature = raw_to_der(token_signer(ministry, sender.uri, "transport").sign(tbs.dump()))
+    return legacy.SignedKeyPackage(
+        {
+            "tbs_package": tbs,
+            "signature_algorithm": {"algorithm": legacy.OID_SM2_WITH_SM3},
+            "signature": signature,
+        }
+    ).dump()
+
+
+def _recorded_as_of_old(engine: Any, key: CityKey, package: bytes) -> None:
+    """The old package's record, and its key delivered to the province, as the jtca before
+    issue #15 left them."""
+    import hashlib
+
+    from ca.store.models import KeyPackageRecord
+
+    with transaction(engine) as session:
+        session.add(
+            KeyPackageRecord(
+                package_id=sm3(key.label.encode())[:16].hex(),
+                city_key_id=key.id or 0,
+                sender="ministry",
+                recipient="440000",
+                sha256=hashlib.sha256(package).hexdigest(),
+                created_at=T0 - 50,
+                created_by="mot-root-1",
+                data=package,
+            )
+        )
+        row = session.exec(select(CityKey).where(CityKey.id == key.id)).one()
+        row.stage, row.delivered_at = "delivered-to-province", T0 - 50
+        session.add(row)
