@@ -70,7 +70,13 @@ def open_officer_ca(session: Session, store: KeyStore, *, now: int, actor: str) 
     if record is not None:
         return OfficerCa(record, token_signer(store, Pkcs11Uri.parse(record.key_uri), "officer-ca"))
     existing = [k for k in store.list_keys() if k.label == OFFICER_CA_LABEL]
-    key = existing[0] if existing else store.generate_sm2(OFFICER_CA_LABEL)
+    key = (
+        existing[0]
+        if existing
+        else store.generate_sm2(
+            OFFICER_CA_LABEL, host_assisted=load_policy().host_assisted_allowed("officer-ca")
+        )
+    )
     signer = token_signer(store, key.uri, "officer-ca")
     start = datetime.fromtimestamp(now, UTC)
     der = self_signed_root(
