@@ -37,7 +37,14 @@ def load_policy(path: Path | None = None) -> Policy:
 
 def vendor_mechanisms(policy: Policy) -> tuple[VendorMechanism, ...]:
     return tuple(
-        VendorMechanism(e.vendor, e.mechanism, MechanismInput(e.input), SignatureEncoding(e.output))
+        VendorMechanism(
+            e.vendor,
+            e.mechanism,
+            MechanismInput(e.input),
+            SignatureEncoding(e.output),
+            manufacturer=e.manufacturer,
+            model=e.model,
+        )
         for e in policy.vendor_mechanisms
     )
 
