@@ -35,7 +35,7 @@ from hsm import envelope_legacy as legacy
 from hsm import gmt0010 as gm
 from hsm.der_scan import costly_element
 from hsm.errors import InvalidKey, InvalidSignature, JtcaError
-from hsm.pkcs11.keys import KeyKind, KeyStore, TokenKey, wipe
+from hsm.pkcs11.keys import KeyKind, KeyStore, TokenKey, _fresh_key, wipe
 from hsm.signer import Signer
 from hsm.sm.sm2 import SM2PrivateKey, SM2PublicKey, der_to_raw, raw_to_der
 from hsm.sm.sm3 import sm3
@@ -108,7 +108,8 @@ def _sm4_cbc_decrypt(key: bytearray, iv: bytes, data: bytes, *, pad: bool) -> by
     out = bytearray(len(data) + SM4_BLOCK)
     try:
         n = dec.update_into(data, out)
-        n += dec.finalize_into(memoryview(out)[n:]) if hasattr(dec, "finalize_into") else 0
+        if dec.finalize():  # CBC without padding holds nothing back
+            raise PackageRefused("malformed", "SM4-CBC left bytes over")
         size = n
         if pad:
             last = out[n - 1]
@@ -159,7 +160,7 @@ def export_key(
         check_value = key.check_value
     recipient_id = key_id_of(recipient_transport_key)
     iv = secrets.token_bytes(SM4_BLOCK)
-    content_key = bytearray(secrets.token_bytes(SM4_KEY_SIZE))
+    content_key = _fresh_key(SM4_KEY_SIZE)  # libcrypto RAND into our buffer
     try:
 
         def seal(material: bytearray) -> bytes:

@@ -31,14 +31,13 @@ SM4-CBC in GM/T 0010 (``hsm.envelope``).
 
 from __future__ import annotations
 
-import secrets
 import struct
 from dataclasses import dataclass
 from typing import Final, cast
 
 from hsm import gmt0010 as gm
 from hsm.errors import InvalidKey, JtcaError
-from hsm.pkcs11.keys import KeyKind, KeyStore, TokenKey, wipe
+from hsm.pkcs11.keys import KeyKind, KeyStore, TokenKey, _fresh_key, wipe
 from hsm.sm.sm2 import SM2PrivateKey, SM2PublicKey
 from hsm.sm.sm4 import SM4_BLOCK, SM4_KEY_SIZE, sm4_decrypt_block, sm4_encrypt_block
 
@@ -96,7 +95,7 @@ def export_skf_blob(
     if key.kind != KeyKind.SM2 or key.public_key is None:
         raise InvalidKey(f"{key.uri}: an ENVELOPEDKEYBLOB carries an SM2 key pair (with its point)")
     public_key = key.public_key
-    symmetric = bytearray(secrets.token_bytes(SM4_KEY_SIZE))
+    symmetric = _fresh_key(SM4_KEY_SIZE)  # libcrypto RAND into our buffer
     try:
 
         def seal(scalar: bytearray) -> bytes:
