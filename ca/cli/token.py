@@ -74,6 +74,12 @@ def register(sub: Any) -> None:
     p.add_argument("--label", required=True)
     p.add_argument("--kind", choices=["sm2", "sm4"], required=True)
     p.add_argument("--transport", action="store_true", help="an SM2 key that opens packages")
+    p.add_argument(
+        "--class",
+        dest="key_class",
+        metavar="CLASS",
+        help="the policy's key class: host_assisted = false makes the key CKA_EXTRACTABLE=FALSE",
+    )
     p.set_defaults(handler=cmd_keygen)
 
     p = tsub.add_parser("destroy", help="destroy a key's material (the record stays elsewhere)")
@@ -271,13 +277,26 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
+    host_assisted = True
+    if args.key_class is not None:
+        from ca.signing import load_policy
+
+        policy = load_policy()
+        if args.key_class not in policy.key_classes:
+            known = ", ".join(sorted(policy.key_classes))
+            raise BadInput(
+                f"--class {args.key_class[:40]!r}: the policy has no such class ({known})"
+            )
+        host_assisted = policy.host_assisted_allowed(args.key_class)
+    if args.kind == "sm2" and args.transport and not host_assisted:
+        raise BadInput("--transport: a key that opens packages must be usable on the host")
     store = open_store(args)
     if args.kind == "sm2":
-        key = store.generate_sm2(args.label, decrypt=args.transport)
+        key = store.generate_sm2(args.label, decrypt=args.transport, host_assisted=host_assisted)
     else:
         if args.transport:
             raise BadInput("--transport applies to SM2 keys only")
-        key = store.generate_sm4(args.label)
+        key = store.generate_sm4(args.label, host_assisted=host_assisted)
     data = key_json(key)
     emit(args, data, f"generated {data['kind']} key {data['uri']}")
     return 0

@@ -355,3 +355,53 @@ def test_token_show_prints_each_keys_attributes(tmp_path: Path) -> None:
     # without the host's file, show says so
     wrap.rename(tmp_path / "SHOW.wrap.away")
     assert "(MISSING or not this token's)" in jtca("show", "--token", "SHOW")
+
+
+def test_token_keygen_takes_the_class_from_the_policy(
+    new_token: NewToken, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``jtca token keygen --class``: a class whose policy forbids host-assisted use gets a key
+    that never leaves the token (in this process, with a policy that forbids it)."""
+    import argparse
+
+    import ca.signing
+    from ca.cli.token import cmd_keygen
+    from ca.errors import BadInput
+    from hsm.pkcs11.token import find_module
+
+    token, store, pin = new_token("KEYGENCLS")
+    monkeypatch.setenv("JTCA_KEYGEN_PIN", pin)
+    shipped = ca.signing.load_policy()
+    classes = dict(shipped.key_classes)
+    classes["list-signing"] = dataclasses.replace(classes["list-signing"], host_assisted=False)
+    forbidding = dataclasses.replace(shipped, key_classes=classes)
+    monkeypatch.setattr(ca.signing, "load_policy", lambda path=None: forbidding)
+
+    def keygen(label: str, kind: str, key_class: str, transport: bool = False) -> dict[str, Any]:
+        args = argparse.Namespace(
+            token=token.label,
+            module=str(find_module()),
+            pin_source="env:JTCA_KEYGEN_PIN",
+            label=label,
+            kind=kind,
+            transport=transport,
+            key_class=key_class,
+            json=True,
+        )
+        assert cmd_keygen(args) == 0
+        return cast(dict[str, Any], json.loads(capsys.readouterr().out))
+
+    never = keygen("never", "sm2", "list-signing")
+    sm4 = keygen("never-sm4", "sm4", "list-signing")
+    usable = keygen("usable", "sm2", "ministry-root")
+    by_label = {k.label: k for k in store.list_keys()}
+    assert store.key_attributes(by_label["never"].uri).never_extractable is True
+    assert store.key_attributes(by_label["never-sm4"].uri).never_extractable is True
+    assert sm4["check_value"] is None
+    assert store.key_attributes(by_label["usable"].uri).wrap_with_trusted is True
+    assert never["uri"] != usable["uri"]
+    with pytest.raises(BadInput) as refused:
+        keygen("nope", "sm2", "no-such-class")
+    assert "no such class" in refused.value.message
+    with pytest.raises(BadInput):  # a key that opens packages is opened on the host
+        keygen("nope", "sm2", "list-signing", transport=True)
