@@ -157,6 +157,7 @@ def complete(
         write_credentials(state, credentials)
         say("jtca demo: the day's work, as signed requests of the officers…")
         _days_work(desk, credentials)
+        _show_transport_keys(desk, credentials, say)
         credentials = replace(credentials, stage="complete")
         write_credentials(state, credentials)
     return credentials
@@ -251,6 +252,29 @@ def _enrol_by_request(
         officer_ops.Decision(id=pending.id, approve=True, at=at, signature=signature),
     )
     return _enrolled(officer, decided, pending.subject)
+
+
+TRANSPORT_HOLDERS: Final = ("ministry", "440000", "440100", "440300", "440600")
+
+
+def _show_transport_keys(
+    desk: _Desk, credentials: DemoCredentials, say: Callable[[str], None]
+) -> None:
+    """Each demo holder's transport keys, both halves (issue #15): the signing key its
+    packages are signed with and the encryption key packages for it are enveloped to."""
+    from ca.ops import packages as package_ops
+
+    gd1 = desk.as_officer(credentials.officer("gd-1"))
+    say("jtca demo: transport keys (a signing and an encryption key pair per holder):")
+    for holder in TRANSPORT_HOLDERS:
+        row = gd1.call(package_ops.TRANSPORT_KEY, package_ops.Holder(holder=holder)).active
+        if row is None:
+            continue
+        if row.legacy or row.sign_uri is None:
+            say(f"  {holder:8} legacy (one key signs and decrypts): {row.uri}")
+            continue
+        say(f"  {holder:8} sign {row.sign_uri}")
+        say(f"  {'':8} enc  {row.uri}")
 
 
 def _days_work(desk: _Desk, credentials: DemoCredentials) -> None:

@@ -141,6 +141,11 @@ def test_jtca_demo_no_console_seeds_through_the_embedded_service(tmp_path: Path)
         assert first.stderr == ""
         assert f"jtca demo: seeding {state}" in first.stdout
         assert "11 officers' personal tokens" in first.stdout
+        # every holder's transport keys, both halves (issue #15)
+        assert "transport keys (a signing and an encryption key pair per holder)" in first.stdout
+        for holder, token in (("ministry", "MOT-KEYS"), ("440100", "GZ-KEYS")):
+            assert f"pkcs11:token={token};object=transport-{holder}-sign-" in first.stdout
+            assert f"pkcs11:token={token};object=transport-{holder}-enc-" in first.stdout
         assert "sign-in secrets for the demo officers" in first.stdout
         # the service wrote the database and its tokens; the client marked the folder, made the
         # officers' tokens and completed the credentials file
