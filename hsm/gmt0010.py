@@ -13,8 +13,9 @@ for what a key package needs, RFC 5652 (CMS) fills the gap, as GM/T 0010 itself 
   keys have no certificates, so ``issuerAndSerialNumber`` cannot name them. The key identifier is
   SM3 of the compressed public point (``hsm.envelope.key_id_of``). SignedData and EnvelopedData
   keep GM/T 0010's version 1.
-- jtca's own authenticated attributes and the content type of an SM2EnvelopedKey sit under a
-  private arc, ``JTCA_ARC`` below: a PLACEHOLDER (every arc below 2^32) until an arc is assigned.
+- jtca's own authenticated attributes and the content type of an SM2EnvelopedKey sit under the
+  arcs ``hsm.oids`` reserves for them: PLACEHOLDERS (every arc below 2^32) until an arc is
+  assigned.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from __future__ import annotations
 from typing import Final
 
 from asn1crypto import core, parser  # untyped: the ASN.1 classes below subclass Any
+
+from hsm.oids import CONTENT_TYPE_ARC, KEY_PACKAGE_ATTRIBUTE_ARC
 
 # -- GM/T 0006-2012 -----------------------------------------------------------------------------
 OID_SM2_SIGN: Final = "1.2.156.10197.1.301.1"  # SM2-1 digital signature
@@ -39,20 +42,17 @@ OID_CONTENT_TYPE: Final = "1.2.840.113549.1.9.3"
 OID_MESSAGE_DIGEST: Final = "1.2.840.113549.1.9.4"
 OID_SIGNING_TIME: Final = "1.2.840.113549.1.9.5"
 
-# -- jtca's private arc: a PLACEHOLDER ----------------------------------------------------------
-# A private-enterprise-style arc with every arc below 2^32 (X.660; what pkilint and 32-bit
-# parsers accept), chosen by jtca and not assigned by IANA or the ministry. ``.15`` is this issue,
-# ``.15.1`` key packages. To be replaced, with a version bump of the package, once an arc is
-# assigned; nothing outside jtca needs to understand these attributes to open a package.
-JTCA_ARC: Final = "1.3.6.1.4.1.61455"
-_PKG: Final = JTCA_ARC + ".15.1"
-OID_JTCA_SM2_ENVELOPED_KEY: Final = _PKG + ".1"  # content type of a GM/T 0009 SM2EnvelopedKey
-OID_ATTR_PACKAGE_ID: Final = _PKG + ".2.1"  # OCTET STRING (SIZE (16))
-OID_ATTR_RECIPIENT_NAME: Final = _PKG + ".2.2"  # UTF8String
-OID_ATTR_RECIPIENT_KEY_ID: Final = _PKG + ".2.3"  # OCTET STRING (SIZE (32)): SM3(point)
-OID_ATTR_KEY_KIND: Final = _PKG + ".2.4"  # INTEGER { sm2(1), sm4(2) }
-OID_ATTR_KEY_LABEL: Final = _PKG + ".2.5"  # UTF8String
-OID_ATTR_CHECK_VALUE: Final = _PKG + ".2.6"  # OCTET STRING: SM4 KCV (3) or SM2 point (33)
+# -- jtca's own OIDs: PLACEHOLDERS under hsm.oids.JTCA_ARC ------------------------------------
+# hsm/oids.py keeps every jtca OID (RFC 5612's documentation PEN, every arc below 2^32) until the
+# ministry assigns an arc; it reserves ``.2`` for key-package attributes and ``.3`` for content
+# types. Nothing outside jtca needs to understand these attributes to open a package.
+OID_JTCA_SM2_ENVELOPED_KEY: Final = CONTENT_TYPE_ARC + ".1"  # content type of an SM2EnvelopedKey
+OID_ATTR_PACKAGE_ID: Final = KEY_PACKAGE_ATTRIBUTE_ARC + ".1"  # OCTET STRING (SIZE (16))
+OID_ATTR_RECIPIENT_NAME: Final = KEY_PACKAGE_ATTRIBUTE_ARC + ".2"  # UTF8String
+OID_ATTR_RECIPIENT_KEY_ID: Final = KEY_PACKAGE_ATTRIBUTE_ARC + ".3"  # OCTET STRING (32)
+OID_ATTR_KEY_KIND: Final = KEY_PACKAGE_ATTRIBUTE_ARC + ".4"  # INTEGER { sm2(1), sm4(2) }
+OID_ATTR_KEY_LABEL: Final = KEY_PACKAGE_ATTRIBUTE_ARC + ".5"  # UTF8String
+OID_ATTR_CHECK_VALUE: Final = KEY_PACKAGE_ATTRIBUTE_ARC + ".6"  # SM4 KCV (3) / SM2 point (33)
 
 VERSION_GM: Final = 1  # SignedData, EnvelopedData (GM/T 0010)
 VERSION_SIGNER_SKI: Final = 3  # SignerInfo with subjectKeyIdentifier (RFC 5652 §5.3)

@@ -7,8 +7,9 @@
 # Writes TEST KEYS ONLY (sender-sign.pem, recipient-enc.pem, city-sm2.pem, city-sm4.hex) unless
 # they already exist in OUTPUT_DIR, and the packages package-sm4.der and package-sm2.der.
 # The OIDs: GM/T 0006 (SM2 1.2.156.10197.1.301.1/.3, SM3 .1.401, SM4-CBC .1.104.2, GM/T 0010
-# content types 1.2.156.10197.6.1.4.2.x), PKCS #9 attributes, jtca's placeholder arc
-# 1.3.6.1.4.1.61455.15.1 (hsm/gmt0010.py).
+# content types 1.2.156.10197.6.1.4.2.x), PKCS #9 attributes, and jtca's PLACEHOLDER arcs
+# (hsm/oids.py: 1.3.6.1.4.1.32473.86, under RFC 5612's documentation PEN): .2.x the package
+# attributes, .3.1 the content type of an SM2EnvelopedKey.
 set -eu
 OUT=${1:-$(dirname "$0")}
 mkdir -p "$OUT"
@@ -18,7 +19,8 @@ trap 'rm -rf "$WORK"' EXIT
 cd "$WORK"
 SIGNING_TIME=${SIGNING_TIME:-$(date -u +%y%m%d%H%M%SZ)}  # UTCTime YYMMDDHHMMSSZ
 RECIPIENT_NAME=${RECIPIENT_NAME:-vector province}
-ARC=1.3.6.1.4.1.61455.15.1
+ATTR=1.3.6.1.4.1.32473.86.2
+SM2_ENVELOPED_KEY=1.3.6.1.4.1.32473.86.3.1
 
 hex() { od -An -v -tx1 | tr -d ' \n'; }          # stdin bytes -> lowercase hex
 unhex() { sed 's/\([0-9a-fA-F][0-9a-fA-F]\)/\\\\x\1/g' | xargs printf; }  # hex -> bytes
@@ -91,7 +93,7 @@ CNF
     x=$(printf '%s' "$point" | cut -c 3-66)
     prefix=$(( $(printf '%d' "0x$(printf '%s' "$point" | cut -c 129-130)") % 2 + 2 ))
     check=0$prefix$x                                             # the compressed point
-    content_type=$ARC.1
+    content_type=$SM2_ENVELOPED_KEY
     # the SM2Cipher's four fields, as asn1parse prints them, to write it inside the SEQUENCE
     openssl asn1parse -inform DER -in ck.sm2 > ck.txt
     c1x=$(awk -F: '/INTEGER/ {print $NF; exit}' ck.txt)
@@ -145,32 +147,32 @@ values=SET:signingTimeValue
 [signingTimeValue]
 v=UTCTIME:$SIGNING_TIME
 [packageId]
-type=OID:$ARC.2.1
+type=OID:$ATTR.1
 values=SET:packageIdValue
 [packageIdValue]
 v=FORMAT:HEX,OCTETSTRING:$package_id
 [recipientName]
-type=OID:$ARC.2.2
+type=OID:$ATTR.2
 values=SET:recipientNameValue
 [recipientNameValue]
 v=FORMAT:UTF8,UTF8String:$RECIPIENT_NAME
 [recipientKeyId]
-type=OID:$ARC.2.3
+type=OID:$ATTR.3
 values=SET:recipientKeyIdValue
 [recipientKeyIdValue]
 v=FORMAT:HEX,OCTETSTRING:$RECIPIENT_ID
 [keyKind]
-type=OID:$ARC.2.4
+type=OID:$ATTR.4
 values=SET:keyKindValue
 [keyKindValue]
 v=INTEGER:$kind_value
 [keyLabel]
-type=OID:$ARC.2.5
+type=OID:$ATTR.5
 values=SET:keyLabelValue
 [keyLabelValue]
 v=FORMAT:UTF8,UTF8String:$label
 [checkValue]
-type=OID:$ARC.2.6
+type=OID:$ATTR.6
 values=SET:checkValueValue
 [checkValueValue]
 v=FORMAT:HEX,OCTETSTRING:$check
