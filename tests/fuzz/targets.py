@@ -249,6 +249,43 @@ class _SoftStore:
         return use(bytearray(self.material))
 
 
+def _legacy_seed(sender: SoftwareSigner) -> bytes:
+    """A package in the format before issue #15, as the old export_key wrote it (fixed bytes
+    but for the signature): the seed of the migration-only reader's target."""
+    from hsm import envelope_legacy as legacy
+    from hsm.envelope import key_id_of
+    from hsm.sm.sm2 import raw_to_der
+
+    recipient = _signer(0x3002).public_key
+    tbs = legacy.KeyPackage(
+        {
+            "version": 1,
+            "package_id": bytes(range(16)),
+            "created_at": _moment(NOW),
+            "sender_key_id": key_id_of(sender.public_key),
+            "recipient_key_id": key_id_of(recipient),
+            "recipient_name": "广东省",
+            "key_kind": 2,
+            "key_label": "city-440300-k1",
+            "check_value": bytes(3),
+            "envelope": {
+                "sym_alg_id": {"algorithm": legacy.OID_SM4_ECB},
+                "sym_encrypted_key": recipient.encrypt(bytes(16)),
+                "encrypted_key": bytes(16),
+            },
+        }
+    )
+    signature = raw_to_der(sender.sign(tbs.dump()))
+    seed: bytes = legacy.SignedKeyPackage(
+        {
+            "tbs_package": tbs,
+            "signature_algorithm": {"algorithm": legacy.OID_SM2_WITH_SM3},
+            "signature": signature,
+        }
+    ).dump()
+    return seed
+
+
 def _package_targets() -> list[Target]:
     from hsm.pkcs11.keys import KeyKind
     from hsm.sm.sm4 import sm4_key_check_value
@@ -283,10 +320,16 @@ def _package_targets() -> list[Target]:
     def packages_envelope(data: bytes) -> None:
         transport.decrypt(data)  # the sealed content key, as import_key opens it
 
+    def packages_legacy(data: bytes) -> None:
+        # the migration-only reader of the old format (hsm.envelope_legacy), as import_key
+        # reaches it with accept_legacy=True
+        verify_package(data, [sender.public_key], accept_legacy=True)
+
     return [
         Target("packages.read", packages_read, seeds, kind="der"),
         Target("packages.verify", packages_verify, seeds, kind="der"),
         Target("packages.envelope", packages_envelope, sealed),
+        Target("packages.legacy", packages_legacy, [_legacy_seed(sender)], kind="der"),
     ]
 
 

@@ -124,3 +124,19 @@ def test_the_scan_stops_at_the_end_of_the_first_element() -> None:
     with pytest.raises(ListContentError) as refused:
         decode_signed_list(SIGNED_LIST + b"\x1f" + b"\xff" * 1000)
     assert "trailing data" in str(refused.value)
+
+
+def test_the_legacy_seed_is_an_old_package_the_migration_reader_takes() -> None:
+    """The ``packages.legacy`` target fuzzes the migration-only reader from a real old package:
+    refused ``legacy-format`` without the flag, read with it; bytes that only look old (a
+    SEQUENCE opening with a SEQUENCE) are ``malformed``, never ``legacy-format``."""
+    target = TARGETS["packages.legacy"]
+    target.run(target.seeds[0])
+    with pytest.raises(PackageRefused) as refused:
+        read_package(target.seeds[0])
+    assert refused.value.reason == "legacy-format"
+    looks_old = der.tlv(der.SEQUENCE, der.tlv(der.SEQUENCE, b"\x02\x01\x01"))
+    for accept in (False, True):
+        with pytest.raises(PackageRefused) as refused:
+            read_package(looks_old, accept_legacy=accept)
+        assert refused.value.reason == "malformed"
