@@ -110,7 +110,15 @@ def looks_legacy(data: bytes) -> bool:
     return at < len(data) and data[at] == 0x30
 
 
-_ERRORS: Final = (ValueError, TypeError, KeyError, IndexError, OverflowError, AttributeError)
+_ERRORS: Final = (
+    ValueError,
+    TypeError,
+    KeyError,
+    IndexError,
+    OverflowError,
+    AttributeError,
+    RecursionError,
+)
 
 
 def read_legacy(data: bytes) -> LegacyPackage:
