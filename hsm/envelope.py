@@ -35,7 +35,7 @@ from hsm import envelope_legacy as legacy
 from hsm import gmt0010 as gm
 from hsm.der_scan import costly_element
 from hsm.errors import InvalidKey, InvalidSignature, JtcaError
-from hsm.pkcs11.keys import KeyKind, KeyStore, TokenKey, _fresh_key, wipe
+from hsm.pkcs11.keys import KeyKind, KeyStore, KeyUse, TokenKey, _fresh_key, wipe
 from hsm.signer import Signer
 from hsm.sm.sm2 import SM2PrivateKey, SM2PublicKey, der_to_raw, raw_to_der
 from hsm.sm.sm3 import sm3
@@ -584,7 +584,7 @@ def import_key(
         finally:
             wipe(content_key)
 
-    material = store.with_key_material(transport_key.uri, open_envelope)
+    material = store.with_key_material(transport_key.uri, open_envelope, purpose=KeyUse.DECRYPT)
     try:
         return _install(store, info, parsed, material, label or info.key_label)
     finally:

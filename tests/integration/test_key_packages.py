@@ -614,3 +614,16 @@ def test_sm2_decryption_refuses_tampered_or_misdirected_ciphertext() -> None:
         SM2PrivateKey.generate().decrypt(ciphertext)
     with pytest.raises(InvalidKey):
         key.decrypt(ciphertext[:-1])
+
+
+def test_a_signing_only_key_cannot_open_a_package(scene: Scene, snapshot: Snapshot) -> None:
+    """GM/T 0014/0015 keep a holder's signing and encryption keys apart: a package sealed (by
+    mistake or by an attacker) to the public point of a signing key (CKA_DECRYPT FALSE in the
+    token) does not open with it; the token's own attribute decides, not the caller."""
+    signing_only = scene.province.generate_sm2("province-signing-only")
+    assert signing_only.public_key is not None
+    package = scene.export(scene.city_sm4, recipient_transport_key=signing_only.public_key)
+    before = snapshot(scene.province)
+    with pytest.raises(TokenError, match="may not decrypt"):
+        scene.import_(package, transport_key=signing_only)
+    assert snapshot(scene.province) == before
