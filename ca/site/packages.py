@@ -62,6 +62,7 @@ R = TypeVar("R")
 
 DELIVER_OP: Final = "packages.deliver"  # the site journal's operations (ca.site.journal)
 IMPORT_OP: Final = "packages.import"
+REGISTER_TRANSPORT_OP: Final = "transport-key.register"  # a site's transport keys
 COMPLETED: Final = "completed"
 _DENIED: Final = "Not allowed by policy"  # ca.authorization.PolicyDenied's title
 
@@ -104,19 +105,64 @@ def _report(
 
 # -- transport keys -------------------------------------------------------------------------------
 def register_transport_key(
-    client: Client, tokens: Tokens, *, holder: str, token: str, now: int
+    client: Client,
+    tokens: Tokens,
+    *,
+    holder: str,
+    token: str,
+    now: int,
+    journal: SiteJournal | None = None,
 ) -> ops.TransportKeyInfo:
     """A holder's new transport keys — a signing key pair and an encryption key pair (issue
     #15) — : the ministry's are made by the service in the ministry token; a province's or a
     city's here, in the site's token ``token``, and only the public parts are registered, with
     the new signing key's signature over them (proof of possession). The holder's earlier keys
-    are retired; a refused report destroys both new key pairs again."""
+    are retired; a refused report destroys both new key pairs again.
+
+    The site's journal holds a ``transport-key.register`` intent naming the token, both labels
+    and the CKA_IDs each label already had, from before the first key is made until the report
+    is answered; the two new CKA_IDs are noted as soon as the keys exist."""
     if holder == ops.MINISTRY:
         return client.call(ops.MINISTRY_TRANSPORT_KEY, ops.MinistryTransportKey(token=token))
     if not token.strip() or len(token) > 32:
         raise BadInput(f"--token {token!r}: a token label of 1-32 characters")
+    journal = journal if journal is not None else journal_here()
+    subject = f"transport keys of {holder}"
+    recover_site_before(_context(client, tokens, journal, now), REGISTER_TRANSPORT_OP, subject)
     store = tokens.store(token)
-    pair = make_transport_pair(store, holder=holder, token=token, now=now)
+    labels = {half: ops.transport_key_label(holder, now, half) for half in (ops.SIGN, ops.ENC)}
+    intent = journal.begin(
+        REGISTER_TRANSPORT_OP,
+        subject,
+        {
+            "holder": holder,
+            "token": token,
+            "objects": [
+                {
+                    "half": half,
+                    "label": label,
+                    "existing_ids": sorted(_objects_labelled(store, label)),
+                    "id": None,  # drawn at random when the key is made: see progress.made
+                }
+                for half, label in labels.items()
+            ],
+        },
+        now=now,
+    )
+    try:
+        crash_point("transport-key.register:before-generate")
+        pair = make_transport_pair(store, holder=holder, token=token, now=now)
+    except BaseException as exc:  # what was made is destroyed again (make_transport_pair)
+        journal.end(intent, state=ROLLED_BACK, outcome=f"not made: {exc}")
+        raise
+    intent = journal.note(
+        intent,
+        made={
+            ops.SIGN: {"label": pair.sign.label, "id": pair.sign.key_id.hex()},
+            ops.ENC: {"label": pair.enc.label, "id": pair.enc.key_id.hex()},
+        },
+    )
+    crash_point("transport-key.register:after-generate")
     report = ops.SiteTransportKey(
         holder=holder,
         token=token,
@@ -134,7 +180,57 @@ def register_transport_key(
     def undo() -> None:
         pair.destroy(store)  # no key without its record
 
-    return _report(lambda: client.call(ops.REGISTER_TRANSPORT_KEY, report), confirm, undo)
+    try:
+        done = _report(
+            lambda: client.call(ops.REGISTER_TRANSPORT_KEY, report), confirm, undo, journaled=True
+        )
+    except JtcaError as exc:
+        if not _ours(store, intent):  # refused: both pairs were destroyed again
+            journal.end(intent, state=ROLLED_BACK, outcome=f"undone: {exc}")
+        raise  # else no answer: the intent stays open for recovery to settle
+    journal.end(intent, state=COMPLETED, outcome=f"registered: {done.sign_uri} and {done.uri}")
+    return done
+
+
+def _ours(store: KeyStore, intent: SiteIntent) -> dict[str, set[str]]:
+    """{label: CKA_IDs} of the objects under the intent's labels that were not there before."""
+    found: dict[str, set[str]] = {}
+    for planned in intent.plan.get("objects", []):
+        label = str(planned["label"])
+        new = set(_objects_labelled(store, label)) - set(planned.get("existing_ids", []))
+        if new:
+            found[label] = new
+    return found
+
+
+@site_recoverer(REGISTER_TRANSPORT_OP)
+def _recover_transport(ctx: SiteContext, intent: SiteIntent) -> tuple[str, str]:
+    """A registration of a holder's transport keys cut short: the objects under the two
+    planned labels that were not there before are this run's. If the service has the holder's
+    keys under those labels (the report was recorded, its answer lost) they are kept — rolled
+    forward; else both pairs are destroyed — rolled back (the holder registers again)."""
+    plan = intent.plan
+    token, holder = str(plan["token"]), str(plan["holder"])
+    store: KeyStore = ctx.vault().store(token)
+    ours = _ours(store, intent)
+    if not ours:
+        outcome = "nothing was left in the token"
+        ctx.journal.end(intent, state=ROLLED_BACK, outcome=outcome)
+        return ROLLED_BACK, outcome
+    client: Client = ctx.client()
+    active = client.call(ops.TRANSPORT_KEY, ops.Holder(holder=holder)).active
+    if active is not None and active.sign_uri is not None:
+        recorded = {Pkcs11Uri.parse(active.uri), Pkcs11Uri.parse(active.sign_uri)}
+        if {(u.token, u.object) for u in recorded} == {(token, label) for label in ours} and all(
+            (u.id or b"").hex() in ours.get(u.object or "", set()) for u in recorded
+        ):
+            outcome = f"the registration was recorded ({active.sign_uri}, {active.uri})"
+            ctx.journal.end(intent, state=ROLLED_FORWARD, outcome=outcome)
+            return ROLLED_FORWARD, outcome
+    destroyed = sum(_destroy_labelled(store, label, ids) for label, ids in ours.items())
+    outcome = f"not recorded: destroyed {destroyed} object(s) under {', '.join(sorted(ours))}"
+    ctx.journal.end(intent, state=ROLLED_BACK, outcome=outcome)
+    return ROLLED_BACK, outcome
 
 
 # -- delivery -------------------------------------------------------------------------------------
