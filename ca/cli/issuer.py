@@ -22,8 +22,8 @@ from ca.files import write_atomically
 def register(isub: Any) -> None:
     """Add the issuer-side subcommands to ``jtca issuer``."""
     q = isub.add_parser("request", help="a request for an interop certificate, signed by the key")
-    q.add_argument("--token", required=True, metavar="LABEL")
-    q.add_argument("--key", required=True, metavar="URI", help="the issuer's SM2 key")
+    q.add_argument("--token", metavar="LABEL", help="needed unless --key names its module and PIN")
+    q.add_argument("--key", required=True, metavar="URI", help="the issuer's SM2 key (RFC 7512)")
     q.add_argument("--module", metavar="PATH")
     q.add_argument("--pin-source", metavar="SPEC")
     q.add_argument("--issuer-id", required=True)
@@ -38,8 +38,8 @@ def register(isub: Any) -> None:
         help="issue a user certificate under an interop certificate and sign a ride "
         "with a fresh wallet key (test and demonstration codes)",
     )
-    q.add_argument("--token", required=True, metavar="LABEL")
-    q.add_argument("--key", required=True, metavar="URI", help="the issuer's SM2 key")
+    q.add_argument("--token", metavar="LABEL", help="needed unless --key names its module and PIN")
+    q.add_argument("--key", required=True, metavar="URI", help="the issuer's SM2 key (RFC 7512)")
     q.add_argument("--module", metavar="PATH")
     q.add_argument("--pin-source", metavar="SPEC")
     q.add_argument("--interop-cert", type=Path, required=True, help="the 117-byte certificate")
@@ -51,12 +51,12 @@ def register(isub: Any) -> None:
 
 
 def cmd_request(args: argparse.Namespace) -> int:
-    from ca.cli.token import open_store, parse_uri
+    from ca.cli.token import store_for_key
     from ca.requests import make_request
     from ca.signing import token_signer
 
-    store = open_store(args)
-    signer = token_signer(store, parse_uri(args.key, "--key"), "qr-issuer")
+    store, uri = store_for_key(args, args.key, "--key")
+    signer = token_signer(store, uri, "qr-issuer")
     der = make_request(
         signer, issuer_id=args.issuer_id, issuer_name=args.name, requested_expiry=args.expiry
     )
@@ -71,7 +71,7 @@ def cmd_request(args: argparse.Namespace) -> int:
 
 
 def cmd_make_qr(args: argparse.Namespace) -> int:
-    from ca.cli.token import open_store, parse_uri
+    from ca.cli.token import store_for_key
     from ca.qr.codec import decode_interop_certificate
     from ca.qr.image import render_png
     from ca.qr.issue import issue_user_certificate, sign_ride
@@ -82,8 +82,8 @@ def cmd_make_qr(args: argparse.Namespace) -> int:
         interop = decode_interop_certificate(args.interop_cert.read_bytes())
     except OSError as exc:
         raise BadInput(f"cannot read {args.interop_cert}: {exc.strerror}") from None
-    store = open_store(args)
-    issuer = token_signer(store, parse_uri(args.key, "--key"), "qr-issuer")
+    store, uri = store_for_key(args, args.key, "--key")
+    issuer = token_signer(store, uri, "qr-issuer")
     wallet = SoftwareSigner.generate()
     now = SystemClock().now()
     user_cert = issue_user_certificate(

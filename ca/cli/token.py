@@ -83,8 +83,8 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=cmd_keygen)
 
     p = tsub.add_parser("destroy", help="destroy a key's material (the record stays elsewhere)")
-    common(p)
-    p.add_argument("--key", required=True, metavar="URI")
+    common(p, token_required=False)
+    p.add_argument("--key", required=True, metavar="URI", help=KEY_URI_HELP)
     p.add_argument("--yes", action="store_true", help="confirm: this cannot be undone")
     p.set_defaults(handler=cmd_destroy)
 
@@ -143,11 +143,49 @@ def open_store(args: argparse.Namespace) -> KeyStore:
     return KeyStore(Token(args.token, pin, module=args.module))
 
 
+KEY_URI_HELP = (
+    "RFC 7512 URI of the key; with ?module-path=…&pin-source=file:… it names the key fully "
+    "and --token, --module and --pin-source are not needed"
+)
+
+
 def parse_uri(text: str, option: str) -> Pkcs11Uri:
+    from ca.signing import load_policy
+
     try:
-        return Pkcs11Uri.parse(text)
+        return Pkcs11Uri.parse(text, allow_pin_value=load_policy().pkcs11_uri.allow_pin_value)
     except UriError as exc:
         raise BadInput(f"{option}: {exc.message}") from None
+
+
+def store_for_key(args: argparse.Namespace, text: str, option: str) -> tuple[KeyStore, Pkcs11Uri]:
+    """The token and the key a ``--key`` URI names (issue #15, RFC 7512 §2.3).
+
+    A URI with query attributes (module-path or module-name, pin-source, or pin-value where
+    the policy allows it) names the key fully: its module is loaded, its token found and
+    logged in with its PIN; the options --token, --module and --pin-source must not say
+    otherwise. A URI without a query names a key in the token the options open, as before.
+    The URI returned is the key's name alone (no query): what records and audit entries hold.
+    """
+    from ca.signing import load_policy
+    from hsm.pkcs11.resolve import open_key
+
+    uri = parse_uri(text, option)
+    if not uri.has_query:
+        if args.token is None:
+            raise BadInput(
+                f"{option} {uri}: give --token, or name the module and PIN in the URI "
+                "(?module-path=/path/to/module.so&pin-source=file:/path/to/pin)"
+            )
+        return open_store(args), uri
+    if args.token is not None and args.token != uri.token:
+        raise BadInput(f"{option} names token {uri.token!r} but --token is {args.token!r}")
+    if args.module is not None or args.pin_source is not None:
+        raise BadInput(
+            f"{option} names its module and PIN in the URI: leave out --module and --pin-source"
+        )
+    opened = open_key(uri, allow_pin_value=load_policy().pkcs11_uri.allow_pin_value)
+    return opened.store, opened.uri
 
 
 def parse_point(text: str, option: str) -> SM2PublicKey:
@@ -305,8 +343,8 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 def cmd_destroy(args: argparse.Namespace) -> int:
     if not args.yes:
         raise BadInput("destroying key material cannot be undone: add --yes")
-    uri = parse_uri(args.key, "--key")
-    count = open_store(args).destroy(uri)
+    store, uri = store_for_key(args, args.key, "--key")
+    count = store.destroy(uri)
     emit(args, {"destroyed": str(uri), "objects": count}, f"destroyed {uri} ({count} objects)")
     return 0
 
