@@ -91,8 +91,21 @@ def register(sub: Any) -> None:
     p = tsub.add_parser("export", help="seal a key to another token as a signed key package")
     common(p)
     p.add_argument("--key", required=True, metavar="URI", help="the key to move")
-    p.add_argument("--sender-key", required=True, metavar="URI", help="the SM2 key that signs")
-    p.add_argument("--to", required=True, metavar="HEXPOINT", help="recipient transport key")
+    p.add_argument(
+        "--sender-key",
+        metavar="URI",
+        help="the SM2 signing key that signs the package (gmt format; not with skf)",
+    )
+    p.add_argument(
+        "--to", required=True, metavar="HEXPOINT", help="the recipient's encryption public key"
+    )
+    p.add_argument(
+        "--format",
+        choices=["gmt", "skf"],
+        default="gmt",
+        help="gmt: a GM/T 0010 key package, signed (default); skf: a GM/T 0016 "
+        "ENVELOPEDKEYBLOB for an SKF device (SM2 keys only, unsigned: send it beside the package)",
+    )
     p.add_argument("--recipient", required=True, metavar="NAME")
     p.add_argument("--out", required=True, type=Path)
     p.set_defaults(handler=cmd_export)
@@ -354,8 +367,26 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     store = open_store(args)
     key = find_key(store, parse_uri(args.key, "--key"))
-    sender: Signer = token_signer(store, parse_uri(args.sender_key, "--sender-key"), "transport")
     recipient = parse_point(args.to, "--to")
+    if args.format == "skf":
+        from hsm.skf import export_skf_blob
+
+        if args.sender_key is not None:
+            raise BadInput(
+                "--format skf: an ENVELOPEDKEYBLOB is not signed; leave out --sender-key"
+            )
+        if key.kind != KeyKind.SM2:
+            raise BadInput(
+                f"--format skf: {key.label} is an {key.kind} key; the blob holds SM2 keys"
+            )
+        blob = export_skf_blob(store, key, recipient_transport_key=recipient)
+        write_atomically(args.out, blob)
+        data = {"blob": str(args.out), "bytes": len(blob), "key": str(key.uri), "format": "skf"}
+        emit(args, data, f"wrote {args.out}: {key.label} as an SKF ENVELOPEDKEYBLOB")
+        return 0
+    if args.sender_key is None:
+        raise BadInput("--sender-key is required: a key package is signed by the sender")
+    sender: Signer = token_signer(store, parse_uri(args.sender_key, "--sender-key"), "transport")
     package = export_key(
         store, key, sender=sender, recipient_transport_key=recipient, recipient_name=args.recipient
     )

@@ -114,3 +114,49 @@ def test_pin_value_is_refused_unless_the_policy_allows_it(desk: Desk) -> None:
     assert "?" not in done["destroyed"]  # the name alone, never the query
     listed = json.loads(desk.run("token", "show", "--token", "ISSUER-1", "--json").stdout)
     assert "doomed" not in json.dumps(listed)
+
+
+def test_token_export_as_an_skf_blob(desk: Desk, tmp_path: Path) -> None:
+    """``jtca token export --format skf``: a city's SM2 key as a GM/T 0016 ENVELOPEDKEYBLOB for
+    an SKF device, opened by the device's encryption key (here a software key standing in for
+    the device) and checked d·G = PubKey; an SM4 key or a --sender-key is refused by name."""
+    from hsm.skf import open_skf_blob, read_skf_blob
+    from hsm.sm.sm2 import SM2PrivateKey
+
+    city = _keygen(desk, "city-qr-330100-g1")
+    sm4 = json.loads(
+        desk.run(
+            "token", "keygen", "--token", "ISSUER-1", "--label", "city-card", "--kind", "sm4",
+            "--json",
+        ).stdout
+    )  # fmt: skip
+    device = SM2PrivateKey.generate()
+    to = device.public_key.compressed.hex()
+    desk.env.pop("SOFTHSM2_CONF")
+    out = tmp_path / "city.skf"
+    done = json.loads(
+        desk.run(
+            "token", "export", "--token", "ISSUER-1", "--key", city["uri"], "--to", to,
+            "--format", "skf", "--recipient", "杭州 SKF", "--out", str(out), "--json",
+        ).stdout
+    )  # fmt: skip
+    assert done["format"] == "skf"
+    blob = read_skf_blob(out.read_bytes())
+    assert blob.public_key == SM2PublicKey.from_bytes(bytes.fromhex(city["public_key"]))
+    scalar = open_skf_blob(blob, device)
+    assert SM2PrivateKey.from_scalar_buffer(scalar).public_key == blob.public_key
+    # another device's key cannot open it
+    with pytest.raises(Exception, match=r"(?i)decrypt|open|key"):
+        open_skf_blob(blob, SM2PrivateKey.generate())
+
+    for extra, word in (
+        (["--key", sm4["uri"]], "SM2"),
+        (["--key", city["uri"], "--sender-key", city["uri"]], "not signed"),
+    ):
+        refused = desk.run(
+            "token", "export", "--token", "ISSUER-1", *extra, "--to", to, "--format", "skf",
+            "--recipient", "x", "--out", str(tmp_path / "no.skf"), ok=False,
+        )  # fmt: skip
+        assert refused.returncode != 0
+        assert word in refused.stderr
+        assert not (tmp_path / "no.skf").exists()
