@@ -140,6 +140,7 @@ def record_transport_key(
     sign_public_key: str,
     proof: str,
     now: int,
+    intent_id: int | None = None,
 ) -> TransportKey:
     """Record ``holder``'s new transport keys (made in its token: here, or at the holder's
     site, which reports only the public parts): the encryption key (``uri``, ``public_key``)
@@ -240,18 +241,39 @@ def record_transport_key(
             },
             at=now,
         )
+        if intent_id is not None:  # the registration's intent, settled with its record
+            intents.complete(session, intent_id, now=now, outcome="recorded")
         return detached(session, row)
 
 
 def register_transport_key(
-    engine: Engine, vault: Vault, actor: Actor, *, holder: str, token: str, now: int
+    engine: Engine,
+    vault: Vault,
+    actor: Actor,
+    *,
+    holder: str,
+    token: str,
+    now: int,
+    intent_id: int | None = None,
 ) -> TransportKey:
     """Generate the holder's transport keys in its token — a signing key pair and an
     encryption key pair (``make_transport_pair``) — and record them; a holder's earlier
-    transport keys are retired (packages already sealed to them still open)."""
+    transport keys are retired (packages already sealed to them still open). With
+    ``intent_id`` (``transport_intent_plan``'s intent) the two new CKA_IDs are noted as soon as
+    the keys exist and the intent is completed with the record."""
     check_transport_registration(actor, holder=holder, token=token, now=now)
     store = vault.store(token)
     pair = make_transport_pair(store, holder=holder, token=token, now=now)
+    if intent_id is not None:
+        intents.note(
+            engine,
+            intent_id,
+            made={
+                "sign": {"label": pair.sign.label, "id": pair.sign.key_id.hex()},
+                "enc": {"label": pair.enc.label, "id": pair.enc.key_id.hex()},
+            },
+        )
+    crash_point("transport-key.register:service-after-generate")
     try:
         return record_transport_key(
             engine,
@@ -264,10 +286,81 @@ def register_transport_key(
             sign_public_key=pair.sign_public_key,
             proof=pair.proof,
             now=now,
+            intent_id=intent_id,
         )
     except BaseException:
         pair.destroy(store)  # no key without its record
         raise
+
+
+TRANSPORT_INTENT: Final = "transport-key.register"  # the intent of the ministry's registration
+
+
+def transport_intent_plan(store: KeyStore, *, holder: str, token: str, now: int) -> dict[str, Any]:
+    """The plan of a registration made with a token the service holds (the ministry's): the
+    token, both labels and the CKA_IDs each label had before (the new ids are drawn at random
+    when the keys are made and noted then, ``progress.made``)."""
+    from ca.ops.packages import ENC, SIGN, transport_key_label
+
+    return {
+        "holder": holder,
+        "token": token,
+        "objects": [
+            {
+                "half": half,
+                "label": label,
+                "existing_ids": sorted({i.hex() for _, i in _labelled_objects(store, label)}),
+                "id": None,
+            }
+            for half in (SIGN, ENC)
+            for label in [transport_key_label(holder, now, half)]
+        ],
+    }
+
+
+def recover_transport_registration(
+    engine: Engine, store: KeyStore, intent: IntentRef, *, actor: str, now: int
+) -> None:
+    """A registration cut short: objects under the planned labels whose CKA_ID was not there
+    before are the run's. Recorded (a transport_key row names them): kept, rolled forward —
+    the record and the intent's completion are one transaction, so this is a crash after the
+    commit. Else destroyed, rolled back (the holder registers again). Audited in the settling
+    transaction; idempotent."""
+    ours: list[tuple[str, str, bytes]] = []
+    for planned in intent.plan.get("objects", []):
+        label = str(planned["label"])
+        before = set(planned.get("existing_ids", []))
+        ours += [(label, kind, i) for kind, i in _labelled_objects(store, label)
+                 if i.hex() not in before]  # fmt: skip
+    token = str(intent.plan["token"])
+    with Session(engine) as session:
+        recorded = {
+            (u.object, u.id)
+            for row in session.exec(
+                select(TransportKey).where(TransportKey.holder == intent.plan["holder"])
+            )
+            for u in (Pkcs11Uri.parse(row.uri), Pkcs11Uri.parse(row.sign_uri or row.uri))
+            if u.token == token
+        }
+    destroyed: list[str] = []
+    for label, kind, key_id in ours:
+        if (label, key_id) in recorded:
+            continue
+        uri = store.uri(label, key_id, kind)
+        with contextlib.suppress(KeyNotFound):  # a public half gone with its private key
+            store.destroy(uri)
+            destroyed.append(str(uri))
+    kept = any((label, key_id) in recorded for label, _, key_id in ours)
+    with transaction(engine) as session:
+        intents.settle(
+            session,
+            intent,
+            state=intents.ROLLED_FORWARD if kept else intents.ROLLED_BACK,
+            outcome="recorded; kept" if kept else f"not recorded: destroyed {len(destroyed)}",
+            now=now,
+            actor=actor,
+            details={"destroyed": destroyed},
+        )
 
 
 def dual(row: TransportKey, *, role: str) -> TransportKey:

@@ -70,11 +70,33 @@ def _sealed(s: workflow.Sealed) -> ops.SealedPackage:
 def ministry_transport_key(ctx: Context, req: ops.MinistryTransportKey) -> ops.TransportKeyInfo:
     actor, now = ctx.actor(), ctx.now()
     workflow.check_transport_registration(actor, holder=MINISTRY, token=req.token, now=now)
+    subject = f"transport keys of {MINISTRY}"
+    recover_before(ctx.runtime, workflow.TRANSPORT_INTENT, subject, now=now)
     with ctx.runtime.tokens(create=True) as vault:
-        row = workflow.register_transport_key(
-            ctx.engine, vault, actor, holder=MINISTRY, token=req.token, now=now
+        plan = workflow.transport_intent_plan(
+            vault.store(req.token), holder=MINISTRY, token=req.token, now=now
         )
+        intent = intents.begin(
+            ctx.engine, workflow.TRANSPORT_INTENT, subject, plan, actor=actor.id, now=now
+        )
+        try:
+            row = workflow.register_transport_key(
+                ctx.engine, vault, actor, holder=MINISTRY, token=req.token, now=now,
+                intent_id=intent.id,
+            )  # fmt: skip
+        except Exception as exc:  # refused or failed: the keys were destroyed again
+            intents.abandon(ctx.engine, intent.id, now=now, outcome=str(exc) or type(exc).__name__)
+            raise
     return _transport(row)
+
+
+@recoverer(workflow.TRANSPORT_INTENT)
+def _recover_transport(runtime: Runtime, intent: IntentRef, actor: str, now: int) -> None:
+    """The ministry's transport key registration cut short: both pairs kept if recorded, else
+    destroyed (``workflow.recover_transport_registration``)."""
+    with runtime.tokens() as vault:
+        store = vault.store(str(intent.plan["token"]))
+        workflow.recover_transport_registration(runtime.engine, store, intent, actor=actor, now=now)
 
 
 @handles(ops.REGISTER_TRANSPORT_KEY)
