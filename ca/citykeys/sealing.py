@@ -11,7 +11,7 @@ from typing import Protocol
 
 from ca.errors import JtcaError
 from ca.ops.packages import ENC, SIGN, registration_statement, transport_key_label
-from ca.signing import token_signer
+from ca.signing import load_policy, token_signer
 from hsm.envelope import export_key
 from hsm.pkcs11.keys import KeyKind, KeyNotFound, KeyStore, TokenKey
 from hsm.pkcs11.uri import Pkcs11Uri
@@ -52,10 +52,18 @@ def make_transport_pair(store: KeyStore, *, holder: str, token: str, now: int) -
     """Generate ``holder``'s signing key pair (``transport-HOLDER-sign-…``) and encryption key
     pair (``transport-HOLDER-enc-…``) in ``store`` and sign the registration statement with the
     new signing key. A failure after the first key is made destroys what was made."""
-    sign = store.generate_sm2(transport_key_label(holder, now, SIGN))
+    # both halves are used on the host where the token has no SM2 mechanism (SoftHSM2): the
+    # transport class's policy says whether that is allowed (CKA_EXTRACTABLE otherwise FALSE)
+    host_assisted = load_policy().host_assisted_allowed("transport")
+    sign = store.generate_sm2(transport_key_label(holder, now, SIGN), host_assisted=host_assisted)
     enc: TokenKey | None = None
     try:
-        enc = store.generate_sm2(transport_key_label(holder, now, ENC), decrypt=True, sign=False)
+        enc = store.generate_sm2(
+            transport_key_label(holder, now, ENC),
+            decrypt=True,
+            sign=False,
+            host_assisted=host_assisted,
+        )
         if sign.public_key is None or enc.public_key is None:
             raise JtcaError(f"token {token!r} returned no public key for a transport key")
         sign_hex, enc_hex = sign.public_key.compressed.hex(), enc.public_key.compressed.hex()

@@ -543,7 +543,14 @@ def make_planned_key(
     """Generate one planned key, between its crash points, and note it (label, id, URI)."""
     label, kind = str(planned["label"]), str(planned["kind"])
     crash_point(f"{intent.operation}:before-token")
-    key = store.generate_sm2(label) if kind == KeyKind.SM2.value else store.generate_sm4(label)
+    # the class's policy decides whether the key may ever leave the token (CKA_EXTRACTABLE): a
+    # class without host-assisted use cannot be packaged either, and delivery says so
+    host_assisted = load_policy().host_assisted_allowed(str(planned.get("class", "")))
+    key = (
+        store.generate_sm2(label, host_assisted=host_assisted)
+        if kind == KeyKind.SM2.value
+        else store.generate_sm4(label, host_assisted=host_assisted)
+    )
     crash_point(f"{intent.operation}:after-token")
     made[label] = {"id": key.key_id.hex(), "uri": str(key.uri)}
     intents.note(engine, intent.id, made=made)

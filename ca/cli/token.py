@@ -73,7 +73,11 @@ def register(sub: Any) -> None:
     common(p)
     p.add_argument("--label", required=True)
     p.add_argument("--kind", choices=["sm2", "sm4"], required=True)
-    p.add_argument("--transport", action="store_true", help="an SM2 key that opens packages")
+    p.add_argument(
+        "--transport",
+        action="store_true",
+        help="an SM2 encryption key that opens packages (it cannot sign)",
+    )
     p.add_argument(
         "--class",
         dest="key_class",
@@ -343,7 +347,12 @@ def cmd_keygen(args: argparse.Namespace) -> int:
         raise BadInput("--transport: a key that opens packages must be usable on the host")
     store = open_store(args)
     if args.kind == "sm2":
-        key = store.generate_sm2(args.label, decrypt=args.transport, host_assisted=host_assisted)
+        key = store.generate_sm2(
+            args.label,
+            decrypt=args.transport,
+            sign=not args.transport,  # an encryption key never signs (GM/T 0014/0015)
+            host_assisted=host_assisted,
+        )
     else:
         if args.transport:
             raise BadInput("--transport applies to SM2 keys only")

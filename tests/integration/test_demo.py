@@ -184,9 +184,9 @@ def test_jtca_demo_no_console_seeds_through_the_embedded_service(tmp_path: Path)
         assert verdict["ok"] is True
         assert verdict["findings"] == []
         assert verdict["newest_checkpoint"] >= 1
-        assert str(state / "log") in verdict["newest_source"] or "database" in verdict[
-            "newest_source"
-        ]
+        assert (
+            str(state / "log") in verdict["newest_source"] or "database" in verdict["newest_source"]
+        )
 
         target = Target("embedded", f"unix://{socket_path(state)}", state=state)
         client = connect(target=target, anonymous=True)
