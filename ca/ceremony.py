@@ -165,11 +165,29 @@ def transcript_name(ceremony: Ceremony) -> str:
     return f"{ceremony.file_sha256[:12]}.json"
 
 
+QR_CA_CN: Final = "交通一卡通二维码中心CA"
+
+
+def qr_ca_role(ca: QrCaSpec) -> str:
+    """The certificate role of a central QR CA key: ``qr-ca-<annex index>``."""
+    return f"qr-ca-{ca.index}"
+
+
+def qr_ca_subject(ceremony: Ceremony, ca: QrCaSpec) -> dict[str, str]:
+    """A central QR CA certificate's subject: CN "交通一卡通二维码中心CA <index>" with the O and
+    C of the root's."""
+    like = ceremony.root.subject if ceremony.root is not None else {}
+    subject: dict[str, str] = {k: like[k] for k in ("C", "O") if k in like}
+    subject["CN"] = f"{QR_CA_CN} {ca.index}"
+    return subject
+
+
 def _certified_roles(ceremony: Ceremony) -> list[str]:
     """The roles of the certificates the ceremony issues, in the order it issues them."""
     if ceremony.root is None:
         return []
     roles = ["root"]
+    roles += [qr_ca_role(ca) for ca in ceremony.qr_cas]
     if ceremony.list_signing is not None:
         roles.append("list-signing")
     if ceremony.audit_key is not None:
@@ -504,7 +522,13 @@ def _generate(
         made.ca_keys.append((ca, generate("central-qr-ca", ca.label, ca.validity_years)))
 
     def certify(
-        role: str, key: TokenKey, subject: dict[str, str], validity_years: int, eku: str
+        role: str,
+        key: TokenKey,
+        subject: dict[str, str],
+        validity_years: int,
+        eku: str | None,
+        *,
+        ca: bool = False,
     ) -> None:
         if ceremony.root is None or root_end is None:
             raise CeremonyError("only the root ceremony's root key certifies keys here")
@@ -518,13 +542,28 @@ def _generate(
             serial=serial(role),
             not_before=now,
             not_after=min(years(validity_years), root_end),  # never outlive the root
-            ca=False,
-            path_length=None,
-            key_usage={"digital_signature"},
-            extended_key_usage=[eku],
+            ca=ca,
+            # a central QR CA signs the annex's interop certificates, no X.509 below it
+            path_length=0 if ca else None,
+            key_usage={"key_cert_sign"} if ca else {"digital_signature"},
+            extended_key_usage=[eku] if eku is not None else None,
             issuer_key_id=key_identifier(made.root_signer.public_key),
         )
         made.certificates.append((role, der, key))
+
+    if ceremony.root is not None:
+        # issue #15, point 6: each central QR CA key is certified by the root (a CA certificate,
+        # keyCertSign, path length 0), so its profile can be judged like the others; acceptors
+        # still learn QR CA keys from the signed CA key list and the annex's index
+        for ca_spec, ca_key in made.ca_keys:
+            certify(
+                qr_ca_role(ca_spec),
+                ca_key,
+                qr_ca_subject(ceremony, ca_spec),
+                ca_spec.validity_years,
+                None,
+                ca=True,
+            )
 
     if ceremony.list_signing is not None and ceremony.root is not None:
         list_key = generate(

@@ -127,7 +127,7 @@ def test_root_ceremony_end_to_end(database, softhsm, new_token, tmp_path) -> Non
         ca_key = session.exec(select(CaKey)).one()
         assert (ca_key.ca_index, ca_key.status) == (1, "active")
         certs = {c.role: c for c in session.exec(select(CertificateRecord))}
-        assert set(certs) == {"root", "list-signing", "audit"}
+        assert set(certs) == {"root", "qr-ca-1", "list-signing", "audit"}
         root_info = verify_certificate(bytes.fromhex(certs["root"].der), root_public)
         assert root_info.is_ca
         verify_certificate(bytes.fromhex(certs["list-signing"].der), root_public)
@@ -152,7 +152,7 @@ def test_root_ceremony_end_to_end(database, softhsm, new_token, tmp_path) -> Non
             for e in json.loads(audit.export_bundle(session))["entries"]
             if e["kind"] == "certificate"
         }
-        assert set(logged) == {"root", "list-signing", "audit"}
+        assert set(logged) == {"root", "qr-ca-1", "list-signing", "audit"}
         for role, record in certs.items():
             assert logged[role]["object_sm3"] == sm3(bytes.fromhex(record.der)).hex()
             assert logged[role]["action"] == "certificate.issue"

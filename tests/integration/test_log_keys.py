@@ -200,7 +200,7 @@ def test_the_audit_key_is_in_mot_log_and_certified_by_the_root(world: World) -> 
 
     # The outcome carries the certificates; the audit one is in the database as role "audit".
     certs = {c.role: c for c in outcome.certificates}
-    assert set(certs) == {"root", "list-signing", "audit"}
+    assert set(certs) == {"root", "qr-ca-1", "list-signing", "audit"}
     with Session(runtime.engine) as session:
         recorded = {c.role: c for c in session.exec(select(CertificateRecord))}
     assert bytes.fromhex(recorded["audit"].der) == pem_to_der(certs["audit"].pem.encode())

@@ -71,8 +71,13 @@ SM2_SIGNATURE_NOTICE: Final = ("NOTICE", "pkix.unsupported_algorithm")
 CERT_FINDINGS: Final = frozenset({SKI_NOTICE})
 CHAIN_FINDINGS: Final = frozenset({SM2_SIGNATURE_NOTICE})
 
-PROFILES: Final = ("root", "list-signing", "audit", "officer-ca", "officer")
-CHAINS: Final = (("root", "list-signing"), ("root", "audit"), ("officer-ca", "officer"))
+PROFILES: Final = ("root", "qr-ca-1", "list-signing", "audit", "officer-ca", "officer")
+CHAINS: Final = (
+    ("root", "qr-ca-1"),
+    ("root", "list-signing"),
+    ("root", "audit"),
+    ("officer-ca", "officer"),
+)
 
 
 @dataclass(frozen=True)

@@ -172,7 +172,7 @@ def test_ceremony_officers_issuers_interop_audit(
         "list-signing",
         "audit",
     ]
-    assert {c.role for c in outcome.certificates} == {"root", "list-signing", "audit"}
+    assert {c.role for c in outcome.certificates} == {"root", "qr-ca-1", "list-signing", "audit"}
     audit_key = next(k.public_key for k in outcome.keys if k.key_class == "audit")
     assert audit_key is not None
     ca_keys = client.call(issuance_ops.KEYS, Empty()).keys
