@@ -3,60 +3,27 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 from ca.errors import BadInput
-from ca.owners import process_start
+from hsm.atomic import TEMP_SUFFIX, process_start, replace_atomically
 from hsm.crashpoints import crash_point
-
-TEMP_SUFFIX = ".tmp"
-# The writer in every temporary file's name (.<name>.<pid>-<start>.<random>.tmp): a sweep can
-# tell a temporary file a dead process left (a crash between write and rename) from one a live
-# writer is about to rename.
-_WRITER = f"{os.getpid()}-{process_start(os.getpid()) or 0}"
 
 
 def write_atomically(
     path: Path, data: bytes, *, mode: int = 0o644, crash: str = "files.write:before-rename"
 ) -> None:
     """Write ``data`` to a fresh temporary file in ``path``'s directory, fsync it, rename it
-    over ``path`` and fsync the directory: a reader sees the old file or the new one, whole,
-    and the new one survives a power cut once this returns. Two writers never share a
-    temporary file; its name carries the writer (``.<name>.<pid>-<start>.<random>.tmp``).
-    ``crash`` names the crash point between the temporary file written and its rename (an
-    operation may give its own)."""
-    directory = path.parent if str(path.parent) else Path(".")
+    over ``path`` and fsync the directory (``hsm.atomic.replace_atomically``): a reader sees the
+    old file or the new one, whole, and the new one survives a power cut once this returns.
+    Two writers never share a temporary file; its name carries the writer
+    (``.<name>.<pid>-<start>.<random>.tmp``). ``crash`` names the crash point between the
+    temporary file written and its rename (an operation may give its own)."""
     try:
-        fd, tmp = tempfile.mkstemp(
-            prefix=f".{path.name}.{_WRITER}.", suffix=TEMP_SUFFIX, dir=directory
-        )
+        replace_atomically(path, data, mode=mode, before_rename=lambda: crash_point(crash))
     except OSError as exc:
         raise BadInput(f"cannot write {path}: {exc.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, mode)
-        crash_point(crash)  # the temporary file whole, not yet in place
-        os.replace(tmp, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise BadInput(f"cannot write {path}: {exc.strerror}") from None
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):  # not every filesystem lets a directory be fsync'd
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
 
 
 def _writer_alive(token: str) -> bool:

@@ -12,23 +12,10 @@ import os
 import socket
 from typing import Final
 
+# a temporary file's writer is named the same way (hsm.atomic)
+from hsm.atomic import process_start as process_start
+
 LEASE_SECONDS: Final = 3600  # an owner on another host: gone after this long
-
-
-def process_start(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot, or None when it does not exist or
-    is dead: a zombie (state Z or X) killed by SIGKILL and not yet reaped by its parent —
-    in a container whose first process does not reap, it stays one for good."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
-            text = stat.read()
-    except OSError:
-        return None
-    # the command name (field 2) is in parentheses and may hold spaces or parentheses
-    fields = text[text.rfind(")") + 2 :].split()
-    if not fields or fields[0] in ("Z", "X", "x"):
-        return None
-    return fields[19] if len(fields) > 19 else None
 
 
 def this_owner() -> str:

@@ -229,43 +229,19 @@ def write_pin_file(path: str | os.PathLike[str], pin: str) -> None:
 
 
 def write_secret_file(path: str | os.PathLike[str], value: bytearray) -> None:
-    """Write a secret beside a token's PIN file (mode 0600) atomically: into a fresh temporary
-    file of the same folder (``O_EXCL``: never a file or link planted there), fsync'd, renamed
-    over ``path`` (a symbolic link in its place is replaced, never followed), the folder
-    fsync'd. A reader sees no file or the whole one; a crash leaves at most a temporary file
-    (``.<name>.<pid>.<random>.tmp``)."""
-    target = Path(path)
-    folder = target.parent if str(target.parent) else Path(".")
-    tmp = folder / f".{target.name}.{os.getpid()}.{os.urandom(6).hex()}.tmp"
+    """Write a secret beside a token's PIN file (mode 0600) atomically
+    (``hsm.atomic.replace_atomically``: a fresh ``O_EXCL`` temporary file of the same folder,
+    fsync'd, renamed over ``path`` — a symbolic link in its place is replaced, never followed —
+    the folder fsync'd). A reader sees no file or the whole one; a crash leaves at most a
+    temporary file that names its dead writer, which the service's start sweeps."""
+    from hsm.atomic import replace_atomically
+
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        replace_atomically(Path(path), value, mode=0o600)
     except OSError as exc:
         raise TokenError(
-            f"cannot write {target}: {exc.strerror}", title="Secret file refused"
+            f"cannot write {path}: {exc.strerror}", title="Secret file refused"
         ) from None
-    try:
-        with os.fdopen(fd, "wb", buffering=0) as out:
-            view = memoryview(value)
-            while view:
-                view = view[out.write(view) or 0 :]
-            os.fsync(out.fileno())
-        os.replace(tmp, target)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise TokenError(
-            f"cannot write {target}: {exc.strerror}", title="Secret file refused"
-        ) from None
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):  # not every filesystem lets a folder be fsync'd
-        dir_fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
 
 
 class PromptPin:

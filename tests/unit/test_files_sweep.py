@@ -10,7 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from ca.files import sweep_temporary, write_atomically
+from ca.files import stray_temporaries, sweep_temporary, write_atomically
 
 
 def _left_by_a_killed_writer(folder: Path) -> Path:
@@ -52,3 +52,28 @@ def _start() -> str:
     start = process_start(os.getpid())
     assert start is not None
     return start
+
+
+def test_the_one_atomic_writer_names_its_writer_and_keeps_secrets_private(tmp_path: Path) -> None:
+    """hsm.atomic.replace_atomically (behind ca.files.write_atomically and the token's secret
+    files): until the rename, the temporary file names this process and is mode 0600, so a
+    sweep leaves it alone while we live; a bytearray is written whole."""
+    import stat
+
+    from hsm.atomic import WRITER, replace_atomically
+
+    seen: list[tuple[str, int]] = []
+
+    def look() -> None:
+        for found in tmp_path.iterdir():
+            seen.append((found.name, stat.S_IMODE(found.stat().st_mode)))
+        assert stray_temporaries(tmp_path, "secret.wrap") == []  # a live writer's: not stray
+
+    target = tmp_path / "secret.wrap"
+    replace_atomically(target, bytearray(b"\x01" * 32), mode=0o600, before_rename=look)
+    [(name, mode)] = seen
+    assert name.startswith(f".secret.wrap.{WRITER}.")
+    assert name.endswith(".tmp")
+    assert mode == 0o600
+    assert target.read_bytes() == b"\x01" * 32
+    assert [p.name for p in tmp_path.iterdir()] == ["secret.wrap"]
