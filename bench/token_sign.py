@@ -2,8 +2,9 @@
 
 Prints operations per second and the ratio to the bare baseline:
 - bare: tongsuopy SM2 signing with an in-process key (baseline);
-- token: ``TokenSigner.sign`` on a SoftHSM2 key (host-assisted: wrap under a fresh transport
-  key, unwrap in the host, sign once, wipe);
+- token: ``TokenSigner.sign`` on a SoftHSM2 key (host-assisted: CKA_SIGN checked in the token,
+  wrapped under the token's trusted wrapping key — issue #15, CKA_WRAP_WITH_TRUSTED — unwrapped
+  in the host, signed once, wiped);
 - SM2 and SM4 key generations in the token, per second.
 
 Runs on a throwaway SoftHSM2 folder; never touches real tokens. Machines here are shared and
