@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Protocol, TypedDict
 
 from ca.errors import JtcaError
 from ca.ops.packages import ENC, SIGN, registration_statement, transport_key_label
@@ -28,6 +28,17 @@ def point(hex_point: str) -> SM2PublicKey:
     return SM2PublicKey.from_bytes(bytes.fromhex(hex_point))
 
 
+class TransportRegistration(TypedDict):
+    """What a holder registers of its transport pair, as the service records it and a site
+    reports it (both halves' URI and public key, and the proof of possession)."""
+
+    uri: str  # the encryption key's
+    public_key: str
+    sign_uri: str
+    sign_public_key: str
+    proof: str
+
+
 @dataclass(frozen=True, slots=True)
 class TransportPair:
     """A holder's new transport keys in its token (issue #15): ``sign`` signs the packages it
@@ -40,6 +51,15 @@ class TransportPair:
     enc: TokenKey
     enc_public_key: str
     proof: str
+
+    def registration(self) -> TransportRegistration:
+        return TransportRegistration(
+            uri=str(self.enc.uri),
+            public_key=self.enc_public_key,
+            sign_uri=str(self.sign.uri),
+            sign_public_key=self.sign_public_key,
+            proof=self.proof,
+        )
 
     def destroy(self, store: KeyStore) -> None:
         """Both key pairs gone from the token again (no key without its record)."""

@@ -280,11 +280,7 @@ def register_transport_key(
             actor,
             holder=holder,
             token=token,
-            uri=str(pair.enc.uri),
-            public_key=pair.enc_public_key,
-            sign_uri=str(pair.sign.uri),
-            sign_public_key=pair.sign_public_key,
-            proof=pair.proof,
+            **pair.registration(),
             now=now,
             intent_id=intent_id,
         )

@@ -166,11 +166,7 @@ def register_transport_key(
     report = ops.SiteTransportKey(
         holder=holder,
         token=token,
-        uri=str(pair.enc.uri),
-        public_key=pair.enc_public_key,
-        sign_uri=str(pair.sign.uri),
-        sign_public_key=pair.sign_public_key,
-        proof=pair.proof,
+        **pair.registration(),
     )
 
     def confirm() -> ops.TransportKeyInfo | None:
