@@ -33,6 +33,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -174,7 +175,9 @@ class Trial:
 
     # -- reading what is there -----------------------------------------------------------------
     def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-        with sqlite3.connect(f"file:{self.state / 'jtca.db'}?mode=ro", uri=True) as db:
+        # closed at once: a sqlite3 connection sits in a reference cycle (its statement cache) and
+        # a close left to the garbage collector deletes the WAL under a template being copied
+        with closing(sqlite3.connect(f"file:{self.state / 'jtca.db'}?mode=ro", uri=True)) as db:
             return list(db.execute(sql, params).fetchall())
 
     def token_objects(self) -> dict[str, set[tuple[str, str]]]:

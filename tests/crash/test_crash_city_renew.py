@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,9 @@ def _into_window(trial: Trial) -> None:
     )
     assert rows, "the demo has no active key of Guangdong"
     key_id = int(rows[0][0])
-    with sqlite3.connect(trial.state / "jtca.db") as db:
+    # closed here, not by the garbage collector: Python 3.11's connection is in a reference cycle
+    # (its statement cache), and a late close would delete the WAL under a later copy
+    with closing(sqlite3.connect(trial.state / "jtca.db")) as db, db:
         db.execute(
             "update city_key set not_after = ? where id = ?",
             (int(time.time()) + 30 * DAY, key_id),

@@ -19,6 +19,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +82,7 @@ class Authority:
         )  # fmt: skip
 
     def query(self, sql: str) -> list[tuple[Any, ...]]:
-        with sqlite3.connect(f"file:{self.state / 'jtca.db'}?mode=ro", uri=True) as db:
+        with closing(sqlite3.connect(f"file:{self.state / 'jtca.db'}?mode=ro", uri=True)) as db:
             return list(db.execute(sql).fetchall())
 
     def tokens(self) -> list[str]:

@@ -30,6 +30,7 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -738,7 +739,7 @@ def test_the_database_replaced_by_another_authoritys_is_caught(
 
 def test_the_database_rolled_back_to_an_earlier_copy_of_itself_is_caught(world: World) -> None:
     earlier = world.state / "jtca-earlier.db"
-    with sqlite3.connect(world.db) as live, sqlite3.connect(earlier) as copy:
+    with closing(sqlite3.connect(world.db)) as live, closing(sqlite3.connect(earlier)) as copy:
         live.backup(copy)
     with in_process(world.state, clock=FixedClock(NOW + 60)) as (client, runtime):
         logkeys.start_sealing(runtime, NOW + 60)
@@ -804,7 +805,7 @@ def tamper_cut_back(world: World) -> None:
 
 def tamper_rolled_back(world: World) -> None:
     earlier = world.state / "jtca-earlier.db"
-    with sqlite3.connect(world.db) as live, sqlite3.connect(earlier) as copy:
+    with closing(sqlite3.connect(world.db)) as live, closing(sqlite3.connect(earlier)) as copy:
         live.backup(copy)
     with in_process(world.state, clock=FixedClock(NOW + 60)) as (client, runtime):
         logkeys.start_sealing(runtime, NOW + 60)
