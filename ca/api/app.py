@@ -397,6 +397,11 @@ def create_app(
         return JSONResponse(body, status_code=200 if ok else 503)
 
     _log_routes(app, runtime, clock)
+    from ca.api import acks_http, lists_http, metrics_http  # issue #16
+
+    lists_http.register(app, runtime, clock)
+    acks_http.register(app, runtime, clock)
+    metrics_http.register(app, runtime, clock)
     for op in OPERATIONS.values():
         app.add_api_route(
             op.path,

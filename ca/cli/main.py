@@ -58,6 +58,8 @@ COMMANDS: dict[str, str] = {
     "publish": "publish",
     "lists": "publish",
     "witness": "witness",
+    "operator": "operator",
+    "policy": "policy",
 }
 
 

@@ -14,6 +14,8 @@ from ca.ops import (  # noqa: F401
     lists,
     log,
     officers,
+    operators,
     packages,
+    policy,
     system,
 )

@@ -14,6 +14,8 @@ from ca.service import (  # noqa: F401
     lists,
     log,
     officers,
+    operators,
     packages,
+    policy,
     system,
 )

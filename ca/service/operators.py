@@ -1,0 +1,3 @@
+"""Operators' use cases (issue #16, point 2)."""
+
+from __future__ import annotations
