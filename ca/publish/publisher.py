@@ -70,6 +70,7 @@ from ca.lists.asn1 import ListEntry, ListType, decode_signed_list
 from ca.lists.build import build_list
 from ca.lists.render import entry_to_dict, render_json
 from ca.lists.verify import VerifiedList, load_list
+from ca.publish import http_layout
 from ca.publish.sources import content_digest, entries_for
 from ca.store import intents
 from ca.store.db import transaction
@@ -362,10 +363,19 @@ def sweep(session: Session, out_dir: Path, list_types: Sequence[ListType]) -> li
                 ours = name.startswith(prefix) and name.endswith(".der") and number.isdigit()
                 if ours and int(number) > top:
                     removed.append(folder / name)
+    newest_of = {t: row.sequence for t in ListType if (row := latest(session, t)) is not None}
+    removed += http_layout.strays(out_dir, newest_of)
     for path in removed:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
     return [p.relative_to(out_dir).as_posix() for p in removed]
+
+
+def sync_http_layout(session: Session, out_dir: Path) -> list[str]:
+    """The folder's ``lists/`` layout (``ca.publish.http_layout``) made whole from the records:
+    every recorded version's file, the current files, the indexes and the nginx map."""
+    rows = {t: list(history(session, t)) for t in ListType}
+    return http_layout.sync(out_dir, rows, lambda row: version_bytes(session, out_dir, row))
 
 
 # -- the intent (issue #14) ----------------------------------------------------------------
@@ -502,6 +512,8 @@ def publish(
                 crash_point(f"{OPERATION}:after-archive")
                 _write_current(settings.out_dir, list_type, data, verified)
                 crash_point(f"{OPERATION}:after-current")
+            with Session(engine) as session:
+                sync_http_layout(session, settings.out_dir)
         except BaseException as exc:
             # the versions are recorded: the next run in this folder (or recovery) writes them
             why = f"recorded; files not written ({exc}): the next run writes them"
@@ -555,6 +567,7 @@ def recover(
                 _repair(session, folder, newest)
                 if before != newest.sha256:
                     written.append(current_path(folder, list_type).name)
+            written += sync_http_layout(session, folder)
     state = intents.ROLLED_FORWARD if recorded is not None else intents.ROLLED_BACK
     if recorded is not None:
         outcome = f"version {recorded.sequence} was recorded: its files written"
