@@ -48,6 +48,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import logging
 import os
 import socket
 import time
@@ -93,6 +94,7 @@ LOCK_NAME: Final = ".publish.lock"
 # The PostgreSQL advisory lock of the publisher: one per database, whatever the folder.
 PUBLISH_LOCK_KEY: Final = 0x6A7463617075626C  # b"jtcapubl" = 7670865335468515948
 _POLL: Final = 0.05  # seconds between two tries of a busy lock
+log = logging.getLogger("jtca.publisher")  # JSON lines in the service's log (ca.obs.logs)
 
 
 class PublishError(JtcaError):
@@ -300,6 +302,12 @@ def _repair(session: Session, out_dir: Path, recorded: ListVersion) -> None:
             return
     data = _ensure_archived(session, out_dir, recorded)
     _write_current(out_dir, list_type, data, decode_signed_list(data).content)
+    log.warning(
+        "repaired %s: its current file is now version %s",
+        list_type.value,
+        recorded.sequence,
+        extra={"list_type": list_type.value, "sequence": recorded.sequence, "folder": str(out_dir)},
+    )
 
 
 def _ensure_archived(
@@ -368,6 +376,13 @@ def sweep(session: Session, out_dir: Path, list_types: Sequence[ListType]) -> li
     for path in removed:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
+    if removed:
+        log.warning(
+            "swept %d file(s) a dead run left in %s",
+            len(removed),
+            out_dir,
+            extra={"folder": str(out_dir), "removed": [p.name for p in removed][:20]},
+        )
     return [p.relative_to(out_dir).as_posix() for p in removed]
 
 
@@ -496,11 +511,13 @@ def publish(
                         )
                 crash_point(f"{OPERATION}:before-commit")
         except IntegrityError:
+            log.warning("publication abandoned: a version was published meanwhile")
             _abandon(engine, begun, now, "a version was published meanwhile; nothing recorded")
             raise PublishError(
                 "a list version was published meanwhile by another publisher: run again"
             ) from None
         except BaseException as exc:
+            log.error("publication failed before recording: %s", type(exc).__name__)
             _abandon(engine, begun, now, f"failed before recording: {exc}"[:500])
             raise
         crash_point(f"{OPERATION}:after-record")
@@ -517,6 +534,7 @@ def publish(
         except BaseException as exc:
             # the versions are recorded: the next run in this folder (or recovery) writes them
             why = f"recorded; files not written ({exc}): the next run writes them"
+            log.error("publication recorded, files not written: %s", type(exc).__name__)
             _end_intents(engine, begun, now, dict.fromkeys(begun, why))
             raise
         _end_intents(
@@ -526,6 +544,24 @@ def publish(
             {o.list_type: f"{o.action} {o.sequence or 0}" for o in outcomes},
         )
         crash_point(f"{OPERATION}:after-complete")
+    for o in outcomes:
+        log.info(
+            "%s %s %s (%s)",
+            o.list_type.value,
+            o.action,
+            o.sequence or "-",
+            o.why,
+            extra={
+                "actor": actor.id,
+                "list_type": o.list_type.value,
+                "action": o.action,
+                "why": o.why,
+                "sequence": o.sequence,
+                "entries": o.entries,
+                "sm3": o.sm3,
+                "emergency": emergency,
+            },
+        )
     return outcomes
 
 
@@ -575,6 +611,12 @@ def recover(
         outcome = "no version was recorded: nothing of the run kept"
     if not here:
         outcome += f"; the folder {folder} is not on this host: its next run repairs it"
+    log.warning(
+        "recovered %s: %s",
+        list_type.value,
+        outcome,
+        extra={"list_type": list_type.value, "intent": intent.id, "state": state},
+    )
     with transaction(engine) as session:
         intents.settle(
             session,
