@@ -21,6 +21,8 @@ switch forbids that path for a key class; then a token without a native mechanis
 from __future__ import annotations
 
 import re
+import threading
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -154,6 +156,23 @@ def token_identity(store: KeyStore) -> TokenIdentity:
     return store.token.run(read)
 
 
+_counted: Counter[tuple[str, str]] = Counter()
+_counted_lock = threading.Lock()
+
+
+def signature_counts() -> dict[tuple[str, str], int]:
+    """Signatures this process made with token keys: (key URI without its query, path) →
+    count (issue #16: the service's ``jtca_token_signatures_total``). Never a PIN: the URI is
+    the one audit records carry."""
+    with _counted_lock:
+        return dict(_counted)
+
+
+def _count(uri: str, path: SigningPath) -> None:
+    with _counted_lock:
+        _counted[(uri, path.value)] += 1
+
+
 class TokenSigner:
     """Signs with one SM2 key in a token; ``path`` says which way it signs."""
 
@@ -208,7 +227,9 @@ class TokenSigner:
 
     def sign(self, message: bytes) -> bytes:
         if self._native is None:
-            return self._store.sign_host_assisted(self._uri, message)
+            made = self._store.sign_host_assisted(self._uri, message)
+            _count(str(self._uri), SigningPath.HOST_ASSISTED)
+            return made
         native = self._native
         data = (
             message
@@ -220,8 +241,9 @@ class TokenSigner:
             key = cast(SignMixin, self._store.find(session, self._uri))
             return bytes(key.sign(data, mechanism=native.mechanism))
 
-        signature = self._store.token.run(sign)
-        return normalise_signature(signature, native.output)
+        signature = normalise_signature(self._store.token.run(sign), native.output)
+        _count(str(self._uri), SigningPath.NATIVE)
+        return signature
 
 
 def normalise_signature(signature: bytes, encoding: SignatureEncoding) -> bytes:
