@@ -43,6 +43,7 @@ from ca.api.problems import field_path, from_error, problem, slug, status_of
 from ca.clock import Clock, SystemClock
 from ca.dualcontrol import SignedRequest, serving
 from ca.errors import JtcaError
+from ca.obs.metrics import ServiceMetrics
 from ca.officer_auth import SESSION_HEADER, SIGNATURE_HEADER, AuthError, body_digest
 from ca.ops import log as log_ops
 from ca.ops.base import OPERATIONS, Empty, Model, Operation
@@ -59,6 +60,7 @@ QUERY_INT: Final = re.compile(r"-?[0-9]{1,18}")  # fits the 64-bit columns, no '
 DEFAULT_MAX_BODY: Final = 16 * 1024 * 1024  # a 10,000-issuer usage report is ~1 MiB
 
 log = logging.getLogger("jtca.api")
+access_log = logging.getLogger("jtca.access")
 
 
 @dataclass
@@ -155,6 +157,8 @@ def _context(op: Operation[Model, Model], runtime: Runtime, clock: Clock) -> Cal
             )
             raise NotSignedIn(message)
         request.state.body = body
+        if authenticated is not None:
+            request.state.officer = authenticated.actor.id  # the access log line names them
         return Context(
             runtime=runtime,
             officer=authenticated.actor if authenticated else None,
@@ -296,6 +300,7 @@ def create_app(
     clock: Clock | None = None,
     max_body: int = DEFAULT_MAX_BODY,
     activity: Activity | None = None,
+    metrics_token: str | None = None,
 ) -> ASGIApp:
     clock = clock or SystemClock()
     activity = activity or Activity()
@@ -308,6 +313,8 @@ def create_app(
     )
     app.state.runtime = runtime
     app.state.activity = activity
+    app.state.metrics = ServiceMetrics(runtime, clock)  # issue #16: a registry per app
+    app.state.metrics_token = metrics_token  # /metrics beyond loopback (ca.api.metrics_http)
 
     @app.middleware("http")
     async def request_id(
@@ -317,11 +324,15 @@ def create_app(
         rid = given if given and len(given) <= 64 and given.isascii() else uuid.uuid4().hex
         request.state.request_id = rid
         activity.running += 1
+        started = time.perf_counter()
+        status = 500
         try:
             response = await call_next(request)
+            status = response.status_code
         finally:
             activity.running -= 1
             activity.last = time.monotonic()
+            _observe(app, request, rid, status, time.perf_counter() - started)
         response.headers[REQUEST_ID_HEADER] = rid
         return response
 
@@ -504,6 +515,32 @@ def _token_health(runtime: Runtime) -> str:
 
 def _rid(request: Request) -> str:
     return str(getattr(request.state, "request_id", ""))
+
+
+def _observe(app: FastAPI, request: Request, rid: str, status: int, seconds: float) -> None:
+    """The request's latency into the app's histogram (by route template) and its access line:
+    request id, officer, method, path without the query, status, duration; never a header or
+    the body (issue #16)."""
+    route = request.scope.get("route")
+    template = str(getattr(route, "path", "")) or "(unmatched)"
+    metrics = getattr(app.state, "metrics", None)
+    if isinstance(metrics, ServiceMetrics):
+        metrics.observe(request.method, template, status, seconds)
+    access_log.info(
+        "%s %s %s",
+        request.method,
+        request.url.path,
+        status,
+        extra={
+            "request_id": rid,
+            "officer": str(getattr(request.state, "officer", "")) or None,
+            "method": request.method,
+            "path": request.url.path[:300],
+            "route": template,
+            "status": status,
+            "duration_ms": round(seconds * 1000, 3),
+        },
+    )
 
 
 def _validation_problem(errors: Any, request_id: str) -> JSONResponse:

@@ -148,11 +148,17 @@ def serve(args: argparse.Namespace) -> int:
     _GracefulServer = _graceful_server_class()
     from ca.client.config import state_dir
     from ca.client.embedded import PID_FILE, mark_state
+    from ca.obs import logs
     from ca.service.runtime import open_runtime
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure()  # JSON lines on stderr (JTCA_LOG_FORMAT=text, JTCA_LOG_LEVEL): issue #16
     if (args.listen is None) == (args.uds is None):
         raise ServeError("give one of --listen HOST:PORT or --uds PATH")
+    metrics_token = None
+    if args.metrics_token_file:
+        from ca.api.metrics_http import read_token_file
+
+        metrics_token = read_token_file(Path(args.metrics_token_file))
     state = Path(args.state) if args.state else state_dir()
     if args.embedded:
         mark_state(state)
@@ -160,8 +166,11 @@ def serve(args: argparse.Namespace) -> int:
         state, migrate="upgrade" if args.embedded else "check", embedded=args.embedded
     )
     activity = Activity()
-    app = create_app(runtime, max_body=args.max_body, activity=activity)
+    app = create_app(
+        runtime, max_body=args.max_body, activity=activity, metrics_token=metrics_token
+    )
     config_args: dict[str, object] = {
+        "log_config": None,  # uvicorn's own lines go through jtca's JSON log (ca.obs.logs)
         "log_level": "warning",
         "timeout_keep_alive": 30,
         "timeout_graceful_shutdown": GRACE,
@@ -322,6 +331,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=256,
         metavar="N",
         help="concurrent connections before 503",
+    )
+    p.add_argument(
+        "--metrics-token-file",
+        metavar="FILE",
+        help="GET /metrics beyond loopback needs 'Authorization: Bearer' with this file's token",
     )
     p.set_defaults(handler=serve)
     d = sub.add_parser("db", help="the database schema: upgrade, status")
