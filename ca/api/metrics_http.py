@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Final
 
 from fastapi import FastAPI, Request
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import generate_latest
 from starlette.responses import Response
 
 from ca.api.problems import problem
@@ -29,6 +29,9 @@ from ca.obs.metrics import ServiceMetrics
 from ca.service.runtime import Runtime
 
 MAX_TOKEN_FILE: Final = 4096
+# the text format every Prometheus reads (what generate_latest writes), whatever this
+# prometheus-client's newest content type is
+CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class MetricsTokenError(JtcaError):
@@ -85,7 +88,7 @@ def register(app: FastAPI, runtime: Runtime, clock: Clock) -> None:
         tags=["service"],
         summary="the service's metrics in the Prometheus text format",
         response_class=Response,
-        responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
+        responses={200: {"content": {CONTENT_TYPE: {}}}},
     )
     def metrics_text(request: Request) -> Response:
         rid = str(getattr(request.state, "request_id", ""))
@@ -113,6 +116,6 @@ def register(app: FastAPI, runtime: Runtime, clock: Clock) -> None:
                 return response
         return Response(
             generate_latest(metrics.registry),
-            media_type=CONTENT_TYPE_LATEST,
+            media_type=CONTENT_TYPE,
             headers={"Cache-Control": "no-store"},
         )
