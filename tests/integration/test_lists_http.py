@@ -85,6 +85,16 @@ def publish_again(
                 token.close()
 
 
+@pytest.fixture
+def own_softhsm(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The in-process service points SoftHSM2 at its state folder; put the variable back."""
+    previous = os.environ.get("SOFTHSM2_CONF")
+    if previous is None:
+        monkeypatch.delenv("SOFTHSM2_CONF", raising=False)
+    else:
+        monkeypatch.setenv("SOFTHSM2_CONF", previous)
+
+
 def newest(runtime: Runtime, list_type: ListType) -> ListVersion:
     from sqlmodel import Session
 
@@ -261,3 +271,38 @@ def test_a_new_version_is_served_and_laid_out_and_the_layout_rebuilt(served) -> 
     for path, data in kept.items():
         assert path.read_bytes() == data
     assert int(lost[0].stat().st_mtime) == city.this_update
+
+
+def test_served_on_sqlite_and_postgresql(database, tmp_path: Path, own_softhsm: None) -> None:  # type: ignore[no-untyped-def]
+    """The routes and the folder's layout on each database, after the publisher's run through
+    the service's own operation (``lists.publish``, signed by the publisher officer)."""
+    from test_service_lists import service_world
+
+    from ca.ops import lists as ops
+
+    url, _ = database
+    state = tmp_path / "state"
+    with in_process(state, url=url) as (client, runtime):
+        http = client.http
+        assert http.get("/lists/city-list").status_code == 404  # nothing published yet
+        shares = service_world(client, runtime)
+        client.as_officer("publisher-1").call(ops.PUBLISH, ops.PublishRequest(shares=shares))
+        for list_type in ListType:
+            row = newest(runtime, list_type)
+            answer = http.get(f"/lists/{list_type.value}")
+            assert answer.status_code == 200
+            assert answer.headers["etag"] == f'"{row.sm3}"'
+            assert sm3(answer.content).hex() == row.sm3
+            tag = answer.headers["etag"]
+            assert (
+                http.get(f"/lists/{list_type.value}", headers={"If-None-Match": tag}).status_code
+                == 304
+            )
+            assert http.get(f"/lists/{list_type.value}/1").content == answer.content
+            index = http.get(f"/lists/{list_type.value}/index.json")
+            out = runtime.published
+            assert index.content == http_layout.index_file(out, list_type).read_bytes()
+            assert http_layout.version_file(out, list_type, 1).read_bytes() == answer.content
+        assert "/lists/city-list 1.der;" in http_layout.nginx_map_file(runtime.published).read_text(
+            encoding="ascii"
+        )
