@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -28,6 +30,9 @@ from ca.api.metrics_http import MetricsTokenError, read_token_file
 from ca.lists.asn1 import ListType
 
 JTCA = str(Path(sys.executable).with_name("jtca"))
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+OPERATIONS = DOCS / "operations.md"
+ALERTS = DOCS / "deploy" / "jtca-alerts.yml"
 TOKEN = "metrics-" + "7f" * 16
 
 
@@ -241,8 +246,18 @@ def test_metrics_beyond_loopback_need_the_token(demo_state: Path, tmp_path: Path
             right = guarded.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
             assert right.status_code == 200
             assert "jtca_list_next_update_seconds" in right.text
+            exposed = set(re.findall(r"^# HELP (jtca_\w+) ", right.text, re.MULTILINE))
     finally:
         runtime.close()
+    # what the page for operators lists is what the service exposes (one family appears only
+    # once a witness cosigned a checkpoint), and the example alerts use only those
+    documented = set(re.findall(r"^\| `(jtca_\w+)`", OPERATIONS.read_text(), re.MULTILINE))
+    assert exposed <= documented
+    assert documented - exposed <= {"jtca_log_witnessed_checkpoint_age_seconds"}
+    alerts = ALERTS.read_text(encoding="utf-8")
+    used = set(re.findall(r"\b(jtca_[a-z_]+)\b", alerts))
+    assert used
+    assert used <= documented
 
     token_file = tmp_path / "metrics.token"
     token_file.write_text(f"{TOKEN}\n")
@@ -264,8 +279,6 @@ def test_the_access_line_names_the_signed_in_officer(
 ) -> None:
     """An officer signed in for real (challenge and response, signed requests): the access
     line of their request carries their id, and the request's id the answer carried."""
-    import shutil
-
     from guangzhou_world import add_officers
 
     from ca.ops import console as console_ops
@@ -285,3 +298,38 @@ def test_the_access_line_names_the_signed_in_officer(
     assert signed, [(r.getMessage(), getattr(r, "officer", None)) for r in lines]
     assert all(len(str(getattr(r, "request_id", ""))) > 0 for r in signed)
     assert any(getattr(r, "route", "") == "/v1/console/pending" for r in signed)
+
+
+@pytest.mark.skipif(
+    not (shutil.which("promtool") or Path("/usr/bin/python3").exists()),
+    reason="neither promtool nor the system Python (python3-yaml) to read the rules",
+)
+def test_the_example_alert_rules_are_well_formed() -> None:
+    """The rule file is YAML Prometheus reads: promtool when it is installed, else its shape
+    read by the system's PyYAML (the venv has no YAML parser)."""
+    if shutil.which("promtool"):
+        checked = subprocess.run(
+            ["promtool", "check", "rules", str(ALERTS)], capture_output=True, text=True
+        )
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        return
+    script = (
+        "import json, sys, yaml; d = yaml.safe_load(open(sys.argv[1], encoding='utf-8')); "
+        "print(json.dumps([[r['alert'], r['expr'], r.get('for', ''), r['labels']['severity']] "
+        "for g in d['groups'] for r in g['rules']]))"
+    )
+    read = subprocess.run(
+        ["/usr/bin/python3", "-c", script, str(ALERTS)], capture_output=True, text=True
+    )
+    if "No module named 'yaml'" in read.stderr:
+        pytest.skip("the system Python has no PyYAML (python3-yaml)")
+    assert read.returncode == 0, read.stderr
+    found = json.loads(read.stdout)
+    rules = {alert: (expr, wait, severity) for alert, expr, wait, severity in found}
+    assert "jtca_list_next_update_seconds < 24 * 3600" in rules["JtcaListNextUpdateWithin24h"][0]
+    assert (
+        "jtca_log_witnessed_checkpoint_age_seconds > 3600"
+        in (rules["JtcaCheckpointNotWitnessed"][0])
+    )
+    assert rules["JtcaTokenDown"][0] == "jtca_token_up == 0"
+    assert all(severity in ("info", "warning", "critical") for _, _, severity in rules.values())
