@@ -12,9 +12,11 @@ every earlier version of that list. One report file is imported once.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from pydantic import ValidationError
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, func, select
 
@@ -23,11 +25,23 @@ from ca.authorization import require
 from ca.clock import iso_utc
 from ca.errors import JtcaError
 from ca.lists.asn1 import ListType
+from ca.ops.operators import (
+    STATEMENT_VERSION,
+    AckReceipt,
+    AckStatement,
+    SignedAck,
+    possession_message,
+    signed_message,
+    statement_text,
+)
 from ca.store.db import transaction
 from ca.store.models import ListAcknowledgment, ListOperator, ListVersion
 from ca.usage import RowError, parse_time, refused
+from hsm.errors import InvalidSignature
+from hsm.sm.sm2 import SM2PublicKey
+from hsm.sm.sm3 import sm3
 from policies.bounded import BadFile, load_json, read_csv
-from policies.rules import Actor, Subject, is_province_code
+from policies.rules import Actor, Subject, is_division_code, is_province_code, province_of
 
 LOAD_DEADLINE_DAYS: Final = 15  # 第十二条
 DAY: Final = 86400
@@ -330,3 +344,272 @@ def overdue(session: Session, *, now: int, days: int = LOAD_DEADLINE_DAYS) -> li
                     )
                 break  # the oldest version owed is the one to name
     return found
+
+
+# -- operators with a key and their signed acknowledgments (issue #16, point 2) --------------------
+SIGNED_ACK: Final = "list.signed-ack"  # the audit action of an acknowledgment posted and verified
+STATEMENT_WINDOW: Final = 86400  # a statement signed longer ago than this is refused as stale
+
+
+class AckRefused(AckError):
+    """A signed acknowledgment the service will not take: the title says which check."""
+
+    exit_code = 4
+
+    def __init__(self, message: str, title: str, *, status: int = 422) -> None:
+        super().__init__(message, title)
+        self.http_status = status
+
+
+def _point(public_key: str, field_name: str) -> SM2PublicKey:
+    try:
+        data = bytes.fromhex(public_key)
+        if len(data) != 65 or data[0] != 4:
+            raise ValueError("not an uncompressed point (65 bytes starting 04)")
+        return SM2PublicKey.from_bytes(data)
+    except (ValueError, JtcaError) as exc:
+        raise AckError(
+            f"{field_name} {_shown(public_key)}: not an SM2 public key ({exc})"
+        ) from None
+
+
+def _der_signature(text: str, field_name: str) -> bytes:
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        raise AckError(f"{field_name}: not hex ({_shown(text)})") from None
+
+
+def register_operator_key(
+    engine: Engine,
+    actor: Actor,
+    *,
+    operator_id: str,
+    name: str,
+    province: str,
+    cities: list[str],
+    public_key: str,
+    proof: str,
+    now: int,
+) -> ListOperator:
+    """Register an operator that signs its acknowledgments: its SM2 key (with the proof that
+    whoever registers it holds the key) and the cities it serves, all in ``province``."""
+    operator_id = operator_id.strip()
+    if not operator_id or len(operator_id) > 100 or not operator_id.isprintable():
+        raise AckError(f"operator id {_shown(operator_id)}: 1-100 printable characters")
+    if not is_province_code(province):
+        raise AckError(f"province {_shown(province)}: a GB/T 2260 province code (NN0000)")
+    for city in cities:
+        if not is_division_code(city) or city.endswith("0000"):
+            raise AckError(f"city {_shown(city)}: a GB/T 2260 city code (six digits, not NN0000)")
+        if province_of(city) != province:
+            raise AckError(f"city {city} is not in province {province}")
+    if len(set(cities)) != len(cities):
+        raise AckError("cities: a city is named twice")
+    require(actor, REGISTER, Subject(province=province), now)
+    public_key = public_key.lower()
+    key = _point(public_key, "public key")
+    try:
+        key.verify_der(_der_signature(proof, "proof"), possession_message(operator_id, public_key))
+    except InvalidSignature:
+        raise AckRefused(
+            f"the proof does not verify under public key {public_key[:18]}…: the key's holder "
+            "signs the operator id and the key (jtca operator keygen prints the proof)",
+            "Proof of possession refused",
+        ) from None
+    with transaction(engine) as session:
+        if session.get(ListOperator, operator_id) is not None:
+            raise AckError(f"operator {operator_id} is already registered")
+        taken = session.exec(
+            select(ListOperator.operator_id).where(ListOperator.public_key == public_key)
+        ).first()
+        if taken is not None:
+            raise AckError(f"this public key is already operator {taken}'s")
+        row = ListOperator(
+            operator_id=operator_id,
+            name=name or operator_id,
+            province=province,
+            registered_at=now,
+            registered_by=actor.id,
+            public_key=public_key,
+            cities=",".join(cities),
+        )
+        session.add(row)
+        audit.append(
+            session,
+            actor=actor.id,
+            action=REGISTER,
+            subject=f"operator {operator_id}",
+            details={
+                "name": row.name,
+                "province": province,
+                "cities": cities,
+                "public_key": public_key,
+                "key_sm3": sm3(bytes.fromhex(public_key)).hex(),
+            },
+            at=now,
+        )
+        session.flush()
+        session.expunge(row)
+        return row
+
+
+def cities_of(row: ListOperator) -> list[str]:
+    return [c for c in (row.cities or "").split(",") if c]
+
+
+def _statement(text: str) -> AckStatement:
+    try:
+        raw = json.loads(text)
+    except ValueError as exc:
+        raise AckRefused(f"statement: not JSON ({exc})", "Bad statement") from None
+    if not isinstance(raw, dict):
+        raise AckRefused("statement: a JSON object", "Bad statement")
+    try:
+        statement = AckStatement.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "(statement)"
+        value = _shown(str(first.get("input", "")))
+        raise AckRefused(
+            f"statement field {where} = {value}: {first.get('msg', '')}", "Bad statement"
+        ) from None
+    if statement.v != STATEMENT_VERSION:
+        raise AckRefused(f"statement field v = {statement.v}: version 1 only", "Bad statement")
+    if statement_text(statement) != text:
+        raise AckRefused(
+            "statement: not in its canonical form (sorted keys, no spaces, ASCII, every field): "
+            "sign and post exactly the text ca.ops.operators.statement_text makes",
+            "Bad statement",
+        )
+    return statement
+
+
+def accept_signed_ack(engine: Engine, body: SignedAck, *, now: int) -> AckReceipt:
+    """Check a signed acknowledgment and keep it with its audit entry, or refuse it whole."""
+    statement = _statement(body.statement)
+    digest = sm3(body.statement.encode()).hex()
+    with transaction(engine) as session:
+        operator = session.get(ListOperator, statement.operator)
+        if operator is None or operator.public_key is None:
+            raise AckRefused(
+                f"operator {_shown(statement.operator)} is not registered with a key",
+                "Unknown operator",
+                status=403,
+            )
+        try:
+            SM2PublicKey.from_bytes(bytes.fromhex(operator.public_key)).verify_der(
+                _der_signature(body.signature, "signature"), signed_message(body.statement)
+            )
+        except (InvalidSignature, AckError):
+            raise AckRefused(
+                f"the signature does not verify under operator {operator.operator_id}'s key",
+                "Invalid signature",
+                status=403,
+            ) from None
+        if statement.signed_at > now + SKEW:
+            raise AckRefused(
+                f"signed_at {iso_utc(statement.signed_at)} is in the future (now {iso_utc(now)})",
+                "Statement from the future",
+            )
+        if statement.signed_at < now - STATEMENT_WINDOW:
+            raise AckRefused(
+                f"signed_at {iso_utc(statement.signed_at)} is more than a day ago: sign a new "
+                "statement",
+                "Stale statement",
+            )
+        if statement.loaded_at > statement.signed_at + SKEW:
+            raise AckRefused(
+                f"loaded_at {iso_utc(statement.loaded_at)} is after the statement was signed",
+                "Load in the future",
+            )
+        served = set(cities_of(operator))
+        outside = [c for c in statement.cities if c not in served]
+        if outside:
+            raise AckRefused(
+                f"city {outside[0]} is not among the cities operator {operator.operator_id} "
+                f"serves ({', '.join(sorted(served)) or 'none registered'})",
+                "Outside the operator's scope",
+                status=403,
+            )
+        replay = session.exec(
+            select(ListAcknowledgment.id)
+            .where(ListAcknowledgment.operator_id == operator.operator_id)
+            .where(ListAcknowledgment.nonce == statement.nonce)
+        ).first()
+        if replay is not None:
+            raise AckRefused(
+                f"nonce {statement.nonce} was already used by operator {operator.operator_id}",
+                "Replayed statement",
+                status=409,
+            )
+        version = session.exec(
+            select(ListVersion)
+            .where(ListVersion.list_type == statement.list_type)
+            .where(ListVersion.sequence == statement.sequence)
+        ).first()
+        if version is None:
+            raise AckRefused(
+                f"{statement.list_type} {statement.sequence} was never published", "Unknown version"
+            )
+        if version.sm3 != statement.sm3:
+            raise AckRefused(
+                f"sm3 {statement.sm3} is not that of {statement.list_type} {statement.sequence} "
+                f"({version.sm3}): the terminals loaded other bytes",
+                "Not the published list",
+            )
+        if statement.loaded_at < version.published_at:
+            raise AckRefused(
+                f"loaded_at {iso_utc(statement.loaded_at)} is before {statement.list_type} "
+                f"{statement.sequence} was published ({iso_utc(version.published_at)})",
+                "Load before publication",
+            )
+        already = session.exec(
+            select(ListAcknowledgment.id)
+            .where(ListAcknowledgment.operator_id == operator.operator_id)
+            .where(ListAcknowledgment.list_type == statement.list_type)
+            .where(ListAcknowledgment.sequence == statement.sequence)
+        ).first()
+        if already is not None:
+            raise AckRefused(
+                f"operator {operator.operator_id} already acknowledged {statement.list_type} "
+                f"{statement.sequence}",
+                "Already acknowledged",
+                status=409,
+            )
+        session.add(
+            ListAcknowledgment(
+                operator_id=operator.operator_id,
+                list_type=statement.list_type,
+                sequence=statement.sequence,
+                loaded_at=statement.loaded_at,
+                terminals=statement.terminals,
+                reported_at=now,
+                report=digest,
+                nonce=statement.nonce,
+                list_sm3=statement.sm3,
+                signed_at=statement.signed_at,
+                signature=body.signature.lower(),
+            )
+        )
+        audit.append(
+            session,
+            actor=f"operator:{operator.operator_id}",
+            action=SIGNED_ACK,
+            subject=f"{statement.list_type} {statement.sequence}",
+            details={
+                "statement": body.statement,
+                "signature": body.signature.lower(),
+                "statement_sm3": digest,
+            },
+            at=now,
+        )
+    return AckReceipt(
+        operator_id=operator.operator_id,
+        list_type=statement.list_type,
+        sequence=statement.sequence,
+        terminals=statement.terminals,
+        loaded_at=statement.loaded_at,
+        received_at=now,
+        statement_sm3=digest,
+    )

@@ -554,6 +554,10 @@ class ListOperator(SQLModel, table=True):
     province: str | None = Field(default=None, max_length=6)
     registered_at: int = Field(sa_type=BigInteger)
     registered_by: str = Field(max_length=100)
+    # issue #16: the SM2 key its acknowledgments are signed with (uncompressed point, hex) and the
+    # cities it serves (GB/T 2260 codes, comma-separated); None for a report-only operator
+    public_key: str | None = Field(default=None, max_length=130, unique=True)
+    cities: str | None = Field(default=None, max_length=2000)
 
 
 class ListAcknowledgment(SQLModel, table=True):
@@ -562,6 +566,7 @@ class ListAcknowledgment(SQLModel, table=True):
     __tablename__ = "list_ack"
     __table_args__ = (
         UniqueConstraint("operator_id", "list_type", "sequence", name="uq_one_ack_per_version"),
+        UniqueConstraint("operator_id", "nonce", name="uq_list_ack_nonce"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -571,7 +576,12 @@ class ListAcknowledgment(SQLModel, table=True):
     loaded_at: int = Field(sa_type=BigInteger)
     terminals: int | None = None
     reported_at: int = Field(sa_type=BigInteger)
-    report: str = Field(max_length=64)  # SHA-256 of the report file
+    report: str = Field(max_length=64)  # SHA-256 of the report file; SM3 of a signed statement
+    # issue #16: a signed acknowledgment (POST /acks); None for a row of an imported report
+    nonce: str | None = Field(default=None, max_length=64)
+    list_sm3: str | None = Field(default=None, max_length=64)
+    signed_at: int | None = Field(default=None, sa_type=BigInteger)
+    signature: str | None = Field(default=None, max_length=200)  # SM2, DER, hex
 
 
 class Intent(SQLModel, table=True):
