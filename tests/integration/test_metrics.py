@@ -333,3 +333,26 @@ def test_the_example_alert_rules_are_well_formed() -> None:
     )
     assert rules["JtcaTokenDown"][0] == "jtca_token_up == 0"
     assert all(severity in ("info", "warning", "critical") for _, _, severity in rules.values())
+
+
+def test_every_part_reads_on_both_databases(database: tuple[str, object], tmp_path: Path) -> None:
+    """On a fresh database of each kind (SQLite, PostgreSQL) every part of a scrape reads: no
+    ``jtca_metrics_errors_total`` sample, the families of what exists, zeros where nothing
+    waits, no list or checkpoint family before there is one."""
+    url, _engine = database
+    with in_process(tmp_path / "state", url=url, seal=False) as (_client, runtime):
+        from starlette.testclient import TestClient
+
+        with TestClient(create_app(runtime, metrics_token=TOKEN)) as http:
+            answer = http.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert answer.status_code == 200
+    samples = {
+        s.name: s.value for f in text_string_to_metric_families(answer.text) for s in f.samples
+    }
+    assert "jtca_metrics_errors_total" not in samples, answer.text
+    assert samples["jtca_pending_approvals"] == 0
+    assert samples["jtca_overdue_operators"] == 0
+    assert samples["jtca_log_witnesses"] == 0
+    assert samples["jtca_token_up"] == 1
+    assert "jtca_list_sequence" not in samples
+    assert "jtca_log_checkpoint_size" not in samples
