@@ -605,7 +605,7 @@ def accept_signed_ack(engine: Engine, body: SignedAck, *, now: int) -> AckReceip
             at=now,
         )
     return AckReceipt(
-        operator_id=operator.operator_id,
+        operator_id=statement.operator,
         list_type=statement.list_type,
         sequence=statement.sequence,
         terminals=statement.terminals,
