@@ -327,9 +327,8 @@ def test_the_example_alert_rules_are_well_formed() -> None:
     found = json.loads(read.stdout)
     rules = {alert: (expr, wait, severity) for alert, expr, wait, severity in found}
     assert "jtca_list_next_update_seconds < 24 * 3600" in rules["JtcaListNextUpdateWithin24h"][0]
-    assert (
-        "jtca_log_witnessed_checkpoint_age_seconds > 3600"
-        in (rules["JtcaCheckpointNotWitnessed"][0])
+    assert rules["JtcaCheckpointNotWitnessed"][0] == (
+        "jtca_log_checkpoint_cosignatures == 0 and jtca_log_checkpoint_age_seconds > 3600"
     )
     assert rules["JtcaTokenDown"][0] == "jtca_token_up == 0"
     assert all(severity in ("info", "warning", "critical") for _, _, severity in rules.values())
