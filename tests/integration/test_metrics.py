@@ -17,7 +17,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -27,12 +27,16 @@ from service_fixtures import in_process
 
 from ca.api.app import create_app
 from ca.api.metrics_http import MetricsTokenError, read_token_file
+from ca.errors import JtcaError
 from ca.lists.asn1 import ListType
+from hsm.pkcs11.keys import KeyStore
+from hsm.pkcs11.token import Token
 
 JTCA = str(Path(sys.executable).with_name("jtca"))
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 OPERATIONS = DOCS / "operations.md"
 ALERTS = DOCS / "deploy" / "jtca-alerts.yml"
+NewToken = Callable[..., tuple[Token, KeyStore, str]]
 TOKEN = "metrics-" + "7f" * 16
 
 
@@ -355,3 +359,44 @@ def test_every_part_reads_on_both_databases(database: tuple[str, object], tmp_pa
     assert samples["jtca_token_up"] == 1
     assert "jtca_list_sequence" not in samples
     assert "jtca_log_checkpoint_size" not in samples
+
+
+def test_token_signatures_are_counted_per_key_and_path(
+    new_token: NewToken, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``TokenSigner`` counts each signature under its key's URI and the path that made it: a
+    real SoftHSM2 key host-assisted, and the same key through a vendor mechanism whose C_Sign a
+    stand-in answers (SoftHSM2 has none); a failed signature is not counted."""
+    from hsm.pkcs11.signer import (
+        MechanismInput,
+        TokenIdentity,
+        TokenSigner,
+        VendorMechanism,
+        signature_counts,
+    )
+
+    _, store, _ = new_token("COUNTED")
+    key = store.generate_sm2("counted-key")
+    uri = str(key.uri.without_query())
+    before = signature_counts()
+    host = TokenSigner(store, key.uri)
+    for _ in range(3):
+        host.sign(b"counted")
+    maker = TokenIdentity("TASS", "EVSM")
+    vendor = VendorMechanism("TASS", 0x80008100, MechanismInput.DIGEST, manufacturer="TASS")
+    native = TokenSigner(
+        store,
+        key.uri,
+        advertised_mechanisms={0x80008100},
+        identity=maker,
+        vendor_mechanisms=[vendor],
+    )
+    answers = iter([b"\x01" * 64, b"\x02" * 63])  # the second: not a raw SM2 signature
+    monkeypatch.setattr(store.token, "run", lambda operation: next(answers))
+    assert native.sign(b"counted") == b"\x01" * 64
+    with pytest.raises(JtcaError, match="63-byte signature"):
+        native.sign(b"counted")
+    after = signature_counts()
+    assert after[(uri, "host-assisted")] - before.get((uri, "host-assisted"), 0) == 3
+    assert after[(uri, "native")] - before.get((uri, "native"), 0) == 1
+    assert "pin" not in uri
