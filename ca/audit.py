@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import threading
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
@@ -218,6 +219,16 @@ def _late_sealer(session: Session) -> Sealer | None:
 
 
 # -- appending ---------------------------------------------------------------------------------
+_policy_named: weakref.WeakKeyDictionary[Engine, str] = weakref.WeakKeyDictionary()
+
+
+def name_policy(engine: Engine, policy_sm3: str) -> None:
+    """From now on every event appended on ``engine`` (but the log's own ``log.*`` entries)
+    names ``policy_sm3``, the SM3 of the policy in force its decision was taken under (issue
+    #16, point 4; set by the service at start and when an approved change takes effect)."""
+    _policy_named[engine] = policy_sm3
+
+
 def append(
     session: Session,
     *,
@@ -235,6 +246,12 @@ def append(
     sealer = _sealer_for(session) or _late_sealer(session)
     head = session.exec(select(AuditHead).where(AuditHead.id == 1).with_for_update()).one()
     seq = head.seq + 1
+    bind = session.get_bind()
+    named = _policy_named.get(bind) if isinstance(bind, Engine) else None
+    if named and kind == "event" and not action.startswith("log.") and details is not None:
+        details = {**details, "policy_sm3": details.get("policy_sm3", named)}
+    elif named and kind == "event" and not action.startswith("log."):
+        details = {"policy_sm3": named}
     text = canonical(details or {})
     try:
         leaf = LogEntry(seq, at, kind, actor, action, subject, object_sm3, text).leaf_hash()

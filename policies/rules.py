@@ -59,6 +59,7 @@ class Action:
     OFFICER_APPROVE: Final = "officer.approve"  # the second officer of an enrolment
     OFFICER_SUSPEND: Final = "officer.suspend"  # suspend, reinstate, revoke a certificate
     OFFICER_RENEW: Final = "officer.renew"
+    POLICY_CHANGE: Final = "policy.change"  # issue #16: propose or approve a new policy
 
 
 ACTIONS: Final = frozenset(v for k, v in vars(Action).items() if k.isupper() and isinstance(v, str))

@@ -159,12 +159,22 @@ def serve(args: argparse.Namespace) -> int:
         from ca.api.metrics_http import read_token_file
 
         metrics_token = read_token_file(Path(args.metrics_token_file))
+    from ca.signing import read_policy
+
+    read_policy(Path(args.policy) if args.policy else None)  # a bad file: no start (#16)
     state = Path(args.state) if args.state else state_dir()
     if args.embedded:
         mark_state(state)
     runtime = open_runtime(
         state, migrate="upgrade" if args.embedded else "check", embedded=args.embedded
     )
+    from ca.service.policy import adopt_or_check
+
+    try:  # issue #16: validated; adopted on a new database, else the policy in force only
+        adopt_or_check(runtime, Path(args.policy) if args.policy else None)
+    except BaseException:
+        runtime.close()
+        raise
     activity = Activity()
     app = create_app(
         runtime, max_body=args.max_body, activity=activity, metrics_token=metrics_token
@@ -311,6 +321,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--state", metavar="DIR", help="the state folder (default $JTCA_STATE or ./state)"
     )
     p.add_argument("--embedded", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument(
+        "--policy",
+        metavar="PATH",
+        help="the policy file (default $JTCA_POLICY, else the shipped policies/authority.toml): "
+        "adopted at the first start, afterwards only the approved policy in force "
+        "(docs/policy.md)",
+    )
     p.add_argument(
         "--idle-exit",
         type=int,

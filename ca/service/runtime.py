@@ -68,6 +68,8 @@ class Runtime:
     _vault: EmbeddedVault | None = field(default=None, repr=False)
     _token_lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     _checkpointer: Checkpointer | None = field(default=None, repr=False)
+    policy_sm3: str = ""  # the policy this process runs under (ca.service.policy, issue #16)
+    policy_checked: float = 0.0  # when the database's policy in force was last looked at
 
     def __post_init__(self) -> None:
         if self.published == Path():
@@ -127,6 +129,11 @@ class Runtime:
 
     def close(self) -> None:
         self.stop_log()
+        if self.policy_sm3:  # this process ran under the database's policy in force (#16)
+            from ca.signing import set_policy_in_force, set_policy_refresher
+
+            set_policy_refresher(None)
+            set_policy_in_force(None)
         with self._token_lock:
             if self._vault is not None:
                 self._vault.close()

@@ -606,3 +606,22 @@ class Intent(SQLModel, table=True):
     began_at: int = Field(sa_type=BigInteger)
     ended_at: int | None = Field(default=None, sa_type=BigInteger)
     outcome: str | None = Field(default=None, max_length=1000)
+
+
+class PolicyVersion(SQLModel, table=True):
+    """A policy file the authority has known (issue #16, point 4): the one adopted at the first
+    start, then each proposal (``proposed`` → ``in-force`` on its approvals, or ``rejected``);
+    the previous one in force becomes ``superseded``. ``text`` is the file exactly as proposed,
+    ``sm3`` its hex SM3 (the name every decision's audit event gives it)."""
+
+    __tablename__ = "policy_version"
+
+    id: int | None = Field(default=None, primary_key=True)
+    sm3: str = Field(max_length=64, index=True)
+    text: str
+    state: str = Field(max_length=20, index=True)  # proposed|in-force|superseded|rejected
+    proposed_by: str = Field(max_length=100)
+    proposed_at: int = Field(sa_type=BigInteger)
+    required: int
+    reason: str = Field(default="", max_length=500)
+    decided_at: int | None = Field(default=None, sa_type=BigInteger)
