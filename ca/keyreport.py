@@ -26,15 +26,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final
-
-from PIL import Image, ImageDraw, ImageFont
+from typing import TYPE_CHECKING, Final
 
 from ca.clock import iso_utc
 from ca.errors import JtcaError
 from ca.files import write_atomically
 from ca.lifecycle import KeyState
-from ca.qr.image import ImageError, caption_font_path
+
+if TYPE_CHECKING:  # pillow is the extra 'images': imported where a chart is drawn
+    from PIL import Image, ImageDraw, ImageFont
 
 DAY: Final = 86400
 LIVE_STATES: Final = frozenset({KeyState.PRE_ACTIVE, KeyState.ACTIVE, KeyState.SUSPENDED})
@@ -398,6 +398,10 @@ _NOT_IN_ANY_FONT: Final = "\U0010fffd"  # private use: what a font draws for a m
 def _chart_font(size: int) -> ImageFont.FreeTypeFont:
     """The caption font of ``ca.qr.image`` (its lookup and $JTCA_CAPTION_FONT), checked to
     draw the title's Chinese rather than boxes."""
+    from PIL import ImageFont
+
+    from ca.qr.image import ImageError, caption_font_path
+
     try:
         path = caption_font_path()
         font = ImageFont.truetype(str(path), size)
@@ -437,6 +441,8 @@ def _rotated_label(
     fill: tuple[int, int, int],
 ) -> None:
     """A month label read bottom to top, its end just under the axis."""
+    from PIL import Image, ImageDraw
+
     left, upper, right, lower = (math.floor(v) for v in font.getbbox(text))
     strip = Image.new("RGBA", (right - left + 3, lower - upper + 3), (0, 0, 0, 0))
     ImageDraw.Draw(strip).text((1 - left, 1 - upper), text, font=font, fill=(*fill, 255))
@@ -447,6 +453,8 @@ def _rotated_label(
 def timeline_png(keys: Iterable[ReportKey], *, now: int, months: int = 24) -> bytes:
     """The expiry timeline: one stacked bar per calendar month (and one for overdue keys),
     coloured by key class, live keys only. ``WIDTH``×``HEIGHT`` RGB, no metadata."""
+    from PIL import Image, ImageDraw
+
     rows = list(keys)
     slots = timeline_slots(rows, now=now, months=months)
     colours = class_colours(k.key_class for k in rows)
