@@ -39,6 +39,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -304,6 +305,54 @@ def wrk(
     )
 
 
+# where the service's CPU goes (--profile): each busy py-spy sample counts for the innermost
+# frame of its stack that is in one of these files (first match from the leaf up)
+BUCKETS = (
+    ("TLS (asyncio sslproto, ssl)", ("asyncio/sslproto.py", "(ssl.py")),
+    ("database session and query (SQLAlchemy, sqlite3)", ("sqlalchemy/", "sqlmodel/", "sqlite3")),
+    ("logging (JSON access log line)", ("logging/__init__.py", "ca/obs/", "(json/")),
+    ("metrics (prometheus-client)", ("prometheus_client/",)),
+    ("request ids (uuid4)", ("(uuid.py",)),
+    ("the GET /lists route itself", ("ca/api/lists_http.py", "ca/publish/http_layout.py")),
+    ("jtca middleware (ca/api/app.py)", ("ca/api/app.py",)),
+    ("Starlette BaseHTTPMiddleware (call_next)", ("starlette/middleware/base.py",)),
+    ("thread-pool hop of the sync route", ("anyio/", "starlette/concurrency.py", "(threading.py",
+                                           "(queue.py")),
+    ("FastAPI/Starlette routing, other middleware", ("fastapi/", "starlette/")),
+    ("HTTP/1.1 (uvicorn, h11)", ("uvicorn/", "h11/")),
+    ("asyncio event loop", ("asyncio/", "(selectors.py")),
+)  # fmt: skip
+IDLE = ("Condition.wait", "EpollSelector.select", "Queue.get", "Event.wait")
+
+
+def profile(server: Server, seconds: float, folder: Path) -> list[str] | str:
+    """py-spy's samples of ``server`` for ``seconds``, summed into ``BUCKETS``."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(spy).exists():
+        return "py-spy is not installed (pip install py-spy): no profile"
+    raw = folder / "profile.raw"
+    done = subprocess.run(
+        [spy, "record", "-p", str(server.process.pid), "-d", f"{max(1, round(seconds))}",
+         "-r", "100", "-f", "raw", "-o", str(raw), "--nonblocking"],
+        capture_output=True, text=True, timeout=seconds + 120,
+    )  # fmt: skip
+    if not raw.exists():
+        return f"py-spy could not sample the service: {done.stderr.strip()[-300:]}"
+    busy = 0
+    counts = dict.fromkeys([*(label for label, _ in BUCKETS), "other"], 0)
+    for line in raw.read_text(errors="replace").splitlines():
+        stack, _, number = line.rpartition(" ")
+        if not number.isdigit() or stack.split(";")[-1].split(" ")[0] in IDLE:
+            continue
+        busy += int(number)
+        counts[next((label for frame in reversed(stack.split(";")) for label, files in BUCKETS
+                     if any(f in frame for f in files)), "other")] += int(number)  # fmt: skip
+    if not busy:
+        return "py-spy took no busy samples"
+    ranked = sorted(counts.items(), key=lambda item: -item[1])
+    return [f"{n / busy:6.1%}  {label}" for label, n in ranked if n]
+
+
 def row(name: str, run: Run) -> str:
     return (
         f"  {name:<34} {run.n304 / run.seconds:9.0f} {run.n200 / run.seconds:8.0f} "
@@ -357,6 +406,17 @@ def measure(settings: argparse.Namespace, state: Path, folder: Path) -> None:
                     f"{run.errors} socket errors: not the expected answers"
                 )
         served, reference = runs[api.name], runs[web.name]
+        profiled: list[str] | str = ""
+        if settings.profile:
+            loader = threading.Thread(
+                target=wrk,
+                args=(api, settings, current, previous, settings.seconds + 2, folder / "p"),
+            )
+            (folder / "p").mkdir()
+            loader.start()
+            time.sleep(1)
+            profiled = profile(api, settings.seconds, folder)
+            loader.join()
     print(
         f"  {'':<34} {'304/s':>9} {'200/s':>8} {'total/s':>9} {'p50 ms':>8} {'p99 ms':>8}   "
         "cpu: server wrk (cores)"
@@ -380,6 +440,12 @@ def measure(settings: argparse.Namespace, state: Path, folder: Path) -> None:
         "line); nginx answers from a map in C with sendfile. For more, put nginx in front "
         "(docs/deploy/nginx-jtca-lists.conf) or run more service processes on the database."
     )
+    if isinstance(profiled, str) and profiled:
+        print(f"profile: {profiled}")
+    elif profiled:
+        print("profile of the service under the same load (py-spy, share of busy samples):")
+        for line in profiled:
+            print(f"  {line}")
 
 
 def main() -> None:
@@ -392,6 +458,9 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64, help="wrk connections")
     parser.add_argument("--nginx-workers", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="3 s per server (the test)")
+    parser.add_argument(
+        "--profile", action="store_true", help="then sample the service with py-spy under load"
+    )
     parser.add_argument("--keep", metavar="DIR", help="seed into DIR (or reuse it) and keep it")
     settings = parser.parse_args()
     if not 0 < settings.new < 1:
