@@ -47,7 +47,12 @@ def seed(ctx: Context, _req: Empty) -> ops.Seeded:
     with Session(ctx.engine) as session:
         used = any(
             session.exec(select(table).limit(1)).first() is not None
-            for table in (Officer, CeremonyRun, AuditEvent)
+            for table in (Officer, CeremonyRun)
+        ) or (  # a fresh service's first start audits only the policy it adopts (issue #16)
+            session.exec(
+                select(AuditEvent).where(AuditEvent.action != "policy.adopt").limit(1)
+            ).first()
+            is not None
         )
     if used or is_seeded(runtime.state):
         raise DemoRefused(
