@@ -43,6 +43,7 @@ from ca.api.problems import field_path, from_error, problem, slug, status_of
 from ca.clock import Clock, SystemClock
 from ca.dualcontrol import SignedRequest, serving
 from ca.errors import JtcaError
+from ca.obs import logs
 from ca.obs.metrics import ServiceMetrics
 from ca.officer_auth import SESSION_HEADER, SIGNATURE_HEADER, AuthError, body_digest
 from ca.ops import log as log_ops
@@ -159,6 +160,7 @@ def _context(op: Operation[Model, Model], runtime: Runtime, clock: Clock) -> Cal
         request.state.body = body
         if authenticated is not None:
             request.state.officer = authenticated.actor.id  # the access log line names them
+            logs.bind_officer(authenticated.actor.id)  # and every line of the use case
         return Context(
             runtime=runtime,
             officer=authenticated.actor if authenticated else None,
@@ -323,6 +325,7 @@ def create_app(
         given = request.headers.get(REQUEST_ID_HEADER, "")
         rid = given if given and len(given) <= 64 and given.isascii() else uuid.uuid4().hex
         request.state.request_id = rid
+        bound = logs.bind_request(rid)  # every line of this request names it
         activity.running += 1
         started = time.perf_counter()
         status = 500
@@ -333,6 +336,7 @@ def create_app(
             activity.running -= 1
             activity.last = time.monotonic()
             _observe(app, request, rid, status, time.perf_counter() - started)
+            logs.unbind_request(bound)
         response.headers[REQUEST_ID_HEADER] = rid
         return response
 

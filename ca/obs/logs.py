@@ -10,6 +10,7 @@ query and never the body or the request's headers.
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 import json
 import logging
@@ -38,6 +39,12 @@ _SECRET_PARTS: Final = (
     "wrapping",
     "authorization",
 )
+# The request being answered, for every line written while it is (the publisher's, the use
+# cases'): set by the service's request middleware and sign-in check (ca.api.app).
+_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "jtca_request_id", default=None
+)
+_officer: contextvars.ContextVar[str | None] = contextvars.ContextVar("jtca_officer", default=None)
 LEVEL_ENV: Final = "JTCA_LOG_LEVEL"
 FORMAT_ENV: Final = "JTCA_LOG_FORMAT"  # json (the default) or text
 
@@ -46,6 +53,36 @@ def secret_name(name: str) -> bool:
     """Whether a field called ``name`` may hold a secret (and so is never logged)."""
     lowered = name.lower()
     return any(part in lowered for part in _SECRET_PARTS) and lowered != "session_count"
+
+
+def bind_request(request_id: str) -> contextvars.Token[str | None]:
+    """Name ``request_id`` on every line written in this context (give the token back to
+    ``unbind_request`` when the request ends)."""
+    _officer.set(None)
+    return _request_id.set(request_id)
+
+
+def unbind_request(token: contextvars.Token[str | None]) -> None:
+    _request_id.reset(token)
+
+
+def bind_officer(officer: str) -> None:
+    """Name the signed-in officer on every line written in this context from now on."""
+    _officer.set(officer)
+
+
+class RequestContext(logging.Filter):
+    """Adds ``request_id`` and ``officer`` of the request being answered to a line that does not
+    name them itself."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        rid = _request_id.get()
+        if rid is not None and not hasattr(record, "request_id"):
+            record.request_id = rid
+        officer = _officer.get()
+        if officer is not None and not hasattr(record, "officer"):
+            record.officer = officer
+        return True
 
 
 def _plain(value: Any) -> Any:
@@ -94,6 +131,7 @@ def configure(stream: IO[str] | None = None, *, level: str | int | None = None) 
     for old in list(root.handlers):
         if getattr(old, "_jtca", False):
             root.removeHandler(old)
+    handler.addFilter(RequestContext())
     handler._jtca = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     try:

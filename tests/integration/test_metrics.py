@@ -223,6 +223,13 @@ def test_a_real_service_reports_its_state_and_logs_json_lines(demo_state: Path) 
     demo_log = demo_state / "logs" / "service.log"
     seeded = demo_log.read_text(encoding="utf-8", errors="replace")
     assert '"logger":"jtca.access"' in seeded  # the demo's requests were logged, as JSON
+    published = [
+        json.loads(line)
+        for line in seeded.splitlines()
+        if line.startswith("{") and '"logger":"jtca.publisher"' in line
+    ]
+    assert published  # the demo's publications, each line naming its request and officer
+    assert all(p["request_id"] and p["officer"] for p in published), published[:3]
     for secret in secrets_of(demo_state):
         assert secret not in seeded
         assert secret not in log_path.read_text(encoding="utf-8", errors="replace")

@@ -127,3 +127,29 @@ def test_a_bad_level_falls_back_to_info_and_says_so(monkeypatch: pytest.MonkeyPa
         root.setLevel(level)
     (line,) = lines(out)
     assert "JTCA_LOG_LEVEL='LOUD' is not a log level" in str(line["message"])
+
+
+def test_lines_written_while_a_request_is_answered_name_it(stream: io.StringIO) -> None:
+    """The request middleware binds the request id, the sign-in check the officer: a line the
+    use case writes (the publisher's) names both without passing them; a line that names its
+    own keeps its own; after the request, lines name neither."""
+    import contextvars
+
+    def answer() -> None:
+        bound = logs.bind_request("req-42")
+        logging.getLogger("jtca.publisher").info("before sign-in")
+        logs.bind_officer("ca-op-1")
+        logging.getLogger("jtca.publisher").info("published")
+        logging.getLogger("jtca.test").info("own", extra={"request_id": "other"})
+        logs.unbind_request(bound)
+
+    contextvars.copy_context().run(answer)
+    logging.getLogger("jtca.test").info("after")
+    before, published, own, after = lines(stream)
+    assert before["request_id"] == "req-42"
+    assert "officer" not in before
+    assert published["request_id"] == "req-42"
+    assert published["officer"] == "ca-op-1"
+    assert own["request_id"] == "other"
+    assert "request_id" not in after
+    assert "officer" not in after
