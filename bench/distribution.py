@@ -431,7 +431,10 @@ def measure(settings: argparse.Namespace, state: Path, folder: Path) -> None:
         f"200 {served.n200 / served.seconds / (reference.n200 / reference.seconds):.3f}; "
         f"p99 service / nginx {served.p99_ms / max(reference.p99_ms, 0.001):.1f}x"
     )
-    print("what limits each side:")
+    print(
+        f"what limits each side (load average {os.getloadavg()[0]:.2f} on {cores} cores at the "
+        "end: other processes' share is not counted below):"
+    )
     print(limits(web.name, reference, settings.threads, cores))
     print(limits(api.name, served, settings.threads, cores))
     print(

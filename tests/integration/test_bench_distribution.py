@@ -51,7 +51,7 @@ def test_quick_run_prints_both_servers_and_the_ratio(tmp_path: Path) -> None:
                       r"(meets the goal|below the goal)\)$", output, re.M)  # fmt: skip
     assert ratio is not None, output
     assert float(ratio.group(1)) > 0
-    assert re.search(r"^what limits each side:$", output, re.M)
+    assert re.search(r"^what limits each side \(load average [0-9.]+ on [0-9]+ cores", output, re.M)
     assert re.search(
         r"^  service \(jtca serve, TLS 1\.3\): server [0-9.]+ cores, wrk [0-9.]+ cores: \S",
         output,
