@@ -24,16 +24,6 @@ from ca.service.runtime import Runtime
 from hsm.sm.sm3 import sm3
 
 JTCA = str(Path(sys.executable).with_name("jtca"))
-# the subcommand as `jtca operator fetch` runs it (ca/cli/main.py's error handling)
-DRIVER = """
-import argparse, sys
-from ca.cli import operator_fetch
-from ca.cli.main import run_guarded
-parser = argparse.ArgumentParser(prog="jtca operator")
-operator_fetch.register(parser.add_subparsers(dest="command", required=True))
-args = parser.parse_args(sys.argv[1:])
-sys.exit(run_guarded(lambda: args.handler(args)))
-"""
 
 
 @pytest.fixture(scope="module")
@@ -211,7 +201,7 @@ def fetch_cli(
     state: Path, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", DRIVER, "fetch", *args],
+        [JTCA, "operator", "fetch", *args],
         env=env or demo_env(state),
         capture_output=True,
         text=True,
