@@ -18,6 +18,7 @@ from service_fixtures import in_process
 from sqlmodel import Session, col, select
 from test_service_lists import client_env, own_softhsm, refused, service_world  # noqa: F401
 
+from ca.ops import approvals as approval_ops
 from ca.ops import policy as ops
 from ca.ops.base import Empty
 from ca.service.policy import PolicyNotInForce, adopt_or_check, refresh
@@ -97,7 +98,9 @@ def test_a_policy_change_under_dual_control(database, tmp_path: Path) -> None:  
             denied = refused(lambda: auditor.call(ops.PROPOSE, ops.ProposeRequest(text=new_text)))
             assert "policy.change" in str(denied)
             broken = refused(
-                lambda: root1.call(ops.PROPOSE, ops.ProposeRequest(text=shipped().replace("= 900", "= -5", 1)))
+                lambda: root1.call(
+                    ops.PROPOSE, ops.ProposeRequest(text=shipped().replace("= 900", "= -5", 1))
+                )
             )
             assert "session_idle_seconds" in str(broken)
             assert broken.status == 422
@@ -138,6 +141,11 @@ def test_a_policy_change_under_dual_control(database, tmp_path: Path) -> None:  
                 new_sm3,
                 new_sm3,
             )
+            evidence = root1.call(
+                approval_ops.EVIDENCE, approval_ops.SubjectRequest(subject=subject)
+            )
+            assert [(d.officer, d.decision) for d in evidence.decisions] == [("root-2", "approve")]
+            assert evidence.request.officer == "root-1"
             # in force in this service at once, without a restart
             assert load_policy().approvals_required("list.emergency-publish") == 2
             running = policy_in_force()
@@ -223,7 +231,7 @@ def test_serve_validates_adopts_and_refuses(tmp_path: Path) -> None:
     bad.write_text(shipped().replace("session_idle_seconds = 900", 'session_idle_seconds = "x"'))
     process = _serve(env, uds, "--policy", str(bad))
     _, err = process.communicate(timeout=120)
-    assert process.returncode != 0
+    assert process.returncode == 3
     assert "Traceback" not in err
     assert str(bad) in err
     assert "session_idle_seconds" in err
@@ -253,7 +261,7 @@ def test_serve_validates_adopts_and_refuses(tmp_path: Path) -> None:
     other.write_text(stricter(), encoding="utf-8")
     process = _serve({**env, "JTCA_POLICY": str(other)}, uds)
     _out, err = process.communicate(timeout=120)
-    assert process.returncode != 0
+    assert process.returncode == 6
     assert "Traceback" not in err
     assert "jtca policy propose" in err
     assert str(other) in err
