@@ -33,7 +33,11 @@ Inside them:
    sequence noted on the intent, in the run's transaction; after the commit it is written to
    ``archive/<type>/<type>-<sequence>.der`` and the current ``<type>.json`` and ``<type>.der``
    are replaced (each write: a temporary file, fsync, rename), so a reader sees the old list
-   or the new one, never a part; then the intents are completed.
+   or the new one, never a part; then the folder's ``lists/`` layout (issue #16,
+   ``ca.publish.http_layout``: a file per recorded version, current, index, the nginx map) is
+   made whole from the records (``sync_http_layout``, also run by ``recover``; the sweep
+   removes its temporary files and version files no record backs); then the intents are
+   completed.
 
 A run killed anywhere leaves at most: stray ``.<name>.<random>.tmp`` files (removed by the next
 run's sweep, under the folder lock), or a recorded version whose files are missing (written from
