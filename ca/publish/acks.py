@@ -18,6 +18,7 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
 from ca import audit
@@ -463,6 +464,8 @@ def _statement(text: str) -> AckStatement:
         raw = json.loads(text)
     except ValueError as exc:
         raise AckRefused(f"statement: not JSON ({exc})", "Bad statement") from None
+    except RecursionError:
+        raise AckRefused("statement: not JSON (nested too deep)", "Bad statement") from None
     if not isinstance(raw, dict):
         raise AckRefused("statement: a JSON object", "Bad statement")
     try:
@@ -488,6 +491,18 @@ def _statement(text: str) -> AckStatement:
 def accept_signed_ack(engine: Engine, body: SignedAck, *, now: int) -> AckReceipt:
     """Check a signed acknowledgment and keep it with its audit entry, or refuse it whole."""
     statement = _statement(body.statement)
+    try:
+        return _keep(engine, body, statement, now=now)
+    except IntegrityError:  # the same nonce or version posted at the same moment, twice
+        raise AckRefused(
+            f"operator {statement.operator} posted {statement.list_type} {statement.sequence} "
+            "(or this nonce) twice at once; the first was kept",
+            "Already acknowledged",
+            status=409,
+        ) from None
+
+
+def _keep(engine: Engine, body: SignedAck, statement: AckStatement, *, now: int) -> AckReceipt:
     digest = sm3(body.statement.encode()).hex()
     with transaction(engine) as session:
         operator = session.get(ListOperator, statement.operator)

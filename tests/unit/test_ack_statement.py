@@ -50,6 +50,7 @@ def test_canonical_text_round_trips() -> None:
         (lambda t: t.replace('"nonce":"' + "a1" * 16, '"nonce":"ab'), "nonce"),
         (lambda t: t[:-1], "not JSON"),
         (lambda t: "[1]", "a JSON object"),
+        (lambda t: "[" * 3000 + "]" * 3000, "nested too deep"),
     ],
 )
 def test_anything_but_the_canonical_form_is_refused(change, says) -> None:  # type: ignore[no-untyped-def]
