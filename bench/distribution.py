@@ -353,6 +353,20 @@ def profile(server: Server, seconds: float, folder: Path) -> list[str] | str:
     return [f"{n / busy:6.1%}  {label}" for label, n in ranked if n]
 
 
+def plain_rate(server: Server, path: str, settings: argparse.Namespace, seconds: float) -> float:
+    """Requests per second of a plain ``wrk`` GET of ``path`` (no script), same threads and
+    connections."""
+    command = [
+        tool("wrk", "/usr/bin/wrk"), "-t", str(settings.threads), "-c", str(settings.connections),
+        "-d", f"{seconds:g}s", "--timeout", "10s", server.url + path,
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60)
+    found = re.search(r"^Requests/sec:\s+([0-9.]+)", done.stdout, re.MULTILINE)
+    if done.returncode != 0 or found is None or "Non-2xx" in done.stdout:
+        raise SystemExit(f"wrk GET {path} of {server.name} failed:\n{done.stdout}{done.stderr}")
+    return float(found.group(1))
+
+
 def row(name: str, run: Run) -> str:
     return (
         f"  {name:<34} {run.n304 / run.seconds:9.0f} {run.n200 / run.seconds:8.0f} "
@@ -406,6 +420,7 @@ def measure(settings: argparse.Namespace, state: Path, folder: Path) -> None:
                     f"{run.errors} socket errors: not the expected answers"
                 )
         served, reference = runs[api.name], runs[web.name]
+        ceiling = plain_rate(api, "/healthz", settings, settings.seconds)
         profiled: list[str] | str = ""
         if settings.profile:
             loader = threading.Thread(
@@ -442,6 +457,12 @@ def measure(settings: argparse.Namespace, state: Path, folder: Path) -> None:
         "Starlette routing, a database query for the newest version, TLS 1.3, a JSON access log "
         "line); nginx answers from a map in C with sendfile. For more, put nginx in front "
         "(docs/deploy/nginx-jtca-lists.conf) or run more service processes on the database."
+    )
+    print(
+        f"  the service's ceiling on this machine: GET /healthz (no database, no list, the same "
+        f"TLS, HTTP, middleware and thread-pool hop) {ceiling:.0f}/s; GET /lists is "
+        f"{served.rate / ceiling:.0%} of it, so at best "
+        f"{ceiling / reference.rate:.3f} of nginx without changing the service's stack"
     )
     if isinstance(profiled, str) and profiled:
         print(f"profile: {profiled}")

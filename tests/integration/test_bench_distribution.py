@@ -60,5 +60,11 @@ def test_quick_run_prints_both_servers_and_the_ratio(tmp_path: Path) -> None:
     assert re.search(
         r"^  nginx \(1 worker, HTTP\): server [0-9.]+ cores, wrk [0-9.]+ cores: \S", output, re.M
     )
+    assert re.search(
+        r"^  the service.s ceiling on this machine: GET /healthz .* [0-9]+/s; "
+        r"GET /lists is [0-9]+% of it",
+        output,
+        re.M,
+    )
     # cleaned up: its temporary folder (state, nginx prefix, logs) is gone
     assert list(tmp_path.iterdir()) == [], list(tmp_path.iterdir())
