@@ -188,7 +188,12 @@ def propose(ctx: Context, req: ops.ProposeRequest) -> ops.PolicyView:
         proposed = policy_from_bytes(req.text.encode("utf-8"), Path("the proposed policy"))
     except PolicyError as exc:
         raise PolicyError(f"text: {exc.message}") from None
-    required = load_policy().approvals_required(CHANGE)
+    if not any(CHANGE in role.actions for role in proposed.policy.roles.values()):
+        raise PolicyError(
+            f"text: roles: no role is granted {CHANGE}: no one could ever change this policy"
+        )
+    # a change is always dual-controlled, whatever [dual_control] says: at least one other
+    required = max(1, load_policy().approvals_required(CHANGE))
     with transaction(ctx.engine) as session:
         session.exec(select(AuditHead).where(AuditHead.id == 1).with_for_update()).one()
         current = _in_force_row(session)
@@ -220,13 +225,9 @@ def propose(ctx: Context, req: ops.ProposeRequest) -> ops.PolicyView:
             at=now,
         )
         bind_request(session, _subject(row.id or 0))
-        if required == 0:  # the policy in force asks no second officer
-            _put_in_force(session, row, actor.id, now)
         session.flush()
         session.refresh(row)
         session.expunge(row)
-    if row.state == "in-force":
-        _switch(ctx.runtime, proposed)
     return _view(row, ctx.runtime)
 
 

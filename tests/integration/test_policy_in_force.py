@@ -104,6 +104,13 @@ def test_a_policy_change_under_dual_control(database, tmp_path: Path) -> None:  
             )
             assert "session_idle_seconds" in str(broken)
             assert broken.status == 422
+            locked = refused(
+                lambda: root1.call(
+                    ops.PROPOSE,
+                    ops.ProposeRequest(text=shipped().replace('"policy.change",', "", 1)),
+                )
+            )
+            assert "no role is granted policy.change" in str(locked)
             same = refused(lambda: root1.call(ops.PROPOSE, ops.ProposeRequest(text=shipped())))
             assert "already in force" in str(same)
 
@@ -213,11 +220,13 @@ def _serve(env: dict[str, str], uds: Path, *extra: str) -> subprocess.Popen[str]
 
 
 def _until_listening(process: subprocess.Popen[str], uds: Path) -> None:
-    for _ in range(600):
-        if uds.exists() or process.poll() is not None:
+    from ca.client.embedded import answers
+
+    for _ in range(1200):
+        if answers(uds) or process.poll() is not None:
             break
         time.sleep(0.1)
-    assert uds.exists(), process.communicate(timeout=30)
+    assert answers(uds), process.communicate(timeout=30)
 
 
 def test_serve_validates_adopts_and_refuses(tmp_path: Path) -> None:
@@ -256,6 +265,7 @@ def test_serve_validates_adopts_and_refuses(tmp_path: Path) -> None:
     finally:
         process.send_signal(signal.SIGTERM)
         process.communicate(timeout=120)
+    assert not uds.exists()  # a clean stop removes its socket
 
     other = tmp_path / "other.toml"
     other.write_text(stricter(), encoding="utf-8")
