@@ -114,3 +114,30 @@ def test_cron_line() -> None:
     assert words[0] == f"JTCA_URL=unix://{SOCKET}"  # a client of the service
     assert words[1:3] == ["flock", "-n"]
     check_publish_command(words[4:])
+
+
+def test_the_units_use_the_folders_setup_host_makes(tmp_path: Path) -> None:
+    """docs/deploy/setup-host.sh (issue #16) makes every folder and file the units name."""
+    root = tmp_path / "root"
+    done = subprocess.run(
+        [str(DEPLOY / "setup-host.sh"), "--root", str(root)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    made = {
+        line.split()[0]: line.split()[1:]
+        for line in (root / ".jtca-owners").read_text(encoding="utf-8").splitlines()
+    }
+    service, publisher = unit("jtca.service")["Service"], unit("jtca-publish.service")["Service"]
+    state = service["Environment"].removeprefix("JTCA_STATE=")
+    assert made[state] == ["jtca", "jtca", "0700"]  # the tokens' files: the service's alone
+    assert service["ReadWritePaths"] == state
+    assert made[service["WorkingDirectory"]][:2] == ["jtca", "jtca"]
+    assert made[service["EnvironmentFile"].lstrip("-")] == ["root", "jtca", "0640"]
+    assert made[publisher["ReadWritePaths"]][:2] == ["jtca", "jtca"]  # the publisher's mirror
+    assert made[publisher["WorkingDirectory"]][:2] == ["jtca", "jtca"]
+    assert service["User"] == publisher["User"] == "jtca"
+    assert service["ExecStart"].startswith("/opt/jtca/.venv/bin/jtca ")
+    assert "/opt/jtca" in made
