@@ -1,9 +1,10 @@
 """The restore drill of docs/deploy.md (issue #16, point 5): a real service's PostgreSQL
 database (the demo seeded it: root ceremony, officers, city keys, an interop certificate,
-published lists) dumped with pg_dump and its tokens backed up; the server lost; the dump restored
-with pg_restore into a FRESH PostgreSQL server and the tokens from their backup; then the audit
-log verifies against the signed checkpoints kept outside the database at backup time, issuing
-continues (every list signed again) and no serial or sequence number is reused."""
+published lists; a registered witness cosigned its newest checkpoint) dumped with pg_dump, its
+tokens and checkpoints backed up; the server lost; the dump restored with pg_restore into a
+FRESH PostgreSQL server and the tokens from their backup; then the audit log verifies against
+the checkpoints kept outside the database and the witness's cosigned copy, issuing continues
+(every list signed again) and no serial or sequence number is reused."""
 
 from __future__ import annotations
 
@@ -37,6 +38,35 @@ SERIALS = "select coalesce(max(serial), 0) from interop_certificate"
 COUNTERS = "select ca_key, next_serial from serial_counter order by 1"
 
 
+def witnessed(env: dict[str, str], state: Path, tmp_path: Path) -> Path:
+    """A witness (its key in its own SoftHSM2 token, its folder outside the state), registered
+    by the demo's root officer mot-root-1, cosigns the newest checkpoint: the folder it keeps is
+    the witnessed checkpoint the restored log must verify against."""
+    data = json.loads((state / "demo-credentials.json").read_text(encoding="utf-8"))
+    root_officer = next(o for o in data["officers"] if o["id"] == "mot-root-1")
+    env.update(OFFICER_PIN=root_officer["pin"], WITNESS_PIN="pin-of-the-drill-witness")
+    signed = jtca(env, "login", "--officer", "mot-root-1", "--pin-source", "env:OFFICER_PIN")
+    assert signed.returncode == 0, signed.stderr
+    folder, name = tmp_path / "witness", "witness.drill.example/jtca"
+    (audit_pem,) = (state / "ceremonies").glob("audit-*.pem")
+    (root_pem,) = (state / "ceremonies").glob("root-*.pem")
+    made = jtca(
+        env, "witness", "init", "--name", name, "--dir", str(folder), "--audit-cert",
+        str(audit_pem), "--root-cert", str(root_pem), "--create-token", "--pin-source",
+        "env:WITNESS_PIN", "--json",
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    key = json.loads(made.stdout)["public_key"]
+    registered = jtca(env, "witness", "register", "--name", name, "--public-key", key)
+    assert registered.returncode == 0, registered.stderr
+    cosigned = jtca(
+        env, "witness", "cosign", "--dir", str(folder), "--pin-source", "env:WITNESS_PIN", "--json"
+    )
+    assert cosigned.returncode == 0, cosigned.stderr
+    assert json.loads(cosigned.stdout)["witnessed"] is True
+    return folder
+
+
 def test_restore_into_a_fresh_server(tmp_path: Path) -> None:
     state = tmp_path / "state"
     backups = tmp_path / "backups"
@@ -45,14 +75,17 @@ def test_restore_into_a_fresh_server(tmp_path: Path) -> None:
     for name in ("SOFTHSM2_CONF", "JTCA_URL", "JTCA_SESSION"):
         env.pop(name, None)
     env["XDG_CONFIG_HOME"] = str(tmp_path / "no-config")
+    env["XDG_STATE_HOME"] = str(tmp_path / "desk")  # the officer's session file
+    env["HOME"] = str(tmp_path / "home")
 
     with contextlib.ExitStack() as lost:
         old = lost.enter_context(cluster())
         old.psql("-c", "create database jtca")
         env["JTCA_DATABASE_URL"] = old.url("jtca", "jtca")
         made = jtca(env, "demo", "--no-console")
-        stopped = jtca(env, "service", "stop")
         assert made.returncode == 0, made.stderr
+        witness = witnessed(env, state, tmp_path)
+        stopped = jtca(env, "service", "stop")
         assert stopped.returncode == 0, stopped.stderr
         before_lists = numbers(old, LISTS)
         before_serial = int(numbers(old, SERIALS)[0][0])
@@ -95,7 +128,10 @@ def test_restore_into_a_fresh_server(tmp_path: Path) -> None:
         env["JTCA_DATABASE_URL"] = fresh.url("jtca", "jtca")
         try:
             # the log verifies against the checkpoints kept outside the database
-            verified = jtca(env, "audit", "verify", "--checkpoint", str(backups / "log"))
+            verified = jtca(
+                env, "audit", "verify", "--checkpoint", str(backups / "log"),
+                "--witness-dir", str(witness),
+            )  # fmt: skip
             assert verified.returncode == 0, verified.stderr + verified.stdout
 
             # issuing continues: the publisher signs every list again, with new numbers
