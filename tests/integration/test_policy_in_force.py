@@ -276,3 +276,40 @@ def test_serve_validates_adopts_and_refuses(tmp_path: Path) -> None:
     assert "jtca policy propose" in err
     assert str(other) in err
     assert not uds.exists()
+
+
+def test_the_command_line_changes_the_policy(tmp_path: Path) -> None:
+    """``jtca policy propose``, ``approve`` (the officer's token), ``show --out``, ``history``
+    at officers' desks over the embedded service, which runs the file $JTCA_POLICY names."""
+    from cli_desks import PIN_VARIABLE, Desks
+    from test_service_lists import make_world
+
+    state = tmp_path / "state"
+    installed = tmp_path / "etc" / "authority.toml"
+    installed.parent.mkdir()
+    installed.write_text(shipped(), encoding="utf-8")
+    env = client_env(state, f"sqlite:///{tmp_path / 'jtca.db'}", JTCA_POLICY=str(installed))
+    world = make_world(state, env, officers=ROOTS)
+    desks = Desks(world.env, state.parent / f"{state.name}-desks")
+    for officer, _ in ROOTS:
+        desks.login(officer)
+    signing = ("--officer-pin-source", f"env:{PIN_VARIABLE}")
+    new = tmp_path / "new.toml"
+    new.write_text(stricter(), encoding="utf-8")
+    new_sm3 = sm3(new.read_bytes()).hex()
+
+    proposed = desks.data("policy", "propose", str(new), "--reason", "drill", officer="root-1")
+    assert (proposed["state"], proposed["sm3"], proposed["required"]) == ("proposed", new_sm3, 1)
+    number = str(proposed["version"])
+    own = desks.jtca("policy", "approve", number, *signing, officer="root-1", ok=False)
+    assert own.returncode == 6
+    assert "dual control" in own.stderr
+    approved = desks.data("policy", "approve", number, *signing, officer="root-2")
+    assert (approved["state"], approved["sm3"]) == ("in-force", new_sm3)
+
+    desks.jtca("policy", "show", "--out", str(installed), officer="root-1")
+    assert installed.read_bytes() == new.read_bytes()
+    shown = desks.data("policy", "show", officer="root-2")
+    assert (shown["sm3"], shown["state"], shown["text"]) == (new_sm3, "in-force", stricter())
+    history = desks.data("policy", "history", officer="root-2")
+    assert [(v["version"], v["state"]) for v in history] == [(1, "superseded"), (2, "in-force")]
