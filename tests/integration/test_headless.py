@@ -11,6 +11,7 @@ import contextlib
 import importlib.metadata
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -64,8 +65,8 @@ def env_for(state: Path, blocked_log: Path) -> dict[str, str]:
     return env
 
 
-def headless(*args: str) -> list[str]:
-    return [sys.executable, "-c", RUNNER, *args]
+def headless(*args: str, python: str = sys.executable) -> list[str]:
+    return [python, "-c", RUNNER, *args]
 
 
 @pytest.fixture(scope="module")
@@ -86,11 +87,11 @@ def demo_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @contextlib.contextmanager
-def serving(state: Path, env: dict[str, str], log_path: Path) -> Iterator[Path]:
+def serving(state: Path, env: dict[str, str], log_path: Path, python: str) -> Iterator[Path]:
     sock = state.parent / "headless.sock"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            headless("serve", "--uds", str(sock), "--state", str(state)),
+            headless("serve", "--uds", str(sock), "--state", str(state), python=python),
             env=env,
             stdout=log,
             stderr=log,
@@ -117,33 +118,19 @@ def serving(state: Path, env: dict[str, str], log_path: Path) -> Iterator[Path]:
             process.wait()
 
 
-def test_serve_and_publish_import_no_console_or_image_library(
-    demo_state: Path, tmp_path: Path
+def serve_and_publish(
+    state: Path, tmp_path: Path, env: dict[str, str], python: str, validity: int
 ) -> None:
-    blocked_log = tmp_path / "blocked.log"
-    env = env_for(demo_state, blocked_log)
-    credentials = json.loads((demo_state / "demo-credentials.json").read_text(encoding="utf-8"))
+    """``jtca serve`` on ``state`` and one ``jtca publish`` through it, both run by ``python``
+    behind the import hook; every list signed again (its nextUpdate within the refresh margin)."""
+    credentials = json.loads((state / "demo-credentials.json").read_text(encoding="utf-8"))
     publisher = next(o for o in credentials["officers"] if o["id"] == "publisher-1")
     officer_pin = tmp_path / "publisher-officer.pin"
     officer_pin.write_text(publisher["pin"], encoding="utf-8")
     list_pin = tmp_path / "publisher.pin"
     list_pin.write_bytes(combine_secret([str(s) for s in credentials["root_token_shares"]]))
     out = tmp_path / "lists"
-
-    # the hook works: a blocked import fails in such a process, and is recorded
-    probe = subprocess.run(
-        [sys.executable, "-c", RUNNER.replace("from ca.entry", "import PIL\nfrom ca.entry")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert probe.returncode != 0
-    assert "blocked in a headless install: PIL" in probe.stderr
-    blocked_log.unlink()
-
-    with serving(demo_state, env, tmp_path / "serve.log") as sock:
-        run_env = dict(env, JTCA_URL=f"unix://{sock}")
+    with serving(state, env, tmp_path / "serve.log", python) as sock:
         ran = subprocess.run(
             headless(
                 "publish",
@@ -156,14 +143,15 @@ def test_serve_and_publish_import_no_console_or_image_library(
                 "--pin-source",
                 f"file:{list_pin}",
                 "--validity-hours",
-                "48",
+                str(validity),
                 "--refresh-hours",
-                "47",  # every list's nextUpdate (a day away) is "near": all three signed again
+                str(validity - 1),  # every current nextUpdate is "near": all signed again
                 "--out",
                 str(out),
                 "--json",
+                python=python,
             ),
-            env=run_env,
+            env=dict(env, JTCA_URL=f"unix://{sock}"),
             capture_output=True,
             text=True,
             timeout=600,
@@ -177,6 +165,57 @@ def test_serve_and_publish_import_no_console_or_image_library(
         }
         for name in actions:
             assert (out / f"{name}.der").read_bytes()[:1] == b"\x30"  # a DER SEQUENCE
+
+
+def test_serve_and_publish_import_no_console_or_image_library(
+    demo_state: Path, tmp_path: Path
+) -> None:
+    blocked_log = tmp_path / "blocked.log"
+    env = env_for(demo_state, blocked_log)
+    # the hook works: a blocked import fails in such a process, and is recorded
+    probe = subprocess.run(
+        [sys.executable, "-c", RUNNER.replace("from ca.entry", "import PIL\nfrom ca.entry")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert probe.returncode != 0
+    assert "blocked in a headless install: PIL" in probe.stderr
+    blocked_log.unlink()
+
+    serve_and_publish(demo_state, tmp_path, env, sys.executable, validity=48)
+    assert not blocked_log.exists(), blocked_log.read_text()
+
+
+def test_a_headless_install_from_its_lock_serves_and_publishes(
+    demo_state: Path, tmp_path: Path
+) -> None:
+    """A fresh virtual environment installed as docs/deploy.md says (requirements-headless.lock
+    with --require-hashes, then jtca with --no-deps) has none of the optional libraries, and its
+    own jtca serves and publishes (a network or a pip cache, as scripts/bootstrap needs)."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
+    lock = str(ROOT / "requirements-headless.lock")
+    source = tmp_path / "source"  # a copy: a build in the checkout would leave build/ there
+    for part in ("ca", "hsm", "policies", "tui"):
+        shutil.copytree(ROOT / part, source / part, ignore=shutil.ignore_patterns("__pycache__"))
+    for part in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / part, source / part)
+    for argv in ([*pip, "--require-hashes", "-r", lock], [*pip, "--no-deps", str(source)]):
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=900, check=False)
+        assert done.returncode == 0, done.stderr
+    python = str(venv / "bin" / "python")
+    found = subprocess.run(
+        [python, "-c", "import importlib.util as u, sys; "
+         "print(' '.join(m for m in sys.argv[1:] if u.find_spec(m)))", *BLOCKED, "psycopg"],
+        capture_output=True, text=True, check=True, timeout=60, cwd=tmp_path,
+    ).stdout.split()  # fmt: skip
+    assert found == ["psycopg"]  # the extra postgres, and nothing of console or images
+    blocked_log = tmp_path / "blocked.log"
+    env = env_for(demo_state, blocked_log)
+    serve_and_publish(demo_state, tmp_path, env, python, validity=96)
     assert not blocked_log.exists(), blocked_log.read_text()
 
 
