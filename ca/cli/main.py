@@ -13,7 +13,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
+from typing import Any, Final, NoReturn
 
 from ca.errors import JtcaError
 
@@ -111,6 +111,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_guarded(run)
 
 
+# the modules of jtca's optional extras (pyproject.toml), by the name Python imports them as
+_EXTRAS: Final = {"textual": "console", "PIL": "images", "zxingcpp": "images", "zint": "images",
+                  "psycopg": "postgres"}  # fmt: skip
+
+
 def run_guarded(run: Callable[[], int]) -> int:
     """Run a command; errors become one line with a title, never a traceback."""
     try:
@@ -130,6 +135,15 @@ def run_guarded(run: Callable[[], int]) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return 0
     except Exception as exc:  # the last line of defence: never a traceback for a user
+        missing = (exc.name or "") if isinstance(exc, ImportError) else ""
+        extra = _EXTRAS.get(missing.split(".")[0])
+        if extra is not None:  # an extra this install lacks (issue #16: a headless install)
+            print(
+                f"jtca: Not installed: this command needs {missing}, which comes with jtca's "
+                f"extra '{extra}': pip install 'jtca[{extra}]' (docs/deploy.md)",
+                file=sys.stderr,
+            )
+            return 69
         if os.environ.get("JTCA_DEBUG"):
             raise
         print(

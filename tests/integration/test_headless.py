@@ -47,7 +47,7 @@ class Block(importlib.abc.MetaPathFinder):
         if name.split(".")[0] in BLOCKED:
             with open(os.environ["JTCA_BLOCKED_LOG"], "a") as log:
                 log.write(name + "\\n")
-            raise ImportError(f"blocked in a headless install: {name}")
+            raise ModuleNotFoundError(f"blocked in a headless install: {name}", name=name)
         return None
 sys.meta_path.insert(0, Block())
 from ca.entry import main
@@ -182,6 +182,16 @@ def test_serve_and_publish_import_no_console_or_image_library(
     )
     assert probe.returncode != 0
     assert "blocked in a headless install: PIL" in probe.stderr
+    blocked_log.unlink()
+    # a command that needs an extra says which, and how to install it
+    image = tmp_path / "ride.png"
+    image.write_bytes(b"\x89PNG\r\n\x1a\n")
+    needs = subprocess.run(
+        headless("qr", "inspect", str(image)), env=env, capture_output=True, text=True, timeout=60
+    )
+    assert needs.returncode == 69, needs.stderr
+    assert "pip install 'jtca[images]'" in needs.stderr
+    assert "Traceback" not in needs.stderr
     blocked_log.unlink()
 
     serve_and_publish(demo_state, tmp_path, env, sys.executable, validity=48)
