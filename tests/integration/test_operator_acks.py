@@ -255,17 +255,17 @@ def test_registration_refusals(world: dict[str, Any]) -> None:
         with pytest.raises(ServiceError) as exc:
             register(world, "fs-bus", token, cities=["450100"])
         assert "not in province 440000" in exc.value.message
-        with pytest.raises(ServiceError) as exc:  # a provincial officer may not register
-            register(
-                world,
-                "fs-bus",
-                token,
-                by=demo_officer(world["client"], world["state"], "gd-1", world["clock"]),
-            )
+        gd1 = demo_officer(world["client"], world["state"], "gd-1", world["clock"])
+        with pytest.raises(ServiceError) as exc:  # a province registers its own operators only
+            register(world, "fs-bus", token, province="450000", cities=["450100"], by=gd1)
         assert exc.value.status == 403
         with Session(world["runtime"].engine) as session:
             assert session.get(ListOperator, "fs-bus") is None
-        register(world, "fs-bus", token)
+        register(world, "fs-bus", token, by=gd1)  # Guangdong's officer, a Guangdong operator
+        with Session(world["runtime"].engine) as session:
+            row = session.get(ListOperator, "fs-bus")
+            assert row is not None
+            assert row.province == "440000"
         with pytest.raises(ServiceError) as exc:  # one key, one operator
             register(world, "fs-bus-2", token)
         assert "already operator fs-bus's" in exc.value.message
