@@ -16,6 +16,7 @@ apart) without a restart; every event appended names the SM3 of the policy it wa
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Final
@@ -89,8 +90,16 @@ def _switch(runtime: Runtime, chosen: PolicyInForce) -> None:
 
 def adopt_or_check(runtime: Runtime, path: Path | None, now: int | None = None) -> PolicyInForce:
     """Validate the policy file and run under it: adopted (audited) on a database with no
-    policy yet; refused unless it is the policy in force otherwise."""
+    policy yet; refused unless it is the policy in force otherwise.
+
+    A file the operator named (``--policy``, ``$JTCA_POLICY``) that is not the policy in force
+    is refused. The shipped default named by nobody is not: after an upgrade whose shipped
+    ``authority.toml`` changed, the service runs under the policy in force (the database's
+    approved text, the same on every node), says so in its log, and the new default waits for
+    ``jtca policy propose`` like any other change. Refusing there would leave no service to
+    propose it through."""
     chosen = read_policy(path)  # PolicyError names the file, the field and the value
+    named = path is not None or bool(os.environ.get("JTCA_POLICY", "").strip())
     at = int(time.time()) if now is None else now
     with transaction(runtime.engine) as session:
         # the audit head's lock: two services starting together adopt one file, not two
@@ -117,6 +126,14 @@ def adopt_or_check(runtime: Runtime, path: Path | None, now: int | None = None) 
                 details={"policy_sm3": chosen.sm3, "file": str(chosen.path)},
                 at=at,
             )
+        elif row.sm3 != chosen.sm3 and not named:
+            log.warning(
+                "the shipped policy %s (SM3 %s) is not the policy in force (version %s, SM3 %s): "
+                "running under the policy in force; propose the shipped one with `jtca policy "
+                "propose %s` if it is wanted",
+                chosen.path, chosen.sm3, row.id, row.sm3, chosen.path,
+            )  # fmt: skip
+            chosen = policy_from_bytes(row.text.encode("utf-8"))
         elif row.sm3 != chosen.sm3:
             raise PolicyNotInForce(
                 f"{chosen.path} (SM3 {chosen.sm3}) is not the policy in force (version "

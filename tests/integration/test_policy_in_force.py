@@ -7,6 +7,7 @@ file is not the approved policy. In-process on SQLite and PostgreSQL, then ``jtc
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -195,10 +196,25 @@ def test_a_policy_change_under_dual_control(database, tmp_path: Path) -> None:  
             assert reject["reason"] == "keep two"
             assert load_policy().approvals_required("list.emergency-publish") == 2
 
-            # a service (re)started with the old file is refused; with the new one it runs
+            # a service (re)started with the old file named is refused; with the new one it runs
             with pytest.raises(PolicyNotInForce):
                 adopt_or_check(runtime, DEFAULT_POLICY_PATH)
             assert adopt_or_check(runtime, other).sm3 == new_sm3
+            # with no file named (the shipped default, e.g. after an upgrade changed it), it runs
+            # under the policy in force, not the shipped file, and writes no event
+            before = len(events(runtime.engine, "policy.adopt"))
+            kept = adopt_or_check(runtime, None)
+            assert kept.sm3 == new_sm3
+            assert kept.path is None
+            assert load_policy().approvals_required("list.emergency-publish") == 2
+            assert len(events(runtime.engine, "policy.adopt")) == before
+            # $JTCA_POLICY names a file as --policy does: refused when not in force
+            os.environ["JTCA_POLICY"] = str(DEFAULT_POLICY_PATH)
+            try:
+                with pytest.raises(PolicyNotInForce):
+                    adopt_or_check(runtime, None)
+            finally:
+                del os.environ["JTCA_POLICY"]
 
             # another process's approved change reaches this one at its next look-up
             runtime.policy_sm3, runtime.policy_checked = old_sm3, 0.0
