@@ -428,7 +428,9 @@ def create_app(
             name=op.name,
             operation_id=op.name,
         )
-    return BodyLimit(app, max_body)
+    from ca.api import lists_fast  # issue #16 point 7: GET /lists/... outermost, cached
+
+    return lists_fast.wrap(BodyLimit(app, max_body), runtime, clock, app.state.metrics, activity)
 
 
 def body_refusal(exc: BaseException | None) -> str | None:
