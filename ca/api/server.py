@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib.util
 import ipaddress
 import logging
 import os
@@ -206,6 +207,9 @@ def serve(args: argparse.Namespace) -> int:
         where = f"https://{host}:{port}"
         if not _loopback(host):
             log.info("listening beyond loopback on %s: TLS 1.3 only", host)
+    for option, module in (("http", "httptools"), ("loop", "uvloop")):  # issue #16 point 7
+        if importlib.util.find_spec(module) is not None:
+            config_args[option] = module  # else uvicorn's h11 / asyncio
     config = uvicorn.Config(app, **config_args)  # type: ignore[arg-type]
     config.load()
     if config.ssl is not None:
