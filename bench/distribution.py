@@ -8,8 +8,7 @@ publisher), then, side by side:
   certificate), ``GET /lists/<type>`` answered from the database's records;
 - **nginx**: Debian's nginx with docs/deploy/nginx-jtca-lists.conf VERBATIM (only the folder
   and the port substituted), over TLS 1.3 with the service's own certificate and key (the
-  ratio; plain HTTP is
-  printed for reference), over the state's published folder.
+  ratio; plain HTTP is printed for reference), over the state's published folder.
 
 The load generator is wrk (C, epoll) with bench/distribution.lua: the operators are split
 between wrk's threads and each polls the three list types with ``If-None-Match`` = the ETag it

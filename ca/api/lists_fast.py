@@ -1,11 +1,11 @@
-"""A fast path for ``GET``/``HEAD /lists/...`` (issue #16, point 7): a plain ASGI wrapper,
+"""A fast path for ``GET /lists/...`` (issue #16, point 7): a plain ASGI wrapper,
 outermost around the service's app, answering the lists terminals' operators poll from an
 in-memory cache per process, without routing, ``BaseHTTPMiddleware`` or a thread hop.
 
 It answers only what it holds: the current version of a known list type, an archived version
 it has read, ``index.json``; the headers and 304 rules are ``ca.api.lists_http``'s (same
 functions). Everything else (unknown type or sequence, other methods, problems) goes to the
-routed app, so those answers are the routed ones.
+routed app, so those answers are the routed ones (``HEAD`` too: the routes are GET only).
 
 Freshness: the database is re-read off the event loop at most once a second per list type (one
 read in flight, the others wait for it), and at once after a commit in this process; a version
@@ -102,7 +102,7 @@ class ListsFast:
         self.held = {t: _Held() for t in ListType}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
+        if scope["type"] != "http" or scope["method"] != "GET":
             await self.inner(scope, receive, send)
             return
         path: str = scope["path"]
