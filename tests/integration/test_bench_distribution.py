@@ -40,17 +40,23 @@ def test_quick_run_prints_both_servers_and_the_ratio(tmp_path: Path) -> None:
     assert done.returncode == 0, output + done.stderr
     assert "10000 operators x 3 list types" in output
     assert "load generator: wrk" in output
-    for name in ("nginx (1 worker, HTTP)", "service (jtca serve, TLS 1.3)"):
+    for name in (
+        "nginx (1 worker, HTTP)",
+        "nginx (1 worker, TLS 1.3)",
+        "service (jtca serve, TLS 1.3)",
+    ):
         per_304, per_200, total, p50, p99, _server_cpu, _wrk_cpu = _row(output, name)
         assert per_200 > 0, name  # some polls find a new version
         assert per_304 > 0, name
         assert per_304 > per_200, name
         assert total >= per_304 + per_200 - 1, name
         assert 0 < p50 <= p99, name
-    ratio = re.search(rf"^ratio service / nginx ({NUMBER})   \(requests per second; goal >= 0\.3: "
+    ratio = re.search(rf"^ratio service / nginx ({NUMBER})   \(both TLS 1\.3, same certificate; "
+                      r"requests per second; goal >= 0\.3: "
                       r"(meets the goal|below the goal)\)$", output, re.M)  # fmt: skip
     assert ratio is not None, output
     assert float(ratio.group(1)) > 0
+    assert re.search(rf"^ratio service / nginx over plain HTTP {NUMBER}   \(", output, re.M)
     assert re.search(r"^what limits each side \(load average [0-9.]+ on [0-9]+ cores", output, re.M)
     assert re.search(
         r"^  service \(jtca serve, TLS 1\.3\): server [0-9.]+ cores, wrk [0-9.]+ cores: \S",
@@ -61,8 +67,8 @@ def test_quick_run_prints_both_servers_and_the_ratio(tmp_path: Path) -> None:
         r"^  nginx \(1 worker, HTTP\): server [0-9.]+ cores, wrk [0-9.]+ cores: \S", output, re.M
     )
     assert re.search(
-        r"^  the service.s ceiling on this machine: GET /healthz .* [0-9]+/s; "
-        r"GET /lists is [0-9]+% of it",
+        r"^  the routed path for comparison: GET /healthz .* [0-9]+/s; "
+        r"the GET /lists fast path is [0-9.]+x that",
         output,
         re.M,
     )
