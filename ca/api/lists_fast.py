@@ -219,8 +219,9 @@ class ListsFast:
             finally:
                 held.reading = None
                 reading.set_result(None)
-        else:
+        elif held.current is None or held.seen_commits != _commits[0]:
             await asyncio.shield(held.reading)
+        # else: the second's re-read is in flight; the others answer from what is held
 
     def _read(self, held: _Held, kind: ListType) -> None:
         """(In a worker thread.) The newest sequence; everything again if it changed."""
