@@ -117,7 +117,7 @@ def register(app: FastAPI, runtime: Runtime, clock: Clock) -> None:
             )
         return Response(data, media_type=http_layout.LIST_MEDIA_TYPE, headers=headers)
 
-    @app.get("/lists/{list_type}", include_in_schema=True, tags=["lists"])
+    @app.api_route("/lists/{list_type}", methods=["GET", "HEAD"], tags=["lists"])
     def current_list(list_type: str, request: Request) -> Response:
         kind = _type_or_none(list_type)
         if kind is None:
@@ -132,7 +132,7 @@ def register(app: FastAPI, runtime: Runtime, clock: Clock) -> None:
                 return problem(404, "No list published", f"no {kind.value} is published yet")
             return answer(request, row, archived=False, session=session)
 
-    @app.get("/lists/{list_type}/index.json", tags=["lists"])
+    @app.api_route("/lists/{list_type}/index.json", methods=["GET", "HEAD"], tags=["lists"])
     def list_index(list_type: str, request: Request) -> Response:
         kind = _type_or_none(list_type)
         if kind is None:
@@ -153,7 +153,7 @@ def register(app: FastAPI, runtime: Runtime, clock: Clock) -> None:
             return Response(status_code=304, headers=headers)
         return Response(data, media_type="application/json", headers=headers)
 
-    @app.get("/lists/{list_type}/{sequence}", tags=["lists"])
+    @app.api_route("/lists/{list_type}/{sequence}", methods=["GET", "HEAD"], tags=["lists"])
     def archived_list(list_type: str, sequence: str, request: Request) -> Response:
         kind = _type_or_none(list_type)
         if kind is None:
