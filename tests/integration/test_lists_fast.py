@@ -1,8 +1,9 @@
 """The GET /lists fast path (ca.api.lists_fast, issue #16 point 7) answers exactly as the routed
 app does: status, headers and body byte for byte, for 200, 304 (If-None-Match and
-If-Modified-Since), HEAD (answered by the routed app, headers without the body), archived versions, index.json, unknown type or sequence and POST; and
-a version published through another runtime on the same database is served after the refresh
-(polled, no timing asserted)."""
+If-Modified-Since), HEAD (answered by the routed app, headers without the body), archived
+versions, index.json, unknown type or sequence and POST; and a version published through
+another runtime on the same database is served after the refresh (polled, no timing
+asserted)."""
 
 from __future__ import annotations
 
