@@ -467,10 +467,36 @@ def _ack_targets() -> list[Target]:
 
         return run
 
+    def signed(data: bytes) -> None:  # POST /acks (issue #16): the statement an operator signs
+        from ca.ops.operators import SignedAck
+        from ca.publish.acks import accept_signed_ack
+
+        if not database:
+            database.append(_AckDatabase())
+        from pydantic import ValidationError
+
+        from ca.errors import BadInput
+
+        try:  # the body's own limits: FastAPI answers these 422 before the use case runs
+            body = SignedAck(statement=_report_text(data), signature="3045" + "00" * 68)
+        except ValidationError as exc:
+            raise BadInput(f"body: {exc.errors()[0]['msg']}") from None
+        accept_signed_ack(database[0].get(), body, now=NOW)
+
+    from ca.ops.operators import AckStatement, statement_text
+
+    statement = statement_text(
+        AckStatement(
+            operator="OP-GZ-1", list_type="city-list", sequence=3, sm3="0" * 64, terminals=1200,
+            loaded_at=NOW - 1800, signed_at=NOW - 60, nonce="ab" * 16, cities=["440100"],
+        )
+    )  # fmt: skip
+    fields = [f.encode() for f in AckStatement.model_fields]
     columns = [c.encode() for c in ACK_ROWS[0]]
     return [
         Target("acks.csv", acks("csv"), [_csv(ACK_ROWS)], tokens=columns, kind="text"),
         Target("acks.json", acks("json"), [_json_rows(ACK_ROWS)], tokens=columns, kind="json"),
+        Target("acks.signed", signed, [statement.encode()], tokens=fields, kind="json"),
     ]
 
 

@@ -23,6 +23,7 @@ BUDGET = int(os.environ.get("JTCA_FUZZ_INPUTS", "2000"))
 SLOW_TARGETS = {
     "acks.csv": 300,
     "acks.json": 300,
+    "acks.signed": 300,
     "lists.verify": 600,
     "policy": 1000,
     "policy.parse": 1000,
