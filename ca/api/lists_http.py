@@ -117,7 +117,8 @@ def register(app: FastAPI, runtime: Runtime, clock: Clock) -> None:
             )
         return Response(data, media_type=http_layout.LIST_MEDIA_TYPE, headers=headers)
 
-    @app.api_route("/lists/{list_type}", methods=["GET", "HEAD"], tags=["lists"])
+    @app.get("/lists/{list_type}", tags=["lists"], operation_id="current_list")
+    @app.head("/lists/{list_type}", tags=["lists"], operation_id="current_list_head")
     def current_list(list_type: str, request: Request) -> Response:
         kind = _type_or_none(list_type)
         if kind is None:
@@ -132,7 +133,8 @@ def register(app: FastAPI, runtime: Runtime, clock: Clock) -> None:
                 return problem(404, "No list published", f"no {kind.value} is published yet")
             return answer(request, row, archived=False, session=session)
 
-    @app.api_route("/lists/{list_type}/index.json", methods=["GET", "HEAD"], tags=["lists"])
+    @app.get("/lists/{list_type}/index.json", tags=["lists"], operation_id="list_index")
+    @app.head("/lists/{list_type}/index.json", tags=["lists"], operation_id="list_index_head")
     def list_index(list_type: str, request: Request) -> Response:
         kind = _type_or_none(list_type)
         if kind is None:
@@ -153,7 +155,8 @@ def register(app: FastAPI, runtime: Runtime, clock: Clock) -> None:
             return Response(status_code=304, headers=headers)
         return Response(data, media_type="application/json", headers=headers)
 
-    @app.api_route("/lists/{list_type}/{sequence}", methods=["GET", "HEAD"], tags=["lists"])
+    @app.get("/lists/{list_type}/{sequence}", tags=["lists"], operation_id="archived_list")
+    @app.head("/lists/{list_type}/{sequence}", tags=["lists"], operation_id="archived_list_head")
     def archived_list(list_type: str, sequence: str, request: Request) -> Response:
         kind = _type_or_none(list_type)
         if kind is None:

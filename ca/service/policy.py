@@ -101,6 +101,12 @@ def adopt_or_check(runtime: Runtime, path: Path | None, now: int | None = None) 
     chosen = read_policy(path)  # PolicyError names the file, the field and the value
     named = path is not None or bool(os.environ.get("JTCA_POLICY", "").strip())
     at = int(time.time()) if now is None else now
+    with Session(runtime.engine) as session:
+        adopting = _in_force_row(session) is None
+    if adopting:  # the adoption entry is sealed like every entry the service appends
+        from ca.service.logkeys import start_sealing_quietly
+
+        start_sealing_quietly(runtime, at)
     with transaction(runtime.engine) as session:
         # the audit head's lock: two services starting together adopt one file, not two
         session.exec(select(AuditHead).where(AuditHead.id == 1).with_for_update()).one()

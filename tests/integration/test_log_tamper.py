@@ -55,6 +55,7 @@ from ca.ops import audit as audit_ops
 from ca.ops import ceremony as ceremony_ops
 from ca.ops import issuance as issuance_ops
 from ca.service import logkeys
+from ca.service.policy import adopt_or_check
 from ca.service.runtime import Runtime
 from ca.signing import load_policy
 from ca.store.db import make_engine
@@ -136,6 +137,9 @@ def build_world(state: Path, *, work: bool = True) -> World:
     ceremony alone (another authority, for the replaced-database case)."""
     mark_state(state)
     with in_process(state, clock=FixedClock(NOW)) as (client, runtime):
+        # the first start of `jtca serve` adopts the policy file (entry 1, before any seal):
+        # the world is a database of today's schema, not one waiting for its first start
+        adopt_or_check(runtime, None, now=NOW)
         outcome = root_ceremony(client)
         assert outcome.checkpoint is not None, outcome.warnings
         assert any(Path(a).name.startswith("audit-") for a in outcome.anchors), outcome.anchors
@@ -431,6 +435,39 @@ def test_an_intact_world_verifies(world: World) -> None:
     assert result.newest_source is not None
     assert result.anchors
     assert all("audit-" in a for a in result.anchors)
+
+
+def test_the_first_start_after_the_policy_upgrade_seals_its_adoption(world: World) -> None:
+    """A database from before policy versions (issue #16) holds the root ceremony and no policy
+    in force: the upgraded service's first start adopts the policy file, and that entry, after
+    the newest checkpoint, carries a seal like every entry the service appends (an unsealed one
+    halts the log: the CI failure of 2026-12-04)."""
+    sql(world, "DELETE FROM policy_version")
+    status, verdict, stderr = by_command(world)
+    assert verdict.ok, (verdict.findings, stderr)
+    assert status == 0
+    engine = make_engine(f"sqlite:///{world.db}")
+    try:
+        with engine.connect() as conn:
+            adoptions = conn.execute(
+                sa.text(
+                    "SELECT seq, seal, seal_key FROM audit_event "
+                    "WHERE action = 'policy.adopt' ORDER BY seq"
+                )
+            ).all()
+            halts = conn.execute(
+                sa.text("SELECT count(*) FROM audit_event WHERE action = 'log.halted'")
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    assert len(adoptions) == 2, adoptions  # the world's own (entry 1), the upgrade's
+    first, again = adoptions
+    assert first.seq == 1  # before the root ceremony: nothing seals
+    assert first.seal is None
+    assert again.seq > world.n, again
+    assert again.seal, again
+    assert again.seal_key, again
+    assert halts == 0
 
 
 def test_jtca_audit_verify_on_the_embedded_state_needs_no_officer(world: World) -> None:
