@@ -1,0 +1,45 @@
+"""One vocabulary for the console and the command line (issue #17, point 1): the words both
+show for a key's stage, a request's name, counts and dates. Pure functions: no I/O, no import
+of the console or the service. Owned by the vocabulary work of issue #17; the console imports
+from here rather than keeping its own words."""
+
+from __future__ import annotations
+
+from typing import Final
+
+# A key's delivery stage as both the console and the command line show it (the database keeps
+# the long names of ca.citykeys.workflow; input accepts either).
+STAGE_WORDS: Final[dict[str, str]] = {
+    "generated": "generated",
+    "delivered-to-province": "to-province",
+    "held-by-province": "at-province",
+    "delivered-to-city": "to-city",
+    "installed": "installed",
+}
+
+
+def stage_word(stage: str) -> str:
+    """``held-by-province`` as ``at-province`` (at most 11 characters: 80-column tables)."""
+    return STAGE_WORDS.get(stage, stage)
+
+
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """``1 checkpoint``, ``2 checkpoints``, ``1 entry``/``2 entries`` (``many`` when irregular)."""
+    if count == 1:
+        return f"{count} {word}"
+    if many is None:
+        consonant_y = word.endswith("y") and word[-2:-1] not in "aeiou"
+        many = word[:-1] + "ies" if consonant_y else word + "s"
+    return f"{count} {many}"
+
+
+def article(word: str) -> str:
+    """``an issuer-whitelist``, ``a city-list``."""
+    return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"
+
+
+def mmyy(text: str) -> str:
+    """The annex's MMYY expiry (``1230``) as ``12/2030``; anything else as it is."""
+    if len(text) == 4 and text.isdigit() and 1 <= int(text[:2]) <= 12:
+        return f"{text[:2]}/20{text[2:]}"
+    return text
