@@ -124,7 +124,12 @@ def test_lookups() -> None:
     assert [c.code for c in D.cities_of("110000")] == ["110000"]  # the municipality is the city
     assert len(D.cities_of("440000")) == 21
     assert [c.name for c in D.cities_of("540000")] == [
-        "拉萨市", "日喀则市", "昌都市", "林芝市", "山南市", "那曲市",
+        "拉萨市",
+        "日喀则市",
+        "昌都市",
+        "林芝市",
+        "山南市",
+        "那曲市",
     ]  # 阿里地区 is not a city
     assert D.cities_of("810000") == ()
     assert D.cities_of("440100") == ()
@@ -178,8 +183,13 @@ def test_header_values_continue_on_indented_lines() -> None:
         (HEAD + GD + "513200,阿坝州,prefecture,自治州,510000,false\n", 6, "province"),
         (HEAD + GD + "440100,广州市,prefecture,地级市,440000,yes\n", 6, "is_city"),
         (HEAD + GD + "440100,广州市,prefecture,地级市,440000,false\n", 6, "is_city"),
-        (HEAD + "510000,四川省,province,省,510000,false\n"
-         + "513200,阿坝州,prefecture,自治州,510000,true\n", 6, "is_city"),
+        (
+            HEAD
+            + "510000,四川省,province,省,510000,false\n"
+            + "513200,阿坝州,prefecture,自治州,510000,true\n",
+            6,
+            "is_city",
+        ),
         (HEAD + "110000,北京市,province,直辖市,110000,false\n", 5, "is_city"),
         (HEAD + GD + "440100,广州市\n", 6, "(row)"),
         (HEAD + GD + GZ[:-1] + ",extra\n", 6, "(row)"),
