@@ -43,3 +43,32 @@ def mmyy(text: str) -> str:
     if len(text) == 4 and text.isdigit() and 1 <= int(text[:2]) <= 12:
         return f"{text[:2]}/20{text[2:]}"
     return text
+
+
+# The long names the database keeps, from either spelling a person may type.
+STAGE_NAMES: Final[dict[str, str]] = {
+    **{name: name for name in STAGE_WORDS},
+    **{word: name for name, word in STAGE_WORDS.items()},
+}
+
+
+def stage_name(text: str) -> str | None:
+    """The stage ``text`` names, as the database keeps it: ``at-province`` and
+    ``held-by-province`` both give ``held-by-province``; anything else ``None``."""
+    return STAGE_NAMES.get(text.strip().lower())
+
+
+# What one item awaiting a second officer is called (an emergency publication, a key action):
+# the console says "request #3", and so does the command line.
+REQUEST: Final = "request"
+
+
+def number_ref(word: str, number: int) -> str:
+    """``application #7``: a numbered thing, as the console names it."""
+    return f"{word} #{number}"
+
+
+def request_ref(number: int) -> str:
+    """``request #3``: the one name of an item awaiting approvers (a key action, an emergency
+    publication), in the console, on the command line and in the service's refusals."""
+    return number_ref(REQUEST, number)

@@ -51,6 +51,7 @@ from ca.registry.divisions import default_divisions
 from ca.signing import load_policy
 from ca.store.db import transaction
 from ca.store.models import Approval, CityKey, KeyCopy, PendingAction, UsageViolation
+from ca.vocabulary import request_ref
 from hsm.pkcs11.keys import KeyNotFound
 from hsm.pkcs11.uri import Pkcs11Uri
 from policies.rules import Action, Actor, is_province_code, province_of
@@ -198,7 +199,9 @@ def request(
             overlap = set(key_ids_of(pending_action)) & set(key_ids)
             if overlap:
                 label = next(k.label for k in keys if k.id in overlap)
-                raise ActionError(f"{label} already awaits {action} (action {pending_action.id})")
+                raise ActionError(
+                    f"{label} already awaits {action} ({request_ref(pending_action.id or 0)})"
+                )
         labels = tuple(k.label for k in keys)
         if required == 0:
             _execute(session, vault, action, keys, reason, actor.id, [], now, destroy_site_copies)
@@ -244,10 +247,10 @@ def decide(
             select(PendingAction).where(PendingAction.id == action_id).with_for_update()
         ).one_or_none()
         if pending is None:
-            raise ActionError(f"no pending action {action_id}")
+            raise ActionError(f"no pending {request_ref(action_id)}")
         if pending.action not in EVENTS:  # the table also holds emergency publications
             raise ActionError(
-                f"action {action_id} is not a city key action but a {pending.action} request"
+                f"{request_ref(action_id)} is not a city key action but a {pending.action} request"
                 + (
                     f" (jtca lists approve {action_id})"
                     if pending.action == Action.LIST_EMERGENCY_PUBLISH
@@ -255,7 +258,7 @@ def decide(
                 )
             )
         if pending.state != "pending":
-            raise ActionError(f"action {action_id} is already {pending.state}")
+            raise ActionError(f"{request_ref(action_id)} is already {pending.state}")
         keys = [get_key(session, k) for k in key_ids_of(pending)]
         if actor.id != pending.requested_by:
             for key in keys:

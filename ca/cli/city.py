@@ -18,12 +18,15 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from ca.cli import site
-from ca.cli.city_common import _emit, call, key_json
+from ca.cli.city_common import KEY_HELP, _emit, call, key_ids, key_json
 from ca.cli.desk import add_pin_source
 from ca.clock import iso_utc
 from ca.errors import BadInput
 from ca.ops import city as ops
 from ca.ops.base import Empty
+from ca.vocabulary import number_ref, plural, request_ref, stage_word
+
+DECIDE_KINDS: Final = ("application", "request", "action")  # "action": the old word for a request
 
 # request fields → the options that set them, to name an option in a refusal
 OPTIONS: Final = {
@@ -34,7 +37,7 @@ OPTIONS: Final = {
     "state": "--state",
     "expiring": "--expiring",
     "limit": "--limit",
-    "keys": "--key",
+    "keys": "KEY",
     "reason": "--reason",
 }
 
@@ -60,10 +63,17 @@ def register(sub: Any) -> None:
     command("applications", "applications and their state", cmd_applications)
 
     for name, text in (("approve", "approve"), ("reject", "reject")):
-        q = command(name, f"{text} a pending application or key action (dual control)", cmd_decide)
-        which = q.add_mutually_exclusive_group(required=True)
-        which.add_argument("--application", type=int, metavar="N")
-        which.add_argument("--action", type=int, metavar="N")
+        q = command(
+            name,
+            f"{text} a pending application or request (a key action; dual control): "
+            f"jtca city {name} application N, jtca city {name} request N",
+            cmd_decide,
+        )
+        q.add_argument("kind", nargs="?", choices=DECIDE_KINDS, metavar="application|request")
+        q.add_argument("number", nargs="?", type=int, metavar="N")
+        # the shape before one positional shape for ids (issue #17): deprecated, still works
+        q.add_argument("--application", type=int, metavar="N", help=argparse.SUPPRESS)
+        q.add_argument("--action", type=int, metavar="N", help=argparse.SUPPRESS)
         q.add_argument("--reason", default="", help="required to reject")
         add_pin_source(q)
         q.set_defaults(approve=name == "approve")
@@ -90,13 +100,13 @@ def register(sub: Any) -> None:
     q.add_argument("--limit", type=int)
 
     q = command("show", "one key, whole", cmd_show)
-    q.add_argument("key", type=int)
+    q.add_argument("key", metavar="KEY", help=KEY_HELP)
 
     q = command("summary", "counts for the dashboard", cmd_summary)
     q.add_argument("--province")
 
     q = command("renew", "make an active key's successor (in its renewal window)", cmd_renew)
-    q.add_argument("key", type=int)
+    q.add_argument("key", metavar="KEY", help=KEY_HELP)
 
     command("sweep", "supersede and expire keys whose time has come", cmd_sweep)
 
@@ -106,16 +116,15 @@ def register(sub: Any) -> None:
 
     for name in ("suspend", "resume", "revoke"):
         q = command(name, f"{name} keys, or all of a city's keys (第十一条)", cmd_misuse)
-        which = q.add_mutually_exclusive_group(required=True)
-        which.add_argument("--key", type=int, action="append", metavar="ID")
-        which.add_argument("--city", metavar="CODE")
+        add_keys(q)
+        q.add_argument("--city", metavar="CODE", help="every key of this city instead")
         q.add_argument("--reason", required=True)
         q.set_defaults(operation=name)
 
     q = command(
         "cleanup", "revoke dormant keys (第十条); default: every dormant key in scope", cmd_cleanup
     )
-    q.add_argument("--key", type=int, action="append", metavar="ID")
+    add_keys(q)
     q.add_argument("--reason", required=True)
 
     q = command(
@@ -123,9 +132,9 @@ def register(sub: Any) -> None:
         "destroy revoked/deactivated keys' material after the grace period; default: every key due",
         cmd_destroy,
     )
-    q.add_argument("--key", type=int, action="append", metavar="ID")
+    add_keys(q)
 
-    command("actions", "key actions awaiting approvers", cmd_actions)
+    command("actions", "requests (key actions) awaiting approvers", cmd_actions)
 
     q = command("report", "the expiry report: report.csv, report.md, timeline.png", cmd_report)
     q.add_argument("--out", type=Path, required=True, metavar="DIR")
@@ -135,6 +144,17 @@ def register(sub: Any) -> None:
 
 
 # -- helpers -------------------------------------------------------------------------------
+def add_keys(q: argparse.ArgumentParser) -> None:
+    """Keys named by position (ids or labels); ``--key`` is the deprecated spelling."""
+    q.add_argument("keys", nargs="*", metavar="KEY", help=KEY_HELP)
+    q.add_argument("--key", action="append", default=[], help=argparse.SUPPRESS)
+
+
+def named_keys(args: argparse.Namespace) -> list[int]:
+    """The ids of the keys given by position and by the old ``--key``."""
+    return key_ids(args, [*args.keys, *args.key])
+
+
 def _outcome(args: argparse.Namespace, outcome: ops.ActionOutcome) -> int:
     data = {
         "action_id": outcome.action_id,
@@ -144,10 +164,11 @@ def _outcome(args: argparse.Namespace, outcome: ops.ActionOutcome) -> int:
         "required": outcome.required,
         "keys": list(outcome.keys),
     }
-    if outcome.state == "pending":
+    if outcome.state == "pending" and outcome.action_id is not None:
+        more = plural(outcome.required - outcome.approvals, "more approver")
         text = (
-            f"{outcome.action} of {', '.join(outcome.keys)}: action {outcome.action_id} awaits "
-            f"{outcome.required - outcome.approvals} more approver(s)"
+            f"{outcome.action} of {', '.join(outcome.keys)}: "
+            f"{request_ref(outcome.action_id)} awaits {more}"
         )
     else:
         text = f"{outcome.action} of {', '.join(outcome.keys)}: {outcome.state}"
@@ -159,7 +180,8 @@ def _outcome(args: argparse.Namespace, outcome: ops.ActionOutcome) -> int:
 def cmd_apply(args: argparse.Namespace) -> int:
     application = call(args, ops.APPLY, ops.ApplyRequest(cities=args.city), OPTIONS)
     data = {"application": application.id, "cities": args.city, "state": application.state}
-    _emit(args, data, f"application {application.id} for {', '.join(args.city)}: pending")
+    text = f"{number_ref('application', application.id)} for {', '.join(args.city)}: pending"
+    _emit(args, data, text)
     return 0
 
 
@@ -187,10 +209,7 @@ def cmd_applications(args: argparse.Namespace) -> int:
 def cmd_decide(args: argparse.Namespace) -> int:
     from ca.cli import desk
 
-    kind: Literal["application", "action"] = (
-        "application" if args.application is not None else "action"
-    )
-    number = args.application if kind == "application" else args.action
+    kind, number = _decided(args)
     client = desk.connect()
     try:
         at, signature = desk.decide(
@@ -210,8 +229,31 @@ def cmd_decide(args: argparse.Namespace) -> int:
     if decided.outcome is not None:
         return _outcome(args, decided.outcome)
     data = {"application": decided.id, "state": decided.state}
-    _emit(args, data, f"application {decided.id}: {decided.state}")
+    _emit(args, data, f"{number_ref('application', decided.id)}: {decided.state}")
     return 0
+
+
+def _decided(args: argparse.Namespace) -> tuple[Literal["application", "action"], int]:
+    """What ``approve``/``reject`` decide: ``application N`` or ``request N`` (a key action),
+    or the deprecated ``--application N``/``--action N``; exactly one."""
+    given: list[tuple[Literal["application", "action"], int]] = []
+    if args.kind is not None or args.number is not None:
+        if args.kind is None or args.number is None:
+            raise BadInput(
+                f"say what to decide: jtca city {args.city_command} application N, "
+                f"or jtca city {args.city_command} request N"
+            )
+        given.append(("application" if args.kind == "application" else "action", args.number))
+    if args.application is not None:
+        given.append(("application", args.application))
+    if args.action is not None:
+        given.append(("action", args.action))
+    if len(given) != 1:
+        raise BadInput(
+            f"name one thing to decide: jtca city {args.city_command} application N, "
+            f"or jtca city {args.city_command} request N"
+        )
+    return given[0]
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -237,8 +279,8 @@ def cmd_keys(args: argparse.Namespace) -> int:
     )
     data = [key_json(k) for k in call(args, ops.KEYS, request, OPTIONS).keys]
     lines = [
-        f"{d['id']:>6}  {d['label']:<24} {d['city_name']:<8} {d['state']:<11} {d['stage']:<22} "
-        f"{d['not_after'][:10]}  {','.join(d['flags'])}"
+        f"{d['id']:>6}  {d['label']:<24} {d['city_name']:<8} {d['state']:<11} "
+        f"{stage_word(d['stage']):<12} {d['not_after'][:10]}  {','.join(d['flags'])}"
         for d in data
     ]
     _emit(args, data, "\n".join(lines) or "no keys match")
@@ -246,8 +288,10 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    view = key_json(call(args, ops.SHOW, ops.KeyRequest(key=args.key)))
-    _emit(args, view, "\n".join(f"{k:<16} {_text(v)}" for k, v in view.items()))
+    (key,) = key_ids(args, [args.key])
+    view = key_json(call(args, ops.SHOW, ops.KeyRequest(key=key)))
+    shown = view | {"stage": stage_word(view["stage"])}
+    _emit(args, view, "\n".join(f"{k:<16} {_text(v)}" for k, v in shown.items()))
     return 0
 
 
@@ -267,7 +311,8 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 
 def cmd_renew(args: argparse.Namespace) -> int:
-    new = call(args, ops.RENEW, ops.KeyRequest(key=args.key))
+    (key,) = key_ids(args, [args.key])
+    new = call(args, ops.RENEW, ops.KeyRequest(key=key))
     data = {"successor": new.id, "label": new.label, "not_after": iso_utc(new.not_after)}
     _emit(
         args,
@@ -314,8 +359,9 @@ def cmd_usage(args: argparse.Namespace) -> int:
         "activated": list(result.activated),
     }
     lines = [
-        f"{result.accepted} row(s) kept, {len(result.refused)} refused, "
-        f"{len(result.violations)} violation(s), {len(result.activated)} key(s) activated"
+        f"{plural(result.accepted, 'row')} kept, {len(result.refused)} refused, "
+        f"{plural(len(result.violations), 'violation')}, "
+        f"{plural(len(result.activated), 'key')} activated"
     ]
     lines += [f"refused: line {e.line}, {e.field}: {e.problem}" for e in result.refused]
     lines += [
@@ -331,17 +377,20 @@ _KEY_ACTIONS: Final = {"suspend": ops.SUSPEND, "resume": ops.RESUME, "revoke": o
 
 
 def cmd_misuse(args: argparse.Namespace) -> int:
-    request = ops.KeyActionRequest(keys=args.key or [], city=args.city, reason=args.reason)
+    keys = named_keys(args)
+    if bool(keys) == (args.city is not None):
+        raise BadInput(f"name the keys (KEY …) or --city CODE to {args.operation}, not both")
+    request = ops.KeyActionRequest(keys=keys, city=args.city, reason=args.reason)
     return _outcome(args, call(args, _KEY_ACTIONS[args.operation], request, OPTIONS))
 
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
-    request = ops.CleanupRequest(keys=args.key or [], reason=args.reason)
+    request = ops.CleanupRequest(keys=named_keys(args), reason=args.reason)
     return _outcome(args, call(args, ops.CLEANUP, request, OPTIONS))
 
 
 def cmd_destroy(args: argparse.Namespace) -> int:
-    request = ops.DestroyRequest(keys=args.key or [])
+    request = ops.DestroyRequest(keys=named_keys(args))
     return _outcome(args, call(args, ops.DESTROY_MATERIAL, request, OPTIONS))
 
 
@@ -360,10 +409,11 @@ def cmd_actions(args: argparse.Namespace) -> int:
         for a in rows
     ]
     text = "\n".join(
-        f"{d['id']:>5}  {d['action']:<26} keys {d['keys']} by {d['requested_by']}: {d['reason']}"
-        for d in data
+        f"{request_ref(a.id):<11} {d['action']:<26} keys {d['keys']} by {d['requested_by']}: "
+        f"{d['reason']}"
+        for a, d in zip(rows, data, strict=True)
     )
-    _emit(args, data, text or "no pending actions")
+    _emit(args, data, text or "no pending requests")
     return 0
 
 
@@ -401,7 +451,7 @@ def cmd_purge(args: argparse.Namespace) -> int:
     _emit(
         args,
         data,
-        f"purged {len(purged.keys)} key record(s) and {purged.usage_reports} "
-        "usage report(s) past retention",
+        f"purged {plural(len(purged.keys), 'key record')} and "
+        f"{plural(purged.usage_reports, 'usage report')} past retention",
     )
     return 0

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from ca.clock import iso_utc
+from ca.errors import BadInput
 from ca.ops.base import Model, Operation
 
 if TYPE_CHECKING:
@@ -82,3 +83,40 @@ def key_json(view: KeyView) -> dict[str, Any]:
             value = iso_utc(value)
         data["class" if name == "key_class" else name] = value
     return data
+
+
+KEY_HELP: Final = "a key's id or its label (city-card-440100-g1)"
+
+
+def key_ids(args: argparse.Namespace, refs: Sequence[str], option: str = "KEY") -> list[int]:
+    """The ids of the keys ``refs`` name, each an id (``7``) or a label (``city-qr-440100-g1``;
+    a label's unique beginning, ``city-qr-440100``, too). A label is found through the
+    service's own key page, in the officer's scope; one that matches no key, or several, is
+    refused naming it (and the keys it matches)."""
+    ids: list[int] = []
+    for ref in refs:
+        text = ref.strip()
+        if text.isdigit():
+            ids.append(int(text))
+            continue
+        if not text:
+            raise BadInput(f"{option} {ref!r}: a key's id or label")
+        ids.append(_key_by_label(args, text, option))
+    return ids
+
+
+def _key_by_label(args: argparse.Namespace, label: str, option: str) -> int:
+    from ca.ops import city as ops
+
+    found = call(args, ops.PAGE, ops.PageRequest(text=label, sort="label", limit=500)).keys
+    exact = [k for k in found if k.label == label]
+    if len(exact) == 1:
+        return exact[0].id
+    starting = exact or [k for k in found if k.label.startswith(label)]
+    if len(starting) == 1:
+        return starting[0].id
+    if not starting:
+        raise BadInput(f"{option} {label}: no key has this label (or it is outside your scope)")
+    named = ", ".join(f"{k.label} (key {k.id})" for k in starting[:6])
+    more = f" and {len(starting) - 6} more" if len(starting) > 6 else ""
+    raise BadInput(f"{option} {label}: {len(starting)} keys match it: {named}{more}; name one")

@@ -68,7 +68,9 @@ def register(sub: Any) -> None:
             f"{name} a pending enrolment, signed with your own token (dual control)",
             cmd_decide,
         )
-        q.add_argument("--enrolment", type=int, required=True, metavar="N")
+        q.add_argument("enrolment", nargs="?", type=int, metavar="N", help="the enrolment")
+        # the shape before one positional shape for ids (issue #17): deprecated, still works
+        q.add_argument("--enrolment", dest="old_enrolment", type=int, help=argparse.SUPPRESS)
         q.add_argument("--reason", required=name == "reject", default="")
         desk.add_pin_source(q)
         q.set_defaults(approve=name == "approve")
@@ -261,6 +263,10 @@ def cmd_enrol(args: argparse.Namespace) -> int:
 def cmd_decide(args: argparse.Namespace) -> int:
     from ca.ops import officers as ops
 
+    given = [n for n in (args.enrolment, args.old_enrolment) if n is not None]
+    if len(given) != 1:
+        raise BadInput(f"name one enrolment: jtca officer {args.officer_command} N")
+    (args.enrolment,) = given
     client = desk.connect()
     try:
         at, signature = desk.decide(

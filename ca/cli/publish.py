@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from ca.errors import BadInput, JtcaError
+from ca.vocabulary import plural, request_ref
 
 if TYPE_CHECKING:
     from ca.client.http import Client
@@ -888,7 +889,7 @@ def cmd_emergency(args: argparse.Namespace) -> int:
     print(
         json.dumps(data)
         if args.json
-        else f"emergency request {row.request}: awaits {row.required} approver(s)"
+        else f"emergency {request_ref(row.request)}: awaits {plural(row.required, 'approver')}"
     )
     return 0
 
@@ -920,5 +921,6 @@ def cmd_decide(args: argparse.Namespace) -> int:
     finally:
         client.close()
     data = {"request": row.request, "state": row.state}
-    print(json.dumps(data) if args.json else f"emergency request {row.request}: {row.state}")
+    text = f"emergency {request_ref(row.request)}: {row.state}"
+    print(json.dumps(data) if args.json else text)
     return 0

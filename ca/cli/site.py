@@ -18,7 +18,9 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ca.cli.city_common import KEY_HELP, key_ids
 from ca.errors import BadInput, JtcaError
+from ca.vocabulary import stage_word
 
 if TYPE_CHECKING:
     from ca.client.http import Client
@@ -37,9 +39,9 @@ def register(command: Any) -> None:
     _site_token_options(q)
 
     q = command("deliver", "seal keys to the next holder as key packages", cmd_deliver)
-    which = q.add_mutually_exclusive_group(required=True)
-    which.add_argument("--key", type=int, action="append", metavar="ID")
-    which.add_argument("--application", type=int, metavar="N")
+    q.add_argument("keys", nargs="*", metavar="KEY", help=KEY_HELP)
+    q.add_argument("--key", action="append", default=[], help=argparse.SUPPRESS)  # deprecated
+    q.add_argument("--application", type=int, metavar="N", help="every key of this application")
     q.add_argument("--out", type=Path, required=True, metavar="DIR")
     _site_token_options(q)
 
@@ -54,7 +56,8 @@ def register(command: Any) -> None:
     _site_token_options(q)
 
     q = command("packages", "fetch again a key's recorded package that awaits import", cmd_packages)
-    q.add_argument("--key", type=int, required=True, metavar="ID")
+    q.add_argument("key", nargs="?", metavar="KEY", help=KEY_HELP)
+    q.add_argument("--key", dest="old_key", metavar="ID", help=argparse.SUPPRESS)  # deprecated
     q.add_argument("--out", type=Path, required=True, metavar="DIR")
 
     q = command(
@@ -156,12 +159,15 @@ def transport_text(row: Any) -> str:
 def cmd_deliver(args: argparse.Namespace) -> int:
     from ca.site import packages as site
 
+    keys = key_ids(args, [*args.keys, *args.key])
+    if bool(keys) == (args.application is not None):
+        raise BadInput("name the keys to deliver (KEY …) or --application N, not both")
     client = _client(args)
     with _tokens(args) as tokens:
         done = site.deliver(
             client,
             tokens,
-            keys=args.key or [],
+            keys=keys,
             application=args.application,
             out_dir=args.out,
             now=_now(),
@@ -194,7 +200,7 @@ def cmd_import(args: argparse.Namespace) -> int:
             except JtcaError as exc:
                 # say what was imported before the refusal, and which file was refused
                 for done in results:
-                    print(f"{done.label}: in {done.token} ({done.stage})")
+                    print(f"{done.label}: in {done.token} ({stage_word(done.stage)})")
                 exc.message = f"{path}: {exc.message}"
                 exc.args = (exc.message,)
                 raise
@@ -209,15 +215,20 @@ def cmd_import(args: argparse.Namespace) -> int:
         }
         for r in results
     ]
-    _emit(args, out, "\n".join(f"{r.label}: in {r.token} ({r.stage})" for r in results))
+    text = "\n".join(f"{r.label}: in {r.token} ({stage_word(r.stage)})" for r in results)
+    _emit(args, out, text)
     return 0
 
 
 def cmd_packages(args: argparse.Namespace) -> int:
     from ca.site import packages as site
 
+    given = [ref for ref in (args.key, args.old_key) if ref is not None]
+    if len(given) != 1:
+        raise BadInput("name one key: jtca city packages KEY --out DIR")
+    (key,) = key_ids(args, given)
     client = _client(args)
-    done = site.fetch_package(client, key=args.key, out_dir=args.out)
+    done = site.fetch_package(client, key=key, out_dir=args.out)
     data = [
         {"key": d.key, "label": d.label, "to": d.to, "package": d.package, "file": str(d.path)}
         for d in done

@@ -21,6 +21,7 @@ from ca.errors import JtcaError
 from ca.signing import load_policy
 from ca.store.db import transaction
 from ca.store.models import PendingAction
+from ca.vocabulary import request_ref
 from policies.rules import Actor, Subject
 
 EMERGENCY: Final = "list.emergency-publish"
@@ -72,9 +73,9 @@ def decide(
             select(PendingAction).where(PendingAction.id == action_id).with_for_update()
         ).one_or_none()
         if row is None or row.action != EMERGENCY:
-            raise EmergencyError(f"no emergency publication request {action_id}")
+            raise EmergencyError(f"no emergency publication {request_ref(action_id)}")
         if row.state != "pending":
-            raise EmergencyError(f"request {action_id} is already {row.state}")
+            raise EmergencyError(f"{request_ref(action_id)} is already {row.state}")
         decided = record_decision(
             session,
             subject=subject,
@@ -114,9 +115,9 @@ def approved(engine: Engine, action_id: int) -> PendingAction:
     with transaction(engine) as session:
         row = session.get(PendingAction, action_id)
         if row is None or row.action != EMERGENCY:
-            raise EmergencyError(f"no emergency publication request {action_id}")
+            raise EmergencyError(f"no emergency publication {request_ref(action_id)}")
         if row.state != "approved":
-            raise EmergencyError(f"request {action_id} is {row.state}, not approved")
+            raise EmergencyError(f"{request_ref(action_id)} is {row.state}, not approved")
         session.expunge(row)
         return row
 

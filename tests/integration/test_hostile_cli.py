@@ -162,7 +162,9 @@ def test_city_approve_of_an_emergency_request_is_refused_by_name(  # type: ignor
     asked = emergency.request(engine, EM1, reason="issuer key leaked", now=T0 + 60)
     assert asked.id is not None
     for approve in (True, False):
-        with pytest.raises(misuse.ActionError, match=f"action {asked.id} is not a city key action"):
+        with pytest.raises(
+            misuse.ActionError, match=f"request #{asked.id} is not a city key action"
+        ):
             misuse.decide(engine, world.vault, OP1, asked.id, approve=approve, now=T0 + 61)
     with Session(engine) as session:
         row = session.get(PendingAction, asked.id)
