@@ -26,6 +26,7 @@ from asn1crypto import algos, core
 
 from ca.errors import CodecError, JtcaError
 from ca.qr.codec import InteropCertificate, expiry_end
+from hsm import der_scan
 from hsm.errors import InvalidKey, InvalidSignature
 from hsm.signer import Signer
 from hsm.sm.sm2 import SM2PublicKey, der_to_raw, raw_to_der
@@ -131,7 +132,7 @@ def read_request(data: bytes) -> InteropCertRequest:
             raise ValueError("the signature BIT STRING has unused bits")
         signature = der_to_raw(bytes(signed["signature"].native))
     except (ValueError, TypeError, KeyError, InvalidSignature) as exc:
-        raise RequestRefused(f"malformed request: {exc}") from None
+        raise RequestRefused(f"malformed request: {der_scan.explain(data, exc)}") from None
     if native["version"] != 1:
         raise RequestRefused(f"version: {native['version']} is not 1")
     if len(native["nonce"]) != 16:

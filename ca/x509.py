@@ -54,6 +54,7 @@ from asn1crypto import algos, keys
 from asn1crypto import pem as asn1_pem
 from asn1crypto import x509 as asn1_x509
 
+from hsm import der_scan
 from hsm.errors import InvalidKey, InvalidSignature, JtcaError
 from hsm.oids import (
     LEGACY_LIST_SIGNING_EKU,
@@ -459,7 +460,7 @@ def _load(der: bytes) -> asn1_x509.Certificate:
         raise
     except (ValueError, TypeError, KeyError, OverflowError, IndexError) as exc:
         # IndexError: asn1crypto on an empty BIT STRING (e.g. a KeyUsage of 03 00)
-        raise CertificateError(f"not an X.509 certificate: {exc}") from None
+        raise CertificateError(f"not an X.509 certificate: {der_scan.explain(der, exc)}") from None
     _check_algorithm(cert["signature_algorithm"], "signatureAlgorithm")
     _check_algorithm(cert["tbs_certificate"]["signature"], "TBSCertificate signature")
     if cert["signature_algorithm"].dump() != cert["tbs_certificate"]["signature"].dump():

@@ -31,6 +31,7 @@ from asn1crypto import core  # untyped
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from pkcs11 import Attribute, ObjectClass
 
+from hsm import der_scan
 from hsm import envelope_legacy as legacy
 from hsm import gmt0010 as gm
 from hsm.der_scan import costly_element
@@ -281,7 +282,7 @@ def _der(spec: type[T], data: bytes, field: str) -> T:
         if value.dump(force=True) != data:
             raise ValueError("not DER (the canonical encoding differs)")
     except _PARSE_ERRORS as exc:
-        raise _malformed(field, str(exc) or type(exc).__name__) from None
+        raise _malformed(field, der_scan.explain(data, str(exc) or type(exc).__name__)) from None
     return cast(T, value)
 
 

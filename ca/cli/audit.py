@@ -124,6 +124,7 @@ def _local_anchors(args: argparse.Namespace, state: Path | None) -> tuple[list[P
 
 def verify_bundle_here(args: argparse.Namespace) -> VerifyResult:
     """An exported bundle checked on this machine: no service, no database (pure)."""
+    from ca.cli.progress import tracked
     from ca.client.config import state_dir
     from ca.log.anchors import read_anchor, verifiers_from
     from ca.log.verify import read_checkpoint_files, verify_bundle
@@ -142,6 +143,9 @@ def verify_bundle_here(args: argparse.Namespace) -> VerifyResult:
         checkpoints=sources,
         audit_keys=keys,
         source=str(args.bundle),
+        track=lambda entries: tracked(
+            entries, len(entries), "verifying the audit log", json_output=args.json
+        ),
     )
     return VerifyResult.of(
         report,

@@ -59,7 +59,10 @@ def file_text(path: Path) -> str:
     except OSError as exc:
         raise CeremonyError(f"cannot read {path}: {exc.strerror}") from None
     except UnicodeDecodeError as exc:
-        raise CeremonyError(f"{path}: not UTF-8 text ({exc.reason})") from None
+        shown = exc.object[exc.start : exc.start + 8].hex(" ")
+        raise CeremonyError(
+            f"{path}: not UTF-8 text: byte offset {exc.start}: {exc.reason} (bytes there: {shown})"
+        ) from None
 
 
 def connected(args: argparse.Namespace) -> Client:

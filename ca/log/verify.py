@@ -23,7 +23,7 @@ What is checked, and the finding each failure gives (always with the entry and t
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -383,8 +383,10 @@ def verify_bundle(
     checkpoints: Sequence[tuple[str, bytes]],
     audit_keys: Sequence[SM2PublicKey],
     source: str = "bundle",
+    track: Callable[[list[Any]], Iterable[Any]] | None = None,
 ) -> Report:
-    """An exported bundle checked like the database (pure: no service, no database)."""
+    """An exported bundle checked like the database (pure: no service, no database).
+    ``track`` wraps the list of entries as they are checked (the command line's progress bar)."""
     try:
         bundle = json.loads(data)
         if not isinstance(bundle, dict) or bundle.get("format") != BUNDLE_FORMAT:
@@ -408,7 +410,7 @@ def verify_bundle(
     except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         raise BadInput(f"{source}: not a jtca log bundle: {exc}") from None
     return verify_log(
-        entries,
+        entries if track is None else track(entries),
         checkpoints=[*checkpoints, *own],
         audit_keys=audit_keys,
         nodes=nodes,
