@@ -43,6 +43,7 @@ from ca.clock import Clock
 from tui.demo_credentials import DemoOfficer, read_demo_officers
 from tui.screens import SCREENS
 from tui.screens.base import ConsoleScreen, Guarded, describe_error
+from tui.screens.forms import FormInput
 from tui.screens.panels import WorkProgress
 
 APP_NAME: Final = "jtca — officers' console"
@@ -165,8 +166,8 @@ class SignInScreen(Guarded, Screen[None]):
             yield Static(
                 "Sign in with your officer id and the PIN of your own token.", classes="hint"
             )
-            yield Input(self.officer, placeholder="officer id", id="officer")
-            yield Input(placeholder="PIN of your token", password=True, id="pin")
+            yield FormInput(self.officer, placeholder="officer id", id="officer")
+            yield FormInput(placeholder="PIN of your token", password=True, id="pin")
             yield Static("enter: sign in · ctrl+q: quit", classes="hint")
             if self.demo_hint:
                 yield Static(
@@ -202,6 +203,14 @@ class SignInScreen(Guarded, Screen[None]):
             return
         self.query_one("#pin", Input).value = found.pin
         self.query_one("#pin", Input).focus()
+
+    def next_field(self, field: Input) -> Input | None:
+        """Where Enter goes, at once (``FormInput``): from the officer id to an empty PIN;
+        otherwise it signs in."""
+        pin = self.query_one("#pin", Input)
+        if field.id == "officer" and not pin.value:
+            return pin
+        return None
 
     @on(Input.Submitted)
     def next_or_submit(self, event: Input.Submitted) -> None:

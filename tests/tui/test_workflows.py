@@ -436,6 +436,8 @@ def test_errors_are_notifications(demo: Demo, tmp_path: Path) -> None:
     async def cities(pilot: Pilot[None], app: OneScreen) -> None:
         await pilot.press("a")
         await submit(pilot, cities="350100")  # 福州市, Fujian
+        assert isinstance(pilot.app.screen, FormModal)  # the refused form stays open
+        await pilot.press("escape")
         await pilot.press("i")
         await submit(pilot, path=str(tmp_path / "nothing.jkp"))
         await pilot.press("g")  # not a ministry officer: the binding is not there

@@ -29,7 +29,7 @@ from ca.errors import JtcaError
 from ca.ops import city as city_ops
 from ca.ops.packages import ImportedKey, KeyAwaitingDelivery, TransportKeyInfo
 from ca.registry.divisions import default_divisions
-from tui.screens.forms import Field, FormModal, MarkTable, PickModal, RowTable
+from tui.screens.forms import Field, FieldError, FormModal, MarkTable, PickModal, RowTable
 from tui.screens.panels import ProgressScreen, ReportModal, WorkProgress
 
 APPLY = "city-key.apply"
@@ -231,23 +231,23 @@ class CitiesScreen(ProgressScreen):
         cities = self.query_one("#cities", MarkTable)
         codes = cities.chosen()
         names = ", ".join(f"{self._city_name(c)} ({c})" for c in codes)
+        named: list[str] = []
 
-        def given(result: dict[str, str] | None) -> None:
-            if result is None:
-                return
+        def apply(result: dict[str, str]) -> city_ops.Application:
             chosen = [c.strip() for c in result["cities"].replace(" ", ",").split(",") if c.strip()]
-            named = ", ".join(f"{self._city_name(c)} ({c})" for c in chosen)
+            if not chosen:
+                raise FieldError("cities", "type at least one city code (6 digits)")
+            named[:] = [f"{self._city_name(c)} ({c})" for c in chosen]
+            return self.console.apply(chosen)
 
-            def done(application: city_ops.Application) -> None:
-                cities.marked.clear()
-                self.app.notify(
-                    f"application #{application.id} for {named} awaits approval",
-                    title="Applied",
-                    markup=False,
-                )
-                self.action_refresh()
-
-            self.work(lambda: self.console.apply(chosen), done=done, busy="Applying…")
+        def done(application: city_ops.Application) -> None:
+            cities.marked.clear()
+            self.app.notify(
+                f"application #{application.id} for {', '.join(named)} awaits approval",
+                title="Applied",
+                markup=False,
+            )
+            self.action_refresh()
 
         self.app.push_screen(
             FormModal(
@@ -256,8 +256,9 @@ class CitiesScreen(ProgressScreen):
                 note=(f"Marked: {names}" if cities.marked else f"Under the cursor: {names}")
                 if codes
                 else "Mark cities with space, or type codes.",
-            ),
-            given,
+                act=apply,
+                done=done,
+            )
         )
 
     def _city_name(self, code: str) -> str:

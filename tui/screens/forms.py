@@ -4,9 +4,10 @@ row table whose rows can be marked with the space bar. Presentation only: no bus
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from textual import events
 from textual.app import ComposeResult
@@ -17,7 +18,61 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
+from ca.client.console import session_over
+from ca.errors import BadInput
+from tui.screens.base import describe_error
+
 MARK = "✓"
+
+
+class FormInput(Input):
+    """An input of a form whose Enter moves on *at once*: a priority binding, which the app runs
+    while it reads the keys in order, so the keys typed after Enter (a fast typist, a paste, a
+    password manager) land in the next field — never in the one Enter left, as they did when
+    focus moved in an ``Input.Submitted`` handler that ran after those keys were delivered.
+
+    The screen may say where Enter goes (``next_field(input)``: the next input, or None to
+    submit); by default it is the next ``FormInput`` of the screen, and the last one submits.
+    Submitting is queued behind the keys already delivered to this input, so the form reads
+    the whole value."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "advance", "Next", show=False, priority=True),
+    ]
+
+    def action_advance(self) -> None:
+        chooser = getattr(self.screen, "next_field", None)
+        target = chooser(self) if chooser is not None else self.following()
+        if target is not None:
+            self.screen.set_focus(target)
+        else:
+            self.call_later(self.action_submit)
+
+    def following(self) -> Input | None:
+        inputs = list(self.screen.query(FormInput))
+        position = inputs.index(self)
+        return inputs[position + 1] if position + 1 < len(inputs) else None
+
+
+def field_named_in(exc: BaseException, names: Sequence[str]) -> str | None:
+    """The form field an error is about: its ``field`` (a service error's, a ``CodecError``'s)
+    when that names one of ``names`` (``cities[2]`` names ``cities``), else a field named in
+    its message as ``share N`` (a PIN share), else None."""
+    field = getattr(exc, "field", None)
+    if isinstance(field, str) and field:
+        for name in names:
+            if field == name or re.match(rf"{re.escape(name)}\b", field):
+                return name
+    _title, message = describe_error(exc)
+    share = re.search(r"\bshare (\d+)\b", message)
+    if share is not None:
+        for name in names:
+            if name.replace("_", "-").replace("share-", "share") in (
+                f"share{share[1]}",
+                f"share-{share[1]}",
+            ):
+                return name
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,9 +86,23 @@ class Field:
     password: bool = False
 
 
+class FieldError(BadInput):
+    """What a form's own check found wrong in one field (``field``: the field's name)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 class FormModal(ModalScreen[dict[str, str] | None]):
     """Asks for ``fields`` (none: a plain confirmation). Enter moves to the next field and
-    submits on the last; Escape cancels (the result is None)."""
+    submits on the last; Escape cancels (the result is None).
+
+    With ``act``, submitting runs ``act(values)`` (a thread worker: the service, a token) while
+    the form stays open: if it fails, the form stays open with what was typed, the field the
+    error is about marked (CSS class ``-invalid``) and the message under it (``field_for``
+    picks the field; by default the error's own ``field``, a ``share N`` in its message, or the
+    only field); if it succeeds the form closes and ``done`` gets the result."""
 
     DEFAULT_CSS = """
     FormModal { align: center middle; }
@@ -44,6 +113,8 @@ class FormModal(ModalScreen[dict[str, str] | None]):
     FormModal .form-title { text-style: bold; }
     FormModal .form-note { color: $text-muted; max-height: 8; }
     FormModal .form-hint { color: $text-muted; }
+    FormModal .field-error { color: $error; display: none; }
+    FormModal .field-error.-shown { display: block; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel"),
@@ -51,11 +122,24 @@ class FormModal(ModalScreen[dict[str, str] | None]):
         Binding("ctrl+s", "submit", "Submit"),
     ]
 
-    def __init__(self, title: str, fields: Sequence[Field] = (), *, note: str = "") -> None:
+    def __init__(
+        self,
+        title: str,
+        fields: Sequence[Field] = (),
+        *,
+        note: str = "",
+        act: Callable[[dict[str, str]], Any] | None = None,
+        done: Callable[[Any], Any] | None = None,
+        field_for: Callable[[BaseException], str | None] | None = None,
+    ) -> None:
         super().__init__()
         self.form_title = title
         self.fields = tuple(fields)
         self.note = note
+        self.act = act
+        self.done = done
+        self.field_for = field_for
+        self.acting = False
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -64,31 +148,98 @@ class FormModal(ModalScreen[dict[str, str] | None]):
                 yield Static(self.note, classes="form-note", markup=False)
             for field in self.fields:
                 yield Label(field.label, markup=False)
-                yield Input(
+                yield FormInput(
                     value=field.value,
                     placeholder=field.placeholder,
                     password=field.password,
                     id=f"field-{field.name}",
                 )
+                yield Static("", id=f"error-{field.name}", classes="field-error", markup=False)
+            yield Static("", id="form-error", classes="field-error", markup=False)
             hint = "Enter: next field / submit" if self.fields else "Enter: confirm"
-            yield Static(f"{hint} · Esc: cancel", classes="form-hint")
+            yield Static(f"{hint} · Esc: cancel", classes="form-hint", id="form-hint")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
-        inputs = list(self.query(Input))
-        position = inputs.index(event.input)
+        inputs = list(self.query(FormInput))
+        position = inputs.index(event.input) if event.input in inputs else len(inputs)
         if position + 1 < len(inputs):
             inputs[position + 1].focus()
         else:
             self.action_submit()
 
+    def values(self) -> dict[str, str]:
+        return {
+            field.name: self.query_one(f"#field-{field.name}", Input).value for field in self.fields
+        }
+
     def action_submit(self) -> None:
-        self.dismiss(
-            {
-                field.name: self.query_one(f"#field-{field.name}", Input).value
-                for field in self.fields
-            }
-        )
+        if self.act is None:
+            self.dismiss(self.values())
+            return
+        if self.acting:
+            return  # already at work on this form
+        act, values = self.act, self.values()
+        self.acting = True
+        self.query_one("#form-hint", Static).update("Working…")
+
+        def job() -> None:
+            try:
+                result = act(values)
+            except Exception as exc:  # shown in the form, which stays open
+                self.app.call_from_thread(self.refused, exc)
+                return
+            self.app.call_from_thread(self.succeeded, values, result)
+
+        self.run_worker(job, thread=True, group="form-work", exit_on_error=False)
+
+    def succeeded(self, values: dict[str, str], result: Any) -> None:
+        self.acting = False
+        self.dismiss(values)
+        if self.done is not None:
+            self.done(result)
+
+    def refused(self, exc: BaseException) -> None:
+        """Keep the form open with what was typed; mark the field the error is about."""
+        self.acting = False
+        hint = "Enter: next field / submit" if self.fields else "Enter: confirm"
+        self.query_one("#form-hint", Static).update(f"{hint} · Esc: cancel")
+        if session_over(exc):
+            self.dismiss(None)
+            report = getattr(self.app, "report", None)
+            if report is not None:
+                report(exc)
+            return
+        self.clear_marks()
+        names = [f.name for f in self.fields]
+        field = self.field_for(exc) if self.field_for is not None else None
+        if field is None:
+            field = field_named_in(exc, names)
+        if field is None and len(names) == 1:
+            field = names[0]
+        title, message = describe_error(exc)
+        if field is not None and field in names:
+            self.mark(field, message)
+        else:
+            shown = self.query_one("#form-error", Static)
+            shown.update(f"{title}: {message}")
+            shown.add_class("-shown")
+        self.app.notify(message, title=title, severity="error", timeout=10, markup=False)
+
+    def mark(self, field: str, message: str) -> None:
+        """``field`` marked invalid, ``message`` under it, the cursor in it."""
+        entry = self.query_one(f"#field-{field}", Input)
+        entry.add_class("-invalid")
+        shown = self.query_one(f"#error-{field}", Static)
+        shown.update(message)
+        shown.add_class("-shown")
+        entry.focus()
+
+    def clear_marks(self) -> None:
+        for entry in self.query(FormInput):
+            entry.remove_class("-invalid")
+        for shown in self.query(".field-error"):
+            shown.remove_class("-shown")
 
     def action_cancel(self) -> None:
         self.dismiss(None)

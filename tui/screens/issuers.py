@@ -7,7 +7,7 @@ certificate with a reason. The work is the service's (``issuer.list``, ``issuer.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -16,7 +16,8 @@ from textual.widgets import Footer, Static
 from ca.client.console import Console
 from ca.errors import JtcaError
 from ca.ops.issuance import InteropCertificateView, IssuerView
-from tui.screens.forms import Field, FormModal, RowTable
+from tui.screens.base import describe_error
+from tui.screens.forms import Field, FieldError, FormModal, RowTable, field_named_in
 from tui.screens.panels import ProgressScreen, WorkProgress
 
 ISSUE = "qr-ca.issue-interop-cert"
@@ -107,14 +108,18 @@ class IssuersScreen(ProgressScreen):
 
     # -- register ---------------------------------------------------------------------------------
     def action_register(self) -> None:
-        def given(result: dict[str, str] | None) -> None:
-            if result is not None:
-                issuer_id, name = result["issuer_id"].strip(), result["name"].strip()
-                self.work(
-                    lambda: self.console.register_issuer(issuer_id, name),
-                    done=lambda issuer: self._done("Issuer registered", issuer.issuer_id),
-                    busy="Registering…",
-                )
+        def register(result: dict[str, str]) -> Any:
+            issuer_id, name = result["issuer_id"].strip(), result["name"].strip()
+            if not name:
+                raise FieldError("name", "type the issuer's name")
+            return self.console.register_issuer(issuer_id, name)
+
+        def field_for(exc: BaseException) -> str | None:
+            found = field_named_in(exc, ("issuer_id", "name"))
+            if found is not None:
+                return found
+            _title, message = describe_error(exc)  # the id's format, or already registered
+            return "name" if "name" in message.lower() else "issuer_id"
 
         self.app.push_screen(
             FormModal(
@@ -123,8 +128,10 @@ class IssuersScreen(ProgressScreen):
                     Field("issuer_id", "Issuer id (8 digits)", placeholder="02113450"),
                     Field("name", "Name", placeholder="发行机构名称"),
                 ],
-            ),
-            given,
+                act=register,
+                done=lambda issuer: self._done("Issuer registered", issuer.issuer_id),
+                field_for=field_for,
+            )
         )
 
     # -- issue ------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from ca.client.console import Console
 from ca.clock import iso_utc
 from ca.ops import lists
 from ca.ops.console import EmergencyRequestView
-from tui.screens.forms import Field, FormModal, RowTable
+from tui.screens.forms import Field, FieldError, FormModal, RowTable
 from tui.screens.panels import ProgressScreen, WorkProgress, short_time
 
 PUBLISH: Final = "list.publish"
@@ -319,38 +319,35 @@ class PublicationScreen(ProgressScreen):
         else:
             note = "\n".join(outcome_line(o) for o in self.outcomes)
         self.app.push_screen(
-            FormModal("Sign and publish the lists", fields, note=note),
-            self.publish_answered,
+            FormModal(
+                "Sign and publish the lists",
+                fields,
+                note=note,
+                act=self.publish_with,
+                done=self.published,
+            )
         )
 
-    def publish_answered(self, answer: dict[str, str] | None) -> None:
-        if answer is None:
-            return
+    def publish_with(self, answer: dict[str, str]) -> lists.PublishResult:
+        """Sign and publish with the shares typed (run by the form: an error keeps it open,
+        the share or the request number it is about marked)."""
         shares = [answer[k].strip() for k in ("share-1", "share-2") if answer[k].strip()]
+        for name in ("share-1", "share-2"):
+            if not answer[name].strip():
+                raise FieldError(name, f"type PIN share {name[-1]} of the root token")
         raw = answer.get("emergency", "").strip()
         if raw and not raw.isdigit():
-            self.app.notify(
-                f"emergency request {raw!r}: a request number",
-                title="Bad input",
-                severity="error",
-                markup=False,
-            )
-            return
+            raise FieldError("emergency", f"emergency request {raw!r}: a request number")
         emergency_id = int(raw) if raw else None
+        return self.console.publish(shares, emergency_id=emergency_id)
 
-        def done(result: lists.PublishResult) -> None:
-            outcomes = result.outcomes
-            self.outcomes = None
-            self.show_preview()
-            self.app.notify(published_text(outcomes), title="Published", markup=False)
-            self.show_view("history")
-            self.action_refresh()
-
-        self.work(
-            lambda: self.console.publish(shares, emergency_id=emergency_id),
-            done=done,
-            busy="Signing and publishing…",
-        )
+    def published(self, result: lists.PublishResult) -> None:
+        outcomes = result.outcomes
+        self.outcomes = None
+        self.show_preview()
+        self.app.notify(published_text(outcomes), title="Published", markup=False)
+        self.show_view("history")
+        self.action_refresh()
 
     # -- acknowledgments --------------------------------------------------------------------------
     def load_overdue(self) -> None:
