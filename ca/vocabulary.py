@@ -72,3 +72,9 @@ def request_ref(number: int) -> str:
     """``request #3``: the one name of an item awaiting approvers (a key action, an emergency
     publication), in the console, on the command line and in the service's refusals."""
     return number_ref(REQUEST, number)
+
+
+# A QR issuer id (发行机构标识) as the annex defines it: cn8, 4 bytes of left-justified BCD with
+# F padding, so one to eight decimal digits. Forms, help texts and the refusal all say this.
+ISSUER_ID_DIGITS: Final = 8
+ISSUER_ID_RULE: Final = f"1-{ISSUER_ID_DIGITS} decimal digits"

@@ -13,6 +13,7 @@ from ca.cli import desk
 from ca.cli import issuer as issuer_tools
 from ca.errors import BadInput
 from ca.files import write_atomically
+from ca.vocabulary import ISSUER_ID_RULE, mmyy
 
 if TYPE_CHECKING:
     from ca.ops.base import Model, Operation
@@ -47,7 +48,7 @@ def register(sub: Any) -> None:
     q.set_defaults(handler=cmd_revoke)
 
     q = csub.add_parser("certificates", help="interop certificates issued")
-    q.add_argument("--issuer-id")
+    q.add_argument("--issuer-id", help=f"only this QR issuer ({ISSUER_ID_RULE})")
     q.add_argument("--json", action="store_true")
     q.set_defaults(handler=cmd_certificates)
 
@@ -55,7 +56,7 @@ def register(sub: Any) -> None:
     isub = p.add_subparsers(dest="issuer_command", metavar="COMMAND", parser_class=type(p))
     isub.required = True
     q = isub.add_parser("register", help="register a QR issuer (发行机构) by its cn8 id")
-    q.add_argument("--issuer-id", required=True)
+    q.add_argument("--issuer-id", required=True, help=f"QR issuer id: {ISSUER_ID_RULE}")
     q.add_argument("--name", required=True)
     q.add_argument("--json", action="store_true")
     q.set_defaults(handler=cmd_register)
@@ -123,7 +124,7 @@ def cmd_issue(args: argparse.Namespace) -> int:
     else:
         print(
             f"issued serial {record.serial} under CA {record.ca_index} to issuer "
-            f"{record.issuer_id}, valid through {record.expiry[:2]}/20{record.expiry[2:]}"
+            f"{record.issuer_id}, valid through {mmyy(record.expiry)}"
         )
     return 0
 
@@ -154,7 +155,7 @@ def cmd_certificates(args: argparse.Namespace) -> int:
         for c in found.certificates:
             print(
                 f"CA {c.ca_index} serial {c.serial:>6}  issuer {c.issuer_id:<8} "
-                f"expiry {c.expiry}  {c.status}"
+                f"expiry {mmyy(c.expiry)}  {c.status}"
             )
     return 0
 

@@ -17,6 +17,7 @@ from typing import Any
 from ca.clock import SystemClock
 from ca.errors import BadInput
 from ca.files import write_atomically
+from ca.vocabulary import ISSUER_ID_RULE
 
 
 def register(isub: Any) -> None:
@@ -26,9 +27,11 @@ def register(isub: Any) -> None:
     q.add_argument("--key", required=True, metavar="URI", help="the issuer's SM2 key (RFC 7512)")
     q.add_argument("--module", metavar="PATH")
     q.add_argument("--pin-source", metavar="SPEC")
-    q.add_argument("--issuer-id", required=True)
+    q.add_argument("--issuer-id", required=True, help=f"QR issuer id: {ISSUER_ID_RULE}")
     q.add_argument("--name", required=True)
-    q.add_argument("--expiry", required=True, metavar="MMYY")
+    q.add_argument(
+        "--expiry", required=True, metavar="MMYY", help="requested expiry: 1230 is 12/2030"
+    )
     q.add_argument("--out", type=Path, required=True)
     q.add_argument("--json", action="store_true")
     q.set_defaults(handler=cmd_request)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from ca.cli import desk, operator_fetch
 from ca.errors import BadInput
+from ca.vocabulary import article
 
 if TYPE_CHECKING:
     from ca.ops.operators import OperatorView
@@ -239,7 +240,8 @@ def _list_file(path: Path, list_type: str) -> tuple[int, str]:
     content = decode_signed_list(data).content  # ListContentError names the field
     if content.list_type.value != list_type:
         raise BadInput(
-            f"--list-file {path}: a {content.list_type.value}, not the --type {list_type} given"
+            f"--list-file {path}: {article(content.list_type.value)}, not the --type {list_type} "
+            "given"
         )
     return content.sequence, sm3(data).hex()
 

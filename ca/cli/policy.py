@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ca.errors import BadInput, JtcaError
+from ca.vocabulary import plural
 
 if TYPE_CHECKING:
     from ca.client.http import Client
@@ -133,8 +134,8 @@ def cmd_propose(args: argparse.Namespace) -> int:
     line = (
         f"policy {view.version} (SM3 {view.sm3}) is in force"
         if view.state == "in-force"
-        else f"policy {view.version} (SM3 {view.sm3}) proposed: awaits {view.required} "
-        f"approver(s) (`jtca policy approve {view.version}`)"
+        else f"policy {view.version} (SM3 {view.sm3}) proposed: awaits "
+        f"{plural(view.required, 'approver')} (`jtca policy approve {view.version}`)"
     )
     _print(args, view, line)
     return 0

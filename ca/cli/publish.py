@@ -576,9 +576,9 @@ def _report(args: argparse.Namespace, result: ops.PublishResult, out: Path | Non
     for o in result.outcomes:
         head = f"{o.list_type}: {o.action}"
         if o.action != "unchanged":
-            head += f" version {o.sequence} ({o.why}, {o.entries} entries)"
+            head += f" version {o.sequence} ({o.why}, {plural(o.entries, 'entry')})"
         else:
-            head += f" at version {o.sequence} ({o.entries} entries)"
+            head += f" at version {o.sequence} ({plural(o.entries, 'entry')})"
         print(head)
         for key in o.diff.added:
             print(f"  + {key}")
@@ -709,8 +709,8 @@ def cmd_proof(args: argparse.Namespace) -> int:
     cosigners = ", ".join(found.cosigners) or "none"
     print(
         f"wrote {args.out}: {found.list_type} version {found.sequence} is log entry {found.seq}, "
-        f"in the checkpoint of {found.size} entries ({witnessed}: {len(found.cosigners)} of "
-        f"{found.quorum} cosignatures; cosigned by {cosigners})"
+        f"in the checkpoint of {plural(found.size, 'entry')} ({witnessed}: "
+        f"{len(found.cosigners)} of {plural(found.quorum, 'cosignature')}; cosigned by {cosigners})"
     )
     return 0
 
@@ -761,7 +761,7 @@ def cmd_check_proof(args: argparse.Namespace) -> int:
     print(
         f"log proof ok: {args.list_file} (SM3 {entry.object_sm3}) is log entry {entry.seq} "
         f"({entry.action} {entry.subject!r} by {entry.actor}), in the checkpoint of "
-        f"{result.size} entries of {result.checkpoint.origin} signed by the audit key"
+        f"{plural(result.size, 'entry')} of {result.checkpoint.origin} signed by the audit key"
     )
     if result.witnessed_by:
         names = ", ".join(name for name, _ in result.witnessed_by)
@@ -832,7 +832,9 @@ def cmd_ack(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(data, ensure_ascii=False, indent=2))
     else:
-        print(f"{len(result.accepted)} acknowledgment(s) kept, {len(result.refused)} refused")
+        print(
+            f"{plural(len(result.accepted), 'acknowledgment')} kept, {len(result.refused)} refused"
+        )
         for e in result.refused:
             print(f"refused: line {e.line}, {e.field}: {e.problem}")
     return 3 if result.refused else 0

@@ -15,6 +15,7 @@ from ca.client.config import state_dir
 from ca.clock import SystemClock, to_unix
 from ca.errors import BadInput
 from ca.qr.verify import DEFAULT_SKEW
+from ca.vocabulary import mmyy
 from hsm.errors import InvalidKey
 from hsm.sm.sm2 import SM2PublicKey
 
@@ -256,6 +257,8 @@ def print_inspect_table(report: dict[str, Any], data: bytes) -> None:
             domain = row.domain
             print(f"-- {domain}")
         value = str(row.value)
+        if row.name.rsplit(".", 1)[-1] == "expiry" and mmyy(value) != value:
+            value = f"{value} ({mmyy(value)})"  # MMYY as the annex writes it, and as a date
         if len(value) > 66:
             value = value[:64] + "…"
         print(f"{row.offset:>6} {row.length:>3}  {row.name + ' ' + row.annex_name:<36} {value}")

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ca.cli import desk
 from ca.errors import BadInput, JtcaError
+from ca.vocabulary import plural
 
 if TYPE_CHECKING:
     from ca.ops.log import WitnessView
@@ -268,7 +269,9 @@ def _round_text(result: RoundResult) -> str:
     if result.accepted is not None:
         a = result.accepted
         state = "witnessed" if a.witnessed else "not yet witnessed"
-        text += f"\n  the service counts {a.cosigners} of {a.quorum} cosignature(s): {state}"
+        text += (
+            f"\n  the service counts {a.cosigners} of {plural(a.quorum, 'cosignature')}: {state}"
+        )
     elif result.submit_error is not None:
         err = result.submit_error
         text += f"\n  the service did not take the cosignature: {err.title}: {err.message}"
@@ -386,7 +389,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         + (f" ({config.module})" if config.module else ""),
         f"  watches the log {config.origin or '(not yet seen)'}, trusting "
         + ", ".join(config.audit_certs + config.root_certs),
-        f"  {data['checkpoints']} checkpoint(s) cosigned"
+        f"  {plural(len(folder.sizes()), 'checkpoint')} cosigned"
         + (
             f"; the newest: size {newest['size']}, root {newest['root']}, cosigned "
             f"{newest['cosigned_at']}"
@@ -448,7 +451,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     found = desk.call(ops.WITNESSES, ops.Empty())
     data = {"quorum": found.quorum, "witnesses": [_witness_json(w) for w in found.witnesses]}
     text = "\n".join(
-        [f"quorum: {found.quorum} cosignature(s) make a checkpoint witnessed"]
+        [f"quorum: {plural(found.quorum, 'cosignature')} make a checkpoint witnessed"]
         + [_witness_text(w) for w in found.witnesses]
     )
     _emit(args, data, text)

@@ -17,6 +17,7 @@ from ca.client.config import NoService, Target, has_state, resolve
 from ca.client.session import RequestSigner
 from ca.errors import JtcaError
 from ca.ops.base import Model, Operation
+from ca.vocabulary import plural
 
 TIMEOUT: Final = httpx.Timeout(connect=10.0, read=600.0, write=60.0, pool=30.0)
 
@@ -99,7 +100,8 @@ class Client:
         except ValidationError as exc:
             raise ServiceError(
                 f"{op.name}: the service answered with a result this client does not understand "
-                f"({exc.error_count()} problem(s)); are client and service the same version?",
+                f"({plural(exc.error_count(), 'problem')}); are client and service the same "
+                "version?",
                 "Version mismatch",
                 1,
             ) from None

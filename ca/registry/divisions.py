@@ -22,6 +22,7 @@ from typing import Final
 
 from ca.errors import JtcaError
 from ca.qr.codec import FIELDS, decode_cn, encode_cn
+from ca.vocabulary import ISSUER_ID_RULE
 
 DATA_FILE: Final = Path(__file__).parent / "data" / "gbt2260_prefecture.csv"
 COLUMNS: Final = ("code", "name", "level", "kind", "province", "is_city")
@@ -218,7 +219,7 @@ class InvalidIssuerId(JtcaError):
     def __init__(self, value: object) -> None:
         self.value = value
         super().__init__(
-            f"{value!r} is not an issuer id: 1-8 decimal digits (cn8, {_ISSUER_ID.annex_name})"
+            f"{value!r} is not an issuer id: {ISSUER_ID_RULE} (cn8, {_ISSUER_ID.annex_name})"
         )
 
 
