@@ -24,6 +24,7 @@ from tui.screens.dashboard import DashboardScreen
 from tui.screens.forms import FormModal
 from tui.screens.keys import KeysScreen, ReasonModal
 from tui.screens.panels import ReportModal
+from tui.screens.states import LEGEND_NARROW
 
 DAY = 86_400
 
@@ -62,13 +63,13 @@ async def test_keys_cities_and_cleanup_tables_fit_80_columns(demo: Demo) -> None
         await pilot.pause()
         await sign_in_as(pilot, "gd-1", pin=demo.pin("gd-1"))
 
-        keys = await open_screen(pilot, "2", "city-card-440300-g1", "Flags: R renewal due")
+        keys = await open_screen(pilot, "2", "city-card-440300-g1", LEGEND_NARROW[:20])
         header = next(line for line in keys.splitlines() if "Label" in line)
         for name in ("Id", "Label", "City", "State", "Stage", "Days", "Flags"):
             assert f" {name} " in f"{header} ", (name, header)
         shenzhen = next(line for line in keys.splitlines() if "city-card-440300-g1" in line)
-        assert shenzhen.split()[3:] == ["pre-active", "at-province", "1426", "D"]
-        assert "Flags: R renewal due · X expired · D dormant · V violation" in keys
+        assert shenzhen.split()[3:] == ["○", "pre-active", "at-province", "1426", "D"]
+        assert all(line in keys for line in LEGEND_NARROW.splitlines())
 
         cities = await open_screen(
             pilot,

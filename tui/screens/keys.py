@@ -9,19 +9,30 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Final
 
-from textual import on
+from rich.text import Text
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.timer import Timer
 from textual.widgets import DataTable, Input, Static
+from textual.widgets.data_table import ColumnKey
 
 from ca.client.console import Console
 from ca.clock import iso_utc
 from ca.ops import city
 from tui.screens.base import Guarded
 from tui.screens.panels import ProgressScreen, WorkProgress, short_stage
+from tui.screens.states import (
+    LEGEND,
+    LEGEND_NARROW,
+    days_text,
+    days_words,
+    flags_text,
+    key_flags,
+    state_text,
+)
 
 PAGE: Final = 500
 DEBOUNCE: Final = 0.2  # seconds of quiet typing before the filter re-queries
@@ -42,19 +53,19 @@ QUICK: Final[dict[str, tuple[str, city.KeyQuery]]] = {
 
 # (column key, header, width, the sort key of ``city.page`` or None). They fit 80 columns
 # with a scroll bar: the class is in the label, the end date in the detail pane (Days sorts by
-# it), stages and flags are abbreviated (``short_stage``, ``FLAG_LETTERS``, the legend line).
+# it), stages and flags are abbreviated (``short_stage``, ``tui.screens.states``, the legend
+# line); a state is a glyph and a word in its colour.
 COLUMNS: Final[tuple[tuple[str, str, int, city.SortKey | None], ...]] = (
     ("id", "Id", 3, "id"),
     ("label", "Label", 19, "label"),
     ("city_name", "City", 6, "city_name"),
-    ("state", "State", 11, "state"),
+    ("state", "State", 13, "state"),
     ("stage", "Stage", 11, "stage"),
     ("days_left", "Days", 5, "days_left"),
     ("flags", "Flags", 5, None),
 )
 SORTABLE: Final = tuple(sort for _, _, _, sort in COLUMNS if sort is not None)
-FLAG_LETTERS: Final = {"renewal-due": "R", "expired": "X", "dormant": "D", "violation": "V"}
-LEGEND: Final = "Flags: R renewal due · X expired · D dormant · V violation"
+LABEL_WIDTH: Final = 19  # the Label column at 80 columns; it takes what a wider terminal adds
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,26 +92,31 @@ def day(moment: int | None) -> str:
     return iso_utc(moment)[:10] if moment is not None else "—"
 
 
-def cell(row: city.KeyView, name: str) -> str:
+def cell(row: city.KeyView, name: str) -> str | Text:
     value = getattr(row, name, None)
     if name == "not_after" and isinstance(value, int):
         return day(value)
     if name == "stage" and isinstance(value, str):
         return short_stage(value)
+    if name == "state":
+        return state_text(row.state, row.days_left)
+    if name == "days_left":
+        return days_text(row.state, row.days_left)
     if name == "flags":
-        return "".join(FLAG_LETTERS.get(flag, flag[:1].upper()) for flag in value or ()) or "—"
+        return flags_text(row.state, row.flags, row.days_left)
     return "—" if value in (None, "") else str(value)
 
 
 def detail_text(key: city.KeyView) -> str:
-    flags = ", ".join(key.flags) or "none"
+    flags = ", ".join(key_flags(key.state, key.flags, key.days_left)) or "none"
     return "\n".join(
         [
             f"{key.label}  #{key.id}  {key.city_name} ({key.city})  "
             f"{key.key_class} {key.kind} g{key.generation}",
             f"state {key.state} · stage {key.stage} · flags {flags} · "
             f"violations {key.open_violations}",
-            f"valid {day(key.not_before)} → {day(key.not_after)} ({key.days_left} days left) · "
+            f"valid {day(key.not_before)} → {day(key.not_after)} "
+            f"({days_words(key.state, key.days_left)}) · "
             f"first use {day(key.first_use)}",
             f"delivered {day(key.delivered_at)} · installed {day(key.installed_at)} · "
             f"last use {day(key.last_use)}",
@@ -195,7 +211,8 @@ class KeysScreen(ProgressScreen):
     }
     DEFAULT_CSS = """
     KeysScreen #filter { height: 1; border: none; padding: 0 1; }
-    KeysScreen #status, KeysScreen #legend { height: 1; padding: 0 1; color: $text-muted; }
+    KeysScreen #status { height: 1; padding: 0 1; color: $text-muted; }
+    KeysScreen #legend { height: auto; padding: 0 1; color: $text-muted; }
     KeysScreen #keys { height: 1fr; }
     KeysScreen #detail { height: 5; padding: 0 1; background: $boost; text-wrap: nowrap;
                          text-overflow: ellipsis; }
@@ -217,17 +234,31 @@ class KeysScreen(ProgressScreen):
     def compose(self) -> ComposeResult:
         yield Input(placeholder="/ filter: label, city code or city name", id="filter")
         yield Static("loading…", id="status", markup=False)
-        table: DataTable[str] = DataTable(id="keys", cursor_type="row", zebra_stripes=True)
+        table: DataTable[str | Text] = DataTable(id="keys", cursor_type="row", zebra_stripes=True)
         for name, header, width, _ in COLUMNS:
             table.add_column(header, key=name, width=width)
         yield table
-        yield Static(LEGEND, id="legend", markup=False)
+        yield Static(LEGEND_NARROW, id="legend", markup=False)
         yield Static("", id="detail", markup=False)
         yield WorkProgress()
 
     def on_mount(self) -> None:
         self.query_one("#keys", DataTable).focus()
         self.reload()
+
+    def on_resize(self, event: events.Resize) -> None:
+        """The Label column takes what a terminal wider than 80 columns adds; the legend says
+        the words in full when there is room."""
+        fixed = sum(width + 2 for name, _, width, _ in COLUMNS if name != "label")
+        label = max(LABEL_WIDTH, event.size.width - fixed - 2 - 2 - 2)
+        table: DataTable[str | Text] = self.query_one("#keys", DataTable)
+        column = table.columns.get(ColumnKey("label"))
+        if column is not None and column.width != label:
+            column.width = label
+            table._require_update_dimensions = True
+            table.refresh()
+        wide = event.size.width >= len(LEGEND) + 2
+        self.query_one("#legend", Static).update(LEGEND if wide else LEGEND_NARROW)
 
     # -- querying ----------------------------------------------------------------------------
     def reload(self) -> None:
@@ -249,7 +280,7 @@ class KeysScreen(ProgressScreen):
         if generation != self._generation:
             return  # a newer query is under way
         self.page = page
-        table: DataTable[str] = self.query_one("#keys", DataTable)
+        table: DataTable[str | Text] = self.query_one("#keys", DataTable)
         keep = self._highlighted
         table.clear()
         for row in page.keys:

@@ -14,22 +14,17 @@ from textual.screen import ModalScreen
 from textual.widgets import Label, ProgressBar, Static
 from textual.worker import Worker, WorkerState
 
+from ca.vocabulary import stage_word
 from tui.screens.base import ConsoleScreen, Guarded
 
 T = TypeVar("T")
 WORK_GROUP = "console-work"  # the group ``ConsoleScreen.run_blocking`` runs its workers in
 
 
-STAGE_SHORT: dict[str, str] = {  # a key's stage in a narrow column (the detail says it in full)
-    "delivered-to-province": "to-province",
-    "held-by-province": "at-province",
-    "delivered-to-city": "to-city",
-}
-
-
 def short_stage(stage: str) -> str:
-    """``held-by-province`` as ``at-province``: at most 11 characters for 80-column tables."""
-    return STAGE_SHORT.get(stage, stage)
+    """``held-by-province`` as ``at-province``: the word the command line shows too
+    (``ca.vocabulary.stage_word``; at most 11 characters for 80-column tables)."""
+    return stage_word(stage)
 
 
 def short_time(iso: str | None) -> str:
