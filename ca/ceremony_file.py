@@ -1,8 +1,10 @@
 """The ceremony file: what a key ceremony will do, parsed strictly and planned for review.
 
 Pure (no SQL, no PKCS#11): ``jtca ceremony plan`` runs it on the reviewer's machine, and the
-service parses the same file text before it runs the ceremony (``ca.ceremony``). Every key of
-the file is checked and an unknown key is refused, so a typo never passes unnoticed.
+service parses the same file text before it runs the ceremony (``ca.ceremony``). The file is
+read by a declarative pydantic model (``_File`` and its tables, on ``policies.filemodel``):
+every key is typed strictly and an unknown key is refused, so a typo never passes unnoticed;
+an error names the file and the field's path (``token.custodians[2]: …``).
 """
 
 from __future__ import annotations
@@ -10,12 +12,15 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Annotated, Any, Final
+
+from pydantic import AfterValidator, Field, ValidationError, model_validator
 
 from ca.errors import JtcaError
 from ca.log.anchors import LOG_TOKEN  # the service's own token of the audit key (issue #13)
-from hsm.names import object_label, token_label
+from hsm.names import BadName, object_label, token_label
 from policies.bounded import BadFile, load_toml
+from policies.filemodel import FileModel, fail, first_problem, rule, shown
 
 KINDS: Final = frozenset({"root", "ca-rollover"})
 SUBJECT_KEYS: Final = frozenset({"CN", "O", "OU", "C", "L", "ST"})
@@ -69,200 +74,206 @@ class Ceremony:
     officers: tuple[OfficerSpec, ...] = ()
 
 
-# -- the file ----------------------------------------------------------------------------------
-def _need(table: dict[str, Any], key: str, kind: type, where: str) -> Any:
-    if key not in table:
-        raise CeremonyError(f"{where}.{key}: missing")
-    value = table[key]
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise CeremonyError(f"{where}.{key}: must be {kind.__name__}, got {_shown(value)}")
-    if isinstance(value, str) and not value.strip():
-        raise CeremonyError(f"{where}.{key}: must not be empty")
-    return value
-
-
-def _only(table: dict[str, Any], allowed: set[str], where: str) -> None:
-    extra = sorted(set(table) - allowed)
-    if extra:
-        raise CeremonyError(f"{where}.{extra[0]}: unknown key (a typo must not pass unnoticed)")
-
-
-def _key_spec(
-    table: Any, where: str, with_subject: bool, *, subject_optional: bool = False
-) -> KeySpec:
-    if not isinstance(table, dict):
-        raise CeremonyError(f"{where}: must be a table")
-    _only(
-        table,
-        {"label", "validity_years", "subject"} if with_subject else {"label", "validity_years"},
-        where,
-    )
-    years = _need(table, "validity_years", int, where)
-    if not 1 <= years <= 30:
-        raise CeremonyError(f"{where}.validity_years: {years} is outside 1-30")
-    subject: dict[str, str] = {}
-    if with_subject and not (subject_optional and "subject" not in table):
-        raw = _need(table, "subject", dict, where)
-        unknown = sorted(set(raw) - SUBJECT_KEYS)
-        if unknown:
-            raise CeremonyError(f"{where}.subject.{unknown[0]}: not one of {sorted(SUBJECT_KEYS)}")
-        if "CN" not in raw:
-            raise CeremonyError(f"{where}.subject.CN: missing")
-        for key, value in raw.items():
-            _text(value, f"{where}.subject.{key}", SUBJECT_LENGTHS[key])
-        if "C" in raw and not (raw["C"].isascii() and raw["C"].isalpha()):
-            raise CeremonyError(f"{where}.subject.C: {raw['C']!r} is not a two-letter country code")
-        subject = dict(raw)
-    label = object_label(_need(table, "label", str, where), f"{where}.label")
-    return KeySpec(label, years, subject)
-
-
-def _text(value: Any, where: str, longest: int = MAX_TEXT) -> str:
-    """A non-empty single-line string of at most ``longest`` characters."""
-    if not isinstance(value, str) or not value.strip():
-        raise CeremonyError(f"{where}: must be a non-empty string, got {_shown(value)}")
+# -- the file: a declarative model (issue #17) ------------------------------------------------
+def _text_problem(value: str, longest: int = MAX_TEXT) -> str | None:
+    """Why ``value`` is not a non-empty single-line string of at most ``longest`` characters."""
+    if not value.strip():
+        return f"must be a non-empty string, got {shown(value)}"
     if len(value) > longest:
-        raise CeremonyError(f"{where}: {len(value)} characters, at most {longest}")
+        return f"{len(value)} characters, at most {longest}"
     if not value.isprintable():
-        raise CeremonyError(f"{where}: {_shown(value)} contains a control character")
-    return value
+        return f"{shown(value)} contains a control character"
+    return None
 
 
-def _shown(value: Any) -> str:
-    """A value for an error message: its repr, cut short."""
-    text = repr(value)
-    return text if len(text) <= 60 else f"{text[:57]}..."
+def _text(longest: int = MAX_TEXT) -> AfterValidator:
+    return rule(lambda v: _text_problem(v, longest))
+
+
+Text = Annotated[str, _text()]
+People = Annotated[
+    list[Text],
+    rule(lambda v: f"{len(v)} named, at most {MAX_PEOPLE}" if len(v) > MAX_PEOPLE else None),
+]
+Years = Annotated[int, rule(lambda v: None if 1 <= v <= 30 else f"{v} is outside 1-30")]
+SubjectKey = Annotated[
+    str, rule(lambda k: None if k in SUBJECT_KEYS else f"not one of {sorted(SUBJECT_KEYS)}")
+]
+
+
+class _Head(FileModel):
+    name: Text
+    kind: Annotated[
+        str, rule(lambda v: None if v in KINDS else f"{v!r} is not one of {sorted(KINDS)}")
+    ]
+
+
+class _Token(FileModel):
+    label: str  # hsm.names.token_label checks it (BadName naming token.label)
+    custodians: Annotated[
+        People,
+        rule(lambda v: "at least two named custodians" if len(v) < 2 else None),
+        rule(lambda v: "a custodian is named twice" if len(set(v)) != len(v) else None),
+    ]
+    threshold: int
+
+    @model_validator(mode="after")
+    def _quorum(self) -> _Token:
+        if not 2 <= self.threshold <= len(self.custodians):
+            fail(f"{self.threshold} must be 2..{len(self.custodians)}", "threshold")
+        return self
+
+
+class _Witnesses(FileModel):
+    names: Annotated[
+        People,
+        rule(lambda v: None if v else "at least one witness must be named"),
+        Field(default_factory=list, validate_default=True),
+    ]
+
+
+class _Key(FileModel):
+    label: str  # hsm.names.object_label checks it (BadName naming the key's label)
+    validity_years: Years
+    subject: dict[SubjectKey, Text] | None = None
+
+    @model_validator(mode="after")
+    def _subject(self) -> _Key:
+        if self.subject is None:
+            return self
+        if "CN" not in self.subject:
+            fail("missing", "subject.CN")
+        for key, value in self.subject.items():
+            if len(value) > SUBJECT_LENGTHS[key]:
+                fail(f"{len(value)} characters, at most {SUBJECT_LENGTHS[key]}", f"subject.{key}")
+        country = self.subject.get("C")
+        if country is not None and not (country.isascii() and country.isalpha()):
+            fail(f"{country!r} is not a two-letter country code", "subject.C")
+        return self
+
+
+class _SignedKey(_Key):
+    """A key whose certificate's subject the file must give (root, list signing)."""
+
+    @model_validator(mode="after")
+    def _named(self) -> _SignedKey:
+        if self.subject is None:
+            fail("missing", "subject")
+        return self
+
+
+class _QrCa(FileModel):
+    index: Annotated[
+        int,
+        rule(lambda v: None if 0 <= v <= 255 else f"{v} is outside 0-255 (annex 中心CA公钥索引)"),
+    ]
+    label: str
+    validity_years: Years
+
+
+class _Officer(FileModel):
+    id: Annotated[str, _text(100)]
+    name: Annotated[str, rule(lambda v: None if v == "" else _text_problem(v))] = ""
+    roles: Annotated[
+        list[Annotated[str, _text(100)]],
+        rule(lambda v: None if v else "a non-empty list of role names"),
+    ]
+    province: Annotated[str, _text(6)] | None = None
+
+
+class _File(FileModel):
+    ceremony: _Head
+    token: _Token
+    witnesses: _Witnesses
+    qr_ca: list[_QrCa] = Field(default_factory=list)
+    root: _SignedKey | None = None
+    list_signing: _SignedKey | None = None
+    audit_key: _Key | None = None
+    officer: list[_Officer] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_witness_table(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "witnesses" not in data:
+            return {**data, "witnesses": {}}  # then witnesses.names says none is named
+        return data
+
+    @model_validator(mode="after")
+    def _whole_file(self) -> _File:
+        if len({c.index for c in self.qr_ca}) != len(self.qr_ca):
+            fail("two CA keys with the same index", "qr_ca")
+        if self.ceremony.kind == "root":
+            for name in ("root", "list_signing", "audit_key"):
+                if getattr(self, name) is None:
+                    fail("a root ceremony must define it", name)
+            if not self.qr_ca:
+                fail("a root ceremony makes at least one central QR CA key", "qr_ca")
+        elif not self.qr_ca or self.root or self.list_signing or self.audit_key:
+            fail("a ca-rollover ceremony defines [[qr_ca]] and nothing else")
+        if len(self.officer) > MAX_PEOPLE:
+            fail(f"{len(self.officer)} named, at most {MAX_PEOPLE}", "officer")
+        if self.ceremony.kind == "root" and not any(
+            "ministry-root-officer" in o.roles for o in self.officer
+        ):
+            fail("a root ceremony names at least one ministry-root-officer", "officer")
+        if self.ceremony.kind == "ca-rollover" and self.officer:
+            fail("a ca-rollover adds no officers (jtca officer add does)", "officer")
+        keys = [k for k in (self.root, self.list_signing, self.audit_key) if k]
+        labels = [k.label for k in keys] + [c.label for c in self.qr_ca]
+        if len(set(labels)) != len(labels):
+            fail("two keys share a label", "labels")
+        return self
+
+
+def _spec(key: _Key | None, where: str) -> KeySpec | None:
+    if key is None:
+        return None
+    return KeySpec(object_label(key.label, f"{where}.label"), key.validity_years, key.subject or {})
 
 
 def load_ceremony(text: str | bytes, *, source: str = "(file)") -> Ceremony:
-    """The ceremony in ``text`` (the file's text, or its bytes), every key checked; labels
-    that become token or object labels pass ``hsm.names`` (``BadName`` naming the key)."""
+    """The ceremony in ``text`` (the file's text, or its bytes), every key checked by the
+    file's model: a ``CeremonyError`` names the file (``source``, when given) and the field's
+    path; labels that become token or object labels pass ``hsm.names`` (``BadName`` naming the
+    key)."""
     try:
         doc = load_toml(text, source=source)
     except BadFile as exc:  # too big, not UTF-8, nested too deep, a number too long, not TOML
         raise CeremonyError(exc.message) from None
     if isinstance(text, bytes):
         text = text.decode("utf-8")  # load_toml has checked it is UTF-8
-    _only(
-        doc,
-        {"ceremony", "token", "witnesses", "root", "qr_ca", "list_signing", "audit_key", "officer"},
-        "",
-    )
-    head = _need(doc, "ceremony", dict, "(file)")
-    _only(head, {"name", "kind"}, "ceremony")
-    kind = _need(head, "kind", str, "ceremony")
-    if kind not in KINDS:
-        raise CeremonyError(f"ceremony.kind: {kind!r} is not one of {sorted(KINDS)}")
-    token = _need(doc, "token", dict, "(file)")
-    _only(token, {"label", "custodians", "threshold"}, "token")
-    custodians = _need(token, "custodians", list, "token")
-    if len(custodians) < 2 or not all(isinstance(c, str) and c.strip() for c in custodians):
-        raise CeremonyError("token.custodians: at least two named custodians")
-    if len(custodians) > MAX_PEOPLE:
-        raise CeremonyError(f"token.custodians: {len(custodians)} named, at most {MAX_PEOPLE}")
-    for i, custodian in enumerate(custodians):
-        _text(custodian, f"token.custodians[{i}]")
-    if len(set(custodians)) != len(custodians):
-        raise CeremonyError("token.custodians: a custodian is named twice")
-    threshold = _need(token, "threshold", int, "token")
-    if not 2 <= threshold <= len(custodians):
-        raise CeremonyError(f"token.threshold: {threshold} must be 2..{len(custodians)}")
-    witness_table = doc.get("witnesses", {})
-    if not isinstance(witness_table, dict):
-        raise CeremonyError("witnesses: must be a table with names = [...]")
-    _only(witness_table, {"names"}, "witnesses")
-    witnesses = witness_table.get("names", [])
-    if (
-        not isinstance(witnesses, list)
-        or not witnesses
-        or not all(isinstance(w, str) for w in witnesses)
-    ):
-        raise CeremonyError("witnesses.names: at least one witness must be named")
-    if len(witnesses) > MAX_PEOPLE:
-        raise CeremonyError(f"witnesses.names: {len(witnesses)} named, at most {MAX_PEOPLE}")
-    for i, witness in enumerate(witnesses):
-        _text(witness, f"witnesses.names[{i}]")
-    qr_cas = []
-    raw_cas = doc.get("qr_ca", [])
-    if not isinstance(raw_cas, list):
-        raise CeremonyError("qr_ca: must be an array of tables ([[qr_ca]])")
-    for i, table in enumerate(raw_cas):
-        where = f"qr_ca[{i}]"
-        if not isinstance(table, dict):
-            raise CeremonyError(f"{where}: must be a table")
-        _only(table, {"index", "label", "validity_years"}, where)
-        index = _need(table, "index", int, where)
-        if not 0 <= index <= 255:
-            raise CeremonyError(f"{where}.index: {index} is outside 0-255 (annex 中心CA公钥索引)")
-        spec = _key_spec({k: v for k, v in table.items() if k != "index"}, where, False)
-        qr_cas.append(QrCaSpec(index, spec.label, spec.validity_years))
-    if len({c.index for c in qr_cas}) != len(qr_cas):
-        raise CeremonyError("qr_ca: two CA keys with the same index")
-    root = _key_spec(doc["root"], "root", True) if "root" in doc else None
-    list_signing = (
-        _key_spec(doc["list_signing"], "list_signing", True) if "list_signing" in doc else None
-    )
-    audit_key = (
-        _key_spec(doc["audit_key"], "audit_key", True, subject_optional=True)
-        if "audit_key" in doc
-        else None
-    )
-    if kind == "root":
-        for name, value in (
-            ("root", root),
-            ("list_signing", list_signing),
-            ("audit_key", audit_key),
-        ):
-            if value is None:
-                raise CeremonyError(f"{name}: a root ceremony must define it")
-        if not qr_cas:
-            raise CeremonyError("qr_ca: a root ceremony makes at least one central QR CA key")
-    elif not qr_cas or root or list_signing or audit_key:
-        raise CeremonyError("a ca-rollover ceremony defines [[qr_ca]] and nothing else")
-    officers = []
-    raw_officers = doc.get("officer", [])
-    if not isinstance(raw_officers, list):
-        raise CeremonyError("officer: must be an array of tables ([[officer]])")
-    for i, table in enumerate(raw_officers):
-        where = f"officer[{i}]"
-        if not isinstance(table, dict):
-            raise CeremonyError(f"{where}: must be a table")
-        _only(table, {"id", "name", "roles", "province"}, where)
-        roles = _need(table, "roles", list, where)
-        if not roles or not all(isinstance(r, str) for r in roles):
-            raise CeremonyError(f"{where}.roles: a non-empty list of role names")
-        for j, role in enumerate(roles):
-            _text(role, f"{where}.roles[{j}]", 100)
-        province = table.get("province")
-        if province is not None:
-            _text(province, f"{where}.province", 6)
-        name = table.get("name", "")
-        if name != "":
-            _text(name, f"{where}.name")
-        officer_id = _text(_need(table, "id", str, where), f"{where}.id", 100)
-        officers.append(OfficerSpec(officer_id, name, tuple(roles), province))
-    if len(officers) > MAX_PEOPLE:
-        raise CeremonyError(f"officer: {len(officers)} named, at most {MAX_PEOPLE}")
-    if kind == "root" and not any("ministry-root-officer" in o.roles for o in officers):
-        raise CeremonyError("officer: a root ceremony names at least one ministry-root-officer")
-    if kind == "ca-rollover" and officers:
-        raise CeremonyError("officer: a ca-rollover adds no officers (jtca officer add does)")
-    labels = [s.label for s in (root, list_signing, audit_key) if s] + [c.label for c in qr_cas]
-    if len(set(labels)) != len(labels):
-        raise CeremonyError("labels: two keys share a label")
+    named = "" if source == "(file)" else f"{source}: "
+    try:
+        model = _File.model_validate(doc)
+    except ValidationError as exc:
+        where, problem = first_problem(exc)
+        raise CeremonyError(f"{named}{where}: {problem}") from None
+    try:
+        root = _spec(model.root, "root")
+        list_signing = _spec(model.list_signing, "list_signing")
+        audit_key = _spec(model.audit_key, "audit_key")
+        qr_cas = tuple(
+            QrCaSpec(ca.index, object_label(ca.label, f"qr_ca[{i}].label"), ca.validity_years)
+            for i, ca in enumerate(model.qr_ca)
+        )
+        token = token_label(model.token.label, "token.label")
+    except BadName as exc:
+        raise BadName(f"{named}{exc.message}") from None
     return Ceremony(
-        name=_text(_need(head, "name", str, "ceremony"), "ceremony.name"),
-        kind=kind,
-        token=token_label(_need(token, "label", str, "token"), "token.label"),
-        custodians=tuple(custodians),
-        threshold=threshold,
-        witnesses=tuple(witnesses),
+        name=model.ceremony.name,
+        kind=model.ceremony.kind,
+        token=token,
+        custodians=tuple(model.token.custodians),
+        threshold=model.token.threshold,
+        witnesses=tuple(model.witnesses.names),
         root=root,
-        qr_cas=tuple(qr_cas),
+        qr_cas=qr_cas,
         list_signing=list_signing,
         audit_key=audit_key,
         file_sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
-        officers=tuple(officers),
+        officers=tuple(
+            OfficerSpec(o.id, o.name, tuple(o.roles), o.province) for o in model.officer
+        ),
     )
 
 

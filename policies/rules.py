@@ -1,10 +1,11 @@
 """The authority policy (``policies/authority.toml``): schema, validation, pure evaluation.
 
-``parse_policy(text)`` validates the whole file and names the key of any error
+``parse_policy(text)`` validates the whole file with a declarative pydantic model (``_File``
+and its tables, on ``policies.filemodel``) and names the key of any error
 (``key_classes.city-card.validity_days: …``); ``decide(policy, actor, action, subject, now)``
 returns a ``Decision`` with a reason code. No I/O and nothing of jtca is imported here but
-``policies.bounded`` (the file is parsed within size, depth and number limits first, issue #14):
-the caller reads the file.
+``policies.bounded`` and ``policies.filemodel`` (the file is parsed within size, depth and
+number limits first, issue #14): the caller reads the file.
 """
 
 from __future__ import annotations
@@ -12,9 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Annotated, Final
+
+from pydantic import AfterValidator, Field, ValidationError, model_validator
 
 from policies.bounded import BadFile, load_toml
+from policies.filemodel import FileModel, fail, first_problem, rule, shown, whole
 
 DEFAULT_POLICY_PATH: Final = Path(__file__).parent / "authority.toml"
 
@@ -231,184 +235,209 @@ class Decision:
     approvals_required: int = 0
 
 
-# -- parsing -------------------------------------------------------------------------------
-def _table(doc: dict[str, Any], key: str, where: str) -> dict[str, Any]:
-    value = doc.get(key, {})
-    if not isinstance(value, dict):
-        raise PolicyFileError(f"{where}{key}", "must be a table")
-    return value
+# -- parsing: a declarative model of the file (issue #17) -----------------------------------
+def _choice(choices: frozenset[str]) -> AfterValidator:
+    return rule(
+        lambda v: None if v in choices else f"must be one of {sorted(choices)}, got {shown(v)}"
+    )
 
 
-def _only(table: dict[str, Any], allowed: set[str], where: str) -> None:
-    extra = sorted(set(table) - allowed)
-    if extra:
-        name = extra[0] if len(extra[0]) <= MAX_NAME and extra[0].isprintable() else None
-        raise PolicyFileError(
-            f"{where}.{name if name is not None else _shown(extra[0])}",
-            "unknown key (typos must not pass)",
-        )
-
-
-def _shown(value: Any) -> str:
-    """A value for an error message: its repr, cut short (a file may hold a long one)."""
-    text = repr(value)
-    return text if len(text) <= 60 else f"{text[:57]}..."
-
-
-def _whole(value: Any, key: str, low: int, high: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise PolicyFileError(key, f"must be a whole number {low}-{high}, got {_shown(value)}")
-    return value
-
-
-def _int(table: dict[str, Any], key: str, where: str, low: int, high: int) -> int:
-    if key not in table:
-        raise PolicyFileError(f"{where}.{key}", "missing")
-    return _whole(table[key], f"{where}.{key}", low, high)
-
-
-def _str(table: dict[str, Any], key: str, where: str, choices: frozenset[str] | None = None) -> str:
-    value = table.get(key)
-    if not isinstance(value, str) or not value.strip():
-        raise PolicyFileError(f"{where}.{key}", f"must be a non-empty string, got {_shown(value)}")
-    if choices is not None and value not in choices:
-        raise PolicyFileError(
-            f"{where}.{key}", f"must be one of {sorted(choices)}, got {_shown(value)}"
-        )
+def _text_problem(value: str) -> str | None:
+    if not value.strip():
+        return f"must be a non-empty string, got {shown(value)}"
     if len(value) > MAX_TEXT or not value.isprintable():
-        raise PolicyFileError(
-            f"{where}.{key}", f"{_shown(value)}: at most {MAX_TEXT} printable characters"
+        return f"{shown(value)}: at most {MAX_TEXT} printable characters"
+    return None
+
+
+Text = Annotated[str, rule(_text_problem)]
+Name = Annotated[  # a key class, role or table name
+    str,
+    rule(
+        lambda v: (
+            None
+            if v and len(v) <= MAX_NAME and v.isprintable()
+            else f"a name is 1-{MAX_NAME} printable characters"
         )
-    return value
+    ),
+]
+KnownAction = Annotated[str, rule(lambda v: None if v in ACTIONS else f"unknown action {shown(v)}")]
+ActionName = Annotated[Name, rule(lambda v: None if v in ACTIONS else "unknown action")]
+Days = Annotated[int, whole(0, 36500)]
+_MAKER_UNNAMED: Final = (
+    "missing: a vendor mechanism names the token manufacturer and model it is for "
+    "(CK_TOKEN_INFO; model may be '*')"
+)
 
 
-def _key_class(name: str, table: Any) -> KeyClass:
-    where = f"key_classes.{name}"
-    if not isinstance(table, dict):
-        raise PolicyFileError(where, "must be a table")
-    _only(
-        table,
-        {
-            "algorithm",
-            "purpose",
-            "scope_level",
-            "validity_days",
-            "renewal_window_days",
-            "overlap_days",
-            "dormancy_days",
-            "host_assisted",
-        },
-        where,
+class _KeyClass(FileModel):
+    algorithm: Annotated[Text, _choice(ALGORITHMS)]
+    purpose: Text
+    scope_level: Annotated[Text, _choice(SCOPE_LEVELS)]
+    validity_days: Annotated[int, whole(1, 36500)]
+    renewal_window_days: Days
+    overlap_days: Days
+    dormancy_days: Annotated[int, whole(1, 36500)] | None = None
+    host_assisted: bool
+
+    @model_validator(mode="after")
+    def _windows(self) -> _KeyClass:
+        if self.renewal_window_days >= self.validity_days:
+            fail(f"must be shorter than the validity ({self.validity_days})", "renewal_window_days")
+        if self.overlap_days > self.renewal_window_days:
+            fail(f"must not exceed the renewal window ({self.renewal_window_days})", "overlap_days")
+        return self
+
+
+class _Role(FileModel):
+    scope: Annotated[Text, _choice(ROLE_SCOPES)]
+    actions: Annotated[
+        list[
+            Annotated[str, rule(lambda v: None if v in ACTIONS else f"unknown action {shown(v)}")]
+        ],
+        rule(lambda v: None if v else "must be a non-empty list of actions"),
+    ]
+
+
+class _QrIssuance(FileModel):
+    max_interop_lifetime_months: Annotated[int, whole(1, 1200)]
+    ca_indexes: Annotated[
+        list[Annotated[int, whole(0, 255)]],
+        rule(lambda v: None if v else "must be a non-empty list"),
+        rule(lambda v: None if len(v) <= 256 else f"{len(v)} indexes: at most 256"),
+        rule(lambda v: None if len(set(v)) == len(v) else "an index is listed twice"),
+    ]
+
+
+def _token_info(size: int) -> AfterValidator:
+    """A CK_TOKEN_INFO text field as the policy names it: no blank padding (the token pads;
+    jtca strips), at most ``size`` bytes of UTF-8."""
+
+    def problem(value: str) -> str | None:
+        if value != value.strip():
+            return f"{shown(value)}: no leading or trailing blanks"
+        if len(value.encode("utf-8")) > size:
+            return f"{shown(value)}: CK_TOKEN_INFO holds at most {size} bytes"
+        return None
+
+    return rule(problem)
+
+
+class _Mechanism(FileModel):
+    vendor: Text
+    manufacturer: Annotated[
+        Text,
+        _token_info(TOKEN_INFO_MANUFACTURER),
+        rule(
+            lambda v: (
+                None
+                if "*" not in v and "?" not in v
+                else f"{shown(v)}: a manufacturer is matched exactly, never as a pattern "
+                "(a vendor-defined number must not reach another maker's token)"
+            )
+        ),
+    ] = ""
+    model: Annotated[Text, _token_info(TOKEN_INFO_MODEL)] = ""
+    mechanism: Annotated[int, whole(0x80000000, 0xFFFFFFFF)]
+    input: Annotated[Text, _choice(frozenset({"message", "digest"}))]
+    output: Annotated[
+        str, rule(lambda v: None if v in ("raw", "der") else f"must be 'raw' or 'der', got {v!r}")
+    ] = "raw"
+
+    @model_validator(mode="after")
+    def _names_its_token(self) -> _Mechanism:
+        for key in ("manufacturer", "model"):
+            if key not in self.model_fields_set:
+                fail(_MAKER_UNNAMED, key)
+        return self
+
+
+class _PkcsUri(FileModel):
+    allow_pin_value: bool = UriPolicy().allow_pin_value
+
+
+class _Retention(FileModel):
+    destroy_grace_days: Annotated[int, whole(0, 3650)] = Retention().destroy_grace_days
+    # 第二十九条 sets the floor: a policy may keep longer, never shorter
+    record_years: Annotated[int, whole(MIN_RECORD_YEARS, 100)] = Retention().record_years
+    transaction_years: Annotated[int, whole(MIN_TRANSACTION_YEARS, 100)] = (
+        Retention().transaction_years
     )
-    validity = _int(table, "validity_days", where, 1, 36500)
-    window = _int(table, "renewal_window_days", where, 0, 36500)
-    overlap = _int(table, "overlap_days", where, 0, 36500)
-    if window >= validity:
-        raise PolicyFileError(
-            f"{where}.renewal_window_days", f"must be shorter than the validity ({validity})"
-        )
-    if overlap > window:
-        raise PolicyFileError(
-            f"{where}.overlap_days", f"must not exceed the renewal window ({window})"
-        )
-    dormancy = _int(table, "dormancy_days", where, 1, 36500) if "dormancy_days" in table else None
-    host = table.get("host_assisted")
-    if not isinstance(host, bool):
-        raise PolicyFileError(
-            f"{where}.host_assisted", f"must be true or false, got {_shown(host)}"
-        )
-    return KeyClass(
-        name,
-        _str(table, "algorithm", where, ALGORITHMS),
-        _str(table, "purpose", where),
-        _str(table, "scope_level", where, SCOPE_LEVELS),
-        validity,
-        window,
-        overlap,
-        dormancy,
-        host,
+
+
+class _Officers(FileModel):
+    certificate_days: Annotated[int, whole(1, 3650)] = OfficerPolicy().certificate_days
+    session_idle_seconds: Annotated[int, whole(60, 86400)] = OfficerPolicy().session_idle_seconds
+    session_absolute_seconds: Annotated[int, whole(300, 7 * 86400)] = (
+        OfficerPolicy().session_absolute_seconds
     )
+    clock_skew_seconds: Annotated[int, whole(5, 3600)] = OfficerPolicy().clock_skew_seconds
+    challenge_seconds: Annotated[int, whole(10, 3600)] = OfficerPolicy().challenge_seconds
+
+    @model_validator(mode="after")
+    def _idle_within_absolute(self) -> _Officers:
+        if self.session_idle_seconds > self.session_absolute_seconds:
+            fail("may not exceed officers.session_absolute_seconds", "session_idle_seconds")
+        return self
 
 
-def _role(name: str, table: Any) -> Role:
-    where = f"roles.{name}"
-    if not isinstance(table, dict):
-        raise PolicyFileError(where, "must be a table")
-    _only(table, {"scope", "actions"}, where)
-    actions = table.get("actions")
-    if not isinstance(actions, list) or not actions:
-        raise PolicyFileError(f"{where}.actions", "must be a non-empty list of actions")
-    for i, action in enumerate(actions):
-        if not isinstance(action, str) or action not in ACTIONS:
-            raise PolicyFileError(f"{where}.actions[{i}]", f"unknown action {_shown(action)}")
-    return Role(name, _str(table, "scope", where, ROLE_SCOPES), frozenset(actions))
+def _origin_problem(origin: str) -> str | None:
+    """C2SP tlog-checkpoint: the origin line is non-empty and has no spaces and no '+'."""
+    if not origin:
+        return f"must be a non-empty string, got {shown(origin)}"
+    if len(origin) > MAX_ORIGIN:
+        return f"is {len(origin)} characters, at most {MAX_ORIGIN}"
+    bad = next((ch for ch in origin if ch.isspace() or ch == "+" or not ch.isprintable()), None)
+    if bad is not None:
+        return f"{origin!r} contains {bad!r}: an origin has no spaces and no '+'"
+    return None
 
 
-def _mechanism(i: int, raw: Any, seen: set[tuple[str, str, int]]) -> MechanismEntry:
-    where = f"vendor_mechanism[{i}]"
-    if not isinstance(raw, dict):
-        raise PolicyFileError(where, "must be a table")
-    _only(raw, {"vendor", "manufacturer", "model", "mechanism", "input", "output"}, where)
-    number = _int(raw, "mechanism", where, 0x80000000, 0xFFFFFFFF)
-    manufacturer = _token_info(raw, "manufacturer", where, TOKEN_INFO_MANUFACTURER)
-    if "*" in manufacturer or "?" in manufacturer:
-        raise PolicyFileError(
-            f"{where}.manufacturer",
-            f"{_shown(manufacturer)}: a manufacturer is matched exactly, never as a pattern "
-            "(a vendor-defined number must not reach another maker's token)",
-        )
-    model = _token_info(raw, "model", where, TOKEN_INFO_MODEL)
-    key = (manufacturer, model, number)
-    if key in seen:
-        raise PolicyFileError(
-            f"{where}.mechanism",
-            f"0x{number:08x} is listed twice for manufacturer {manufacturer!r}, model {model!r}",
-        )
-    seen.add(key)
-    output = raw.get("output", "raw")
-    if not isinstance(output, str) or output not in ("raw", "der"):
-        raise PolicyFileError(f"{where}.output", f"must be 'raw' or 'der', got {_shown(output)}")
-    return MechanismEntry(
-        _str(raw, "vendor", where),
-        number,
-        _str(raw, "input", where, frozenset({"message", "digest"})),
-        output,
-        manufacturer,
-        model,
-    )
+class _Log(FileModel):
+    origin: Annotated[str, rule(_origin_problem)] = LogPolicy().origin
+    checkpoint_seconds: Annotated[int, whole(1, 3600)] = LogPolicy().checkpoint_seconds
+    witness_quorum: Annotated[int, whole(0, 16)] = LogPolicy().witness_quorum
 
 
-def _token_info(raw: dict[str, Any], key: str, where: str, size: int) -> str:
-    """A CK_TOKEN_INFO text field as the policy names it: required, no blank padding (the token
-    pads; jtca strips), at most ``size`` bytes of UTF-8."""
-    if key not in raw:
-        raise PolicyFileError(
-            f"{where}.{key}",
-            "missing: a vendor mechanism names the token manufacturer and model it is for "
-            "(CK_TOKEN_INFO; model may be '*')",
-        )
-    value = _str(raw, key, where)
-    if value != value.strip():
-        raise PolicyFileError(f"{where}.{key}", f"{_shown(value)}: no leading or trailing blanks")
-    if len(value.encode("utf-8")) > size:
-        raise PolicyFileError(
-            f"{where}.{key}", f"{_shown(value)}: CK_TOKEN_INFO holds at most {size} bytes"
-        )
-    return value
+class _File(FileModel):
+    key_classes: Annotated[
+        dict[Name, _KeyClass],
+        rule(lambda v: None if v else "at least one key class"),
+        Field(default_factory=dict, validate_default=True),
+    ]
+    roles: Annotated[
+        dict[Name, _Role],
+        rule(lambda v: None if v else "at least one role"),
+        Field(default_factory=dict, validate_default=True),
+    ]
+    dual_control: dict[ActionName, Annotated[int, whole(1, 10)]] = Field(default_factory=dict)
+    qr_issuance: _QrIssuance
+    vendor_mechanism: list[_Mechanism] = Field(default_factory=list)
+    retention: _Retention = _Retention()
+    officers: _Officers = _Officers()
+    log: _Log = _Log()
+    pkcs11_uri: _PkcsUri = _PkcsUri()
 
-
-def _name(name: str, where: str) -> None:
-    """A key class, role or table name: printable, at most MAX_NAME characters."""
-    if not name or len(name) > MAX_NAME or not name.isprintable():
-        raise PolicyFileError(
-            f"{where}.{_shown(name)}", f"a name is 1-{MAX_NAME} printable characters"
-        )
+    @model_validator(mode="after")
+    def _one_number_per_token(self) -> _File:
+        seen: set[tuple[str, str, int]] = set()
+        for i, m in enumerate(self.vendor_mechanism):
+            key = (m.manufacturer, m.model, m.mechanism)
+            if key in seen:
+                fail(
+                    f"0x{m.mechanism:08x} is listed twice for manufacturer {m.manufacturer!r}, "
+                    f"model {m.model!r}",
+                    f"vendor_mechanism[{i}].mechanism",
+                )
+            seen.add(key)
+        return self
 
 
 def parse_policy(text: str | bytes) -> Policy:
-    """The policy in ``text`` (the file's text or bytes), every key checked. A file too big,
-    not UTF-8, nested too deep or with a number too long is refused before it is parsed, the
-    place named (line, column, byte offset); every whole number is checked against its range."""
+    """The policy in ``text`` (the file's text or bytes), every key checked by the file's
+    model (``_File``: unknown keys refused, types strict, each range beside its field). A file
+    too big, not UTF-8, nested too deep or with a number too long is refused before it is
+    parsed, the place named (line, column, byte offset)."""
     try:
         doc = load_toml(text, source="(file)")
     except BadFile as exc:
@@ -417,139 +446,37 @@ def parse_policy(text: str | bytes) -> Policy:
         if exc.field is not None:
             where = where.removesuffix(f"field {exc.field}").rstrip(", ")
         raise PolicyFileError(key, f"{where}: {exc.problem}" if where else exc.problem) from None
-    _only(
-        doc,
-        {
-            "key_classes",
-            "roles",
-            "dual_control",
-            "qr_issuance",
-            "vendor_mechanism",
-            "retention",
-            "officers",
-            "log",
-            "pkcs11_uri",
-        },
-        "(file)",
-    )
-    for table_name in ("key_classes", "roles", "dual_control"):
-        for name in _table(doc, table_name, ""):
-            _name(name, table_name)
-    classes = {n: _key_class(n, t) for n, t in _table(doc, "key_classes", "").items()}
-    if not classes:
-        raise PolicyFileError("key_classes", "at least one key class")
-    roles = {n: _role(n, t) for n, t in _table(doc, "roles", "").items()}
-    if not roles:
-        raise PolicyFileError("roles", "at least one role")
-    dual: dict[str, int] = {}
-    for action, count in _table(doc, "dual_control", "").items():
-        if action not in ACTIONS:
-            raise PolicyFileError(f"dual_control.{action}", "unknown action")
-        dual[action] = _whole(count, f"dual_control.{action}", 1, 10)
-    qr = _table(doc, "qr_issuance", "")
-    _only(qr, {"max_interop_lifetime_months", "ca_indexes"}, "qr_issuance")
-    lifetime = _int(qr, "max_interop_lifetime_months", "qr_issuance", 1, 1200)
-    indexes = qr.get("ca_indexes")
-    if not isinstance(indexes, list) or not indexes:
-        raise PolicyFileError("qr_issuance.ca_indexes", "must be a non-empty list")
-    if len(indexes) > 256:
-        raise PolicyFileError("qr_issuance.ca_indexes", f"{len(indexes)} indexes: at most 256")
-    for i, index in enumerate(indexes):
-        _whole(index, f"qr_issuance.ca_indexes[{i}]", 0, 255)
-    if len(set(indexes)) != len(indexes):
-        raise PolicyFileError("qr_issuance.ca_indexes", "an index is listed twice")
-    raw_mechanisms = doc.get("vendor_mechanism", [])
-    if not isinstance(raw_mechanisms, list):
-        raise PolicyFileError("vendor_mechanism", "must be an array of tables")
-    seen: set[tuple[str, str, int]] = set()
-    mechanisms = tuple(_mechanism(i, m, seen) for i, m in enumerate(raw_mechanisms))
+    try:
+        model = _File.model_validate(doc)
+    except ValidationError as exc:
+        raise PolicyFileError(*first_problem(exc)) from None
     return Policy(
-        classes,
-        roles,
-        dual,
-        lifetime,
-        frozenset(indexes),
-        mechanisms,
-        _retention(doc),
-        _officers(doc),
-        _log(doc),
-        _pkcs11_uri(doc),
-    )
-
-
-def _pkcs11_uri(doc: dict[str, Any]) -> UriPolicy:
-    table = _table(doc, "pkcs11_uri", "")
-    _only(table, {"allow_pin_value"}, "pkcs11_uri")
-    allow = table.get("allow_pin_value", UriPolicy().allow_pin_value)
-    if not isinstance(allow, bool):
-        raise PolicyFileError(
-            "pkcs11_uri.allow_pin_value", f"must be true or false, got {_shown(allow)}"
-        )
-    return UriPolicy(allow)
-
-
-def _retention(doc: dict[str, Any]) -> Retention:
-    table = _table(doc, "retention", "")
-    _only(table, {"destroy_grace_days", "record_years", "transaction_years"}, "retention")
-    default = Retention()
-    grace = table.get("destroy_grace_days", default.destroy_grace_days)
-    records = table.get("record_years", default.record_years)
-    transactions = table.get("transaction_years", default.transaction_years)
-    return Retention(
-        _whole(grace, "retention.destroy_grace_days", 0, 3650),
-        # 第二十九条 sets the floor: a policy may keep longer, never shorter
-        _whole(records, "retention.record_years", MIN_RECORD_YEARS, 100),
-        _whole(transactions, "retention.transaction_years", MIN_TRANSACTION_YEARS, 100),
-    )
-
-
-def _officers(doc: dict[str, Any]) -> OfficerPolicy:
-    table = _table(doc, "officers", "")
-    default = OfficerPolicy()
-    names = {
-        "certificate_days": (1, 3650),
-        "session_idle_seconds": (60, 86400),
-        "session_absolute_seconds": (300, 7 * 86400),
-        "clock_skew_seconds": (5, 3600),
-        "challenge_seconds": (10, 3600),
-    }
-    _only(table, set(names), "officers")
-    values = {
-        name: _whole(table.get(name, getattr(default, name)), f"officers.{name}", low, high)
-        for name, (low, high) in names.items()
-    }
-    chosen = OfficerPolicy(**values)
-    if chosen.session_idle_seconds > chosen.session_absolute_seconds:
-        raise PolicyFileError(
-            "officers.session_idle_seconds", "may not exceed officers.session_absolute_seconds"
-        )
-    return chosen
-
-
-def _log(doc: dict[str, Any]) -> LogPolicy:
-    table = _table(doc, "log", "")
-    _only(table, {"origin", "checkpoint_seconds", "witness_quorum"}, "log")
-    default = LogPolicy()
-    origin = table.get("origin", default.origin)
-    # C2SP tlog-checkpoint: the origin line is non-empty and has no spaces and no '+'
-    if not isinstance(origin, str) or not origin:
-        raise PolicyFileError("log.origin", f"must be a non-empty string, got {_shown(origin)}")
-    if len(origin) > MAX_ORIGIN:
-        raise PolicyFileError("log.origin", f"is {len(origin)} characters, at most {MAX_ORIGIN}")
-    bad = next((ch for ch in origin if ch.isspace() or ch == "+" or not ch.isprintable()), None)
-    if bad is not None:
-        raise PolicyFileError(
-            "log.origin", f"{origin!r} contains {bad!r}: an origin has no spaces and no '+'"
-        )
-    return LogPolicy(
-        origin,
-        _whole(
-            table.get("checkpoint_seconds", default.checkpoint_seconds),
-            "log.checkpoint_seconds",
-            1,
-            3600,
+        key_classes={
+            name: KeyClass(
+                name,
+                c.algorithm,
+                c.purpose,
+                c.scope_level,
+                c.validity_days,
+                c.renewal_window_days,
+                c.overlap_days,
+                c.dormancy_days,
+                c.host_assisted,
+            )
+            for name, c in model.key_classes.items()
+        },
+        roles={name: Role(name, r.scope, frozenset(r.actions)) for name, r in model.roles.items()},
+        dual_control=dict(model.dual_control),
+        max_interop_lifetime_months=model.qr_issuance.max_interop_lifetime_months,
+        ca_indexes=frozenset(model.qr_issuance.ca_indexes),
+        vendor_mechanisms=tuple(
+            MechanismEntry(m.vendor, m.mechanism, m.input, m.output, m.manufacturer, m.model)
+            for m in model.vendor_mechanism
         ),
-        _whole(table.get("witness_quorum", default.witness_quorum), "log.witness_quorum", 0, 16),
+        retention=Retention(**model.retention.model_dump()),
+        officers=OfficerPolicy(**model.officers.model_dump()),
+        log=LogPolicy(**model.log.model_dump()),
+        pkcs11_uri=UriPolicy(**model.pkcs11_uri.model_dump()),
     )
 
 

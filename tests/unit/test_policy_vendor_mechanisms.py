@@ -84,7 +84,7 @@ def test_allow_pin_value_switch() -> None:
         pytest.param(
             edit(TASS, 'vendor = "TASS/Koal"\nmanufacturer = 7\nmodel = "*"\n'),
             "vendor_mechanism[1].manufacturer",
-            "non-empty string",
+            "must be a string",
             id="fail/manufacturer-number",
         ),
         pytest.param(
