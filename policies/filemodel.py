@@ -29,7 +29,8 @@ _RULE: Final = "jtca_rule"
 class FileModel(BaseModel):
     """A table of a jtca file: unknown keys refused, types strict, values immutable."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    # defer_build: a model's validator is built on first use, so importing costs no build
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
 
 
 def shown(value: Any) -> str:
