@@ -311,7 +311,7 @@ def _content_info(data: bytes, field: str) -> tuple[str, bytes]:
     try:
         return gm.read_content_info(data)
     except _PARSE_ERRORS as exc:
-        raise _malformed(field, str(exc)) from None
+        raise _malformed(field, der_scan.explain(data, exc)) from None
 
 
 _ATTRIBUTES: Final = {
