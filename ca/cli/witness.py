@@ -327,7 +327,9 @@ def cmd_cosign(args: argparse.Namespace) -> int:
             except JtcaError as exc:
                 if args.every is None:
                     raise
-                print(f"jtca: {exc.title}: {exc.message}", file=sys.stderr)
+                from ca.cli.main import report  # one round's error; the next is tried
+
+                report(exc.title, exc.message, exc.exit_code, as_json=args.json)
             else:
                 _emit(args, _round_json(result), _round_text(result))
                 if args.every is None:
