@@ -72,7 +72,7 @@ def connected(args: argparse.Namespace) -> Client:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    ceremony = load_ceremony(file_text(args.file))
+    ceremony = load_ceremony(file_text(args.file), source=str(args.file))
     steps = plan(ceremony)
     if args.json:
         print(json.dumps({"ceremony": ceremony.name, "steps": steps}, ensure_ascii=False, indent=2))

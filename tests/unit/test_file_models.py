@@ -10,6 +10,8 @@ enforced before.
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -482,3 +484,17 @@ def test_first_problem_of_a_bare_model() -> None:
         "n",
         "must be a whole number, got '1' (and 1 more problem)",
     )
+
+
+def test_ceremony_plan_names_the_file_and_the_field(tmp_path: Path) -> None:
+    """The command line's ``jtca ceremony plan`` says which file and which field, no traceback."""
+    plan = tmp_path / "plan.toml"
+    plan.write_text(edit(CEREMONY, '"李四 (部科技司)"', '""'), encoding="utf-8")
+    jtca = Path(sys.executable).with_name("jtca")
+    done = subprocess.run(
+        [str(jtca), "ceremony", "plan", str(plan)], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 3
+    assert done.stdout == ""
+    assert f"{plan}: token.custodians[1]: must be a non-empty string, got ''" in done.stderr
+    assert "Traceback" not in done.stderr
