@@ -4,12 +4,14 @@ Links are read as Markdown reads them: inline ``[text](target)`` and ``![alt](ta
 reference definitions ``[name]: target`` and HTML ``href``/``src``; fenced code blocks and code
 spans are examples, not links. A target is a file (or folder) of the repository, relative to the
 page, never outside it and never a URL; a ``#anchor`` into a Markdown page names one of its
-headings (GitHub's slugs).
+headings (GitHub's slugs). The last test checks that CI checks formatting (``ruff format``).
 """
 
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -127,3 +129,21 @@ def test_the_checker_catches_what_it_must(tmp_path: Path) -> None:
         "/abs/path.md": "absolute path (links are relative to the page)",
         "http://example.org": "leads outside the repository (a URL)",
     }
+
+
+# -- formatting is checked by CI (issue #17) -----------------------------------------------------
+def test_ci_checks_formatting(tmp_path: Path) -> None:
+    """``.ci/run`` runs ``make test``, which runs ``scripts/test`` (``set -e``), which runs
+    ``ruff format --check .``; that command fails on a drifted file and passes a formatted one."""
+    assert "exec make test" in (ROOT / ".ci" / "run").read_text("utf-8")
+    assert re.search(r"^test:\n\tscripts/test$", (ROOT / "Makefile").read_text("utf-8"), re.M)
+    script = (ROOT / "scripts" / "test").read_text("utf-8")
+    assert "set -euo pipefail" in script
+    assert re.search(r"^echo \"== ruff format\"; +ruff format --check \.$", script, re.M)
+    ruff = Path(sys.executable).with_name("ruff")
+    drifted = tmp_path / "drifted.py"
+    drifted.write_text("x = [1,\n  2]\n", "utf-8")
+    check = [str(ruff), "format", "--check", "--no-cache", str(drifted)]
+    assert subprocess.run(check, capture_output=True, check=False).returncode == 1
+    drifted.write_text("x = [1, 2]\n", "utf-8")
+    assert subprocess.run(check, capture_output=True, check=False).returncode == 0
