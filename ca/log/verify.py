@@ -392,6 +392,8 @@ def verify_bundle(
         if not isinstance(bundle, dict) or bundle.get("format") != BUNDLE_FORMAT:
             raise ValueError(f"format is not {BUNDLE_FORMAT}")
         entries = list(bundle["entries"])
+        for n, entry in enumerate(entries):
+            _check_bundle_entry(n, entry)
         head = int(bundle["size"])
         nodes = [(int(a), int(b), str(c)) for a, b, c in bundle["nodes"]]
         own = [
@@ -417,6 +419,29 @@ def verify_bundle(
         witnesses=witnesses,
         head=head,
     )
+
+
+# every key of an entry a bundle holds (ca.audit.rows); seal and seal_key may be absent
+_ENTRY_KEYS: Final = ("seq", "at", "kind", "actor", "action", "subject", "object_sm3",
+                      "details", "leaf_hash")  # fmt: skip
+
+
+def _check_bundle_entry(n: int, entry: object) -> None:
+    """The shape ``verify_log`` needs of a bundle's entry (its contents are checked there, a
+    wrong value becoming a finding): an object with every key, an integer ``seq``, a
+    ``seal_key`` that is an integer or null. ValueError names the entry and the key."""
+    if not isinstance(entry, dict):
+        raise ValueError(f"entries[{n}]: not an object")
+    missing = [key for key in _ENTRY_KEYS if key not in entry]
+    if missing:
+        raise ValueError(f"entries[{n}]: no {', '.join(missing)}")
+    for key, optional in (("seq", False), ("seal_key", True)):
+        value = entry.get(key)
+        if (value is None and optional) or (type(value) is int):
+            continue
+        raise ValueError(f"entries[{n}].{key}: {str(value)[:40]!r} is not an integer")
+    if not isinstance(entry["leaf_hash"], str | None):
+        raise ValueError(f"entries[{n}].leaf_hash: not a string")
 
 
 def read_checkpoint_files(paths: Sequence[Path]) -> list[tuple[str, bytes]]:

@@ -233,3 +233,24 @@ def test_exit_statuses_agree_with_docs_cli_md() -> None:
     assert in_docstring() == docs
     for cls in every_error_class():
         assert cls.exit_code in docs, (cls, cls.exit_code)
+
+
+def test_a_hostile_log_bundle_is_bad_input_naming_the_entry() -> None:
+    from ca.log.verify import verify_bundle
+
+    good = {"seq": 1, "at": 1, "kind": "event", "actor": "a", "action": "x", "subject": "s",
+            "object_sm3": None, "details": "{}", "leaf_hash": "00"}  # fmt: skip
+    cases = {
+        "not an object": ([5], "entries[0]: not an object"),
+        "missing keys": ([good, {"seq": 2}], "entries[1]: no at, kind, actor"),
+        "seq": ([good | {"seq": "9" * 300}], "entries[0].seq: '9999"),
+        "seal_key": ([good | {"seal_key": [1]}], "entries[0].seal_key: '[1]' is not an integer"),
+    }
+    for name, (entries, expected) in cases.items():
+        bundle = json.dumps({"format": "jtca-log-bundle/1", "entries": entries, "size": 1,
+                             "nodes": [], "checkpoints": []}).encode()  # fmt: skip
+        with pytest.raises(BadInput) as refused:
+            verify_bundle(bundle, checkpoints=[], audit_keys=[], source="b.json")
+        assert str(refused.value).startswith("b.json: not a jtca log bundle: "), name
+        assert expected in str(refused.value), (name, str(refused.value))
+        assert len(str(refused.value)) < 200
