@@ -155,6 +155,17 @@ def command_word(words: Sequence[str]) -> str | None:
     return next((word for word in words if not word.startswith("-")), None)
 
 
+def json_last(words: list[str], command: str | None) -> list[str]:
+    """``--json`` given before the command (``jtca --json city keys``) moved to the end, where
+    the command's own option reads it: ``--json`` counts anywhere on the command line."""
+    if command is None:
+        return words
+    at = words.index(command)
+    if "--json" not in words[:at]:
+        return words
+    return [w for w in words[:at] if w != "--json"] + words[at:] + ["--json"]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     if "_ARGCOMPLETE" in os.environ:  # a shell asks for completions (ca.cli.completion)
@@ -165,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def run() -> int:
         command = command_word(words)
         parser = build_parser(command, modules=command in COMMANDS)
-        args = parser.parse_args(words)
+        args = parser.parse_args(json_last(words, command))
         status: int = args.handler(args)
         return status
 

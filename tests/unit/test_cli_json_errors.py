@@ -19,7 +19,7 @@ import pytest
 import ca
 import ca.cli.main as cli_main
 import hsm
-from ca.cli.main import main, run_guarded
+from ca.cli.main import json_last, main, run_guarded
 from ca.errors import BadInput, CodecError, JtcaError
 from hsm.der_scan import broken_element, explain
 
@@ -46,9 +46,14 @@ def test_a_usage_error_with_json_is_json_naming_the_field(
     assert error["exit_code"] == 2
     assert error["field"] == "--expiring"
     assert "invalid int value: 'soon'" in str(error["message"])
-    # --json before the command: still JSON (the option is not the top level's)
+    # --json before the command: still JSON, and read by the command itself
     assert main(["--json", "nonsense"]) == 2
     assert error_of(capsys)["field"] == "COMMAND"
+    assert main(["--json", "city", "keys", "--expiring", "-"]) == 2
+    assert error_of(capsys)["field"] == "--expiring"
+    assert json_last(["--json", "qr", "spec-check"], "qr") == ["qr", "spec-check", "--json"]
+    assert main(["--json", "qr", "spec-check"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["code"] == "data-size"
 
 
 def test_without_json_errors_stay_one_line_of_text(capsys: pytest.CaptureFixture[str]) -> None:
