@@ -78,3 +78,12 @@ def request_ref(number: int) -> str:
 # F padding, so one to eight decimal digits. Forms, help texts and the refusal all say this.
 ISSUER_ID_DIGITS: Final = 8
 ISSUER_ID_RULE: Final = f"1-{ISSUER_ID_DIGITS} decimal digits"
+
+
+def subject_words(subject: str) -> str:
+    """A dual-control subject as the log and the signed statement name it (``action 3``), with
+    the one name people see for it: ``action 3 (request #3)``. Others as they are."""
+    kind, _, number = subject.partition(" ")
+    if kind == "action" and number.isdigit():
+        return f"{subject} ({request_ref(int(number))})"
+    return subject

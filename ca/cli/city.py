@@ -24,7 +24,7 @@ from ca.clock import iso_utc
 from ca.errors import BadInput
 from ca.ops import city as ops
 from ca.ops.base import Empty
-from ca.vocabulary import number_ref, plural, request_ref, stage_word
+from ca.vocabulary import STAGE_WORDS, number_ref, plural, request_ref, stage_name, stage_word
 
 DECIDE_KINDS: Final = ("application", "request", "action")  # "action": the old word for a request
 
@@ -92,6 +92,13 @@ def register(sub: Any) -> None:
     q.add_argument("--city")
     q.add_argument("--class", dest="key_class")
     q.add_argument("--state")
+    q.add_argument(
+        "--stage",
+        metavar="STAGE",
+        help="where the key is on its way: "
+        + ", ".join(STAGE_WORDS.values())
+        + " (the long names, e.g. held-by-province, too)",
+    )
     q.add_argument("--expiring", type=int, metavar="DAYS", help="ending within DAYS days")
     q.add_argument("--renewal-due", action="store_true")
     q.add_argument("--dormant", action="store_true")
@@ -265,6 +272,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
+    stage = None
+    if args.stage is not None:
+        stage = stage_name(args.stage)
+        if stage is None:
+            raise BadInput(
+                f"--stage {args.stage}: not a stage; one of {', '.join(STAGE_WORDS.values())}"
+            )
     request = ops.KeysRequest(
         province=args.province,
         city=args.city,
@@ -275,9 +289,11 @@ def cmd_keys(args: argparse.Namespace) -> int:
         dormant=args.dormant,
         suspended=args.suspended,
         violations=args.violations,
-        limit=args.limit,
+        limit=None if stage else args.limit,  # the stage is chosen here: cut after it
     )
     data = [key_json(k) for k in call(args, ops.KEYS, request, OPTIONS).keys]
+    if stage is not None:
+        data = [d for d in data if d["stage"] == stage][: args.limit]
     lines = [
         f"{d['id']:>6}  {d['label']:<24} {d['city_name']:<8} {d['state']:<11} "
         f"{stage_word(d['stage']):<12} {d['not_after'][:10]}  {','.join(d['flags'])}"

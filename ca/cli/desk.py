@@ -153,10 +153,11 @@ def decide(
 
 def decision_text(shown: PendingRequestView, *, approve: bool, data: SessionData) -> str:
     from ca.clock import iso_utc
+    from ca.vocabulary import subject_words
 
     return "\n".join(
         (
-            f"You sign: {'APPROVE' if approve else 'REJECT'} {shown.subject}",
+            f"You sign: {'APPROVE' if approve else 'REJECT'} {subject_words(shown.subject)}",
             f"  the request: {shown.operation} by {shown.officer} at {iso_utc(shown.at)}",
             f"  its SM3:     {shown.digest}",
             *(f"    {line}" for line in request_lines(shown.body)),

@@ -20,6 +20,7 @@ from ca.vocabulary import (
     request_ref,
     stage_name,
     stage_word,
+    subject_words,
 )
 from hsm.signer import SoftwareSigner
 
@@ -53,6 +54,8 @@ def test_articles_and_numbered_things() -> None:
     assert article("ca-key-list") == "a ca-key-list"
     assert request_ref(3) == "request #3"
     assert number_ref("application", 7) == "application #7"
+    assert subject_words("action 3") == "action 3 (request #3)"  # as signed, and as named
+    assert subject_words("application 7") == "application 7"
 
 
 def test_mmyy_is_a_month_and_a_year() -> None:
