@@ -231,3 +231,21 @@ def test_progress_is_drawn_on_a_terminal_and_never_into_a_pipe(tmp_path: Path) -
     assert (out, piped) == ("1200\n", b"")
     out, on_json = run_bundle(tmp_path, tty=True, json_output=True)
     assert (out, on_json) == ("1200\n", b"")
+
+
+def test_the_start_bench_runs(tmp_path: Path) -> None:
+    """bench/cli_start.py runs whole (its figures are ratios for a person; no timing asserted)."""
+    bench = Path(__file__).resolve().parents[2] / "bench" / "cli_start.py"
+    result = subprocess.run(
+        [sys.executable, str(bench), "--rounds", "1", "--no-service"],
+        capture_output=True,
+        text=True,
+        env=clean_env(tmp_path),
+        check=True,
+        timeout=120,
+    )
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("python -c pass")
+    assert [line.split()[1] for line in lines[1:3]] == ["--help", "--version"]
+    assert all("× bare" in line for line in lines[1:3])
+    assert lines[3].startswith("goal: at most 6× bare: ")
