@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Final
 from ca.cli import desk
 from ca.errors import BadInput
 from ca.files import write_atomically
+from ca.vocabulary import plural
 
 if TYPE_CHECKING:
     from ca.ops.audit import VerifyResult
@@ -191,19 +192,21 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report.model_dump(mode="json"), ensure_ascii=False, indent=2))
         return 0 if report.ok else EXIT_TAMPERED
-    verdict = "intact" if report.ok else f"TAMPERED ({len(report.findings)} findings)"
-    print(f"audit log: {report.events} entries: {verdict}")
+    verdict = "intact" if report.ok else f"TAMPERED ({plural(len(report.findings), 'finding')})"
+    print(f"audit log: {plural(report.events, 'entry')}: {verdict}")
     for anchor in report.anchors:
         print(f"  trusted {anchor}")
     if report.newest_checkpoint is not None:
         quorum = f" (quorum {report.witness_quorum})" if report.witness_quorum else ""
         witnessed = ", ".join(report.witnessed_by) or "no witness yet"
         print(
-            f"  newest checkpoint: {report.newest_checkpoint} entries, from {report.newest_source}"
+            f"  newest checkpoint: {plural(report.newest_checkpoint, 'entry')}, "
+            f"from {report.newest_source}"
             f"; cosigned by {witnessed}{quorum}"
         )
         print(
-            f"  {report.checkpoints} signed checkpoints found; {report.sealed} newer entries sealed"
+            f"  {plural(report.checkpoints, 'signed checkpoint')} found; "
+            f"{plural(report.sealed, 'newer entry')} sealed"
         )
     if report.halted:
         print(f"  HALTED: the service signs no checkpoint: {report.halted}")
@@ -220,7 +223,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     exported = desk.call(ops.EXPORT, Empty())  # an officer allowed audit.export (the auditor)
     write_atomically(args.out, exported.bundle)
     data = {"bundle": str(args.out), "entries": exported.events}
-    print(json.dumps(data) if args.json else f"wrote {args.out}: {exported.events} entries")
+    print(
+        json.dumps(data) if args.json else f"wrote {args.out}: {plural(exported.events, 'entry')}"
+    )
     return 0
 
 
@@ -300,7 +305,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     listed = ", ".join(str(n) for n in done.entries)
     print(f"let through the unsealed entries {listed} (up to {done.through}); recorded in the log")
     if done.checkpoint is not None:
-        print(f"checkpoint of {done.checkpoint} entries signed")
+        print(f"checkpoint of {plural(done.checkpoint, 'entry')} signed")
     else:
         print("no checkpoint yet: later entries still stop it (jtca audit verify)")
     return 0
@@ -312,5 +317,9 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
 
     made = desk.call(ops.CHECKPOINT, Empty())  # an officer allowed audit.checkpoint
     data = {"size": made.size, "root": made.root, "key": made.key}
-    print(json.dumps(data) if args.json else f"checkpoint of {made.size} entries: root {made.root}")
+    print(
+        json.dumps(data)
+        if args.json
+        else f"checkpoint of {plural(made.size, 'entry')}: root {made.root}"
+    )
     return 0

@@ -26,6 +26,7 @@ from typing import Any, Final
 
 from ca.errors import CodecError
 from ca.log.merkle import leaf_hash
+from ca.vocabulary import article
 
 FORMAT: Final = "jtca-log-entry/1"
 KINDS: Final = ("event", "certificate", "list", "package")
@@ -67,7 +68,7 @@ class LogEntry:
             raise CodecError(
                 "object",
                 0,
-                f"a {self.kind} entry "
+                f"{article(self.kind)} entry "
                 + ("has no object digest" if self.kind == "event" else "needs an object digest"),
             )
         if self.object_sm3 is not None and not _HEX64.fullmatch(self.object_sm3):

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from ca.vocabulary import STAGE_WORDS, stage_word
+from ca.vocabulary import STAGE_WORDS, plural, stage_word
 
 JTCA = str(Path(sys.executable).with_name("jtca"))
 
@@ -221,3 +221,16 @@ def test_what_awaits_a_second_officer_is_a_request_everywhere(world: DemoWorld) 
     help_text = world.ok("city", "suspend", "--help", officer=None)
     assert "KEY" in help_text
     assert "--key" not in help_text  # the deprecated spelling is not offered
+
+
+def test_counts_read_as_english(world: DemoWorld) -> None:
+    report = world.data("audit", "verify", officer=None)
+    text = world.ok("audit", "verify", officer=None).splitlines()
+    assert text[0] == f"audit log: {plural(report['events'], 'entry')}: intact"
+    found = next(line for line in text if line.endswith(" sealed"))
+    assert found == (
+        f"  {plural(report['checkpoints'], 'signed checkpoint')} found; "
+        f"{plural(report['sealed'], 'newer entry')} sealed"
+    )
+    for line in text:
+        assert not re.search(r"\b1 (entries|checkpoints|findings)\b", line), line
