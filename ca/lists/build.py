@@ -2,7 +2,7 @@
 list-signing key (SM2 with SM3, Z over the default ID 1234567812345678, GM/T 0009-2012 §10).
 
 Pure: the key is behind a ``Signer`` (a token key in the publisher, a software key in tests).
-The format is in ca/lists/asn1.py and docs/lists.md.
+The format is in ca/lists/der.py and docs/lists.md.
 """
 
 from __future__ import annotations

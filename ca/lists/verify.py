@@ -4,7 +4,7 @@ older than the one the terminal already holds.
 
 Checks, in this order, each failure with its own stable reason code (``ListRefused.reason``):
 
-1. strict DER, every field valid (ca/lists/asn1.py) → ``malformed``;
+1. strict DER, every field valid (ca/lists/der.py) → ``malformed``;
    a listType this version does not know → ``unknown-list-type``
 2. the type the caller expects → ``wrong-list-type``
 3. the signer certificate: issued by the trusted root (name, key identifier, signature), both
