@@ -42,7 +42,7 @@ from ca.client.http import Client
 from ca.clock import Clock
 from tui.demo_credentials import DemoOfficer, read_demo_officers
 from tui.screens import SCREENS
-from tui.screens.base import ConsoleScreen, Guarded, describe_error
+from tui.screens.base import ConsoleFooter, ConsoleScreen, Guarded, describe_error
 from tui.screens.forms import FormInput
 from tui.screens.panels import WorkProgress
 
@@ -76,6 +76,27 @@ def load_screens() -> list[type[ConsoleScreen]]:
 def first_line(doc: str | None) -> str:
     text = " ".join((doc or "").strip().split("\n\n")[0].split())
     return text
+
+
+def granting_roles(console: Console) -> dict[str, list[str]]:
+    """policy action → the roles of the policy in force that grant it (``policy.show``); the
+    shipped policy's when the service does not show it to this officer."""
+    import tomllib
+
+    from ca.ops import policy
+
+    try:
+        text = console.client.call(policy.SHOW, policy.ShowRequest()).text
+    except Exception:  # not shown to this officer: the roles of the shipped policy
+        import policies
+
+        text = (Path(policies.__file__).parent / "authority.toml").read_text(encoding="utf-8")
+    roles = tomllib.loads(text).get("roles", {})
+    granting: dict[str, list[str]] = {}
+    for role, spec in roles.items():
+        for action in spec.get("actions", []) if isinstance(spec, dict) else []:
+            granting.setdefault(str(action), []).append(str(role))
+    return granting
 
 
 def display_path(path: Path) -> str:
@@ -177,7 +198,7 @@ class SignInScreen(Guarded, Screen[None]):
                     markup=False,
                 )
             yield WorkProgress()
-        yield Footer()
+        yield ConsoleFooter()
 
     def on_mount(self) -> None:
         self.query_one("#pin" if self.officer else "#officer", Input).focus()
@@ -354,6 +375,8 @@ class JtcaApp(Guarded, App[None]):
         self.errors: list[tuple[str, str]] = []  # (title, message) of the error notifications
         self._screens: dict[str, ConsoleScreen] = {}
         self._current = ""
+        self._way: list[str] = []  # the screens shown before the current one (q goes back)
+        self._granting: dict[str, list[str]] | None = None  # policy action → roles granting it
 
     def on_mount(self) -> None:
         self.push_screen(self._sign_in_screen())
@@ -405,12 +428,59 @@ class JtcaApp(Guarded, App[None]):
         default_namespace: Any = None,
         namespaces: Any = None,
     ) -> bool:
-        """Actions (key bindings, the palette, links) run here: an error becomes a notification."""
+        """Actions (key bindings, the palette, links) run here: an error becomes a notification;
+        an action of a console screen the officer's roles do not allow (shown dimmed) says which
+        roles would allow it instead of doing nothing."""
+        if (
+            isinstance(action, str)
+            and isinstance(default_namespace, ConsoleScreen)
+            and default_namespace.denied(action.split("(")[0])
+        ):
+            self.refuse(default_namespace, action.split("(")[0])
+            return True
         try:
             return await super().run_action(action, default_namespace, namespaces)
         except Exception as exc:
             self.report(exc)
             return True
+
+    def refuse(self, screen: ConsoleScreen, action: str) -> None:
+        """Say which roles a screen's action needs (the policy in force, read from the service
+        once per session in a thread worker)."""
+        description = next(
+            (
+                b.description
+                for b in screen.BINDINGS
+                if isinstance(b, Binding) and b.action.split("(")[0] == action
+            ),
+            action,
+        )
+        needs = screen.needs.get(action, ())
+
+        def work() -> dict[str, list[str]]:
+            if self._granting is None:
+                self._granting = granting_roles(screen.console)
+            return self._granting
+
+        def told(granting: dict[str, list[str]]) -> None:
+            roles = sorted({role for need in needs for role in granting.get(need, [])})
+            what = " or ".join(needs) or action
+            who = (
+                f"the role {roles[0]}"
+                if len(roles) == 1
+                else "one of the roles " + ", ".join(roles)
+                if roles
+                else "a role that grants it"
+            )
+            self.notify(
+                f"{description} ({what}) needs {who}; you are "
+                f"{', '.join(sorted(screen.console.actor.roles))}.",
+                title="Not for your role",
+                severity="warning",
+                markup=False,
+            )
+
+        screen.run_blocking(work, done=told, quiet=True)
 
     # -- sign in / out --------------------------------------------------------------------------
     def sign_in(self, officer: str, *, pin: str) -> None:
@@ -506,6 +576,8 @@ class JtcaApp(Guarded, App[None]):
             self.uninstall_screen(screen)
             del self._screens[key]
         self._current = ""
+        self._way = []
+        self._granting = None
         return console
 
     def _close(self, console: Console, *, sign_out: bool) -> None:
@@ -538,7 +610,7 @@ class JtcaApp(Guarded, App[None]):
     async def action_go(self, key: str) -> None:
         await self.go(key)
 
-    async def go(self, key: str) -> None:
+    async def go(self, key: str, *, going_back: bool = False) -> None:
         """Show the screen with navigation key ``key`` (if this officer may see it)."""
         entry = next((e for e in self.entries if e.key == key), None)
         if entry is None or self.signed_in is None:
@@ -553,7 +625,22 @@ class JtcaApp(Guarded, App[None]):
         if self.screen is not screen:
             await self.switch_screen(screen)
         await self._dress(screen, key)
+        if self._current and self._current != key and not going_back:
+            self._way.append(self._current)
         self._current = key
+
+    async def back(self) -> None:
+        """``q`` on a console screen: back to the screen shown before it (the first screen
+        when there is none); the console stays (ctrl+q quits)."""
+        if self.signed_in is None or not self.entries:
+            return
+        while self._way and self._way[-1] == self._current:
+            self._way.pop()
+        key = self._way.pop() if self._way else self.entries[0].key
+        if key == self._current:
+            self.notify("This is the first screen: ctrl+q quits.", title="Back", timeout=3)
+            return
+        await self.go(key, going_back=True)
 
     async def _dress(self, screen: ConsoleScreen, key: str) -> None:
         """Put the officer bar, the navigation bar and the footer on ``screen`` once."""
@@ -568,8 +655,11 @@ class JtcaApp(Guarded, App[None]):
             id="chrome",
         )
         await screen.mount(chrome, before=0)
-        if not screen.query(Footer):
-            await screen.mount(Footer())
+        for footer in screen.query(Footer):
+            if not isinstance(footer, ConsoleFooter):
+                await footer.remove()
+        if not screen.query(ConsoleFooter):
+            await screen.mount(ConsoleFooter())
 
     @property
     def current_key(self) -> str:
@@ -594,6 +684,10 @@ class JtcaApp(Guarded, App[None]):
         if current is not None:
             lines.append(f"Keys on {current.KEY} {current.TITLE}")
             lines += [f"  {key:<9} {b.description}" for key, b in self.screen_keys(current)]
+            denied = self.screen_keys(current, denied=True)
+            if denied:
+                lines.append("  not for your roles (dimmed in the footer; pressed, they say why):")
+                lines += [f"  {key:<9} ({b.description})" for key, b in denied]
             lines.append("")
         if self.signed_in is None:
             lines += ["Sign in", "  your officer id, then the PIN of your own token"]
@@ -616,19 +710,30 @@ class JtcaApp(Guarded, App[None]):
             "  ? / F1    this help (escape closes it)",
             "  ctrl+p    command palette: this screen's actions, screens, sign out, quit",
             "  ctrl+o    sign out",
+            "  q         close this screen: back to the one before (a form: escape)",
             "  ctrl+q    quit",
+            "  j / k     down / up in a table; g / G first / last row (when the screen",
+            "            has no g of its own)",
             "  tab       next field or table; enter submits a form; escape cancels it",
             "  space     mark a row (tables marked with ✓)",
         ]
         return "\n".join(lines)
 
-    def screen_keys(self, screen: ConsoleScreen) -> list[tuple[str, Binding]]:
-        """(keys, binding) of ``screen``'s bindings that this officer may use."""
+    def screen_keys(
+        self, screen: ConsoleScreen, *, denied: bool = False
+    ) -> list[tuple[str, Binding]]:
+        """(keys, binding) of ``screen``'s bindings that this officer may use (``denied``:
+        those the officer's roles do not allow)."""
         found = []
         for binding in screen.BINDINGS:
             if not isinstance(binding, Binding) or not binding.description:
                 continue
-            if screen.check_action(binding.action.split("(")[0], ()) is False:
+            if binding.action == "back":
+                continue  # listed under the keys everywhere
+            name = binding.action.split("(")[0]
+            if screen.check_action(name, ()) is False:
+                continue
+            if screen.denied(name) != denied:
                 continue
             keys = " / ".join(
                 self.get_key_display(Binding(key.strip(), binding.action))

@@ -13,7 +13,7 @@ from officer_desk import enrol_directly
 from sqlmodel import Session, col, select
 from test_app import SIZE, aio, app_for, settle, sign_in_as
 from textual.command import CommandList
-from textual.widgets import Input
+from textual.widgets import Input, Static
 
 from ca.client.console import open_token
 from ca.store.models import CityKey, TransportKey
@@ -202,11 +202,19 @@ async def test_cities_registers_a_transport_key(demo: Demo) -> None:
         form = app.screen
         assert isinstance(form, FormModal)
         assert form.query_one("#field-holder", Input).value == "440000"
-        assert form.query_one("#field-token", Input).value == before.token
+        # never pre-filled with the live key's token: Enter twice retires nothing
+        assert form.query_one("#field-token", Input).value == ""
+        assert before.token in str(form.query_one(".form-note", Static).content)
+        await pilot.press("enter", "enter")
+        await settle(pilot)
+        assert isinstance(app.screen, FormModal)
+        assert form.query_one("#field-token", Input).has_class("-invalid")
+        assert not [m for t, m in app.notices if t == "Transport keys registered"]
+        form.query_one("#field-token", Input).value = before.token
         form.query_one("#field-token", Input).focus()
         await pilot.press("enter")
         await settle(pilot)
-        assert app.errors == []
+        assert app.errors == [("Bad input", "type the label of the token for the new keys")]
         shown = [m for t, m in app.notices if t == "Transport keys registered"]
         assert len(shown) == 1
         assert "signing key pkcs11:" in shown[0]

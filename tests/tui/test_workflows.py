@@ -193,7 +193,7 @@ def test_apply_approve_generate_deliver_import(demo: Demo, tmp_path: Path) -> No
         await settle(pilot)  # the form is pushed once the key is handled
         form = pilot.app.screen
         default = form.query_one("#field-folder", Input).value
-        assert default == str(demo.state / "packages" / "2026-11-18")
+        assert default == str(demo.state / "packages")
         await submit(pilot, folder=str(packages))
         assert row_keys(pilot, "deliveries") == []
 
@@ -202,8 +202,13 @@ def test_apply_approve_generate_deliver_import(demo: Demo, tmp_path: Path) -> No
     keys = keys_of_city(demo, SHANTOU)
     assert sorted(k.key_class for k in keys) == ["city-card", "city-qr"]
     assert {k.stage for k in keys} == {TO_PROVINCE}
-    assert sorted(p.name for p in packages.glob("*.jkp")) == sorted(
+    # a folder per hop and per application
+    hop = packages / "to-440000" / f"application-{application.id}"
+    assert sorted(p.name for p in hop.glob("*.jkp")) == sorted(
         f"{k.label}.to-440000.jkp" for k in keys
+    )
+    assert sorted(p.name for p in packages.rglob("*.jkp")) == sorted(
+        p.name for p in hop.glob("*.jkp")
     )
 
     async def import_packages(pilot: Pilot[None], app: OneScreen) -> None:
@@ -214,6 +219,20 @@ def test_apply_approve_generate_deliver_import(demo: Demo, tmp_path: Path) -> No
     assert app.errors() == []
     assert {k.stage for k in keys_of_city(demo, SHANTOU)} == {AT_PROVINCE}
     assert app.said("Imported")[0].startswith("2 keys imported")
+
+    async def import_again(pilot: Pilot[None], app: OneScreen) -> None:
+        await pilot.press("i")
+        await pilot.pause()
+        form = pilot.app.screen
+        assert isinstance(form, FormModal)  # the province's own hop by default
+        assert form.query_one("#field-path", Input).value == str(
+            demo.state / "packages" / "to-440000"
+        )
+        await submit(pilot, path=str(packages))
+
+    app = drive(demo, "gd-1", CitiesScreen, import_again)
+    assert app.errors() == []  # imported before: no 'replayed' error beside the summary
+    assert app.said("Imported") == ["nothing new: 2 packages imported before"]
 
 
 # -- dormant cleanup under dual control ---------------------------------------------------------

@@ -16,13 +16,14 @@ from typing import ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from ca.client.console import Console
 from ca.clock import iso_utc
 from ca.errors import JtcaError
 from ca.ops.approvals import PendingRequestView
 from ca.ops.console import PendingItem
+from tui.screens.base import ConsoleFooter
 from tui.screens.forms import Field, FormModal, RowTable
 from tui.screens.panels import ProgressScreen, WorkProgress
 
@@ -64,7 +65,7 @@ class ApprovalsScreen(ProgressScreen):
         yield table
         yield Static(id="detail", markup=False)
         yield WorkProgress()
-        yield Footer()
+        yield ConsoleFooter()
 
     def on_mount(self) -> None:
         table = self.query_one("#pending", RowTable)

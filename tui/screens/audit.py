@@ -87,6 +87,8 @@ class AuditScreen(ProgressScreen):
     def __init__(self, console: Console) -> None:
         super().__init__(console)
         self.may_verify = console.can(VERIFY)
+        self.allowed = {"verify": self.may_verify}
+        self.needs = {"verify": (VERIFY,)}
         self.action_text = ""
         self.pages: list[int | None] = [None]  # the ``before`` of each page shown so far
         self.events: list[AuditEventView] = []
@@ -111,11 +113,6 @@ class AuditScreen(ProgressScreen):
         table.add_column("Subject", width=12)
         table.focus()
         self.reload()
-
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "verify":
-            return self.may_verify
-        return True
 
     # -- the page -------------------------------------------------------------------------------
     def reload(self) -> None:

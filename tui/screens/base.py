@@ -8,9 +8,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar, cast
 
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import HorizontalGroup
 from textual.message import Message
 from textual.message_pump import MessagePump
 from textual.screen import Screen
+from textual.widgets import Footer
+from textual.widgets._footer import FooterKey
 from textual.worker import Worker
 
 from ca.client.console import Console, session_over
@@ -44,6 +49,66 @@ class Guarded:
             app.notify(text, title=title, severity="error", timeout=10, markup=False)
 
 
+class ConsoleFooter(Footer):
+    """The footer of every console screen: the screen's keys (those the officer's roles do not
+    allow dimmed), and on the right, never cut however many keys the screen has, ``^o Sign
+    out`` and ``^p palette`` (Textual's footer lists the app's keys last, so at 80 columns a
+    screen with many keys cut "Sign out" and squeezed the palette's hint)."""
+
+    PINNED: ClassVar[tuple[str, ...]] = ("sign_out", "app.sign_out")
+    DEFAULT_CSS = """
+    ConsoleFooter #pinned { dock: right; width: auto; height: 1; }
+    ConsoleFooter #pinned FooterKey { width: auto; }
+    ConsoleFooter #pinned FooterKey.-command-palette { dock: none; }
+    """
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        # mounted on a screen already shown (the console dresses its screens), the footer
+        # would wait for the next change of bindings to show its keys: show them now
+        self._bindings_ready = True
+        self.call_after_refresh(self.recompose)
+
+    def compose(self) -> ComposeResult:
+        if not self._bindings_ready:
+            return
+        active = self.screen.active_bindings
+        palette = self.app.COMMAND_PALETTE_BINDING
+        pinned: list[FooterKey] = []
+        seen: set[str] = set()
+        for key, (_node, binding, enabled, tooltip) in active.items():
+            if not binding.show or binding.action in seen:
+                continue
+            seen.add(binding.action)
+            item = FooterKey(
+                binding.key,
+                self.app.get_key_display(binding),
+                binding.description,
+                binding.action,
+                disabled=not enabled,
+                tooltip=tooltip,
+            )
+            if binding.action in self.PINNED:
+                pinned.append(item)
+            elif key != palette:
+                yield item.data_bind(compact=Footer.compact)
+        if self.show_command_palette and self.app.ENABLE_COMMAND_PALETTE and palette in active:
+            _node, binding, enabled, tooltip = active[palette]
+            pinned.append(
+                FooterKey(
+                    binding.key,
+                    self.app.get_key_display(binding),
+                    binding.description,
+                    binding.action,
+                    classes="-command-palette",
+                    disabled=not enabled,
+                    tooltip=binding.tooltip or binding.description,
+                )
+            )
+        with HorizontalGroup(id="pinned"):
+            yield from pinned
+
+
 class ConsoleScreen(Guarded, Screen[None]):
     """A screen of the console, given the signed-in officer's ``Console``.
 
@@ -54,10 +119,34 @@ class ConsoleScreen(Guarded, Screen[None]):
     KEY: ClassVar[str] = ""
     TITLE: ClassVar[str] = ""
     ACTIONS: ClassVar[tuple[str, ...]] = ()
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("q", "back", "Back", show=False),  # q closes this screen: back, not quit
+    ]
 
     def __init__(self, console: Console) -> None:
         super().__init__()
         self.console = console
+        # the screen's actions the officer's roles do not allow are shown dimmed (footer, help)
+        # and say which role they need when pressed: ``allowed`` (action → may) and ``needs``
+        # (action → the policy actions of which one is needed), filled by each screen
+        self.allowed: dict[str, bool] = {}
+        self.needs: dict[str, tuple[str, ...]] = {}
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """None (shown dimmed) for an action the officer's roles do not allow."""
+        return self.permitted(action)
+
+    def permitted(self, action: str) -> bool | None:
+        return None if self.allowed.get(action) is False else True
+
+    def denied(self, action: str) -> bool:
+        return self.allowed.get(action) is False
+
+    def action_back(self) -> None:
+        """Back to the screen shown before this one (the console's app keeps the way)."""
+        back = getattr(self.app, "back", None)
+        if back is not None:
+            self.run_worker(back(), group="navigation")
 
     @classmethod
     def visible_to(cls, console: Console) -> bool:

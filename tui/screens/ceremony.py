@@ -22,7 +22,7 @@ from ca.client.console import Console
 from ca.clock import iso_utc
 from ca.errors import JtcaError
 from ca.ops.ceremony import CeremonyOutcome
-from tui.screens.forms import Field, FormModal, PickModal
+from tui.screens.forms import ConsoleTable, Field, FormModal, PickModal
 from tui.screens.panels import ProgressScreen, ReportModal, WorkProgress
 
 RUN_ROOT: Final = "ceremony.run"
@@ -131,7 +131,7 @@ class CeremonyScreen(ProgressScreen):
     def compose(self) -> ComposeResult:
         yield Static("", id="file", markup=False)
         yield Static("reading the ceremony file…", id="about", markup=False)
-        yield DataTable(cursor_type="row", zebra_stripes=True, id="steps")
+        yield ConsoleTable(cursor_type="row", zebra_stripes=True, id="steps")
         yield Static("", id="progress-line", markup=False)
         yield WorkProgress()
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import ClassVar
@@ -21,7 +20,7 @@ from typing import ClassVar
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from ca.client.config import state_dir
 from ca.client.console import Console
@@ -29,6 +28,7 @@ from ca.errors import JtcaError
 from ca.ops import city as city_ops
 from ca.ops.packages import ImportedKey, KeyAwaitingDelivery, TransportKeyInfo
 from ca.registry.divisions import default_divisions
+from tui.screens.base import ConsoleFooter
 from tui.screens.forms import Field, FieldError, FormModal, MarkTable, PickModal, RowTable
 from tui.screens.panels import ProgressScreen, ReportModal, WorkProgress
 
@@ -101,9 +101,11 @@ class CitiesScreen(ProgressScreen):
     def __init__(self, console: Console) -> None:
         super().__init__(console)
         self.allowed = {name: console.can(action) for name, action in self._NEEDS.items()}
+        self.needs = {name: (action,) for name, action in self._NEEDS.items()}
         self.divisions = default_divisions()
         self.province: str | None = console.province
         self.city_keys: dict[str, str] = {}  # city code → its keys' state and stage, in full
+        self.awaiting: list[KeyAwaitingDelivery] = []
 
     # -- layout ---------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -120,7 +122,7 @@ class CitiesScreen(ProgressScreen):
             deliveries.border_title = "Awaiting delivery (space marks)"
             yield deliveries
         yield WorkProgress()
-        yield Footer()
+        yield ConsoleFooter()
 
     def on_mount(self) -> None:
         cities = self.query_one("#cities", MarkTable)
@@ -140,7 +142,7 @@ class CitiesScreen(ProgressScreen):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in self.allowed:
-            return self.allowed[action]
+            return self.permitted(action)  # not for this officer's roles: dimmed, says why
         if action == "pick_province":
             return self.console.province is None
         return True
@@ -201,6 +203,7 @@ class CitiesScreen(ProgressScreen):
             )
             for a in loaded.applications
         )
+        self.awaiting = list(loaded.awaiting)
         self.query_one("#deliveries", MarkTable).fill(
             (str(k.id), [k.label, k.city_name]) for k in loaded.awaiting
         )
@@ -302,8 +305,14 @@ class CitiesScreen(ProgressScreen):
 
     # -- deliver ----------------------------------------------------------------------------------
     def default_folder(self) -> Path:
-        day = datetime.fromtimestamp(self.console.now(), UTC).date().isoformat()
-        return state_dir() / "packages" / day
+        """Where packages go and come from: ``<state>/packages``, a sub-folder per hop and per
+        application below it (``package_folder``)."""
+        return state_dir() / "packages"
+
+    def import_folder(self) -> Path:
+        """The folder of the packages addressed to this officer's side: a province's hop."""
+        province = self.console.province
+        return self.default_folder() / f"to-{province}" if province else self.default_folder()
 
     def action_deliver(self) -> None:
         deliveries = self.query_one("#deliveries", MarkTable)
@@ -312,33 +321,39 @@ class CitiesScreen(ProgressScreen):
         if not ids:
             self.fail(JtcaError("no key awaits delivery", title="Deliver"))
             return
+        waiting = {k.id: k for k in self.awaiting}
 
-        def chosen(result: dict[str, str] | None) -> None:
-            if result is None:
-                return
-            folder = Path(result["folder"].strip() or str(self.default_folder())).expanduser()
+        def deliver(result: dict[str, str]) -> list[tuple[Path, list[Path]]]:
+            base = Path(result["folder"].strip() or str(self.default_folder())).expanduser()
+            groups: dict[Path, list[int]] = defaultdict(list)
+            for key_id in ids:
+                key = waiting.get(key_id)
+                where = package_folder(key.to, key.application) if key else Path("other")
+                groups[base / where].append(key_id)
+            return [
+                (folder, self.console.deliver(chosen, folder)) for folder, chosen in groups.items()
+            ]
 
-            def done(sent: list[Path]) -> None:
-                deliveries.marked.clear()
-                self.app.notify(
-                    f"{len(sent)} packages written to {folder}",
-                    title="Delivered",
-                    timeout=8,
-                    markup=False,
-                )
-                self.action_refresh()
-
-            self.work(
-                lambda: self.console.deliver(ids, folder), done=done, busy="Sealing packages…"
+        def done(sent: list[tuple[Path, list[Path]]]) -> None:
+            deliveries.marked.clear()
+            count = sum(len(files) for _, files in sent)
+            self.app.notify(
+                f"{count} packages written to " + ", ".join(display(folder) for folder, _ in sent),
+                title="Delivered",
+                timeout=8,
+                markup=False,
             )
+            self.action_refresh()
 
         self.app.push_screen(
             FormModal(
                 f"Deliver {len(ids)} key{'s' if len(ids) != 1 else ''}",
-                [Field("folder", "Write the packages to folder", str(self.default_folder()))],
-                note="Marked keys, or all keys awaiting delivery if none is marked.",
-            ),
-            chosen,
+                [Field("folder", "Write the packages under folder", str(self.default_folder()))],
+                note="Marked keys, or all keys awaiting delivery if none is marked. Each hop and "
+                "application gets a folder of its own below it: to-<holder>/application-<n>.",
+                act=deliver,
+                done=done,
+            )
         )
 
     # -- import -----------------------------------------------------------------------------------
@@ -355,8 +370,8 @@ class CitiesScreen(ProgressScreen):
                 [
                     Field(
                         "path",
-                        "A package (.jkp) or a folder of packages",
-                        str(self.default_folder()),
+                        "A package (.jkp) or a folder of packages (and its sub-folders)",
+                        str(self.import_folder()),
                     )
                 ],
             ),
@@ -365,7 +380,7 @@ class CitiesScreen(ProgressScreen):
 
     def _import(self, path: Path) -> tuple[list[ImportedKey], list[tuple[str, JtcaError]]]:
         if path.is_dir():
-            files = sorted(path.glob("*.jkp"))
+            files = sorted(path.rglob("*.jkp"))
             if not files:
                 raise JtcaError(f"no .jkp package in {path}", title="Bad input")
         else:
@@ -381,6 +396,10 @@ class CitiesScreen(ProgressScreen):
 
     def _imported(self, outcome: tuple[list[ImportedKey], list[tuple[str, JtcaError]]]) -> None:
         imported, refused = outcome
+        # a package imported before (a folder imported again) is not an error beside the
+        # success: it is counted in the summary
+        replayed = [name for name, exc in refused if getattr(exc, "reason", "") == "replayed"]
+        refused = [(name, exc) for name, exc in refused if name not in replayed]
         for name, exc in refused:
             self.app.notify(
                 f"{name}: {exc.message}",
@@ -389,11 +408,16 @@ class CitiesScreen(ProgressScreen):
                 timeout=10,
                 markup=False,
             )
+        before = f" ({len(replayed)} imported before, skipped)" if replayed else ""
         if imported:
             self.app.notify(
-                f"{len(imported)} keys imported: " + ", ".join(i.label for i in imported),
+                f"{len(imported)} keys imported: " + ", ".join(i.label for i in imported) + before,
                 title="Imported",
                 markup=False,
+            )
+        elif replayed:
+            self.app.notify(
+                f"nothing new: {len(replayed)} packages imported before", title="Imported"
             )
         self.action_refresh()
 
@@ -446,43 +470,66 @@ class CitiesScreen(ProgressScreen):
         )
 
     def _ask_transport_key(self, holder: str, token: str) -> None:
-        def chosen(result: dict[str, str] | None) -> None:
-            if result is None:
-                return
+        """The form is never pre-filled with the token of the holder's live transport keys:
+        registering retires them, so Enter twice must not do it."""
+
+        def register(result: dict[str, str]) -> TransportKeyInfo:
             who, label = result["holder"].strip(), result["token"].strip()
+            if not who:
+                raise FieldError("holder", "type 'ministry', a province or a city code")
+            if not label:
+                raise FieldError("token", "type the label of the token for the new keys")
+            return self.console.register_transport_key(who, label)
 
-            def done(row: TransportKeyInfo) -> None:
-                self.app.notify(
-                    f"transport keys of {row.holder} in token {row.token}:\n"
-                    f"signing key {row.sign_uri}\n"
-                    f"  public {row.sign_public_key}\n"
-                    f"encryption key {row.uri}\n"
-                    f"  public {row.public_key}",
-                    title="Transport keys registered",
-                    timeout=12,
-                    markup=False,
-                )
-
-            self.work(
-                lambda: self.console.register_transport_key(who, label),
-                done=done,
-                busy="Generating the signing and the encryption key pairs in the token…",
+        def done(row: TransportKeyInfo) -> None:
+            self.app.notify(
+                f"transport keys of {row.holder} in token {row.token}:\n"
+                f"signing key {row.sign_uri}\n"
+                f"  public {row.sign_public_key}\n"
+                f"encryption key {row.uri}\n"
+                f"  public {row.public_key}",
+                title="Transport keys registered",
+                timeout=12,
+                markup=False,
             )
 
+        live = (
+            f"{holder}'s live transport keys are in token {token}: registering retires them. "
+            if token
+            else f"{holder} has no live transport keys. "
+        )
         self.app.push_screen(
             FormModal(
                 "Register a holder's transport keys",
                 [
                     Field("holder", "Holder: 'ministry', a province or a city code", holder),
-                    Field("token", "The holder's token (label, made if missing)", token),
+                    Field(
+                        "token",
+                        "The holder's token (label, made if missing)",
+                        placeholder="label of the token for the new keys",
+                    ),
                 ],
-                note="Two new SM2 key pairs in the holder's token: a signing key (signs the "
-                "packages it sends) and an encryption key (packages for it are enveloped to it), "
-                "as GM/T 0014/0015 keep them apart. The holder's earlier transport keys are "
+                note=live + "Two new SM2 key pairs in the holder's token: a signing key (signs "
+                "the packages it sends) and an encryption key (packages for it are enveloped to "
+                "it), as GM/T 0014/0015 keep them apart. The holder's earlier transport keys are "
                 "retired (packages already sealed to them still open).",
-            ),
-            chosen,
+                act=register,
+                done=done,
+            )
         )
+
+
+def package_folder(to: str, application: int | None) -> Path:
+    """A delivery's folder below the packages folder: one per hop (the next holder) and per
+    application: ``to-440000/application-7``."""
+    return Path(f"to-{to}") / (f"application-{application}" if application else "no-application")
+
+
+def display(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def usage_summary(result: city_ops.UsageResult) -> str:

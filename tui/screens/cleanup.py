@@ -13,7 +13,7 @@ from typing import ClassVar, Final
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from ca.client.console import Console
 from ca.clock import iso_utc
@@ -21,6 +21,7 @@ from ca.errors import JtcaError
 from ca.ops.city import ActionOutcome
 from ca.ops.console import CleanupView
 from ca.ops.packages import SiteCopy
+from tui.screens.base import ConsoleFooter
 from tui.screens.forms import Field, FormModal, MarkTable
 from tui.screens.panels import ProgressScreen, WorkProgress, short_stage
 
@@ -77,6 +78,11 @@ class CleanupScreen(ProgressScreen):
             "destroy_copies": console.province is not None
             and any(console.can(a) for a in SITE_COPIES),
         }
+        self.needs = {
+            "cleanup": (CLEANUP,),
+            "destroy": (DESTROY,),
+            "destroy_copies": tuple(SITE_COPIES),
+        }
         self.labels: dict[str, str] = {}
 
     def compose(self) -> ComposeResult:
@@ -88,7 +94,7 @@ class CleanupScreen(ProgressScreen):
         destroy.border_title = "Grace period ended: material to destroy"
         yield destroy
         yield WorkProgress()
-        yield Footer()
+        yield ConsoleFooter()
 
     def on_mount(self) -> None:
         dormant = self.query_one("#dormant", MarkTable)
@@ -102,9 +108,6 @@ class CleanupScreen(ProgressScreen):
 
     def on_screen_resume(self) -> None:
         self.action_refresh()  # shown again: another officer or screen may have changed things
-
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        return self.allowed.get(action, True)
 
     def action_refresh(self) -> None:
         self.run_blocking(self.console.cleanup, done=self._show, quiet=True)

@@ -118,6 +118,7 @@ class FormModal(ModalScreen[dict[str, str] | None]):
     """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel"),
+        Binding("q", "cancel", "Cancel", show=False),  # a field takes q as a letter
         Binding("enter", "submit", "Confirm", show=False),
         Binding("ctrl+s", "submit", "Submit"),
     ]
@@ -256,7 +257,7 @@ class PickModal(ModalScreen[str | None]):
     }
     PickModal OptionList { height: 1fr; }
     """
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q", "cancel", "Cancel")]
 
     def __init__(
         self, title: str, choices: Sequence[tuple[str, str]], current: str | None = None
@@ -286,11 +287,69 @@ class PickModal(ModalScreen[str | None]):
         self.dismiss(None)
 
 
+# j/k down/up, g/G first/last row in every console table (g and G only where the screen has no
+# key of its own on them: Cities' g generates, Audit's g shows the newest page)
+TABLE_KEYS: list[BindingType] = [
+    Binding("j", "cursor_down", "Down", show=False),
+    Binding("k", "cursor_up", "Up", show=False),
+    Binding("g", "first_row", "First", show=False),
+    Binding("G", "last_row", "Last", show=False),
+]
+
+
+def screen_binds(table: DataTable[Any], key: str) -> bool:
+    """Whether the table's screen binds ``key`` itself (its own action comes first)."""
+    return any(
+        part.strip() == key
+        for binding in table.screen.BINDINGS
+        if isinstance(binding, Binding)
+        for part in binding.key.split(",")
+    )
+
+
+def table_check(table: DataTable[Any], action: str) -> bool | None:
+    if action == "first_row":
+        return not screen_binds(table, "g")
+    if action == "last_row":
+        return not screen_binds(table, "G")
+    return True
+
+
+class ConsoleTable(DataTable[Any]):
+    """A row-cursor table with the console's table keys (``TABLE_KEYS``)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = TABLE_KEYS
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return table_check(self, action)
+
+    def action_first_row(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=0)
+
+    def action_last_row(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=self.row_count - 1)
+
+
 class RowTable(DataTable[str]):
     """A row-cursor table whose rows have string keys; refilled without losing the cursor."""
 
+    BINDINGS: ClassVar[list[BindingType]] = TABLE_KEYS
+
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, id=id)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return table_check(self, action)
+
+    def action_first_row(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=0)
+
+    def action_last_row(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=self.row_count - 1)
 
     async def _on_idle(self, event: events.Idle) -> None:
         """Textual measures the columns of new rows when idle, but repaints only if the table's

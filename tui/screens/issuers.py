@@ -11,12 +11,12 @@ from typing import Any, ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from ca.client.console import Console
 from ca.errors import JtcaError
 from ca.ops.issuance import InteropCertificateView, IssuerView
-from tui.screens.base import describe_error
+from tui.screens.base import ConsoleFooter, describe_error
 from tui.screens.forms import Field, FieldError, FormModal, RowTable, field_named_in
 from tui.screens.panels import ProgressScreen, WorkProgress
 
@@ -62,6 +62,7 @@ class IssuersScreen(ProgressScreen):
             "revoke": console.can(REVOKE),
             "register": console.can(REGISTER),
         }
+        self.needs = {"issue": (ISSUE,), "revoke": (REVOKE,), "register": (REGISTER,)}
         self.rows: dict[str, InteropCertificateView] = {}
 
     def compose(self) -> ComposeResult:
@@ -70,7 +71,7 @@ class IssuersScreen(ProgressScreen):
         table.border_title = "Issuers and interop certificates"
         yield table
         yield WorkProgress()
-        yield Footer()
+        yield ConsoleFooter()
 
     def on_mount(self) -> None:
         table = self.query_one("#certificates", RowTable)
@@ -79,9 +80,6 @@ class IssuersScreen(ProgressScreen):
 
     def on_screen_resume(self) -> None:
         self.action_refresh()  # shown again: another officer or screen may have changed things
-
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        return self.allowed.get(action, True)
 
     def action_refresh(self) -> None:
         self.run_blocking(self.console.issuers, done=self._show, quiet=True)

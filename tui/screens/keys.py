@@ -23,6 +23,7 @@ from ca.client.console import Console
 from ca.clock import iso_utc
 from ca.ops import city
 from tui.screens.base import Guarded
+from tui.screens.forms import ConsoleTable
 from tui.screens.panels import ProgressScreen, WorkProgress, short_stage
 from tui.screens.states import (
     LEGEND,
@@ -150,7 +151,7 @@ class ReasonModal(Guarded, ModalScreen[str | None]):
                 yield Input(placeholder="reason (required, goes to the audit log)", id="reason")
                 yield Static("enter: submit · escape: cancel", classes="hint")
             else:
-                yield Static("enter / y: confirm · escape / n: cancel", classes="hint")
+                yield Static("enter / y: confirm · escape / n / q: cancel", classes="hint")
 
     def on_mount(self) -> None:
         if self.needs_reason:
@@ -162,7 +163,7 @@ class ReasonModal(Guarded, ModalScreen[str | None]):
         if event.key in ("enter", "y"):
             event.stop()
             self.dismiss("")
-        elif event.key == "n":
+        elif event.key in ("n", "q"):
             event.stop()
             self.dismiss(None)
 
@@ -227,14 +228,12 @@ class KeysScreen(ProgressScreen):
         self._debounce: Timer | None = None
         self._highlighted: int | None = None
         self.allowed = {name: console.can(action) for name, action in self._NEEDS.items()}
-
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        return self.allowed.get(action, True)
+        self.needs = {name: (action,) for name, action in self._NEEDS.items()}
 
     def compose(self) -> ComposeResult:
         yield Input(placeholder="/ filter: label, city code or city name", id="filter")
         yield Static("loading…", id="status", markup=False)
-        table: DataTable[str | Text] = DataTable(id="keys", cursor_type="row", zebra_stripes=True)
+        table = ConsoleTable(id="keys", cursor_type="row", zebra_stripes=True)
         for name, header, width, _ in COLUMNS:
             table.add_column(header, key=name, width=width)
         yield table

@@ -176,6 +176,13 @@ class PublicationScreen(ProgressScreen):
             "add_operator": may[REGISTER],
             "emergency": may[EMERGENCY],
         }
+        self.needs = {
+            "preview": (PUBLISH,),
+            "publish": (PUBLISH, EMERGENCY),
+            "import_acks": (IMPORT,),
+            "add_operator": (REGISTER,),
+            "emergency": (EMERGENCY,),
+        }
 
     def compose(self) -> ComposeResult:
         yield Static("loading…", id="freshness", markup=False)
@@ -214,9 +221,6 @@ class PublicationScreen(ProgressScreen):
         self.action_refresh()
 
     # -- which actions this officer has --------------------------------------------------------
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        return self.allowed.get(action, True)
-
     # -- views ---------------------------------------------------------------------------------
     def show_view(self, view: str) -> None:
         self.view = view
