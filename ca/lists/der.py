@@ -798,6 +798,7 @@ CA_KEYS: Final = ListDescriptor(
 DESCRIPTORS: Final[tuple[ListDescriptor, ...]] = (ISSUERS, CITIES, CA_KEYS)
 _BY_NAME: dict[str, ListDescriptor] = {}
 _BY_NUMBER: dict[int, ListDescriptor] = {}
+_BY_CLASS: dict[type, ListDescriptor] = {}
 
 
 def register(descriptor: ListDescriptor) -> ListDescriptor:
@@ -808,6 +809,7 @@ def register(descriptor: ListDescriptor) -> ListDescriptor:
         raise ValueError(f"list type number {descriptor.number} is not 0..30 (one tag octet)")
     _BY_NAME[descriptor.name] = descriptor
     _BY_NUMBER[descriptor.number] = descriptor
+    _BY_CLASS[descriptor.entry_class] = descriptor
     return descriptor
 
 
@@ -816,6 +818,7 @@ def unregister(descriptor: ListDescriptor) -> None:
     if _BY_NAME.get(descriptor.name) is descriptor:
         del _BY_NAME[descriptor.name]
         del _BY_NUMBER[descriptor.number]
+        _BY_CLASS.pop(descriptor.entry_class, None)
 
 
 for _descriptor in DESCRIPTORS:
@@ -825,6 +828,11 @@ for _descriptor in DESCRIPTORS:
 def descriptor_for(list_type: str) -> ListDescriptor:
     """The descriptor of a registered list type, by its name (a ListType is one)."""
     return _BY_NAME[str(list_type)]
+
+
+def descriptor_of(entry: object) -> ListDescriptor:
+    """The descriptor of the list type whose entries are of ``entry``'s class."""
+    return _BY_CLASS[type(entry)]
 
 
 def _typed(name: str) -> ListType:

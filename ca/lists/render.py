@@ -4,38 +4,53 @@ Chinese names as they are (``ensure_ascii=False``). Pure."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable
+from enum import StrEnum
+from typing import Any, Final
 
 from ca.clock import iso_utc
-from ca.lists.asn1 import LIST_VERSION, CityEntry, IssuerEntry, ListContent, ListEntry
+from ca.lists.der import (
+    LIST_VERSION,
+    FieldKind,
+    IssuerEntry,
+    ListContent,
+    ListEntry,
+    Sm2Point,
+    Time,
+    descriptor_of,
+)
 from ca.lists.verify import VerifiedList
 from ca.x509 import CertificateInfo
 
 
+def _json_value(kind: FieldKind, value: Any) -> Any:
+    if isinstance(kind, Time):
+        return iso_utc(value)
+    if isinstance(kind, Sm2Point):
+        return value.compressed.hex()
+    if isinstance(value, StrEnum):
+        return value.value
+    return value
+
+
+# What a person also wants to see beside the fields of an entry.
+_EXTRAS: Final[dict[type, Callable[[Any], dict[str, Any]]]] = {
+    IssuerEntry: lambda entry: {"valid_through": iso_utc(entry.valid_through)},
+}
+
+
 def entry_to_dict(entry: ListEntry) -> dict[str, Any]:
-    if isinstance(entry, IssuerEntry):
-        return {
-            "issuer_id": entry.issuer_id,
-            "certificate_serial": entry.certificate_serial,
-            "ca_index": entry.ca_index,
-            "status": entry.status.value,
-            "expiry": entry.expiry,
-            "valid_through": iso_utc(entry.valid_through),
-        }
-    if isinstance(entry, CityEntry):
-        return {
-            "city_code": entry.city_code,
-            "name": entry.name,
-            "province_code": entry.province_code,
-            "card_interop": entry.card_interop.value,
-            "qr_interop": entry.qr_interop.value,
-            "effective_from": iso_utc(entry.effective_from),
-        }
-    return {
-        "ca_index": entry.ca_index,
-        "public_key": entry.public_key.compressed.hex(),
-        "verify_until": iso_utc(entry.verify_until),
+    """An entry as JSON, one key per field of its descriptor (ca/lists/der.py): times as
+    ISO-8601 UTC, enumerations by their value, public keys as compressed hex."""
+    descriptor = descriptor_of(entry)
+    data = {
+        field.attribute: _json_value(field.kind, getattr(entry, field.attribute))
+        for field in descriptor.fields
     }
+    extra = _EXTRAS.get(type(entry))
+    if extra is not None:
+        data.update(extra(entry))
+    return data
 
 
 def signer_to_dict(signer: CertificateInfo) -> dict[str, Any]:
@@ -53,7 +68,7 @@ def list_to_dict(content: ListContent, signer: CertificateInfo | None = None) ->
     """The list as a JSON-ready dict; ``signer`` is None for content not yet signed."""
     return {
         "version": LIST_VERSION,
-        "list_type": content.list_type.value,
+        "list_type": str(content.list_type),
         "sequence": content.sequence,
         "this_update": iso_utc(content.this_update),
         "next_update": iso_utc(content.next_update),

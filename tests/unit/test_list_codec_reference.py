@@ -40,6 +40,7 @@ from ca.lists.der import (
     encode_tbs,
     make_content,
 )
+from ca.lists.render import render_json
 from hsm.sm.sm2 import SM2PrivateKey, SM2PublicKey
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "lists.json"
@@ -314,6 +315,12 @@ def test_a_list_type_defined_in_three_edits_round_trips(lamps: der.ListDescripto
     parts = decode_signed_list(signed(tbs))
     assert parts.content == content
     assert parts.tbs_der == tbs
+    assert json.loads(render_json(content))["entries"][1] == {  # shown to people as well
+        "lamp_id": 7,
+        "colour": "green",
+        "label": "站台 7",
+        "lit_since": "2023-11-14T22:13:20Z",
+    }
     with pytest.raises(ListContentError) as caught:
         make_content(
             cast(ListType, "lamp-list"),
