@@ -155,10 +155,29 @@ class Console:
         return self.client.call(ops.PENDING, Empty()).items
 
     def audit_page(
-        self, *, before: int | None = None, size: int = 200, action: str = ""
+        self,
+        *,
+        before: int | None = None,
+        size: int = 200,
+        action: str = "",
+        actor: str = "",
+        subject: str = "",
+        since: int | None = None,
+        until: int | None = None,
     ) -> ops.AuditPage:
+        """A page of the log, newest first, filtered (each text: contained); ``matching``
+        counts what the filters match over every page."""
         return self.client.call(
-            ops.AUDIT_PAGE, ops.AuditPageRequest(before=before, size=size, action=action)
+            ops.AUDIT_PAGE,
+            ops.AuditPageRequest(
+                before=before,
+                size=size,
+                action=action,
+                actor=actor,
+                subject=subject,
+                since=since,
+                until=until,
+            ),
         )
 
     def cleanup(self) -> ops.CleanupView:

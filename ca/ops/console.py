@@ -77,6 +77,10 @@ class AuditPageRequest(Model):
     before: int | None = Field(default=None, ge=0)  # events with a smaller seq (older)
     size: int = Field(default=200, ge=1, le=1000)
     action: str = Field(default="", max_length=200)  # action contains this text
+    actor: str = Field(default="", max_length=200)  # actor contains this text
+    subject: str = Field(default="", max_length=200)  # subject contains this text
+    since: int | None = Field(default=None, ge=0)  # at or after this time (Unix seconds)
+    until: int | None = Field(default=None, ge=0)  # before this time (Unix seconds)
 
 
 class AuditEventView(Model):
@@ -95,6 +99,7 @@ class AuditEventView(Model):
 class AuditPage(Model):
     events: list[AuditEventView]  # newest first
     total: int  # every event in the log
+    matching: int = 0  # the events the filters match (all pages)
 
 
 AUDIT_PAGE = operation(

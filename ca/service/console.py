@@ -156,13 +156,25 @@ def dashboard(ctx: Context, _req: Empty) -> ops.Dashboard:
 def audit_page(ctx: Context, req: ops.AuditPageRequest) -> ops.AuditPage:
     ctx.actor()
     with Session(ctx.engine) as session:
-        query = select(AuditEvent)
+        wanted = []  # the filters: the count of what they match, and the page
+        if req.action:
+            wanted.append(col(AuditEvent.action).contains(req.action))
+        if req.actor:
+            wanted.append(col(AuditEvent.actor).contains(req.actor))
+        if req.subject:
+            wanted.append(col(AuditEvent.subject).contains(req.subject))
+        if req.since is not None:
+            wanted.append(col(AuditEvent.at) >= req.since)
+        if req.until is not None:
+            wanted.append(col(AuditEvent.at) < req.until)
+        query = select(AuditEvent).where(*wanted)
         if req.before is not None:
             query = query.where(col(AuditEvent.seq) < req.before)
-        if req.action:
-            query = query.where(col(AuditEvent.action).contains(req.action))
         rows = session.exec(query.order_by(col(AuditEvent.seq).desc()).limit(req.size)).all()
         total = int(session.exec(select(func.count()).select_from(AuditEvent)).one())
+        matching = int(
+            session.exec(select(func.count()).select_from(AuditEvent).where(*wanted)).one()
+        )
         return ops.AuditPage(
             events=[
                 ops.AuditEventView(
@@ -180,6 +192,7 @@ def audit_page(ctx: Context, req: ops.AuditPageRequest) -> ops.AuditPage:
                 for e in rows
             ],
             total=total,
+            matching=matching,
         )
 
 

@@ -441,6 +441,9 @@ def test_ceremony_walk_runs_a_rollover_and_refuses_the_root_again(
         form = app.screen
         assert isinstance(form, FormModal)
         assert len(form.fields) == 2
+        # the form names every witness of the file, with the steps each signed off
+        assert "赵六 (公证员): signed off step 1\n" in form.note
+        assert "钱七 (内审): signed off steps 2, 3, 4, 5, 6" in form.note
         await fill_form(pilot, {"share-1": shares[0], "share-2": shares[1]})
         assert len(app.titled("Ceremony done")) == 1
         assert screen.transcript is not None
@@ -454,13 +457,26 @@ def test_ceremony_walk_runs_a_rollover_and_refuses_the_root_again(
 
         await load_file(pilot, screen, ROOT_EXAMPLE)
         assert "Note: a ceremony of this name ran on" in str(screen.query_one("#about").render())
-        await sign_off_all(pilot, screen)
+        # the screen knows it ran before asking anything: no sign-off, no shares
+        await pilot.press("w")
+        await pilot.pause()
+        assert not isinstance(app.screen, PickModal)
         await pilot.press("x")
         await pilot.pause()
-        await fill_form(pilot, {"share-1": shares[0], "share-2": shares[1]})
-        (refused,) = app.titled("Ceremony refused")
-        assert refused[1:] == ("ceremony 'MOT root key ceremony 2026-12' has already run", "error")
+        assert not isinstance(app.screen, FormModal)
+        refused = app.titled("Ceremony already run")
+        assert len(refused) == 2
+        assert "ceremony 'MOT root key ceremony 2026-12' has already run" in refused[0][1]
+        # t shows what the service recorded of that run
+        await pilot.press("t")
+        await settle(pilot)
+        assert isinstance(app.screen, ReportModal)
+        report = str(app.screen.query_one("#report-text").render())
+        assert "MOT root key ceremony 2026-12 (root) ran on" in report
+        assert "赵六 (公证员)" in report
+        await pilot.press("escape")
         assert not app.titled("Ceremony done")[1:]
+        assert not app.titled("Ceremony refused")
 
     drive(screen, scenario)
     with Session(demo.runtime.engine) as session:

@@ -1,19 +1,23 @@
 """Audit: the Merkle audit log (第二十九条), newest first, a page at a time
-(``console.audit-page``), filtered by action text; the highlighted event's details; and, for
+(``console.audit-page``), filtered by actor, subject, action and time with the true count of what
+the filter matches ('N of M events'); the highlighted event's details; and, for
 officers the policy lets (``audit.verify``), verifying the whole log against its signed
 checkpoints at the service (``audit.verify``)."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import ClassVar, Final
 
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.timer import Timer
 from textual.widgets import DataTable, Input, Static
+from textual.widgets.data_table import ColumnKey
 
 from ca.client.console import Console
 from ca.clock import iso_utc
@@ -25,6 +29,80 @@ from tui.screens.panels import ProgressScreen, ReportModal, WorkProgress, short_
 PAGE: Final = 100
 DEBOUNCE: Final = 0.25  # seconds of quiet typing before the filter re-queries
 VERIFY: Final = "audit.verify"
+SUBJECT_WIDTH: Final = 12  # at 80 columns; it takes what a wider terminal adds
+FIXED_WIDTHS: Final = (5, 16, 11, 24)  # Seq, Time, Actor, Action
+FILTER_WORDS: Final = ("actor", "subject", "action", "since", "until")
+
+
+@dataclass(frozen=True, slots=True)
+class AuditFilter:
+    """What the filter line asks: ``actor:gd-1 subject:440100 since:2026-11-01 until:2026-11-18
+    list.publish`` (words without a name filter the action; each text is contained; times are
+    UTC dates or ISO times, ``until`` excluded)."""
+
+    action: str = ""
+    actor: str = ""
+    subject: str = ""
+    since: int | None = None
+    until: int | None = None
+
+    def describe(self) -> str:
+        parts = [
+            f"{name} contains “{value}”"
+            for name, value in (
+                ("actor", self.actor),
+                ("subject", self.subject),
+                ("action", self.action),
+            )
+            if value
+        ]
+        if self.since is not None:
+            parts.append(f"since {iso_utc(self.since)[:16].replace('T', ' ')}")
+        if self.until is not None:
+            parts.append(f"until {iso_utc(self.until)[:16].replace('T', ' ')}")
+        return " · ".join(parts)
+
+
+def moment(name: str, text: str) -> int:
+    """A UTC date (``2026-11-18``) or ISO time (``2026-11-18T09:30``) as Unix seconds."""
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise FilterError(
+            f"{name}:{text}: a date (YYYY-MM-DD) or time (YYYY-MM-DDTHH:MM), UTC"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return int(when.timestamp())
+
+
+class FilterError(ValueError):
+    """A filter word the audit screen cannot read (named in the message)."""
+
+
+def parse_filter(text: str) -> AuditFilter:
+    """The filter line as an ``AuditFilter`` (``FilterError`` names the word it cannot read)."""
+    found: dict[str, str] = {}
+    action: list[str] = []
+    for word in text.split():
+        name, colon, value = word.partition(":")
+        if colon and name.lower() in FILTER_WORDS:
+            if not value:
+                raise FilterError(f"{name}: give a value after the colon")
+            found[name.lower()] = value
+        else:
+            action.append(word)
+    if action:
+        found["action"] = " ".join([found.get("action", ""), *action]).strip()
+    since = moment("since", found["since"]) if "since" in found else None
+    until = moment("until", found["until"]) if "until" in found else None
+    return AuditFilter(
+        action=found.get("action", ""),
+        actor=found.get("actor", ""),
+        subject=found.get("subject", ""),
+        since=since,
+        until=until,
+    )
 
 
 def event_detail(event: AuditEventView) -> str:
@@ -62,7 +140,8 @@ def report_text(report: VerifyResult) -> str:
 
 
 class AuditScreen(ProgressScreen):
-    """The audit log, newest first: filter by action, page, details; verify the log."""
+    """The audit log, newest first: filter by actor, subject, action, time; page, details;
+    verify the log."""
 
     KEY = "8"
     TITLE = "Audit"
@@ -89,15 +168,20 @@ class AuditScreen(ProgressScreen):
         self.may_verify = console.can(VERIFY)
         self.allowed = {"verify": self.may_verify}
         self.needs = {"verify": (VERIFY,)}
-        self.action_text = ""
+        self.action_text = ""  # the filter line as typed
+        self.asked = AuditFilter()
         self.pages: list[int | None] = [None]  # the ``before`` of each page shown so far
         self.events: list[AuditEventView] = []
         self.total = 0
+        self.matching = 0
         self.report: VerifyResult | None = None
         self._debounce: Timer | None = None
 
     def compose(self) -> ComposeResult:
-        yield Input(placeholder="/ filter by action, e.g. list.publish or sign-in", id="filter")
+        yield Input(
+            placeholder="/ filter: actor:gd-1 subject:440100 since:2026-11-01 until:… action",
+            id="filter",
+        )
         yield Static("loading…", id="status", markup=False)
         yield RowTable(id="events")
         with VerticalScroll(id="detail-box"):
@@ -110,21 +194,40 @@ class AuditScreen(ProgressScreen):
         table.add_column("Time (UTC)", width=16)
         table.add_column("Actor", width=11)
         table.add_column("Action", width=24)
-        table.add_column("Subject", width=12)
+        table.add_column("Subject", width=SUBJECT_WIDTH, key="subject")
         table.focus()
         self.reload()
 
+    def on_resize(self, event: events.Resize) -> None:
+        """The Subject column takes what a terminal wider than 80 columns adds."""
+        fixed = sum(width + 2 for width in FIXED_WIDTHS)
+        width = max(SUBJECT_WIDTH, event.size.width - fixed - 2 - 2 - 2)
+        table = self.query_one("#events", DataTable)
+        column = table.columns.get(ColumnKey("subject"))
+        if column is not None and column.width != width:
+            column.width = width
+            table._require_update_dimensions = True
+            table.refresh()
+
     # -- the page -------------------------------------------------------------------------------
     def reload(self) -> None:
-        console, before, text = self.console, self.pages[-1], self.action_text
+        console, before, asked = self.console, self.pages[-1], self.asked
 
         def job() -> AuditPage:
-            return console.audit_page(before=before, size=PAGE, action=text)
+            return console.audit_page(
+                before=before,
+                size=PAGE,
+                action=asked.action,
+                actor=asked.actor,
+                subject=asked.subject,
+                since=asked.since,
+                until=asked.until,
+            )
 
         def done(found: AuditPage) -> None:
-            if (before, text) != (self.pages[-1], self.action_text):
+            if (before, asked) != (self.pages[-1], self.asked):
                 return  # an answer to a question no longer asked
-            self.events, self.total = found.events, found.total
+            self.events, self.total, self.matching = found.events, found.total, found.matching
             self.show_page()
 
         self.run_blocking(job, done=done, quiet=True)
@@ -138,14 +241,15 @@ class AuditScreen(ProgressScreen):
             )
             for e in self.events
         )
+        asked = self.asked.describe()
         if self.events:
             span = f"seq {self.events[0].seq}–{self.events[-1].seq}"
         else:
-            span = "no events" + (" match" if self.action_text else "")
-        text = self.action_text.strip()
+            span = "no events" + (" match" if asked else "")
+        count = f"{self.matching} of {self.total} events" if asked else f"{self.total} events"
         self.query_one("#status", Static).update(
-            f"{self.total} events · page {len(self.pages)} · {span} · newest first"
-            + (f" · action contains “{text}”" if text else "")
+            f"{count} · page {len(self.pages)} · {span} · newest first"
+            + (f" · {asked}" if asked else "")
         )
         self.show_detail()
 
@@ -195,6 +299,14 @@ class AuditScreen(ProgressScreen):
     @on(Input.Changed, "#filter")
     def filter_changed(self, event: Input.Changed) -> None:
         self.action_text = event.value.strip()
+        entry = self.query_one("#filter", Input)
+        try:
+            self.asked = parse_filter(self.action_text)
+        except FilterError as exc:
+            entry.add_class("-invalid")
+            self.query_one("#status", Static).update(f"filter: {exc}")
+            return
+        entry.remove_class("-invalid")
         self.pages = [None]
         if self._debounce is not None:
             self._debounce.stop()

@@ -22,6 +22,7 @@ from ca.client.console import Console
 from ca.clock import iso_utc
 from ca.errors import JtcaError
 from ca.ops.ceremony import CeremonyOutcome
+from ca.ops.console import CeremonyRunView
 from tui.screens.forms import ConsoleTable, Field, FormModal, PickModal
 from tui.screens.panels import ProgressScreen, ReportModal, WorkProgress
 
@@ -48,6 +49,7 @@ class Loaded:
     text: str  # the file as read: the service runs exactly this
     steps: list[str]
     ran_at: int | None  # when a ceremony of this name already ran
+    run: CeremonyRunView | None = None  # that run, as the service recorded it
 
 
 def load(console: Console, path: Path) -> Loaded:
@@ -57,7 +59,28 @@ def load(console: Console, path: Path) -> Loaded:
         raise ceremonies.CeremonyError(f"cannot read {path}: {exc}") from None
     found = ceremonies.load_ceremony(text)
     earlier = next((r for r in console.ceremonies() if r.name == found.name), None)
-    return Loaded(found, text, ceremonies.plan(found), earlier.at if earlier else None)
+    return Loaded(found, text, ceremonies.plan(found), earlier.at if earlier else None, earlier)
+
+
+def run_record(console: Console, run: CeremonyRunView) -> str:
+    """What the service recorded of a ceremony that ran: the run and its audit entry (the
+    witnesses and custodians present, the keys made), and where a saved transcript lies."""
+    lines = [
+        f"{run.name} ({run.kind}) ran on {iso_utc(run.at)}",
+        f"file SHA-256 {run.file_sha256}",
+    ]
+    page = console.audit_page(action="ceremony.run", subject=run.name, size=5)
+    for event in page.events:
+        lines.append(f"audit entry #{event.seq} by {event.actor}:")
+        try:
+            details = json.dumps(json.loads(event.details), ensure_ascii=False, indent=2)
+        except ValueError:
+            details = event.details
+        lines.append(details)
+    saved = state_dir() / "ceremonies" / f"{run.file_sha256[:12]}.json"
+    if saved.exists():
+        lines.append(f"signed transcript saved to {saved}")
+    return "\n".join(lines)
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,7 +205,10 @@ class CeremonyScreen(ProgressScreen):
             f"witnesses: {', '.join(found.witnesses)}",
         ]
         if loaded.ran_at is not None:
-            about.append(f"Note: a ceremony of this name ran on {iso_utc(loaded.ran_at)}.")
+            about.append(
+                f"Note: a ceremony of this name ran on {iso_utc(loaded.ran_at)}: "
+                "it does not run again (t: what was recorded)."
+            )
         self.query_one("#about", Static).update("\n".join(about))
         table = self.query_one("#steps", DataTable)
         table.clear()
@@ -208,11 +234,29 @@ class CeremonyScreen(ProgressScreen):
             line = f"all {total} steps signed off · x: run with the custodians' shares"
         if self.transcript is not None:
             line = "ran · t: the transcript"
+        elif self.loaded.ran_at is not None:
+            line = f"ran on {iso_utc(self.loaded.ran_at)[:10]} · t: what was recorded"
         self.query_one("#progress-line", Static).update(line)
+
+    def already_ran(self) -> bool:
+        """Whether the loaded ceremony has run (said at once, before anything is asked)."""
+        loaded = self.loaded
+        if loaded is None or loaded.ran_at is None or self.transcript is not None:
+            return False
+        self.app.notify(
+            f"ceremony {loaded.ceremony.name!r} has already run (on "
+            f"{iso_utc(loaded.ran_at)[:10]}): t shows what was recorded.",
+            title="Ceremony already run",
+            severity="warning",
+            markup=False,
+        )
+        return True
 
     def action_sign_off(self) -> None:
         if self.loaded is None:
             self.app.notify("Load a ceremony file first (l).", title="Ceremony")
+            return
+        if self.already_ran():
             return
         step = len(self.signed)
         if step >= len(self.loaded.steps):
@@ -247,6 +291,8 @@ class CeremonyScreen(ProgressScreen):
         if loaded is None:
             self.app.notify("Load a ceremony file first (l).", title="Ceremony")
             return
+        if self.already_ran():
+            return
         missing = len(loaded.steps) - len(self.signed)
         if missing:
             first = len(self.signed) + 1
@@ -277,10 +323,21 @@ class CeremonyScreen(ProgressScreen):
                 f"Run {found.name!r} in token {found.token}",
                 fields,
                 note=f"Custodians: {', '.join(found.custodians)}\n"
-                f"Witnesses present: {', '.join(sorted(set(self.signed)))}",
+                + "\n".join(self.witness_lines()),
             ),
             self.shares_answered,
         )
+
+    def witness_lines(self) -> list[str]:
+        """Every witness the file names, with the steps each signed off."""
+        if self.loaded is None:
+            return []
+        lines = ["Witnesses the file names:"]
+        for witness in self.loaded.ceremony.witnesses:
+            steps = [str(n) for n, w in enumerate(self.signed, 1) if w == witness]
+            signed = f"signed off step{'s' if len(steps) != 1 else ''} {', '.join(steps)}"
+            lines.append(f"  {witness}: {signed if steps else 'no step signed off'}")
+        return lines
 
     def shares_answered(self, answer: dict[str, str] | None) -> None:
         if answer is None or self.loaded is None:
@@ -320,7 +377,16 @@ class CeremonyScreen(ProgressScreen):
 
     def action_transcript(self) -> None:
         if self.transcript is None or self.transcript_file is None:
-            self.app.notify("No ceremony has run here yet.", title="Ceremony")
+            run = self.loaded.run if self.loaded is not None else None
+            if run is None:
+                self.app.notify("This ceremony has not run yet.", title="Ceremony")
+                return
+            console = self.console
+
+            def shown(text: str) -> None:
+                self.app.push_screen(ReportModal("Ceremony run (as the service recorded it)", text))
+
+            self.work(lambda: run_record(console, run), done=shown, busy="Reading the run…")
             return
         self.app.push_screen(
             ReportModal(
