@@ -234,6 +234,21 @@ def test_apply_approve_generate_deliver_import(demo: Demo, tmp_path: Path) -> No
     assert app.errors() == []  # imported before: no 'replayed' error beside the summary
     assert app.said("Imported") == ["nothing new: 2 packages imported before"]
 
+    async def deliver_to_shantou(pilot: Pilot[None], app: OneScreen) -> None:
+        pilot.app.screen.query_one("#deliveries", RowTable).focus()
+        await pilot.press("d")
+        await settle(pilot)
+        await submit(pilot, folder=str(packages))
+        assert isinstance(pilot.app.screen, FormModal)  # refused: the form stays open
+        await pilot.press("escape")
+
+    app = drive(demo, "gd-1", CitiesScreen, deliver_to_shantou)
+    ((title, message),) = app.errors()
+    assert title == "Transport key missing"
+    # Shantou has no transport key: the console's key is named, not a command-line command
+    assert "t on the Cities screen (transport key)" in message
+    assert "jtca" not in message
+
 
 # -- dormant cleanup under dual control ---------------------------------------------------------
 def test_dormant_cleanup_approved_by_a_second_officer(demo: Demo) -> None:

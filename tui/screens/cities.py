@@ -11,11 +11,12 @@ province. Every action is an operation of the service reached through ``Console`
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Final
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -330,9 +331,13 @@ class CitiesScreen(ProgressScreen):
                 key = waiting.get(key_id)
                 where = package_folder(key.to, key.application) if key else Path("other")
                 groups[base / where].append(key_id)
-            return [
-                (folder, self.console.deliver(chosen, folder)) for folder, chosen in groups.items()
-            ]
+            try:
+                return [
+                    (folder, self.console.deliver(chosen, folder))
+                    for folder, chosen in groups.items()
+                ]
+            except JtcaError as exc:
+                raise console_words(exc) from None
 
         def done(sent: list[tuple[Path, list[Path]]]) -> None:
             deliveries.marked.clear()
@@ -353,6 +358,7 @@ class CitiesScreen(ProgressScreen):
                 "application gets a folder of its own below it: to-<holder>/application-<n>.",
                 act=deliver,
                 done=done,
+                field_for=lambda exc: "" if "transport key" in str(exc) else None,
             )
         )
 
@@ -517,6 +523,18 @@ class CitiesScreen(ProgressScreen):
                 done=done,
             )
         )
+
+
+COMMAND_LINE_HINT: Final = re.compile(r"\(?jtca city transport-key[^)\n]*\)?")
+
+
+def console_words(exc: JtcaError) -> JtcaError:
+    """An error that points to a command-line command the console has a key for, pointing to
+    the key instead (a missing transport key: ``t`` on this screen)."""
+    if not COMMAND_LINE_HINT.search(exc.message):
+        return exc
+    message = COMMAND_LINE_HINT.sub("t on the Cities screen (transport key)", exc.message)
+    return JtcaError(message.replace("  ", " "), title=exc.title)
 
 
 def package_folder(to: str, application: int | None) -> Path:

@@ -101,8 +101,8 @@ class FormModal(ModalScreen[dict[str, str] | None]):
     With ``act``, submitting runs ``act(values)`` (a thread worker: the service, a token) while
     the form stays open: if it fails, the form stays open with what was typed, the field the
     error is about marked (CSS class ``-invalid``) and the message under it (``field_for``
-    picks the field; by default the error's own ``field``, a ``share N`` in its message, or the
-    only field); if it succeeds the form closes and ``done`` gets the result."""
+    picks the field, "" for none; by default the error's own ``field``, a ``share N`` in its
+    message, or the only field); if it succeeds the form closes and ``done`` gets the result."""
 
     DEFAULT_CSS = """
     FormModal { align: center middle; }
@@ -214,11 +214,13 @@ class FormModal(ModalScreen[dict[str, str] | None]):
         self.clear_marks()
         names = [f.name for f in self.fields]
         field = self.field_for(exc) if self.field_for is not None else None
-        if field is None:
-            field = field_named_in(exc, names)
-        if field is None and len(names) == 1:
-            field = names[0]
         title, message = describe_error(exc)
+        if field == "":  # the form's own choice: about the whole form, no field
+            field = None
+        elif field is None:
+            field = field_named_in(exc, names)
+            if field is None and len(names) == 1:
+                field = names[0]
         if field is not None and field in names:
             self.mark(field, message)
         else:
