@@ -69,7 +69,8 @@ def register(sub: Any) -> None:
             f"jtca city {name} application N, jtca city {name} request N",
             cmd_decide,
         )
-        q.add_argument("kind", nargs="?", choices=DECIDE_KINDS, metavar="application|request")
+        # no argparse choices: an unknown option (--actor X) is then said as such, not as X
+        q.add_argument("kind", nargs="?", metavar="application|request")
         q.add_argument("number", nargs="?", type=int, metavar="N")
         # the shape before one positional shape for ids (issue #17): deprecated, still works
         q.add_argument("--application", type=int, metavar="N", help=argparse.SUPPRESS)
@@ -245,7 +246,7 @@ def _decided(args: argparse.Namespace) -> tuple[Literal["application", "action"]
     or the deprecated ``--application N``/``--action N``; exactly one."""
     given: list[tuple[Literal["application", "action"], int]] = []
     if args.kind is not None or args.number is not None:
-        if args.kind is None or args.number is None:
+        if args.kind is None or args.number is None or args.kind not in DECIDE_KINDS:
             raise BadInput(
                 f"say what to decide: jtca city {args.city_command} application N, "
                 f"or jtca city {args.city_command} request N"

@@ -83,21 +83,36 @@ def register(sub: Any) -> None:
         ("revoke", "revoke an officer's certificate (final: a new key needs a new enrolment)"),
     ):
         q = command(name, text, cmd_status)
-        q.add_argument("--officer", required=True, metavar="ID")
+        _officer_argument(q)
         q.add_argument("--reason", required=name != "reinstate", default="")
         q.set_defaults(operation=name)
 
     q = command("renew", "a fresh certificate for the same token key", cmd_renew)
-    q.add_argument("--officer", required=True, metavar="ID")
+    _officer_argument(q)
 
     q = command("certificate", "an officer and their certificate (PEM)", cmd_certificate)
-    q.add_argument("--officer", required=True, metavar="ID")
+    _officer_argument(q)
     q.add_argument("--out", type=Path, metavar="FILE.pem", help="write the certificate here")
 
     q = command("ca", "the officer CA's certificate, to check officer signatures", cmd_ca)
     q.add_argument("--out", type=Path, metavar="FILE.pem", help="write the certificate here")
 
     command("list", "registered officers, their roles and certificates", cmd_list)
+
+
+def _officer_argument(q: argparse.ArgumentParser) -> None:
+    """The officer a command acts on, by position; ``--officer ID`` is the deprecated shape."""
+    q.add_argument("officer", nargs="?", metavar="ID", help="the officer's id")
+    q.add_argument("--officer", dest="old_officer", help=argparse.SUPPRESS)
+
+
+def _one_officer(args: argparse.Namespace) -> str:
+    given = [o for o in (args.officer, args.old_officer) if o is not None]
+    if len(given) != 1:
+        raise BadInput(f"name one officer: jtca officer {args.officer_command} ID")
+    officer: str = given[0]
+    args.officer = officer
+    return officer
 
 
 # -- helpers ---------------------------------------------------------------------------------------
@@ -309,7 +324,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from ca.ops import officers as ops
 
     op = {"suspend": ops.SUSPEND, "reinstate": ops.REINSTATE, "revoke": ops.REVOKE}[args.operation]
-    view = desk.call(op, ops.OfficerAction(officer_id=args.officer, reason=args.reason))
+    view = desk.call(op, ops.OfficerAction(officer_id=_one_officer(args), reason=args.reason))
     _emit(args, _officer_json(view), f"officer {view.id}: {_cert_text(view.certificate)}")
     return 0
 
@@ -317,7 +332,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_renew(args: argparse.Namespace) -> int:
     from ca.ops import officers as ops
 
-    view = desk.call(ops.RENEW, ops.OfficerId(officer_id=args.officer))
+    view = desk.call(ops.RENEW, ops.OfficerId(officer_id=_one_officer(args)))
     _emit(args, _officer_json(view), f"officer {view.id}: renewed, {_cert_text(view.certificate)}")
     return 0
 
@@ -334,7 +349,7 @@ def _write_pem(out: Path, text: str) -> None:
 def cmd_certificate(args: argparse.Namespace) -> int:
     from ca.ops import officers as ops
 
-    view = desk.call(ops.CERTIFICATE, ops.OfficerId(officer_id=args.officer))
+    view = desk.call(ops.CERTIFICATE, ops.OfficerId(officer_id=_one_officer(args)))
     if args.out is not None:
         if view.certificate is None:
             raise BadInput(f"officer {view.id} has no certificate to write")

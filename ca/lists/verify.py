@@ -38,6 +38,7 @@ from ca.lists.asn1 import (
     UnknownListType,
     decode_signed_list,
 )
+from ca.vocabulary import article
 from ca.x509 import (
     LIST_SIGNING_EKU,
     CertificateError,
@@ -99,7 +100,8 @@ class VerifiedList:
     def _need(self, list_type: ListType) -> None:
         if self.list_type is not list_type:
             raise ListRefused(
-                ListReason.WRONG_LIST_TYPE, f"this is a {self.list_type}, not a {list_type}"
+                ListReason.WRONG_LIST_TYPE,
+                f"this is {article(self.list_type)}, not {article(list_type)}",
             )
 
     def issuers(self) -> tuple[IssuerEntry, ...]:
@@ -200,7 +202,8 @@ def load_list(
     if expected_type is not None and content.list_type is not ListType(expected_type):
         raise ListRefused(
             ListReason.WRONG_LIST_TYPE,
-            f"this is a {content.list_type}, the terminal asked for a {ListType(expected_type)}",
+            f"this is {article(content.list_type)}, the terminal asked for "
+            f"{article(ListType(expected_type))}",
         )
     signer = _check_signer(
         parts.certificates[0], trusted_root_der, this_update=content.this_update, now=now

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from ca.citykeys.workflow import STAGES
 from ca.cli.main import main
+from ca.lists.der import ListType
+from ca.lists.verify import ListRefused, VerifiedList
 from ca.qr.codec import FIELDS
 from ca.qr.issue import issue_interop_certificate, issue_user_certificate, sign_ride
 from ca.registry.divisions import InvalidIssuerId, validate_issuer_id
@@ -94,3 +98,15 @@ def test_qr_inspect_shows_the_mmyy_expiry_as_a_date(capsys: pytest.CaptureFixtur
     assert status != 2, out  # judged (the CA key is unknown here), not a usage error
     (row,) = [line for line in out.splitlines() if line.split()[2:3] == ["expiry"]]
     assert row.endswith("1230 (12/2030)")
+
+
+def test_a_list_of_the_wrong_type_is_named_with_its_article() -> None:
+    signer: Any = None  # not read by the type check
+    listing = VerifiedList(
+        ListType.ISSUERS, 1, 0, 1, (), signer=signer, signer_certificate_der=b"", sm3=""
+    )
+    with pytest.raises(ListRefused) as refused:
+        listing.cities()
+    assert refused.value.message == (
+        "wrong-list-type: this is an issuer-whitelist, not a city-list"
+    )
