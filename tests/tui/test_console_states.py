@@ -6,10 +6,11 @@ terminal."""
 from __future__ import annotations
 
 from demo_world import Demo
+from rich.text import Text
 from sqlmodel import Session, select
 from test_app import SIZE, aio, app_for, sign_in_as
 from test_polish import open_screen
-from textual.widgets import DataTable
+from textual.widgets import DataTable, Static
 
 from ca.store.models import CityKey
 from tui.screens.keys import KeysScreen
@@ -88,3 +89,22 @@ async def test_the_label_column_grows_with_the_terminal(demo: Demo) -> None:
         width = next(c.width for c in label.values() if str(c.key.value) == "label")
         assert width > 100
         assert LEGEND in shown
+
+
+@aio
+async def test_the_dashboard_counts_states_with_their_glyphs_and_colours(demo: Demo) -> None:
+    set_states(demo)
+    app = app_for(demo)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await sign_in_as(pilot, "gd-1", pin=demo.pin("gd-1"))
+        counts = app.screen.query_one("#counts", Static).content
+        assert isinstance(counts, Text)
+        with Session(demo.runtime.engine) as session:
+            states = [k.state for k in session.exec(select(CityKey)) if k.province == "440000"]
+        assert f"‖ suspended {states.count('suspended')}" in counts.plain
+        assert f"✗ revoked {states.count('revoked')}" in counts.plain
+        assert states.count("revoked") >= 1
+        styled = {counts.plain[span.start : span.end]: str(span.style) for span in counts.spans}
+        assert styled["✗ revoked"] == "bold red"
+        assert styled["● active"] == "green"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
@@ -17,6 +18,7 @@ from ca.lifecycle import KeyState
 from ca.ops.city import KeyQuery, KeySummary, KeyView
 from ca.ops.console import Dashboard, ListFreshness
 from tui.screens.base import ConsoleScreen
+from tui.screens.states import STATE_LOOK, state_text
 
 SOONEST = 5  # keys shown under "Expiring soonest"
 KEYS_SCREEN = "2"  # the Keys screen's navigation key
@@ -36,10 +38,19 @@ def counts_text(keys: KeySummary) -> str:
     """The key counts, three to a line, each as ``label  value``."""
     cells = [f"{label:<15}{getattr(keys, name):>6}" for name, label in COUNTS]
     rows = ["   ".join(cells[i : i + 3]) for i in range(0, len(cells), 3)]
-    states = [f"{s.value} {keys.states.get(s.value, 0)}" for s in KeyState]
+    states = [f"{state_text(s.value).plain} {keys.states.get(s.value, 0)}" for s in KeyState]
     return "\n".join(
         [*rows, f"{'By state':<11}" + " · ".join(states[:3]), " " * 11 + " · ".join(states[3:])]
     )
+
+
+def coloured(text: str) -> Text:
+    """``text`` with each state's glyph and word in the state's colour (``STATE_LOOK``)."""
+    shown = Text(text)
+    for state, (glyph, style) in STATE_LOOK.items():
+        if style:
+            shown.highlight_words([f"{glyph} {state}"], style=style)
+    return shown
 
 
 def soonest_text(keys: list[KeyView]) -> str:
@@ -126,7 +137,7 @@ class DashboardScreen(ConsoleScreen):
             await self.app.run_action(f"quick({quick!r})", keys)
 
     def show(self, board: Dashboard) -> None:
-        self.query_one("#counts", Static).update(counts_text(board.keys))
+        self.query_one("#counts", Static).update(coloured(counts_text(board.keys)))
         self.query_one("#soonest", Static).update(soonest_text(self.soonest))
         self.query_one("#lists", Static).update(lists_text(board.lists))
         stale = sum(1 for entry in board.lists if entry.stale)
