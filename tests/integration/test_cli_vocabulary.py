@@ -242,11 +242,11 @@ def test_counts_read_as_english(world: DemoWorld) -> None:
     text = world.ok("audit", "verify", officer=None).splitlines()
     head = re.fullmatch(r"audit log: (\d+) (entry|entries): intact", text[0])
     assert head, text[0]
-    assert agrees(*head.groups(), "entry", "entries")
+    assert agrees(head[1], head[2], "entry", "entries")
     newest = next(line for line in text if line.startswith("  newest checkpoint: "))
     size = re.match(r"  newest checkpoint: (\d+) (entry|entries),", newest)
     assert size, newest
-    assert agrees(*size.groups(), "entry", "entries")
+    assert agrees(size[1], size[2], "entry", "entries")
     found = next(line for line in text if line.endswith(" sealed"))
     counts = re.fullmatch(
         r"  (\d+) (signed checkpoints?) found; (\d+) (newer entry|newer entries) sealed", found
