@@ -70,8 +70,13 @@ def register(sub: Any) -> None:
             cmd_decide,
         )
         # no argparse choices: an unknown option (--actor X) is then said as such, not as X
-        q.add_argument("kind", nargs="?", metavar="application|request")
-        q.add_argument("number", nargs="?", type=int, metavar="N")
+        q.add_argument(
+            "kind",
+            nargs="?",
+            metavar="application|request",
+            help="an application, or a request (a key action awaiting approvers: city actions)",
+        )
+        q.add_argument("number", nargs="?", type=int, metavar="N", help="its number")
         # the shape before one positional shape for ids (issue #17): deprecated, still works
         q.add_argument("--application", type=int, metavar="N", help=argparse.SUPPRESS)
         q.add_argument("--action", type=int, metavar="N", help=argparse.SUPPRESS)
