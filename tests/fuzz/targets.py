@@ -146,7 +146,7 @@ def _qr_targets() -> list[Target]:
     ]
 
 
-# -- signed lists (ca/lists/asn1.py, der.py, verify.py) -------------------------------------------
+# -- signed lists (ca/lists/der.py, verify.py) ----------------------------------------------------
 def _list_targets() -> list[Target]:
     root, list_key = _signer(0x2001), _signer(0x2002)
     ca0, ca1 = _signer(0x2003), _signer(0x2004)
