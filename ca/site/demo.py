@@ -12,7 +12,8 @@ would do, over the service's HTTP API like any client:
    share quorum (the bootstrap), every other officer requested by ``mot-root-1`` and approved by
    ``mot-root-2`` with a decision signed by their token (dual control).
 3. The day's work, each step a signed request of the officer whose job it is: gd-1's usage
-   reports (one shows Foshan's QR key used in Fujian), gd-1's request to suspend that key and
+   reports (one shows Foshan's QR key used in Fujian, one Zhongshan's card key used in
+   Huizhou, left open for an officer), gd-1's request to suspend that key and
    ca-op-2's signed approval, gd-2's application for Zhuhai (left awaiting the ministry, so an
    approver can sign a decision on it), a demo issuer's interop certificate (the issuer's own
    token makes the request; ca-op-1 registers and certifies it under the share quorum), and the
@@ -60,6 +61,7 @@ ISSUER: Final = ("02113450", "示例发行机构")  # the demo QR issuer (cn8, n
 # the issuer's own token (at the issuer's site: here, the demo's); a label, not a secret
 ISSUER_TOKEN: Final = "DEMO-ISSUER"  # noqa: S105
 SUSPEND_REASON: Final = "used in Fujian (第十条)"
+DORMANT_CITIES: Final = frozenset({"440300"})  # ca.demodata.DORMANT: delivered, never used
 
 
 class DemoPin:
@@ -281,7 +283,10 @@ def _days_work(desk: _Desk, credentials: DemoCredentials) -> None:
     now = desk.clock()
     gd1 = desk.as_officer(credentials.officer("gd-1"))
     keys = gd1.call(city_ops.KEYS, city_ops.KeysRequest(province="440000")).keys
-    in_use = [k for k in keys if k.city in {"440100", "440600"}]
+    # every live key delivered to its city is in use; Shenzhen's never went on (dormant)
+    in_use = [
+        k for k in keys if k.city not in DORMANT_CITIES and k.state in ("pre-active", "active")
+    ]
     header = "key,city,first_use,last_use,used_in\n"
     gd1.call(
         city_ops.USAGE,
@@ -305,6 +310,17 @@ def _days_work(desk: _Desk, credentials: DemoCredentials) -> None:
             f"{iso_utc(now - 7 * DAY)},350102\n",
             format="csv",
             source="demo-violation.csv",
+        ),
+    )
+    # Zhongshan's card key seen in Huizhou yesterday: a violation still open for an officer
+    zs_card = next(k for k in in_use if k.city == "442000" and k.key_class == "city-card")
+    gd1.call(
+        city_ops.USAGE,
+        city_ops.UsageRequest(
+            report=header + f"{zs_card.label},442000,{iso_utc(now - 2 * DAY)},"
+            f"{iso_utc(now - DAY)},441302\n",
+            format="csv",
+            source="demo-violation-open.csv",
         ),
     )
     asked = gd1.call(

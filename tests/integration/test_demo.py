@@ -217,7 +217,8 @@ def test_jtca_demo_no_console_seeds_through_the_embedded_service(tmp_path: Path)
                 if officer_id not in {"mot-root-1", "mot-root-2"}
             )
             freshness = client.call(lists_ops.FRESHNESS, Empty())
-            assert [entry.sequence for entry in freshness.lists] == [1, 1, 1]
+            # published in the history (six weeks back) and again by the day's work
+            assert [entry.sequence for entry in freshness.lists] == [2, 2, 2]
             status = client.call(demo_ops.STATUS, Empty())
             assert status.seeded
             assert status.credentials == str(credentials.resolve())
@@ -303,7 +304,9 @@ def test_jtca_demo_no_console_seeds_through_the_embedded_service(tmp_path: Path)
         details = approvals[0]["details"]
         details = json.loads(details) if isinstance(details, str) else details
         assert details["certificate_serial"] == secrets.officer("ca-op-2").certificate_serial
-        assert details["statement"].startswith("jtca-approval/1\nsubject: action 1\n")
+        (asked,) = [e for e in events if e["action"] == "city-key.suspend.request"]
+        assert asked["subject"] == "action 2"  # action 1: the history's revocation
+        assert details["statement"].startswith(f"jtca-approval/1\nsubject: {asked['subject']}\n")
         assert details["signature"]
         enrolments = [e for e in events if e["action"] == "officer.enrol.approve"]
         assert len(enrolments) == 9

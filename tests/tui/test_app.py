@@ -250,6 +250,8 @@ async def test_help_and_command_palette(demo: Demo) -> None:
 
 @aio
 async def test_keys_filter_sort_and_detail(demo: Demo) -> None:
+    with Session(demo.runtime.engine) as session:
+        ids = {k.label: k.id for k in session.exec(select(CityKey)).all()}
     app = app_for(demo)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
@@ -258,8 +260,11 @@ async def test_keys_filter_sort_and_detail(demo: Demo) -> None:
         await settle(pilot)
         screen = app.screen
         assert isinstance(screen, KeysScreen)
-        assert text_of(app, "#status").startswith("showing 6 of 6")
-        assert "city-card-440100-g1  #1  广州市" in text_of(app, "#detail")
+        assert text_of(app, "#status").startswith(f"showing {len(ids)} of {len(ids)}")
+        # the soonest end first: Dongguan's card key
+        assert f"city-card-441900-g1  #{ids['city-card-441900-g1']}  东莞市" in text_of(
+            app, "#detail"
+        )
         await pilot.press("d")  # dormant: Shenzhen's two keys
         await settle(pilot)
         assert {r.city for r in screen.page.keys} == {"440300"}
@@ -273,7 +278,7 @@ async def test_keys_filter_sort_and_detail(demo: Demo) -> None:
         assert text_of(app, "#status").startswith("showing 2 of 2")
         await pilot.press("escape", "down")
         await settle(pilot)
-        assert "city-qr-440600-g1  #6" in text_of(app, "#detail")
+        assert f"city-qr-440600-g1  #{ids['city-qr-440600-g1']}" in text_of(app, "#detail")
         await pilot.press("ctrl+a", "backspace")  # clear the filter
         screen.query_one("#filter", Input).value = ""
         await pilot.pause(0.4)
@@ -291,7 +296,7 @@ async def test_keys_filter_sort_and_detail(demo: Demo) -> None:
         await settle(pilot)
         assert [r.label for r in screen.page.keys] == sorted(labels, reverse=True)
         table = screen.query_one("#keys", DataTable)
-        assert table.row_count == 6
+        assert table.row_count == len(ids)
 
 
 @aio
@@ -331,6 +336,10 @@ async def test_renew_refused_is_a_notification(demo: Demo) -> None:
         await sign_in_as(pilot, "gd-1", pin=demo.pin("gd-1"))
         await pilot.press("2")
         await settle(pilot)
+        await pilot.press("slash", *"广州")  # Guangzhou's keys
+        await pilot.pause(0.4)
+        await settle(pilot)
+        await pilot.press("escape")
         await pilot.press("n")  # Guangzhou's card key: years before its renewal window
         await settle(pilot)
         assert isinstance(app.screen, ReasonModal)  # renewing makes a new key: confirm first

@@ -12,6 +12,7 @@ from sqlmodel import Session, select
 
 from ca.client.console import RequestChanged, open_token, session_over, sign_in
 from ca.client.http import ServiceError
+from ca.demodata import ELDER_BATCHES, RECENT, REVOKED
 from ca.ops import console as ops
 from ca.ops import demo as demo_ops
 from ca.ops.base import Empty
@@ -26,17 +27,19 @@ def test_sign_in_and_scope(demo: Demo) -> None:
     assert gd.token is not None
     assert gd.token.label == "officer-gd-1"
     assert gd.certificate_serial == demo.credentials.officer("gd-1").certificate_serial
-    assert {k.city for k in gd.find_keys()} == {"440100", "440300", "440600"}
+    assert {k.city for k in gd.find_keys()} == {
+        city for _, cities in (*ELDER_BATCHES, (0, RECENT)) for city in cities
+    }
     assert gd.can("city-key.apply")
     assert not gd.can("city-key.revoke")
     root = demo.console("mot-root-1")
     assert root.can("city-key.revoke")
     assert root.can("officer.approve")
     board = root.dashboard()
-    assert board.keys.dormant == 2  # Shenzhen: delivered 400 days ago, never used
+    assert board.keys.dormant == 2  # Shenzhen: delivered 399 days ago, never used
     assert board.keys.suspended == 1  # Foshan's QR key
     assert board.keys.states["suspended"] == 1
-    assert [entry.sequence for entry in board.lists] == [1, 1, 1]
+    assert [entry.sequence for entry in board.lists] == [2, 2, 2]  # six weeks ago and today
     assert not any(entry.stale for entry in board.lists)
     assert board.pending_approvals == 1  # Zhuhai's application
     op = demo.console("ca-op-1")
@@ -157,6 +160,6 @@ def test_cleanup_view_and_ceremony_runs(demo: Demo) -> None:
     gd = demo.console("gd-1")
     view = gd.cleanup()
     assert sorted(k.city for k in view.dormant) == ["440300", "440300"]
-    assert view.destroy_due == []
+    assert [k.label for k in view.destroy_due] == [REVOKED]  # revoked 200 days ago
     runs = gd.ceremonies()
     assert [r.kind for r in runs] == ["root"]

@@ -20,6 +20,7 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable, Footer, Input
 
 from ca.client.console import Console
+from ca.demodata import OPERATOR
 from ca.lists.asn1 import ListType
 from ca.lists.render import entry_to_dict
 from ca.lists.verify import load_list
@@ -132,21 +133,26 @@ def revoke_demo_issuer(demo: Demo) -> None:
 
 # -- publication -------------------------------------------------------------------------------
 def test_preview_shows_the_revocation_and_publish_makes_version_2(demo: Demo) -> None:
-    demo.clock.advance(60)  # a minute after the demo's publication: #2 is the newest
+    demo.clock.advance(60)  # a minute after the demo's publication: #3 is the newest
     revoke_demo_issuer(demo)
     publisher = console_of(demo, "publisher-1")
     screen = PublicationScreen(publisher)
     shares = demo.credentials.shares
 
+    # the demo published each list six weeks ago (#1) and again today (#2)
+    city_entries = next(
+        h.entries for h in publisher.list_history() if (h.list_type, h.sequence) == ("city-list", 2)
+    )
+
     async def scenario(pilot: Pilot[None], app: ScreenApp) -> None:
         history = rows(screen.query_one("#history-table", DataTable))
         assert sorted(r[:2] for r in history) == [
-            ["ca-key-list", "1"],
-            ["city-list", "1"],
-            ["issuer-whitelist", "1"],
+            [name, sequence]
+            for name in ("ca-key-list", "city-list", "issuer-whitelist")
+            for sequence in ("1", "2")
         ]
         freshness = str(screen.query_one("#freshness").render())
-        assert "issuer-whitelist #1" in freshness
+        assert "issuer-whitelist #2" in freshness
         assert "fresh" in freshness
         await pilot.press("p")
         await settle(pilot)
@@ -154,35 +160,35 @@ def test_preview_shows_the_revocation_and_publish_makes_version_2(demo: Demo) ->
             ["issuer-whitelist", "changed", "02113450", "status: active → revoked"]
         ]
         note = str(screen.query_one("#preview-note").render())
-        assert "issuer-whitelist  would-publish #2 (content changed)" in note
-        assert "city-list         unchanged at #1 (2 entries)" in note
+        assert "issuer-whitelist  would-publish #3 (content changed)" in note
+        assert f"city-list         unchanged at #2 ({city_entries} entries)" in note
         await pilot.press("s")
         await pilot.pause()
         await fill_form(pilot, {"share-1": shares[0], "share-2": shares[1]})
         assert app.titled("Published") == [
             (
                 "Published",
-                "Published issuer-whitelist #2; unchanged: city-list, ca-key-list.",
+                "Published issuer-whitelist #3; unchanged: city-list, ca-key-list.",
                 "information",
             )
         ]
         assert screen.outcomes is None
         history = rows(screen.query_one("#history-table", DataTable))
-        assert history[0][:2] == ["issuer-whitelist", "2"]  # newest first
+        assert history[0][:2] == ["issuer-whitelist", "3"]  # newest first
 
     drive(screen, scenario)
     versions = {(v.list_type, v.sequence) for v in publisher.list_history()}
-    assert ("issuer-whitelist", 2) in versions
-    assert ("city-list", 2) not in versions
+    assert ("issuer-whitelist", 3) in versions
+    assert ("city-list", 3) not in versions
     verified = load_list(
         (demo.runtime.published / "issuer-whitelist.der").read_bytes(),
         trusted_root_der=root_der(demo),
         expected_type=ListType.ISSUERS,
-        previous_sequence=1,
+        previous_sequence=2,
         now=NOW,
         grace_seconds=0,
     )
-    assert verified.sequence == 2
+    assert verified.sequence == 3
     assert [entry_to_dict(e)["status"] for e in verified.entries] == ["revoked"]
 
 
@@ -195,6 +201,7 @@ def test_a_wrong_share_is_an_error_and_publishes_nothing(demo: Demo) -> None:
     good = demo.credentials.shares
     body = good[1][-12]
     wrong = good[1][:-12] + ("A" if body != "A" else "B") + good[1][-11:]
+    published = [(v.list_type, v.sequence) for v in publisher.list_history()]
 
     async def scenario(pilot: Pilot[None], app: ScreenApp) -> None:
         await pilot.press("s")
@@ -210,7 +217,7 @@ def test_a_wrong_share_is_an_error_and_publishes_nothing(demo: Demo) -> None:
         assert not screen.busy
 
     drive(screen, scenario)
-    assert [v.sequence for v in publisher.list_history()] == [1, 1, 1]
+    assert [(v.list_type, v.sequence) for v in publisher.list_history()] == published
     assert hashlib.sha256(current.read_bytes()).hexdigest() == before
 
 
@@ -251,8 +258,8 @@ def test_acknowledgments_import_and_overdue(demo: Demo, tmp_path: Path) -> None:
     report = tmp_path / "acks.csv"
     report.write_text(
         "operator,list,sequence,loaded_at\n"
-        "gz-metro,issuer-whitelist,1,2026-11-18T11:30:00Z\n"
-        "nobody,city-list,1,2026-11-18T11:40:00Z\n",
+        "gz-metro,issuer-whitelist,2,2026-11-18T11:30:00Z\n"
+        "nobody,city-list,2,2026-11-18T11:40:00Z\n",
         encoding="utf-8",
     )
     screen = PublicationScreen(operator)
@@ -271,7 +278,9 @@ def test_acknowledgments_import_and_overdue(demo: Demo, tmp_path: Path) -> None:
         assert notice[1].startswith("acks.csv: 1 rows accepted, 1 refused.")
         assert "'nobody' is not registered" in notice[1]
         assert notice[2] == "warning"
-        assert rows(screen.query_one("#acks-table", DataTable)) == []  # registered today
+        owed = rows(screen.query_one("#acks-table", DataTable))
+        assert [r for r in owed if r[0].startswith("gz-metro")] == []  # registered today
+        assert {r[0] for r in owed} == {f"{OPERATOR[0]} {OPERATOR[1]}"}  # the demo's
         await pilot.press("i")
         await pilot.pause()
         await fill_form(pilot, {"path": str(report)})
@@ -287,13 +296,17 @@ def test_acknowledgments_import_and_overdue(demo: Demo, tmp_path: Path) -> None:
     async def overdue(pilot: Pilot[None], app: ScreenApp) -> None:
         await pilot.press("a")
         await settle(pilot)
-        owed = rows(screen.query_one("#acks-table", DataTable))
+        owed = [
+            r
+            for r in rows(screen.query_one("#acks-table", DataTable))
+            if r[0].startswith("gz-metro")
+        ]
         # it reported loading the issuer whitelist; the other two lists are 20 days overdue
         assert sorted(r[1:4] for r in owed) == [
-            ["ca-key-list", "—", "#1"],
-            ["city-list", "—", "#1"],
+            ["ca-key-list", "—", "#2"],
+            ["city-list", "—", "#2"],
         ]
-        assert all(r[0].startswith("gz-metro") and r[5] == "20" for r in owed)
+        assert all(r[5] == "20" for r in owed)
 
     drive(screen, overdue)
 

@@ -21,6 +21,7 @@ from textual.pilot import Pilot
 from textual.widgets import Input
 
 from ca.client.console import Console
+from ca.demodata import REVOKED
 from ca.errors import JtcaError
 from ca.site.vault import SiteVault
 from ca.store.models import (
@@ -305,6 +306,8 @@ def test_dormant_cleanup_approved_by_a_second_officer(demo: Demo) -> None:
 
 def test_material_destroyed_after_the_grace_period(demo: Demo) -> None:
     shenzhen = [k.id or 0 for k in keys_of_city(demo, SHENZHEN)]
+    # the demo's revoked key (Huizhou's QR key) is due for destruction too
+    revoked = [k.id or 0 for k in keys_of_city(demo, REVOKED.split("-")[2]) if k.label == REVOKED]
     asker, approver = console_of(demo, "gd-1"), console_of(demo, "mot-root-1")
     try:
         asked = asker.request(CLEANUP, shenzhen, "never activated")
@@ -315,14 +318,16 @@ def test_material_destroyed_after_the_grace_period(demo: Demo) -> None:
     demo.clock.advance(31 * 86400)  # the service's clock: past the 30-day grace period
 
     async def destroy(pilot: Pilot[None], app: OneScreen) -> None:
-        assert sorted(row_keys(pilot, "destroy")) == sorted(str(i) for i in shenzhen)
+        assert sorted(row_keys(pilot, "destroy")) == sorted(str(i) for i in shenzhen + revoked)
         await pilot.press("x")
         await submit(pilot)  # a confirmation: all listed keys
 
     app = drive(demo, "mot-root-2", CleanupScreen, destroy)
     assert app.errors() == []
     (message,) = app.said("Awaiting approvers")
-    assert message.startswith(f"{DESTROY} of city-card-440300-g1, city-qr-440300-g1")
+    assert message.startswith(f"{DESTROY} of ")
+    assert "city-card-440300-g1, city-qr-440300-g1" in message
+    assert REVOKED in message
 
     async def approve(pilot: Pilot[None], app: OneScreen) -> None:
         (pending,) = [k for k in row_keys(pilot, "pending") if k.startswith("action:")]
@@ -343,6 +348,10 @@ def test_material_destroyed_after_the_grace_period(demo: Demo) -> None:
     try:
         for key_id in shenzhen:
             assert reader.key(key_id).copies_awaiting_destruction == ["440000"]
+        at_province = sum(
+            "440000" in reader.key(key_id).copies_awaiting_destruction
+            for key_id in shenzhen + revoked
+        )
     finally:
         reader.close()
 
@@ -353,7 +362,7 @@ def test_material_destroyed_after_the_grace_period(demo: Demo) -> None:
     app = drive(demo, "gd-2", CleanupScreen, site_copies)
     assert app.errors() == []
     (message,) = app.said("Site copies")
-    assert message.startswith("2 copies of 440000 destroyed in GD-KEYS: ")
+    assert message.startswith(f"{at_province} copies of 440000 destroyed in GD-KEYS: ")
     with SiteVault(state=demo.state) as tokens:
         assert not labels & {k.label for k in tokens.store("GD-KEYS").list_keys()}
     reader = console_of(demo, "gd-1")
