@@ -14,6 +14,7 @@ every other character is compared."""
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +28,7 @@ from textual.widgets import Footer, Input
 
 from ca.ops.demo import CREDENTIALS
 from tui.app import HelpScreen, JtcaApp
+from tui.screens import ceremony as ceremony_screen
 from tui.screens.base import ConsoleScreen
 from tui.screens.dashboard import DashboardScreen
 
@@ -160,6 +162,13 @@ def console_app(demo: Demo, officer: str) -> JtcaApp:
 @pytest.fixture
 def in_state_parent(demo: Demo, monkeypatch: pytest.MonkeyPatch) -> Demo:
     monkeypatch.chdir(demo.state.parent)  # the demo hint shows state/demo-credentials.json
+    # The Ceremony screen offers the shipped example by a path relative to the working
+    # directory when it lies below it, else absolute: a copy below this directory keeps the
+    # picture the same in every checkout (the CI clone is not /work/main).
+    example = demo.state.parent / "policies" / "ceremonies" / ceremony_screen.EXAMPLE.name
+    example.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(ceremony_screen.EXAMPLE, example)
+    monkeypatch.setattr(ceremony_screen, "EXAMPLE", example)
     return demo
 
 
