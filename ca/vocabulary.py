@@ -74,6 +74,15 @@ def request_ref(number: int) -> str:
     return number_ref(REQUEST, number)
 
 
+def item_ref(kind: str, number: int) -> str:
+    """A pending item as the console and the command line name it: a key action or an
+    emergency publication is ``request #N``; the others ``application #N``,
+    ``enrolment #N``… (the signed subject stays ``action N``: ``subject_words``)."""
+    if kind in ("action", "emergency"):
+        return request_ref(number)
+    return number_ref(kind, number)
+
+
 # A QR issuer id (发行机构标识) as the annex defines it: cn8, 4 bytes of left-justified BCD with
 # F padding, so one to eight decimal digits. Forms, help texts and the refusal all say this.
 ISSUER_ID_DIGITS: Final = 8

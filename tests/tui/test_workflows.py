@@ -273,7 +273,7 @@ def test_dormant_cleanup_approved_by_a_second_officer(demo: Demo) -> None:
     assert app.said("Awaiting approvers") == [
         f"{CLEANUP} of "
         + ", ".join(k.label for k in keys_of_city(demo, SHENZHEN))
-        + f" is action #{action.id}: 0 of 1 approvals (Approvals, 4)"
+        + f" is request #{action.id}: 0 of 1 approvals (Approvals, 4)"
     ]
 
     async def own(pilot: Pilot[None], app: OneScreen) -> None:
@@ -295,7 +295,7 @@ def test_dormant_cleanup_approved_by_a_second_officer(demo: Demo) -> None:
 
     app = drive(demo, "mot-root-1", ApprovalsScreen, approve)
     assert app.errors() == []
-    assert app.said("Decision recorded") == [f"action #{action.id} approved: now done"]
+    assert app.said("Decision recorded") == [f"request #{action.id} approved: now done"]
     assert {k.state for k in keys_of_city(demo, SHENZHEN)} == {"revoked"}
 
     async def gone(pilot: Pilot[None], app: OneScreen) -> None:
@@ -390,7 +390,7 @@ def test_an_officer_cannot_approve_twice(demo: Demo) -> None:
             await submit(pilot)
 
     app = drive(demo, "mot-root-1", ApprovalsScreen, twice)
-    assert app.said("Decision recorded") == [f"action #{outcome.action_id} approved: now pending"]
+    assert app.said("Decision recorded") == [f"request #{outcome.action_id} approved: now pending"]
     assert app.errors() == [
         ("Key action", f"mot-root-1 has already decided on action {outcome.action_id}")
     ]

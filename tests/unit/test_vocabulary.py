@@ -18,6 +18,7 @@ from ca.vocabulary import (
     ISSUER_ID_RULE,
     STAGE_WORDS,
     article,
+    item_ref,
     mmyy,
     number_ref,
     plural,
@@ -60,6 +61,11 @@ def test_articles_and_numbered_things() -> None:
     assert number_ref("application", 7) == "application #7"
     assert subject_words("action 3") == "action 3 (request #3)"  # as signed, and as named
     assert subject_words("application 7") == "application 7"
+    # the console's Approvals screen: a key action and an emergency publication are requests
+    assert item_ref("action", 3) == "request #3"
+    assert item_ref("emergency", 4) == "request #4"
+    assert item_ref("application", 7) == "application #7"
+    assert item_ref("enrolment", 2) == "enrolment #2"
 
 
 def test_mmyy_is_a_month_and_a_year() -> None:

@@ -23,6 +23,7 @@ from ca.clock import iso_utc
 from ca.errors import JtcaError
 from ca.ops.approvals import PendingRequestView
 from ca.ops.console import PendingItem
+from ca.vocabulary import item_ref
 from tui.screens.base import ConsoleFooter
 from tui.screens.forms import Field, FormModal, RowTable
 from tui.screens.panels import ProgressScreen, WorkProgress
@@ -98,7 +99,7 @@ class ApprovalsScreen(ProgressScreen):
     def _describe(self) -> None:
         item = self._current()
         self.query_one("#detail", Static).update(
-            f"{item.kind} #{item.id}: {item.what}\n"
+            f"{item_ref(item.kind, item.id)}: {item.what}\n"
             f"asked by {item.by} at {iso_utc(item.at)}"
             + (f"\nreason: {item.reason}" if item.reason else "")
             if item
@@ -154,7 +155,7 @@ class ApprovalsScreen(ProgressScreen):
 
         verb = "Approve" if approve else "Reject"
         self.app.push_screen(
-            FormModal(f"{verb} {item.kind} #{item.id}", fields, note=note), answered
+            FormModal(f"{verb} {item_ref(item.kind, item.id)}", fields, note=note), answered
         )
 
     def _decide(
@@ -171,7 +172,9 @@ class ApprovalsScreen(ProgressScreen):
         def done(state: str) -> None:
             verdict = "approved" if approve else "rejected"
             self.app.notify(
-                f"{kind} #{item_id} {verdict}: now {state}", title="Decision recorded", markup=False
+                f"{item_ref(kind, item_id)} {verdict}: now {state}",
+                title="Decision recorded",
+                markup=False,
             )
             self.action_refresh()
 

@@ -21,6 +21,7 @@ from ca.errors import JtcaError
 from ca.ops.city import ActionOutcome
 from ca.ops.console import CleanupView
 from ca.ops.packages import SiteCopy
+from ca.vocabulary import request_ref
 from tui.screens.base import ConsoleFooter
 from tui.screens.forms import Field, FormModal, MarkTable
 from tui.screens.panels import ProgressScreen, WorkProgress, short_stage
@@ -43,7 +44,7 @@ def outcome_text(outcome: ActionOutcome) -> tuple[str, str]:
     if outcome.state == "pending":
         return (
             "Awaiting approvers",
-            f"{outcome.action} of {keys} is action #{outcome.action_id}: "
+            f"{outcome.action} of {keys} is {request_ref(outcome.action_id or 0)}: "
             f"{outcome.approvals} of {outcome.required} approvals (Approvals, 4)",
         )
     return outcome.state.capitalize(), f"{outcome.action} of {keys}: {outcome.state}"
