@@ -18,6 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import ClassVar, Final
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
@@ -32,6 +33,7 @@ from ca.registry.divisions import default_divisions
 from tui.screens.base import ConsoleFooter
 from tui.screens.forms import Field, FieldError, FormModal, MarkTable, PickModal, RowTable
 from tui.screens.panels import ProgressScreen, ReportModal, WorkProgress
+from tui.screens.states import state_text
 
 APPLY = "city-key.apply"
 GENERATE = "city-key.generate"
@@ -180,7 +182,7 @@ class CitiesScreen(ProgressScreen):
         keys_of: dict[str, list[city_ops.KeyView]] = defaultdict(list)
         for key in loaded.keys:
             keys_of[key.city].append(key)
-        rows = []
+        rows: list[tuple[str, list[str | Text]]] = []
         self.city_keys = {}
         for city in self.divisions.cities_of(self.province or ""):
             keys = sorted(keys_of.get(city.code, []), key=lambda k: (k.key_class, k.generation))
@@ -188,12 +190,23 @@ class CitiesScreen(ProgressScreen):
             def name(k: city_ops.KeyView) -> str:
                 return _short(k.key_class) + (f" g{k.generation}" if k.generation > 1 else "")
 
-            status = " · ".join(f"{name(k)} {k.state}" for k in keys)
+            # each key's state as on Keys: its glyph and word in its colour
+            status = Text(" · ").join(
+                Text.assemble(f"{name(k)} ", state_text(k.state, k.days_left)) for k in keys
+            )
             self.city_keys[city.code] = f"{city.name} {city.code}: " + (
                 " · ".join(f"{name(k)} {k.state}, {k.stage}" for k in keys) or "no keys"
             )
             rows.append(
-                (city.code, [city.code, city.name, latest.get(city.code, ""), status or "no keys"])
+                (
+                    city.code,
+                    [
+                        city.code,
+                        city.name,
+                        latest.get(city.code, ""),
+                        status if keys else "no keys",
+                    ],
+                )
             )
         self.query_one("#cities", MarkTable).fill(rows)
         self._describe_city()

@@ -25,6 +25,7 @@ from ca.vocabulary import request_ref
 from tui.screens.base import ConsoleFooter
 from tui.screens.forms import Field, FormModal, MarkTable
 from tui.screens.panels import ProgressScreen, WorkProgress, short_stage
+from tui.screens.states import state_text
 
 GRACE_ENDED: Final = "grace period ended"
 CLEANUP: Final = "city-key.cleanup-dormant"
@@ -123,14 +124,25 @@ class CleanupScreen(ProgressScreen):
         self.query_one("#dormant", MarkTable).fill(
             (
                 str(k.id),
-                [k.label, k.city_name, k.state, short_stage(k.stage), day(k.delivered_at)],
+                [
+                    k.label,
+                    k.city_name,
+                    state_text(k.state, k.days_left),
+                    short_stage(k.stage),
+                    day(k.delivered_at),
+                ],
             )
             for k in dormant
         )
         self.query_one("#destroy", MarkTable).fill(
             (
                 str(k.id),
-                [k.label, f"{k.city_name} {k.city}", k.state, day(k.destroy_after)],
+                [
+                    k.label,
+                    f"{k.city_name} {k.city}",
+                    state_text(k.state, k.days_left),
+                    day(k.destroy_after),
+                ],
             )
             for k in due
         )

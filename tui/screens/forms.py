@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from rich.text import Text
 from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -334,8 +335,9 @@ class ConsoleTable(DataTable[Any]):
             self.move_cursor(row=self.row_count - 1)
 
 
-class RowTable(DataTable[str]):
-    """A row-cursor table whose rows have string keys; refilled without losing the cursor."""
+class RowTable(DataTable[str | Text]):
+    """A row-cursor table whose rows have string keys; refilled without losing the cursor. A
+    cell is a string or a ``Text`` (a key's state: its glyph and word in its colour)."""
 
     BINDINGS: ClassVar[list[BindingType]] = TABLE_KEYS
 
@@ -368,7 +370,7 @@ class RowTable(DataTable[str]):
             return None
         return self.coordinate_to_cell_key(Coordinate(self.cursor_row, 0)).row_key.value
 
-    def fill(self, rows: Iterable[tuple[str, Sequence[str]]]) -> None:
+    def fill(self, rows: Iterable[tuple[str, Sequence[str | Text]]]) -> None:
         keep = self.cursor_row
         self.clear()
         for key, cells in rows:
@@ -391,7 +393,7 @@ class MarkTable(RowTable):
     def add_mark_column(self) -> None:
         self.add_column(MARK, key="mark", width=1)
 
-    def fill(self, rows: Iterable[tuple[str, Sequence[str]]]) -> None:
+    def fill(self, rows: Iterable[tuple[str, Sequence[str | Text]]]) -> None:
         rows = list(rows)
         self.marked &= {key for key, _ in rows}
         super().fill((key, [MARK if key in self.marked else "", *cells]) for key, cells in rows)
