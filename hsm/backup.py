@@ -29,7 +29,7 @@ import base64
 import hashlib
 import json
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -73,7 +73,14 @@ def _mac(key: bytes, body: dict[str, Any]) -> str:
     return h.finalize().hex()
 
 
-def backup_token(store: KeyStore, *, threshold: int, custodians: int) -> Backup:
+KeysTrack = Callable[[list[TokenKey]], Iterable[TokenKey]]  # the keys, as they are backed up
+
+
+def backup_token(
+    store: KeyStore, *, threshold: int, custodians: int, track: KeysTrack | None = None
+) -> Backup:
+    """Every key of ``store``'s token wrapped into an archive, and the M-of-N shares of its
+    secret; ``track`` sees the keys go by (the command line's progress bar)."""
     secret = bytearray(secrets.token_bytes(32))
     try:
         wrap_key = bytearray(_derive(bytes(secret), b"jtca backup wrap"))
@@ -84,7 +91,7 @@ def backup_token(store: KeyStore, *, threshold: int, custodians: int) -> Backup:
     keys = store.list_keys()
     entries = []
     try:
-        for key in keys:
+        for key in keys if track is None else track(keys):
             # the token's C_WrapKey under a key of the backup's value, or, for a key that may
             # leave only under the token's trusted key, that and a rewrap on the host (issue #15)
             wrapped = store.wrap_under(key.uri, wrap_key)

@@ -455,8 +455,18 @@ def cmd_backup(args: argparse.Namespace) -> int:
         emit(args, data, text)
         sys.stdout.flush()
 
+    from ca.cli.progress import tracked
+
     backup_into(
-        open_store(args), args.out, threshold=args.threshold, custodians=args.custodians, show=show
+        open_store(args),
+        args.out,
+        threshold=args.threshold,
+        custodians=args.custodians,
+        show=show,
+        # a bar on standard error while the keys are wrapped, on a terminal only (not --json)
+        track=lambda keys: tracked(
+            keys, len(keys), "backing up the token", json_output=bool(getattr(args, "json", False))
+        ),
     )
     return 0
 
@@ -464,6 +474,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
 def cmd_restore(args: argparse.Namespace) -> int:
     """Under a site intent naming every key of the archive (ca.site.backup_recovery): a rerun
     after a cut restore adopts the keys already restored and installs the rest."""
+    from ca.cli.progress import Progress
     from ca.site.backup_recovery import restore_into
 
     try:
@@ -471,15 +482,29 @@ def cmd_restore(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise BadInput(f"cannot read {args.archive}: {exc.strerror}") from None
     shares = desk.read_shares(args.share_file, what="the backup's key")
-    keys, done = restore_into(
-        open_store(args),
-        args.archive,
-        archive,
-        shares,
-        module=args.module,
-        pin_source=args.pin_source,
-        state=state_dir(),
-    )
+    bars: list[Progress] = []  # made once the archive's number of keys is known
+
+    def advance(done: int, total: int) -> None:
+        # a bar on standard error as the keys are restored, on a terminal only (not --json)
+        if not bars:
+            json_output = bool(getattr(args, "json", False))
+            bars.append(Progress("restoring the token", total, enabled=not json_output))
+        bars[0].update(done)
+
+    try:
+        keys, done = restore_into(
+            open_store(args),
+            args.archive,
+            archive,
+            shares,
+            module=args.module,
+            pin_source=args.pin_source,
+            state=state_dir(),
+            advance=advance,
+        )
+    finally:
+        for bar in bars:
+            bar.close()  # erased before the result or the error is written
     rows = [key_json(k) for k in keys]
     adopted = set(done["adopted"])
     emit(

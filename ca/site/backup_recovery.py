@@ -46,6 +46,7 @@ from ca.site.recovery import (
 from hsm.backup import (
     ArchivedKey,
     Backup,
+    KeysTrack,
     backup_token,
     holds,
     restore_markers,
@@ -99,9 +100,10 @@ def backup_into(
     threshold: int,
     custodians: int,
     show: Callable[[Backup], None],
+    track: KeysTrack | None = None,
 ) -> Backup:
-    """Back the token up into ``out``; ``show`` hands the shares out. What a cut backup left
-    (a stray temporary) is removed first."""
+    """Back the token up into ``out``; ``show`` hands the shares out; ``track`` sees the keys
+    go by (``backup_token``). What a cut backup left (a stray temporary) is removed first."""
     ctx = site_context()
     recover_site(ctx, BACKUP_OP)
     target = out.absolute()
@@ -114,7 +116,7 @@ def backup_into(
     }
     intent = ctx.journal.begin(BACKUP_OP, str(target), plan, now=ctx.now)
     try:
-        backup = backup_token(store, threshold=threshold, custodians=custodians)
+        backup = backup_token(store, threshold=threshold, custodians=custodians, track=track)
         # the archive's digest, so recovery knows it from an earlier one at the same path
         intent = ctx.journal.note(intent, writing=hashlib.sha256(backup.archive).hexdigest())
         crash_point(f"{BACKUP_OP}:before-write")
@@ -216,10 +218,12 @@ def restore_into(
     module: str | None,
     pin_source: str | None,
     state: Path,
+    advance: Callable[[int, int], None] | None = None,
 ) -> tuple[list[TokenKey], dict[str, list[str]]]:
     """Restore ``archive`` into ``store``'s token under an intent; a cut restore of the same
     token is finished (same archive) or rolled back first (another archive). Returns the keys
-    and ``{"installed": [labels], "adopted": [labels]}``."""
+    and ``{"installed": [labels], "adopted": [labels]}``. ``advance(done, total)`` is called
+    after each key (the command line's progress bar)."""
     info = verify_archive(archive, shares)
     ctx = site_context()
     subject = store.token.label
@@ -258,6 +262,8 @@ def restore_into(
         ids = dict(current[0].progress.get(what) or {})
         ids[key.label] = key.key_id.hex()
         current[0] = ctx.journal.note(current[0], **{what: ids})
+        if advance is not None:
+            advance(len(done["installed"]) + len(done["adopted"]), len(info.keys))
 
     try:
         keys = restore_token(store, archive, shares, progress=step, adopt=True)
