@@ -180,6 +180,24 @@ class Trial:
         with closing(sqlite3.connect(f"file:{self.state / 'jtca.db'}?mode=ro", uri=True)) as db:
             return list(db.execute(sql, params).fetchall())
 
+    def application_of(self, city: str) -> str:
+        """The id of the demo's one application naming ``city`` alone (read from the state, not
+        assumed: the demo's history decides the numbering)."""
+        rows = self.query("select id from key_application where cities = ?", city)
+        if len(rows) != 1:
+            raise TrialFailed(f"expected one application for {city} in the seed, found {rows}")
+        return str(rows[0][0])
+
+    def keys_of(self, city: str) -> list[str]:
+        """The ids of ``city``'s keys, whatever their stage (from the state: a rerun after a
+        crash names the same keys as the first run)."""
+        rows = self.query(
+            "select id from city_key where label like ? order by id", f"city-%-{city}-%"
+        )
+        if not rows:
+            raise TrialFailed(f"no key of {city} in the seed")
+        return [str(r[0]) for r in rows]
+
     def token_objects(self) -> dict[str, set[tuple[str, str]]]:
         """{token: {(label, id hex)}} of every private and secret key object (a child process)."""
         done = subprocess.run(

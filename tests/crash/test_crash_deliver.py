@@ -25,15 +25,16 @@ from harness import ROOT_OFFICER, Template, Trial, run_trials, traced
 
 APPROVER = "ca-op-1"
 PROVINCE = "gd-1"
-ZHUHAI = "2"  # the demo's application awaiting the ministry (440400)
-SHENZHEN_KEYS = ("3", "4")  # held by Guangdong, not yet handed on to Shenzhen (440300)
+ZHUHAI = "440400"  # the demo's application awaiting the ministry is for Zhuhai alone
+SHENZHEN = "440300"  # its keys are held by Guangdong, not yet handed on to Shenzhen
 
 
 def _zhuhai_generated(trial: Trial) -> None:
     trial.login(ROOT_OFFICER, APPROVER)
-    trial.jtca("city", "approve", "--application", ZHUHAI, "--pin-source", "env:OFFICER_PIN",
+    application = trial.application_of(ZHUHAI)
+    trial.jtca("city", "approve", "application", application, "--pin-source", "env:OFFICER_PIN",
                officer=APPROVER)  # fmt: skip
-    trial.jtca("city", "generate", ZHUHAI, officer=ROOT_OFFICER)
+    trial.jtca("city", "generate", application, officer=ROOT_OFFICER)
 
 
 def _folder_matches_records(trial: Trial, folder: Path, keys: list[int]) -> list[str]:
@@ -80,7 +81,8 @@ def test_deliver_ministry_to_province(crash_template: Template, tmp_path: Path) 
     template = crash_template.derive("zhuhai-generated", _zhuhai_generated)
 
     def args(trial: Trial) -> tuple[str, ...]:
-        return ("city", "deliver", "--application", ZHUHAI, "--out", str(trial.home / "to-gd"))
+        application = trial.application_of(ZHUHAI)
+        return ("city", "deliver", "--application", application, "--out", str(trial.home / "to-gd"))
 
     run, complete = _operation(args, ROOT_OFFICER)
     tally = run_trials(
@@ -89,7 +91,9 @@ def test_deliver_ministry_to_province(crash_template: Template, tmp_path: Path) 
         tmp_path,
         run=run,
         complete=complete,
-        check=lambda t: _folder_matches_records(t, t.home / "to-gd", _application_keys(t, ZHUHAI)),
+        check=lambda t: _folder_matches_records(
+            t, t.home / "to-gd", _application_keys(t, t.application_of(ZHUHAI))
+        ),
         extra_folders=lambda t: [t.home / "to-gd"],
     )
     assert tally.failures == [], "\n".join(tally.failures)
@@ -97,7 +101,7 @@ def test_deliver_ministry_to_province(crash_template: Template, tmp_path: Path) 
 
 def test_deliver_province_to_city(crash_template: Template, tmp_path: Path) -> None:
     def args(trial: Trial) -> tuple[str, ...]:
-        keys = [a for k in SHENZHEN_KEYS for a in ("--key", k)]
+        keys = trial.keys_of(SHENZHEN)  # both held by Guangdong in the seed
         return ("city", "deliver", *keys, "--out", str(trial.home / "to-sz"))
 
     run, complete = _operation(args, PROVINCE)
@@ -108,7 +112,7 @@ def test_deliver_province_to_city(crash_template: Template, tmp_path: Path) -> N
         run=run,
         complete=complete,
         check=lambda t: _folder_matches_records(
-            t, t.home / "to-sz", [int(k) for k in SHENZHEN_KEYS]
+            t, t.home / "to-sz", [int(k) for k in t.keys_of(SHENZHEN)]
         ),
         extra_folders=lambda t: [t.home / "to-sz"],
     )

@@ -23,16 +23,17 @@ from harness import ROOT_OFFICER, Template, Trial, TrialFailed, run_trials, trac
 
 APPROVER = "ca-op-1"
 PROVINCE = "gd-1"
-ZHUHAI = "2"
+ZHUHAI = "440400"  # the demo's pending application is for Zhuhai alone (its id: from the seed)
 GD_KEYS = "GD-KEYS"  # the province's token (the embedded SoftHSM2)
 
 
 def _zhuhai_delivered(trial: Trial) -> None:
     trial.login(ROOT_OFFICER, APPROVER)
-    trial.jtca("city", "approve", "--application", ZHUHAI, "--pin-source", "env:OFFICER_PIN",
+    application = trial.application_of(ZHUHAI)
+    trial.jtca("city", "approve", "application", application, "--pin-source", "env:OFFICER_PIN",
                officer=APPROVER)  # fmt: skip
-    trial.jtca("city", "generate", ZHUHAI, officer=ROOT_OFFICER)
-    trial.jtca("city", "deliver", "--application", ZHUHAI, "--out", str(trial.home / "to-gd"),
+    trial.jtca("city", "generate", application, officer=ROOT_OFFICER)
+    trial.jtca("city", "deliver", "--application", application, "--out", str(trial.home / "to-gd"),
                officer=ROOT_OFFICER)  # fmt: skip
 
 

@@ -39,8 +39,8 @@ from harness import Baseline, Template, Trial, check_invariants, key_gaps
 ROOT = "mot-root-1"
 APPROVER = "ca-op-1"
 PROVINCE = "gd-1"
-ZHUHAI = "2"  # the demo's application awaiting the ministry (Zhuhai, 440400)
-SHENZHEN_KEYS = ("3", "4")  # the demo's keys held by Guangdong for Shenzhen (440300)
+ZHUHAI = "440400"  # the demo's application awaiting the ministry is for Zhuhai alone
+SHENZHEN = "440300"  # the demo's keys held by Guangdong for Shenzhen (ids read from the seed)
 KILLED = -signal.SIGKILL
 
 
@@ -51,15 +51,16 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Template:
 
 def _generated(trial: Trial) -> None:
     trial.login(ROOT, APPROVER)
-    trial.data("city", "approve", "--application", ZHUHAI, "--pin-source", "env:OFFICER_PIN",
+    zhuhai = trial.application_of(ZHUHAI)
+    trial.data("city", "approve", "application", zhuhai, "--pin-source", "env:OFFICER_PIN",
                officer=APPROVER)  # fmt: skip
-    trial.data("city", "generate", ZHUHAI, officer=ROOT)
+    trial.data("city", "generate", zhuhai, officer=ROOT)
 
 
 def _delivered(trial: Trial) -> None:  # on a copy of the generated template
     trial.login(ROOT)
-    trial.data("city", "deliver", "--application", ZHUHAI, "--out", str(trial.home / "to-gd"),
-               officer=ROOT)  # fmt: skip
+    trial.data("city", "deliver", "--application", trial.application_of(ZHUHAI),
+               "--out", str(trial.home / "to-gd"), officer=ROOT)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -135,16 +136,17 @@ def test_a_client_killed_after_the_record_gets_its_files_from_recovery(
 ) -> None:
     trial = _trial(generated, tmp_path / "t", ROOT)
     out = trial.home / "to-gd"
-    args = ("city", "deliver", "--application", ZHUHAI, "--out", str(out))
+    zhuhai = trial.application_of(ZHUHAI)
+    args = ("city", "deliver", "--application", zhuhai, "--out", str(out))
     killed = trial.jtca(*args, officer=ROOT, crash="packages.deliver:after-record", ok=None)
     assert killed.returncode == KILLED
-    keys = _keys_of(trial, ZHUHAI)
+    keys = _keys_of(trial, zhuhai)
     recorded = _packages(trial, keys, "440000")
     assert len(recorded) == len(keys)
     assert _stages(trial, keys) == {"delivered-to-province"}
     assert [p for p in _folder(out) if p.endswith(".jkp")] == []  # recorded, never written
     [left] = _site_intents(trial, "open")
-    assert (left["operation"], left["subject"]) == ("packages.deliver", f"application {ZHUHAI}")
+    assert (left["operation"], left["subject"]) == ("packages.deliver", f"application {zhuhai}")
 
     [item] = _recover(trial)
     assert (item["operation"], item["result"]) == ("packages.deliver", "rolled-forward")
@@ -168,7 +170,8 @@ def test_a_write_killed_before_its_rename_leaves_a_temporary_file_recovery_remov
     trial = _trial(generated, tmp_path / "t", ROOT)
     out = trial.home / "to-gd"
     # the client's third atomic write: the journal's intent, its note, then the first package
-    killed = trial.jtca("city", "deliver", "--application", ZHUHAI, "--out", str(out),
+    zhuhai = trial.application_of(ZHUHAI)
+    killed = trial.jtca("city", "deliver", "--application", zhuhai, "--out", str(out),
                         officer=ROOT, crash="files.write:before-rename:3", ok=None)  # fmt: skip
     assert killed.returncode == KILLED
     left = _folder(out)
@@ -189,11 +192,12 @@ def test_the_service_killed_while_sealing_records_and_leaves_nothing(
 ) -> None:
     trial = _trial(generated, tmp_path / "t", ROOT)
     out = trial.home / "to-gd"
-    args = ("city", "deliver", "--application", ZHUHAI, "--out", str(out))
+    zhuhai = trial.application_of(ZHUHAI)
+    args = ("city", "deliver", "--application", zhuhai, "--out", str(out))
     failed = trial.jtca(*args, officer=ROOT, crash="packages.deliver:service-after-seal", ok=None)
     assert failed.returncode == 69, failed.stderr  # the service gone: no answer
     assert "Service unavailable" in failed.stderr
-    keys = _keys_of(trial, ZHUHAI)
+    keys = _keys_of(trial, zhuhai)
     assert _packages(trial, keys, "440000") == {}
     assert _stages(trial, keys) == {"generated"}
     [service_intent] = trial.query(
@@ -227,11 +231,11 @@ def test_a_hand_on_killed_before_its_report_leaves_no_file_without_its_record(
 ) -> None:
     trial = _trial(seeded, tmp_path / "t", ROOT, PROVINCE)
     out = trial.home / "to-sz"
-    args = ("city", "deliver", "--key", SHENZHEN_KEYS[0], "--key", SHENZHEN_KEYS[1],
-            "--out", str(out))  # fmt: skip
+    shenzhen = trial.keys_of(SHENZHEN)  # both held by Guangdong in the seed
+    args = ("city", "deliver", *shenzhen, "--out", str(out))
     killed = trial.jtca(*args, officer=PROVINCE, crash="packages.deliver:before-report", ok=None)
     assert killed.returncode == KILLED
-    keys = [int(k) for k in SHENZHEN_KEYS]
+    keys = [int(k) for k in shenzhen]
     assert len(_folder(out)) == 2  # written, never reported
     assert _packages(trial, keys, "440300") == {}
     assert _stages(trial, keys) == {"held-by-province"}
