@@ -14,8 +14,9 @@ this module reads the files the officer hands over, writes the ones asked for, a
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from ca.cli import site
 from ca.cli.city_common import KEY_HELP, _emit, call, key_ids, key_json
@@ -25,6 +26,9 @@ from ca.errors import BadInput
 from ca.ops import city as ops
 from ca.ops.base import Empty
 from ca.vocabulary import STAGE_WORDS, number_ref, plural, request_ref, stage_name, stage_word
+
+if TYPE_CHECKING:  # imported when a report is written (jtca --help loads no drawing code)
+    from ca.keyreport import ReportKey
 
 DECIDE_KINDS: Final = ("application", "request", "action")  # "action": the old word for a request
 
@@ -439,11 +443,11 @@ def cmd_actions(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_report(args: argparse.Namespace) -> int:
-    from ca.keyreport import ReportKey, write_report
+def report_keys(keys: Iterable[ops.KeyView]) -> list[ReportKey]:
+    """The service's key views as ``ca.keyreport`` draws them (``jtca city report``)."""
+    from ca.keyreport import ReportKey
 
-    found = call(args, ops.REPORT, ops.ReportRequest(province=args.province), OPTIONS)
-    rows = [
+    return [
         ReportKey(
             key_id=k.id,
             label=k.label,
@@ -457,8 +461,15 @@ def cmd_report(args: argparse.Namespace) -> int:
             not_after=k.not_after,
             flags=tuple(k.flags),
         )
-        for k in found.keys
+        for k in keys
     ]
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from ca.keyreport import write_report
+
+    found = call(args, ops.REPORT, ops.ReportRequest(province=args.province), OPTIONS)
+    rows = report_keys(found.keys)
     written = write_report(
         args.out, rows, now=found.generated_at, title=found.title, scope=found.scope
     )

@@ -11,31 +11,12 @@ from pathlib import Path
 from demo_world import Demo
 
 from ca import keyreport
+from ca.cli.city import report_keys
 from ca.demodata import ELDER_BATCHES, OPERATOR, PUBLISHED_DAYS, REVOKED
 from ca.ops import city as city_ops
 from ca.ops import lists as lists_ops
 
 DAY = 86400
-
-
-def report_keys(rows: list[city_ops.KeyView]) -> list[keyreport.ReportKey]:
-    """The rows as ``jtca city report`` hands them to ``ca.keyreport``."""
-    return [
-        keyreport.ReportKey(
-            key_id=k.id,
-            label=k.label,
-            city=k.city,
-            city_name=k.city_name,
-            province=k.province,
-            key_class=k.key_class,
-            state=k.state,
-            stage=k.stage,
-            not_before=k.not_before,
-            not_after=k.not_after,
-            flags=tuple(k.flags),
-        )
-        for k in rows
-    ]
 
 
 def test_the_dashboard_counts_what_officers_meet(demo: Demo) -> None:
