@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from rich.text import Text
 from textual import events
@@ -318,7 +318,10 @@ def table_check(table: DataTable[Any], action: str) -> bool | None:
     return True
 
 
-class ConsoleTable(DataTable[Any]):
+Cell = TypeVar("Cell")  # what a table's cells hold
+
+
+class ConsoleTable(DataTable[Cell]):
     """A row-cursor table with the console's table keys (``TABLE_KEYS``)."""
 
     BINDINGS: ClassVar[list[BindingType]] = TABLE_KEYS
@@ -335,25 +338,12 @@ class ConsoleTable(DataTable[Any]):
             self.move_cursor(row=self.row_count - 1)
 
 
-class RowTable(DataTable[str | Text]):
+class RowTable(ConsoleTable[str | Text]):
     """A row-cursor table whose rows have string keys; refilled without losing the cursor. A
     cell is a string or a ``Text`` (a key's state: its glyph and word in its colour)."""
 
-    BINDINGS: ClassVar[list[BindingType]] = TABLE_KEYS
-
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, id=id)
-
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        return table_check(self, action)
-
-    def action_first_row(self) -> None:
-        if self.row_count:
-            self.move_cursor(row=0)
-
-    def action_last_row(self) -> None:
-        if self.row_count:
-            self.move_cursor(row=self.row_count - 1)
 
     async def _on_idle(self, event: events.Idle) -> None:
         """Textual measures the columns of new rows when idle, but repaints only if the table's

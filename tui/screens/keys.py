@@ -233,7 +233,7 @@ class KeysScreen(ProgressScreen):
     def compose(self) -> ComposeResult:
         yield Input(placeholder="/ filter: label, city code or city name", id="filter")
         yield Static("loading…", id="status", markup=False)
-        table = ConsoleTable(id="keys", cursor_type="row", zebra_stripes=True)
+        table: ConsoleTable[Any] = ConsoleTable(id="keys", cursor_type="row", zebra_stripes=True)
         for name, header, width, _ in COLUMNS:
             table.add_column(header, key=name, width=width)
         yield table
