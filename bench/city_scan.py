@@ -29,8 +29,8 @@ from sqlmodel import Session, func, select
 from timing import rate
 
 from ca.citykeys import queries
-from ca.expiry import DAY
-from ca.lifecycle import KeyState
+from ca.citykeys.expiry import DAY
+from ca.citykeys.lifecycle import KeyState
 from ca.registry.divisions import default_divisions
 from ca.store.db import make_engine, migrate
 from ca.store.models import CityKey

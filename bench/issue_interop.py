@@ -23,17 +23,17 @@ from pathlib import Path
 from sqlmodel import Session
 from timing import rate_and_count as rate
 
-from ca import audit
-from ca.issuance import IssueContext, issue
+from ca.log import audit
+from ca.qr.cert_request import InteropCertRequest, make_request, read_request
+from ca.qr.issuance import IssueContext, issue
 from ca.registry.issuers import register_issuer
-from ca.requests import InteropCertRequest, make_request, read_request
 from ca.store.db import make_engine, migrate
 from hsm.pkcs11.keys import KeyStore
 from hsm.pkcs11.signer import TokenSigner
+from hsm.pkcs11.softhsm2 import init_token, use_softhsm
 from hsm.pkcs11.token import EnvPin, Token
 from hsm.signer import SoftwareSigner
 from hsm.sm.sm3 import sm3
-from hsm.softhsm import init_token, use_softhsm
 
 
 def fresh_postgres_database(server_url: str) -> str:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from timing import rate
 
-from ca.files import write_atomically
+from ca.core.files import write_atomically
 from ca.lists.asn1 import (
     CityEntry,
     InteropStatus,
@@ -36,15 +36,15 @@ from ca.lists.asn1 import (
 )
 from ca.lists.build import build_list
 from ca.lists.verify import load_list
+from ca.pki.x509 import LIST_SIGNING_EKU, issue_certificate, self_signed_root
 from ca.registry.divisions import default_divisions
-from ca.x509 import LIST_SIGNING_EKU, issue_certificate, self_signed_root
 from hsm.pkcs11.keys import KeyStore
 from hsm.pkcs11.signer import TokenSigner
+from hsm.pkcs11.softhsm2 import init_token, use_softhsm
 from hsm.pkcs11.token import EnvPin, Token
 from hsm.signer import SoftwareSigner
 from hsm.sm.sm2 import der_to_raw
 from hsm.sm.sm3 import sm3
-from hsm.softhsm import init_token, use_softhsm
 
 DAY = 86400
 NAME = {"CN": "bench root", "O": "jtca", "C": "CN"}

@@ -8,9 +8,9 @@ Appending (the log's own work per entry):
   entries (``sign_checkpoint``, a ``SoftwareSigner``), against one bare SM3 of each entry's
   bytes; the same without checkpoints; and with each leaf sealed (one SM2 signature per entry,
   as the service seals them) on the first 10,000;
-- **database**: 10,000 entries through ``ca.audit.append`` into a temporary SQLite database, one
+- **database**: 10,000 entries through ``ca.log.audit.append`` into a temporary SQLite database, one
   transaction each (as every state change writes its entry), sealed by a session key, with a
-  checkpoint (``ca.audit.checkpoint``) every 1,000: against bare SM3, and against a bare
+  checkpoint (``ca.log.audit.checkpoint``) every 1,000: against bare SM3, and against a bare
   one-row commit of the same bytes in the same database (what any logged change pays anyway).
 
 Proving, in a ``MemoryTree`` of 1,000,000 entries (built once; its build time is printed):
@@ -35,7 +35,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from timing import rate
 
-from ca import audit
+from ca.log import audit
 from ca.log.entry import LogEntry, canonical
 from ca.log.merkle import (
     MemoryTree,
@@ -176,7 +176,7 @@ def database_appends(n: int, folder: Path) -> None:
         size = conn.execute(sa.text("SELECT seq FROM audit_head WHERE id = 1")).scalar_one()
     assert size == n + 1, size  # the seal key's entry and ours
     engine.dispose()
-    print(f"\nAppending {n:,} entries through ca.audit.append (SQLite, one transaction each)")
+    print(f"\nAppending {n:,} entries through ca.log.audit.append (SQLite, one transaction each)")
     base("bare SM3 of each entry", bare_sm3)
     base("bare commit of one row with the entry's bytes", bare_commit)
     print(

@@ -23,10 +23,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ca.clock import SystemClock
-from ca.officer_auth import RequestSignature, b64url, request_base, sign_in_message
-from ca.officer_certs import OFFICER_CA_TOKEN, issue_officer_certificate, open_officer_ca
-from ca.officers import add_officer_in
+from ca.core.clock import SystemClock
+from ca.officers.certificates import OFFICER_CA_TOKEN, issue_officer_certificate, open_officer_ca
+from ca.officers.roster import add_officer_in
+from ca.officers.statements import RequestSignature, b64url, request_base, sign_in_message
 from ca.ops import auth as auth_ops
 from ca.ops.base import Empty
 from ca.service.auth import authenticate

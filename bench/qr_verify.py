@@ -21,7 +21,7 @@ from collections.abc import Callable
 from tongsuopy.crypto import hashes
 from tongsuopy.crypto.asymciphers import ec
 
-from ca.clock import FixedClock
+from ca.core.clock import FixedClock
 from ca.qr.codec import decode_payload, load_point
 from ca.qr.issue import issue_interop_certificate, issue_user_certificate, sign_ride
 from ca.qr.verify import PayloadVerifier

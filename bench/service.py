@@ -38,11 +38,11 @@ from sqlmodel import Session, col, select
 from ca.client.config import Target
 from ca.client.embedded import answers
 from ca.client.http import Client, http_for
-from ca.clock import SystemClock
-from ca.dualcontrol import SignedRequest, serving
-from ca.officer_auth import approval_statement, body_digest
-from ca.officer_certs import OFFICER_CA_TOKEN, issue_officer_certificate, open_officer_ca
-from ca.officers import actor_of, add_officer_in
+from ca.core.clock import SystemClock
+from ca.officers.certificates import OFFICER_CA_TOKEN, issue_officer_certificate, open_officer_ca
+from ca.officers.dual_control import SignedRequest, serving
+from ca.officers.roster import actor_of, add_officer_in
+from ca.officers.statements import approval_statement, body_digest
 from ca.ops import city
 from ca.service.context import Context
 from ca.service.registry import call
@@ -200,7 +200,7 @@ def run(name: str, url: str | None, keys: int, clients: int, seconds: float) -> 
 
         approver_token = officer_token(state, ministry)
         with Session(runtime.engine) as session:
-            from ca.officer_certs import certificate_in_force
+            from ca.officers.certificates import certificate_in_force
 
             serial = certificate_in_force(session, ministry, clock.now()).serial
 
@@ -246,7 +246,7 @@ def run(name: str, url: str | None, keys: int, clients: int, seconds: float) -> 
         if url:
             env["JTCA_DATABASE_URL"] = url
         server = subprocess.Popen(
-            [sys.executable, "-m", "ca.entry", "serve", "--uds", str(sock), "--state", str(state)],
+            [sys.executable, "-m", "ca", "serve", "--uds", str(sock), "--state", str(state)],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )  # fmt: skip
         try:

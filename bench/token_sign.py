@@ -27,8 +27,8 @@ from tongsuopy.crypto.asymciphers import ec
 
 from hsm.pkcs11.keys import KeyStore
 from hsm.pkcs11.signer import TokenSigner
+from hsm.pkcs11.softhsm2 import init_token, use_softhsm
 from hsm.pkcs11.token import EnvPin, Token
-from hsm.softhsm import init_token, use_softhsm
 
 
 def main() -> None:

@@ -40,9 +40,9 @@ from textual.widgets import DataTable, Input
 from ca.api.app import create_app
 from ca.client.console import Console, open_token, sign_in
 from ca.client.http import Client
-from ca.clock import FixedClock
-from ca.officer_certs import OFFICER_CA_TOKEN, issue_officer_certificate, open_officer_ca
-from ca.officers import add_officer_in
+from ca.core.clock import FixedClock
+from ca.officers.certificates import OFFICER_CA_TOKEN, issue_officer_certificate, open_officer_ca
+from ca.officers.roster import add_officer_in
 from ca.service.runtime import open_runtime
 from ca.site.officer_token import OfficerToken, create_embedded_token, default_label
 from ca.store.db import transaction

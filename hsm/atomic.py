@@ -1,13 +1,13 @@
 """Replacing a file so that a reader never sees a partial one, and naming its writer.
 
-The one atomic writer of the tree: ``ca.files.write_atomically`` (lists, packages, reports) and
+The one atomic writer of the tree: ``ca.core.files.write_atomically`` (lists, packages, reports) and
 ``hsm.pkcs11.token.write_secret_file`` (a token's trusted wrapping key beside its PIN file)
 both call ``replace_atomically`` and translate its ``OSError`` into their own typed errors.
 
 A temporary file is ``.<name>.<pid>-<start>.<random>.tmp`` in the target's folder: created
 with ``O_EXCL`` (never a file or link planted there), mode 0600 until it is whole, fsync'd,
 renamed over the target (a link in its place is replaced, never followed), the folder fsync'd.
-``<pid>-<start>`` names the writer, so a sweep (``ca.files.sweep_temporary``) can tell a file a
+``<pid>-<start>`` names the writer, so a sweep (``ca.core.files.sweep_temporary``) can tell a file a
 dead process left from one a live writer is about to rename. Pure: no token, no database.
 """
 

@@ -1,7 +1,7 @@
 """The root of jtca's error tree.
 
 It lives in ``hsm`` because ``hsm`` is the innermost layer and imports nothing else of ours;
-``ca.errors`` re-exports it and adds the authority's own errors. A user is shown ``title`` and
+``ca.core.errors`` re-exports it and adds the authority's own errors. A user is shown ``title`` and
 ``message``, never a traceback.
 """
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from sqlmodel import Session
 
-from ca import audit
+from ca.log import audit
 from ca.log.note import Checkpoint, sign_checkpoint
 from ca.log.verify import Report
 from hsm.signer import SoftwareSigner

@@ -18,8 +18,8 @@ from sqlmodel import select
 
 from ca.client.http import Client
 from ca.client.session import RequestSigner, SessionData
-from ca.clock import Clock, SystemClock
-from ca.officer_certs import OFFICER_CA_TOKEN, issue_officer_certificate, open_officer_ca
+from ca.core.clock import Clock, SystemClock
+from ca.officers.certificates import OFFICER_CA_TOKEN, issue_officer_certificate, open_officer_ca
 from ca.service.runtime import Runtime
 from ca.site.officer_token import (
     OfficerToken,
@@ -30,8 +30,8 @@ from ca.site.officer_token import (
 )
 from ca.store.db import transaction
 from ca.store.models import Officer, OfficerCertificate
+from hsm.pkcs11.softhsm2 import token_labels, use_softhsm
 from hsm.pkcs11.token import EnvPin, FilePin
-from hsm.softhsm import token_labels, use_softhsm
 
 
 def officer_pin(officer_id: str) -> str:

@@ -12,7 +12,7 @@ from officer_desk import DeskClient
 from starlette.testclient import TestClient
 
 from ca.api.app import create_app
-from ca.clock import Clock
+from ca.core.clock import Clock
 from ca.service.runtime import Runtime, open_runtime
 
 

@@ -39,7 +39,7 @@ from textual.worker import WorkerFailed
 
 from ca.client.console import Console, session_over
 from ca.client.http import Client
-from ca.clock import Clock
+from ca.core.clock import Clock
 from tui.demo_credentials import DemoOfficer, read_demo_officers
 from tui.screens import SCREENS
 from tui.screens.base import ConsoleFooter, ConsoleScreen, Guarded, describe_error
@@ -56,6 +56,7 @@ class ScreenEntry:
     title: str
     about: str
     cls: type[ConsoleScreen]
+    short: str = ""  # the title abbreviated for a narrow terminal (empty: the title)
 
 
 def load_screens() -> list[type[ConsoleScreen]]:
@@ -125,6 +126,29 @@ class OfficerBar(Static):
     """
 
 
+def nav_text(entries: list[ScreenEntry], current: str, width: int) -> str:
+    """The navigation bar in ``width`` columns: every title if they fit; else the others
+    abbreviated (``SHORT``: words, never a cut like 'Cleanu'), then all of them, then the
+    numbers with the current title, then the numbers alone."""
+    parts: list[str] = []
+    for level in range(5):
+        parts = []
+        for entry in entries:
+            here = entry.key == current
+            if level == 0 or (here and level in (1, 3)):
+                title = entry.title
+            elif level < 3:
+                title = entry.short or entry.title
+            else:
+                title = ""
+            label = f"{entry.key} {title}".strip()
+            parts.append(f"[reverse] {label} [/]" if here else f" {label} ")
+        plain = sum(len(p.replace("[reverse]", "").replace("[/]", "")) for p in parts)
+        if plain <= width:
+            break
+    return "".join(parts)
+
+
 class NavBar(Static):
     """The screens this officer may open, the current one highlighted."""
 
@@ -138,21 +162,7 @@ class NavBar(Static):
         self.current = current
 
     def render(self) -> str:
-        width = max(self.size.width - 2, 20)
-        for cut in (None, 6, 4, 0):
-            parts = []
-            for entry in self.entries:
-                title = (
-                    entry.title if cut is None or entry.key == self.current else entry.title[:cut]
-                )
-                label = f"{entry.key} {title}".strip()
-                parts.append(
-                    f"[reverse] {label} [/]" if entry.key == self.current else f" {label} "
-                )
-            plain = sum(len(p.replace("[reverse]", "").replace("[/]", "")) for p in parts)
-            if plain <= width:
-                break
-        return "".join(parts)
+        return nav_text(self.entries, self.current, max(self.size.width - 2, 20))
 
     def point_at(self, key: str) -> None:
         self.current = key
@@ -518,7 +528,7 @@ class JtcaApp(Guarded, App[None]):
     def signed_in_as(self, console: Console) -> None:
         self.signed_in = console
         self.entries = [
-            ScreenEntry(cls.KEY, cls.TITLE, first_line(cls.__doc__), cls)
+            ScreenEntry(cls.KEY, cls.TITLE, first_line(cls.__doc__), cls, cls.SHORT or cls.TITLE)
             for cls in load_screens()
             if cls.visible_to(console)
         ]

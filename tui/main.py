@@ -79,11 +79,11 @@ def _console(args: list[str]) -> int:
 def _demo() -> tuple[Client, Path]:
     """Mark the state folder as a demo one, connect (starting its embedded service), have the
     service seed the demo world's history unless it holds it already, and finish the demo at
-    this site (the officers' tokens, enrolment, signed work; ``ca.site.demo``)."""
+    this site (the officers' tokens, enrolment, signed work; ``ca.demo.officer_work``)."""
     from ca.client.config import resolve
     from ca.client.embedded import mark_state
     from ca.client.http import connect
-    from ca.errors import JtcaError
+    from ca.core.errors import JtcaError
     from ca.ops import demo
     from ca.ops.base import Empty
 
@@ -108,7 +108,7 @@ def _demo() -> tuple[Client, Path]:
             credentials = Path(client.call(demo.SEED, Empty()).credentials)
         # the officers' personal tokens, their enrolment and the day's signed work: the demo's
         # client at this site does them (issue #12), resuming an interrupted run
-        from ca.site.demo import complete
+        from ca.demo.officer_work import complete
 
         complete(client, target.state, report=lambda line: print(line, flush=True))
     except BaseException:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
-from ca.clock import Clock
+from ca.core.clock import Clock
 from ca.ops.operators import AckReceipt, SignedAck
 from ca.publish import acks
 from ca.service.runtime import Runtime

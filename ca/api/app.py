@@ -40,12 +40,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ca.api.problems import field_path, from_error, problem, slug, status_of
-from ca.clock import Clock, SystemClock
-from ca.dualcontrol import SignedRequest, serving
-from ca.errors import JtcaError
+from ca.core.clock import Clock, SystemClock
+from ca.core.errors import JtcaError
 from ca.obs import logs
 from ca.obs.metrics import ServiceMetrics
-from ca.officer_auth import SESSION_HEADER, SIGNATURE_HEADER, AuthError, body_digest
+from ca.officers.dual_control import SignedRequest, serving
+from ca.officers.statements import SESSION_HEADER, SIGNATURE_HEADER, AuthError, body_digest
 from ca.ops import log as log_ops
 from ca.ops.base import OPERATIONS, Empty, Model, Operation
 from ca.service.auth import Authenticated, authenticate, refusal_audited, refuse
@@ -209,7 +209,7 @@ SECRET_FIELDS: Final = frozenset({"shares", "pin", "pin_shares", "so_pin_shares"
 
 
 def without_secrets(body: bytes) -> bytes:
-    """The request as it is kept for approvers (``ca.dualcontrol.bind_request``): its JSON
+    """The request as it is kept for approvers (``ca.officers.dual_control.bind_request``): its JSON
     with the token-unlocking secrets (custodians' shares, a PIN) removed — they are never
     stored. A body without secrets is kept byte for byte as the officer signed it."""
     try:
@@ -511,7 +511,7 @@ def _log_routes(app: FastAPI, runtime: Runtime, clock: Clock) -> None:
 
 
 def _token_health(runtime: Runtime) -> str:
-    from hsm.softhsm import token_labels, use_softhsm
+    from hsm.pkcs11.softhsm2 import token_labels, use_softhsm
 
     with runtime.tokens():
         use_softhsm(runtime.state / "softhsm2")

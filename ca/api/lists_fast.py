@@ -31,7 +31,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ca.api.lists_http import etag_matches, not_modified
-from ca.clock import Clock
+from ca.core.clock import Clock
 from ca.lists.asn1 import ListType
 from ca.obs.metrics import ServiceMetrics
 from ca.publish import http_layout

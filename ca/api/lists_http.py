@@ -25,7 +25,7 @@ from sqlmodel import Session, col, select
 from starlette.responses import Response
 
 from ca.api.problems import problem
-from ca.clock import Clock
+from ca.core.clock import Clock
 from ca.lists.asn1 import ListType
 from ca.publish import http_layout
 from ca.publish.publisher import version_bytes

@@ -23,8 +23,8 @@ from prometheus_client import generate_latest
 from starlette.responses import Response
 
 from ca.api.problems import problem
-from ca.clock import Clock
-from ca.errors import JtcaError
+from ca.core.clock import Clock
+from ca.core.errors import JtcaError
 from ca.obs.metrics import ServiceMetrics
 from ca.service.runtime import Runtime
 

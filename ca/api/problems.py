@@ -12,7 +12,7 @@ from typing import Any, Final
 
 from starlette.responses import JSONResponse
 
-from ca.errors import JtcaError
+from ca.core.errors import JtcaError
 
 PROBLEM: Final = "application/problem+json"
 TYPE_BASE: Final = "https://jtca.invalid/problems/"  # a stable name, not a page to fetch

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
-from ca.errors import JtcaError
+from ca.core.errors import JtcaError
 
 GRACE: Final = 60  # seconds to finish requests in flight on SIGTERM
 log = logging.getLogger("jtca.serve")
@@ -160,7 +160,7 @@ def serve(args: argparse.Namespace) -> int:
         from ca.api.metrics_http import read_token_file
 
         metrics_token = read_token_file(Path(args.metrics_token_file))
-    from ca.signing import read_policy
+    from ca.policy.in_force import read_policy
 
     read_policy(Path(args.policy) if args.policy else None)  # a bad file: no start (#16)
     state = Path(args.state) if args.state else state_dir()

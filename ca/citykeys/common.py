@@ -9,12 +9,12 @@ from typing import Any, Final, Protocol, TypeVar
 
 from sqlmodel import Session, SQLModel, col, select
 
-from ca import audit
-from ca.authorization import PolicyDenied
-from ca.errors import JtcaError
-from ca.expiry import DAY, Flag, KeyTimes, flags
-from ca.lifecycle import KeyEvent, KeyState, transition
-from ca.signing import load_policy
+from ca.citykeys.expiry import DAY, Flag, KeyTimes, flags
+from ca.citykeys.lifecycle import KeyEvent, KeyState, transition
+from ca.core.errors import JtcaError
+from ca.log import audit
+from ca.policy.authorization import PolicyDenied
+from ca.policy.in_force import load_policy
 from ca.store.models import CityKey, TransportKey
 from hsm.pkcs11.keys import KeyStore
 from policies.rules import Actor, Policy, Subject, decide

@@ -31,8 +31,6 @@ from typing import Final
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from ca import audit, dualcontrol
-from ca.authorization import PolicyDenied
 from ca.citykeys.common import (
     MINISTRY,
     CityKeyError,
@@ -42,16 +40,19 @@ from ca.citykeys.common import (
     get_key,
     key_flags,
 )
-from ca.clock import iso_utc
-from ca.dualcontrol import MAX_REASON as MAX_REASON  # re-exported: the longest reason
-from ca.dualcontrol import bind_request, record_decision
-from ca.errors import BadInput
-from ca.lifecycle import KeyEvent, KeyState, transition
+from ca.citykeys.lifecycle import KeyEvent, KeyState, transition
+from ca.core.clock import iso_utc
+from ca.core.errors import BadInput
+from ca.core.vocabulary import request_ref
+from ca.log import audit
+from ca.officers import dual_control
+from ca.officers.dual_control import MAX_REASON as MAX_REASON  # re-exported: the longest reason
+from ca.officers.dual_control import bind_request, record_decision
+from ca.policy.authorization import PolicyDenied
+from ca.policy.in_force import load_policy
 from ca.registry.divisions import default_divisions
-from ca.signing import load_policy
 from ca.store.db import transaction
 from ca.store.models import Approval, CityKey, KeyCopy, PendingAction, UsageViolation
-from ca.vocabulary import request_ref
 from hsm.pkcs11.keys import KeyNotFound
 from hsm.pkcs11.uri import Pkcs11Uri
 from policies.rules import Action, Actor, is_province_code, province_of
@@ -77,7 +78,7 @@ _NEEDS_REASON: Final = (SUSPEND, REVOKE, CLEANUP, RESUME)
 
 
 def check_reason(reason: str) -> str:
-    return dualcontrol.check_reason(reason, ActionError)
+    return dual_control.check_reason(reason, ActionError)
 
 
 class ActionError(CityKeyError):

@@ -14,13 +14,13 @@ from sqlalchemy import ColumnElement, and_, false, func, or_
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from ca import audit
 from ca.citykeys.common import allowed, key_flags
-from ca.clock import iso_utc
-from ca.expiry import DAY
-from ca.lifecycle import KeyState
+from ca.citykeys.expiry import DAY
+from ca.citykeys.lifecycle import KeyState
+from ca.core.clock import iso_utc
+from ca.log import audit
+from ca.policy.in_force import load_policy
 from ca.registry.divisions import default_divisions
-from ca.signing import load_policy
 from ca.store.db import transaction
 from ca.store.models import CityKey, KeyCopy, KeyPackageRecord, UsageReport, UsageViolation
 from policies.rules import Actor, Policy

@@ -17,7 +17,6 @@ from typing import Final
 from sqlalchemy.engine import Engine
 from sqlmodel import col, or_, select
 
-from ca import audit
 from ca.citykeys.common import (
     MINISTRY,
     CityKeyError,
@@ -28,6 +27,8 @@ from ca.citykeys.common import (
     get_key,
     transport_key,
 )
+from ca.citykeys.expiry import DAY
+from ca.citykeys.lifecycle import KeyEvent, KeyState, transition
 from ca.citykeys.workflow import (
     INSTALLED,
     RENEW_INTENT,
@@ -38,10 +39,9 @@ from ca.citykeys.workflow import (
     record_generated,
     undo_city_key_intent,
 )
-from ca.clock import iso_utc
-from ca.expiry import DAY
-from ca.lifecycle import KeyEvent, KeyState, transition
-from ca.signing import load_policy
+from ca.core.clock import iso_utc
+from ca.log import audit
+from ca.policy.in_force import load_policy
 from ca.store import intents
 from ca.store.db import transaction
 from ca.store.models import CityKey

@@ -1,5 +1,5 @@
 """The expiry report an officer hands on (report.csv, report.md, timeline.png), from the
-city keys in the database; the drawing and formatting are ``ca.keyreport``'s."""
+city keys in the database; the drawing and formatting are ``ca.citykeys.report_format``'s."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from sqlmodel import Session
 
 from ca.citykeys.common import key_flags
 from ca.citykeys.queries import KeyFilter, find_keys
-from ca.keyreport import ReportKey, write_report
+from ca.citykeys.report_format import ReportKey, write_report
 from ca.registry.divisions import default_divisions
 from ca.store.models import CityKey
 

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol, TypedDict
 
-from ca.errors import JtcaError
+from ca.core.errors import JtcaError
 from ca.ops.packages import ENC, SIGN, registration_statement, transport_key_label
-from ca.signing import load_policy, token_signer
+from ca.policy.in_force import load_policy
+from ca.vault.signers import token_signer
 from hsm.envelope import export_key
 from hsm.pkcs11.keys import KeyKind, KeyNotFound, KeyStore, TokenKey
 from hsm.pkcs11.uri import Pkcs11Uri

@@ -1,6 +1,6 @@
 """Apply → approve → generate → deliver → import → hand on → install (第九条).
 
-The application and its approval are ``ca.applications``. Here:
+The application and its approval are ``ca.citykeys.applications``. Here:
 
 - every holder (the ministry, a province, a city) has **transport keys** in its token, two key
   pairs kept apart (GM/T 0014/0015; issue #15): key packages are enveloped to its encryption
@@ -43,9 +43,7 @@ import pkcs11
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, func, select
 
-from ca import audit
-from ca.applications import ApplicationError
-from ca.authorization import PolicyDenied
+from ca.citykeys.applications import ApplicationError
 from ca.citykeys.common import (
     MINISTRY,
     CityKeyError,
@@ -56,14 +54,16 @@ from ca.citykeys.common import (
     is_ministry,
     transport_key,
 )
+from ca.citykeys.expiry import DAY
+from ca.citykeys.lifecycle import KeyState
 from ca.citykeys.sealing import make_transport_pair, point, seal_key
-from ca.errors import BadInput
-from ca.expiry import DAY
-from ca.files import write_atomically
-from ca.lifecycle import KeyState
+from ca.core.errors import BadInput
+from ca.core.files import write_atomically
+from ca.log import audit
 from ca.ops.packages import package_file_name, registration_statement
+from ca.policy.authorization import PolicyDenied
+from ca.policy.in_force import load_policy
 from ca.registry.divisions import default_divisions
-from ca.signing import load_policy
 from ca.store import intents
 from ca.store.db import transaction
 from ca.store.intents import IntentRef

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from ca.cli import desk
-from ca.errors import BadInput
-from ca.files import write_atomically
-from ca.vocabulary import plural
+from ca.core.errors import BadInput
+from ca.core.files import write_atomically
+from ca.core.vocabulary import plural
 
 if TYPE_CHECKING:
     from ca.ops.audit import VerifyResult

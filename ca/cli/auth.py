@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ca.cli import desk
-from ca.errors import JtcaError
+from ca.core.errors import JtcaError
 
 
 def register(sub: Any) -> None:
@@ -41,7 +41,7 @@ def register(sub: Any) -> None:
 
 
 def _until(at: int) -> str:
-    from ca.clock import iso_utc
+    from ca.core.clock import iso_utc
 
     return iso_utc(at)
 

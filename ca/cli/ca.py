@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ca.cli import desk
 from ca.cli import issuer as issuer_tools
-from ca.errors import BadInput
-from ca.files import write_atomically
-from ca.vocabulary import ISSUER_ID_RULE, mmyy
+from ca.core.errors import BadInput
+from ca.core.files import write_atomically
+from ca.core.vocabulary import ISSUER_ID_RULE, mmyy
 
 if TYPE_CHECKING:
     from ca.ops.base import Model, Operation

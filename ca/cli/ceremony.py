@@ -16,10 +16,10 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ca.ceremony_file import CeremonyError, load_ceremony, plan
+from ca.ceremony.file import CeremonyError, load_ceremony, plan
 from ca.cli import desk
-from ca.errors import BadInput
-from ca.files import write_atomically
+from ca.core.errors import BadInput
+from ca.core.files import write_atomically
 
 if TYPE_CHECKING:
     from ca.client.http import Client

@@ -21,14 +21,14 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 from ca.cli import site
 from ca.cli.city_common import KEY_HELP, _emit, call, key_ids, key_json
 from ca.cli.desk import add_pin_source
-from ca.clock import iso_utc
-from ca.errors import BadInput
+from ca.core.clock import iso_utc
+from ca.core.errors import BadInput
+from ca.core.vocabulary import STAGE_WORDS, number_ref, plural, request_ref, stage_name, stage_word
 from ca.ops import city as ops
 from ca.ops.base import Empty
-from ca.vocabulary import STAGE_WORDS, number_ref, plural, request_ref, stage_name, stage_word
 
 if TYPE_CHECKING:  # imported when a report is written (jtca --help loads no drawing code)
-    from ca.keyreport import ReportKey
+    from ca.citykeys.report_format import ReportKey
 
 DECIDE_KINDS: Final = ("application", "request", "action")  # "action": the old word for a request
 
@@ -444,8 +444,9 @@ def cmd_actions(args: argparse.Namespace) -> int:
 
 
 def report_keys(keys: Iterable[ops.KeyView]) -> list[ReportKey]:
-    """The service's key views as ``ca.keyreport`` draws them (``jtca city report``)."""
-    from ca.keyreport import ReportKey
+    """The service's key views as ``ca.citykeys.report_format`` draws them (``jtca city
+    report``)."""
+    from ca.citykeys.report_format import ReportKey
 
     return [
         ReportKey(
@@ -466,7 +467,7 @@ def report_keys(keys: Iterable[ops.KeyView]) -> list[ReportKey]:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from ca.keyreport import write_report
+    from ca.citykeys.report_format import write_report
 
     found = call(args, ops.REPORT, ops.ReportRequest(province=args.province), OPTIONS)
     rows = report_keys(found.keys)

@@ -8,8 +8,8 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-from ca.clock import iso_utc
-from ca.errors import BadInput
+from ca.core.clock import iso_utc
+from ca.core.errors import BadInput
 from ca.ops.base import Model, Operation
 
 if TYPE_CHECKING:

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, TypeVar
 
-from ca.errors import BadInput, JtcaError
+from ca.core.errors import BadInput, JtcaError
 
 if TYPE_CHECKING:
     from ca.client.http import Client
@@ -152,8 +152,8 @@ def decide(
 
 
 def decision_text(shown: PendingRequestView, *, approve: bool, data: SessionData) -> str:
-    from ca.clock import iso_utc
-    from ca.vocabulary import subject_words
+    from ca.core.clock import iso_utc
+    from ca.core.vocabulary import subject_words
 
     return "\n".join(
         (

@@ -14,10 +14,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ca.clock import SystemClock
-from ca.errors import BadInput
-from ca.files import write_atomically
-from ca.vocabulary import ISSUER_ID_RULE
+from ca.core.clock import SystemClock
+from ca.core.errors import BadInput
+from ca.core.files import write_atomically
+from ca.core.vocabulary import ISSUER_ID_RULE
 
 
 def register(isub: Any) -> None:
@@ -55,8 +55,8 @@ def register(isub: Any) -> None:
 
 def cmd_request(args: argparse.Namespace) -> int:
     from ca.cli.token import store_for_key
-    from ca.requests import make_request
-    from ca.signing import token_signer
+    from ca.qr.cert_request import make_request
+    from ca.vault.signers import token_signer
 
     store, uri = store_for_key(args, args.key, "--key")
     signer = token_signer(store, uri, "qr-issuer")
@@ -78,7 +78,7 @@ def cmd_make_qr(args: argparse.Namespace) -> int:
     from ca.qr.codec import decode_interop_certificate
     from ca.qr.image import render_png
     from ca.qr.issue import issue_user_certificate, sign_ride
-    from ca.signing import token_signer
+    from ca.vault.signers import token_signer
     from hsm.signer import SoftwareSigner
 
     try:

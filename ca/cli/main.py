@@ -24,7 +24,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, Final, NoReturn
 
-from ca.errors import JtcaError
+from ca.core.errors import JtcaError
 
 EXIT_USAGE = 2
 
@@ -55,7 +55,7 @@ class Parser(argparse.ArgumentParser):
 
 
 # Every command: the module of ca.cli that registers it (None: a program of its own, picked by
-# ca.entry) and its one-line help, in the order `jtca --help` lists them. A command line naming
+# ca.__main__) and its one-line help, in the order `jtca --help` lists them. A command line naming
 # one of them builds (and imports) only that module's parser, so `jtca city keys` never loads the
 # QR or token code, and `jtca --help` loads none. tests/integration/test_cli_start.py checks the
 # help texts against what each module registers.
@@ -147,7 +147,7 @@ def build_parser(only: str | None = None, *, modules: bool = True) -> Parser:
 
 def _elsewhere(args: argparse.Namespace) -> int:
     """A help-only entry: ``serve``, ``db``, ``tui`` and ``demo`` are programs of their own."""
-    raise UsageError(f"jtca {args.command}: run it through the jtca command (ca.entry)")
+    raise UsageError(f"jtca {args.command}: run it through the jtca command (ca.__main__)")
 
 
 def command_word(words: Sequence[str]) -> str | None:

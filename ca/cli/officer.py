@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ca.cli import desk
-from ca.errors import BadInput
+from ca.core.errors import BadInput
 
 if TYPE_CHECKING:
     from ca.ops.officers import CertificateView, Enrolment, OfficerView
@@ -138,7 +138,7 @@ def _token(args: argparse.Namespace, pin: Any = None) -> Any:
 
 
 def _cert_json(cert: CertificateView | None) -> dict[str, Any] | None:
-    from ca.clock import iso_utc
+    from ca.core.clock import iso_utc
 
     if cert is None:
         return None
@@ -338,7 +338,7 @@ def cmd_renew(args: argparse.Namespace) -> int:
 
 
 def _write_pem(out: Path, text: str) -> None:
-    from ca.files import write_atomically
+    from ca.core.files import write_atomically
 
     try:
         write_atomically(out, text.encode("ascii"))

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ca.cli import desk, operator_fetch
-from ca.errors import BadInput
-from ca.vocabulary import article
+from ca.core.errors import BadInput
+from ca.core.vocabulary import article
 
 if TYPE_CHECKING:
     from ca.ops.operators import OperatorView
@@ -249,8 +249,8 @@ def _list_file(path: Path, list_type: str) -> tuple[int, str]:
 def cmd_ack(args: argparse.Namespace) -> int:
     import time
 
+    from ca.citykeys.usage_report import parse_time
     from ca.ops.operators import AckReceipt, AckStatement, signed_message, statement_text
-    from ca.usage import parse_time
 
     if not 0 <= args.terminals < 10**18:
         raise BadInput(f"--terminals {args.terminals}: a whole number, 0 or more")

@@ -52,8 +52,8 @@ def register(osub: Any) -> None:
 
 
 def _root(path: Path) -> bytes:
-    from ca.errors import BadInput
-    from ca.x509 import pem_to_der
+    from ca.core.errors import BadInput
+    from ca.pki.x509 import pem_to_der
 
     try:
         data = path.read_bytes()
@@ -64,8 +64,8 @@ def _root(path: Path) -> bytes:
 
 def cmd_fetch(args: argparse.Namespace) -> int:
     from ca.client.lists_fetch import fetch_list, http_client
-    from ca.clock import SystemClock
-    from ca.errors import BadInput
+    from ca.core.clock import SystemClock
+    from ca.core.errors import BadInput
     from ca.lists.asn1 import ListType
 
     grace = args.grace_hours

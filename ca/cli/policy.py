@@ -13,8 +13,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ca.errors import BadInput, JtcaError
-from ca.vocabulary import plural
+from ca.core.errors import BadInput, JtcaError
+from ca.core.vocabulary import plural
 
 if TYPE_CHECKING:
     from ca.client.http import Client
@@ -171,7 +171,7 @@ def cmd_decide(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from ca.files import write_atomically
+    from ca.core.files import write_atomically
     from ca.ops import policy as ops
 
     client = _connect("jtca policy show")

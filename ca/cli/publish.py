@@ -31,8 +31,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-from ca.errors import BadInput, JtcaError
-from ca.vocabulary import plural, request_ref
+from ca.core.errors import BadInput, JtcaError
+from ca.core.vocabulary import plural, request_ref
 
 if TYPE_CHECKING:
     from ca.client.http import Client
@@ -112,7 +112,17 @@ def register(sub: Any) -> None:
     q.add_argument("--dry-run", action="store_true", help="show what would change; sign nothing")
     q.add_argument("--validity-hours", type=float, default=24.0, help="nextUpdate - thisUpdate")
     q.add_argument("--refresh-hours", type=float, default=6.0, help="republish this close to it")
-    q.add_argument("--emergency", type=int, metavar="N", help="run approved emergency request N")
+    # `jtca publish emergency N`: the same positional shape for ids as `jtca lists approve N`
+    # (issue #17); no argparse choices, so a wrong word is said as such
+    q.add_argument(
+        "kind",
+        nargs="?",
+        metavar="emergency",
+        help="publish approved emergency request N (第三十四条) instead of the routine lists",
+    )
+    q.add_argument("number", nargs="?", type=int, metavar="N", help="the request's number")
+    # the shape before one positional shape for ids (issue #17): deprecated, still works
+    q.add_argument("--emergency", type=int, metavar="N", help=argparse.SUPPRESS)
     q.add_argument(
         "--wait",
         type=float,
@@ -404,7 +414,7 @@ def _held_sequence(out: Path, list_type: str) -> int:
 
 def _sweep(out: Path) -> None:
     """Remove the temporary files a mirror killed inside a write left (``.<name>.<random>.tmp``,
-    ``ca.files.write_atomically``) in the folder and its archive folders: called with the
+    ``ca.core.files.write_atomically``) in the folder and its archive folders: called with the
     folder's lock held, so no live mirror of it is mid-write (issue #14)."""
     folders = [out]
     with contextlib.suppress(OSError):
@@ -423,7 +433,7 @@ def mirror(client: Client, out: Path, result: ops.PublishResult) -> None:
     (``lists.version``). A current file is replaced only by a newer version, so two mirrors of
     one folder at once never turn it back."""
     from ca.client.http import ServiceError
-    from ca.files import write_atomically
+    from ca.core.files import write_atomically
     from ca.ops import lists as ops
     from ca.ops.base import Empty
     from hsm.crashpoints import crash_point
@@ -489,7 +499,7 @@ def _mirror_proofs(client: Client, out: Path, current: ops.CurrentVersion) -> No
     checkpoint covers yet is left for the next run; the walk stops at a version that has its
     proof already or that no log entry records (published before lists were logged)."""
     from ca.client.http import ServiceError
-    from ca.files import write_atomically
+    from ca.core.files import write_atomically
     from ca.ops import lists as ops
 
     name = current.list_type
@@ -599,6 +609,21 @@ def _published(client: Client, args: argparse.Namespace, result: ops.PublishResu
 
 
 # -- commands ------------------------------------------------------------------------------
+def _emergency(args: argparse.Namespace) -> int | None:
+    """The emergency request ``jtca publish emergency N`` runs (or the deprecated
+    ``--emergency N``), None for the routine lists."""
+    named = args.kind is not None or args.number is not None
+    if named and (args.kind != "emergency" or args.number is None):
+        said = " ".join(str(w) for w in (args.kind, args.number) if w is not None)
+        raise BadInput(f"jtca publish {said}: say jtca publish emergency N (N: the request)")
+    if named and args.emergency is not None and args.emergency != args.number:
+        raise BadInput(
+            f"emergency request {args.number} and --emergency {args.emergency}: name one"
+        )
+    number: int | None = args.number if named else args.emergency
+    return number
+
+
 def cmd_publish(args: argparse.Namespace) -> int:
     from ca.ops import lists as ops
 
@@ -610,7 +635,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
         dry_run=args.dry_run,
         validity_seconds=_hours(args.validity_hours, "--validity-hours"),
         refresh_seconds=_hours(args.refresh_hours, "--refresh-hours"),
-        emergency=args.emergency,
+        emergency=_emergency(args),
         wait_seconds=args.wait,
         **({} if args.dry_run else _unlock(args)),
     )
@@ -623,7 +648,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from ca.clock import iso_utc
+    from ca.core.clock import iso_utc
     from ca.ops import lists as ops
 
     client = _connect()
@@ -669,11 +694,11 @@ def _read(path: Path, what: str) -> bytes:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """What a terminal does, here and now: no service, no database, no token."""
-    from ca.clock import SystemClock
+    from ca.core.clock import SystemClock
     from ca.lists.asn1 import ListType
     from ca.lists.render import render_json
     from ca.lists.verify import load_list
-    from ca.x509 import pem_to_der
+    from ca.pki.x509 import pem_to_der
 
     root = _read(args.root, "root certificate")
     if root.lstrip().startswith(b"-----BEGIN"):
@@ -691,7 +716,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_proof(args: argparse.Namespace) -> int:
-    from ca.files import write_atomically
+    from ca.core.files import write_atomically
     from ca.ops import lists as ops
 
     request = _request(ops.ProofRequest, list_type=args.list_type, sequence=args.sequence)
@@ -770,7 +795,7 @@ def cmd_check_proof(args: argparse.Namespace) -> int:
 
 
 def cmd_root(args: argparse.Namespace) -> int:
-    from ca.files import write_atomically
+    from ca.core.files import write_atomically
     from ca.ops import lists as ops
     from ca.ops.base import Empty
 
@@ -841,7 +866,7 @@ def cmd_ack(args: argparse.Namespace) -> int:
 
 
 def cmd_overdue(args: argparse.Namespace) -> int:
-    from ca.clock import iso_utc
+    from ca.core.clock import iso_utc
     from ca.ops import lists as ops
 
     if args.days < 0:

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from ca.client.config import state_dir
-from ca.clock import SystemClock, to_unix
-from ca.errors import BadInput
+from ca.core.clock import SystemClock, to_unix
+from ca.core.errors import BadInput
+from ca.core.vocabulary import mmyy
 from ca.qr.verify import DEFAULT_SKEW
-from ca.vocabulary import mmyy
 from hsm.errors import InvalidKey
 from hsm.sm.sm2 import SM2PublicKey
 
@@ -177,7 +177,7 @@ def check_issuer_ids(values: list[str]) -> list[str]:
 
 # -- commands ------------------------------------------------------------------------------
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from ca.qr.report import inspect_payload
+    from ca.qr.inspection import inspect_payload
 
     if args.skew < 0:
         raise BadInput(f"--skew {args.skew}: must be ≥ 0 seconds")
@@ -213,7 +213,7 @@ def trust_from_list_files(
     from ca.lists.asn1 import ListType
     from ca.lists.trust import accepted_issuers, trusted_ca_keys
     from ca.lists.verify import load_list
-    from ca.x509 import pem_to_der
+    from ca.pki.x509 import pem_to_der
 
     if args.root is None:
         raise BadInput("--lists needs --root CERT (the root certificate the terminal trusts)")
@@ -247,7 +247,7 @@ def trust_from_list_files(
 
 
 def print_inspect_table(report: dict[str, Any], data: bytes) -> None:
-    from ca.qr.report import field_rows
+    from ca.qr.inspection import field_rows
 
     print(f"payload: {len(data)} bytes")
     print(f"{'offset':>6} {'len':>3}  {'field':<36} value")
@@ -356,7 +356,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     if suffix not in (".png", ".svg"):
         raise BadInput(f"--output {args.output}: the name must end in .png or .svg")
     image = render_png(data, options) if suffix == ".png" else render_svg(data, options)
-    from ca.files import write_atomically
+    from ca.core.files import write_atomically
 
     write_atomically(args.output, image)
     info = symbol_info(data, options)

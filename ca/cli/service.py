@@ -118,7 +118,7 @@ def cmd_recover(args: argparse.Namespace) -> int:
     work (key packages opened, backups restored) left by a dead client. A province's officer,
     whom the policy does not let recover the service's operations, still recovers the site's."""
     from ca.cli import desk
-    from ca.errors import JtcaError
+    from ca.core.errors import JtcaError
     from ca.ops import system as ops
 
     refused: JtcaError | None = None

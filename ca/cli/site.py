@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ca.cli.city_common import KEY_HELP, key_ids
-from ca.errors import BadInput, JtcaError
-from ca.vocabulary import stage_word
+from ca.core.errors import BadInput, JtcaError
+from ca.core.vocabulary import stage_word
 
 if TYPE_CHECKING:
     from ca.client.http import Client
     from ca.ops.packages import ImportedKey
-    from ca.site.vault import SiteVault
+    from ca.vault.site import SiteVault
 
 
 def register(command: Any) -> None:
@@ -84,7 +84,7 @@ def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
 
 
 def _now() -> int:
-    from ca.clock import SystemClock
+    from ca.core.clock import SystemClock
 
     return SystemClock().now()
 
@@ -104,7 +104,7 @@ def _client(args: argparse.Namespace) -> Client:
 
 def _tokens(args: argparse.Namespace, *, create: bool = False) -> SiteVault:
     from ca.client.config import state_dir
-    from ca.site.vault import SiteVault
+    from ca.vault.site import SiteVault
 
     return SiteVault(
         module=args.module, pin_source=args.pin_source, state=state_dir(), create=create
@@ -238,7 +238,7 @@ def cmd_packages(args: argparse.Namespace) -> int:
 
 
 def cmd_destroy_copies(args: argparse.Namespace) -> int:
-    from ca.clock import iso_utc
+    from ca.core.clock import iso_utc
     from ca.ops.packages import SiteCopy
     from ca.site import destruction
 

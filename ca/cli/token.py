@@ -28,19 +28,19 @@ from pathlib import Path
 from typing import Any
 
 from ca.cli import desk
-from ca.errors import BadInput
-from ca.files import write_atomically
-from ca.tokens import embedded_token, state_dir
+from ca.core.errors import BadInput
+from ca.core.files import write_atomically
+from ca.vault.embedded import embedded_token, state_dir
 from hsm.backup import Backup
 from hsm.custody import combine_secret, split_secret
 from hsm.envelope import export_key, import_key
 from hsm.errors import InvalidKey
 from hsm.pkcs11.keys import KeyAttributes, KeyKind, KeyStore, TokenKey
+from hsm.pkcs11.softhsm2 import token_labels, use_softhsm
 from hsm.pkcs11.token import PinSource, PromptPin, Token, pin_source_from_spec
 from hsm.pkcs11.uri import Pkcs11Uri, UriError
 from hsm.signer import Signer
 from hsm.sm.sm2 import SM2PublicKey
-from hsm.softhsm import token_labels, use_softhsm
 
 
 def register(sub: Any) -> None:
@@ -167,7 +167,7 @@ KEY_URI_HELP = (
 
 
 def parse_uri(text: str, option: str) -> Pkcs11Uri:
-    from ca.signing import load_policy
+    from ca.policy.in_force import load_policy
 
     try:
         return Pkcs11Uri.parse(text, allow_pin_value=load_policy().pkcs11_uri.allow_pin_value)
@@ -184,7 +184,7 @@ def store_for_key(args: argparse.Namespace, text: str, option: str) -> tuple[Key
     otherwise. A URI without a query names a key in the token the options open, as before.
     The URI returned is the key's name alone (no query): what records and audit entries hold.
     """
-    from ca.signing import load_policy
+    from ca.policy.in_force import load_policy
     from hsm.pkcs11.resolve import open_key
 
     uri = parse_uri(text, option)
@@ -334,7 +334,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_keygen(args: argparse.Namespace) -> int:
     host_assisted = True
     if args.key_class is not None:
-        from ca.signing import load_policy
+        from ca.policy.in_force import load_policy
 
         policy = load_policy()
         if args.key_class not in policy.key_classes:
@@ -372,7 +372,7 @@ def cmd_destroy(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from ca.signing import token_signer
+    from ca.vault.signers import token_signer
 
     store = open_store(args)
     key = find_key(store, parse_uri(args.key, "--key"))

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from ca.cli import desk
-from ca.errors import BadInput, JtcaError
-from ca.vocabulary import plural
+from ca.core.errors import BadInput, JtcaError
+from ca.core.vocabulary import plural
 
 if TYPE_CHECKING:
     from ca.ops.log import WitnessView
@@ -125,7 +125,7 @@ def _sm3(data: bytes) -> str:
 
 
 def _iso(at: int | None) -> str | None:
-    from ca.clock import iso_utc
+    from ca.core.clock import iso_utc
 
     return iso_utc(at) if at is not None else None
 
@@ -148,7 +148,7 @@ def _read_cert(path: Path, what: str) -> bytes:
 
 # -- the witness ---------------------------------------------------------------------------------
 def cmd_init(args: argparse.Namespace) -> int:
-    from ca.files import write_atomically
+    from ca.core.files import write_atomically
     from ca.log.anchors import Anchor, audit_key_of, root_keys
     from ca.ops.log import witness_name_problem
     from ca.witness.folder import TRUST, WitnessConfig, WitnessFolder, WitnessFolderError

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Final, Literal
 from urllib.parse import urlsplit
 
-from ca.errors import JtcaError
+from ca.core.errors import JtcaError
 
 URL_ENV: Final = "JTCA_URL"
 CERT_ENV: Final = "JTCA_SERVER_CERT"

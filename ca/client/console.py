@@ -24,15 +24,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from ca.client.http import Client, ServiceError
-from ca.clock import Clock
-from ca.errors import JtcaError
+from ca.core.clock import Clock
+from ca.core.errors import JtcaError
 from ca.ops import approvals, audit, auth, ceremony, city, issuance, lists, officers, packages
 from ca.ops import console as ops
 from ca.ops.base import Empty
 
 if TYPE_CHECKING:
     from ca.site.officer_token import OfficerToken
-    from ca.site.vault import SiteVault
+    from ca.vault.site import SiteVault
 
 KEY_ACTIONS = {  # policy action -> the operation that requests it
     "city-key.suspend": city.SUSPEND,
@@ -352,7 +352,7 @@ class Console:
     # default the site's tokens are the state folder's SoftHSM2.
     def _site_tokens(self, *, create: bool = False) -> SiteVault:
         from ca.client.config import state_dir
-        from ca.site.vault import SiteVault
+        from ca.vault.site import SiteVault
 
         return SiteVault(state=state_dir(), create=create)
 

@@ -23,7 +23,7 @@ from typing import Final
 import httpx
 
 from ca.client.config import STATE_MARKER, socket_path
-from ca.errors import JtcaError
+from ca.core.errors import JtcaError
 
 IDLE_ENV: Final = "JTCA_IDLE_EXIT"
 DEFAULT_IDLE: Final = 900
@@ -96,7 +96,7 @@ def ensure_running(state: Path) -> Path:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         idle = os.environ.get(IDLE_ENV, str(DEFAULT_IDLE))
         command = [
-            sys.executable, "-m", "ca.entry", "serve", "--embedded",
+            sys.executable, "-m", "ca", "serve", "--embedded",
             "--state", str(state.resolve()), "--uds", str(sock), "--idle-exit", idle,
         ]  # fmt: skip
         with open(log_path, "ab") as log, open(os.devnull, "rb") as devnull:

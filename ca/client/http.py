@@ -15,9 +15,9 @@ from pydantic import ValidationError
 
 from ca.client.config import NoService, Target, has_state, resolve
 from ca.client.session import RequestSigner
-from ca.errors import JtcaError
+from ca.core.errors import JtcaError
+from ca.core.vocabulary import plural
 from ca.ops.base import Model, Operation
-from ca.vocabulary import plural
 
 TIMEOUT: Final = httpx.Timeout(connect=10.0, read=600.0, write=60.0, pool=30.0)
 

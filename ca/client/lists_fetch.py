@@ -14,7 +14,7 @@ bytes (``etag-mismatch``), then ``ca.lists.verify.load_list`` against the root t
 trusts: well formed, the type asked for, signed by a list-signing certificate the root issued,
 thisUpdate not ahead, nextUpdate not passed (``stale``), sequence after the one installed
 (``rollback``). A refusal names its reason and changes nothing; an install writes the list, then
-its HTTP note, each replaced whole (``ca.files.write_atomically``).
+its HTTP note, each replaced whole (``ca.core.files.write_atomically``).
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from ca.clock import iso_utc
-from ca.errors import BadInput, JtcaError
-from ca.files import write_atomically
+from ca.core.clock import iso_utc
+from ca.core.errors import BadInput, JtcaError
+from ca.core.files import write_atomically
 from ca.lists.asn1 import ListContentError, ListType, decode_signed_list
 from ca.lists.verify import ListReason, ListRefused, load_list
 from hsm.sm.sm3 import sm3

@@ -2,7 +2,7 @@
 
 ``jtca login`` writes the session file (mode 0600, in a 0700 folder): the session id, the
 officer, the service's identity and the *session key* — a fresh SM2 key the officer's token
-delegated at sign-in (ca/officer_auth.py). Every request of the session is signed with it;
+delegated at sign-in (ca/officers/statements.py). Every request of the session is signed with it;
 the officer's token itself is needed again only to approve (its PIN is never stored).
 
 Where: ``$JTCA_SESSION`` if set, else ``$XDG_STATE_HOME/jtca/sessions/<service>.json``
@@ -20,8 +20,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Final
 
-from ca.errors import BadInput
-from ca.officer_auth import (
+from ca.core.errors import BadInput
+from ca.officers.statements import (
     NONCE_BYTES,
     SESSION_HEADER,
     SIGNATURE_HEADER,

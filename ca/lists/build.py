@@ -19,7 +19,7 @@ from ca.lists.asn1 import (
     encode_tbs,
     make_content,
 )
-from ca.x509 import (
+from ca.pki.x509 import (
     LIST_SIGNING_EKU,
     CertificateError,
     CertificateInfo,

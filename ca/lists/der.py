@@ -91,10 +91,10 @@ from enum import StrEnum
 from operator import attrgetter
 from typing import Any, Final, Generic, Protocol, TypeAlias, TypeVar
 
-from ca.errors import JtcaError
+from ca.core.errors import JtcaError
+from ca.pki.x509 import OID_SM2_WITH_SM3
 from ca.qr.codec import expiry_end
 from ca.registry.divisions import InvalidIssuerId, validate_issuer_id
-from ca.x509 import OID_SM2_WITH_SM3
 from hsm import der_scan
 from hsm.errors import InvalidKey
 from hsm.sm.sm2 import SM2PublicKey

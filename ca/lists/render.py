@@ -8,7 +8,7 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import Any, Final
 
-from ca.clock import iso_utc
+from ca.core.clock import iso_utc
 from ca.lists.der import (
     LIST_VERSION,
     FieldKind,
@@ -20,7 +20,7 @@ from ca.lists.der import (
     descriptor_of,
 )
 from ca.lists.verify import VerifiedList
-from ca.x509 import CertificateInfo
+from ca.pki.x509 import CertificateInfo
 
 
 def _json_value(kind: FieldKind, value: Any) -> Any:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ca.clock import Clock
+from ca.core.clock import Clock
 from ca.lists.asn1 import IssuerStatus
 from ca.lists.verify import VerifiedList
 from ca.qr.verify import DEFAULT_CACHE_SIZE, DEFAULT_SKEW, PayloadVerifier

@@ -25,8 +25,9 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Final, cast
 
-from ca.clock import iso_utc
-from ca.errors import JtcaError
+from ca.core.clock import iso_utc
+from ca.core.errors import JtcaError
+from ca.core.vocabulary import article
 from ca.lists.asn1 import (
     CaKeyEntry,
     CityEntry,
@@ -38,8 +39,7 @@ from ca.lists.asn1 import (
     UnknownListType,
     decode_signed_list,
 )
-from ca.vocabulary import article
-from ca.x509 import (
+from ca.pki.x509 import (
     LIST_SIGNING_EKU,
     CertificateError,
     CertificateInfo,

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Final
 
 from ca.log.note import NoteError, Verifier
-from ca.x509 import (
+from ca.pki.x509 import (
     LOG_SIGNING_EKU,
     CertificateError,
     CertificateInfo,

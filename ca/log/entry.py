@@ -24,9 +24,9 @@ import re
 from dataclasses import dataclass
 from typing import Any, Final
 
-from ca.errors import CodecError
+from ca.core.errors import CodecError
+from ca.core.vocabulary import article
 from ca.log.merkle import leaf_hash
-from ca.vocabulary import article
 
 FORMAT: Final = "jtca-log-entry/1"
 KINDS: Final = ("event", "certificate", "list", "package")

@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from ca.errors import CodecError
+from ca.core.errors import CodecError
 from hsm.errors import InvalidKey, InvalidSignature, JtcaError
 from hsm.sm.sm2 import SM2PublicKey
 from hsm.sm.sm3 import sm3

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from ca.errors import CodecError
+from ca.core.errors import CodecError
 from ca.log.entry import LogEntry, canonical
 from ca.log.merkle import HASH_SIZE, ProofError, verify_inclusion
 from ca.log.note import (

@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from ca.errors import BadInput, CodecError
+from ca.core.errors import BadInput, CodecError
+from ca.log.checkpoint_folder import MAX_FILE, CheckpointFolder
 from ca.log.entry import LogEntry
-from ca.log.folder import MAX_FILE, CheckpointFolder
 from ca.log.merkle import MemoryTree
 from ca.log.note import (
     CHECKPOINT_TYPE,
@@ -421,7 +421,7 @@ def verify_bundle(
     )
 
 
-# every key of an entry a bundle holds (ca.audit.rows); seal and seal_key may be absent
+# every key of an entry a bundle holds (ca.log.audit.rows); seal and seal_key may be absent
 _ENTRY_KEYS: Final = ("seq", "at", "kind", "actor", "action", "subject", "object_sm3",
                       "details", "leaf_hash")  # fmt: skip
 

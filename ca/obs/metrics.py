@@ -34,7 +34,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlmodel import Session, col, func, select
 
-from ca.clock import Clock
+from ca.core.clock import Clock
 from ca.lists.asn1 import ListType
 from ca.service.runtime import Runtime
 from ca.store.models import (
@@ -235,7 +235,7 @@ class _StateCollector(Collector):
     # -- tokens ---------------------------------------------------------------------------------
     def _tokens(self, _now: int) -> Iterator[GaugeMetricFamily]:
         from ca.service.runtime import TokensBusy
-        from hsm.softhsm import token_labels, use_softhsm
+        from hsm.pkcs11.softhsm2 import token_labels, use_softhsm
 
         with self._token_lock:
             count: int | None = None

@@ -1,7 +1,7 @@
 """What an approver signs: the exact request that opened a pending subject (issue #12).
 
 Before deciding, the approver's client fetches the request here, shows it, recomputes its SM3
-and signs ``ca.officer_auth.approval_statement`` over it with the approver's own token.
+and signs ``ca.officers.statements.approval_statement`` over it with the approver's own token.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
-"""Operations of sign-in (issue #12): challenge and response, sessions (see ca/officer_auth.py).
+"""Operations of sign-in (issue #12): challenge and response, sessions (see
+ca/officers/statements.py).
 
 ``auth.challenge`` hands out a fresh nonce and the service's identity; the officer's token key
-signs ``ca.officer_auth.sign_in_message`` over them; ``auth.sign-in`` checks that signature
+signs ``ca.officers.statements.sign_in_message`` over them; ``auth.sign-in`` checks that signature
 against the officer's certificate in force and opens a session bound to the officer and to the
 client's session key. Every later request of the session is signed with that session key.
 """

@@ -1,6 +1,6 @@
 """Operations of the ceremony area: key ceremonies run at the service, which alone holds the
 ministry's tokens (see ca/ops/base.py). ``jtca ceremony plan`` is no operation: it parses the
-file on the reviewer's machine (``ca.ceremony_file``).
+file on the reviewer's machine (``ca.ceremony.file``).
 
 The ceremony file travels as its text (its SHA-256 over that text is in the transcript); the
 custodians' shares and the witnesses present travel in the request. The root ceremony makes

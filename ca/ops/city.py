@@ -6,7 +6,8 @@ violations) and one key; renewal and the time sweep; usage reports; suspend, res
 dormant cleanup and material destruction under dual control; the expiry report's rows; the purge
 of records past retention.
 
-Conventions of every model here: times are Unix seconds UTC (``ca.clock``; a client formats them),
+Conventions of every model here: times are Unix seconds UTC (``ca.core.clock``; a client formats
+them),
 divisions are GB/T 2260 six-digit codes, a key class is a policy class name (``city-card``,
 ``city-qr``). A provincial officer reads and acts on their own province only: the use cases
 decide it (``ca.service.city``), so every client gets the same answer.
@@ -66,7 +67,8 @@ class GenerateRequest(Model):
 class DecideRequest(Model):
     """One officer's approval or rejection of an application or of a pending key action,
     signed by that officer's token (issue #12): ``signature`` is the raw SM2 r‖s over
-    ``ca.officer_auth.approval_statement`` for the subject ``"{kind} {id}"`` (the request that
+    ``ca.officers.statements.approval_statement`` for the subject ``"{kind} {id}"`` (the request
+    that
     opened it, this decision, the officer, their certificate serial and ``at``)."""
 
     kind: Literal["application", "action"]
@@ -101,7 +103,7 @@ class KeyView(Model):
     kind: str  # sm2 | sm4
     generation: int
     application: int | None  # the application it was generated for
-    state: str  # ca.lifecycle.KeyState value
+    state: str  # ca.citykeys.lifecycle.KeyState value
     stage: str  # generated … installed
     flags: list[str]  # renewal-due, expired, dormant, violation
     not_before: int
@@ -281,7 +283,7 @@ class ReportRequest(Model):
 
 class KeyReport(Model):
     """The rows of the expiry report; the client draws report.csv, report.md and timeline.png
-    from them with ``ca.keyreport`` (pure)."""
+    from them with ``ca.citykeys.report_format`` (pure)."""
 
     generated_at: int  # the service's now: days left are counted from it
     title: str

@@ -1,10 +1,10 @@
 """Operations of the demo (``jtca demo``): seeding a fresh embedded service with the demo world's
-history (``ca.demodata``). Refused on a service that is not the embedded default or whose
+history (``ca.demo.seed``). Refused on a service that is not the embedded default or whose
 database already holds anything: demo officers and their secrets never reach a real authority.
 
 The seed leaves the officers without certificates: the demo's client then makes each officer's
 personal token, enrols its key (``officer.enrol``) and does the day's work as signed requests of
-those officers (``ca.site.demo``; docs/officers.md, "The demo")."""
+those officers (``ca.demo.officer_work``; docs/officers.md, "The demo")."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Final
 
 from ca.ops.base import Empty, Model, operation
 
-# In the demo state folder, mode 0600 (the format: ca/demo_credentials.py, docs/officers.md)
+# In the demo state folder, mode 0600 (the format: ca/demo/credentials.py, docs/officers.md)
 CREDENTIALS: Final = "demo-credentials.json"
 
 

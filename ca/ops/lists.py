@@ -306,10 +306,10 @@ class EmergencyRequest(KeyUnlock):
 class DecideRequest(KeyUnlock):
     """An approval or rejection of emergency request ``request``, signed by the deciding
     officer's token (issue #12): ``signature`` is the raw SM2 r‖s over
-    ``ca.officer_auth.approval_statement`` for the subject ``"action {request}"``."""
+    ``ca.officers.statements.approval_statement`` for the subject ``"action {request}"``."""
 
     request: int = Field(ge=1)
-    reason: str = Field(default="", max_length=2000)  # ca.dualcontrol allows 400
+    reason: str = Field(default="", max_length=2000)  # ca.officers.dual_control allows 400
     at: int  # the time the approver's client signed the decision (Unix seconds)
     signature: bytes = Field(min_length=64, max_length=64)  # raw r‖s
 

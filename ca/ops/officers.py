@@ -42,7 +42,7 @@ class Officers(Model):
 
 class EnrolRequest(Model):
     """Enrol an officer (or a new key for one): the public key their token generated, and a
-    proof of possession — the token's signature over ``ca.officer_auth`` enrolment bytes.
+    proof of possession — the token's signature over ``ca.officers.statements`` enrolment bytes.
 
     Without a signed-in officer, ``shares`` (the root token's share quorum) authorise it at
     once: the bootstrap of the first officers. With one, it waits for a second approval."""
@@ -74,7 +74,7 @@ class Enrolments(Model):
 
 class Decision(Model):
     """A decision on a pending subject, with the approver's token signature over
-    ``ca.officer_auth.approval_statement`` (subject, the request's SM3, decision, officer,
+    ``ca.officers.statements.approval_statement`` (subject, the request's SM3, decision, officer,
     certificate serial, time)."""
 
     id: int
@@ -94,7 +94,7 @@ class OfficerId(Model):
 
 
 class ProofRequest(Model):
-    """What a new key's proof of possession signs (``ca.officer_auth.enrolment_message``)."""
+    """What a new key's proof of possession signs (``ca.officers.statements.enrolment_message``)."""
 
     officer_id: str = Field(max_length=100)
     public_key: bytes = Field(min_length=65, max_length=65)

@@ -18,11 +18,12 @@ class ProposeRequest(Model):
 
 class DecideRequest(Model):
     """An approval or rejection of proposal ``proposal``, signed by the deciding officer's
-    token: ``signature`` is the raw SM2 r‖s over ``ca.officer_auth.approval_statement`` for the
+    token: ``signature`` is the raw SM2 r‖s over ``ca.officers.statements.approval_statement`` for
+    the
     subject ``"policy {proposal}"``."""
 
     proposal: int = Field(ge=1)
-    reason: str = Field(default="", max_length=2000)  # ca.dualcontrol allows 400
+    reason: str = Field(default="", max_length=2000)  # ca.officers.dual_control allows 400
     at: int  # the time the approver's client signed the decision (Unix seconds)
     signature: bytes = Field(min_length=64, max_length=64)  # raw r‖s
 

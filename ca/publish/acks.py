@@ -21,11 +21,11 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
-from ca import audit
-from ca.authorization import require
-from ca.clock import iso_utc
-from ca.errors import JtcaError
+from ca.citykeys.usage_report import RowError, parse_time, refused
+from ca.core.clock import iso_utc
+from ca.core.errors import JtcaError
 from ca.lists.asn1 import ListType
+from ca.log import audit
 from ca.ops.operators import (
     STATEMENT_VERSION,
     AckReceipt,
@@ -35,9 +35,9 @@ from ca.ops.operators import (
     signed_message,
     statement_text,
 )
+from ca.policy.authorization import require
 from ca.store.db import transaction
 from ca.store.models import ListAcknowledgment, ListOperator, ListVersion
-from ca.usage import RowError, parse_time, refused
 from hsm.errors import InvalidSignature
 from hsm.sm.sm2 import SM2PublicKey
 from hsm.sm.sm3 import sm3

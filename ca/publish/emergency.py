@@ -4,7 +4,7 @@ An emergency publisher asks with a reason; the policy's number of other emergenc
 (``[dual_control] "list.emergency-publish"``) approve; on the last approval every list is
 published at once, whether its content changed or not. The request, each decision and the
 publication are audited; an approved request that could not be published (the token was
-unreachable, say) stays ``approved`` and is run again with ``jtca publish --emergency N``.
+unreachable, say) stays ``approved`` and is run again with ``jtca publish emergency N``.
 """
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ from typing import Final
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
-from ca import audit
-from ca.authorization import require
-from ca.dualcontrol import bind_request, record_decision
-from ca.errors import JtcaError
-from ca.signing import load_policy
+from ca.core.errors import JtcaError
+from ca.core.vocabulary import request_ref
+from ca.log import audit
+from ca.officers.dual_control import bind_request, record_decision
+from ca.policy.authorization import require
+from ca.policy.in_force import load_policy
 from ca.store.db import transaction
 from ca.store.models import PendingAction
-from ca.vocabulary import request_ref
 from policies.rules import Actor, Subject
 
 EMERGENCY: Final = "list.emergency-publish"

@@ -14,7 +14,7 @@ publication keeps, under ``<published>/lists/``:
 
 nginx serves ``/lists/<type>`` from the file the map names, so until it is reloaded it keeps
 serving the previous version whole, with that version's headers: bytes and headers always agree.
-Every file is written with ``ca.files.write_atomically``; a version file is written only for a
+Every file is written with ``ca.core.files.write_atomically``; a version file is written only for a
 version recorded in the database (recorded before served). ``sync`` rebuilds whatever is
 missing or not the recorded bytes; the publisher calls it after each run, from its repair and
 from its recovery. Pure file work over records the caller reads: no token.
@@ -31,7 +31,7 @@ from email.utils import formatdate
 from pathlib import Path
 from typing import Any, Final
 
-from ca.files import write_atomically
+from ca.core.files import write_atomically
 from ca.lists.asn1 import ListType
 from ca.store.models import ListVersion
 

@@ -66,15 +66,15 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, col, select
 
-from ca import audit
-from ca.authorization import require
-from ca.clock import iso_utc
-from ca.errors import JtcaError
-from ca.files import write_atomically
+from ca.core.clock import iso_utc
+from ca.core.errors import JtcaError
+from ca.core.files import write_atomically
 from ca.lists.asn1 import ListEntry, ListType, decode_signed_list
 from ca.lists.build import build_list
 from ca.lists.render import entry_to_dict, render_json
 from ca.lists.verify import VerifiedList, load_list
+from ca.log import audit
+from ca.policy.authorization import require
 from ca.publish import http_layout
 from ca.publish.sources import content_digest, entries_for
 from ca.store import intents
@@ -89,7 +89,9 @@ from policies.rules import Actor, Subject
 
 PUBLISH: Final = "list.publish"
 OPERATION: Final = "lists.publish"  # the intent's operation (issue #14); its subject: the type
-TEMP_SUFFIX: Final = ".tmp"  # ca.files.write_atomically's temporary files: .<name>.<random>.tmp
+TEMP_SUFFIX: Final = (
+    ".tmp"  # ca.core.files.write_atomically's temporary files: .<name>.<random>.tmp
+)
 EMERGENCY: Final = "list.emergency-publish"
 HOUR: Final = 3600
 DEFAULT_VALIDITY: Final = 24 * HOUR  # nextUpdate = thisUpdate + 24 h
@@ -812,8 +814,8 @@ def current_certificate(session: Session, role: str, now: int) -> CertificateRec
 def list_signing(engine: Engine, now: int, store_of: Callable[[str], KeyStore]) -> Signing:
     """The list-signing key (in the token ``store_of(label)`` opens), its certificate and the
     root: what ``publish`` signs with. BadInput when the root ceremony has not run."""
-    from ca.errors import BadInput
-    from ca.signing import token_signer
+    from ca.core.errors import BadInput
+    from ca.vault.signers import token_signer
     from hsm.pkcs11.uri import Pkcs11Uri
 
     with Session(engine) as session:

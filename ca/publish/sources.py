@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 from sqlmodel import Session, col, select
 
-from ca.lifecycle import KeyState
+from ca.citykeys.lifecycle import KeyState
 from ca.lists.asn1 import (
     CaKeyEntry,
     CityEntry,

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Final, TypeVar
 
-from ca.errors import CodecError
+from ca.core.errors import CodecError
 from hsm.errors import InvalidKey
 from hsm.sm.sm2 import SM2PublicKey
 

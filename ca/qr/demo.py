@@ -1,7 +1,8 @@
 """``jtca qr demo``: CA → issuer → user → ride → image → decode → verify, step by step.
 
 The central CA key and the issuer key live in SoftHSM2 tokens under the state folder (the
-embedded default, ``ca.tokens``); the rider's wallet key is a software key, as in a phone. This
+embedded default, ``ca.vault.embedded``); the rider's wallet key is a software key, as in a phone.
+This
 shows the chain and the formats; it is not a ceremony. Each step is
 reported as it finishes; any failure stops the demo with the error that caused it.
 """
@@ -13,14 +14,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ca.clock import Clock, iso_utc
-from ca.errors import JtcaError
+from ca.core.clock import Clock, iso_utc
+from ca.core.errors import JtcaError
 from ca.qr.codec import decode_payload
 from ca.qr.image import ErrorLevel, RenderOptions, decode_image, render_png, render_svg, symbol_info
 from ca.qr.issue import issue_interop_certificate, issue_user_certificate, sign_ride
 from ca.qr.verify import PayloadVerifier, Rejected
-from ca.signing import token_signer
-from ca.tokens import embedded_token, sm2_key
+from ca.vault.embedded import embedded_token, sm2_key
+from ca.vault.signers import token_signer
 from hsm.signer import SoftwareSigner
 
 DEMO_CA_INDEX = 1

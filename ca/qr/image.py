@@ -32,7 +32,7 @@ from xml.sax.saxutils import escape, quoteattr
 import segno
 from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 
-from ca.errors import JtcaError
+from ca.core.errors import JtcaError
 
 CAPTION: Final = "交通联合"  # annex 展示规格: the caption shown with the code
 QUIET_ZONE: Final = 4  # modules (ISO/IEC 18004 §6.3.8); Han Xin asks for 3, 4 does no harm

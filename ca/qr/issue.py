@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ca.errors import JtcaError
+from ca.core.errors import JtcaError
 from ca.qr.codec import Guide, InteropCertificate, QrPayload, Ride, UserCertificate
 from hsm.signer import Signer
 from hsm.sm.sm2 import SM2PublicKey

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final, Generic, TypeVar
 
-from ca.clock import Clock
-from ca.errors import CodecError, InvalidSignature, PayloadRejected
+from ca.core.clock import Clock
+from ca.core.errors import CodecError, InvalidSignature, PayloadRejected
 from ca.qr.codec import (
     BASE_PAYLOAD_SIZE,
     GUIDE_SIZE,

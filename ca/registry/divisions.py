@@ -20,9 +20,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Final
 
-from ca.errors import JtcaError
+from ca.core.errors import JtcaError
+from ca.core.vocabulary import ISSUER_ID_RULE
 from ca.qr.codec import FIELDS, decode_cn, encode_cn
-from ca.vocabulary import ISSUER_ID_RULE
 
 DATA_FILE: Final = Path(__file__).parent / "data" / "gbt2260_prefecture.csv"
 COLUMNS: Final = ("code", "name", "level", "kind", "province", "is_city")

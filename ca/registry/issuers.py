@@ -6,8 +6,8 @@ from __future__ import annotations
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from ca import audit
-from ca.errors import JtcaError
+from ca.core.errors import JtcaError
+from ca.log import audit
 from ca.registry.divisions import validate_issuer_id
 from ca.store.db import transaction
 from ca.store.models import Issuer

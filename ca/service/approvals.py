@@ -1,9 +1,11 @@
 """Signed decisions (issue #12): the approver's token signature over the request approved.
 
-``verify_decision`` builds ``ca.officer_auth.approval_statement`` from the subject, the SM3 of
-the request that opened it (kept by ``ca.dualcontrol.bind_request``), the decision, the
+``verify_decision`` builds ``ca.officers.statements.approval_statement`` from the subject, the SM3
+of
+the request that opened it (kept by ``ca.officers.dual_control.bind_request``), the decision, the
 approver and the serial of their certificate in force, and checks the approver's signature with
-that certificate's key. The use case then decides inside ``ca.dualcontrol.deciding``, so the
+that certificate's key. The use case then decides inside ``ca.officers.dual_control.deciding``, so
+the
 Approval row and the audit event keep the statement, the DER signature and the serial: anyone
 can check them offline with OpenSSL and the officer's certificate (docs/officers.md).
 """
@@ -12,17 +14,21 @@ from __future__ import annotations
 
 from sqlmodel import Session, col, select
 
-from ca.dualcontrol import SignedDecision
-from ca.errors import JtcaError
-from ca.officer_auth import AuthError, approval_statement, verify
-from ca.officer_certs import OfficerCertificateError, certificate_in_force, officer_ca_record
+from ca.core.errors import JtcaError
+from ca.officers.certificates import (
+    OfficerCertificateError,
+    certificate_in_force,
+    officer_ca_record,
+)
+from ca.officers.dual_control import SignedDecision
+from ca.officers.statements import AuthError, approval_statement, verify
 from ca.ops import approvals as ops
+from ca.pki.x509 import pem
+from ca.policy.in_force import load_policy
 from ca.service.auth import refuse
 from ca.service.context import Context
 from ca.service.registry import handles
-from ca.signing import load_policy
 from ca.store.models import Approval, OfficerCertificate, PendingRequest
-from ca.x509 import pem
 from hsm.sm.sm2 import SM2PublicKey, raw_to_der
 
 

@@ -1,6 +1,6 @@
 """Use cases of the audit area: verify the log against evidence from outside the database, sign
 a checkpoint now, export a verifiable bundle (see ca/service/__init__.py). Verifying an exported
-bundle is the auditor's own business, done without the service (``ca.audit.verify_bundle``)."""
+bundle is the auditor's own business, done without the service (``ca.log.audit.verify_bundle``)."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ import json
 
 from sqlmodel import Session
 
-from ca import audit
-from ca.authorization import require
-from ca.errors import BadInput
+from ca.core.errors import BadInput
+from ca.log import audit
 from ca.ops import audit as ops
 from ca.ops.base import Empty
+from ca.policy.authorization import require
+from ca.policy.in_force import load_policy
 from ca.service.context import Context, NotSignedIn
 from ca.service.registry import handles
-from ca.signing import load_policy
 from ca.store.db import transaction
 from hsm.sm.sm2 import SM2PublicKey
 from policies.rules import Action, Subject
@@ -57,7 +57,7 @@ def verify(ctx: Context, req: ops.VerifyRequest) -> ops.VerifyResult:
         require(ctx.officer, Action.AUDIT_VERIFY, Subject(), ctx.now())
     elif not ctx.runtime.embedded:
         raise NotSignedIn("audit.verify needs a signed-in officer: sign in first (jtca login)")
-    from ca.log.folder import CheckpointFolder
+    from ca.log.checkpoint_folder import CheckpointFolder
 
     keys, anchors = trust_anchors(ctx, req.audit_certificates, req.root_certificates)
     sources = [(c.source, c.note.encode("utf-8")) for c in req.checkpoints]

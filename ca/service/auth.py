@@ -2,7 +2,7 @@
 
 - ``auth.challenge``: a fresh nonce, stored with its expiry, spent by the first sign-in that
   uses it;
-- ``auth.sign-in``: the officer's token signature over ``ca.officer_auth.sign_in_message``,
+- ``auth.sign-in``: the officer's token signature over ``ca.officers.statements.sign_in_message``,
   checked against their certificate in force, opens a session bound to the officer, that
   certificate and the client's session key (idle and absolute limits from the policy);
 - ``authenticate``: for each request that carries a session, the session is open and not idle
@@ -24,9 +24,13 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, delete, select
 
-from ca import audit
-from ca.authorization import granted
-from ca.officer_auth import (
+from ca.log import audit
+from ca.officers.certificates import (
+    OfficerCertificateError,
+    certificate_in_force,
+    officer_ca_record,
+)
+from ca.officers.statements import (
     NONCE_BYTES,
     AuthError,
     b64url,
@@ -36,12 +40,12 @@ from ca.officer_auth import (
     sign_in_message,
     verify,
 )
-from ca.officer_certs import OfficerCertificateError, certificate_in_force, officer_ca_record
 from ca.ops import auth as ops
 from ca.ops.base import Empty
+from ca.policy.authorization import granted
+from ca.policy.in_force import load_policy
 from ca.service.context import Context
 from ca.service.registry import handles
-from ca.signing import load_policy
 from ca.store.db import transaction
 from ca.store.models import (
     Officer,

@@ -20,7 +20,7 @@ committed, it is rolled back — the unrecorded keys it made in ``MOT-LOG`` dest
 root ceremony whose token held nothing else, the root token itself removed (its keys need the
 custodians' quorum, which is kept nowhere; the custodians make it again with ``jtca ceremony
 init-token``). A ca-rollover's keys in the root token are destroyed by the rerun, which has the
-quorum (``ca.ceremony.run``).
+quorum (``ca.ceremony.run.run``).
 """
 
 from __future__ import annotations
@@ -38,9 +38,7 @@ from typing import Final
 
 from sqlmodel import Session, select
 
-from ca import audit
-from ca.authorization import require
-from ca.ceremony import (
+from ca.ceremony.run import (
     OPERATION,
     Ceremony,
     CeremonyError,
@@ -50,10 +48,12 @@ from ca.ceremony import (
     roll_back_keys,
     run,
 )
-from ca.errors import BadInput, JtcaError
-from ca.files import stray_temporaries, write_atomically
+from ca.core.errors import BadInput, JtcaError
+from ca.core.files import stray_temporaries, write_atomically
+from ca.log import audit
 from ca.log.anchors import CEREMONIES, LOG_TOKEN, anchor_name
 from ca.ops import ceremony as ops
+from ca.policy.authorization import require
 from ca.service.context import Context, NotSignedIn
 from ca.service.recovery import RecoveryFailed, recover_before, recoverer
 from ca.service.registry import handles
@@ -62,16 +62,18 @@ from ca.store import intents
 from ca.store.db import transaction
 from ca.store.intents import IntentRef
 from ca.store.models import CeremonyRun, CertificateRecord, KeyRecord, OfficerCertificate
-from ca.tokens import EmbeddedVault, open_token
+from ca.vault.embedded import EmbeddedVault, open_token
 from hsm.crashpoints import crash_point
 from hsm.pkcs11.keys import KeyStore
+from hsm.pkcs11.softhsm2 import init_token, softhsm_util, token_labels, use_softhsm
 from hsm.pkcs11.token import QuorumPin, Token, find_module, rescan
-from hsm.softhsm import init_token, softhsm_util, token_labels, use_softhsm
 from policies.rules import Subject
 
 log = logging.getLogger("jtca.ceremony")
 
-SOFTHSM: Final = "softhsm2"  # the embedded SoftHSM2 folder under the state folder (ca.tokens)
+SOFTHSM: Final = (
+    "softhsm2"  # the embedded SoftHSM2 folder under the state folder (ca.vault.embedded)
+)
 ACTION_OF_KIND: Final = {"root": "ceremony.run", "ca-rollover": "qr-ca.rollover"}
 
 
@@ -154,12 +156,12 @@ def init_ceremony_token(ctx: Context, req: ops.CeremonyFile) -> ops.TokenShares:
 
 @handles(ops.RUN)
 def run_ceremony(ctx: Context, req: ops.RunRequest) -> ops.CeremonyOutcome:
-    """The ceremony as its file says (``ca.ceremony.run``); the token's share quorum is its
+    """The ceremony as its file says (``ca.ceremony.run.run``); the token's share quorum is its
     authority, and once officers are enrolled a signed-in officer allowed the ceremony's kind
     must ask for it too (``authorize``). The audit key goes to the service's log token; after
     the commit the trust anchors and the closing checkpoint are written outside the database."""
+    from ca.policy.in_force import load_policy
     from ca.service import logkeys
-    from ca.signing import load_policy
 
     ceremony = load_ceremony(req.plan)
     authorize(ctx, ceremony)
@@ -223,7 +225,7 @@ def run_ceremony(ctx: Context, req: ops.RunRequest) -> ops.CeremonyOutcome:
 
 
 def pem(der: bytes) -> bytes:
-    from ca.x509 import pem as armour
+    from ca.pki.x509 import pem as armour
 
     return armour(der)
 
@@ -248,7 +250,7 @@ def write_outside(
     folder; ``(files written, warnings)``; with ``copies``, the command line's copies of the
     certificates beside the transcript too (``ceremony_files``). A failure here does not undo the
     ceremony (it is committed, and the outcome carries all of it): it is reported."""
-    from ca.log.folder import CheckpointFolder
+    from ca.log.checkpoint_folder import CheckpointFolder
 
     files = ceremony_files(
         str(transcript.data.get("file_sha256", "")),

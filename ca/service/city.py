@@ -2,7 +2,7 @@
 
 Each use case takes the calling officer and a typed request and returns a typed result. The
 policy checks, dual control, the action and its audit event are the domain functions' —
-``ca.applications`` and ``ca.citykeys.*`` — called here and from no adapter.
+``ca.citykeys.applications`` and ``ca.citykeys.*`` — called here and from no adapter.
 
 Province scope is decided here, once, for every client: a provincial officer reads their own
 province only (a filter naming another province, or one key of another province, is refused as
@@ -31,23 +31,22 @@ from typing import Final
 
 from sqlmodel import Session
 
-from ca import applications
-from ca.authorization import PolicyDenied
-from ca.citykeys import misuse, queries, renewal, report, usage, workflow
+from ca.citykeys import applications, misuse, queries, renewal, report, usage_import, workflow
 from ca.citykeys.common import CityKeyError, Vault, allowed, key_flags
-from ca.dualcontrol import deciding
-from ca.errors import BadInput
-from ca.expiry import DAY
-from ca.lifecycle import KeyState
+from ca.citykeys.expiry import DAY
+from ca.citykeys.lifecycle import KeyState
+from ca.core.errors import BadInput
+from ca.officers.dual_control import deciding
 from ca.ops import city as ops
 from ca.ops.base import Empty
+from ca.policy.authorization import PolicyDenied
+from ca.policy.in_force import load_policy
 from ca.registry.divisions import default_divisions
 from ca.service.approvals import verify_decision
 from ca.service.context import Context
 from ca.service.recovery import RecoveryFailed, recover, recoverer
 from ca.service.registry import handles
 from ca.service.runtime import Runtime
-from ca.signing import load_policy
 from ca.store.intents import IntentRef
 from ca.store.models import CityKey, KeyApplication
 from hsm.pkcs11.keys import KeyStore
@@ -278,7 +277,7 @@ def decide(ctx: Context, request: ops.DecideRequest) -> ops.Decision:
     now = ctx.now()
     signed = verify_decision(
         ctx,
-        subject=f"{request.kind} {request.id}",  # as ca.applications / ca.citykeys.misuse name it
+        subject=f"{request.kind} {request.id}",  # as applications and misuse name it
         approve=request.approve,
         at=request.at,
         signature=request.signature,
@@ -444,7 +443,7 @@ def sweep(ctx: Context, _request: Empty) -> ops.SweepResult:
 @handles(ops.USAGE)
 def import_usage(ctx: Context, request: ops.UsageRequest) -> ops.UsageResult:
     actor = ctx.actor()
-    result = usage.import_usage(
+    result = usage_import.import_usage(
         ctx.engine,
         actor,
         request.report,

@@ -8,14 +8,13 @@ from typing import Final
 
 from sqlmodel import Session, col, func, select
 
-from ca import applications
-from ca.authorization import granted
-from ca.citykeys import misuse, queries
+from ca.citykeys import applications, misuse, queries
 from ca.citykeys.common import get_key
 from ca.lists.asn1 import ListType
 from ca.ops import console as ops
 from ca.ops.base import Empty
 from ca.ops.city import KeySummary
+from ca.policy.authorization import granted
 from ca.publish import acks, emergency, publisher
 from ca.service.city import key_view
 from ca.service.context import Context
@@ -29,7 +28,7 @@ def pending_for(session: Session, actor: Actor) -> list[ops.PendingItem]:
     """Applications, key actions, emergency publications and officer enrolments awaiting a
     decision ``actor`` may give: never their own requests (nor their own enrolment), a
     province's officer only for their province's keys. ``subject`` is what the decision's
-    signature names (``ca.officer_auth.approval_statement``)."""
+    signature names (``ca.officers.statements.approval_statement``)."""
     may = granted(actor)
     items: list[ops.PendingItem] = []
     if applications.APPROVE in may:

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 
-from ca.clock import Clock
-from ca.errors import JtcaError
+from ca.core.clock import Clock
+from ca.core.errors import JtcaError
 from ca.service.runtime import Runtime
 from policies.rules import Actor
 

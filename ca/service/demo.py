@@ -1,13 +1,13 @@
 """Use cases of the demo area (see ``ca.ops.demo``): the demo world's history is seeded here, in
 the service that holds the database and the ministry's tokens; the officers' personal tokens and
-the day's signed work are the demo client's (``ca.site.demo``)."""
+the day's signed work are the demo client's (``ca.demo.officer_work``)."""
 
 from __future__ import annotations
 
 from sqlmodel import Session, select
 
-from ca.ceremony import Transcript
-from ca.errors import JtcaError
+from ca.ceremony.run import Transcript
+from ca.core.errors import JtcaError
 from ca.ops import demo as ops
 from ca.ops.base import Empty
 from ca.service.context import Context
@@ -22,7 +22,7 @@ class DemoRefused(JtcaError):
 
 @handles(ops.STATUS)
 def status(ctx: Context, _req: Empty) -> ops.DemoStatus:
-    from ca.demodata import is_seeded
+    from ca.demo.seed import is_seeded
 
     seeded = ctx.runtime.embedded and is_seeded(ctx.runtime.state)
     return ops.DemoStatus(
@@ -35,8 +35,8 @@ def status(ctx: Context, _req: Empty) -> ops.DemoStatus:
 def seed(ctx: Context, _req: Empty) -> ops.Seeded:
     """The demo world's history, on an embedded service whose database is empty (no officer,
     no ceremony, no audit event); refused anywhere else."""
-    from ca.demodata import is_seeded
-    from ca.demodata import seed as seed_world
+    from ca.demo.seed import is_seeded
+    from ca.demo.seed import seed as seed_world
 
     runtime = ctx.runtime
     if not runtime.embedded:
@@ -59,7 +59,7 @@ def seed(ctx: Context, _req: Empty) -> ops.Seeded:
             f"the database of {runtime.state} is not empty: demo data goes only into a fresh "
             "state folder (set JTCA_STATE to a new folder and run jtca demo)"
         )
-    from ca import audit
+    from ca.log import audit
     from ca.service import logkeys
     from ca.service.ceremony import write_outside
 

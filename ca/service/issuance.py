@@ -3,7 +3,7 @@ revoked, and the QR issuers (see ca/service/__init__.py).
 
 One place per operation: the command line and the console both come here, so an issuer's
 registration is decided on ``Subject(issuer_id=…)`` and a revocation by CA index and serial is
-found by one query (``ca.issuance.certificate_at``) whoever asks.
+found by one query (``ca.qr.issuance.certificate_at``) whoever asks.
 """
 
 from __future__ import annotations
@@ -12,19 +12,19 @@ from typing import TYPE_CHECKING
 
 from sqlmodel import Session
 
-from ca import issuance
-from ca.authorization import interop_authorizer, require
 from ca.ops import issuance as ops
 from ca.ops.base import Empty
+from ca.policy.authorization import interop_authorizer, require
+from ca.qr import issuance
+from ca.qr.cert_request import read_request
 from ca.registry.issuers import issuers, register_issuer
-from ca.requests import read_request
 from ca.service.ceremony import quorum_token
 from ca.service.context import Context
 from ca.service.recovery import recover_before, recoverer
 from ca.service.registry import handles
-from ca.signing import token_signer
 from ca.store.intents import IntentRef
 from ca.store.models import CaKey, InteropCertificateRecord, Issuer
+from ca.vault.signers import token_signer
 from hsm.pkcs11.keys import KeyStore
 from hsm.pkcs11.uri import Pkcs11Uri
 from policies.rules import Subject
@@ -38,7 +38,7 @@ ACTION_REGISTER_ISSUER = "issuer.register"
 @recoverer(issuance.OPERATION)
 def _recover_issue(runtime: Runtime, intent: IntentRef, actor: str, now: int) -> None:
     """An issuance whose process died after reserving its serial: the serial voided (audit
-    ``qr.serial-void``), never reused (``ca.issuance.recover``)."""
+    ``qr.serial-void``), never reused (``ca.qr.issuance.recover``)."""
     issuance.recover(runtime.engine, intent, actor=actor, now=now)
 
 
@@ -92,7 +92,7 @@ def ca_keys(ctx: Context, _request: Empty) -> ops.CaKeys:
 @handles(ops.ISSUE)
 def issue_interop(ctx: Context, req: ops.IssueRequest) -> ops.InteropCertificateView:
     """Policy first (before the root token is touched), then serial, signature in the root
-    token opened by the custodians' share quorum, record and audit (``ca.issuance.issue``)."""
+    token opened by the custodians' share quorum, record and audit (``ca.qr.issuance.issue``)."""
     actor = ctx.actor()
     request = read_request(req.request)
     now = ctx.now()

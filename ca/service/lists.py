@@ -12,23 +12,22 @@ from typing import TYPE_CHECKING, Final, cast
 
 from sqlmodel import Session, col, select
 
-from ca import audit
-from ca.authorization import require
-from ca.dualcontrol import deciding
-from ca.errors import BadInput, JtcaError
+from ca.core.errors import BadInput, JtcaError
 from ca.lists.asn1 import ListType
-from ca.log import proofbundle
+from ca.log import audit, proofbundle
+from ca.officers.dual_control import deciding
 from ca.ops import lists as ops
 from ca.ops.base import Empty
+from ca.policy.authorization import require
+from ca.policy.in_force import load_policy
 from ca.publish import acks, emergency, publisher
 from ca.service.approvals import verify_decision
 from ca.service.context import Context
 from ca.service.recovery import recover_before, recoverer
 from ca.service.registry import handles
-from ca.signing import load_policy
 from ca.store.intents import IntentRef
 from ca.store.models import AuditEvent, ListVersion, LogCheckpoint, LogCosignature, LogWitness
-from ca.tokens import open_token
+from ca.vault.embedded import open_token
 from hsm.pkcs11.keys import KeyStore
 from hsm.pkcs11.token import PinSource, QuorumPin, Token
 from policies.rules import Actor, Subject
@@ -77,7 +76,8 @@ def _pin_source(unlock: ops.KeyUnlock) -> PinSource:
 def _open_token(label: str, source: PinSource) -> Token:
     """The token ``label``; a token made by another process since this one loaded the module
     (a ceremony, another service process on the same tokens) is found after a rescan, and one
-    another process is logging in to meanwhile is looked for again (``ca.tokens.open_token``:
+    another process is logging in to meanwhile is looked for again
+    (``ca.vault.embedded.open_token``:
     the caller holds the runtime's token lock, no session is in use)."""
     return open_token(label, source)
 
@@ -143,7 +143,7 @@ def run_publisher(
     else:
         source = _pin_source(unlock)
         with ctx.runtime.tokens():  # the service's token calls, one at a time
-            from hsm.softhsm import use_softhsm
+            from hsm.pkcs11.softhsm2 import use_softhsm
 
             use_softhsm(ctx.runtime.state / "softhsm2")
             opened: list[Token] = []
@@ -239,7 +239,7 @@ def version(ctx: Context, req: ops.VersionRequest) -> ops.ListFile:
 
 @handles(ops.ROOT)
 def root(ctx: Context, _req: Empty) -> ops.RootCertificate:
-    from ca.x509 import pem
+    from ca.pki.x509 import pem
 
     with Session(ctx.engine) as session:
         record = publisher.current_certificate(session, "root", ctx.now())

@@ -13,15 +13,15 @@ import base64
 
 from sqlmodel import Session, col, select
 
-from ca import audit
-from ca.authorization import require
-from ca.errors import BadInput, InvalidKey, JtcaError
+from ca.core.errors import BadInput, InvalidKey, JtcaError
+from ca.log import audit
 from ca.log.note import NoteError, NoteSignature, SignedNote
 from ca.ops import log as ops
 from ca.ops.base import Empty
+from ca.policy.authorization import require
+from ca.policy.in_force import load_policy
 from ca.service.context import Context
 from ca.service.registry import handles
-from ca.signing import load_policy
 from ca.store.db import transaction
 from ca.store.models import LogCheckpoint, LogCosignature, LogWitness
 from hsm.sm.sm2 import SM2PublicKey
@@ -191,7 +191,7 @@ def cosign(ctx: Context, req: ops.CosignRequest) -> ops.CosignResult:
     The stored cosignature is its own evidence (anyone can verify it with the witness's key)
     and is not a log entry: an entry per cosignature would grow the log, so the checkpoint the
     witnesses just cosigned would at once be replaced by a new one none of them had seen, and a
-    checkpoint served would never carry K cosignatures (``ca.audit.add_cosignature``)."""
+    checkpoint served would never carry K cosignatures (``ca.log.audit.add_cosignature``)."""
     now = ctx.now()
     with transaction(ctx.engine) as session:
         record = audit.checkpoint_at(session, req.size)

@@ -2,20 +2,21 @@
 
 The audit key lives in the service's own token ``MOT-LOG`` (its PIN is the service's, like
 ``MOT-OFFICERS``): the root ceremony makes it there and the root key certifies it
-(``ca.ceremony``), so the service signs the log's checkpoints without a custodian present.
+(``ca.ceremony.run``), so the service signs the log's checkpoints without a custodian present.
 
 Sealing. A checkpoint protects the entries it covers; the entries written after it are protected
 by a seal: when a process starts, it makes a fresh SM2 key in memory, registers its public key
 in the log (a ``log.seal-key`` entry carrying the audit key's signature over it,
-``ca.audit.register_seal_key``) and from then on every entry it appends carries that key's
-signature over its leaf hash (``ca.audit.install_sealer``). A row forged or edited in the
+``ca.log.audit.register_seal_key``) and from then on every entry it appends carries that key's
+signature over its leaf hash (``ca.log.audit.install_sealer``). A row forged or edited in the
 database after the last checkpoint has no valid seal: the checkpointer refuses to sign over it
 (``LogHalted``), loudly, and keeps refusing, so the forgery is never certified.
 
 Checkpointing. ``checkpoint_now`` signs a checkpoint (C2SP tlog-checkpoint, key name = the
 policy's ``[log] origin``) when the tree grew since the latest one, after checking the seals of
 the new entries, and writes it to the checkpoint folder outside the database
-(``ca.log.folder``). The ``Checkpointer`` thread calls it after every batch of changes, at most
+(``ca.log.checkpoint_folder``). The ``Checkpointer`` thread calls it after every batch of changes,
+at most
 every ``[log] checkpoint_seconds``. Errors are logged, never raised into the service.
 """
 
@@ -30,16 +31,17 @@ from typing import Final
 from sqlalchemy import event
 from sqlmodel import Session, select
 
-from ca import audit
-from ca.clock import Clock, SystemClock
-from ca.errors import BadInput, JtcaError
+from ca.core.clock import Clock, SystemClock
+from ca.core.errors import BadInput, JtcaError
+from ca.log import audit
 from ca.log.anchors import LOG_TOKEN
 from ca.log.note import Checkpoint
+from ca.policy.in_force import load_policy
 from ca.service.runtime import Runtime
-from ca.signing import load_policy, token_signer
 from ca.store.db import transaction
 from ca.store.models import KeyRecord, LogCheckpoint
-from ca.tokens import EmbeddedVault
+from ca.vault.embedded import EmbeddedVault
+from ca.vault.signers import token_signer
 from hsm.pkcs11.keys import KeyStore
 from hsm.pkcs11.token import TokenError, find_module, rescan
 from hsm.pkcs11.uri import Pkcs11Uri
@@ -132,7 +134,7 @@ def log_store(vault: EmbeddedVault) -> KeyStore:
 
 
 def late_sealing(runtime: Runtime) -> audit.SealerFactory:
-    """What ``ca.audit.append`` calls when it finds no sealer for ``runtime``'s database: once
+    """What ``ca.log.audit.append`` calls when it finds no sealer for ``runtime``'s database: once
     the log has a checkpoint and an audit key (a root ceremony ran, maybe in another process),
     register a seal key in the appender's own transaction and seal from that entry on. If the
     transaction rolls back, the sealer goes with it (its registration never existed)."""
@@ -177,7 +179,7 @@ def seal_in(session: Session, signer: Signer, at: int) -> audit.SessionSealer:
     """A fresh in-process SM2 session key registered under the audit key ``signer`` in the
     caller's transaction, and installed as the process's sealer at once (so an entry appended
     by another transaction after this one commits is sealed). A caller whose transaction fails
-    must put the previous sealer back before it rolls back (``ca.audit.install_sealer``)."""
+    must put the previous sealer back before it rolls back (``ca.log.audit.install_sealer``)."""
     session_key = SoftwareSigner.generate()
     key_seq = audit.register_seal_key(session, signer, session_key.public_key, at)
     database = audit.database_of(session)
@@ -326,7 +328,7 @@ def _halt(runtime: Runtime, size: int, findings: list[audit.Finding], now: int) 
 def _folder_newest(runtime: Runtime, public: SM2PublicKey) -> Checkpoint | None:
     """The newest checkpoint in the folder outside the database that the audit key signed (a
     file that does not verify is reported, and not trusted)."""
-    from ca.log.folder import CheckpointFolder
+    from ca.log.checkpoint_folder import CheckpointFolder
     from ca.log.verify import Report, read_checkpoints
 
     report = Report()
@@ -383,7 +385,7 @@ def _against_outside(
 
 def _folder_catch_up(runtime: Runtime, latest: LogCheckpoint) -> None:
     """Write the latest checkpoint to the folder if a crash after its commit kept it out."""
-    from ca.log.folder import CheckpointFolder
+    from ca.log.checkpoint_folder import CheckpointFolder
 
     folder = CheckpointFolder(runtime.log_folder)
     newest = folder.newest_size()
@@ -423,7 +425,7 @@ def checkpoint_now(
     yet). With ``force`` (an officer asked for it) a log that did not grow returns its latest
     checkpoint, and a missing audit key is an error. Raises LogHalted (and records the halt once
     in the log) when an entry after the latest checkpoint has no valid seal."""
-    from ca.log.folder import CheckpointFolder
+    from ca.log.checkpoint_folder import CheckpointFolder
 
     chosen = origin or load_policy().log.origin
     with Session(runtime.engine) as session:

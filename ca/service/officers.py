@@ -6,7 +6,7 @@
   one approves (``officer.decide``, signed by their own token); the officer is registered and
   certified on approval.
 - Every enrolment carries a proof of possession: the new key's signature over
-  ``ca.officer_auth.enrolment_message``.
+  ``ca.officers.statements.enrolment_message``.
 - ``officer.suspend`` / ``officer.revoke`` take effect at the officer's next request (their
   sessions end at once); ``officer.reinstate`` lifts a suspension; ``officer.renew`` certifies
   the same token key again, before the old certificate ends.
@@ -19,12 +19,9 @@ from contextlib import contextmanager
 
 from sqlmodel import Session, col, select
 
-from ca import audit
-from ca.authorization import require
-from ca.dualcontrol import bind_request, deciding, record_decision
-from ca.errors import BadInput, JtcaError
-from ca.officer_auth import AuthError, check_officer_id, enrolment_message, verify
-from ca.officer_certs import (
+from ca.core.errors import BadInput, JtcaError
+from ca.log import audit
+from ca.officers.certificates import (
     OFFICER_CA_TOKEN,
     OfficerCa,
     OfficerCertificateError,
@@ -32,13 +29,17 @@ from ca.officer_certs import (
     officer_ca_record,
     open_officer_ca,
 )
-from ca.officers import OfficerError, add_officer_in, check_officer
+from ca.officers.dual_control import bind_request, deciding, record_decision
+from ca.officers.roster import OfficerError, add_officer_in, check_officer
+from ca.officers.statements import AuthError, check_officer_id, enrolment_message, verify
 from ca.ops import officers as ops
 from ca.ops.base import Empty
+from ca.pki.x509 import pem
+from ca.policy.authorization import require
+from ca.policy.in_force import load_policy
 from ca.service.approvals import verify_decision
 from ca.service.context import Context
 from ca.service.registry import handles
-from ca.signing import load_policy
 from ca.store.db import transaction
 from ca.store.models import (
     Officer,
@@ -46,7 +47,6 @@ from ca.store.models import (
     OfficerEnrolment,
     OfficerSession,
 )
-from ca.x509 import pem
 from hsm.sm.sm2 import SM2PublicKey
 from policies.rules import Action, Subject
 
@@ -119,7 +119,7 @@ def _officer_ca(ctx: Context, session: Session, actor: str) -> Iterator[OfficerC
             yield ca
         except BaseException:
             if made:
-                from ca.officer_certs import destroy_unrecorded_ca_key
+                from ca.officers.certificates import destroy_unrecorded_ca_key
 
                 destroy_unrecorded_ca_key(store, ca.record.key_uri)
             raise
@@ -149,7 +149,8 @@ def _roles_for(
 def _register(
     session: Session, row: OfficerEnrolment | ops.EnrolRequest, by: str, now: int
 ) -> Officer:
-    """Register the enrolled officer (``ca.officers.add_officer_in``: checked and audited)."""
+    """Register the enrolled officer (``ca.officers.roster.add_officer_in``: checked and
+    audited)."""
     roles = row.roles if isinstance(row.roles, list) else row.roles.split(",")
     return add_officer_in(
         session,

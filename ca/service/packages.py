@@ -28,7 +28,7 @@ from typing import Final
 
 from ca.citykeys import misuse, workflow
 from ca.citykeys.common import MINISTRY, CityKeyError
-from ca.errors import BadInput
+from ca.core.errors import BadInput
 from ca.ops import packages as ops
 from ca.ops.base import Empty
 from ca.registry.divisions import default_divisions

@@ -10,7 +10,7 @@ token's signature (``ca.service.approvals``); the last approval puts it in force
 (``policy.change``, naming the SM3 before and after). Every service process on the database
 switches at its next policy look-up (``Runtime.policy_refresh``, at most ``REFRESH_SECONDS``
 apart) without a restart; every event appended names the SM3 of the policy it was decided under
-(``ca.audit.name_policy``).
+(``ca.log.audit.name_policy``).
 """
 
 from __future__ import annotations
@@ -23,17 +23,13 @@ from typing import Final
 
 from sqlmodel import Session, col, select
 
-from ca import audit
-from ca.authorization import require
-from ca.dualcontrol import bind_request, deciding, record_decision
-from ca.errors import JtcaError
+from ca.core.errors import JtcaError
+from ca.log import audit
+from ca.officers.dual_control import bind_request, deciding, record_decision
 from ca.ops import policy as ops
 from ca.ops.base import Empty
-from ca.service.approvals import verify_decision
-from ca.service.context import Context
-from ca.service.registry import handles
-from ca.service.runtime import Runtime
-from ca.signing import (
+from ca.policy.authorization import require
+from ca.policy.in_force import (
     PolicyError,
     PolicyInForce,
     load_policy,
@@ -42,6 +38,10 @@ from ca.signing import (
     set_policy_in_force,
     set_policy_refresher,
 )
+from ca.service.approvals import verify_decision
+from ca.service.context import Context
+from ca.service.registry import handles
+from ca.service.runtime import Runtime
 from ca.store.db import transaction
 from ca.store.models import AuditHead, PolicyVersion
 from policies.rules import Action, Subject

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Final
 
 from sqlmodel import Session
 
-from ca.errors import JtcaError
+from ca.core.errors import JtcaError
 from ca.store import intents
 from ca.store.intents import IntentRef
 
@@ -147,8 +147,9 @@ def recover_before(runtime: Runtime, operation: str, subject: str, *, now: int) 
 def sweep_state(runtime: Runtime) -> list[str]:
     """The temporary files dead writers left anywhere in the service's folders (the state
     folder but its tokens, the publication folder, the checkpoint folder): a crash between a
-    write and its rename leaves one (``ca.files.sweep_temporary``; a live writer's are kept)."""
-    from ca.files import sweep_temporary
+    write and its rename leaves one (``ca.core.files.sweep_temporary``; a live writer's are
+    kept)."""
+    from ca.core.files import sweep_temporary
 
     removed: list[str] = []
     folders = {runtime.state, runtime.published, runtime.log_folder}

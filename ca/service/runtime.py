@@ -23,17 +23,17 @@ from typing import TYPE_CHECKING, Final, Literal
 
 from sqlalchemy.engine import Engine
 
-from ca.errors import JtcaError
+from ca.core.errors import JtcaError
 from ca.store.db import database_url, make_engine
 from ca.store.schema import SchemaState, check_schema, upgrade
-from ca.tokens import EmbeddedVault
+from ca.vault.embedded import EmbeddedVault
 
 if TYPE_CHECKING:
     from ca.service.logkeys import Checkpointer
 
 Migrate = Literal["check", "upgrade"]
 PUBLISHED: Final = "published"  # the service's publication folder under the state folder
-LOG_FOLDER: Final = "log"  # the checkpoint folder under the state folder (ca.log.folder)
+LOG_FOLDER: Final = "log"  # the checkpoint folder under the state folder (ca.log.checkpoint_folder)
 LOG_DIR_ENV: Final = "JTCA_LOG_DIR"  # or the checkpoint folder named here
 
 
@@ -130,7 +130,7 @@ class Runtime:
     def close(self) -> None:
         self.stop_log()
         if self.policy_sm3:  # this process ran under the database's policy in force (#16)
-            from ca.signing import set_policy_in_force, set_policy_refresher
+            from ca.policy.in_force import set_policy_in_force, set_policy_refresher
 
             set_policy_refresher(None)
             set_policy_in_force(None)

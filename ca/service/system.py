@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from ca.errors import BadInput
+from ca.core.errors import BadInput
 from ca.ops import system as ops
 from ca.ops.base import Empty
 from ca.service.context import Context
@@ -37,7 +37,7 @@ def recover(ctx: Context, req: ops.RecoverRequest) -> ops.RecoverResult:
     (audited as ``intent.recover`` by the officer who asked); what stays open is listed."""
     from sqlmodel import Session
 
-    from ca.authorization import require
+    from ca.policy.authorization import require
     from ca.service.recovery import recover as run_recovery
     from ca.service.recovery import registered
     from ca.store import intents

@@ -22,7 +22,7 @@ This package, with ``ca/cli/site.py`` and ``ca/cli/token.py``, is the named exce
 command line imports no ``hsm``": it imports ``hsm`` and the client (``ca.client``, ``ca.ops``),
 and never ``ca.store``, sqlmodel, sqlalchemy, ``ca.service`` or ``ca.authority``.
 
-Which token: ``SiteVault`` (``ca.site.vault``). In the embedded default it is the SoftHSM2 of the
+Which token: ``SiteVault`` (``ca.vault.site``). In the embedded default it is the SoftHSM2 of the
 state folder, each token with the PIN file jtca keeps beside it, named by the label the holder's
 transport key was registered with. A real site names its PKCS#11 module (``--module PATH``, or
 ``JTCA_PKCS11_MODULE``) and where the PIN comes from (``--pin-source env:VAR | file:PATH |

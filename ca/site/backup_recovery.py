@@ -32,9 +32,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
-from ca.errors import BadInput, JtcaError
-from ca.files import stray_temporaries, write_atomically
-from ca.owners import this_owner
+from ca.core.errors import BadInput, JtcaError
+from ca.core.files import stray_temporaries, write_atomically
+from ca.core.owners import this_owner
 from ca.site.journal import SiteIntent, site_journal
 from ca.site.recovery import (
     ROLLED_BACK,
@@ -68,7 +68,7 @@ def site_context() -> SiteContext:
     state = state_dir() if has_state(state_dir()) else None
 
     def vault() -> Any:
-        from ca.site.vault import SiteVault
+        from ca.vault.site import SiteVault
 
         return SiteVault(state=state)
 
@@ -87,7 +87,7 @@ def _temporaries(folder: Path, name: str) -> list[Path]:
 
 
 def write_archive(path: Path, data: bytes) -> None:
-    """``ca.files.write_atomically`` (mode 0600: wrapped keys only, but the custodians'
+    """``ca.core.files.write_atomically`` (mode 0600: wrapped keys only, but the custodians'
     business), with this operation's own crash point between the temporary file and its
     rename."""
     write_atomically(path, data, mode=0o600, crash=f"{BACKUP_OP}:before-rename")
@@ -177,9 +177,9 @@ def _archived(plan: Any) -> list[ArchivedKey]:
 def _open_target(plan: Any) -> KeyStore:
     """The token a restore's intent names, opened as the restore opened it (a PIN source that
     is a prompt cannot be used by recovery)."""
-    from ca.tokens import embedded_token
+    from ca.vault.embedded import embedded_token
+    from hsm.pkcs11.softhsm2 import use_softhsm
     from hsm.pkcs11.token import Token, pin_source_from_spec
-    from hsm.softhsm import use_softhsm
 
     label = str(plan["token"])
     module, pin_source = plan.get("module"), plan.get("pin_source")

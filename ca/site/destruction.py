@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ca.client.http import Client
-from ca.errors import JtcaError
+from ca.core.errors import JtcaError
 from ca.ops import packages as ops
 from ca.site.packages import Tokens
 from hsm.pkcs11.keys import KeyNotFound, KeyStore

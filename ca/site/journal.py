@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from ca.errors import BadInput, JtcaError
-from ca.files import write_atomically
-from ca.owners import owner_alive, this_owner
+from ca.core.errors import BadInput, JtcaError
+from ca.core.files import write_atomically
+from ca.core.owners import owner_alive, this_owner
 
 OPEN_DIR: Final = "open"
 DONE_DIR: Final = "done"

@@ -17,8 +17,13 @@ from typing import Final
 
 from ca.client.http import Client
 from ca.client.session import RequestSigner, SessionData
-from ca.errors import JtcaError
-from ca.officer_auth import approval_statement, body_digest, enrolment_message, sign_in_message
+from ca.core.errors import JtcaError
+from ca.officers.statements import (
+    approval_statement,
+    body_digest,
+    enrolment_message,
+    sign_in_message,
+)
 from ca.ops import approvals as approval_ops
 from ca.ops import auth as auth_ops
 from ca.ops.base import Empty
@@ -64,12 +69,12 @@ class OfficerToken(PersonalToken):
         module: str | None = None,
         state: Path | None = None,
     ) -> None:
-        from ca.tokens import state_dir
+        from ca.vault.embedded import state_dir
 
         super().__init__(label, pin, module=module, softhsm=(state or state_dir()) / "softhsm2")
 
     def proof(self, officer_id: str) -> bytes:
-        """Proof of possession for an enrolment (``ca.officer_auth.enrolment_message``)."""
+        """Proof of possession for an enrolment (``ca.officers.statements.enrolment_message``)."""
         return self.sign(
             enrolment_message(officer=officer_id, public_key=self.public_key.uncompressed)
         )

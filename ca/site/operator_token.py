@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 from typing import Final
 
-from ca.errors import BadInput
+from ca.core.errors import BadInput
 from ca.site.personal_token import LABEL_MAX, PersonalToken, create_softhsm_token
 from ca.site.personal_token import pin_source as personal_pin_source
 from hsm.pkcs11.token import PinSource

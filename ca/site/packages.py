@@ -41,8 +41,8 @@ from pkcs11 import Attribute, ObjectClass
 
 from ca.citykeys.sealing import make_transport_pair, point, seal_key
 from ca.client.http import Client, ServiceError
-from ca.errors import BadInput, CodecError, JtcaError
-from ca.files import stray_temporaries, write_atomically
+from ca.core.errors import BadInput, CodecError, JtcaError
+from ca.core.files import stray_temporaries, write_atomically
 from ca.ops import packages as ops
 from ca.site.journal import DONE_DIR, SiteIntent, SiteJournal, site_journal
 from ca.site.recovery import (
@@ -64,11 +64,11 @@ DELIVER_OP: Final = "packages.deliver"  # the site journal's operations (ca.site
 IMPORT_OP: Final = "packages.import"
 REGISTER_TRANSPORT_OP: Final = "transport-key.register"  # a site's transport keys
 COMPLETED: Final = "completed"
-_DENIED: Final = "Not allowed by policy"  # ca.authorization.PolicyDenied's title
+_DENIED: Final = "Not allowed by policy"  # ca.policy.authorization.PolicyDenied's title
 
 
 class Tokens(Protocol):
-    """The tokens of this site by label (``ca.site.vault.SiteVault``)."""
+    """The tokens of this site by label (``ca.vault.site.SiteVault``)."""
 
     def store(self, token_label: str) -> KeyStore: ...
 

@@ -15,7 +15,7 @@ import secrets
 from pathlib import Path
 from typing import ClassVar, Final, Self
 
-from ca.errors import BadInput
+from ca.core.errors import BadInput
 from hsm.names import token_label
 from hsm.pkcs11.keys import KeyStore, TokenKey
 from hsm.pkcs11.signer import TokenSigner
@@ -67,7 +67,7 @@ def new_pin(spec: str | None, whose: str) -> str:
 
 def create_softhsm_token(softhsm: Path, label: str, pin: str) -> None:
     """A fresh SoftHSM2 token ``label`` in the SoftHSM2 folder ``softhsm`` (refused if taken)."""
-    from hsm.softhsm import init_token, token_labels, use_softhsm
+    from hsm.pkcs11.softhsm2 import init_token, token_labels, use_softhsm
 
     token_label(label, "--token")  # BadName (exit 3): 1-32 letters, digits, '-', '_'
     use_softhsm(softhsm)
@@ -85,7 +85,7 @@ class PersonalToken:
 
     def __init__(self, label: str, pin: PinSource, *, module: str | None, softhsm: Path) -> None:
         if module is None:
-            from hsm.softhsm import use_softhsm
+            from hsm.pkcs11.softhsm2 import use_softhsm
 
             token_label(label, "--token")  # the embedded SoftHSM2 made it: a checked label
             use_softhsm(softhsm)
@@ -116,7 +116,8 @@ class PersonalToken:
 
     def signer(self) -> TokenSigner:
         if self._signer is None:
-            from ca.signing import load_policy, vendor_mechanisms
+            from ca.policy.in_force import load_policy
+            from ca.vault.signers import vendor_mechanisms
 
             key = self._key()
             if key is None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from ca.errors import JtcaError
+from ca.core.errors import JtcaError
 from ca.site.journal import SiteIntent, SiteJournal, site_journal
 
 ROLLED_FORWARD: Final = "rolled-forward"
@@ -31,7 +31,7 @@ class SiteContext:
     journal: SiteJournal
     state: Path | None
     now: int
-    vault: Callable[[], Any]  # -> ca.site.vault.SiteVault
+    vault: Callable[[], Any]  # -> ca.vault.site.SiteVault
     client: Callable[[], Any]  # -> ca.client.http.Client (signed in)
 
 
@@ -83,7 +83,7 @@ def recover_site(ctx: SiteContext, operation: str | None = None) -> list[dict[st
 
 def _context(state: Path | None) -> SiteContext:
     def vault() -> Any:
-        from ca.site.vault import SiteVault
+        from ca.vault.site import SiteVault
 
         return SiteVault(state=state)
 

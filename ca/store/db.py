@@ -14,7 +14,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, create_engine
 
-from ca.errors import JtcaError
+from ca.core.errors import JtcaError
 
 DATABASE_ENV: Final = "JTCA_DATABASE_URL"
 MIGRATIONS: Final = Path(__file__).parent / "migrations"

@@ -31,10 +31,10 @@ from typing import Any, Final
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from ca.errors import JtcaError
+from ca.core.errors import JtcaError
+from ca.core.owners import owner_alive as owner_alive
+from ca.core.owners import this_owner
 from ca.log.entry import canonical
-from ca.owners import owner_alive as owner_alive
-from ca.owners import this_owner
 from ca.store.db import transaction
 from ca.store.models import Intent
 
@@ -205,7 +205,7 @@ def settle(
 ) -> None:
     """Recovery's end of an intent: rolled forward or back, audited, in the caller's
     transaction (the one that writes or removes the records it recovered)."""
-    from ca import audit
+    from ca.log import audit
 
     if state not in (ROLLED_FORWARD, ROLLED_BACK):
         raise IntentError(f"recovery settles as rolled-forward or rolled-back, not {state}")

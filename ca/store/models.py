@@ -231,7 +231,7 @@ class KeyApplication(SQLModel, table=True):
 
 class Approval(SQLModel, table=True):
     """One officer's decision on a pending action (dual control), with the approver's token
-    signature over the decision statement (``ca.officer_auth.approval_statement``)."""
+    signature over the decision statement (``ca.officers.statements.approval_statement``)."""
 
     __tablename__ = "approval"
     __table_args__ = (UniqueConstraint("subject", "approver", name="uq_one_decision_per_officer"),)
@@ -374,7 +374,8 @@ class TransportKey(SQLModel, table=True):
 
 class CityKey(SQLModel, table=True):
     """One key of one city (一城一密): a generation of one key class, generated in the ministry
-    token. ``state`` is the lifecycle (ca.lifecycle); ``stage`` is where it has got to on its
+    token. ``state`` is the lifecycle (ca.citykeys.lifecycle); ``stage`` is where it has got to on
+    its
     way to the city. Never the private part."""
 
     __tablename__ = "city_key"

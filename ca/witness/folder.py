@@ -8,7 +8,8 @@
     DIR/split-view-<size>-<time>/     the evidence of a split view (never removed by jtca)
     DIR/.lock                         held while a round runs: two rounds never interleave
 
-The checkpoint files keep the layout of the service's checkpoint folder (``ca.log.folder``), so
+The checkpoint files keep the layout of the service's checkpoint folder
+(``ca.log.checkpoint_folder``), so
 ``jtca audit verify --witness-dir DIR`` reads them as they are. Every file is written atomically.
 """
 
@@ -24,9 +25,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from ca.errors import BadInput, JtcaError
-from ca.files import write_atomically
-from ca.log.folder import CheckpointFolder, size_name
+from ca.core.errors import BadInput, JtcaError
+from ca.core.files import write_atomically
+from ca.log.checkpoint_folder import CheckpointFolder, size_name
 
 FORMAT: Final = "jtca-witness/1"
 CONFIG: Final = "witness.json"

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Final, Protocol
 
 from pydantic import ValidationError
 
-from ca.errors import JtcaError
+from ca.core.errors import JtcaError
 from ca.log.anchors import audit_verifiers
 from ca.log.merkle import ProofError, verify_consistency
 from ca.log.note import (

@@ -6,7 +6,8 @@ private and sensitive (``CKA_VALUE`` never readable). A key of a class whose pol
 host-assisted use is generated ``CKA_EXTRACTABLE=FALSE``: it never leaves the token, not even
 wrapped. The others are extractable only by wrapping, and in a token that holds a trusted
 wrapping key (``CKA_TRUSTED``, made by the security officer at initialisation,
-``hsm.softhsm.init_token``) they are generated ``CKA_WRAP_WITH_TRUSTED=TRUE``: the token wraps
+``hsm.pkcs11.softhsm2.init_token``) they are generated ``CKA_WRAP_WITH_TRUSTED=TRUE``: the token
+wraps
 them under that key alone, never under a key a user session makes (docs/tokens.md,
 "Extractability").
 

@@ -332,7 +332,7 @@ def reused_serials(trial: Trial) -> list[str]:
 
 
 def open_intents(trial: Trial) -> list[str]:
-    from ca.owners import owner_alive
+    from ca.core.owners import owner_alive
 
     now = int(time.time())
     problems = [

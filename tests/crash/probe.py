@@ -15,7 +15,7 @@ from pkcs11 import Attribute, ObjectClass
 
 
 def main(state: Path) -> None:
-    from ca.tokens import EmbeddedVault
+    from ca.vault.embedded import EmbeddedVault
     from hsm.pkcs11.token import TokenError
 
     vault = EmbeddedVault(state)

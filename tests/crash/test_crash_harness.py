@@ -34,7 +34,7 @@ def test_the_invariants_catch_an_orphan_a_stray_file_and_a_dead_intent(
         [
             sys.executable,
             "-c",
-            "import sys; from pathlib import Path; from ca.tokens import EmbeddedVault;"
+            "import sys; from pathlib import Path; from ca.vault.embedded import EmbeddedVault;"
             "v = EmbeddedVault(Path(sys.argv[1])); v.store('MOT-KEYS').generate_sm2('orphan-1');"
             "v.close()",
             str(trial.state),

@@ -51,7 +51,7 @@ def _markers(trial: Trial) -> set[str]:
     """The replay markers (``jtca-pkg:<id>`` data objects) in GD-KEYS (a child process)."""
     code = (
         "import json, sys; from pathlib import Path; from pkcs11 import Attribute, ObjectClass;"
-        "from ca.tokens import EmbeddedVault; v = EmbeddedVault(Path(sys.argv[1]));"
+        "from ca.vault.embedded import EmbeddedVault; v = EmbeddedVault(Path(sys.argv[1]));"
         "s = v.store(sys.argv[2]);"
         "print(json.dumps(s.token.run(lambda x: [str(o[Attribute.LABEL]) for o in "
         "x.get_objects({Attribute.CLASS: ObjectClass.DATA})]))); v.close()"

@@ -22,7 +22,7 @@ from typing import Any
 from harness import ROOT_OFFICER, Template, Trial, run_trials, traced
 
 OPERATOR = "ca-op-1"
-ISSUER_ID, ISSUER_NAME = "02113450", "示例发行机构"  # ca.site.demo.ISSUER
+ISSUER_ID, ISSUER_NAME = "02113450", "示例发行机构"  # ca.demo.officer_work.ISSUER
 ISSUER_TOKEN = "DEMO-ISSUER"  # noqa: S105 - a token label, not a secret
 ISSUER_KEY = f"pkcs11:token={ISSUER_TOKEN};object=demo-issuer;type=private"
 

@@ -39,9 +39,10 @@ from starlette.datastructures import QueryParams
 
 import ca.ops.all  # noqa: F401  (registers every operation)
 from ca.api.app import body_refusal, query_int
-from ca.ceremony_file import load_ceremony, plan
-from ca.clock import FixedClock
-from ca.errors import JtcaError
+from ca.ceremony.file import load_ceremony, plan
+from ca.citykeys.usage_report import parse_usage_report
+from ca.core.clock import FixedClock
+from ca.core.errors import JtcaError
 from ca.lists.asn1 import (
     CaKeyEntry,
     CityEntry,
@@ -53,7 +54,7 @@ from ca.lists.asn1 import (
 )
 from ca.lists.build import build_list
 from ca.lists.verify import load_list
-from ca.officer_auth import (
+from ca.officers.statements import (
     check_officer_id,
     enrolment_message,
     parse_signature_header,
@@ -61,11 +62,10 @@ from ca.officer_auth import (
 )
 from ca.ops import log as log_ops
 from ca.ops.base import OPERATIONS, Model
+from ca.pki.x509 import LIST_SIGNING_EKU, issue_certificate, self_signed_root
 from ca.qr.codec import decode_payload
 from ca.qr.issue import issue_interop_certificate, issue_user_certificate, sign_ride
 from ca.qr.verify import PayloadVerifier
-from ca.usage import parse_usage_report
-from ca.x509 import LIST_SIGNING_EKU, issue_certificate, self_signed_root
 from hsm.envelope import export_key, read_package, verify_package
 from hsm.signer import SoftwareSigner
 from hsm.sm.sm2 import SM2PrivateKey, SM2PublicKey
@@ -333,7 +333,7 @@ def _package_targets() -> list[Target]:
     ]
 
 
-# -- usage reports (ca/usage.py) and acknowledgments (ca/publish/acks.py) -------------------------
+# -- usage reports (ca/citykeys/usage_report.py) and acknowledgments (ca/publish/acks.py) ----------
 USAGE_ROWS = [
     {"key": "city-440300-k1", "city": "440300", "first_use": "2026-01-01T00:00:00Z",
      "last_use": "2026-03-01T12:00:00Z", "used_in": "440300"},
@@ -364,7 +364,7 @@ def _json_rows(rows: list[dict[str, str]]) -> bytes:
 def _report_text(data: bytes) -> str:
     """As ``jtca city usage`` and ``jtca lists ack`` read the file (``utf-8-sig``); a file that
     is not UTF-8 is refused there with BadInput, which is what this raises."""
-    from ca.errors import BadInput
+    from ca.core.errors import BadInput
 
     try:
         return data.decode("utf-8-sig")
@@ -475,7 +475,7 @@ def _ack_targets() -> list[Target]:
             database.append(_AckDatabase())
         from pydantic import ValidationError
 
-        from ca.errors import BadInput
+        from ca.core.errors import BadInput
 
         try:  # the body's own limits: FastAPI answers these 422 before the use case runs
             body = SignedAck(statement=_report_text(data), signature="3045" + "00" * 68)
@@ -500,7 +500,7 @@ def _ack_targets() -> list[Target]:
     ]
 
 
-# -- policy files (policies/rules.py via ca.signing) and ceremony plans (ca/ceremony_file.py) -----
+# -- policy files (policies/rules.py via ca.policy.in_force) and ceremony plans (ca/ceremony/file.py
 class _Scratch:
     """One file per process to hand a parser that reads a path."""
 
@@ -518,18 +518,18 @@ class _Scratch:
 
 
 def _file_targets() -> list[Target]:
-    from ca import signing
     from ca.cli.ceremony import file_text
+    from ca.policy import in_force
 
     policy_file, ceremony_file = _Scratch(".toml"), _Scratch(".toml")
 
     def policy(data: bytes) -> None:
         path = policy_file.write(data)
-        signing._loaded.pop(path, None)  # load_policy reads a path once
+        in_force._loaded.pop(path, None)  # load_policy reads a path once
         try:
-            signing.load_policy(path)
+            in_force.load_policy(path)
         finally:
-            signing._loaded.pop(path, None)
+            in_force._loaded.pop(path, None)
 
     def policy_parse(data: bytes) -> None:
         # the parser itself, on the file's bytes (policies.rules.parse_policy takes bytes): what
@@ -695,10 +695,11 @@ def _body_targets() -> list[Target]:
     return targets
 
 
-# -- officer enrolment requests (ca/officer_auth.py, the checks ca/service/officers.enrol makes
+# -- officer enrolment requests (ca/officers/statements.py, the checks ca/service/officers.enrol
+# makes
 #    before the database) and the Jtca-Signature header ---------------------------------------
 def _officer_targets() -> list[Target]:
-    from ca.errors import BadInput
+    from ca.core.errors import BadInput
     from ca.ops.officers import EnrolRequest
 
     key = _signer(0x4001)

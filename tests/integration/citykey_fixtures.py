@@ -8,8 +8,8 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from ca.applications import apply, decide_application
 from ca.citykeys import workflow
+from ca.citykeys.applications import apply, decide_application
 from ca.store.models import CityKey
 from hsm.pkcs11.keys import KeyStore
 from policies.rules import Actor

@@ -25,8 +25,8 @@ import pytest
 from pkcs11 import Attribute
 
 from hsm.pkcs11.keys import TRUSTED_WRAP_LABEL, KeyStore
+from hsm.pkcs11.softhsm2 import CONF_ENV, init_token, use_softhsm
 from hsm.pkcs11.token import EnvPin, Token
-from hsm.softhsm import CONF_ENV, init_token, use_softhsm
 
 SO_PIN = "so-pin-8765"
 LABEL_MAX = 32  # CK_TOKEN_INFO.label is 32 bytes

@@ -16,14 +16,14 @@ from service_fixtures import in_process
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
-from ca.clock import FixedClock
+from ca.core.clock import FixedClock
 from ca.ops import city as city_ops
 from ca.ops import packages as ops
 from ca.service.runtime import Runtime
 from ca.site import packages as site
-from ca.site.vault import SiteVault
 from ca.store.db import transaction
 from ca.store.models import CityKey
+from ca.vault.site import SiteVault
 
 T0 = 1_790_000_000  # 2026-09-21T14:13:20Z
 MINISTRY_TOKEN = "MOT-KEYS"  # noqa: S105 - token labels, not secrets
@@ -34,7 +34,7 @@ Officers = Sequence[tuple[str, str, str | None]]
 
 
 def add_officers(engine: Engine, officers: Officers, now: int = T0) -> None:
-    from ca.officers import add_officer_in
+    from ca.officers.roster import add_officer_in
 
     with transaction(engine) as session:
         for officer_id, role, province in officers:

@@ -7,8 +7,8 @@ import pytest
 from log_intact import log_intact
 from sqlmodel import Session, select
 
-from ca.applications import ApplicationError, apply, decide_application, pending
-from ca.authorization import PolicyDenied
+from ca.citykeys.applications import ApplicationError, apply, decide_application, pending
+from ca.policy.authorization import PolicyDenied
 from ca.store.models import AuditEvent
 from policies.rules import Actor
 

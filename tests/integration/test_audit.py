@@ -1,4 +1,4 @@
-"""The Merkle audit log at the ``ca.audit`` level, on SQLite and PostgreSQL (issue #13): every
+"""The Merkle audit log at the ``ca.log.audit`` level, on SQLite and PostgreSQL (issue #13): every
 entry's leaf hash and every stored subtree (``log_node``) are exactly what an in-memory tree of
 the same entries gives; roots and proofs served from the database verify with the pure RFC 9162
 verifiers at every size; concurrent appenders still give that tree; checkpoints are C2SP notes
@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from ca import audit
+from ca.log import audit
 from ca.log.entry import LogEntry
 from ca.log.merkle import MemoryTree, ProofError, verify_consistency, verify_inclusion
 from ca.log.note import (
@@ -474,7 +474,7 @@ def test_bundle_and_database_agree(database, sql: str, expected: set[tuple[int, 
 
 
 def test_a_bundle_that_is_not_one_is_refused() -> None:
-    from ca.errors import BadInput
+    from ca.core.errors import BadInput
 
     key = SoftwareSigner.generate()
     for data in (b"[]", b"{", json.dumps({"format": "jtca-log-bundle/1"}).encode()):

@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session, select
 
-from ca import audit
-from ca.ceremony import (
+from ca.ceremony.run import (
     CeremonyError,
     init_token_shares,
     load_ceremony,
@@ -25,25 +24,26 @@ from ca.ceremony import (
     run,
     transcript_message,
 )
-from ca.clock import FixedClock
-from ca.issuance import IssueContext, issue
+from ca.core.clock import FixedClock
+from ca.log import audit
 from ca.log.anchors import audit_verifiers
 from ca.log.note import Verifier, verify_checkpoint
+from ca.pki.x509 import LOG_SIGNING_EKU, certificate_info, pem, verify_certificate
+from ca.qr.cert_request import make_request, read_request
 from ca.qr.codec import decode_interop_certificate
+from ca.qr.issuance import IssueContext, issue
 from ca.qr.issue import issue_user_certificate, sign_ride
 from ca.qr.verify import PayloadVerifier
-from ca.requests import make_request, read_request
 from ca.service.logkeys import seal_in
-from ca.signing import token_signer
 from ca.store.models import CaKey, CeremonyRun, CertificateRecord, KeyRecord
-from ca.x509 import LOG_SIGNING_EKU, certificate_info, pem, verify_certificate
+from ca.vault.signers import token_signer
 from hsm.pkcs11.keys import KeyStore
+from hsm.pkcs11.softhsm2 import init_token
 from hsm.pkcs11.token import QuorumPin, Token
 from hsm.pkcs11.uri import Pkcs11Uri
 from hsm.signer import SoftwareSigner
 from hsm.sm.sm2 import SM2PublicKey
 from hsm.sm.sm3 import sm3
-from hsm.softhsm import init_token
 
 ORIGIN = "jtca.mot.gov.cn/audit"  # the shipped policy's [log] origin
 
@@ -549,7 +549,7 @@ def test_rollover_needs_a_root(database, softhsm) -> None:  # type: ignore[no-un
 
 
 def test_officers_are_checked_before_any_key_is_made(database, softhsm, new_token) -> None:  # type: ignore[no-untyped-def]
-    from ca.officers import OfficerError
+    from ca.officers.roster import OfficerError
 
     _, engine = database
     text = EXAMPLE.read_text(encoding="utf-8")

@@ -109,7 +109,7 @@ class Authority:
         code = (
             "import json, sys\n"
             "from pathlib import Path\n"
-            "from hsm.softhsm import use_softhsm\n"
+            "from hsm.pkcs11.softhsm2 import use_softhsm\n"
             "from hsm.pkcs11.keys import KeyStore\n"
             "from hsm.pkcs11.token import QuorumPin, Token\n"
             "use_softhsm(Path(sys.argv[1]) / 'softhsm2')\n"

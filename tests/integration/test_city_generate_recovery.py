@@ -30,10 +30,10 @@ from officer_desk import DeskClient
 from service_fixtures import in_process
 from sqlmodel import Session, col, select
 
-from ca.applications import apply, decide_application
 from ca.citykeys import workflow
+from ca.citykeys.applications import apply, decide_application
 from ca.client.http import ServiceError
-from ca.clock import FixedClock
+from ca.core.clock import FixedClock
 from ca.ops import city as ops
 from ca.service.recovery import recover
 from ca.service.runtime import Runtime
@@ -65,7 +65,7 @@ CHILD = textwrap.dedent(
     from pathlib import Path
     from ca.citykeys import renewal, workflow
     from ca.store.db import make_engine
-    from ca.tokens import EmbeddedVault
+    from ca.vault.embedded import EmbeddedVault
     from policies.rules import Actor
 
     state, url, what, ident, now = sys.argv[1:]
@@ -131,7 +131,7 @@ class Service:
 @pytest.fixture
 def service(database: Any, tmp_path: Path) -> Iterator[Service]:
     url, engine = database
-    from ca.officers import add_officer_in
+    from ca.officers.roster import add_officer_in
 
     with transaction(engine) as session:
         for officer_id, role, province in OFFICERS:
@@ -430,7 +430,7 @@ def test_a_clean_failure_undoes_its_own_work_and_closes_its_intent(
     """Not a crash: the records' transaction fails (the audit log refuses the entry) after both
     keys were made. The run destroys them itself and closes its intent as rolled back, so the
     same process can run it again at once (an open intent of a live process would refuse it)."""
-    from ca import audit
+    from ca.log import audit
 
     runtime = service.runtime
     application = _approved(runtime.engine, [GUANGZHOU])

@@ -28,11 +28,11 @@ from citykey_fixtures import (
 from log_intact import log_intact
 from sqlmodel import Session, col, select
 
-from ca import audit
-from ca.authorization import PolicyDenied
-from ca.citykeys import misuse, queries, renewal, usage, workflow
+from ca.citykeys import misuse, queries, renewal, usage_import, workflow
 from ca.citykeys.common import CityKeyError, get_key
-from ca.lifecycle import TransitionRefused
+from ca.citykeys.lifecycle import TransitionRefused
+from ca.log import audit
+from ca.policy.authorization import PolicyDenied
 from ca.store.models import AuditEvent, CityKey, KeyApplication, KeyCopy
 from hsm.envelope import PackageRefused
 from hsm.pkcs11.keys import KeyKind, KeyNotFound
@@ -146,7 +146,7 @@ def test_renewal_and_sweep(database, new_token, tmp_path: Path) -> None:  # type
         "key,city,first_use,last_use,used_in\n"
         f"{qr.label},440100,2026-09-22T08:00:00Z,2026-09-22T09:00:00Z,440106\n"
     )
-    result = usage.import_usage(engine, GD1, report, "csv", source="day1.csv", now=T0 + DAY)
+    result = usage_import.import_usage(engine, GD1, report, "csv", source="day1.csv", now=T0 + DAY)
     assert result.activated == [qr.label]
     assert not result.violations
     assert _key(engine, qr.id).state == "active"
@@ -213,7 +213,7 @@ def test_usage_reports_and_violations(database, new_token, tmp_path: Path) -> No
             f"{qr.label},44010,2026-09-22T08:00:00Z,2026-09-22T09:00:00Z,440106",  # 7: bad code
         ]
     )
-    result = usage.import_usage(engine, GD1, report, "csv", source="r.csv", now=T0 + 3 * DAY)
+    result = usage_import.import_usage(engine, GD1, report, "csv", source="r.csv", now=T0 + 3 * DAY)
     refused = {(e.line, e.field) for e in result.refused}
     assert refused == {(3, "last_use"), (6, "city"), (7, "city")}
     assert any("deny/other-province" in e.problem for e in result.refused if e.line == 6)
@@ -229,7 +229,7 @@ def test_usage_reports_and_violations(database, new_token, tmp_path: Path) -> No
         found = queries.find_keys(session, queries.KeyFilter(violations=True), now=T0 + 3 * DAY)
         assert [k.label for k in found] == [card.label]
     with pytest.raises(CityKeyError, match=r"\(again.csv\) was imported on"):
-        usage.import_usage(engine, GD1, report, "csv", source="again.csv", now=T0 + 4 * DAY)
+        usage_import.import_usage(engine, GD1, report, "csv", source="again.csv", now=T0 + 4 * DAY)
     row = {
         "key": qr.label,
         "city": "440100",
@@ -238,7 +238,9 @@ def test_usage_reports_and_violations(database, new_token, tmp_path: Path) -> No
         "used_in": "440103",
     }
     json_report = json.dumps([row, 7])  # the second element is not a row object
-    result = usage.import_usage(engine, OP1, json_report, "json", source="r.json", now=T0 + 5 * DAY)
+    result = usage_import.import_usage(
+        engine, OP1, json_report, "json", source="r.json", now=T0 + 5 * DAY
+    )
     assert [(e.line, e.field) for e in result.refused] == [(2, "(row)")]
     assert result.accepted == 1
     assert _key(engine, qr.id).last_use is not None
@@ -255,7 +257,7 @@ def test_suspend_resume_revoke_under_dual_control(database, new_token, tmp_path:
     report = "key,city,first_use,last_use,used_in\n" + "\n".join(
         f"{k.label},440100,2026-09-22T08:00:00Z,2026-09-22T09:00:00Z,440106" for k in keys
     )
-    usage.import_usage(engine, GD1, report, "csv", source="r.csv", now=T0 + DAY)
+    usage_import.import_usage(engine, GD1, report, "csv", source="r.csv", now=T0 + DAY)
     now = T0 + 2 * DAY
     with pytest.raises(misuse.ActionError, match="needs a reason"):
         misuse.request(engine, world.vault, GD1, misuse.SUSPEND, ids, reason=" ", now=now)

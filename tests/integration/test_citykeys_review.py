@@ -34,18 +34,18 @@ from citykey_fixtures import (
 from cli_desks import PIN_SOURCE, Desks
 from sqlmodel import Session, select
 
-from ca.applications import ApplicationError, apply
-from ca.authorization import PolicyDenied
-from ca.citykeys import misuse, queries, renewal, usage, workflow
+from ca.citykeys import misuse, queries, renewal, usage_import, workflow
+from ca.citykeys.applications import ApplicationError, apply
 from ca.citykeys.common import get_key
-from ca.errors import JtcaError
-from ca.lifecycle import TransitionRefused
-from ca.officers import add_officer_in
+from ca.citykeys.lifecycle import TransitionRefused
+from ca.citykeys.usage_report import parse_usage_report
+from ca.core.errors import JtcaError
+from ca.officers.roster import add_officer_in
+from ca.policy.authorization import PolicyDenied
 from ca.store.db import transaction
 from ca.store.models import CityKey, PendingAction
-from ca.usage import parse_usage_report
 from hsm.envelope import PackageRefused
-from hsm.softhsm import CONF_ENV
+from hsm.pkcs11.softhsm2 import CONF_ENV
 
 HEADER = "key,city,first_use,last_use,used_in"
 JTCA = str(Path(sys.executable).with_name("jtca"))
@@ -209,7 +209,7 @@ def test_usage_bad_key_references_never_cost_the_good_rows(
     world = make_world(engine, new_token)
     qr = _by_class(installed(world, tmp_path), "city-qr")
     report = "\n".join([HEADER, _row(qr.label), _row("bad\x00key"), _row("k" * 600)])
-    result = usage.import_usage(engine, GD1, report, "csv", source="r.csv", now=T0 + 3 * DAY)
+    result = usage_import.import_usage(engine, GD1, report, "csv", source="r.csv", now=T0 + 3 * DAY)
     assert result.activated == [qr.label]
     assert sorted((e.line, e.field) for e in result.refused) == [(3, "key"), (4, "key")]
     assert _key(engine, qr.id).state == "active"
@@ -223,7 +223,7 @@ def test_usage_times_in_the_future_are_refused(
     world = make_world(engine, new_token)
     qr = _by_class(installed(world, tmp_path), "city-qr")
     report = f"{HEADER}\n{qr.label},440100,2026-09-22T08:00:00Z,9999-12-31T23:59:59Z,440106\n"
-    result = usage.import_usage(engine, GD1, report, "csv", source="r.csv", now=T0 + 3 * DAY)
+    result = usage_import.import_usage(engine, GD1, report, "csv", source="r.csv", now=T0 + 3 * DAY)
     assert [(e.line, e.field) for e in result.refused] == [(2, "last_use")]
     assert _key(engine, qr.id).last_use is None
 
@@ -236,7 +236,7 @@ def test_usage_before_the_key_existed_does_not_activate_it(
     world = make_world(engine, new_token)
     qr = _by_class(installed(world, tmp_path), "city-qr")
     report = f"{HEADER}\n{qr.label},440100,2001-01-01T00:00:00Z,2001-01-02T00:00:00Z,440106\n"
-    result = usage.import_usage(engine, GD1, report, "csv", source="r.csv", now=T0 + 3 * DAY)
+    result = usage_import.import_usage(engine, GD1, report, "csv", source="r.csv", now=T0 + 3 * DAY)
     assert result.activated == []
     assert result.refused or result.violations
     assert _key(engine, qr.id).activated_at is None
@@ -250,7 +250,7 @@ def test_usage_of_an_undelivered_key_is_flagged_not_activated(
     world = make_world(engine, new_token)
     qr = _by_class(generated(world, ["440100"]), "city-qr")
     report = f"{HEADER}\n{_row(qr.label)}\n"
-    result = usage.import_usage(engine, GD1, report, "csv", source="r.csv", now=T0 + 3 * DAY)
+    result = usage_import.import_usage(engine, GD1, report, "csv", source="r.csv", now=T0 + 3 * DAY)
     assert result.activated == []
     assert [v.row.line for v in result.violations] == [2]
     assert _key(engine, qr.id).state == "pre-active"
@@ -263,7 +263,7 @@ def test_use_after_revocation_is_a_violation(database: Any, new_token: Any, tmp_
     keys = installed(world, tmp_path)
     qr = _by_class(keys, "city-qr")
     assert qr.id is not None
-    usage.import_usage(
+    usage_import.import_usage(
         engine, GD1, f"{HEADER}\n{_row(qr.label)}\n", "csv", source="a", now=T0 + DAY
     )
     revoke = misuse.request(
@@ -273,7 +273,7 @@ def test_use_after_revocation_is_a_violation(database: Any, new_token: Any, tmp_
     misuse.decide(engine, world.vault, ROOT2, revoke.action_id, approve=True, now=T0 + DAY)
     misuse.decide(engine, world.vault, ROOT3, revoke.action_id, approve=True, now=T0 + DAY)
     later = f"{HEADER}\n{qr.label},440100,2026-09-24T08:00:00Z,2026-09-25T08:00:00Z,440106\n"
-    result = usage.import_usage(engine, GD1, later, "csv", source="b", now=T0 + 5 * DAY)
+    result = usage_import.import_usage(engine, GD1, later, "csv", source="b", now=T0 + 5 * DAY)
     assert [v.reason for v in result.violations] == ["used-after-revoked"]
     assert _key(engine, qr.id).open_violations == 1
 
@@ -287,7 +287,7 @@ def test_key_flagged_by_a_violation_can_be_suspended(
     card = _by_class(installed(world, tmp_path), "city-card")
     assert card.id is not None
     report = f"{HEADER}\n{_row(card.label, used_in='350102')}\n"
-    result = usage.import_usage(engine, GD1, report, "csv", source="r.csv", now=T0 + DAY)
+    result = usage_import.import_usage(engine, GD1, report, "csv", source="r.csv", now=T0 + DAY)
     assert [v.reason for v in result.violations] == ["scope-violation"]
     outcome = misuse.request(
         engine, world.vault, GD1, misuse.SUSPEND, [card.id], reason="used in Fujian", now=T0 + DAY
@@ -305,7 +305,7 @@ def test_dual_control_refusals_on_a_pending_revoke(
     keys = installed(world, tmp_path)
     ids = [k.id for k in keys if k.id is not None]
     report = HEADER + "\n" + "\n".join(_row(k.label) for k in keys)
-    usage.import_usage(engine, GD1, report, "csv", source="r", now=T0 + DAY)
+    usage_import.import_usage(engine, GD1, report, "csv", source="r", now=T0 + DAY)
     revoke = misuse.request(engine, world.vault, ROOT1, misuse.REVOKE, ids, reason="x", now=T0)
     assert revoke.action_id is not None
     misuse.decide(engine, world.vault, ROOT2, revoke.action_id, approve=True, now=T0 + 1)
@@ -364,7 +364,7 @@ def test_a_long_reason_is_stored_whole_or_refused_clearly(
     world = make_world(engine, new_token)
     keys = installed(world, tmp_path)
     ids = [k.id for k in keys if k.id is not None]
-    usage.import_usage(
+    usage_import.import_usage(
         engine,
         GD1,
         HEADER + "\n" + "\n".join(_row(k.label) for k in keys),
@@ -427,7 +427,7 @@ def test_sweep_keeps_the_old_key_until_its_successor_is_installed(
     world = make_world(engine, new_token)
     qr = _by_class(installed(world, tmp_path), "city-qr")
     assert qr.id is not None
-    usage.import_usage(
+    usage_import.import_usage(
         engine, GD1, f"{HEADER}\n{_row(qr.label)}\n", "csv", source="r", now=T0 + DAY
     )
     window = qr.not_after - 180 * DAY
@@ -445,7 +445,9 @@ def test_usage_reports_are_kept_five_years_then_purged(
     _, engine = database
     world = make_world(engine, new_token)
     qr = _by_class(installed(world, tmp_path), "city-qr")
-    usage.import_usage(engine, GD1, f"{HEADER}\n{_row(qr.label)}\n", "csv", source="r", now=T0)
+    usage_import.import_usage(
+        engine, GD1, f"{HEADER}\n{_row(qr.label)}\n", "csv", source="r", now=T0
+    )
     five = queries.add_years(T0, 5)
     assert queries.purge_records(engine, ROOT1, now=five).usage_reports == 0
     purged = queries.purge_records(engine, ROOT1, now=five + 1)

@@ -25,7 +25,7 @@ HEAVY = ("sqlalchemy", "sqlmodel", "pkcs11", "tongsuopy", "alembic", "fastapi", 
 # Runs jtca's console script in-process, then lists every module it imported on stderr.
 PROBE = """
 import json, sys
-from ca.entry import main
+from ca.__main__ import main
 try:
     status = main(sys.argv[1:])
 except SystemExit as exc:
@@ -173,14 +173,62 @@ ask "jtca lists "
     assert {"history", "verify", "approve"} <= {w.strip() for w in lists.split("|") if w}
 
 
-@pytest.mark.parametrize(("shell", "marker"), [("zsh", "#compdef jtca"), ("fish", "complete")])
-def test_zsh_and_fish_scripts(tmp_path: Path, shell: str, marker: str) -> None:
+ZSH_ASK = """
+autoload -U compinit && compinit -u -D
+source {script}
+# the completion system's display is replaced by a print of what the script offers it
+_describe() {{ print -rl -- "${{(@P)2}}" }}
+ask() {{
+    BUFFER="$1"; CURSOR=${{#BUFFER}}; words=(${{=BUFFER}}); [[ "$1" == *" " ]] && words+=("")
+    _python_argcomplete; print -- "=="
+}}
+ask "jtca ci"
+ask "jtca c"
+ask "jtca lists "
+"""
+
+FISH_ASK = """
+source {script}
+complete -C "jtca ci"; echo ==
+complete -C "jtca c"; echo ==
+complete -C "jtca lists "; echo ==
+"""
+
+
+@pytest.mark.parametrize(
+    ("shell", "argv", "ask"),
+    [
+        ("zsh", ["zsh", "-f", "-c"], ZSH_ASK),
+        ("fish", ["fish", "--no-config", "-c"], FISH_ASK),
+    ],
+)
+def test_zsh_and_fish_complete_through_the_script_jtca_prints(
+    tmp_path: Path, shell: str, argv: list[str], ask: str
+) -> None:
+    """The real shell (Debian's zsh and fish, installed by scripts/bootstrap) sources the script
+    and asks it, as bash does above: each answer is a word and its one-line help."""
     script = subprocess.run(
         [JTCA, "completion", shell], capture_output=True, text=True, check=True
     ).stdout
-    assert marker in script
-    assert "jtca" in script
-    assert "_ARGCOMPLETE" in script
+    (tmp_path / f"jtca.{shell}").write_text(script)
+    env = clean_env(tmp_path) | {"PATH": f"{Path(JTCA).parent}:{os.environ['PATH']}"}
+    result = subprocess.run(
+        [*argv, ask.format(script=tmp_path / f"jtca.{shell}")],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        timeout=120,
+    )
+    answers = result.stdout.split("==\n")[:3]
+    words = [
+        {line.split("\t" if shell == "fish" else ":", 1)[0] for line in a.splitlines() if line}
+        for a in answers
+    ]
+    assert words[0] == {"city"}, result.stdout
+    assert words[1] == {"ca", "ceremony", "city", "completion", "config"}, result.stdout
+    assert {"history", "verify", "approve"} <= words[2], result.stdout
+    assert "city keys (一城一密)" in answers[0]  # the command's help comes with it
 
 
 # -- progress bars: on a terminal only ----------------------------------------------------------

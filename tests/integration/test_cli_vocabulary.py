@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from ca.vocabulary import STAGE_WORDS, stage_word
+from ca.core.vocabulary import STAGE_WORDS, stage_word
 
 JTCA = str(Path(sys.executable).with_name("jtca"))
 

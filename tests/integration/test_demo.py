@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from ca.clock import SystemClock
+from ca.core.clock import SystemClock
 from ca.qr.image import decode_image
 from ca.qr.verify import PayloadVerifier
-from ca.tokens import embedded_token
+from ca.vault.embedded import embedded_token
 from hsm.pkcs11.keys import KeyKind
 
 JTCA = str(Path(sys.executable).with_name("jtca"))
@@ -126,7 +126,7 @@ def test_jtca_demo_no_console_seeds_through_the_embedded_service(tmp_path: Path)
     from ca.client.config import Target, socket_path
     from ca.client.embedded import stop
     from ca.client.http import ServiceError, connect
-    from ca.demo_credentials import load_credentials
+    from ca.demo.credentials import load_credentials
     from ca.ops import audit as audit_ops
     from ca.ops import city as city_ops
     from ca.ops import demo as demo_ops
@@ -332,7 +332,7 @@ def test_jtca_demo_no_console_seeds_through_the_embedded_service(tmp_path: Path)
 def test_an_interrupted_demo_goes_on_or_says_to_start_over(tmp_path: Path) -> None:
     """A demo whose client stopped during its signed requests is not half-redone."""
     from ca.client.embedded import stop
-    from ca.demo_credentials import load_credentials, write_credentials
+    from ca.demo.credentials import load_credentials, write_credentials
 
     state = tmp_path / "state"
     try:

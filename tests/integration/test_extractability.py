@@ -4,7 +4,8 @@ where the question is what the token itself allows.
 - A key of a class whose policy forbids host-assisted use is generated CKA_EXTRACTABLE=FALSE:
   no ``C_WrapKey`` takes it out (CKR_KEY_UNEXTRACTABLE), under any key, and the token says
   CKA_NEVER_EXTRACTABLE=TRUE.
-- A token made by ``hsm.softhsm.init_token`` holds the security officer's trusted wrapping key
+- A token made by ``hsm.pkcs11.softhsm2.init_token`` holds the security officer's trusted wrapping
+key
   (CKA_TRUSTED=TRUE); the keys it makes are CKA_WRAP_WITH_TRUSTED=TRUE: a user session cannot
   wrap one under an AES key of its own (CKR_KEY_NOT_WRAPPABLE), can under the trusted key; a
   user session cannot make a CKA_TRUSTED key, nor give the trusted key another capability, nor
@@ -35,8 +36,8 @@ from pkcs11.types import Key, WrapMixin
 
 from hsm.backup import backup_token, restore_token
 from hsm.pkcs11.keys import TRUSTED_WRAP_LABEL, KeyStore, KeyUse, TokenKey
+from hsm.pkcs11.softhsm2 import wrap_file
 from hsm.pkcs11.token import TokenError
-from hsm.softhsm import wrap_file
 
 NewToken = Any
 NOW = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
@@ -262,18 +263,18 @@ def test_the_ceremony_transcript_records_each_keys_attributes(
 ) -> None:
     from test_ceremony import prepare
 
-    import ca.signing
-    from ca import audit
-    from ca.ceremony import run, transcript_message
+    import ca.policy.in_force
+    from ca.ceremony.run import run, transcript_message
+    from ca.log import audit
     from hsm.sm.sm2 import SM2PublicKey
 
     # a policy that forbids host-assisted use of the list-signing key (the ceremony certifies
     # it with the root; it never signs with it)
-    shipped = ca.signing.load_policy()
+    shipped = ca.policy.in_force.load_policy()
     classes = dict(shipped.key_classes)
     classes["list-signing"] = dataclasses.replace(classes["list-signing"], host_assisted=False)
     forbidding = dataclasses.replace(shipped, key_classes=classes)
-    monkeypatch.setattr(ca.signing, "load_policy", lambda path=None: forbidding)
+    monkeypatch.setattr(ca.policy.in_force, "load_policy", lambda path=None: forbidding)
 
     _, engine = database
     ceremony, shares = prepare(secrets.token_hex(3))
@@ -364,18 +365,18 @@ def test_token_keygen_takes_the_class_from_the_policy(
     that never leaves the token (in this process, with a policy that forbids it)."""
     import argparse
 
-    import ca.signing
+    import ca.policy.in_force
     from ca.cli.token import cmd_keygen
-    from ca.errors import BadInput
+    from ca.core.errors import BadInput
     from hsm.pkcs11.token import find_module
 
     token, store, pin = new_token("KEYGENCLS")
     monkeypatch.setenv("JTCA_KEYGEN_PIN", pin)
-    shipped = ca.signing.load_policy()
+    shipped = ca.policy.in_force.load_policy()
     classes = dict(shipped.key_classes)
     classes["list-signing"] = dataclasses.replace(classes["list-signing"], host_assisted=False)
     forbidding = dataclasses.replace(shipped, key_classes=classes)
-    monkeypatch.setattr(ca.signing, "load_policy", lambda path=None: forbidding)
+    monkeypatch.setattr(ca.policy.in_force, "load_policy", lambda path=None: forbidding)
 
     def keygen(label: str, kind: str, key_class: str, transport: bool = False) -> dict[str, Any]:
         args = argparse.Namespace(

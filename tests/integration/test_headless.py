@@ -50,7 +50,7 @@ class Block(importlib.abc.MetaPathFinder):
             raise ModuleNotFoundError(f"blocked in a headless install: {name}", name=name)
         return None
 sys.meta_path.insert(0, Block())
-from ca.entry import main
+from ca.__main__ import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -174,7 +174,7 @@ def test_serve_and_publish_import_no_console_or_image_library(
     env = env_for(demo_state, blocked_log)
     # the hook works: a blocked import fails in such a process, and is recorded
     probe = subprocess.run(
-        [sys.executable, "-c", RUNNER.replace("from ca.entry", "import PIL\nfrom ca.entry")],
+        [sys.executable, "-c", RUNNER.replace("from ca.__main__", "import PIL\nfrom ca.__main__")],
         env=env,
         capture_output=True,
         text=True,

@@ -17,7 +17,7 @@ import pytest
 from citykey_fixtures import GD1, OP1, T0, make_world
 from sqlmodel import Session, select
 
-from ca.citykeys import misuse, usage
+from ca.citykeys import misuse, usage_import
 from ca.publish import acks, emergency
 from ca.store.models import ListAcknowledgment, PendingAction, UsageReport
 from policies.rules import Actor
@@ -146,7 +146,7 @@ def test_hostile_usage_reports_are_refused_rows(  # type: ignore[no-untyped-def]
     database, text: str, kind: str, problem: str
 ) -> None:
     _, engine = database
-    result = usage.import_usage(engine, GD1, text, kind, source="usage", now=T0)
+    result = usage_import.import_usage(engine, GD1, text, kind, source="usage", now=T0)
     assert result.accepted == 0
     assert len(result.refused) == 1
     assert problem in result.refused[0].problem, result.refused[0].problem

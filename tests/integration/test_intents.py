@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session, select
 
-from ca.owners import owner_alive, this_owner
+from ca.core.owners import owner_alive, this_owner
 from ca.store import intents
 from ca.store.db import transaction
 from ca.store.models import AuditEvent

@@ -9,15 +9,15 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlmodel import Session, select
 
-from ca import audit
-from ca.clock import FixedClock
-from ca.issuance import IssuanceError, IssueContext, issue, revoke
+from ca.core.clock import FixedClock
+from ca.log import audit
 from ca.log.merkle import MemoryTree
 from ca.log.verify import Report
+from ca.qr.cert_request import InteropCertRequest, RequestRefused, make_request, read_request
 from ca.qr.codec import decode_interop_certificate
+from ca.qr.issuance import IssuanceError, IssueContext, issue, revoke
 from ca.qr.issue import issue_user_certificate, sign_ride
 from ca.qr.verify import PayloadVerifier
-from ca.requests import InteropCertRequest, RequestRefused, make_request, read_request
 from ca.store.models import AuditEvent, InteropCertificateRecord
 from hsm.signer import SoftwareSigner
 

@@ -1,7 +1,7 @@
 """An interop certificate issuance killed mid-way (issue #14, points 1 and 2), on SQLite and
 PostgreSQL, the central CA key in a real SoftHSM2 token.
 
-A real child process runs ``ca.issuance.issue`` and is killed by SIGKILL (``JTCA_CRASH_AT``)
+A real child process runs ``ca.qr.issuance.issue`` and is killed by SIGKILL (``JTCA_CRASH_AT``)
 after its serial was reserved, after the token signed, and after the certificate was stored.
 The reservation and its ``qr.issue`` intent are one transaction, so every reserved serial has
 an intent naming it. Recovery (``ca.service.recovery.recover``, as service start and ``jtca
@@ -27,9 +27,9 @@ import pytest
 from sqlmodel import Session, col, select
 from test_issuance import NOW, register, request_for
 
-from ca import issuance
-from ca.issuance import IssueContext
-from ca.requests import make_request, read_request
+from ca.qr import issuance
+from ca.qr.cert_request import make_request, read_request
+from ca.qr.issuance import IssueContext
 from ca.service.recovery import recover
 from ca.service.runtime import Runtime
 from ca.store import intents
@@ -52,8 +52,8 @@ CHILD = textwrap.dedent(
     if spec:
         name, _, nth = spec.rpartition(":")
         crashpoints._targets = {name: int(nth)} if nth.isdigit() else {spec: 1}
-    from ca import issuance
-    from ca.requests import read_request
+    from ca.qr import issuance
+    from ca.qr.cert_request import read_request
     from ca.store.db import make_engine
     from hsm.pkcs11.keys import KeyStore
     from hsm.pkcs11.signer import TokenSigner

@@ -18,7 +18,7 @@ from starlette.testclient import TestClient
 from test_lists_http import newest, publish_again, seed_demo
 
 from ca.api.lists_fast import ListsFast
-from ca.clock import FixedClock
+from ca.core.clock import FixedClock
 from ca.lists.asn1 import ListType
 from ca.service.runtime import open_runtime
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from service_fixtures import in_process
 
-from ca.clock import FixedClock
+from ca.core.clock import FixedClock
 from ca.lists.asn1 import ListType
 from ca.publish import http_layout, publisher
 from ca.service.runtime import Runtime
@@ -63,10 +63,10 @@ def publish_again(
 ) -> list[publisher.Outcome]:
     """A publisher run into the service's folder at ``now``; by default it republishes every
     list (the refresh margin is the whole validity but a second)."""
-    from ca.tokens import open_token
+    from ca.vault.embedded import open_token
     from hsm.pkcs11.keys import KeyStore
+    from hsm.pkcs11.softhsm2 import use_softhsm
     from hsm.pkcs11.token import QuorumPin, Token
-    from hsm.softhsm import use_softhsm
 
     settings = publisher.Settings(runtime.published, refresh=refresh)
     with runtime.tokens():

@@ -34,7 +34,7 @@ from ca.lists.asn1 import (
 )
 from ca.lists.build import build_list
 from ca.lists.verify import ListReason, ListRefused, load_list
-from ca.x509 import LIST_SIGNING_EKU, SM2_DISTID, issue_certificate, pem, self_signed_root
+from ca.pki.x509 import LIST_SIGNING_EKU, SM2_DISTID, issue_certificate, pem, self_signed_root
 from hsm.signer import SoftwareSigner
 from hsm.sm.sm2 import raw_to_der
 

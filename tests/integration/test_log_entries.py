@@ -31,10 +31,10 @@ from officer_desk import DeskClient
 from service_fixtures import in_process
 from sqlmodel import Session, col, select
 
-from ca import audit
 from ca.cli import publish as cli_publish
 from ca.client.http import ServiceError
-from ca.clock import FixedClock
+from ca.core.clock import FixedClock
+from ca.log import audit
 from ca.log import proofbundle as pb
 from ca.log.anchors import anchor_files, audit_verifiers
 from ca.log.note import SignedNote, cosign
@@ -44,18 +44,18 @@ from ca.ops import lists as lists_ops
 from ca.ops import log as log_ops
 from ca.ops import officers as officer_ops
 from ca.ops.base import Empty
-from ca.requests import make_request
+from ca.pki.x509 import pem_to_der
+from ca.qr.cert_request import make_request
 from ca.service.logkeys import checkpoint_now
 from ca.service.runtime import Runtime
 from ca.site import packages as site
 from ca.store.db import transaction
 from ca.store.models import AuditEvent
-from ca.x509 import pem_to_der
+from hsm.pkcs11.softhsm2 import CONF_ENV
 from hsm.pkcs11.token import find_module, rescan
 from hsm.signer import SoftwareSigner
 from hsm.sm.sm2 import raw_to_der
 from hsm.sm.sm3 import sm3
-from hsm.softhsm import CONF_ENV
 
 JTCA = str(Path(sys.executable).with_name("jtca"))
 EXAMPLE = Path(__file__).resolve().parents[2] / "policies" / "ceremonies" / "root-example.toml"
@@ -122,7 +122,7 @@ def authority(
     database: Any, tmp_path: Path, softhsm_back: None, sealer_back: None
 ) -> Iterator[Authority]:
     """The root ceremony at the in-process service and a publisher registered."""
-    from ca.officers import add_officer_in
+    from ca.officers.roster import add_officer_in
 
     url, _ = database
     clock = FixedClock(NOW)

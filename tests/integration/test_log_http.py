@@ -13,7 +13,7 @@ HTTP API in-process (``tests/service_fixtures.in_process``) on SQLite and Postgr
   Registering and removing are audited; a cosignature is stored, not a log entry (it would grow
   the log and replace the checkpoint just cosigned, for ever).
 
-What is set up directly: the log's entries (``ca.audit.append``) and its checkpoints, signed by
+What is set up directly: the log's entries (``ca.log.audit.append``) and its checkpoints, signed by
 a software audit key the test holds (the service's checkpointer and its token are the lead's
 tests' business); the officers' registrations (their sign-in is real, ``DeskClient``).
 """
@@ -35,8 +35,8 @@ from service_fixtures import in_process
 from sqlmodel import Session, col, select
 
 import ca.service.log as log_service
-from ca import audit
 from ca.client.http import ServiceError
+from ca.log import audit
 from ca.log.merkle import MemoryTree, verify_consistency, verify_inclusion
 from ca.log.note import (
     COSIGNATURE_TYPE,
@@ -46,11 +46,11 @@ from ca.log.note import (
     verify_checkpoint,
     verify_cosignature,
 )
-from ca.officers import add_officer_in
+from ca.officers.roster import add_officer_in
 from ca.ops import log as log_ops
 from ca.ops.base import Empty
+from ca.policy.in_force import load_policy
 from ca.service.runtime import Runtime
-from ca.signing import load_policy
 from ca.store.db import transaction
 from ca.store.models import AuditEvent, LogCheckpoint
 from ca.witness.token import WitnessToken, create_embedded_token

@@ -32,13 +32,14 @@ from pkcs11 import Attribute, KeyType, ObjectClass
 from service_fixtures import in_process
 from sqlmodel import Session, col, select
 
-from ca import audit
-from ca.clock import FixedClock
+from ca.core.clock import FixedClock
+from ca.log import audit
 from ca.log.anchors import LOG_TOKEN, AnchorError, anchor_files, audit_verifiers
-from ca.log.folder import CheckpointFolder
+from ca.log.checkpoint_folder import CheckpointFolder
 from ca.log.note import verify_checkpoint
 from ca.log.verify import seal_key_statement
 from ca.ops import ceremony as ceremony_ops
+from ca.pki.x509 import LOG_SIGNING_EKU, issue_certificate, key_identifier, pem, pem_to_der
 from ca.service.logkeys import (
     Checkpointer,
     LogHalted,
@@ -50,13 +51,12 @@ from ca.service.logkeys import (
 from ca.service.runtime import Runtime
 from ca.store.db import transaction
 from ca.store.models import AuditEvent, CertificateRecord, KeyRecord
-from ca.x509 import LOG_SIGNING_EKU, issue_certificate, key_identifier, pem, pem_to_der
 from hsm.pkcs11.keys import KeyStore
+from hsm.pkcs11.softhsm2 import CONF_ENV
 from hsm.pkcs11.token import find_module, rescan
 from hsm.pkcs11.uri import Pkcs11Uri
 from hsm.signer import SoftwareSigner
 from hsm.sm.sm2 import SM2_CURVE_OID_DER, SM2PublicKey
-from hsm.softhsm import CONF_ENV
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "policies" / "ceremonies" / "root-example.toml"
 WITNESS = "赵六 (公证员)"

@@ -24,7 +24,7 @@ from db_fixtures import postgres_server_url
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from ca import audit
+from ca.log import audit
 from ca.log.entry import LogEntry
 from ca.log.merkle import MemoryTree, leaf_hash
 from ca.store.db import make_engine, migrate

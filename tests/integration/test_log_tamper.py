@@ -13,7 +13,7 @@ must say what was done and where: through the ``audit.verify`` operation with no
 in (the embedded state), over an exported bundle with the pure ``ca.log.verify`` (what an
 auditor runs with no service), and for some cases through the real ``jtca`` command. The
 "rebuilt" cases are honest forgeries: ``rebuild`` recomputes every leaf hash, every subtree in
-``log_node`` and the head, exactly as ``ca.audit`` would have written them. Only the seals
+``log_node`` and the head, exactly as ``ca.log.audit`` would have written them. Only the seals
 cannot be forged (they need the service's session key, which never leaves its memory).
 
 Last, the service started on a tampered database must not certify the tampering: its
@@ -41,28 +41,28 @@ from officer_desk import DeskClient
 from service_fixtures import in_process
 from sqlmodel import Session
 
-from ca import audit
 from ca.client.embedded import mark_state
-from ca.clock import FixedClock
-from ca.errors import JtcaError
+from ca.core.clock import FixedClock
+from ca.core.errors import JtcaError
+from ca.log import audit
 from ca.log.anchors import anchor_files, audit_verifiers
+from ca.log.checkpoint_folder import CheckpointFolder
 from ca.log.entry import LogEntry
-from ca.log.folder import CheckpointFolder
 from ca.log.merkle import MemoryTree
 from ca.log.note import Checkpoint, sign_checkpoint
 from ca.log.verify import Report, read_checkpoint_files, verify_bundle
 from ca.ops import audit as audit_ops
 from ca.ops import ceremony as ceremony_ops
 from ca.ops import issuance as issuance_ops
+from ca.policy.in_force import load_policy
 from ca.service import logkeys
 from ca.service.policy import adopt_or_check
 from ca.service.runtime import Runtime
-from ca.signing import load_policy
 from ca.store.db import make_engine
+from hsm.pkcs11.softhsm2 import CONF_ENV
 from hsm.pkcs11.token import find_module, rescan
 from hsm.signer import SoftwareSigner
 from hsm.sm.sm2 import raw_to_der
-from hsm.softhsm import CONF_ENV
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "policies" / "ceremonies" / "root-example.toml"
 NOW = 1_795_000_000  # 2026-11-18: the worlds' clock (before any real clock the tests run at)
@@ -216,7 +216,7 @@ def sql(world: World, *statements: str, **params: Any) -> None:
 def rebuild(world: World, *, head: bool = True) -> None:
     """Recompute every leaf hash from the rows' content, every stored subtree from the leaves
     and (with ``head``) the head from the rows: the database then holds exactly what
-    ``ca.audit`` would have written for these rows. Seals are left as they are."""
+    ``ca.log.audit`` would have written for these rows. Seals are left as they are."""
     engine = make_engine(f"sqlite:///{world.db}")
     try:
         with engine.begin() as conn:

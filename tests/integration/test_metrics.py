@@ -27,7 +27,7 @@ from service_fixtures import in_process
 
 from ca.api.app import create_app
 from ca.api.metrics_http import MetricsTokenError, read_token_file
-from ca.errors import JtcaError
+from ca.core.errors import JtcaError
 from ca.lists.asn1 import ListType
 from hsm.pkcs11.keys import KeyStore
 from hsm.pkcs11.token import Token

@@ -168,7 +168,7 @@ def test_token_init_does_not_follow_a_planted_pin_file_link(place: Path) -> None
 
 
 def test_softhsm_token_creation_refuses_hostile_labels(softhsm: Path, tmp_path: Path) -> None:
-    from hsm.softhsm import init_token, token_labels
+    from hsm.pkcs11.softhsm2 import init_token, token_labels
 
     labels = token_labels()
     before = tree(tmp_path)
@@ -247,7 +247,7 @@ def test_officer_token_label_is_checked_before_the_token_is_made(place: Path) ->
 
 def test_personal_token_api_refuses_hostile_labels(tmp_path: Path, softhsm: Path) -> None:
     from ca.site.personal_token import create_softhsm_token
-    from hsm.softhsm import token_labels
+    from hsm.pkcs11.softhsm2 import token_labels
 
     labels = token_labels()
     before = tree(tmp_path)

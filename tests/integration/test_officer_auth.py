@@ -25,8 +25,9 @@ from sqlmodel import Session, col, select
 
 from ca.client.http import ServiceError
 from ca.client.session import RequestSigner
-from ca.clock import FixedClock
-from ca.officer_auth import (
+from ca.core.clock import FixedClock
+from ca.officers.roster import add_officer_in
+from ca.officers.statements import (
     NONCE_BYTES,
     SESSION_HEADER,
     SIGNATURE_HEADER,
@@ -35,13 +36,12 @@ from ca.officer_auth import (
     request_base,
     sign_in_message,
 )
-from ca.officers import add_officer_in
 from ca.ops import auth as auth_ops
 from ca.ops import city as city_ops
 from ca.ops import officers as officer_ops
 from ca.ops.base import Empty, Model, Operation
+from ca.policy.in_force import load_policy
 from ca.service.runtime import Runtime
-from ca.signing import load_policy
 from ca.store.db import transaction
 from ca.store.models import AuditEvent, OfficerSession
 from hsm.sm.sm2 import SM2PrivateKey
@@ -615,7 +615,7 @@ def test_a_second_approval_by_the_same_officer_is_refused(keyed: Desk) -> None:
 def test_a_decision_signed_over_another_request_or_by_another_key_is_refused(
     keyed: Desk,
 ) -> None:
-    from ca.officer_auth import approval_statement
+    from ca.officers.statements import approval_statement
     from ca.ops import approvals as approval_ops
 
     gd1 = keyed.as_("gd-1")

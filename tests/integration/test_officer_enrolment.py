@@ -24,24 +24,24 @@ from service_fixtures import in_process
 from sqlmodel import Session, col, select
 
 from ca.client.http import ServiceError
-from ca.clock import FixedClock
-from ca.officer_auth import enrolment_message
-from ca.officer_certs import OFFICER_CA_SUBJECT
+from ca.core.clock import FixedClock
+from ca.officers.certificates import OFFICER_CA_SUBJECT
+from ca.officers.statements import enrolment_message
 from ca.ops import auth as auth_ops
 from ca.ops import ceremony as ceremony_ops
 from ca.ops import officers as officer_ops
 from ca.ops.base import Empty
-from ca.service.runtime import Runtime
-from ca.signing import load_policy
-from ca.site.officer_token import sign_in
-from ca.store.models import Approval, AuditEvent, OfficerCertificate
-from ca.x509 import (
+from ca.pki.x509 import (
     CLIENT_AUTH_EKU,
     OFFICER_AUTH_EKU,
     certificate_info,
     pem_to_der,
     verify_certificate,
 )
+from ca.policy.in_force import load_policy
+from ca.service.runtime import Runtime
+from ca.site.officer_token import sign_in
+from ca.store.models import Approval, AuditEvent, OfficerCertificate
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "policies" / "ceremonies" / "root-example.toml"
 T0 = 1_796_090_400  # 2026-12-01T02:00:00Z

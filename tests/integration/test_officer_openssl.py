@@ -33,8 +33,8 @@ from officer_desk import DeskClient
 from service_fixtures import in_process
 from sqlmodel import Session, select
 
-from ca.clock import FixedClock
-from ca.officers import add_officer_in
+from ca.core.clock import FixedClock
+from ca.officers.roster import add_officer_in
 from ca.ops import approvals as approval_ops
 from ca.ops import city as city_ops
 from ca.ops import officers as officer_ops

@@ -21,7 +21,7 @@ from service_fixtures import in_process
 from sqlmodel import Session, col, select
 from test_lists_http import demo_env, newest, seed_demo
 
-from ca.clock import FixedClock
+from ca.core.clock import FixedClock
 from ca.lists.asn1 import ListType
 from ca.ops import lists as lists_ops
 from ca.ops import operators as ops

@@ -17,7 +17,7 @@ from service_fixtures import in_process
 from test_lists_http import demo_env, newest, publish_again, seed_demo
 
 from ca.client.lists_fetch import FetchError, fetch_list, list_path, note_path
-from ca.clock import FixedClock
+from ca.core.clock import FixedClock
 from ca.lists.asn1 import ListType, decode_signed_list
 from ca.lists.verify import ListReason, ListRefused
 from ca.service.runtime import Runtime

@@ -25,13 +25,13 @@ from officer_desk import DeskClient
 from sqlmodel import col, select
 
 from ca.client.http import ServiceError
-from ca.clock import FixedClock
+from ca.core.clock import FixedClock
 from ca.service.runtime import Runtime
 from ca.site import packages as site
-from ca.site.vault import SiteVault
 from ca.store.db import transaction
 from ca.store.models import AuditEvent, KeyPackageRecord
-from hsm.softhsm import CONF_ENV
+from ca.vault.site import SiteVault
+from hsm.pkcs11.softhsm2 import CONF_ENV
 
 T0 = 1_790_000_000
 OFFICERS = (

@@ -7,8 +7,8 @@ reviewer would run them. Its CA/Browser Forum linters (``lint_cabf_serverauth_ce
 ``lint_cabf_smime_cert``) do not apply: no jtca certificate is a TLS server or S/MIME certificate.
 
 The certificates come from jtca's real issuance paths with real SoftHSM2 tokens: the shipped
-root ceremony file run by ``ca.ceremony.run`` (ministry root, list signer, audit key), and the
-officer CA and an officer certificate made by ``ca.officer_certs`` for a key generated in an
+root ceremony file run by ``ca.ceremony.run.run`` (ministry root, list signer, audit key), and the
+officer CA and an officer certificate made by ``ca.officers.certificates`` for a key generated in an
 officer's own token. The central QR CA has no X.509 certificate (its key is named by the CA
 public key index of the CA key list) and QR issuers' interop certificates are the annex's binary
 format (``ca.qr.codec``), so pkilint has nothing to say about either.
@@ -35,12 +35,10 @@ import pytest
 from asn1crypto import x509 as asn1_x509
 from sqlmodel import Session, select
 
-from ca import audit
-from ca.ceremony import init_token_shares, load_ceremony, run
-from ca.officer_certs import issue_officer_certificate, open_officer_ca
-from ca.store.db import transaction
-from ca.store.models import CertificateRecord
-from ca.x509 import (
+from ca.ceremony.run import init_token_shares, load_ceremony, run
+from ca.log import audit
+from ca.officers.certificates import issue_officer_certificate, open_officer_ca
+from ca.pki.x509 import (
     LIST_SIGNING_EKU,
     CertificateError,
     certificate_info,
@@ -48,11 +46,13 @@ from ca.x509 import (
     key_identifier,
     pem,
 )
+from ca.store.db import transaction
+from ca.store.models import CertificateRecord
 from hsm.oids import JTCA_ARC, LEGACY_LIST_SIGNING_EKU, arcs_fit_32_bits
 from hsm.pkcs11.keys import KeyStore
+from hsm.pkcs11.softhsm2 import init_token
 from hsm.pkcs11.token import EnvPin, Token
 from hsm.signer import SoftwareSigner
-from hsm.softhsm import init_token
 
 EXAMPLE: Final = (
     Path(__file__).resolve().parents[2] / "policies" / "ceremonies" / "root-example.toml"
@@ -62,7 +62,7 @@ SO_PIN: Final = "so-pin-8765"
 FAILING: Final = frozenset({"FATAL", "ERROR"})
 
 # Findings below ERROR that stay, with why (docs/ceremony.md, "Certificate profiles").
-# SKI: jtca's key identifiers are SM3 of the public key, truncated to 20 bytes (ca/x509.py);
+# SKI: jtca's key identifiers are SM3 of the public key, truncated to 20 bytes (ca/pki/x509.py);
 # RFC 5280 §4.2.1.2 allows any method, pkilint recognises only the SHA-1 and SHA-2 ones.
 SKI_NOTICE: Final = ("NOTICE", "pkix.unknown_subject_key_identifier_calculation_method")
 # The chain linter verifies the issuer's signature only for algorithms it knows: not SM2 with

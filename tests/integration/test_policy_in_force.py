@@ -22,8 +22,8 @@ from test_service_lists import client_env, own_softhsm, refused, service_world  
 from ca.ops import approvals as approval_ops
 from ca.ops import policy as ops
 from ca.ops.base import Empty
+from ca.policy.in_force import PolicyError, load_policy, policy_in_force
 from ca.service.policy import PolicyNotInForce, adopt_or_check, refresh
-from ca.signing import PolicyError, load_policy, policy_in_force
 from ca.store.models import AuditEvent
 from hsm.sm.sm3 import sm3
 from policies.rules import DEFAULT_POLICY_PATH

@@ -17,13 +17,13 @@ import pytest
 from citykey_fixtures import DAY, GD1, OP1, T0, installed, make_world
 from sqlmodel import Session, col, select
 
-from ca import audit
-from ca.citykeys import misuse, usage
+from ca.citykeys import misuse, usage_import
 from ca.lists.asn1 import InteropStatus, ListContentError, ListType
 from ca.lists.verify import load_list
+from ca.log import audit
+from ca.pki.x509 import LIST_SIGNING_EKU, issue_certificate, self_signed_root
 from ca.publish import acks, emergency, publisher
 from ca.store.models import AuditEvent, ListVersion
-from ca.x509 import LIST_SIGNING_EKU, issue_certificate, self_signed_root
 from hsm.pkcs11.signer import TokenSigner
 from hsm.signer import SoftwareSigner
 from policies.rules import Actor
@@ -98,7 +98,7 @@ def test_city_list_follows_the_city_keys(database, new_token, tmp_path: Path) ->
         "key,city,first_use,last_use,used_in\n"
         f"{qr.label},440100,2026-09-21T14:20:00Z,2026-09-21T14:30:00Z,440106\n"
     )
-    usage.import_usage(engine, GD1, report, "csv", source="u.csv", now=T0 + HOUR)
+    usage_import.import_usage(engine, GD1, report, "csv", source="u.csv", now=T0 + HOUR)
     asked = misuse.request(
         engine, world.vault, GD1, misuse.SUSPEND, [qr.id or 0], reason="misuse", now=T0 + 2 * HOUR
     )

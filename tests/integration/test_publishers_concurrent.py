@@ -154,14 +154,14 @@ def test_four_publishers_at_once_on_postgresql(database, tmp_path: Path) -> None
 # What a process sees while another logs in to a token: SoftHSM2 rewrites the token's
 # token.object, and a read meanwhile finds it empty. Here the file is emptied by hand, the module
 # re-initialised (so the token is seen invalid, as the racing reader sees it), and given back
-# 0.1 s after the look-up began: the look-up of issue #11 (one rescan) fails, ca.tokens'
+# 0.1 s after the look-up began: the look-up of issue #11 (one rescan) fails, ca.vault.embedded'
 # survives. Run in a child: a process of its own with its own SoftHSM2 folder.
 REWRITTEN = textwrap.dedent(
     """
     import sys, threading, time
     from pathlib import Path
     from hsm.pkcs11.token import FilePin, Token, TokenError, find_module, rescan
-    from hsm.softhsm import init_token, use_softhsm
+    from hsm.pkcs11.softhsm2 import init_token, use_softhsm
 
     folder = Path(sys.argv[1])
     use_softhsm(folder)
@@ -194,7 +194,7 @@ REWRITTEN = textwrap.dedent(
         print("old:", exc.title)
     restore.join()
 
-    from ca.tokens import open_token, token_present
+    from ca.vault.embedded import open_token, token_present
 
     rewritten()
     threading.Timer(0.1, lambda: token_object.write_bytes(whole)).start()

@@ -40,13 +40,13 @@ from ca.ops import audit as audit_ops
 from ca.ops import auth as auth_ops
 from ca.ops import lists as lists_ops
 from ca.ops.base import OPERATIONS, Empty
+from ca.pki.x509 import LOG_SIGNING_EKU, issue_certificate, key_identifier, pem
 from ca.service.runtime import open_runtime
 from ca.site.officer_token import sign_in
 from ca.store.db import transaction
-from ca.x509 import LOG_SIGNING_EKU, issue_certificate, key_identifier, pem
+from hsm.pkcs11.softhsm2 import CONF_ENV
 from hsm.signer import SoftwareSigner
 from hsm.sm.sm2 import SM2PrivateKey
-from hsm.softhsm import CONF_ENV
 
 JTCA = str(Path(sys.executable).with_name("jtca"))
 
@@ -392,7 +392,7 @@ def test_an_officer_signs_in_and_signs_requests_over_tls(
     refused, and a client of the same service without the session is not signed in."""
     assert served.state is not None
     monkeypatch.setenv(CONF_ENV, "")  # the token is in the service's SoftHSM2 folder here
-    from ca.officers import add_officer_in
+    from ca.officers.roster import add_officer_in
 
     runtime = open_runtime(served.state, url=served.database)
     try:

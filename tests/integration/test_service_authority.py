@@ -25,12 +25,11 @@ from service_fixtures import in_process
 from sqlmodel import Session
 
 import ca.service.issuance as issuance_service
-from ca import audit
-from ca.authorization import require as real_require
-from ca.ceremony import transcript_message
+from ca.ceremony.run import transcript_message
 from ca.client.http import ServiceError
-from ca.clock import FixedClock
-from ca.log.folder import CheckpointFolder
+from ca.core.clock import FixedClock
+from ca.log import audit
+from ca.log.checkpoint_folder import CheckpointFolder
 from ca.log.merkle import MemoryTree
 from ca.log.note import Verifier, verify_checkpoint
 from ca.log.verify import Report, verify_bundle
@@ -39,16 +38,17 @@ from ca.ops import ceremony as ceremony_ops
 from ca.ops import issuance as issuance_ops
 from ca.ops import officers as officer_ops
 from ca.ops.base import Empty
+from ca.pki.x509 import pem_to_der
+from ca.policy.authorization import require as real_require
+from ca.qr.cert_request import make_request
 from ca.qr.codec import decode_interop_certificate
-from ca.requests import make_request
 from ca.service.runtime import Runtime
 from ca.site.officer_token import sign_in
-from ca.x509 import pem_to_der
+from hsm.pkcs11.softhsm2 import CONF_ENV
 from hsm.pkcs11.token import find_module, rescan
 from hsm.signer import SoftwareSigner
 from hsm.sm.sm2 import SM2PublicKey
 from hsm.sm.sm3 import sm3
-from hsm.softhsm import CONF_ENV
 from policies.rules import Actor, Subject
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "policies" / "ceremonies" / "root-example.toml"

@@ -23,7 +23,7 @@ from sqlmodel import Session, col, select
 
 from ca.citykeys import workflow
 from ca.client.http import ServiceError
-from ca.clock import FixedClock, iso_utc
+from ca.core.clock import FixedClock, iso_utc
 from ca.ops import city as ops
 from ca.ops.base import Empty, Model, Operation
 from ca.service.runtime import Runtime
@@ -95,7 +95,7 @@ class Service:
 @pytest.fixture
 def service(database: Any, tmp_path: Path) -> Iterator[Service]:
     url, engine = database
-    from ca.officers import add_officer_in
+    from ca.officers.roster import add_officer_in
 
     with transaction(engine) as session:
         for officer_id, role, province in OFFICERS:

@@ -39,7 +39,7 @@ class SignedPoster:
 
 @pytest.fixture(scope="module")
 def http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SignedPoster]:
-    from ca.officers import add_officer_in
+    from ca.officers.roster import add_officer_in
     from ca.ops import ceremony
     from ca.store.db import transaction
 

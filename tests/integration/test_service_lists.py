@@ -107,7 +107,7 @@ def service_world(
     """The root ceremony at the in-process service (the custodians' quorum is its authority:
     no officer is enrolled yet) and ``officers`` registered; each is enrolled the first time
     they sign in. A quorum of the root token's PIN shares."""
-    from ca.officers import add_officer_in
+    from ca.officers.roster import add_officer_in
 
     plan = Path(EXAMPLE).read_text(encoding="utf-8")
     made = client.call(ceremony_ops.INIT_TOKEN, ceremony_ops.CeremonyFile(plan=plan))

@@ -21,24 +21,24 @@ from guangzhou_world import CITY_TOKEN, MINISTRY_TOKEN, PROVINCE_TOKEN, guangzho
 from officer_desk import DeskClient
 from sqlmodel import Session, select
 
-from ca import audit
 from ca.client.http import ServiceError
-from ca.clock import FixedClock
+from ca.core.clock import FixedClock
+from ca.log import audit
 from ca.log.merkle import MemoryTree
 from ca.ops import packages as ops
 from ca.ops.base import Empty
 from ca.service.runtime import Runtime
 from ca.site import packages as site
-from ca.site.vault import SiteVault
 from ca.store.db import transaction
 from ca.store.models import CityKey
+from ca.vault.site import SiteVault
 from hsm.envelope import export_key, read_package
 from hsm.pkcs11.keys import KeyKind, KeyStore, TokenKey
+from hsm.pkcs11.softhsm2 import CONF_ENV
 from hsm.pkcs11.uri import Pkcs11Uri
 from hsm.signer import SoftwareSigner
 from hsm.sm.sm2 import SM2PublicKey
 from hsm.sm.sm3 import sm3
-from hsm.softhsm import CONF_ENV
 
 T0 = 1_790_000_000  # 2026-09-21T13:33:20Z
 OFFICERS = (
@@ -312,7 +312,7 @@ def test_a_package_that_was_never_made_here_is_refused(world: World) -> None:
     assert ministry is not None
     assert province is not None
     with world.runtime.tokens() as vault:
-        from ca.signing import token_signer
+        from ca.vault.signers import token_signer
 
         store = vault.store(MINISTRY_TOKEN)
         uri = Pkcs11Uri.parse(key.ministry_uri)
@@ -467,7 +467,7 @@ def test_a_refused_transport_key_registration_leaves_no_key(
 def _registration(world: World, held: ops.TransportKeyInfo, **changes: str) -> ops.SiteTransportKey:
     """A registration report of ``held``'s keys with ``changes``, its proof signed by the
     province's signing key over the report as changed."""
-    from ca.signing import token_signer
+    from ca.vault.signers import token_signer
 
     assert held.sign_uri is not None
     assert held.sign_public_key is not None
@@ -671,7 +671,7 @@ def _old_format_package(
             },
         }
     )
-    from ca.signing import token_signer
+    from ca.vault.signers import token_signer
 
     signature = raw_to_der(token_signer(ministry, sender.uri, "transport").sign(tbs.dump()))
     return legacy.SignedKeyPackage(

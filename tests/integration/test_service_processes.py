@@ -25,23 +25,23 @@ from officer_desk import officer_token
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from ca import audit
 from ca.client.config import Target
 from ca.client.embedded import answers
 from ca.client.http import Client, http_for
 from ca.client.session import RequestSigner
+from ca.log import audit
 from ca.log.merkle import MemoryTree
 from ca.ops import audit as audit_ops
 from ca.ops import ceremony as ceremony_ops
 from ca.ops import issuance as issuance_ops
 from ca.ops import lists as lists_ops
 from ca.ops import officers as officer_ops
-from ca.requests import make_request
+from ca.qr.cert_request import make_request
 from ca.site.officer_token import sign_in
 from ca.store.models import AuditEvent
+from hsm.pkcs11.softhsm2 import CONF_ENV
 from hsm.pkcs11.token import find_module, rescan
 from hsm.signer import SoftwareSigner
-from hsm.softhsm import CONF_ENV
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "policies" / "ceremonies" / "root-example.toml"
 JTCA = str(Path(sys.executable).with_name("jtca"))

@@ -29,18 +29,18 @@ from officer_desk import DeskClient
 from sqlmodel import col, select
 
 from ca.client.http import ServiceError
-from ca.clock import FixedClock, iso_utc
+from ca.core.clock import FixedClock, iso_utc
 from ca.ops import city
 from ca.ops import packages as ops
 from ca.service.runtime import Runtime
 from ca.site import destruction
 from ca.site import packages as site
-from ca.site.vault import SiteVault
 from ca.store.db import transaction
 from ca.store.models import AuditEvent, CityKey, KeyCopy
+from ca.vault.site import SiteVault
 from hsm.pkcs11.keys import KeyStore
+from hsm.pkcs11.softhsm2 import CONF_ENV
 from hsm.pkcs11.uri import Pkcs11Uri
-from hsm.softhsm import CONF_ENV
 
 T0 = 1_790_000_000  # 2026-09-21T14:13:20Z
 DAY = 86400

@@ -25,8 +25,8 @@ import pytest
 from cli_desks import PIN_SOURCE, Desks
 
 from ca.store.db import transaction
+from hsm.pkcs11.softhsm2 import CONF_ENV
 from hsm.pkcs11.token import find_module
-from hsm.softhsm import CONF_ENV
 
 JTCA = str(Path(sys.executable).with_name("jtca"))
 PROVINCE_PIN = "gd-pin-4711"
@@ -56,7 +56,7 @@ def env(database: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Itera
     env.pop("SOFTHSM2_CONF", None)
     made = subprocess.run([JTCA, "init"], capture_output=True, text=True, env=env, timeout=120)
     assert made.returncode == 0, made.stderr
-    from ca.officers import add_officer_in
+    from ca.officers.roster import add_officer_in
 
     with transaction(engine) as session:
         for officer_id, role, province in OFFICERS:

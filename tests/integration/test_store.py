@@ -40,7 +40,7 @@ def test_default_database_is_sqlite_under_the_state_folder(tmp_path, monkeypatch
 
 def test_times_after_2038_fit(database) -> None:  # type: ignore[no-untyped-def]
     """A 20-year root made in 2026 expires in 2046: Unix times need 64 bits (BIGINT)."""
-    from ca import audit
+    from ca.log import audit
     from ca.store.db import transaction
 
     _, engine = database

@@ -22,6 +22,7 @@ from pkcs11 import Attribute, ObjectClass
 from hsm.custody import ShareError, split_secret
 from hsm.pkcs11.keys import KeyNotFound, KeyStore, TokenKey
 from hsm.pkcs11.signer import TokenSigner
+from hsm.pkcs11.softhsm2 import init_token
 from hsm.pkcs11.token import (
     MODULE_ENV,
     SOFTHSM_PATHS,
@@ -36,7 +37,6 @@ from hsm.pkcs11.token import (
     pin_source_from_spec,
 )
 from hsm.pkcs11.uri import Pkcs11Uri
-from hsm.softhsm import init_token
 
 NewToken = Callable[..., tuple[Token, KeyStore, str]]
 
@@ -421,7 +421,7 @@ import json, os, sys
 from pathlib import Path
 from hsm.pkcs11.keys import KeyStore
 from hsm.pkcs11.token import EnvPin, Token
-from hsm.softhsm import init_token, use_softhsm
+from hsm.pkcs11.softhsm2 import init_token, use_softhsm
 
 use_softhsm(Path(sys.argv[1]))
 os.environ["REINIT_PIN"] = "pin-1234"
@@ -443,7 +443,8 @@ print(json.dumps({"listed": listed, "reconnects": a.reconnects}))
 def test_module_reinitialised_under_an_open_token_acts_on_its_own_token(
     tmp_path: Path,
 ) -> None:
-    """A module re-initialisation (what hsm.softhsm.init_token and hsm.pkcs11.token.rescan do,
+    """A module re-initialisation (what hsm.pkcs11.softhsm2.init_token and hsm.pkcs11.token.rescan
+    do,
     and what a device reset looks like) invalidates every session handle. The pool must not go
     on using its old handles: after C_Initialize the module numbers new sessions from the
     start again, so an old handle may now be a session of another token. Run in a child

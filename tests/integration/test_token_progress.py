@@ -17,7 +17,7 @@ import pytest
 JTCA = str(Path(sys.executable).with_name("jtca"))
 KEYS = 210  # a bar is drawn from 200 items of work (ca.cli.progress.MIN_TOTAL)
 MAKE_KEYS = f"""
-from ca.tokens import embedded_token
+from ca.vault.embedded import embedded_token
 store = embedded_token("MANY").store
 for n in range({KEYS}):
     store.generate_sm4(f"key-{{n:03d}}")

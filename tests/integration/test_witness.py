@@ -45,7 +45,7 @@ from test_log_http import Log, register_officer
 from ca.cli.main import main as jtca_main
 from ca.client.config import socket_path
 from ca.log.anchors import audit_verifiers
-from ca.log.folder import CheckpointFolder
+from ca.log.checkpoint_folder import CheckpointFolder
 from ca.log.note import (
     COSIGNATURE_TYPE,
     SignedNote,
@@ -54,11 +54,11 @@ from ca.log.note import (
     verify_cosignature,
 )
 from ca.ops import log as log_ops
-from ca.signing import load_policy
+from ca.pki.x509 import LOG_SIGNING_EKU, issue_certificate, key_identifier, pem, self_signed_root
+from ca.policy.in_force import load_policy
 from ca.witness.folder import WitnessFolder
 from ca.witness.round import EXIT_SPLIT_VIEW, LogRefused, ServiceLog, SplitView, Witness
 from ca.witness.token import WitnessToken
-from ca.x509 import LOG_SIGNING_EKU, issue_certificate, key_identifier, pem, self_signed_root
 from hsm.pkcs11.token import EnvPin
 from hsm.signer import SoftwareSigner
 from hsm.sm.sm2 import SM2PublicKey
@@ -106,7 +106,7 @@ def certificates(folder: Path, audit_key: SoftwareSigner) -> tuple[Path, Path]:
 @pytest.fixture
 def two_logs(tmp_path: Path) -> Iterator[tuple[Log, Log]]:
     """Logs A and B: two services, two databases, one audit key (held by the test)."""
-    from ca import audit
+    from ca.log import audit
 
     key = SoftwareSigner.generate()
     previous = audit.current_sealer()

@@ -1,7 +1,7 @@
-"""SM2 X.509 certificates from ca.x509, judged by the OpenSSL 3 CLI (issue #4 point 5).
+"""SM2 X.509 certificates from ca.pki.x509, judged by the OpenSSL 3 CLI (issue #4 point 5).
 
 OpenSSL is the outside judge: it must be installed (the tests fail, never skip, without it).
-The commands run here are the ones ca/x509.py documents for docs/ceremony.md.
+The commands run here are the ones ca/pki/x509.py documents for docs/ceremony.md.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from ca.lists.asn1 import IssuerEntry, IssuerStatus, ListContentError, ListType
 from ca.lists.build import build_list
 from ca.lists.verify import load_list
 from ca.log.anchors import Anchor, AnchorError, audit_key_of, root_keys
-from ca.x509 import (
+from ca.pki.x509 import (
     LEGACY_EXTENDED_KEY_USAGE,
     LIST_SIGNING_EKU,
     LOG_SIGNING_EKU,
@@ -80,7 +80,7 @@ def openssl_verify(
 
 
 def openssl_checks_self_signature(folder: Path, cert: str) -> subprocess.CompletedProcess[str]:
-    """The root self-signature recipe of ca/x509.py's docstring, with the OpenSSL CLI only."""
+    """The root self-signature recipe of ca/pki/x509.py's docstring, with the OpenSSL CLI only."""
     parsed = openssl("asn1parse", "-in", cert, cwd=folder)
     assert parsed.returncode == 0, parsed.stderr
     offsets = re.findall(r"^\s*(\d+):d=1 .*BIT STRING", parsed.stdout, re.MULTILINE)
@@ -198,7 +198,7 @@ def test_self_signed_root_is_accepted_by_openssl(tmp_path: Path) -> None:
 
 
 def test_openssl_3_0_needs_the_id_and_skips_a_root_self_signature(tmp_path: Path) -> None:
-    """Pins what ca/x509.py documents about OpenSSL 3.0, so a change in OpenSSL is noticed:
+    """Pins what ca/pki/x509.py documents about OpenSSL 3.0, so a change in OpenSSL is noticed:
     without ``-vfyopt distid:`` the SM2 signature is checked over another ID; ``openssl verify``
     accepts a root whose self-signature is bad; ``-check_ss_sig`` fails even a good SM2 root."""
     root, other, leaf = (SoftwareSigner.generate() for _ in range(3))
@@ -226,13 +226,13 @@ def test_openssl_3_0_needs_the_id_and_skips_a_root_self_signature(tmp_path: Path
     )
     write_pem(tmp_path, "bad-root.pem", bad_root)
     fooled = openssl_verify(tmp_path, "bad-root.pem", "bad-root.pem", *VFYOPT)
-    assert fooled.returncode == 0, "OpenSSL now checks trust anchors: simplify ca/x509.py docs"
+    assert fooled.returncode == 0, "OpenSSL now checks trust anchors: simplify ca/pki/x509.py docs"
     assert openssl_checks_self_signature(tmp_path, "bad-root.pem").returncode != 0
     with pytest.raises(InvalidSignature):
         verify_certificate(bad_root, root.public_key)
 
     strict = openssl_verify(tmp_path, "root.pem", "root.pem", "-check_ss_sig", *VFYOPT)
-    assert strict.returncode != 0, "-check_ss_sig now honours distid: simplify ca/x509.py docs"
+    assert strict.returncode != 0, "-check_ss_sig now honours distid: simplify ca/pki/x509.py docs"
 
 
 # -- the list-signing certificate -------------------------------------------------------------

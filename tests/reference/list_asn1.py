@@ -27,7 +27,7 @@ from ca.lists.der import (
     ListType,
     make_content,
 )
-from ca.x509 import OID_SM2_WITH_SM3
+from ca.pki.x509 import OID_SM2_WITH_SM3
 from hsm.sm.sm2 import SM2PublicKey
 
 LIST_TYPE_NUMBERS = {ListType.ISSUERS: 1, ListType.CITIES: 2, ListType.CA_KEYS: 3}

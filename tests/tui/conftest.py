@@ -1,6 +1,6 @@
 """The console's tests run on a demo state folder made once per session as ``jtca demo`` makes it:
 the service seeds the history (``demo.seed`` through the in-process HTTP API: SoftHSM2 tokens,
-SQLite, policy, audit), then the demo's client (``ca.site.demo.complete``) gives every demo
+SQLite, policy, audit), then the demo's client (``ca.demo.officer_work.complete``) gives every demo
 officer a personal SoftHSM2 token with an SM2 key made inside it, enrols it (``officer.enrol``,
 certificates from the officer CA) and does the day's work as signed requests. The folder is
 copied for each test, with the service's clock frozen at the seed's moment. The console talks to
@@ -18,11 +18,11 @@ from demo_world import NOW, Demo
 from service_fixtures import in_process
 
 from ca.client.embedded import mark_state
-from ca.clock import FixedClock
-from ca.demo_credentials import load_credentials
+from ca.core.clock import FixedClock
+from ca.demo.credentials import load_credentials
+from ca.demo.officer_work import complete
 from ca.ops import demo as demo_ops
 from ca.ops.base import Empty
-from ca.site.demo import complete
 from hsm.pkcs11.token import find_module, rescan
 
 

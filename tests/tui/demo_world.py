@@ -9,8 +9,8 @@ from pathlib import Path
 
 from ca.client.console import Console, open_token, sign_in
 from ca.client.http import Client
-from ca.clock import FixedClock
-from ca.demo_credentials import DemoCredentials
+from ca.core.clock import FixedClock
+from ca.demo.credentials import DemoCredentials
 from ca.service.runtime import Runtime
 
 NOW = 1_795_000_000  # 2026-11-18T11:06:40Z: the demo world's "now"

@@ -10,7 +10,7 @@ from test_app import SIZE, aio, app_for, settle, sign_in_as
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Static
 
-from ca.clock import iso_utc
+from ca.core.clock import iso_utc
 from ca.store.models import AuditEvent
 from tui.app import JtcaApp
 from tui.screens.audit import AuditScreen, parse_filter

@@ -12,7 +12,7 @@ from sqlmodel import Session, select
 
 from ca.client.console import RequestChanged, open_token, session_over, sign_in
 from ca.client.http import ServiceError
-from ca.demodata import ELDER_BATCHES, RECENT, REVOKED
+from ca.demo.seed import ELDER_BATCHES, RECENT, REVOKED
 from ca.ops import console as ops
 from ca.ops import demo as demo_ops
 from ca.ops.base import Empty

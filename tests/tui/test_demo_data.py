@@ -10,9 +10,9 @@ from pathlib import Path
 
 from demo_world import Demo
 
-from ca import keyreport
+from ca.citykeys import report_format
 from ca.cli.city import report_keys
-from ca.demodata import ELDER_BATCHES, OPERATOR, PUBLISHED_DAYS, REVOKED
+from ca.demo.seed import ELDER_BATCHES, OPERATOR, PUBLISHED_DAYS, REVOKED
 from ca.ops import city as city_ops
 from ca.ops import lists as lists_ops
 
@@ -64,25 +64,25 @@ def test_the_expiry_timeline_has_bars(demo: Demo) -> None:
     root = demo.console("mot-root-1")
     found = root.client.call(city_ops.REPORT, city_ops.ReportRequest())
     rows = report_keys(found.keys)
-    slots = keyreport.timeline_slots(rows, now=found.generated_at)
+    slots = report_format.timeline_slots(rows, now=found.generated_at)
     bars = {s.label: s.total for s in slots if s.total}
     # the months Dongguan's, Zhongshan's, Jiangmen's and Huizhou's card and QR keys end in
     # (Huizhou's QR key is revoked: no longer in the chart)
     assert sorted(bars.values()) == [1, 2, 2, 2]
     assert list(bars) == sorted(bars)
-    summary = keyreport.summarise(rows, now=found.generated_at)
+    summary = report_format.summarise(rows, now=found.generated_at)
     assert (summary.renewal_due, summary.dormant) == (6, 2)
-    png = keyreport.timeline_png(rows, now=found.generated_at)
+    png = report_format.timeline_png(rows, now=found.generated_at)
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    assert struct.unpack(">II", png[16:24]) == (keyreport.WIDTH, keyreport.HEIGHT)
+    assert struct.unpack(">II", png[16:24]) == (report_format.WIDTH, report_format.HEIGHT)
 
 
 def test_the_docs_show_the_demo_timeline() -> None:
-    """docs/citykeys.md shows the demo's timeline (drawn by ``keyreport.timeline_png`` from the
+    """docs/citykeys.md shows the demo's timeline (drawn by ``report_format.timeline_png`` from the
     demo world, as above) from a file that exists."""
     docs = Path(__file__).resolve().parents[2] / "docs"
     text = (docs / "citykeys.md").read_text(encoding="utf-8")
     assert "![the demo world's key expiry timeline](citykeys-timeline.png)" in text
     png = (docs / "citykeys-timeline.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    assert struct.unpack(">II", png[16:24]) == (keyreport.WIDTH, keyreport.HEIGHT)
+    assert struct.unpack(">II", png[16:24]) == (report_format.WIDTH, report_format.HEIGHT)

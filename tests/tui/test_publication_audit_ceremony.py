@@ -20,7 +20,7 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable, Footer, Input
 
 from ca.client.console import Console
-from ca.demodata import OPERATOR
+from ca.demo.seed import OPERATOR
 from ca.lists.asn1 import ListType
 from ca.lists.render import entry_to_dict
 from ca.lists.verify import load_list

@@ -33,7 +33,7 @@ from textual.pilot import Pilot
 from textual.widgets import Static
 
 from ca.client.console import TypedPin
-from ca.errors import JtcaError
+from ca.core.errors import JtcaError
 from ca.ops import officers as officer_ops
 from ca.site.officer_token import OfficerToken, create_embedded_token
 from ca.store.models import (

@@ -21,15 +21,15 @@ from textual.pilot import Pilot
 from textual.widgets import Input
 
 from ca.client.console import Console
-from ca.demodata import REVOKED
-from ca.errors import JtcaError
-from ca.site.vault import SiteVault
+from ca.core.errors import JtcaError
+from ca.demo.seed import REVOKED
 from ca.store.models import (
     CityKey,
     InteropCertificateRecord,
     KeyApplication,
     PendingAction,
 )
+from ca.vault.site import SiteVault
 from tui.screens.approvals import ApprovalsScreen
 from tui.screens.base import ConsoleScreen
 from tui.screens.cities import CitiesScreen
@@ -420,9 +420,9 @@ def test_rejecting_needs_a_reason(demo: Demo) -> None:
 
 # -- interop certificates -------------------------------------------------------------------------
 def make_request_file(demo: Demo, folder: Path, issuer_id: str) -> Path:
-    """An issuer's request, signed by a key in its own embedded token (as ca.demodata does)."""
-    from ca.requests import make_request
-    from ca.tokens import embedded_token
+    """An issuer's request, signed by a key in its own embedded token (as ca.demo.seed does)."""
+    from ca.qr.cert_request import make_request
+    from ca.vault.embedded import embedded_token
     from hsm.pkcs11.signer import TokenSigner
 
     issuer_token = embedded_token("TEST-ISSUER", demo.state)

@@ -10,7 +10,7 @@ import calendar
 from dataclasses import dataclass, replace
 from typing import Final
 
-from ca.clock import FixedClock
+from ca.core.clock import FixedClock
 from ca.qr.codec import InteropCertificate, QrPayload, Ride, UserCertificate
 from ca.qr.issue import issue_interop_certificate, issue_user_certificate, sign_ride
 from ca.qr.verify import PayloadVerifier

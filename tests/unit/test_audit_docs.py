@@ -27,7 +27,7 @@ from typing import Final
 
 import pytest
 
-import ca.audit
+import ca.log.audit
 import ca.log.verify
 from ca.log.entry import LogEntry
 from ca.log.merkle import SM3_HASHER, MemoryTree, node_hash
@@ -198,7 +198,7 @@ def test_the_page_states_the_codes_constants() -> None:
 
 def _finding_codes_in_code() -> set[str]:
     codes: set[str] = set()
-    for module in (ca.log.verify, ca.audit):
+    for module in (ca.log.verify, ca.log.audit):
         assert module.__file__ is not None
         source = Path(module.__file__).read_text(encoding="utf-8")
         codes |= set(

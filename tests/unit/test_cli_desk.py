@@ -13,7 +13,7 @@ import pytest
 from ca.cli import desk
 from ca.cli.main import _sign_in_hint
 from ca.client.http import Client, ServiceError
-from ca.errors import BadInput
+from ca.core.errors import BadInput
 from ca.ops import city as city_ops
 from hsm.sm.sm3 import sm3
 

@@ -20,7 +20,7 @@ import ca
 import ca.cli.main as cli_main
 import hsm
 from ca.cli.main import json_last, main, run_guarded
-from ca.errors import BadInput, CodecError, JtcaError
+from ca.core.errors import BadInput, CodecError, JtcaError
 from hsm.der_scan import broken_element, explain
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -196,7 +196,7 @@ def test_explain_names_offset_problem_and_bytes() -> None:
 
 
 def test_garbage_interop_request_and_key_package_are_explained() -> None:
-    from ca.requests import RequestRefused, read_request
+    from ca.qr.cert_request import RequestRefused, read_request
     from hsm.envelope import PackageRefused, read_package
 
     with pytest.raises(RequestRefused, match=r"malformed request: at offset 0: a length of 256"):

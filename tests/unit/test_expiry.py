@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from ca.expiry import DAY, Flag, KeyTimes, expiring_within, flags, successor_window
-from ca.lifecycle import KeyState
-from ca.signing import load_policy
+from ca.citykeys.expiry import DAY, Flag, KeyTimes, expiring_within, flags, successor_window
+from ca.citykeys.lifecycle import KeyState
+from ca.policy.in_force import load_policy
 
 CARD = load_policy().key_classes["city-card"]  # 1825 days, renewal 180, overlap 90, dormancy 180
 T0 = 1_790_000_000

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel, ValidationError
 
-import ca.ceremony_file as ceremony_file
+import ca.ceremony.file as ceremony_file
 import policies.rules as rules
-from ca.ceremony_file import CeremonyError, KeySpec, load_ceremony, read_ceremony
-from ca.signing import PolicyError, read_policy
+from ca.ceremony.file import CeremonyError, KeySpec, load_ceremony, read_ceremony
+from ca.policy.in_force import PolicyError, read_policy
 from hsm.names import BadName
 from policies.filemodel import FileModel, first_problem, path
 from policies.rules import DEFAULT_POLICY_PATH, PolicyFileError, parse_policy

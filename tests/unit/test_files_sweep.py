@@ -10,7 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from ca.files import stray_temporaries, sweep_temporary, write_atomically
+from ca.core.files import stray_temporaries, sweep_temporary, write_atomically
 
 
 def _left_by_a_killed_writer(folder: Path) -> Path:
@@ -18,7 +18,7 @@ def _left_by_a_killed_writer(folder: Path) -> Path:
     code = textwrap.dedent(
         f"""
         from pathlib import Path
-        from ca.files import write_atomically
+        from ca.core.files import write_atomically
         write_atomically(Path({str(folder / "city-list.der")!r}), b"half a list")
         """
     )
@@ -47,7 +47,7 @@ def test_a_dead_writers_temporary_file_is_removed_a_live_ones_kept(tmp_path: Pat
 
 
 def _start() -> str:
-    from ca.owners import process_start
+    from ca.core.owners import process_start
 
     start = process_start(os.getpid())
     assert start is not None
@@ -55,7 +55,7 @@ def _start() -> str:
 
 
 def test_the_one_atomic_writer_names_its_writer_and_keeps_secrets_private(tmp_path: Path) -> None:
-    """hsm.atomic.replace_atomically (behind ca.files.write_atomically and the token's secret
+    """hsm.atomic.replace_atomically (behind ca.core.files.write_atomically and the token's secret
     files): until the rename, the temporary file names this process and is mode 0600, so a
     sweep leaves it alone while we live; a bytearray is written whole."""
     import stat

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from ca.ceremony_file import CeremonyError, load_ceremony
-from ca.errors import JtcaError
+from ca.ceremony.file import CeremonyError, load_ceremony
+from ca.citykeys.usage_report import RowError, parse_usage_report
+from ca.core.errors import JtcaError
 from ca.publish.acks import _rows as ack_rows
-from ca.usage import RowError, parse_usage_report
 from hsm.names import BadName
 from policies.bounded import BadFile, load_json, load_toml, read_csv
 from policies.rules import PolicyFileError, parse_policy
@@ -325,7 +325,7 @@ def test_ceremony_text_and_numbers_are_bounded(change: str, into: str, problem: 
 def test_a_policy_file_that_is_not_utf8_is_refused_with_its_offset(tmp_path: Path) -> None:
     """``load_policy`` hands the file's bytes to the bounded parser (it decoded them itself
     before, and a non-UTF-8 file escaped as an untyped UnicodeDecodeError)."""
-    from ca.signing import PolicyError, load_policy
+    from ca.policy.in_force import PolicyError, load_policy
 
     path = tmp_path / "policy.toml"
     path.write_bytes(b'x = "\xff\xfe"\n')

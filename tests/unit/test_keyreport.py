@@ -1,5 +1,5 @@
 """The key report: CSV read back with the csv module, Markdown counts and sections, and the
-timeline chart measured pixel by pixel from the geometry ca.keyreport exports."""
+timeline chart measured pixel by pixel from the geometry ca.citykeys.report_format exports."""
 
 from __future__ import annotations
 
@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from ca.errors import BadInput
-from ca.keyreport import (
+from ca.citykeys.report_format import (
     CHART_NAME,
     CLASS_COLOURS,
     CSV_HEADER,
@@ -36,6 +35,7 @@ from ca.keyreport import (
     timeline_slots,
     write_report,
 )
+from ca.core.errors import BadInput
 
 NOW = calendar.timegm((2026, 5, 10, 12, 0, 0))  # 2026-05-10T12:00:00Z
 CARD = CLASS_COLOURS["city-card"]

@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from ca.lifecycle import (
+from ca.citykeys.lifecycle import (
     TRANSITIONS,
     KeyEvent,
     KeyState,

@@ -2,7 +2,7 @@
 each refusal reason, strict DER, the JSON rendering, and the QR verifier's trust from lists.
 
 Where the vectors come from: every list is made here, from fresh SoftwareSigner keys and
-certificates made with ca/x509.py. ``Der`` below is a second DER writer, typed by hand from the
+certificates made with ca/pki/x509.py. ``Der`` below is a second DER writer, typed by hand from the
 ASN.1 module of docs/lists.md with plain tag-length-value bytes (no asn1crypto, no ca.lists
 encoder): the builder's TBSList must equal its output byte for byte, and it crafts the malformed
 and hostile lists that the builder refuses to make. The city codes are GB/T 2260 codes (as in
@@ -24,8 +24,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reference import list_asn1 as reference
 
-from ca.clock import FixedClock
-from ca.errors import JtcaError
+from ca.core.clock import FixedClock
+from ca.core.errors import JtcaError
 from ca.lists import der
 from ca.lists.asn1 import (
     MAX_CITY_NAME,
@@ -54,9 +54,9 @@ from ca.lists.trust import (
     verifier_from_lists,
 )
 from ca.lists.verify import DEFAULT_SKEW, ListReason, ListRefused, VerifiedList, load_list
+from ca.pki.x509 import LIST_SIGNING_EKU, issue_certificate, key_identifier, self_signed_root
 from ca.qr.verify import Reason, Rejected
 from ca.registry.divisions import default_divisions
-from ca.x509 import LIST_SIGNING_EKU, issue_certificate, key_identifier, self_signed_root
 from hsm.signer import SoftwareSigner
 from hsm.sm.sm2 import SM2PrivateKey, SM2PublicKey, raw_to_der
 
@@ -77,7 +77,7 @@ def moment(seconds: int) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
-# -- a root and a list-signing certificate (ca/x509.py, as the ceremony makes them) ---------------
+# -- a root and a list-signing certificate (ca/pki/x509.py, as the ceremony makes them) ------------
 @dataclass(frozen=True)
 class Pki:
     root: SoftwareSigner
@@ -313,7 +313,7 @@ class Der:
 
 def test_der_writer_matches_openssl_names() -> None:
     # GM/T 0006-2012: SM2-with-SM3 is 1.2.156.10197.1.501, which OpenSSL prints for 06 08 2A 81
-    # 1C CF 55 01 83 75 (see `openssl asn1parse` of any certificate made by ca/x509.py).
+    # 1C CF 55 01 83 75 (see `openssl asn1parse` of any certificate made by ca/pki/x509.py).
     assert Der.oid(Der.SM2_WITH_SM3) == bytes.fromhex("06082a811ccf55018375")
 
 

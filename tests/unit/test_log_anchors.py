@@ -18,7 +18,7 @@ from ca.log.anchors import (
     audit_verifiers,
 )
 from ca.log.note import Checkpoint, NoteError, sign_checkpoint, verify_checkpoint
-from ca.x509 import (
+from ca.pki.x509 import (
     LIST_SIGNING_EKU,
     LOG_SIGNING_EKU,
     issue_certificate,

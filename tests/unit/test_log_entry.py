@@ -19,7 +19,7 @@ from gmssl.sm3 import sm3_hash
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
-from ca.errors import CodecError
+from ca.core.errors import CodecError
 from ca.log.entry import FORMAT, KINDS, MAX_ENTRY, LogEntry, canonical, json_string
 from ca.log.merkle import leaf_hash
 from hsm.sm.sm3 import sm3

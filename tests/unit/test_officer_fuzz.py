@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ca.officer_auth import (
+from ca.officers.statements import (
     AuthError,
     RequestSignature,
     check_nonce,

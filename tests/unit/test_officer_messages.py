@@ -1,4 +1,4 @@
-"""What an officer signs (ca.officer_auth), byte for byte: the sign-in, request and approval
+"""What an officer signs (ca.officers.statements), byte for byte: the sign-in, request and approval
 messages and the proof of possession are fixed texts a client and the service build alike (and
 docs/officers.md shows); the signature header is parsed strictly, each wrong part named; a
 signed field cannot smuggle a line of its own; a signature that does not verify is an
@@ -10,8 +10,8 @@ import base64
 
 import pytest
 
-from ca.errors import BadInput
-from ca.officer_auth import (
+from ca.core.errors import BadInput
+from ca.officers.statements import (
     APPROVAL_CONTEXT,
     REQUEST_CONTEXT,
     SIGN_IN_CONTEXT,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ca.signing import (
+from ca.policy.in_force import (
     PolicyError,
     load_policy,
     policy_from_bytes,

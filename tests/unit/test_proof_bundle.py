@@ -30,7 +30,7 @@ from ca.log.note import (
     cosign,
     sign_checkpoint,
 )
-from ca.x509 import LOG_SIGNING_EKU, issue_certificate, key_identifier, pem, self_signed_root
+from ca.pki.x509 import LOG_SIGNING_EKU, issue_certificate, key_identifier, pem, self_signed_root
 from hsm.signer import SoftwareSigner
 from hsm.sm.sm2 import raw_to_der
 from hsm.sm.sm3 import sm3

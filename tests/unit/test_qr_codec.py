@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from ca.clock import FixedClock, iso_utc
-from ca.errors import CodecError, InvalidSignature
+from ca.core.clock import FixedClock, iso_utc
+from ca.core.errors import CodecError, InvalidSignature
 from ca.qr import codec
 from ca.qr.codec import (
     FIELDS,

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ca.clock import FixedClock
-from ca.errors import CodecError
+from ca.core.clock import FixedClock
+from ca.core.errors import CodecError
 from ca.qr.codec import FIELDS, decode_payload
 from ca.qr.verify import Reason, Rejected, VerifiedRide, verify_payload
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass, replace
 
 import pytest
 
-from ca.clock import FixedClock
-from ca.errors import CodecError, JtcaError, PayloadRejected
+from ca.core.clock import FixedClock
+from ca.core.errors import CodecError, JtcaError, PayloadRejected
 from ca.qr.codec import decode_payload
 from ca.qr.issue import SignerMismatch, issue_user_certificate, sign_ride
 from ca.qr.verify import (

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ca.errors import CodecError, JtcaError
+from ca.core.errors import CodecError, JtcaError
 from ca.qr.codec import InteropCertificate
 from ca.registry import (
     DATA_FILE,

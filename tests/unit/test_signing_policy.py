@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ca.signing import load_policy, vendor_mechanisms
+from ca.policy.in_force import load_policy
+from ca.vault.signers import vendor_mechanisms
 from hsm.pkcs11.signer import DEFAULT_VENDOR_MECHANISMS, MechanismInput
 from policies.rules import DEFAULT_POLICY_PATH, parse_policy
 

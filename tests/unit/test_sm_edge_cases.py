@@ -46,7 +46,7 @@ def test_keys_of_other_algorithms_are_invalid_keys() -> None:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    from ca.x509 import CertificateError, certificate_info
+    from ca.pki.x509 import CertificateError, certificate_info
 
     p256 = ec.generate_private_key(ec.SECP256R1())
     pem_private = p256.private_bytes(

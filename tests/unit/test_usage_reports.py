@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from ca.usage import parse_usage_report, scope_violations
+from ca.citykeys.usage_report import parse_usage_report, scope_violations
 
 CSV = """key,city,first_use,last_use,used_in
 gz-card,440100,2026-11-01T00:00:00Z,2026-11-20T00:00:00Z,440106

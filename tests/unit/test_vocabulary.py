@@ -1,4 +1,4 @@
-"""ca/vocabulary.py: the words the console and the command line share (issue #17)."""
+"""ca/core/vocabulary.py: the words the console and the command line share (issue #17)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,7 @@ import pytest
 
 from ca.citykeys.workflow import STAGES
 from ca.cli.main import main
-from ca.lists.der import ListType
-from ca.lists.verify import ListRefused, VerifiedList
-from ca.qr.codec import FIELDS
-from ca.qr.issue import issue_interop_certificate, issue_user_certificate, sign_ride
-from ca.registry.divisions import InvalidIssuerId, validate_issuer_id
-from ca.vocabulary import (
+from ca.core.vocabulary import (
     ISSUER_ID_DIGITS,
     ISSUER_ID_RULE,
     STAGE_WORDS,
@@ -27,6 +22,11 @@ from ca.vocabulary import (
     stage_word,
     subject_words,
 )
+from ca.lists.der import ListType
+from ca.lists.verify import ListRefused, VerifiedList
+from ca.qr.codec import FIELDS
+from ca.qr.issue import issue_interop_certificate, issue_user_certificate, sign_ride
+from ca.registry.divisions import InvalidIssuerId, validate_issuer_id
 from hsm.signer import SoftwareSigner
 
 NOW = 1_790_000_000  # 2026-09-21T14:13:20Z

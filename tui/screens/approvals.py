@@ -19,11 +19,11 @@ from textual.binding import Binding, BindingType
 from textual.widgets import Static
 
 from ca.client.console import Console
-from ca.clock import iso_utc
-from ca.errors import JtcaError
+from ca.core.clock import iso_utc
+from ca.core.errors import JtcaError
+from ca.core.vocabulary import item_ref
 from ca.ops.approvals import PendingRequestView
 from ca.ops.console import PendingItem
-from ca.vocabulary import item_ref
 from tui.screens.base import ConsoleFooter
 from tui.screens.forms import Field, FormModal, RowTable
 from tui.screens.panels import ProgressScreen, WorkProgress
@@ -34,6 +34,7 @@ class ApprovalsScreen(ProgressScreen):
 
     KEY: ClassVar[str] = "4"
     TITLE: ClassVar[str] = "Approvals"
+    SHORT: ClassVar[str] = "Appr"  # the navigation bar at 80 columns
     ACTIONS: ClassVar[tuple[str, ...]] = (
         "city-key.approve",
         "city-key.suspend",

@@ -20,7 +20,7 @@ from textual.widgets import DataTable, Input, Static
 from textual.widgets.data_table import ColumnKey
 
 from ca.client.console import Console
-from ca.clock import iso_utc
+from ca.core.clock import iso_utc
 from ca.ops.audit import VerifyResult
 from ca.ops.console import AuditEventView, AuditPage
 from tui.screens.forms import RowTable

@@ -19,7 +19,7 @@ from textual.widgets._footer import FooterKey
 from textual.worker import Worker
 
 from ca.client.console import Console, session_over
-from ca.errors import JtcaError
+from ca.core.errors import JtcaError
 
 T = TypeVar("T")
 
@@ -112,12 +112,15 @@ class ConsoleFooter(Footer):
 class ConsoleScreen(Guarded, Screen[None]):
     """A screen of the console, given the signed-in officer's ``Console``.
 
-    ``KEY`` is its navigation key, ``TITLE`` its name in the navigation bar, ``ACTIONS`` the
-    policy actions of which the officer needs at least one to see it (empty: everyone).
+    ``KEY`` is its navigation key, ``TITLE`` its name in the navigation bar, ``SHORT`` the
+    abbreviation the bar uses when the terminal is too narrow for every title (empty: the
+    title), ``ACTIONS`` the policy actions of which the officer needs at least one to see it
+    (empty: everyone).
     """
 
     KEY: ClassVar[str] = ""
     TITLE: ClassVar[str] = ""
+    SHORT: ClassVar[str] = ""
     ACTIONS: ClassVar[tuple[str, ...]] = ()
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "back", "Back", show=False),  # q closes this screen: back, not quit

@@ -1,5 +1,5 @@
 """Ceremony: walk a key ceremony file (``docs/ceremony.md``) the way the room does — load it,
-review its steps (``ca.ceremony_file.plan``, read here) one by one, each signed off by one of the
+review its steps (``ca.ceremony.file.plan``, read here) one by one, each signed off by one of the
 file's named witnesses before the next, then have the service run it with the custodians' shares
 (``ceremony.run``: the tokens are the service's) and show the signed transcript's summary, saved
 here. Whether the ceremony may run (already run, index taken, root missing, witnesses named,
@@ -16,11 +16,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Static
 
-from ca import ceremony_file as ceremonies
+from ca.ceremony import file as ceremonies
 from ca.client.config import state_dir
 from ca.client.console import Console
-from ca.clock import iso_utc
-from ca.errors import JtcaError
+from ca.core.clock import iso_utc
+from ca.core.errors import JtcaError
 from ca.ops.ceremony import CeremonyOutcome
 from ca.ops.console import CeremonyRunView
 from tui.screens.forms import ConsoleTable, Field, FormModal, PickModal
@@ -127,6 +127,7 @@ class CeremonyScreen(ProgressScreen):
 
     KEY = "9"
     TITLE = "Ceremony"
+    SHORT = "Cer"  # the navigation bar at 80 columns
     ACTIONS = (RUN_ROOT, RUN_ROLLOVER)
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("l", "load", "Load"),
@@ -348,7 +349,7 @@ class CeremonyScreen(ProgressScreen):
         console = self.console
 
         def job() -> tuple[Transcript, Path]:
-            from ca.files import write_atomically
+            from ca.core.files import write_atomically
 
             outcome = console.run_ceremony(text, shares, witnesses)
             out = state_dir() / "ceremonies" / f"{outcome.file_sha256[:12]}.json"

@@ -26,7 +26,7 @@ from textual.widgets import Static
 
 from ca.client.config import state_dir
 from ca.client.console import Console
-from ca.errors import JtcaError
+from ca.core.errors import JtcaError
 from ca.ops import city as city_ops
 from ca.ops.packages import ImportedKey, KeyAwaitingDelivery, TransportKeyInfo
 from ca.registry.divisions import default_divisions

@@ -16,12 +16,12 @@ from textual.binding import Binding, BindingType
 from textual.widgets import Static
 
 from ca.client.console import Console
-from ca.clock import iso_utc
-from ca.errors import JtcaError
+from ca.core.clock import iso_utc
+from ca.core.errors import JtcaError
+from ca.core.vocabulary import request_ref
 from ca.ops.city import ActionOutcome
 from ca.ops.console import CleanupView
 from ca.ops.packages import SiteCopy
-from ca.vocabulary import request_ref
 from tui.screens.base import ConsoleFooter
 from tui.screens.forms import Field, FormModal, MarkTable
 from tui.screens.panels import ProgressScreen, WorkProgress, short_stage
@@ -57,6 +57,7 @@ class CleanupScreen(ProgressScreen):
 
     KEY: ClassVar[str] = "7"
     TITLE: ClassVar[str] = "Cleanup"
+    SHORT: ClassVar[str] = "Clean"  # the navigation bar at 80 columns
     ACTIONS: ClassVar[tuple[str, ...]] = (CLEANUP, DESTROY)
 
     DEFAULT_CSS = """

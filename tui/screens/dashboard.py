@@ -12,9 +12,9 @@ from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.widgets import Footer, Static
 
+from ca.citykeys.lifecycle import KeyState
 from ca.client.console import Console
-from ca.clock import iso_utc
-from ca.lifecycle import KeyState
+from ca.core.clock import iso_utc
 from ca.ops.city import KeyQuery, KeySummary, KeyView
 from ca.ops.console import Dashboard, ListFreshness
 from tui.screens.base import ConsoleScreen
@@ -78,6 +78,7 @@ class DashboardScreen(ConsoleScreen):
 
     KEY = "1"
     TITLE = "Dashboard"
+    SHORT = "Dash"  # the navigation bar at 80 columns
     ACTIONS = ()
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("e", "keys('e')", "Expiring"),

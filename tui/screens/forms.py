@@ -20,7 +20,7 @@ from textual.widgets import DataTable, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
 from ca.client.console import session_over
-from ca.errors import BadInput
+from ca.core.errors import BadInput
 from tui.screens.base import describe_error
 
 MARK = "✓"

@@ -14,7 +14,7 @@ from textual.binding import Binding, BindingType
 from textual.widgets import Static
 
 from ca.client.console import Console
-from ca.errors import JtcaError
+from ca.core.errors import JtcaError
 from ca.ops.issuance import InteropCertificateView, IssuerView
 from tui.screens.base import ConsoleFooter, describe_error
 from tui.screens.forms import Field, FieldError, FormModal, RowTable, field_named_in

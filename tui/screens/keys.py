@@ -20,7 +20,7 @@ from textual.widgets import DataTable, Input, Static
 from textual.widgets.data_table import ColumnKey
 
 from ca.client.console import Console
-from ca.clock import iso_utc
+from ca.core.clock import iso_utc
 from ca.ops import city
 from tui.screens.base import Guarded
 from tui.screens.forms import ConsoleTable

@@ -14,7 +14,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Label, ProgressBar, Static
 from textual.worker import Worker, WorkerState
 
-from ca.vocabulary import stage_word
+from ca.core.vocabulary import stage_word
 from tui.screens.base import ConsoleScreen, Guarded
 
 T = TypeVar("T")
@@ -23,7 +23,7 @@ WORK_GROUP = "console-work"  # the group ``ConsoleScreen.run_blocking`` runs its
 
 def short_stage(stage: str) -> str:
     """``held-by-province`` as ``at-province``: the word the command line shows too
-    (``ca.vocabulary.stage_word``; at most 11 characters for 80-column tables)."""
+    (``ca.core.vocabulary.stage_word``; at most 11 characters for 80-column tables)."""
     return stage_word(stage)
 
 

@@ -22,7 +22,7 @@ from textual.containers import Vertical
 from textual.widgets import ContentSwitcher, DataTable, Static
 
 from ca.client.console import Console
-from ca.clock import iso_utc
+from ca.core.clock import iso_utc
 from ca.ops import lists
 from ca.ops.console import EmergencyRequestView
 from tui.screens.forms import Field, FieldError, FormModal, RowTable
@@ -139,6 +139,7 @@ class PublicationScreen(ProgressScreen):
 
     KEY = "6"
     TITLE = "Publication"
+    SHORT = "Pub"  # the navigation bar at 80 columns
     ACTIONS = (PUBLISH, EMERGENCY, IMPORT, REGISTER)
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("h", "view('history')", "History"),

@@ -5,7 +5,7 @@ Layout (any web server can serve it; a witness keeps the same layout for its own
     <folder>/checkpoint              the newest checkpoint, with the cosignatures received
     <folder>/checkpoints/<size>      every checkpoint, by tree size (12 digits, zero-padded)
 
-Files are written atomically (``ca.files.write_atomically``): a reader sees a whole note or the
+Files are written atomically (``ca.core.files.write_atomically``): a reader sees a whole note or the
 previous one. A newer file never replaces ``checkpoint`` with a smaller tree.
 """
 
@@ -14,8 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Final
 
-from ca.errors import BadInput
-from ca.files import write_atomically
+from ca.core.errors import BadInput
+from ca.core.files import write_atomically
 
 MAX_FILE: Final = 64 * 1024
 

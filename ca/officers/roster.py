@@ -10,9 +10,9 @@ from __future__ import annotations
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from ca import audit
-from ca.errors import JtcaError
-from ca.signing import load_policy
+from ca.core.errors import JtcaError
+from ca.log import audit
+from ca.policy.in_force import load_policy
 from ca.store.db import transaction
 from ca.store.models import Officer
 from policies.rules import Actor, is_province_code

@@ -1,7 +1,7 @@
 """The demo's client half (``jtca demo``; issue #12): the officers' personal tokens, their
 enrolment, and the day's work as signed requests of those officers.
 
-After the service has seeded the demo world's history (``demo.seed``, ``ca.demodata``), the
+After the service has seeded the demo world's history (``demo.seed``, ``ca.demo.seed``), the
 demo's client — at the same site, on the same state folder — does what officers at their desks
 would do, over the service's HTTP API like any client:
 
@@ -36,15 +36,15 @@ from typing import Final, Literal
 
 from ca.client.http import Client
 from ca.client.session import RequestSigner
-from ca.clock import iso_utc
-from ca.demo_credentials import (
+from ca.core.clock import iso_utc
+from ca.core.errors import BadInput, JtcaError
+from ca.demo.credentials import (
     DemoCredentials,
     DemoCredentialsError,
     DemoOfficer,
     load_credentials,
     write_credentials,
 )
-from ca.errors import BadInput, JtcaError
 from ca.ops import auth as auth_ops
 from ca.ops import city as city_ops
 from ca.ops import issuance as issuance_ops
@@ -61,7 +61,7 @@ ISSUER: Final = ("02113450", "示例发行机构")  # the demo QR issuer (cn8, n
 # the issuer's own token (at the issuer's site: here, the demo's); a label, not a secret
 ISSUER_TOKEN: Final = "DEMO-ISSUER"  # noqa: S105
 SUSPEND_REASON: Final = "used in Fujian (第十条)"
-DORMANT_CITIES: Final = frozenset({"440300"})  # ca.demodata.DORMANT: delivered, never used
+DORMANT_CITIES: Final = frozenset({"440300"})  # ca.demo.seed.DORMANT: delivered, never used
 
 
 class DemoPin:
@@ -97,7 +97,7 @@ class _Desk:
 
     def token(self, officer: DemoOfficer) -> OfficerToken:
         if officer.id not in self.tokens:
-            from hsm.softhsm import token_labels, use_softhsm
+            from hsm.pkcs11.softhsm2 import token_labels, use_softhsm
 
             use_softhsm(self.state / "softhsm2")
             if officer.token_label not in token_labels():
@@ -360,8 +360,8 @@ def _decide(
 def _issuer(desk: _Desk, credentials: DemoCredentials, now: int) -> None:
     """The demo issuer's request, made with its own token at its site, then registered and
     certified by ca-op-1 under the root share quorum."""
-    from ca.requests import make_request
-    from ca.tokens import embedded_token
+    from ca.qr.cert_request import make_request
+    from ca.vault.embedded import embedded_token
     from hsm.pkcs11.signer import TokenSigner
 
     issuer_id, name = ISSUER

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ca.errors import BadInput
-from ca.tokens import EmbeddedVault
+from ca.core.errors import BadInput
+from ca.vault.embedded import EmbeddedVault
 from hsm.pkcs11.keys import KeyStore
 from hsm.pkcs11.token import PinSource, PromptPin, Token, pin_source_from_spec
 

@@ -16,12 +16,12 @@ from typing import Final
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from ca import audit
-from ca.authorization import PolicyDenied
-from ca.dualcontrol import bind_request, record_decision
-from ca.errors import JtcaError
+from ca.core.errors import JtcaError
+from ca.log import audit
+from ca.officers.dual_control import bind_request, record_decision
+from ca.policy.authorization import PolicyDenied
+from ca.policy.in_force import load_policy
 from ca.registry.divisions import default_divisions
-from ca.signing import load_policy
 from ca.store.db import transaction
 from ca.store.models import KeyApplication
 from policies.rules import Actor, Subject, decide

@@ -2,7 +2,8 @@
 
 Written by the service when it seeds the demo world (``demo.seed``: the root share quorum of the
 demo's root ceremony and the officers it registered, ``stage`` ``seeded``), then completed by the
-demo's client at the same site (``ca.site.demo``), which makes each officer's personal token and
+demo's client at the same site (``ca.demo.officer_work``), which makes each officer's personal
+token and
 writes its PIN here before it enrols the token's key. Mode 0600, replaced atomically; it exists
 only in a demo state folder. The format, field by field, is in docs/officers.md ("The demo's
 officers")::
@@ -30,7 +31,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from ca.errors import JtcaError
+from ca.core.errors import JtcaError
 from ca.ops.demo import CREDENTIALS
 
 FORMAT: Final = "jtca-demo-credentials/2"

@@ -29,7 +29,7 @@ from typing import Any, Final
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from ca.errors import JtcaError
+from ca.core.errors import JtcaError
 from ca.store.models import Approval, PendingRequest
 
 MAX_REASON: Final = 400
@@ -50,7 +50,7 @@ class SignedRequest:
 
 @dataclass(frozen=True, slots=True)
 class SignedDecision:
-    """An approver's verified signature over ``ca.officer_auth.approval_statement``."""
+    """An approver's verified signature over ``ca.officers.statements.approval_statement``."""
 
     subject: str
     officer: str

@@ -1,5 +1,5 @@
-"""Token signers built under the policy (``policies/authority.toml``): vendor mechanisms and,
-per key class, whether host-assisted signing is allowed."""
+"""The policy in force (``policies/authority.toml``, or the version approved in the service):
+read, validated and answered by ``load_policy`` to every module that decides under it."""
 
 from __future__ import annotations
 
@@ -8,10 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ca.errors import JtcaError
-from hsm.pkcs11.keys import KeyStore
-from hsm.pkcs11.signer import MechanismInput, SignatureEncoding, TokenSigner, VendorMechanism
-from hsm.pkcs11.uri import Pkcs11Uri
+from ca.core.errors import JtcaError
 from hsm.sm.sm3 import sm3
 from policies.rules import DEFAULT_POLICY_PATH, Policy, PolicyFileError, parse_policy
 
@@ -91,31 +88,3 @@ def load_policy(path: Path | None = None) -> Policy:
     if source not in _loaded:
         _loaded[source] = read_policy(source).policy
     return _loaded[source]
-
-
-def vendor_mechanisms(policy: Policy) -> tuple[VendorMechanism, ...]:
-    return tuple(
-        VendorMechanism(
-            e.vendor,
-            e.mechanism,
-            MechanismInput(e.input),
-            SignatureEncoding(e.output),
-            manufacturer=e.manufacturer,
-            model=e.model,
-        )
-        for e in policy.vendor_mechanisms
-    )
-
-
-def token_signer(
-    store: KeyStore, uri: Pkcs11Uri, key_class: str, policy: Policy | None = None
-) -> TokenSigner:
-    """The signer for a key of ``key_class``: native where the token can, host-assisted only
-    where the policy allows it for that class."""
-    chosen = policy or load_policy()
-    return TokenSigner(
-        store,
-        uri,
-        allow_host_assisted=chosen.host_assisted_allowed(key_class),
-        vendor_mechanisms=vendor_mechanisms(chosen),
-    )

@@ -1,7 +1,7 @@
 """The ceremony file: what a key ceremony will do, parsed strictly and planned for review.
 
 Pure (no SQL, no PKCS#11): ``jtca ceremony plan`` runs it on the reviewer's machine, and the
-service parses the same file text before it runs the ceremony (``ca.ceremony``). The file is
+service parses the same file text before it runs the ceremony (``ca.ceremony.run``). The file is
 read by a declarative pydantic model (``_File`` and its tables, on ``policies.filemodel``):
 every key is typed strictly and an unknown key is refused, so a typo never passes unnoticed;
 an error names the file and the field's path (``token.custodians[2]: …``).
@@ -16,7 +16,7 @@ from typing import Annotated, Any, Final
 
 from pydantic import AfterValidator, Field, ValidationError, model_validator
 
-from ca.errors import JtcaError
+from ca.core.errors import JtcaError
 from ca.log.anchors import LOG_TOKEN  # the service's own token of the audit key (issue #13)
 from hsm.names import BadName, object_label, token_label
 from policies.bounded import BadFile, load_toml

@@ -7,7 +7,7 @@ that and nothing else. Two kinds:
 - ``root``: in the root token, the ministry root key and its self-signed X.509 SM2 certificate,
   the central QR CA key(s) with their CA public key index, the list-signing key with a
   certificate from the root; in the service's own log token ``MOT-LOG`` the audit key, with a
-  certificate from the root (extended key usage log signing, ``ca.x509.LOG_SIGNING_EKU``). The
+  certificate from the root (extended key usage log signing, ``ca.pki.x509.LOG_SIGNING_EKU``). The
   root token is unlocked by M of N custodians' shares of its PIN (``init_token`` makes the
   token and the shares, once); the log token's PIN is the service's, so the audit key signs the
   log's checkpoints unattended (ca/service/logkeys.py).
@@ -24,7 +24,7 @@ is signed by the root key, stored and logged; the root ceremony starts sealing t
 new audit key (``on_audit_key``) and the ceremony ends with a checkpoint signed by the audit key.
 The caller writes that checkpoint and the root and audit certificates outside the database
 (``Transcript.checkpoint``, ``Transcript.anchors``). The file, its parser and its plan are pure
-and live in ``ca.ceremony_file`` (re-exported here).
+and live in ``ca.ceremony.file`` (re-exported here).
 
 A power cut (issue #14): before the first key is generated, ``run`` writes an intent
 (``ceremony.run``, subject the ceremony's name) whose plan names every key it will make (token
@@ -51,8 +51,7 @@ from typing import Any, Final
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from ca import audit
-from ca.ceremony_file import (  # the file and its plan (pure), re-exported
+from ca.ceremony.file import (  # the file and its plan (pure), re-exported
     KINDS,
     SUBJECT_KEYS,
     Ceremony,
@@ -65,10 +64,10 @@ from ca.ceremony_file import (  # the file and its plan (pure), re-exported
     plan,
     read_ceremony,
 )
-from ca.errors import JtcaError
+from ca.core.errors import JtcaError
+from ca.log import audit
 from ca.log.anchors import CEREMONIES, anchor_name
 from ca.qr.codec import expiry_end
-from ca.signing import token_signer
 from ca.store import intents
 from ca.store.db import transaction
 from ca.store.intents import IntentRef
@@ -79,6 +78,7 @@ from ca.store.models import (
     InteropCertificateRecord,
     KeyRecord,
 )
+from ca.vault.signers import token_signer
 from hsm.crashpoints import crash_point
 from hsm.custody import parse_share, split_secret
 from hsm.pkcs11.keys import KeyStore, TokenKey
@@ -340,8 +340,8 @@ def run(
     log's origin (the policy's ``[log] origin`` by default). ``write_files`` writes the files
     the plan names after the commit (``ca.service.ceremony.write_outside``); the intent is
     completed once it returns (without it, in the record transaction)."""
-    from ca.officers import check_officer
-    from ca.signing import load_policy
+    from ca.officers.roster import check_officer
+    from ca.policy.in_force import load_policy
 
     for officer in ceremony.officers:
         check_officer(officer.officer_id, list(officer.roles), officer.province)
@@ -466,14 +466,14 @@ def _generate(
     audit_record: KeyRecord | None,
     recorded: set[str],
 ) -> None:
-    from ca.signing import load_policy
-    from ca.x509 import (
+    from ca.pki.x509 import (
         LIST_SIGNING_EKU,
         LOG_SIGNING_EKU,
         issue_certificate,
         key_identifier,
         self_signed_root,
     )
+    from ca.policy.in_force import load_policy
 
     policy = load_policy()
 
@@ -622,7 +622,7 @@ def _serial() -> int:
 def _transcript(
     ceremony: Ceremony, made: _Made, present: list[int], witnesses: list[str], now: datetime
 ) -> dict[str, Any]:
-    from ca.x509 import certificate_info
+    from ca.pki.x509 import certificate_info
 
     certificates = []
     for role, der, _ in made.certificates:
@@ -712,7 +712,7 @@ def _record_in(
     on_audit_key: SealHook | None,
     origin: str,
 ) -> None:
-    from ca.x509 import certificate_info
+    from ca.pki.x509 import certificate_info
 
     actor = f"ceremony:{ceremony.name}"
     for made_key in made.keys:
@@ -814,7 +814,7 @@ def _record_in(
             object_sm3=sm3(der).hex(),
         )
         transcript.certificates.append((role, info.serial, der))
-    from ca.officers import add_officer_in
+    from ca.officers.roster import add_officer_in
 
     for officer in ceremony.officers:
         add_officer_in(

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
-from ca.lifecycle import KeyState
+from ca.citykeys.lifecycle import KeyState
 from policies.rules import KeyClass
 
 DAY: Final = 86400

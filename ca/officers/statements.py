@@ -55,7 +55,7 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-from ca.errors import BadInput, InvalidSignature, JtcaError
+from ca.core.errors import BadInput, InvalidSignature, JtcaError
 from hsm.sm.sm2 import RAW_SIGNATURE_SIZE, SM2PublicKey
 from hsm.sm.sm3 import sm3
 

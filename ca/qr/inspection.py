@@ -12,8 +12,8 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ca.clock import FixedClock, iso_utc
-from ca.errors import InvalidSignature
+from ca.core.clock import FixedClock, iso_utc
+from ca.core.errors import InvalidSignature
 from ca.qr.codec import LAYOUT, QrPayload, decode_payload
 from ca.qr.verify import PayloadVerifier, Rejected
 from hsm.sm.sm2 import SM2PublicKey

@@ -2,13 +2,14 @@
 
 The rows are city keys (一城一密) as the caller read them; this module only formats them.
 Pure: no PKCS#11, no SQL, no UI; the one I/O is ``write_report``, which writes the three
-files with ``ca.files.write_atomically`` (temporary file in the same directory, fsync,
+files with ``ca.core.files.write_atomically`` (temporary file in the same directory, fsync,
 ``os.replace``, directory fsync).
 
-- Times are ISO-8601 UTC with a Z (``ca.clock.iso_utc``); ``now`` is passed in.
+- Times are ISO-8601 UTC with a Z (``ca.core.clock.iso_utc``); ``now`` is passed in.
 - "Days left" is whole days until ``not_after``, rounded down: 0 ends within 24 hours, a
   negative number is overdue.
-- "Live" keys are pre-active, active or suspended (as in ``ca.expiry``); deactivated, revoked
+- "Live" keys are pre-active, active or suspended (as in ``ca.citykeys.expiry``); deactivated,
+revoked
   and destroyed keys are listed but never counted as expiring, overdue or in the chart.
 - CSV cells taken from the rows are neutralised against formula injection (OWASP "CSV
   Injection"): a cell starting with = + - @, a tab or a carriage return gets a leading '.
@@ -28,10 +29,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from ca.clock import iso_utc
-from ca.errors import JtcaError
-from ca.files import write_atomically
-from ca.lifecycle import KeyState
+from ca.citykeys.lifecycle import KeyState
+from ca.core.clock import iso_utc
+from ca.core.errors import JtcaError
+from ca.core.files import write_atomically
 
 if TYPE_CHECKING:  # pillow is the extra 'images': imported where a chart is drawn
     from PIL import Image, ImageDraw, ImageFont
@@ -40,8 +41,8 @@ DAY: Final = 86400
 LIVE_STATES: Final = frozenset({KeyState.PRE_ACTIVE, KeyState.ACTIVE, KeyState.SUSPENDED})
 EXPIRY_WINDOWS: Final = (30, 90, 180)  # days: the summary's "expiring within" counts
 SOON_DAYS: Final = 90  # the "expiring soon" table
-FLAG_RENEWAL_DUE: Final = "renewal-due"  # ca.expiry.Flag.RENEWAL_DUE
-FLAG_DORMANT: Final = "dormant"  # ca.expiry.Flag.DORMANT (第十条: cleanup of unused keys)
+FLAG_RENEWAL_DUE: Final = "renewal-due"  # ca.citykeys.expiry.Flag.RENEWAL_DUE
+FLAG_DORMANT: Final = "dormant"  # ca.citykeys.expiry.Flag.DORMANT (第十条: cleanup of unused keys)
 FLAG_VIOLATION: Final = "violation"  # 第十一条: misuse reported against the key
 
 CSV_NAME: Final = "report.csv"
@@ -101,7 +102,7 @@ class ReportKey:
     city_name: str  # e.g. "广州市"
     province: str  # 6-digit province code
     key_class: str  # "city-card" | "city-qr"
-    state: str  # ca.lifecycle.KeyState value
+    state: str  # ca.citykeys.lifecycle.KeyState value
     stage: str  # delivery stage: generated, delivered-to-province, …, installed
     not_before: int  # Unix seconds UTC
     not_after: int
@@ -124,12 +125,13 @@ def is_live(key: ReportKey) -> bool:
 
 
 def is_overdue(key: ReportKey, now: int) -> bool:
-    """Live but past its end (``ca.expiry`` flags it ``expired``; the lifecycle deactivates it)."""
+    """Live but past its end (``ca.citykeys.expiry`` flags it ``expired``; the lifecycle
+    deactivates it)."""
     return is_live(key) and now > key.not_after
 
 
 def expiring_within(key: ReportKey, days: int, now: int) -> bool:
-    """Live and ending within ``days`` days (as ``ca.expiry.expiring_within``)."""
+    """Live and ending within ``days`` days (as ``ca.citykeys.expiry.expiring_within``)."""
     return is_live(key) and now <= key.not_after <= now + days * DAY
 
 
@@ -542,7 +544,8 @@ def write_report(
 ) -> dict[str, Path]:
     """report.csv (UTF-8 with a BOM), report.md (UTF-8, pointing at the chart) and
     timeline.png in ``directory`` (created if missing). Everything is built before the first
-    file is written; a file that cannot be written raises ``BadInput`` naming it (``ca.files``).
+    file is written; a file that cannot be written raises ``BadInput`` naming it
+    (``ca.core.files``).
     """
     rows = list(keys)
     contents = {

@@ -8,7 +8,7 @@ entry's leaf hash is stored with it, and every perfect subtree it completes goes
 any root, inclusion proof or consistency proof then costs O(log n) reads (``DbTree``).
 
 ``checkpoint`` signs the tree head with the audit key as a C2SP signed note; the service writes it
-to the checkpoint folder outside the database (``ca.log.folder``), where verification and
+to the checkpoint folder outside the database (``ca.log.checkpoint_folder``), where verification and
 witnesses find it. Entries newer than the last checkpoint are sealed: the service signs each leaf
 hash with a per-process session key that the audit key registered in a ``log.seal-key`` entry,
 so a row added behind the service's back is found before the next checkpoint could cover it.
@@ -28,7 +28,7 @@ from typing import Any, Final, Protocol
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, col, select
 
-from ca.errors import BadInput, CodecError, JtcaError
+from ca.core.errors import BadInput, CodecError, JtcaError
 from ca.log.entry import LogEntry, canonical
 from ca.log.merkle import (
     ProofError,

@@ -26,12 +26,12 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from ca import audit
-from ca.errors import BadInput, JtcaError
+from ca.core.errors import BadInput, JtcaError
+from ca.log import audit
+from ca.qr.cert_request import InteropCertRequest
 from ca.qr.codec import MAX_UINT24, InteropCertificate
 from ca.qr.issue import issue_interop_certificate
 from ca.registry.issuers import active_issuer
-from ca.requests import InteropCertRequest
 from ca.store import intents
 from ca.store.db import transaction
 from ca.store.intents import IntentRef

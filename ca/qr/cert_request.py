@@ -24,7 +24,7 @@ from typing import Any, Final
 
 from asn1crypto import algos, core
 
-from ca.errors import CodecError, JtcaError
+from ca.core.errors import CodecError, JtcaError
 from ca.qr.codec import InteropCertificate, expiry_end
 from hsm import der_scan
 from hsm.errors import InvalidKey, InvalidSignature

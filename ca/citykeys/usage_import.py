@@ -1,6 +1,7 @@
 """Importing activation and usage reports from the data exchange (第十条, 第十一条).
 
-Rows are parsed by ``ca.usage`` (malformed rows refused one by one with their line numbers; a
+Rows are parsed by ``ca.citykeys.usage_report`` (malformed rows refused one by one with their line
+numbers; a
 use reported after the import is refused). Good rows are kept whatever the bad ones do: each
 known key's first and last use are updated and an installed key's first use activates it. A
 row is recorded as a violation, flagging the key for suspension, when it shows the key used
@@ -22,15 +23,21 @@ from typing import Final
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
-from ca import audit
-from ca.authorization import PolicyDenied
 from ca.citykeys.common import CityKeyError, allowed, apply_event
+from ca.citykeys.lifecycle import KeyEvent, KeyState
+from ca.citykeys.usage_report import (
+    RowError,
+    UsageRow,
+    Violation,
+    parse_usage_report,
+    scope_violations,
+)
 from ca.citykeys.workflow import INSTALLED
-from ca.clock import iso_utc
-from ca.lifecycle import KeyEvent, KeyState
+from ca.core.clock import iso_utc
+from ca.log import audit
+from ca.policy.authorization import PolicyDenied
 from ca.store.db import transaction
 from ca.store.models import CityKey, UsageReport, UsageViolation
-from ca.usage import RowError, UsageRow, Violation, parse_usage_report, scope_violations
 from hsm.pkcs11.uri import Pkcs11Uri, UriError
 from policies.rules import Actor, province_of
 

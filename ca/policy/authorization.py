@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from ca.errors import JtcaError
+from ca.core.errors import JtcaError
+from ca.policy.in_force import load_policy
+from ca.qr.cert_request import InteropCertRequest
 from ca.qr.codec import expiry_end
-from ca.requests import InteropCertRequest
-from ca.signing import load_policy
 from policies.rules import Actor, Policy, Subject, decide
 
 

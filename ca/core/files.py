@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import Iterable
 from pathlib import Path
 
-from ca.errors import BadInput
+from ca.core.errors import BadInput
 from hsm.atomic import TEMP_SUFFIX, process_start, replace_atomically
 from hsm.crashpoints import crash_point
 

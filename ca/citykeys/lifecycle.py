@@ -18,7 +18,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Final
 
-from ca.errors import JtcaError
+from ca.core.errors import JtcaError
 
 
 class KeyState(StrEnum):

@@ -3,7 +3,8 @@
 ``state/softhsm2/`` holds the SoftHSM2 config and token directory. Each token made here gets a
 random PIN stored beside it (``<label>.pin``, mode 0600) so the demo and a single-machine
 installation run unattended, and the value of its trusted wrapping key (``<label>.wrap``, mode
-0600, written by ``hsm.softhsm.init_token``; docs/tokens.md, "Extractability"): keys made in it
+0600, written by ``hsm.pkcs11.softhsm2.init_token``; docs/tokens.md, "Extractability"): keys made
+in it
 leave it only under that key, for the host-assisted path. That is the embedded default only: a
 real deployment names its module and tokens and takes PINs from the environment, a file, a
 prompt or a custodian quorum.
@@ -21,6 +22,7 @@ from typing import Final
 from hsm.crashpoints import crash_point
 from hsm.names import token_label
 from hsm.pkcs11.keys import KeyStore, TokenKey
+from hsm.pkcs11.softhsm2 import init_token, token_labels, use_softhsm
 from hsm.pkcs11.token import (
     FilePin,
     PinSource,
@@ -30,7 +32,6 @@ from hsm.pkcs11.token import (
     rescan,
     write_pin_file,
 )
-from hsm.softhsm import init_token, token_labels, use_softhsm
 
 STATE_ENV: Final = "JTCA_STATE"
 # Finding a token while other processes log in to it (issue #14, point 6): SoftHSM2 rewrites a

@@ -20,10 +20,11 @@ from typing import Final
 
 from sqlmodel import Session, col, select
 
-from ca import audit
-from ca.errors import JtcaError
-from ca.signing import load_policy, token_signer
+from ca.core.errors import JtcaError
+from ca.log import audit
+from ca.policy.in_force import load_policy
 from ca.store.models import CertificateRecord, OfficerCertificate
+from ca.vault.signers import token_signer
 from hsm.pkcs11.keys import KeyStore
 from hsm.pkcs11.uri import Pkcs11Uri
 from hsm.signer import Signer
@@ -64,7 +65,7 @@ def open_officer_ca(session: Session, store: KeyStore, *, now: int, actor: str) 
     """The officer CA, made on first use: key in the token, certificate and audit event in the
     caller's transaction. A key left in the token by a crash before its record is reused (found
     by its label), never duplicated."""
-    from ca.x509 import certificate_info, self_signed_root
+    from ca.pki.x509 import certificate_info, self_signed_root
 
     record = officer_ca_record(session)
     if record is not None:
@@ -183,7 +184,7 @@ def issue_certificate_for(
     start: datetime,
     end: datetime,
 ) -> bytes:
-    from ca.x509 import CLIENT_AUTH_EKU, OFFICER_AUTH_EKU, issue_certificate, key_identifier
+    from ca.pki.x509 import CLIENT_AUTH_EKU, OFFICER_AUTH_EKU, issue_certificate, key_identifier
 
     ca_end = datetime.fromtimestamp(ca.record.not_after, UTC)
     if end > ca_end:

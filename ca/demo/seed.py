@@ -14,9 +14,9 @@ The demo world is made in two halves, each where it belongs (docs/officers.md, "
   Huizhou's QR key revoked under dual control (its material due for destruction); an operator
   overdue with the lists published six weeks ago (those early decisions carry no officer
   signature: no officer held a token yet). The seed writes
-  ``STATE/demo-credentials.json`` (mode 0600; ``ca.demo_credentials``) with the demo root
+  ``STATE/demo-credentials.json`` (mode 0600; ``ca.demo.credentials``) with the demo root
   ceremony's share quorum and the officers, without PINs.
-- **Today, by the demo's client** (``ca.site.demo``): each officer's personal SoftHSM2 token
+- **Today, by the demo's client** (``ca.demo.officer_work``): each officer's personal SoftHSM2 token
   with an SM2 key made inside it and a random PIN, enrolled through ``officer.enrol`` (the two
   first ministry root officers under the root share quorum, every other officer requested by one
   and approved by the other), then the day's work as signed requests of those officers: usage
@@ -41,10 +41,11 @@ from typing import Final
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from ca.applications import apply, decide_application
-from ca.ceremony import SealHook, Transcript, init_token_shares, read_ceremony, run
+import policies
+from ca.ceremony.run import SealHook, Transcript, init_token_shares, read_ceremony, run
 from ca.citykeys import misuse, workflow
-from ca.demo_credentials import (
+from ca.citykeys.applications import apply, decide_application
+from ca.demo.credentials import (
     DemoCredentials,
     DemoCredentialsError,
     DemoOfficer,
@@ -53,21 +54,19 @@ from ca.demo_credentials import (
     write_credentials,
 )
 from ca.log.anchors import LOG_TOKEN
-from ca.officers import actor_of, add_officer, officers
+from ca.officers.roster import actor_of, add_officer, officers
 from ca.ops.demo import CREDENTIALS
 from ca.publish import publisher
 from ca.publish.acks import register_operator
 from ca.service.runtime import PUBLISHED
 from ca.store.models import CityKey
-from ca.tokens import EmbeddedVault, open_token
+from ca.vault.embedded import EmbeddedVault, open_token
 from hsm.pkcs11.keys import KeyStore
+from hsm.pkcs11.softhsm2 import init_token, token_labels, use_softhsm
 from hsm.pkcs11.token import QuorumPin, Token
-from hsm.softhsm import init_token, token_labels, use_softhsm
 from policies.rules import Actor
 
-EXAMPLE: Final = (
-    Path(__file__).resolve().parents[1] / "policies" / "ceremonies" / "root-example.toml"
-)
+EXAMPLE: Final = Path(policies.__file__).resolve().parent / "ceremonies" / "root-example.toml"
 DAY: Final = 86400
 HISTORY_DAYS: Final = 1900  # the root ceremony ran this long before the seed
 # The list-signing key lives as long as the audit key here: the demo's history is longer than
@@ -133,7 +132,7 @@ def seed(
     """Seed the empty database ``engine`` and the tokens of ``state`` with the demo world's
     history up to ``now`` (``vault`` may create tokens) and write the credentials file, stage
     ``seeded``: the demo's client makes the officers' tokens and the day's work
-    (``ca.site.demo``). The audit key goes to the service's log token (``MOT-LOG``, in
+    (``ca.demo.officer_work``). The audit key goes to the service's log token (``MOT-LOG``, in
     ``vault``); ``on_audit_key`` starts sealing the log in the ceremony's transaction and
     ``on_ceremony`` gets the transcript once it is committed (the service writes the trust
     anchors and the closing checkpoint outside the database)."""
