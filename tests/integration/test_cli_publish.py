@@ -211,6 +211,15 @@ def test_publisher_end_to_end(database, tmp_path: Path) -> None:  # type: ignore
     assert {d["why"] for d in urgent.values()} == {"emergency"}
     assert urgent["issuer-whitelist"]["sequence"] == 3
     assert data("lists", "history", "--list", "city-list")[-1]["emergency"] is True
+    # run by its number, in the positional shape (--emergency N is the old spelling): it ran
+    number = str(asked["request"])
+    rerun = jtca("publish", "emergency", number, *key, officer="em-2", ok=False)
+    assert f"request #{number} is done, not approved" in rerun.stderr, rerun.stderr
+    old = jtca("publish", "--emergency", number, *key, officer="em-2", ok=False)
+    assert (old.returncode, old.stderr) == (rerun.returncode, rerun.stderr)
+    wrong = jtca("publish", "urgent", number, *key, officer="em-2", ok=False)
+    assert wrong.returncode == 3, wrong.stderr
+    assert f"jtca publish urgent {number}: say jtca publish emergency N" in wrong.stderr
 
     # another folder mirrors every version the service published, and the current lists, each
     # with its log proof beside it (docs/lists.md) once a checkpoint covers it: the publisher
