@@ -8,6 +8,7 @@ import asyncio
 import functools
 import importlib
 import importlib.util
+import re
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -20,7 +21,7 @@ from textual.widgets import DataTable, Input, Static
 from ca.client.http import ServiceError
 from ca.ops.demo import CREDENTIALS
 from ca.store.models import AuditEvent, CityKey, OfficerSession
-from tui.app import JtcaApp, NavBar, SignInScreen
+from tui.app import JtcaApp, NavBar, ScreenEntry, SignInScreen, load_screens, nav_text
 from tui.screens import SCREENS
 from tui.screens.dashboard import DashboardScreen
 from tui.screens.keys import SORTABLE, KeysScreen, ReasonModal
@@ -403,3 +404,35 @@ async def test_palette_runs_screen_actions_and_keys_shows_only_allowed_ones(demo
         await settle(pilot)
         assert isinstance(app.screen, KeysScreen)
         assert app.errors == []
+
+
+def test_the_navigation_bar_abbreviates_by_words_never_by_cutting() -> None:
+    """At 80 columns (78 inside the bar's padding) the nine screens' titles do not fit: the bar
+    shows each screen's ``SHORT`` word (the current one in full while that fits), never a title
+    cut at six letters ('Cleanu', 'Public'); at 160 columns every title in full."""
+    entries = [ScreenEntry(c.KEY, c.TITLE, "", c, c.SHORT or c.TITLE) for c in load_screens()]
+    assert len(entries) == 9
+    allowed = {e.key: {e.title, e.short} for e in entries}
+
+    def labels(text: str) -> dict[str, str]:
+        plain = text.replace("[reverse]", "").replace("[/]", "")
+        found = dict(re.findall(r"(\d) ([A-Z][a-z]*)", plain))
+        assert len(plain) <= width
+        return found
+
+    width = 158
+    wide = labels(nav_text(entries, "1", width))
+    assert wide == {e.key: e.title for e in entries}
+    for current in [e.key for e in entries]:
+        width = 78
+        shown = labels(nav_text(entries, current, width))
+        assert set(shown) == set(allowed)  # every screen is named at 80 columns
+        for key, word in shown.items():
+            assert word in allowed[key], (key, word)
+        assert shown["7"] != "Cleanu"
+    width = 78
+    provincial = [e for e in entries if e.title not in {"Issuers", "Ceremony"}]  # gd-1's screens
+    assert labels(nav_text(provincial, "1", width))["1"] == "Dashboard"  # the current in full
+    assert labels(nav_text(provincial, "1", width))["7"] == "Clean"
+    width = 30
+    assert labels(nav_text(entries, "1", width)) == {}  # only the numbers are left
