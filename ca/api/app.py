@@ -48,6 +48,8 @@ from ca.officers.dual_control import SignedRequest, serving
 from ca.officers.statements import SESSION_HEADER, SIGNATURE_HEADER, AuthError, body_digest
 from ca.ops import log as log_ops
 from ca.ops.base import OPERATIONS, Empty, Model, Operation
+from ca.ops.system import PROGRESS_HEADER, PROGRESS_ID_PATTERN, PROGRESS_PREFIX, ProgressView
+from ca.service import progress
 from ca.service.auth import Authenticated, authenticate, refusal_audited, refuse
 from ca.service.context import Context, NotSignedIn
 from ca.service.log import ProofRequestError
@@ -168,6 +170,7 @@ def _context(op: Operation[Model, Model], runtime: Runtime, clock: Clock) -> Cal
             request_id=request.state.request_id,
             session_id=authenticated.session_id if authenticated else "",
             certificate_serial=authenticated.certificate_serial if authenticated else None,
+            progress_token=progress.check_token(request.headers.get(PROGRESS_HEADER, "")),
         )
 
     return context
@@ -268,6 +271,7 @@ def _endpoint(op: Operation[Model, Model], runtime: Runtime, clock: Clock) -> Ca
         finally:
             refusal_audited.reset(audited)
             serving.reset(token)
+            progress.BOARD.finish(ctx.progress_token)  # the client's bar ends with the answer
         if type(result) is not op.result:
             result = op.result.model_validate(result)
         # serialised once, by the model itself (FastAPI would validate it a second time)
@@ -412,6 +416,21 @@ def create_app(
         return JSONResponse(body, status_code=200 if ok else 503)
 
     _log_routes(app, runtime, clock)
+
+    @app.get(PROGRESS_PREFIX + "{token}", response_model=ProgressView, tags=["system"])
+    async def progress_of(token: str) -> Response:
+        """Where the operation sent with ``Jtca-Progress: <token>`` has got to. The token is
+        the capability (32 random bytes only its client knows); no database is read."""
+        found = progress.BOARD.read(token) if re.fullmatch(PROGRESS_ID_PATTERN, token) else None
+        if found is None:
+            return problem(
+                404,
+                "No such progress",
+                "no operation reports under this token (never sent, or finished over "
+                f"{progress.KEEP_SECONDS:.0f} s ago)",
+            )
+        return Response(found.model_dump_json(), media_type="application/json")
+
     from ca.api import acks_http, lists_http, metrics_http  # issue #16
 
     lists_http.register(app, runtime, clock)

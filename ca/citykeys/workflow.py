@@ -613,7 +613,13 @@ def recover_city_key_intent(
 
 
 def generate(
-    engine: Engine, vault: Vault, actor: Actor, application_id: int, *, now: int
+    engine: Engine,
+    vault: Vault,
+    actor: Actor,
+    application_id: int,
+    *,
+    now: int,
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[CityKey]:
     """The key sets of an approved application, in the ministry token, one distinct key per
     city and class. A city that already has a live key of a class is refused (renew it).
@@ -623,7 +629,8 @@ def generate(
     the application's state and the intent's completion are one transaction. A failure destroys
     what was made; a crash leaves it to ``recover_city_key_intent``. Objects under a planned
     label that no record names (left by a crash before intents were written) are destroyed
-    first, so such a run is not refused as a duplicate label."""
+    first, so such a run is not refused as a duplicate label. ``progress(done, total)`` is told
+    of each key made in the token."""
     policy = load_policy()
     classes = policy.city_key_classes
     if not classes:
@@ -691,8 +698,13 @@ def generate(
     try:
         destroy_stale(engine, store, intent, actor=actor.id, now=now)
         noted: dict[str, Any] = {}
-        for planned in intent.plan["objects"]:
+        planned_keys = intent.plan["objects"]
+        for planned in planned_keys:
+            if progress is not None:
+                progress(len(made), len(planned_keys))
             made.append(make_planned_key(engine, store, intent, planned, noted))
+        if progress is not None:
+            progress(len(made), len(planned_keys))
         crash_point(f"{GENERATE_INTENT}:before-record")
         rows: list[CityKey] = []
         with transaction(engine) as session:

@@ -182,7 +182,13 @@ def verify_at_service(args: argparse.Namespace) -> VerifyResult:
                 for p in args.root_cert
             ],
         )
-        return client.call(ops.VERIFY, request)
+        from ca.cli.progress import awaited
+
+        return awaited(
+            lambda token: client.call(ops.VERIFY, request, progress_token=token),
+            client.progress,
+            json_output=bool(getattr(args, "json", False)),
+        )
     finally:
         client.close()
 

@@ -275,7 +275,7 @@ def _decided(args: argparse.Namespace) -> tuple[Literal["application", "action"]
 
 def cmd_generate(args: argparse.Namespace) -> int:
     request = ops.GenerateRequest(application=args.application)
-    keys = call(args, ops.GENERATE, request).keys
+    keys = call(args, ops.GENERATE, request, progress=True).keys
     data = [{"id": k.id, "label": k.label, "city": k.city, "class": k.key_class} for k in keys]
     _emit(args, data, "\n".join(f"generated {k.label} (key {k.id})" for k in keys))
     return 0

@@ -44,16 +44,28 @@ def call(
     op: Operation[Req, Res],
     request: Req,
     options: Mapping[str, str] | None = None,
+    *,
+    progress: bool = False,
 ) -> Res:
     """``op`` at the service, as the officer of this machine's session (an operation that needs
     one is not sent without it). A refusal that names a request field (``city abc: …``) is said
     with the command's option for that field instead (``--city abc: …``), as ``options`` maps
-    them."""
+    them. With ``progress``, long work draws a bar on a terminal (``ca.cli.progress.awaited``)."""
     from ca.cli import desk
     from ca.client.http import ServiceError
 
     client = desk.connect()
     try:
+        if progress:
+            from ca.cli.progress import awaited
+
+            if op.officer:
+                desk.signed_in(client, op.name)
+            return awaited(
+                lambda token: client.call(op, request, progress_token=token),
+                client.progress,
+                json_output=bool(getattr(args, "json", False)),
+            )
         return desk.call(op, request, client)
     except ServiceError as exc:
         if exc.field and options:

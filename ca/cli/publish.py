@@ -641,7 +641,14 @@ def cmd_publish(args: argparse.Namespace) -> int:
     )
     client = _run_client(args)
     try:
-        return _published(client, args, client.call(ops.PUBLISH, request))
+        from ca.cli.progress import awaited
+
+        published = awaited(
+            lambda token: client.call(ops.PUBLISH, request, progress_token=token),
+            client.progress,
+            json_output=bool(args.json),
+        )
+        return _published(client, args, published)
     finally:
         _sign_out(client, args)
         client.close()

@@ -18,6 +18,7 @@ from ca.client.session import RequestSigner
 from ca.core.errors import JtcaError
 from ca.core.vocabulary import plural
 from ca.ops.base import Model, Operation
+from ca.ops.system import PROGRESS_HEADER, PROGRESS_PREFIX, ProgressView
 
 TIMEOUT: Final = httpx.Timeout(connect=10.0, read=600.0, write=60.0, pool=30.0)
 
@@ -80,8 +81,12 @@ class Client:
         """The same connection, signing as ``signer``'s session (or anonymous)."""
         return Client(self.http, signer=signer, target=self.target)
 
-    def call(self, op: Operation[Req, Res], request: Req) -> Res:
+    def call(self, op: Operation[Req, Res], request: Req, *, progress_token: str = "") -> Res:
+        """``op`` with ``request``; with ``progress_token`` the service reports where the work
+        has got to under that token (``progress``)."""
         headers = {"X-Request-Id": uuid.uuid4().hex}
+        if progress_token:
+            headers[PROGRESS_HEADER] = progress_token
         body = request.model_dump_json().encode()
         if self.signer is not None:
             headers.update(self.signer.headers("POST", op.path, body))
@@ -105,6 +110,20 @@ class Client:
                 "Version mismatch",
                 1,
             ) from None
+
+    def progress(self, token: str) -> ProgressView | None:
+        """Where the operation sent with ``progress_token=token`` has got to; None when the
+        service knows nothing under it (yet) or cannot be asked (a progress bar waits)."""
+        try:
+            response = self.http.get(PROGRESS_PREFIX + token)
+        except httpx.TransportError:
+            return None
+        if response.status_code != 200:
+            return None
+        try:
+            return ProgressView.model_validate_json(response.content)
+        except ValidationError:
+            return None
 
     def get(self, path: str) -> httpx.Response:
         try:

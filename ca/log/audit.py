@@ -21,12 +21,12 @@ from __future__ import annotations
 import json
 import threading
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 from sqlalchemy.engine import Connection, Engine
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from ca.core.errors import BadInput, CodecError, JtcaError
 from ca.log.entry import LogEntry, canonical
@@ -491,9 +491,11 @@ def verify(
     *,
     checkpoints: Sequence[tuple[str, bytes]],
     audit_keys: Sequence[SM2PublicKey],
+    progress: Callable[[int, int], None] | None = None,
 ) -> Report:
     """The database's log against ``checkpoints`` (from outside it; the database's own notes are
-    added as one more source, trusted only if signed by ``audit_keys``)."""
+    added as one more source, trusted only if signed by ``audit_keys``). ``progress(done,
+    total)`` is told every ``PROGRESS_EVERY`` entries walked."""
     own = [
         (f"database checkpoint {c.id} (size {c.size})", cosigned_note(session, c).encode())
         for c in session.exec(select(LogCheckpoint).order_by(col(LogCheckpoint.id)))
@@ -502,14 +504,33 @@ def verify(
         witness_verifier(w)
         for w in session.exec(select(LogWitness).where(LogWitness.state == "active"))
     ]
+    walked: Iterable[dict[str, Any]] = rows(session)
+    if progress is not None:
+        total = session.exec(select(func.count()).select_from(AuditEvent)).one()
+        walked = _told(walked, total, progress)
     return verify_log(
-        rows(session),
+        walked,
         checkpoints=[*checkpoints, *own],
         audit_keys=audit_keys,
         nodes=stored_nodes(session),
         witnesses=witnesses,
         head=tree_size(session),
     )
+
+
+PROGRESS_EVERY: Final = 500
+
+
+def _told(
+    items: Iterable[dict[str, Any]], total: int, progress: Callable[[int, int], None]
+) -> Iterator[dict[str, Any]]:
+    progress(0, total)
+    done = 0
+    for done, item in enumerate(items, 1):
+        yield item
+        if done % PROGRESS_EVERY == 0:
+            progress(done, max(total, done))
+    progress(done, max(total, done))
 
 
 def _seal_keys(session: Session, audit_key: SM2PublicKey) -> dict[int, SM2PublicKey]:

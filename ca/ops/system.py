@@ -64,3 +64,23 @@ RECOVER = operation(
     "finish or undo every operation a crash left unfinished (an officer allowed "
     "system.recover; the service also does it at start and before a rerun)",
 )
+
+
+# -- progress of long work (issue #17, point 1) ---------------------------------------------------
+# A client that wants to show a progress bar for one long operation (generating many keys,
+# publishing the lists, verifying a long log) sends ``Jtca-Progress: <token>`` with it — a fresh
+# random token of its own (32 bytes, base64url) — and polls ``GET /v1/progress/<token>`` while
+# it waits. The token is the capability: only who made it can ask; the answer holds counts and a
+# phrase, no data of the operation, and no database is read to give it. See docs/service.md.
+PROGRESS_HEADER = "Jtca-Progress"
+PROGRESS_PREFIX = "/v1/progress/"
+PROGRESS_ID_PATTERN = r"[A-Za-z0-9_-]{43}"  # 32 random bytes, base64url without padding
+
+
+class ProgressView(Model):
+    """Where the operation sent under a progress token has got to."""
+
+    what: str  # what it is doing, in words ('generating keys in the ministry token')
+    done: int
+    total: int | None  # None: not known yet
+    finished: bool  # the operation has answered (with its result or a problem)

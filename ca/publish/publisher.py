@@ -467,8 +467,10 @@ def publish(
     dry_run: bool = False,
     emergency: bool = False,
     reason: str = "",
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[Outcome]:
-    """One publisher run (see the module docstring). ``signing`` may be None for a dry run."""
+    """One publisher run (see the module docstring). ``signing`` may be None for a dry run.
+    ``progress(done, total)`` is told of each list built, signed and checked."""
     action = EMERGENCY if emergency else PUBLISH
     require(actor, action, Subject(), now)
     if dry_run:
@@ -490,6 +492,8 @@ def publish(
         try:
             with database_lock(engine, max(0.0, deadline - time.monotonic())) as session:
                 for list_type in settings.types:
+                    if progress is not None:
+                        progress(len(outcomes), len(settings.types))
                     previous = latest(session, list_type)
                     if previous is not None:
                         _repair(session, settings.out_dir, previous)
@@ -515,6 +519,8 @@ def publish(
                             sha256=outcome.sha256,
                             recorded=True,
                         )
+                if progress is not None:
+                    progress(len(outcomes), len(settings.types))
                 crash_point(f"{OPERATION}:before-commit")
         except IntegrityError:
             log.warning("publication abandoned: a version was published meanwhile")

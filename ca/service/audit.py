@@ -63,7 +63,12 @@ def verify(ctx: Context, req: ops.VerifyRequest) -> ops.VerifyResult:
     sources = [(c.source, c.note.encode("utf-8")) for c in req.checkpoints]
     sources += [(str(p), data) for p, data in CheckpointFolder(ctx.runtime.log_folder).read_all()]
     with Session(ctx.engine) as session:
-        report = audit.verify(session, checkpoints=sources, audit_keys=keys)
+        report = audit.verify(
+            session,
+            checkpoints=sources,
+            audit_keys=keys,
+            progress=lambda done, total: ctx.progress("verifying the audit log", done, total),
+        )
     from ca.service.logkeys import halted
 
     return ops.VerifyResult.of(

@@ -356,7 +356,16 @@ def generate(ctx: Context, request: ops.GenerateRequest) -> ops.KeyList:
         ctx, workflow.GENERATE_INTENT, workflow.generation_subject(request.application), now
     )
     with ctx.runtime.tokens() as vault:
-        keys = workflow.generate(ctx.engine, vault, actor, request.application, now=now)
+        keys = workflow.generate(
+            ctx.engine,
+            vault,
+            actor,
+            request.application,
+            now=now,
+            progress=lambda done, total: ctx.progress(
+                "generating keys in the ministry token", done, total
+            ),
+        )
     return ops.KeyList(keys=_views(keys, now))
 
 

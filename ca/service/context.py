@@ -28,6 +28,7 @@ class Context:
     request_id: str = ""
     session_id: str = ""  # the signed-in officer's session (issue #12)
     certificate_serial: int | None = None  # the officer certificate that session was opened with
+    progress_token: str = ""  # the client's Jtca-Progress token, if it asked to follow progress
 
     @property
     def engine(self) -> Engine:
@@ -35,6 +36,14 @@ class Context:
 
     def now(self) -> int:
         return self.clock.now()
+
+    def progress(self, what: str, done: int, total: int | None) -> None:
+        """Where long work has got to, for the client's progress bar (``ca.service.progress``);
+        nothing when the request asked for no progress."""
+        if self.progress_token:
+            from ca.service.progress import BOARD
+
+            BOARD.report(self.progress_token, what, done, total)
 
     def actor(self) -> Actor:
         """The calling officer; refused when the request came without one."""

@@ -162,6 +162,9 @@ def run_publisher(
                     now=now,
                     emergency=urgent,
                     reason=reason,
+                    progress=lambda done, total: ctx.progress(
+                        "building, signing and checking the lists", done, total
+                    ),
                 )
             finally:
                 for token in opened:
