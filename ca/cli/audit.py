@@ -182,13 +182,7 @@ def verify_at_service(args: argparse.Namespace) -> VerifyResult:
                 for p in args.root_cert
             ],
         )
-        from ca.cli.progress import awaited
-
-        return awaited(
-            lambda token: client.call(ops.VERIFY, request, progress_token=token),
-            client.progress,
-            json_output=bool(getattr(args, "json", False)),
-        )
+        return desk.call_with_progress(client, ops.VERIFY, request, args)
     finally:
         client.close()
 

@@ -57,15 +57,9 @@ def call(
     client = desk.connect()
     try:
         if progress:
-            from ca.cli.progress import awaited
-
             if op.officer:
                 desk.signed_in(client, op.name)
-            return awaited(
-                lambda token: client.call(op, request, progress_token=token),
-                client.progress,
-                json_output=bool(getattr(args, "json", False)),
-            )
+            return desk.call_with_progress(client, op, request, args)
         return desk.call(op, request, client)
     except ServiceError as exc:
         if exc.field and options:

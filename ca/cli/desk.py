@@ -99,6 +99,20 @@ def call(op: Operation[Req, Res], request: Req, client: Client | None = None) ->
             active.close()
 
 
+def call_with_progress(
+    client: Client, op: Operation[Req, Res], request: Req, args: argparse.Namespace
+) -> Res:
+    """``op`` at the service as one long call: on a terminal, and not with ``--json``, a bar
+    draws what the service reports under the call's progress token (``ca.cli.progress``)."""
+    from ca.cli.progress import awaited
+
+    return awaited(
+        lambda token: client.call(op, request, progress_token=token),
+        client.progress,
+        json_output=bool(getattr(args, "json", False)),
+    )
+
+
 # -- the officer's token -------------------------------------------------------------------------
 def add_token_options(q: argparse.ArgumentParser, *, label_help: str | None = None) -> None:
     q.add_argument(

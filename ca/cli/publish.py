@@ -641,14 +641,9 @@ def cmd_publish(args: argparse.Namespace) -> int:
     )
     client = _run_client(args)
     try:
-        from ca.cli.progress import awaited
+        from ca.cli import desk
 
-        published = awaited(
-            lambda token: client.call(ops.PUBLISH, request, progress_token=token),
-            client.progress,
-            json_output=bool(args.json),
-        )
-        return _published(client, args, published)
+        return _published(client, args, desk.call_with_progress(client, ops.PUBLISH, request, args))
     finally:
         _sign_out(client, args)
         client.close()
